@@ -1,0 +1,83 @@
+// Command keygate is an API-key authorizer for Envoy: `keygate serve` runs
+// the ext_authz gRPC server, and the management subcommands edit the store
+// that a running server follows.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "keygate:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// errUsage marks errors whose message was already printed with the usage.
+var errUsage = errors.New("usage")
+
+func exitCode(err error) int {
+	if errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+const usage = `keygate — API-key authorizer for Envoy
+
+Usage:
+  keygate serve [flags]                 run the ext_authz gRPC server and HTTP endpoints
+  keygate accounts create|update ...    manage accounts
+  keygate sites create|update|rotate-key ...
+  keygate keys create|list|revoke ...   manage keys
+  keygate check [flags]                 explain the decision for one request
+  keygate policy test [DIR]             run the Rego tests of a policy directory
+
+Every flag can also be set as KEYGATE_<FLAG> (for example KEYGATE_STORE).
+Run "keygate COMMAND -h" for a command's flags.
+`
+
+// run is the whole program; tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	env := environment{getenv: getenv, stdout: stdout, stderr: stderr}
+	switch args[0] {
+	case "serve":
+		return env.serve(ctx, args[1:])
+	case "accounts":
+		return env.accounts(ctx, args[1:])
+	case "sites":
+		return env.sites(ctx, args[1:])
+	case "keys":
+		return env.keys(ctx, args[1:])
+	case "check":
+		return env.check(ctx, args[1:])
+	case "policy":
+		return env.policy(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "keygate: unknown command %q\n\n%s", args[0], usage)
+	return errUsage
+}
+
+// environment is what every command may touch of the outside world.
+type environment struct {
+	getenv         func(string) string
+	stdout, stderr io.Writer
+}

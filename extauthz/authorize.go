@@ -1,0 +1,241 @@
+// Package extauthz is keygate's Envoy external authorizer: it turns a
+// request into a credential, the credential into key facts, the facts into a
+// policy input, and the policy's decision into what the proxy must do.
+//
+// Every path ends in a decision: an internal failure is a deny (fail closed),
+// never a gRPC error and never an allow.
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
+)
+
+// KeyFacts resolves credentials to facts; keystore.Cache implements it.
+type KeyFacts interface {
+	Key(ctx context.Context, digests []keystore.Digest) (keystore.KeyFacts, error)
+	Site(ctx context.Context, id string) (keystore.SiteFacts, error)
+}
+
+// Decider evaluates the policy; policies.Engine implements it.
+type Decider interface {
+	Decide(ctx context.Context, in *policies.Input) (policies.Decision, error)
+	PublicSite(path string) (string, bool)
+}
+
+// UsageRecorder notes that a key was used; keystore.Usage implements it.
+type UsageRecorder interface {
+	Record(id string, at time.Time)
+}
+
+// Authorizer decides requests. Its fields are required unless noted.
+type Authorizer struct {
+	Facts    KeyFacts
+	Policy   Decider
+	Format   keystore.Format
+	Digester *keystore.Digester
+	Log      *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Usage is optional.
+	Usage UsageRecorder
+	// Budget bounds a decision when the caller set no deadline (default 150 ms,
+	// under Envoy's 200 ms default timeout).
+	Budget time.Duration
+}
+
+// Result is a decision with everything a transport needs to answer.
+type Result struct {
+	Decision policies.Decision
+	// Upstream holds the headers to set on the upstream request (allow only).
+	Upstream map[string]string
+	// Remove lists request headers to strip before the upstream sees them.
+	Remove []string
+	// KeyID, Mode and Site identify the caller for logs and metadata.
+	KeyID, Mode, Site string
+	// Input is kept for `keygate check`.
+	Input *policies.Input
+}
+
+// Identity headers keygate sets from its own facts; a policy cannot override
+// them and a client cannot send them.
+const (
+	HeaderAccount     = "x-keygate-account"
+	HeaderSite        = "x-keygate-site"
+	HeaderKeyID       = "x-keygate-key-id"
+	HeaderMode        = "x-keygate-mode"
+	HeaderPlan        = "x-keygate-plan"
+	HeaderConcurrency = "x-keygate-concurrency"
+	identityPrefix    = "x-keygate-"
+)
+
+// Authorize decides one request. It never fails: every internal problem is a
+// deny with the matching status.
+func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
+	if _, ok := ctx.Deadline(); !ok {
+		budget := a.Budget
+		if budget <= 0 {
+			budget = 150 * time.Millisecond
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
+	}
+	now := a.now()
+	in := &policies.Input{Request: policyRequest(r)}
+	cred, facts := a.resolveCredential(ctx, r.Headers, in, now)
+	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
+		in.Public = a.publicSite(ctx, site)
+	}
+
+	d, err := a.Policy.Decide(ctx, in)
+	if err != nil {
+		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
+		d = policyError(ctx, err)
+	}
+	res := Result{Decision: d, Input: in}
+	if facts != nil {
+		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
+	}
+	if !d.Allow {
+		return res
+	}
+	res.Upstream = identity(facts, in.Public, d.Headers)
+	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
+	if cred.Scheme != "" {
+		res.Remove = append(res.Remove, credentialHeader(cred.Scheme))
+	}
+	if facts != nil && a.Usage != nil {
+		a.Usage.Record(facts.Key.ID, now)
+	}
+	return res
+}
+
+func (a *Authorizer) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// resolveCredential fills in.Credential (and key facts when found). Format
+// and checksum are checked before cache or store are touched.
+func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
+	cred, status := ExtractCredential(h)
+	in.Credential.Scheme = cred.Scheme
+	switch status {
+	case credMissing:
+		in.Credential.Status = policies.CredMissing
+		return cred, nil
+	case credAmbiguous:
+		in.Credential.Status = policies.CredAmbiguous
+		return cred, nil
+	case credMalformed:
+		in.Credential.Status = policies.CredMalformed
+		return cred, nil
+	}
+	in.Credential.Kind = "key"
+	raw := cred.Value.Reveal()
+	if _, err := a.Format.Parse(raw); err != nil {
+		in.Credential.Status = policies.CredMalformed
+		return cred, nil
+	}
+	facts, err := a.Facts.Key(ctx, a.Digester.All(raw))
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		in.Credential.Status = policies.CredUnknown
+		return cred, nil
+	case err != nil:
+		a.Log.Warn("key lookup failed", "err", err, "digest", a.Digester.Primary(raw).Short())
+		in.Credential.Status = policies.CredUnavailable
+		return cred, nil
+	}
+	in.Credential.Status = policies.CredFound
+	setKeyFacts(in, &facts, now)
+	return cred, &facts
+}
+
+func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
+	in.Key = &policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
+		Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)}
+	in.Site = siteInput(&f.Site)
+	in.Account = accountInput(&f.Account)
+}
+
+func siteInput(s *keystore.Site) *policies.Site {
+	return &policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active}
+}
+
+func accountInput(a *keystore.Account) *policies.Account {
+	return &policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status)}
+}
+
+func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {
+	f, err := a.Facts.Site(ctx, id)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return &policies.Public{Status: policies.CredUnknown}
+	case err != nil:
+		a.Log.Warn("site lookup failed", "site", id, "err", err)
+		return &policies.Public{Status: policies.CredUnavailable}
+	}
+	return &policies.Public{Status: policies.CredFound, Site: siteInput(&f.Site), Account: accountInput(&f.Account)}
+}
+
+// identity builds the upstream headers of an allow: the policy's, then the
+// identity facts on top so that no policy or client can forge them.
+func identity(f *keystore.KeyFacts, pub *policies.Public, fromPolicy map[string]string) map[string]string {
+	out := make(map[string]string, len(fromPolicy)+6)
+	for k, v := range fromPolicy {
+		out[k] = v
+	}
+	switch {
+	case f != nil:
+		out[HeaderAccount] = f.Account.ID
+		out[HeaderSite] = f.Site.ID
+		out[HeaderKeyID] = f.Key.ID
+		out[HeaderMode] = string(f.Key.Mode)
+		out[HeaderPlan] = f.Account.Plan
+	case pub != nil && pub.Site != nil:
+		out[HeaderAccount] = pub.Account.ID
+		out[HeaderSite] = pub.Site.ID
+		out[HeaderMode] = string(keystore.ModeLive)
+		out[HeaderPlan] = pub.Account.Plan
+	}
+	return out
+}
+
+// clientIdentityHeaders lists the x-keygate-* headers the client sent that
+// keygate does not overwrite, so that none reaches the upstream. (Envoy
+// applies removals after sets, so a header keygate sets must not be listed.)
+func clientIdentityHeaders(h map[string]string, set map[string]string) []string {
+	var out []string
+	for k := range h {
+		if _, ours := set[k]; !ours && strings.HasPrefix(k, identityPrefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func credentialHeader(scheme string) string {
+	if scheme == "x-api-key" {
+		return "x-api-key"
+	}
+	return "authorization"
+}
+
+// policyError is the decision when the policy could not decide: 503 when the
+// request ran out of time, 500 otherwise.
+func policyError(ctx context.Context, err error) policies.Decision {
+	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Authorization timed out", Rule: "timeout"}
+	}
+	return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
+}

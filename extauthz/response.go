@@ -1,0 +1,120 @@
+package extauthz
+
+import (
+	"encoding/json"
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keygate/keygate/policies"
+)
+
+// DenyBody is the JSON a denied client receives: the policy's body, or the
+// default {"code","message"}.
+func DenyBody(d policies.Decision) []byte {
+	if len(d.Body) > 0 {
+		return d.Body
+	}
+	b, _ := json.Marshal(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{d.Code, d.Message}) // two strings always marshal
+	return b
+}
+
+// DenyHeaders are the headers of a denied response: the policy's, plus
+// content-type, no caching, and a WWW-Authenticate challenge on 401
+// (RFC 6750 §3) unless the policy set its own.
+func DenyHeaders(d policies.Decision, credentialSent bool) map[string]string {
+	h := make(map[string]string, len(d.ResponseHeaders)+3)
+	for k, v := range d.ResponseHeaders {
+		h[k] = v
+	}
+	h["content-type"] = "application/json"
+	h["cache-control"] = "no-store"
+	if _, ok := h["www-authenticate"]; !ok && d.Status == 401 {
+		challenge := `Bearer realm="keygate"`
+		if credentialSent {
+			challenge += `, error="invalid_token"`
+		}
+		h["www-authenticate"] = challenge
+	}
+	return h
+}
+
+// CheckResponse renders a result for Envoy.
+func (r Result) CheckResponse() *authv3.CheckResponse {
+	d := r.Decision
+	meta := r.metadata()
+	if !d.Allow {
+		code := codes.PermissionDenied
+		if d.Status == 401 {
+			code = codes.Unauthenticated
+		}
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(code), Message: d.Code},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
+				Headers: headerOptions(DenyHeaders(d, r.credentialSent())),
+				Body:    string(DenyBody(d)),
+			}},
+			DynamicMetadata: meta,
+		}
+	}
+	return &authv3.CheckResponse{
+		Status: &rpcstatus.Status{Code: int32(codes.OK)},
+		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:              headerOptions(r.Upstream),
+			HeadersToRemove:      r.Remove,
+			ResponseHeadersToAdd: headerOptions(d.ResponseHeaders),
+		}},
+		DynamicMetadata: meta,
+	}
+}
+
+func (r Result) credentialSent() bool {
+	return r.Input != nil && r.Input.Credential.Status != policies.CredMissing && r.Input.Credential.Status != ""
+}
+
+// metadata is what Envoy's access log can print (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:code)%).
+func (r Result) metadata() *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"code": structpb.NewStringValue(r.Decision.Code),
+		"rule": structpb.NewStringValue(r.Decision.Rule),
+	}
+	if r.Decision.Allow {
+		f["code"] = structpb.NewStringValue("OK")
+	}
+	if r.KeyID != "" {
+		f["key_id"] = structpb.NewStringValue(r.KeyID)
+		f["mode"] = structpb.NewStringValue(r.Mode)
+		f["site"] = structpb.NewStringValue(r.Site)
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+// headerOptions sorts headers so responses are deterministic, and overwrites
+// any value the request already had.
+func headerOptions(h map[string]string) []*corev3.HeaderValueOption {
+	if len(h) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]*corev3.HeaderValueOption, len(keys))
+	for i, k := range keys {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: k, Value: h[k]},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		}
+	}
+	return out
+}

@@ -1,0 +1,86 @@
+package extauthz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/keygate/keygate/policies"
+)
+
+// Metrics are the authorizer's Prometheus collectors.
+type Metrics struct {
+	decisions *prometheus.CounterVec
+	duration  prometheus.Histogram
+}
+
+// NewMetrics registers the collectors with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_decisions_total", Help: "Decisions by outcome code (OK for allows).",
+		}, []string{"code"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "keygate_check_duration_seconds", Help: "Time to decide one request.",
+			Buckets: []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}),
+	}
+	reg.MustRegister(m.decisions, m.duration)
+	return m
+}
+
+func (m *Metrics) observe(r Result, took time.Duration) {
+	if m == nil {
+		return
+	}
+	code := r.Decision.Code
+	if r.Decision.Allow {
+		code = "OK"
+	}
+	m.decisions.WithLabelValues(code).Inc()
+	m.duration.Observe(took.Seconds())
+}
+
+// Server is the envoy.service.auth.v3.Authorization gRPC service.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	Authorizer *Authorizer
+	Metrics    *Metrics
+	Log        *slog.Logger
+}
+
+// Check answers Envoy. It never returns an error: Envoy treats gRPC errors
+// as "authz failed", which failure_mode_allow would turn into an allow.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			resp = Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}.CheckResponse()
+		}
+	}()
+	res := s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+	s.Metrics.observe(res, time.Since(start))
+	return res.CheckResponse(), nil
+}
+
+// Register adds the authorization, health and reflection services to g.
+// The health service reports SERVING until the caller marks it otherwise.
+func (s *Server) Register(g *grpc.Server) *health.Server {
+	authv3.RegisterAuthorizationServer(g, s)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+	reflection.Register(g)
+	return hs
+}

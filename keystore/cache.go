@@ -1,0 +1,252 @@
+package keystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// Loader is what the cache reads through to on a miss.
+type Loader interface {
+	LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error)
+	LookupKeyID(ctx context.Context, id string) (KeyFacts, error)
+	LookupSite(ctx context.Context, id string) (SiteFacts, error)
+}
+
+// CacheConfig sizes the cache and bounds how long entries live.
+type CacheConfig struct {
+	// MaxEntries bounds the number of cached facts (default 1,000,000).
+	MaxEntries int64
+	// TTL bounds how long positive facts live even without a change-log
+	// event (default 5 minutes): a safety net, not the invalidation path.
+	TTL time.Duration
+	// NegativeTTL is how long "no such key" is remembered (default 5 s).
+	NegativeTTL time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Cache keeps key and site facts in ristretto, keyed by digest (never by the
+// raw key), key id and site id.
+//
+// Invalidation must never be undone by a fill that was already in flight
+// (ristretto's Set is asynchronous, and a store read may finish after the
+// write it raced with). Every fill therefore records the generation current
+// when its store read began, every invalidation bumps the generation and
+// marks the entities it names, and a Get ignores an entry filled before the
+// last mark of its key, site or account.
+type Cache struct {
+	loader Loader
+	now    func() time.Time
+	ttl    time.Duration
+	negTTL time.Duration
+	items  *ristretto.Cache[string, entry]
+	flight singleflight.Group
+
+	gen   atomic.Uint64
+	mu    sync.RWMutex
+	marks map[entityRef]mark
+	// negMark is the generation of the last key write: negative entries
+	// older than it may hide a key that now exists (imported or created).
+	negMark atomic.Uint64
+
+	hits, misses atomic.Uint64
+}
+
+type entityRef struct {
+	entity Entity
+	id     string
+}
+
+type mark struct {
+	gen uint64
+	at  time.Time
+}
+
+type entry struct {
+	gen  uint64
+	key  *KeyFacts
+	site *SiteFacts
+	err  error // ErrNotFound for negative entries
+}
+
+// NewCache builds the cache in front of loader.
+func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = 1_000_000
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = 5 * time.Minute
+	}
+	if cfg.NegativeTTL <= 0 {
+		cfg.NegativeTTL = 5 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	items, err := ristretto.NewCache(&ristretto.Config[string, entry]{
+		NumCounters: cfg.MaxEntries * 10,
+		MaxCost:     cfg.MaxEntries,
+		BufferItems: 64,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keystore: cache: %w", err)
+	}
+	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, items: items, marks: map[entityRef]mark{}}
+	c.gen.Store(1)
+	return c, nil
+}
+
+// Close stops ristretto's goroutines.
+func (c *Cache) Close() { c.items.Close() }
+
+// Stats reports hits and misses since start.
+func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }
+
+// Wait blocks until pending Sets are applied; tests use it to make "cached"
+// deterministic.
+func (c *Cache) Wait() { c.items.Wait() }
+
+// Key returns the facts of the key with these digests (primary first).
+func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
+	if len(digests) == 0 {
+		return KeyFacts{}, ErrNotFound
+	}
+	return c.keyFacts(ctx, "d:"+string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
+		return c.loader.LookupKey(ctx, digests)
+	})
+}
+
+// KeyID returns the facts of the key with this id.
+func (c *Cache) KeyID(ctx context.Context, id string) (KeyFacts, error) {
+	return c.keyFacts(ctx, "k:"+id, func(ctx context.Context) (KeyFacts, error) {
+		return c.loader.LookupKeyID(ctx, id)
+	})
+}
+
+func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Context) (KeyFacts, error)) (KeyFacts, error) {
+	if e, ok := c.items.Get(ck); ok && c.fresh(e) {
+		c.hits.Add(1)
+		if e.key == nil {
+			return KeyFacts{}, e.err
+		}
+		return *e.key, nil
+	}
+	c.misses.Add(1)
+	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
+		f, err := load(ctx)
+		if err != nil {
+			return entry{err: err}, err
+		}
+		return entry{key: &f}, nil
+	})
+	if err != nil {
+		return KeyFacts{}, err
+	}
+	return *e.key, nil
+}
+
+// Site returns a site's facts.
+func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
+	ck := "s:" + id
+	if e, ok := c.items.Get(ck); ok && c.fresh(e) {
+		c.hits.Add(1)
+		if e.site == nil {
+			return SiteFacts{}, e.err
+		}
+		return *e.site, nil
+	}
+	c.misses.Add(1)
+	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
+		f, err := c.loader.LookupSite(ctx, id)
+		if err != nil {
+			return entry{err: err}, err
+		}
+		return entry{site: &f}, nil
+	})
+	if err != nil {
+		return SiteFacts{}, err
+	}
+	return *e.site, nil
+}
+
+// fill loads once per cache key at a time and caches the answer unless it is
+// an outage (an outage is never remembered as "no such key").
+func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
+	v, err, _ := c.flight.Do(ck, func() (any, error) {
+		gen := c.gen.Load()
+		e, err := load(ctx)
+		e.gen = gen
+		switch {
+		case err == nil:
+			c.items.SetWithTTL(ck, e, 1, c.ttl)
+		case errors.Is(err, ErrNotFound):
+			c.items.SetWithTTL(ck, e, 1, c.negTTL)
+		}
+		return e, err
+	})
+	if err != nil {
+		return entry{}, err
+	}
+	return v.(entry), nil
+}
+
+// fresh reports whether no invalidation touched the entry's key, site or
+// account since its store read began.
+func (c *Cache) fresh(e entry) bool {
+	if e.key == nil && e.site == nil {
+		return e.gen >= c.negMark.Load()
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if len(c.marks) == 0 {
+		return true
+	}
+	var site *Site
+	var account *Account
+	if e.key != nil {
+		if c.marked(EntityKey, e.key.Key.ID, e.gen) {
+			return false
+		}
+		site, account = &e.key.Site, &e.key.Account
+	} else {
+		site, account = &e.site.Site, &e.site.Account
+	}
+	return !c.marked(EntitySite, site.ID, e.gen) && !c.marked(EntityAccount, account.ID, e.gen)
+}
+
+func (c *Cache) marked(entity Entity, id string, gen uint64) bool {
+	m, ok := c.marks[entityRef{entity, id}]
+	return ok && m.gen > gen
+}
+
+// Invalidate makes every cached fact about the entity stale at once.
+func (c *Cache) Invalidate(entity Entity, id string) {
+	gen := c.gen.Add(1)
+	now := c.now()
+	c.mu.Lock()
+	c.marks[entityRef{entity, id}] = mark{gen: gen, at: now}
+	// Marks older than the entry TTL can hide nothing: every entry they
+	// could concern has expired. Pruning here keeps the map bounded.
+	if len(c.marks) > 1024 {
+		for ref, m := range c.marks {
+			if now.Sub(m.at) > c.ttl {
+				delete(c.marks, ref)
+			}
+		}
+	}
+	c.mu.Unlock()
+	switch entity {
+	case EntityKey:
+		c.negMark.Store(gen)
+		c.items.Del("k:" + id)
+	case EntitySite:
+		c.items.Del("s:" + id)
+	}
+}

@@ -1,0 +1,68 @@
+package keystore
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+)
+
+// Digest is the HMAC-SHA256 of a key under one pepper, hex encoded. It is the
+// only form in which a key reaches the store or the cache.
+type Digest string
+
+// Short is a digest prefix that is safe to log.
+func (d Digest) Short() string {
+	if len(d) > 12 {
+		return string(d[:12])
+	}
+	return string(d)
+}
+
+// noPepper keys the HMAC when a deployment sets no pepper, so digests are
+// still domain-separated from a bare SHA-256 of the key.
+const noPepper = "keygate-digest-v1"
+
+// Digester turns raw keys into digests. The first pepper digests new keys;
+// older peppers still find keys created before a pepper rotation.
+//
+// A fast keyed hash is the right tool here: keys carry ≥160 random bits, so
+// a slow KDF buys nothing and would cost every cache miss.
+type Digester struct {
+	peppers [][]byte
+}
+
+// NewDigester takes the peppers newest first. With none, a fixed
+// domain-separation key is used: safe, but a stolen database then allows
+// offline checks of guessed keys, which a pepper kept out of the database
+// prevents.
+func NewDigester(peppers ...[]byte) (*Digester, error) {
+	for _, p := range peppers {
+		if len(p) < 16 {
+			return nil, errors.New("keystore: a pepper needs at least 16 bytes")
+		}
+	}
+	if len(peppers) == 0 {
+		peppers = [][]byte{[]byte(noPepper)}
+	}
+	return &Digester{peppers: peppers}, nil
+}
+
+// Primary is the digest new keys are stored under and the cache is keyed by.
+func (d *Digester) Primary(raw string) Digest { return digest(d.peppers[0], raw) }
+
+// All returns the digest under every pepper, primary first.
+func (d *Digester) All(raw string) []Digest {
+	out := make([]Digest, len(d.peppers))
+	for i, p := range d.peppers {
+		out[i] = digest(p, raw)
+	}
+	return out
+}
+
+func digest(pepper []byte, raw string) Digest {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(raw))
+	var sum [sha256.Size]byte
+	return Digest(hex.EncodeToString(m.Sum(sum[:0])))
+}

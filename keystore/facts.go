@@ -1,0 +1,124 @@
+package keystore
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors the store returns; match them with errors.Is.
+var (
+	ErrNotFound = errors.New("keystore: not found")
+	ErrConflict = errors.New("keystore: already exists")
+	ErrInvalid  = errors.New("keystore: invalid")
+	// ErrUnavailable wraps any failure to reach the store.
+	ErrUnavailable = errors.New("keystore: store unavailable")
+)
+
+// AccountStatus is where an account stands with its subscription.
+type AccountStatus string
+
+// Account statuses from the contract.
+const (
+	StatusActive       AccountStatus = "active"
+	StatusTrialing     AccountStatus = "trialing"
+	StatusTrialExpired AccountStatus = "trial_expired"
+	StatusInactive     AccountStatus = "inactive"
+)
+
+// ParseStatus accepts one of the four contract statuses.
+func ParseStatus(s string) (AccountStatus, error) {
+	switch AccountStatus(s) {
+	case StatusActive, StatusTrialing, StatusTrialExpired, StatusInactive:
+		return AccountStatus(s), nil
+	}
+	return "", fmt.Errorf("%w: status %q: want active, trialing, trial_expired or inactive", ErrInvalid, s)
+}
+
+// Account is a customer of the platform; its plan decides what its keys may do.
+type Account struct {
+	ID        string        `json:"id"`
+	Plan      string        `json:"plan"`
+	Status    AccountStatus `json:"status"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// Site belongs to an account; keys are scoped to one site and public routes
+// are checked against its domains.
+type Site struct {
+	ID        string    `json:"id"`
+	AccountID string    `json:"account"`
+	Domains   []string  `json:"domains"`
+	Active    bool      `json:"active"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Key is everything keygate keeps about a key except the key itself.
+type Key struct {
+	ID         string     `json:"id"`
+	SiteID     string     `json:"site"`
+	Mode       Mode       `json:"mode"`
+	Name       string     `json:"name"`
+	Prefix     string     `json:"prefix"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+}
+
+// Revoked reports whether the key was revoked at or before now.
+func (k Key) Revoked(now time.Time) bool { return k.RevokedAt != nil && !now.Before(*k.RevokedAt) }
+
+// Expired reports whether the key is past its expires_at.
+func (k Key) Expired(now time.Time) bool { return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) }
+
+// KeyFacts is one key with the site and account it belongs to: what a
+// decision needs to know about a credential.
+type KeyFacts struct {
+	Key     Key
+	Site    Site
+	Account Account
+}
+
+// SiteFacts is a site with its account, for routes that name a site but
+// carry no key.
+type SiteFacts struct {
+	Site    Site
+	Account Account
+}
+
+// Entity names what a change-log row is about.
+type Entity string
+
+// Entities that change-log rows name.
+const (
+	EntityAccount Entity = "account"
+	EntitySite    Entity = "site"
+	EntityKey     Entity = "key"
+)
+
+// Change is one change-log row: entity Entity with id ID was written.
+type Change struct {
+	Seq    int64
+	Entity Entity
+	ID     string
+	At     time.Time
+}
+
+// validID keeps identifiers printable and bounded: they end up in headers,
+// paths and log lines.
+func validID(kind, id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("%w: %s id %q: want 1 to 64 characters", ErrInvalid, kind, id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.'
+		if !ok {
+			return fmt.Errorf("%w: %s id %q: only letters, digits, '-', '_' and '.'", ErrInvalid, kind, id)
+		}
+	}
+	return nil
+}
