@@ -106,7 +106,8 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 // Close stops ristretto's goroutines.
 func (c *Cache) Close() { c.items.Close() }
 
-// Stats reports hits and misses since start.
+// Stats reports cache hits and store reads (misses that reached the
+// loader; concurrent misses of one entry share a read) since start.
 func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }
 
 // Wait blocks until pending Sets are applied; tests use it to make "cached"
@@ -138,7 +139,6 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 		}
 		return *e.key, nil
 	}
-	c.misses.Add(1)
 	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
 		f, err := load(ctx)
 		if err != nil {
@@ -162,7 +162,6 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 		}
 		return *e.site, nil
 	}
-	c.misses.Add(1)
 	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
 		f, err := c.loader.LookupSite(ctx, id)
 		if err != nil {
@@ -180,6 +179,7 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 // an outage (an outage is never remembered as "no such key").
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
 	v, err, _ := c.flight.Do(ck, func() (any, error) {
+		c.misses.Add(1)
 		gen := c.gen.Load()
 		e, err := load(ctx)
 		e.gen = gen

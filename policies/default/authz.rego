@@ -74,21 +74,37 @@ key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 #   Why a key route is refused, first match wins. The order is part of the
 #   contract: credential problems before key state, key state before account
 #   state, entitlements last.
-key_denial := deny_with("AMBIGUOUS_CREDENTIALS", "credential") if input.credential.status == "ambiguous"
-else := deny_with("MISSING_API_KEY", "credential") if input.credential.status == "missing"
-else := deny_with("AUTHZ_UNAVAILABLE", "credential") if input.credential.status == "unavailable"
-else := deny_with("INVALID_TOKEN", "credential") if input.credential.status == "invalid_token"
-else := deny_with("TOKEN_EXPIRED", "credential") if input.credential.status == "expired_token"
-else := deny_with("INVALID_API_KEY", "credential") if input.credential.status != "found"
-else := deny_with("API_KEY_REVOKED", "key") if input.key.revoked
-else := deny_with("API_KEY_EXPIRED", "key") if input.key.expired
-else := deny_with("SITE_INACTIVE", "site") if not input.site.active
-else := deny_with("SUBSCRIPTION_INACTIVE", "account") if input.account.status == "inactive"
-else := deny_with("TRIAL_EXPIRED", "account") if input.account.status == "trial_expired"
-else := deny_with("PLAN_REQUIRED", "plan") if not plan.api
-else := deny_with("ROUTE_PLAN_REQUIRED", "plan_route") if not route_entitled
-else := deny_with("SITE_MISMATCH", "site_scope") if site_mismatch
-else := deny_with("MODE_MISMATCH", "host_mode") if mode_mismatch
+key_denial := deny_with("AMBIGUOUS_CREDENTIALS", "credential") if {
+	input.credential.status == "ambiguous"
+} else := deny_with("MISSING_API_KEY", "credential") if {
+	input.credential.status == "missing"
+} else := deny_with("AUTHZ_UNAVAILABLE", "credential") if {
+	input.credential.status == "unavailable"
+} else := deny_with("INVALID_TOKEN", "credential") if {
+	input.credential.status == "invalid_token"
+} else := deny_with("TOKEN_EXPIRED", "credential") if {
+	input.credential.status == "expired_token"
+} else := deny_with("INVALID_API_KEY", "credential") if {
+	input.credential.status != "found"
+} else := deny_with("API_KEY_REVOKED", "key") if {
+	input.key.revoked
+} else := deny_with("API_KEY_EXPIRED", "key") if {
+	input.key.expired
+} else := deny_with("SITE_INACTIVE", "site") if {
+	not input.site.active
+} else := deny_with("SUBSCRIPTION_INACTIVE", "account") if {
+	input.account.status == "inactive"
+} else := deny_with("TRIAL_EXPIRED", "account") if {
+	input.account.status == "trial_expired"
+} else := deny_with("PLAN_REQUIRED", "plan") if {
+	not plan.api
+} else := deny_with("ROUTE_PLAN_REQUIRED", "plan_route") if {
+	not route_entitled
+} else := deny_with("SITE_MISMATCH", "site_scope") if {
+	site_mismatch
+} else := deny_with("MODE_MISMATCH", "host_mode") if {
+	mode_mismatch
+}
 
 plan := config.plans[input.account.plan]
 
@@ -139,12 +155,19 @@ site_route_decision := allow_with({}, "public_site_route") if not site_denial
 # description: |
 #   Why a public site route is refused. The domain is checked before the
 #   subscription so that an unknown origin learns nothing about the site.
-site_denial := deny_with("AUTHZ_UNAVAILABLE", "public_site") if input.public.status == "unavailable"
-else := deny_with("DOMAIN_NOT_ALLOWED", "public_site") if input.public.status != "found"
-else := deny_with("DOMAIN_NOT_ALLOWED", "domain") if not origin_allowed
-else := public_deny_with("SITE_INACTIVE", "public_site") if not input.public.site.active
-else := public_deny_with("SUBSCRIPTION_INACTIVE", "public_account") if input.public.account.status == "inactive"
-else := public_deny_with("TRIAL_EXPIRED", "public_account") if input.public.account.status == "trial_expired"
+site_denial := deny_with("AUTHZ_UNAVAILABLE", "public_site") if {
+	input.public.status == "unavailable"
+} else := deny_with("DOMAIN_NOT_ALLOWED", "public_site") if {
+	input.public.status != "found"
+} else := deny_with("DOMAIN_NOT_ALLOWED", "domain") if {
+	not origin_allowed
+} else := public_deny_with("SITE_INACTIVE", "public_site") if {
+	not input.public.site.active
+} else := public_deny_with("SUBSCRIPTION_INACTIVE", "public_account") if {
+	input.public.account.status == "inactive"
+} else := public_deny_with("TRIAL_EXPIRED", "public_account") if {
+	input.public.account.status == "trial_expired"
+}
 
 # METADATA
 # title: origin_allowed

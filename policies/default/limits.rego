@@ -1,8 +1,5 @@
-# METADATA
-# title: keygate limits
-# description: |
-#   Which counters a request charges (rate limits, monthly quotas). The
-#   decision carries them as "limits"; keygate charges them only on allow.
+# Limits: which counters a request charges (rate limits, monthly quotas). The
+# decision carries them as "limits"; keygate charges them only on allow.
 package keygate.authz
 
 import rego.v1
