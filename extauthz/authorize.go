@@ -140,25 +140,43 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 		in.Credential.Status = policies.CredMalformed
 		return cred, nil
 	}
-	in.Credential.Kind = "key"
 	raw := cred.Value.Reveal()
-	if _, err := a.Format.Parse(raw); err != nil {
+	// Classify by shape before any lookup: a credential that is none of the
+	// shapes keygate issues or imported costs nothing but this switch.
+	switch {
+	case a.Format.Looks(raw):
+		in.Credential.Kind = "key"
+		if _, err := a.Format.Parse(raw); err != nil {
+			in.Credential.Status = policies.CredMalformed
+			return cred, nil
+		}
+		return cred, a.lookupKey(ctx, raw, in, now)
+	default:
 		in.Credential.Status = policies.CredMalformed
 		return cred, nil
 	}
+}
+
+// lookupKey resolves a key through the cache by its digests.
+func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
 	facts, err := a.Facts.Key(ctx, a.Digester.All(raw))
+	return a.keyFacts(facts, err, in, now, a.Digester.Primary(raw).Short())
+}
+
+// keyFacts records the outcome of a key lookup in the input.
+func (a *Authorizer) keyFacts(facts keystore.KeyFacts, err error, in *policies.Input, now time.Time, logRef string) *keystore.KeyFacts {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		in.Credential.Status = policies.CredUnknown
-		return cred, nil
+		return nil
 	case err != nil:
-		a.Log.Warn("key lookup failed", "err", err, "digest", a.Digester.Primary(raw).Short())
+		a.Log.Warn("key lookup failed", "err", err, "ref", logRef)
 		in.Credential.Status = policies.CredUnavailable
-		return cred, nil
+		return nil
 	}
 	in.Credential.Status = policies.CredFound
 	setKeyFacts(in, &facts, now)
-	return cred, &facts
+	return &facts
 }
 
 func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
