@@ -109,7 +109,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	res.Upstream = identity(facts, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
 	if cred.Scheme != "" {
-		res.Remove = append(res.Remove, credentialHeader(cred.Scheme))
+		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
 	if facts != nil && a.Usage != nil {
 		a.Usage.Record(facts.Key.ID, now)
@@ -242,11 +242,17 @@ func clientIdentityHeaders(h map[string]string, set map[string]string) []string 
 	return out
 }
 
-func credentialHeader(scheme string) string {
-	if scheme == "x-api-key" {
-		return "x-api-key"
+// presentCredentialHeaders lists the credential headers present. A request may
+// carry the same key in both (that is not ambiguous), and neither copy may
+// reach the upstream.
+func presentCredentialHeaders(h map[string]string) []string {
+	var out []string
+	for _, k := range [...]string{"authorization", "x-api-key"} {
+		if _, ok := h[k]; ok {
+			out = append(out, k)
+		}
 	}
-	return "authorization"
+	return out
 }
 
 // policyError is the decision when the policy could not decide: 503 when the

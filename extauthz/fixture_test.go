@@ -24,6 +24,8 @@ type fixture struct {
 	// live and test are valid keys of site "acme-web" (account "acme", plan pro).
 	live, test keystore.Secret
 	liveKey    keystore.Key
+	// now is the authorizer's and the store's clock.
+	now time.Time
 }
 
 // fixedNow is the fixture's clock: fixed, so golden files are stable.
@@ -40,7 +42,8 @@ func newFixture(tb testing.TB) *fixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	now := func() time.Time { return fixedNow }
+	f := &fixture{now: fixedNow}
+	now := func() time.Time { return f.now }
 	store, err := keystore.OpenSQLite(ctx, filepath.Join(tb.TempDir(), "keygate.db"), keystore.Options{Format: format, Digester: digester, Now: now})
 	if err != nil {
 		tb.Fatal(err)
@@ -52,7 +55,7 @@ func newFixture(tb testing.TB) *fixture {
 	if _, err := store.CreateSite(ctx, keystore.Site{ID: "acme-web", AccountID: "acme", Domains: []string{"acme.com"}, Active: true}); err != nil {
 		tb.Fatal(err)
 	}
-	f := &fixture{store: store}
+	f.store = store
 	if f.liveKey, f.live, err = store.CreateKey(ctx, keystore.KeySpec{SiteID: "acme-web", Mode: keystore.ModeLive, Name: "live"}); err != nil {
 		tb.Fatal(err)
 	}

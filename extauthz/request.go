@@ -166,6 +166,6 @@ func requestOrigin(h map[string]string) *policies.Origin {
 	if o.Port == "" {
 		o.Port = def
 	}
-	o.DefaultPort = o.Port == def
+	o.DefaultPort = def != "" && o.Port == def
 	return o
 }
