@@ -58,7 +58,7 @@ func TestExtractCredential(t *testing.T) {
 		{"basic no colon", map[string]string{"authorization": basic(keyA)}, credMalformed, "", ""},
 		{"basic not base64", map[string]string{"authorization": "Basic " + keyA + "!!"}, credMalformed, "", ""},
 		{"basic bad padding", map[string]string{"authorization": "Basic " + strings.TrimRight(base64.StdEncoding.EncodeToString([]byte(keyA+":")), "=") + "="}, credMalformed, "", ""},
-		{"basic unpadded", map[string]string{"authorization": "Basic " + base64.RawStdEncoding.EncodeToString([]byte(keyA + "x:"))}, credMalformed, "", ""},
+		{"basic unpadded", map[string]string{"authorization": "Basic " + base64.RawStdEncoding.EncodeToString([]byte(keyA+"x:"))}, credMalformed, "", ""},
 		{"basic 10 KiB", map[string]string{"authorization": basic(strings.Repeat("k", 10<<10) + ":")}, credMalformed, "", ""},
 		{"basic control byte in user", map[string]string{"authorization": basic("kg\x01live:")}, credMalformed, "", ""},
 		{"basic empty", map[string]string{"authorization": "Basic "}, credMalformed, "", ""},
