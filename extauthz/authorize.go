@@ -159,8 +159,9 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 
 // lookupKey resolves a key through the cache by its digests.
 func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
-	facts, err := a.Facts.Key(ctx, a.Digester.All(raw))
-	return a.keyFacts(facts, err, in, now, a.Digester.Primary(raw).Short())
+	digests := a.Digester.All(raw)
+	facts, err := a.Facts.Key(ctx, digests)
+	return a.keyFacts(facts, err, in, now, digests[0].Short())
 }
 
 // keyFacts records the outcome of a key lookup in the input.
@@ -180,10 +181,18 @@ func (a *Authorizer) keyFacts(facts keystore.KeyFacts, err error, in *policies.I
 }
 
 func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
-	in.Key = &policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
-		Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)}
-	in.Site = siteInput(&f.Site)
-	in.Account = accountInput(&f.Account)
+	// One allocation for the three parts of every key decision.
+	facts := &struct {
+		key     policies.Key
+		site    policies.Site
+		account policies.Account
+	}{
+		key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
+			Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
+		site:    policies.Site{ID: f.Site.ID, Account: f.Site.AccountID, Domains: f.Site.Domains, Active: f.Site.Active},
+		account: policies.Account{ID: f.Account.ID, Plan: f.Account.Plan, Status: string(f.Account.Status)},
+	}
+	in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
 }
 
 func siteInput(s *keystore.Site) *policies.Site {

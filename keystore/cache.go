@@ -33,7 +33,7 @@ type CacheConfig struct {
 }
 
 // Cache keeps key and site facts in ristretto, keyed by digest (never by the
-// raw key), key id and site id.
+// raw key), "k:"+key id and "s:"+site id.
 //
 // Invalidation must never be undone by a fill that was already in flight
 // (ristretto's Set is asynchronous, and a store read may finish after the
@@ -119,7 +119,9 @@ func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	if len(digests) == 0 {
 		return KeyFacts{}, ErrNotFound
 	}
-	return c.keyFacts(ctx, "d:"+string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
+	// A digest is bare hex: it needs no "d:" prefix to stay apart from the
+	// "k:" and "s:" entries, and the hot path saves building one.
+	return c.keyFacts(ctx, string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
 		return c.loader.LookupKey(ctx, digests)
 	})
 }

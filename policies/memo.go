@@ -1,0 +1,248 @@
+package policies
+
+import (
+	"encoding/binary"
+	"math"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// memo remembers the decisions of one compiled policy by the input they
+// were made on. It is sound because of what Compile proves about the
+// policy before enabling it:
+//
+//   - the policy calls no non-deterministic builtin (time.now_ns, rand.*,
+//     uuid.*, print, …), so its answer is a function of input and data;
+//   - data is fixed for the life of a Policy (a reload builds a new Policy,
+//     and with it a new, empty memo);
+//   - the memo key encodes every field of Input, generically by reflection
+//     (a field added to Input later is included without anyone remembering
+//     to), except for request fields that no rule can reach: those the
+//     policy never references, not as input.request.<field>, nor through a
+//     shorter ref (input.request, input) or an import.
+//
+// Key facts that change over time reach the policy only as input fields
+// (key.revoked, key.expired, site.active, …), so a revocation or an expiry
+// changes the key instead of being hidden by it.
+type memo struct {
+	// ignore clears the request fields the policy provably never reads.
+	ignore []func(*Input)
+	bufs   sync.Pool
+
+	mu      sync.RWMutex
+	entries map[string]Decision
+}
+
+// Bounds: a memo costs at most maxMemoEntries × (maxMemoKey + a decision).
+const (
+	maxMemoEntries = 10_000
+	maxMemoKey     = 2048
+)
+
+// ignorable are the input fields that vary per request without usually
+// mattering to a decision, with how to clear them from a key.
+var ignorable = []struct {
+	path  []string
+	clear func(*Input)
+}{
+	{[]string{"request", "headers"}, func(in *Input) { in.Request.Headers = nil }},
+	{[]string{"request", "query"}, func(in *Input) { in.Request.Query = "" }},
+	{[]string{"request", "method"}, func(in *Input) { in.Request.Method = "" }},
+	{[]string{"request", "origin"}, func(in *Input) { in.Request.Origin = nil }},
+	{[]string{"request", "host"}, func(in *Input) { in.Request.Host = "" }},
+}
+
+// newMemo analyses the policy's modules; it returns nil (no memo) when the
+// policy's answer may depend on more than its input and data.
+func newMemo(modules []*ast.Module) *memo {
+	var reads [][]string
+	deterministic := true
+	var vis *ast.GenericVisitor
+	vis = ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case ast.Ref:
+			if name := builtinName(x); name != "" && !deterministicBuiltin(name) {
+				deterministic = false
+			}
+			if !x.HasPrefix(ast.InputRootRef) {
+				return false
+			}
+			reads = append(reads, constantPrefix(x[1:]))
+			for _, t := range x[1:] {
+				vis.Walk(t)
+			}
+			return true
+		case ast.Var:
+			// A bare `input` (passed whole to a function, say) reads everything.
+			if x.Equal(ast.InputRootDocument.Value) {
+				reads = append(reads, nil)
+			}
+		}
+		return false
+	})
+	for _, m := range modules {
+		vis.Walk(m)
+	}
+	if !deterministic {
+		return nil
+	}
+	mm := &memo{entries: make(map[string]Decision)}
+	mm.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	for _, f := range ignorable {
+		if !readsPath(reads, f.path) {
+			mm.ignore = append(mm.ignore, f.clear)
+		}
+	}
+	return mm
+}
+
+// constantPrefix is the leading string keys of a ref: input.a.b[x].c → [a b].
+func constantPrefix(ref ast.Ref) []string {
+	var out []string
+	for _, t := range ref {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			break
+		}
+		out = append(out, string(s))
+	}
+	return out
+}
+
+// readsPath reports whether any read reaches path: a read of path itself, of
+// something inside it, or of an ancestor (which hands the rule the whole
+// subtree).
+func readsPath(reads [][]string, path []string) bool {
+	for _, r := range reads {
+		n := min(len(r), len(path))
+		if slices.Equal(r[:n], path[:n]) {
+			return true
+		}
+	}
+	return false
+}
+
+func builtinName(ref ast.Ref) string {
+	if len(ref) == 0 {
+		return ""
+	}
+	if _, ok := ref[0].Value.(ast.Var); !ok {
+		return ""
+	}
+	for _, t := range ref[1:] {
+		if _, ok := t.Value.(ast.String); !ok {
+			return ""
+		}
+	}
+	name := ref.String()
+	if _, ok := ast.BuiltinMap[name]; !ok {
+		return ""
+	}
+	return name
+}
+
+// deterministicBuiltin: same arguments, same answer, no side effect worth
+// keeping (print and trace output would vanish on a memo hit).
+func deterministicBuiltin(name string) bool {
+	switch name {
+	case "print", "internal.print", "trace":
+		return false
+	}
+	return !ast.BuiltinMap[name].Nondeterministic
+}
+
+// get returns the remembered decision for in, and the key to put a new one
+// under (nil when in cannot be memoized).
+func (m *memo) get(in *Input) (Decision, *[]byte, bool) {
+	k := *in
+	for _, clear := range m.ignore {
+		clear(&k)
+	}
+	bp := m.bufs.Get().(*[]byte)
+	b, ok := appendKey((*bp)[:0], reflect.ValueOf(&k).Elem())
+	*bp = b
+	if !ok || len(b) > maxMemoKey {
+		m.bufs.Put(bp)
+		return Decision{}, nil, false
+	}
+	m.mu.RLock()
+	d, hit := m.entries[string(b)]
+	m.mu.RUnlock()
+	if hit {
+		m.bufs.Put(bp)
+		return d, nil, true
+	}
+	return Decision{}, bp, false
+}
+
+// put remembers d under the key get returned, and recycles the key buffer.
+func (m *memo) put(bp *[]byte, d Decision) {
+	m.mu.Lock()
+	if len(m.entries) >= maxMemoEntries {
+		for k := range m.entries { // an arbitrary victim: map order is random
+			delete(m.entries, k)
+			break
+		}
+	}
+	m.entries[string(*bp)] = d
+	m.mu.Unlock()
+	m.bufs.Put(bp)
+}
+
+// appendKey encodes v injectively: every value is tagged with its kind and
+// strings carry their length, so two different inputs never share a key.
+// Kinds it cannot encode faithfully (non-empty maps, whose order is random;
+// interfaces; funcs) make the input unmemoizable.
+func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
+	switch v.Kind() {
+	case reflect.String:
+		b = append(b, 's')
+		b = binary.AppendUvarint(b, uint64(v.Len()))
+		return append(b, v.String()...), true
+	case reflect.Bool:
+		if v.Bool() {
+			return append(b, 'T'), true
+		}
+		return append(b, 'F'), true
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return binary.AppendVarint(append(b, 'i'), v.Int()), true
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return binary.AppendUvarint(append(b, 'u'), v.Uint()), true
+	case reflect.Float32, reflect.Float64:
+		return binary.BigEndian.AppendUint64(append(b, 'f'), math.Float64bits(v.Float())), true
+	case reflect.Pointer:
+		if v.IsNil() {
+			return append(b, 'n'), true
+		}
+		return appendKey(append(b, 'p'), v.Elem())
+	case reflect.Struct:
+		b = append(b, '{')
+		for i := range v.NumField() {
+			var ok bool
+			if b, ok = appendKey(b, v.Field(i)); !ok {
+				return b, false
+			}
+		}
+		return append(b, '}'), true
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return append(b, 'n'), true
+		}
+		b = binary.AppendUvarint(append(b, '['), uint64(v.Len()))
+		for i := range v.Len() {
+			var ok bool
+			if b, ok = appendKey(b, v.Index(i)); !ok {
+				return b, false
+			}
+		}
+		return b, true
+	case reflect.Map:
+		if v.Len() == 0 {
+			return append(b, 'e'), true
+		}
+	}
+	return b, false
+}

@@ -1,0 +1,236 @@
+package policies
+
+import (
+	"context"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func compileSource(t *testing.T, src string) *Policy {
+	t.Helper()
+	m, err := ast.ParseModuleWithOpts("p.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(context.Background(), &Bundle{Source: "test", Modules: map[string]*ast.Module{"p.rego": m}, Documents: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func defaultPolicy(t testing.TB) *Policy {
+	t.Helper()
+	b, err := Load(Default(), "built-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// ignored lists which request fields a memo leaves out of its keys.
+func ignored(m *memo) []string {
+	var out []string
+	for _, f := range ignorable {
+		probe := clearedAll(m, fullInput())
+		also := probe
+		f.clear(&also)
+		if reflect.DeepEqual(probe, also) {
+			out = append(out, f.path[1])
+		}
+	}
+	return out
+}
+
+func clearedAll(m *memo, in Input) Input {
+	for _, clear := range m.ignore {
+		clear(&in)
+	}
+	return in
+}
+
+func TestMemoAnalysis(t *testing.T) {
+	const head = "package keygate.authz\n"
+	tests := []struct {
+		name        string
+		src         string
+		wantMemo    bool
+		wantIgnored []string
+	}{
+		{"reads path only", head + `decision := {"allow": input.request.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
+		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
+		{"reads the request whole", head + `r := input.request
+decision := {"allow": r.path == "/x"}`, true, nil},
+		{"reads input whole", head + `decision := {"allow": count(input) > 0}`, true, nil},
+		{"dynamic key", head + `decision := {"allow": input[x] == 1} if x := "request"`, true, nil},
+		{"dynamic request field", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, nil},
+		{"import", head + `import input.request.headers as h
+decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
+		{"clock", head + `decision := {"allow": time.now_ns() > 0}`, false, nil},
+		{"random", head + `decision := {"allow": rand.intn("x", 2) == 1}`, false, nil},
+		{"print", head + `decision := {"allow": true} if print("hi")`, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := compileSource(t, tt.src)
+			if (p.memo != nil) != tt.wantMemo {
+				t.Fatalf("memo = %v, want %t", p.memo != nil, tt.wantMemo)
+			}
+			if p.memo == nil {
+				return
+			}
+			if diff := cmp.Diff(tt.wantIgnored, ignored(p.memo)); diff != "" {
+				t.Fatalf("ignored fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query", "method"}) {
+		t.Errorf("built-in policy ignores %v", got)
+	}
+}
+
+// fullInput sets every field, so that a reflection walk can change each one.
+func fullInput() Input {
+	return Input{
+		Request: Request{Method: "GET", Host: "api.example.com", Path: "/v1/sites/acme/x", Query: "a=b", PathOK: true,
+			Origin: &Origin{Scheme: "https", Host: "acme.com", Port: "443", DefaultPort: true}, Headers: map[string]string{"accept": "*/*"}},
+		Credential: Credential{Status: CredFound, Kind: "key", Scheme: "bearer"},
+		Key:        &Key{ID: "key_1", Mode: "live", Name: "n"},
+		Site:       &Site{ID: "acme", Account: "a", Domains: []string{"acme.com"}, Active: true},
+		Account:    &Account{ID: "a", Plan: "pro", Status: "active"},
+		Public:     &Public{Status: CredFound, Site: &Site{ID: "s", Domains: []string{"d"}}, Account: &Account{ID: "b"}},
+	}
+}
+
+// TestMemoKeyCoversEveryField changes each leaf of Input in turn (by
+// reflection, so fields added later are covered) and checks that the memo
+// key changes, except for the request fields the policy never reads.
+func TestMemoKeyCoversEveryField(t *testing.T) {
+	m := newMemo(nil) // a policy that reads no input: every ignorable field is ignored
+	in := fullInput()
+	key := func() string {
+		b, ok := appendKey(nil, reflect.ValueOf(clearedAll(m, in)))
+		if !ok {
+			t.Fatalf("input not memoizable: %+v", in)
+		}
+		return string(b)
+	}
+	base := key()
+	ignoredField := map[string]bool{"Request.Query": true, "Request.Method": true, "Request.Host": true,
+		"Request.Origin.Scheme": true, "Request.Origin.Host": true, "Request.Origin.Port": true, "Request.Origin.DefaultPort": true}
+	check := func(path string) {
+		if changed := key() != base; changed == ignoredField[path] {
+			t.Errorf("%s: key changed = %t, want %t", path, changed, !ignoredField[path])
+		}
+	}
+	leaves := 0
+	var visit func(path string, v reflect.Value)
+	visit = func(path string, v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			visit(path, v.Elem())
+		case reflect.Struct:
+			for i := range v.NumField() {
+				visit(strings.TrimPrefix(path+"."+v.Type().Field(i).Name, "."), v.Field(i))
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				visit(path, v.Index(i))
+			}
+		case reflect.String:
+			old := v.String()
+			v.SetString(old + "x")
+			check(path)
+			v.SetString(old)
+			leaves++
+		case reflect.Bool:
+			v.SetBool(!v.Bool())
+			check(path)
+			v.SetBool(!v.Bool())
+			leaves++
+		case reflect.Map:
+			// Request.Headers: ignored by this memo, and a non-empty map
+			// makes an input unmemoizable when not ignored.
+		default:
+			t.Errorf("%s: kind %s: teach this test (and check appendKey) about it", path, v.Kind())
+		}
+	}
+	visit("", reflect.ValueOf(&in).Elem())
+	if leaves < 25 {
+		t.Fatalf("visited only %d leaves", leaves)
+	}
+}
+
+// TestMemoAgreesWithEvaluation: with the built-in policy, a remembered
+// decision is always the one evaluation gives, across inputs that differ
+// only in facts that matter (revoked, expired, site, mode, path, …).
+func TestMemoAgreesWithEvaluation(t *testing.T) {
+	p := defaultPolicy(t)
+	if p.memo == nil {
+		t.Fatal("the built-in policy should be memoizable")
+	}
+	e := NewEngine(p)
+	ctx := context.Background()
+	var inputs []*Input
+	for _, path := range []string{"/v1/videos", "/v1/sites/acme/x", "/v1/sites/other/x", "/health", "/v1/public/acme/x"} {
+		for _, status := range []string{CredFound, CredMissing, CredUnknown, CredUnavailable} {
+			for _, revoked := range []bool{false, true} {
+				for _, expired := range []bool{false, true} {
+					for _, active := range []bool{false, true} {
+						for _, plan := range []string{"pro", "free"} {
+							in := fullInput()
+							in.Request.Path, in.Credential.Status = path, status
+							in.Key.Revoked, in.Key.Expired, in.Site.Active, in.Account.Plan = revoked, expired, active, plan
+							in.Site.ID = "acme"
+							in.Public.Status = status
+							inputs = append(inputs, &in)
+						}
+					}
+				}
+			}
+		}
+	}
+	for round := range 2 {
+		for i, in := range inputs {
+			got, err := e.Decide(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := p.decide(ctx, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("round %d input %d: memo disagrees with evaluation (-eval +memo):\n%s", round, i, diff)
+			}
+		}
+	}
+	if n := len(p.memo.entries); n != len(inputs) {
+		t.Errorf("%d memo entries for %d distinct inputs", n, len(inputs))
+	}
+}
+
+func TestMemoBounded(t *testing.T) {
+	m := newMemo(nil)
+	for i := range maxMemoEntries + 50 {
+		k := []byte(strconv.Itoa(i))
+		m.put(&k, Decision{Allow: true})
+	}
+	if n := len(m.entries); n != maxMemoEntries {
+		t.Fatalf("%d entries, bound is %d", n, maxMemoEntries)
+	}
+	in := fullInput()
+	in.Request.Path = "/" + strings.Repeat("a", maxMemoKey)
+	if _, key, _ := m.get(&in); key != nil {
+		t.Fatal("an input with a key over maxMemoKey would be remembered")
+	}
+}
