@@ -176,7 +176,14 @@ func checksum(s string) string {
 
 // checksumOf is checksum without the allocation, for Parse's hot path.
 func checksumOf(s string) [checksumChars]byte {
-	n := crc32.ChecksumIEEE([]byte(s))
+	// A key fits the stack buffer; converting the string would allocate.
+	var buf [64]byte
+	var n uint32
+	if len(s) <= len(buf) {
+		n = crc32.ChecksumIEEE(buf[:copy(buf[:], s)])
+	} else {
+		n = crc32.ChecksumIEEE([]byte(s))
+	}
 	var out [checksumChars]byte
 	for i := checksumChars - 1; i >= 0; i-- {
 		out[i] = base62[n%62]

@@ -30,7 +30,9 @@ import (
 type memo struct {
 	// ignore clears the request fields the policy provably never reads.
 	ignore []func(*Input)
-	bufs   sync.Pool
+	// scratch pools *memoScratch: a key's buffer and the input copy it is
+	// encoded from, reused so a lookup allocates nothing.
+	scratch sync.Pool
 
 	mu      sync.RWMutex
 	entries map[string]Decision
@@ -90,7 +92,7 @@ func newMemo(modules []*ast.Module) *memo {
 		return nil
 	}
 	mm := &memo{entries: make(map[string]Decision)}
-	mm.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	mm.scratch.New = func() any { return &memoScratch{key: make([]byte, 0, 512)} }
 	for _, f := range ignorable {
 		if !readsPath(reads, f.path) {
 			mm.ignore = append(mm.ignore, f.clear)
@@ -154,32 +156,38 @@ func deterministicBuiltin(name string) bool {
 	return !ast.BuiltinMap[name].Nondeterministic
 }
 
-// get returns the remembered decision for in, and the key to put a new one
+type memoScratch struct {
+	key []byte
+	in  Input
+}
+
+// get returns the remembered decision for in, or the key to put a new one
 // under (nil when in cannot be memoized).
-func (m *memo) get(in *Input) (Decision, *[]byte, bool) {
-	k := *in
+func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
+	s := m.scratch.Get().(*memoScratch)
+	s.in = *in
 	for _, clear := range m.ignore {
-		clear(&k)
+		clear(&s.in)
 	}
-	bp := m.bufs.Get().(*[]byte)
-	b, ok := appendKey((*bp)[:0], reflect.ValueOf(&k).Elem())
-	*bp = b
-	if !ok || len(b) > maxMemoKey {
-		m.bufs.Put(bp)
+	var ok bool
+	s.key, ok = appendKey(s.key[:0], reflect.ValueOf(&s.in).Elem())
+	s.in = Input{} // keep no request alive in the pool
+	if !ok || len(s.key) > maxMemoKey {
+		m.scratch.Put(s)
 		return Decision{}, nil, false
 	}
 	m.mu.RLock()
-	d, hit := m.entries[string(b)]
+	d, hit := m.entries[string(s.key)]
 	m.mu.RUnlock()
 	if hit {
-		m.bufs.Put(bp)
+		m.scratch.Put(s)
 		return d, nil, true
 	}
-	return Decision{}, bp, false
+	return Decision{}, s, false
 }
 
-// put remembers d under the key get returned, and recycles the key buffer.
-func (m *memo) put(bp *[]byte, d Decision) {
+// put remembers d under the key get returned, and recycles the scratch.
+func (m *memo) put(s *memoScratch, d Decision) {
 	m.mu.Lock()
 	if len(m.entries) >= maxMemoEntries {
 		for k := range m.entries { // an arbitrary victim: map order is random
@@ -187,9 +195,9 @@ func (m *memo) put(bp *[]byte, d Decision) {
 			break
 		}
 	}
-	m.entries[string(*bp)] = d
+	m.entries[string(s.key)] = d
 	m.mu.Unlock()
-	m.bufs.Put(bp)
+	m.scratch.Put(s)
 }
 
 // appendKey encodes v injectively: every value is tagged with its kind and

@@ -222,8 +222,7 @@ func TestMemoAgreesWithEvaluation(t *testing.T) {
 func TestMemoBounded(t *testing.T) {
 	m := newMemo(nil)
 	for i := range maxMemoEntries + 50 {
-		k := []byte(strconv.Itoa(i))
-		m.put(&k, Decision{Allow: true})
+		m.put(&memoScratch{key: []byte(strconv.Itoa(i))}, Decision{Allow: true})
 	}
 	if n := len(m.entries); n != maxMemoEntries {
 		t.Fatalf("%d entries, bound is %d", n, maxMemoEntries)
