@@ -179,7 +179,9 @@ func (t *terms) term(v ast.Value) *ast.Term {
 // conversion costs nothing.
 func (t *terms) key(k ast.Value) *ast.Term { return t.term(k) }
 
-func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term { return [2]*ast.Term{t.term(k), t.term(v)} }
+func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term {
+	return [2]*ast.Term{t.term(k), t.term(v)}
+}
 
 func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
 	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
