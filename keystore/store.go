@@ -26,6 +26,8 @@ type Store struct {
 	// notify runs inside each write transaction after its change rows are
 	// appended; PostgreSQL uses it to NOTIFY listeners.
 	notify func(ctx context.Context, tx *sql.Tx) error
+	// stmts holds the prepared key-facts lookups (the cache-miss path).
+	stmts stmtCache
 }
 
 // Options configure a Store.
@@ -57,7 +59,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.stmts.close(), s.db.Close()) }
 
 // DB exposes the database handle for tests and health checks.
 func (s *Store) DB() *sql.DB { return s.db }
@@ -617,7 +619,7 @@ func (s *Store) LookupKeyID(ctx context.Context, id string) (KeyFacts, error) {
 }
 
 func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFacts, error) {
-	r := s.db.QueryRowContext(ctx, q, args...)
+	r := s.stmts.queryRow(ctx, s.db, q, args...)
 	var f KeyFacts
 	var mode, domains, status string
 	var kc, sc, su, ac, au int64

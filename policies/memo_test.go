@@ -78,6 +78,7 @@ decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "orig
 		{"clock", head + `decision := {"allow": time.now_ns() > 0}`, false, nil},
 		{"random", head + `decision := {"allow": rand.intn("x", 2) == 1}`, false, nil},
 		{"print", head + `decision := {"allow": true} if print("hi")`, false, nil},
+		{"jwt verification reads the clock", head + `decision := {"allow": v} if [v, _, _] := io.jwt.decode_verify("x", {"secret": "s"})`, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -231,5 +232,28 @@ func TestMemoBounded(t *testing.T) {
 	in.Request.Path = "/" + strings.Repeat("a", maxMemoKey)
 	if _, key, _ := m.get(&in); key != nil {
 		t.Fatal("an input with a key over maxMemoKey would be remembered")
+	}
+}
+
+// TestDecisionClone: a clone shares no memory with its original, for every
+// field of Decision (by reflection, so fields added later are checked).
+func TestDecisionClone(t *testing.T) {
+	d := Decision{Allow: true, Status: 200, Code: "C", Message: "M", Rule: "R",
+		Headers: map[string]string{"a": "1"}, ResponseHeaders: map[string]string{"b": "2"}, Body: []byte(`{}`)}
+	c := d.clone()
+	if diff := cmp.Diff(d, c); diff != "" {
+		t.Fatalf("clone differs (-orig +clone):\n%s", diff)
+	}
+	dv, cv := reflect.ValueOf(d), reflect.ValueOf(c)
+	for i := range dv.NumField() {
+		name := dv.Type().Field(i).Name
+		switch dv.Field(i).Kind() {
+		case reflect.Map, reflect.Slice, reflect.Pointer, reflect.Interface, reflect.Chan, reflect.Func:
+			if dv.Field(i).IsNil() {
+				t.Errorf("set %s in this test so that its cloning is checked", name)
+			} else if dv.Field(i).UnsafePointer() == cv.Field(i).UnsafePointer() {
+				t.Errorf("clone shares %s with the original: clone it in Decision.clone", name)
+			}
+		}
 	}
 }
