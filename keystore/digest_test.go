@@ -47,15 +47,9 @@ func TestDigester(t *testing.T) {
 // after the new pepper goes first, because lookups try every digest.
 func TestPepperRotation(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "k.db")
-	format, _ := NewFormat("kg")
 	oldPepper := []byte("old-pepper-0123456789")
 	old, _ := NewDigester(oldPepper)
-	st, err := OpenSQLite(ctx, path, Options{Format: format, Digester: old})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := openTestStore(t, filepath.Join(t.TempDir(), "k.db"), old)
 	seedSite(t, st)
 	key, secret, err := st.CreateKey(ctx, KeySpec{SiteID: "web", Mode: ModeLive})
 	if err != nil {
@@ -84,4 +78,16 @@ func seedSite(t *testing.T, st *Store) {
 	if _, err := st.CreateSite(ctx, Site{ID: "web", AccountID: "acme", Active: true}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openTestStore opens a SQLite store at path, closed when the test ends.
+func openTestStore(t *testing.T, path string, d *Digester) *Store {
+	t.Helper()
+	format, _ := NewFormat("kg")
+	st, err := OpenSQLite(context.Background(), path, Options{Format: format, Digester: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

@@ -22,19 +22,9 @@ func (r *recordingInvalidator) Invalidate(e Entity, id string) {
 func TestFollowerSeesAnotherProcessesWrites(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keygate.db")
-	format, _ := NewFormat("kg")
 	digester, _ := NewDigester()
-	opts := Options{Format: format, Digester: digester}
-	server, err := OpenSQLite(ctx, path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	cli, err := OpenSQLite(ctx, path, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	server := openTestStore(t, path, digester)
+	cli := openTestStore(t, path, digester)
 
 	seedSite(t, cli)
 	key, secret, err := cli.CreateKey(ctx, KeySpec{SiteID: "web", Mode: ModeLive})

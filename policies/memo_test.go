@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -256,4 +257,45 @@ func TestDecisionClone(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMemoConcurrent: many goroutines deciding at once (run with -race)
+// each get the decision evaluation gives for their own input.
+func TestMemoConcurrent(t *testing.T) {
+	p := defaultPolicy(t)
+	e := NewEngine(p)
+	ctx := context.Background()
+	paths := []string{"/v1/videos", "/v1/sites/acme/x", "/v1/sites/other/x", "/health"}
+	want := make([]Decision, len(paths))
+	for i, path := range paths {
+		in := fullInput()
+		in.Request.Path = path
+		var err error
+		if want[i], err = p.decide(ctx, &in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				n := (g + i) % len(paths)
+				in := fullInput()
+				in.Request.Path = paths[n]
+				got, err := e.Decide(ctx, &in)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !cmp.Equal(want[n], got) {
+					t.Errorf("%s: got %+v, want %+v", paths[n], got, want[n])
+					return
+				}
+				if got.Headers != nil {
+					got.Headers["x-mutated"] = "by a caller" // must not leak into the memo
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
