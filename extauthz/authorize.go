@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -248,6 +249,7 @@ func clientIdentityHeaders(h map[string]string, set map[string]string) []string 
 			out = append(out, k)
 		}
 	}
+	slices.Sort(out) // map order is random; responses should not be
 	return out
 }
 

@@ -58,7 +58,7 @@ func TestCheckGolden(t *testing.T) {
 		{"allow_x_api_key_test", "/v1/videos", map[string]string{"x-api-key": test}, 0},
 		{"allow_same_key_twice", "/v1/videos", map[string]string{"authorization": "Bearer " + live, "x-api-key": live}, 0},
 		{"allow_spoofed_identity", "/v1/sites/acme-web/videos", map[string]string{"authorization": "Bearer " + live,
-			"x-keygate-account": "evil", "x-keygate-mode": "live", "x-keygate-admin": "true", "x-keygate-key-id": "key_evil"}, 0},
+			"x-keygate-account": "evil", "x-keygate-mode": "live", "x-keygate-admin": "true", "x-keygate-role": "owner", "x-keygate-key-id": "key_evil"}, 0},
 		{"allow_public_health", "/health", map[string]string{"x-keygate-account": "evil"}, 0},
 		{"deny_missing", "/v1/videos", nil, 0},
 		{"deny_garbage", "/v1/videos", map[string]string{"authorization": "Bearer not-a-key"}, 0},
