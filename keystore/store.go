@@ -484,7 +484,7 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	if err := s.validSpec(spec); err != nil {
 		return Key{}, fmt.Errorf("keystore: import key: %w", err)
 	}
-	if len(raw) < 16 || len(raw) > MaxKeyLen || !visibleASCII(raw) {
+	if !LooksImported(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: want 16 to %d visible ASCII characters", ErrInvalid, MaxKeyLen)
 	}
 	display := raw
@@ -501,6 +501,12 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 		return err
 	})
 	return key, err
+}
+
+// LooksImported reports whether raw could be an imported key: 16 to
+// MaxKeyLen visible ASCII characters, what ImportKey accepts.
+func LooksImported(raw string) bool {
+	return len(raw) >= 16 && len(raw) <= MaxKeyLen && visibleASCII(raw)
 }
 
 func visibleASCII(s string) bool {
