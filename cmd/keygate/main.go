@@ -40,7 +40,7 @@ Usage:
   keygate serve [flags]                 run the ext_authz gRPC server and HTTP endpoints
   keygate accounts create|update ...    manage accounts
   keygate sites create|update|rotate-key ...
-  keygate keys create|list|revoke ...   manage keys
+  keygate keys create|list|revoke|import ...   manage keys
   keygate check [flags]                 explain the decision for one request
   keygate policy test [DIR]             run the Rego tests of a policy directory
 
@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
-	env := environment{getenv: getenv, stdout: stdout, stderr: stderr}
+	env := environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	switch args[0] {
 	case "serve":
 		return env.serve(ctx, args[1:])
@@ -79,5 +79,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // environment is what every command may touch of the outside world.
 type environment struct {
 	getenv         func(string) string
+	stdin          io.Reader // keys import reads the key here
 	stdout, stderr io.Writer
 }
