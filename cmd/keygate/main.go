@@ -17,14 +17,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, errUsage) {
+		// A bare errUsage was printed with the usage text already; anything
+		// else, usage mistakes included, is said once here.
+		if err != errUsage { //nolint:errorlint // identity is the point
 			fmt.Fprintln(os.Stderr, "keygate:", err)
 		}
 		os.Exit(exitCode(err))
 	}
 }
 
-// errUsage marks errors whose message was already printed with the usage.
+// errUsage marks usage mistakes (exit status 2). Returned bare, it means
+// the usage text was already printed.
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {

@@ -263,17 +263,17 @@ func (e environment) keys(ctx context.Context, args []string) (err error) {
 
 func keySpec(site, mode, name, expires string) (keystore.KeySpec, error) {
 	if site == "" {
-		return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --site is required", errUsage)
+		return keystore.KeySpec{}, fmt.Errorf("%w: --site is required", errUsage)
 	}
 	m, err := keystore.ParseMode(mode)
 	if err != nil {
-		return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --mode: %v", errUsage, err)
+		return keystore.KeySpec{}, fmt.Errorf("%w: --mode: %v", errUsage, err)
 	}
 	spec := keystore.KeySpec{SiteID: site, Mode: m, Name: name}
 	if expires != "" {
 		t, err := time.Parse(time.RFC3339, expires)
 		if err != nil {
-			return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --expires-at: want RFC 3339, e.g. 2030-01-02T15:04:05Z", errUsage)
+			return keystore.KeySpec{}, fmt.Errorf("%w: --expires-at: want RFC 3339, e.g. 2030-01-02T15:04:05Z", errUsage)
 		}
 		spec.ExpiresAt = &t
 	}
