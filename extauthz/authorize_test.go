@@ -22,14 +22,14 @@ func (d fakeDecider) Decide(ctx context.Context, in *policies.Input) (policies.D
 
 func (fakeDecider) PublicSite(string) (string, bool) { return "", false }
 
-// fakeFacts is a keystore that is down.
-type fakeFacts struct{ err error }
+// downFacts is a keystore that is down.
+type downFacts struct{ err error }
 
-func (f fakeFacts) Key(context.Context, []keystore.Digest) (keystore.KeyFacts, error) {
+func (f downFacts) Key(context.Context, []keystore.Digest) (keystore.KeyFacts, error) {
 	return keystore.KeyFacts{}, f.err
 }
 
-func (f fakeFacts) Site(context.Context, string) (keystore.SiteFacts, error) {
+func (f downFacts) Site(context.Context, string) (keystore.SiteFacts, error) {
 	return keystore.SiteFacts{}, f.err
 }
 
@@ -58,8 +58,8 @@ func TestCheckFailsClosed(t *testing.T) {
 		{"policy panics", func(context.Context, *policies.Input) (policies.Decision, error) {
 			panic("boom")
 		}, nil, context.Background, 500, "INTERNAL_ERROR"},
-		{"store down", nil, fakeFacts{err: keystore.ErrUnavailable}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
-		{"store returns an odd error", nil, fakeFacts{err: errors.New("disk on fire")}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
+		{"store down", nil, downFacts{err: keystore.ErrUnavailable}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
+		{"store returns an odd error", nil, downFacts{err: errors.New("disk on fire")}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
