@@ -151,7 +151,9 @@ func CanonicalPath(p string) bool {
 	}
 	// One trailing slash ("/v1/x/") is fine; every other segment must be a
 	// real name.
-	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
+	for rest, more := strings.TrimSuffix(p[1:], "/"), true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		if seg == "." || seg == ".." {
 			return false
 		}
