@@ -96,8 +96,32 @@ func FuzzCheck(f *testing.F) {
 		if allowed != (resp.GetOkResponse() != nil) || !allowed && resp.GetDeniedResponse() == nil {
 			t.Fatalf("status and response disagree: %v", resp)
 		}
-		if !allowed || publicRoute(path) {
+		if !allowed {
 			return
+		}
+		// No client-sent identity header reaches the upstream unless keygate
+		// overwrote it, and a key used to authenticate is stripped.
+		ok := resp.GetOkResponse()
+		touched := map[string]bool{}
+		for _, h := range ok.GetHeaders() {
+			touched[h.GetHeader().GetKey()] = true
+		}
+		for _, k := range ok.GetHeadersToRemove() {
+			touched[k] = true
+		}
+		sent := FromCheckRequest(req).Headers
+		for k := range sent {
+			if strings.HasPrefix(k, identityPrefix) && !touched[k] {
+				t.Fatalf("client-sent %s reaches the upstream: %v", k, resp)
+			}
+		}
+		if publicRoute(path) {
+			return
+		}
+		for _, k := range []string{"authorization", "x-api-key"} {
+			if _, present := sent[k]; present && !touched[k] {
+				t.Fatalf("the credential header %s reaches the upstream: %v", k, resp)
+			}
 		}
 		carried := h["authorization"] + "\n" + decodedBasic(h["authorization"]) + "\n" + h["x-api-key"] + "\n" +
 			string(rawValue) + "\n" + decodedBasic(string(rawValue)) + "\n" + h[strings.ToLower(name)]
