@@ -197,9 +197,9 @@ func TestCore(t *testing.T) {
 	})
 
 	t.Run("expired key", func(t *testing.T) {
-		expiring := createKey(t, env, "acme-web", "live", "--expires-at", time.Now().Add(3*time.Second).UTC().Format(time.RFC3339))
+		expiring := createKey(t, env, "acme-web", "live", "--expires-at", time.Now().Add(5*time.Second).UTC().Format(time.RFC3339))
 		allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key)))
-		Eventually(t, 10*time.Second, "the key to expire", func() bool {
+		Eventually(t, 15*time.Second, "the key to expire", func() bool {
 			resp := srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key))
 			return resp.GetDeniedResponse() != nil
 		})
