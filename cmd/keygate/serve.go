@@ -116,11 +116,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("reading the change log: %w", err)
 	}
 
-	policy, err := loadPolicy(ctx, cfg.policies)
+	policy, err := startPolicy(ctx, cfg.policies, log)
 	if err != nil {
 		return err
 	}
-	engine := policies.NewEngine(policy)
+	engine := policy.engine
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -130,6 +130,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
 			func() float64 { _, m := cache.Stats(); return float64(m) }),
 	)
+	policy.register(reg)
 	usage := &keystore.Usage{Writer: store, Log: log}
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage}
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
@@ -150,7 +151,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	srv.Register(g)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(store, engine))
+	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -158,6 +159,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	done := make(chan struct{}, 4)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
+	go func() { policy.run(runCtx); done <- struct{}{} }()
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
@@ -169,7 +171,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
 	}
 	log.Info("keygate serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"store", storeKind(cfg.store), "policy", policy.Bundle.Source)
+		"store", storeKind(cfg.store), "policy", engine.Current().Bundle.Source)
 
 	select {
 	case <-ctx.Done():
@@ -190,6 +192,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	cancel()
 	<-done
 	<-done
+	<-done
 	return err
 }
 
@@ -203,22 +206,19 @@ func storeKind(dsn string) string {
 
 // loadPolicy compiles the built-in policy or a directory.
 func loadPolicy(ctx context.Context, dir string) (*policies.Policy, error) {
-	fsys, source := policies.Default(), "built-in"
-	if dir != "" {
-		fsys, source = os.DirFS(dir), dir
-	}
-	b, err := policies.Load(fsys, source)
+	b, err := loadBundle(dir)
 	if err != nil {
 		return nil, err
 	}
 	return policies.Compile(ctx, b)
 }
 
-func healthHandler(store *keystore.Store, engine *policies.Engine) http.HandlerFunc {
+func healthHandler(store *keystore.Store, engine *policies.Engine, policy *policyRuntime) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
-		body := map[string]any{"status": "ok", "store": "ok", "policy": engine.Current().Bundle.Source}
+		body := map[string]any{"status": "ok", "store": "ok", "policy": engine.Current().Bundle.Source,
+			"policy_reload": policy.status()}
 		if err := store.Ping(ctx); err != nil {
 			body["status"], body["store"] = "degraded", "unavailable"
 		}

@@ -13,7 +13,11 @@ import rego.v1
 
 config := data.keygate.config
 
-# The decision when no rule below decides: deny.
+# METADATA
+# title: default
+# description: |
+#   No rule decided, or the rule that did produced no document (say a denial
+#   whose config.errors entry is missing): 500 POLICY_ERROR, never an allow.
 default decision := {
 	"allow": false,
 	"status": 500,
@@ -77,6 +81,11 @@ public_route if {
 # names an entry of config.errors; should that entry be missing, the deny
 # document is undefined and the default (500 POLICY_ERROR) answers: a
 # denial can never turn into an allow.
+# METADATA
+# title: key_route
+# description: |
+#   A key route (neither public nor a public site route) allows when no
+#   key_denial holds, with the key_headers upstream.
 key_route_decision := deny_with(key_denial) if key_denial
 
 key_route_decision := allow_with(key_headers, "key_route") if not key_denial
@@ -193,6 +202,11 @@ key_headers["x-keygate-concurrency"] := format_int(plan.concurrency, 10) if plan
 
 # Public site routes: the site named in the path, checked by the browser's
 # Origin (or Referer) against the site's domains.
+# METADATA
+# title: public_site_route
+# description: |
+#   A public site route (config.routes.public_site_prefixes, then the site)
+#   allows a browser whose origin the site lists when no site_denial holds.
 site_route_decision := deny_with(site_denial) if site_denial
 
 site_route_decision := allow_with({}, "public_site_route") if not site_denial
@@ -204,7 +218,7 @@ site_route_decision := allow_with({}, "public_site_route") if not site_denial
 #   wins. The domain is checked before the subscription so that an unknown
 #   origin learns nothing about the site; a site whose account is not paying
 #   answers with config.public_errors (402 by default).
-site_denial := ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"] if {
+site_denial := ["errors", "AUTHZ_UNAVAILABLE", "public_site_unavailable"] if {
 	input.public.status == "unavailable"
 } else := ["errors", "DOMAIN_NOT_ALLOWED", "public_site_unknown"] if {
 	input.public.status != "found"

@@ -285,7 +285,7 @@ test_domain_forms if {
 
 test_public_site_lookup_outcomes if {
 	deny(decide(json.patch(public_base, [{"op": "replace", "path": "/public", "value": {"status": "unknown"}}]))) == [403, "DOMAIN_NOT_ALLOWED", "public_site_unknown"]
-	deny(decide(json.patch(public_base, [{"op": "replace", "path": "/public", "value": {"status": "unavailable"}}]))) == [503, "AUTHZ_UNAVAILABLE", "store_unavailable"]
+	deny(decide(json.patch(public_base, [{"op": "replace", "path": "/public", "value": {"status": "unavailable"}}]))) == [503, "AUTHZ_UNAVAILABLE", "public_site_unavailable"]
 }
 
 test_public_site_not_paying if {
