@@ -53,10 +53,23 @@ func (p *Policy) Explain(rule string) RuleDoc {
 	}
 	for _, r := range []*ast.Rule{condition, decider} {
 		if r != nil && doc.Description == "" {
-			doc.Title, doc.Description = annotation(r)
+			doc.Title, doc.Description = p.annotation(names, r.Head.Name.String())
 		}
 	}
 	return doc
+}
+
+// annotation is the METADATA of the first definition of rule name that has
+// one (METADATA attaches to one definition of a multi-definition rule).
+func (p *Policy) annotation(files []string, name string) (string, string) {
+	for _, f := range files {
+		for _, r := range p.Bundle.Modules[f].Rules {
+			if r.Head.Name.String() == name && len(r.Annotations) > 0 {
+				return r.Annotations[0].Title, strings.TrimSpace(r.Annotations[0].Description)
+			}
+		}
+	}
+	return "", ""
 }
 
 // namesRule reports whether a rule's value holds the string literal rule
@@ -82,13 +95,6 @@ func namesRule(r *ast.Rule, rule string) bool {
 		})
 	}
 	return found
-}
-
-func annotation(r *ast.Rule) (string, string) {
-	for _, a := range r.Annotations {
-		return a.Title, strings.TrimSpace(a.Description)
-	}
-	return "", ""
 }
 
 func (p *Policy) where(file string, loc *ast.Location) string {
