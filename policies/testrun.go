@@ -29,12 +29,15 @@ type TestResult struct {
 // TestReport is the outcome of a bundle's Rego tests.
 type TestReport struct {
 	Results []TestResult
-	// Coverage is the percentage of policy lines (test files excluded) the
-	// tests evaluated; Covered and NotCovered are line counts. Coverage is
-	// only computed when asked for.
+	// Coverage is the percentage of the bundle's own policy lines (test
+	// files excluded) the tests evaluated; Covered and NotCovered are line
+	// counts. In a layer the built-in files do not count: the built-in
+	// tests cover them. A layer without Rego of its own has nothing to
+	// cover (100%, Covered+NotCovered == 0). Only computed when asked for.
 	Coverage            float64
 	Covered, NotCovered int
-	// Files is the coverage per policy file.
+	// Files is the coverage per policy file, built-in files of a layer
+	// included (for information).
 	Files map[string]float64
 }
 
@@ -119,7 +122,8 @@ func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error
 	return report, ctx.Err()
 }
 
-// coverage fills the coverage of policy files; test files do not count.
+// coverage fills the coverage of policy files; test files do not count,
+// nor do the built-in files under a layer.
 func (r *TestReport) coverage(cov *cover.Cover, b *Bundle) {
 	policy := make(map[string]*ast.Module, len(b.Modules))
 	for name, m := range b.Modules {
@@ -135,9 +139,11 @@ func (r *TestReport) coverage(cov *cover.Cover, b *Bundle) {
 			continue
 		}
 		c, n := fr.CoveredLines, fr.NotCoveredLines
-		r.Covered += c
-		r.NotCovered += n
 		r.Files[name] = percent(c, n)
+		if !b.builtinFiles[name] {
+			r.Covered += c
+			r.NotCovered += n
+		}
 	}
 	r.Coverage = percent(r.Covered, r.NotCovered)
 }

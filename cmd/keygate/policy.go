@@ -70,8 +70,11 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 		source += " (layered on " + b.Extends + ")"
 	}
 	failed := r.Failed()
-	fmt.Fprintf(e.stdout, "%s: %d passed, %d failed; coverage %.1f%% of %d policy lines (threshold %.0f%%)\n",
-		source, len(r.Results)-failed, failed, r.Coverage, r.Covered+r.NotCovered, threshold)
+	coverage := fmt.Sprintf("coverage %.1f%% of %d policy lines (threshold %.0f%%)", r.Coverage, r.Covered+r.NotCovered, threshold)
+	if r.Covered+r.NotCovered == 0 {
+		coverage = "no Rego of its own to cover (the built-in tests cover the built-in Rego)"
+	}
+	fmt.Fprintf(e.stdout, "%s: %d passed, %d failed; %s\n", source, len(r.Results)-failed, failed, coverage)
 	if verbose || r.Coverage < threshold {
 		files := make([]string, 0, len(r.Files))
 		for f := range r.Files {

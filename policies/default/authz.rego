@@ -134,17 +134,23 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 # title: credential_not_accepted
 # description: |
 #   The credential arrived in a way this deployment does not take:
-#   config.credentials maps each scheme (bearer, basic, x-api-key) to the
-#   credential kinds (key, token) it may carry. A scheme not listed, or a kind
-#   not listed for its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
+#   config.credentials lists the [scheme, kind] pairs a key route accepts
+#   (scheme: bearer, basic, x-api-key; kind: key, or token for an access
+#   token from /auth/api-key). A scheme not listed at all, or a kind not
+#   listed with its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
 credential_not_accepted if {
 	input.credential.scheme != ""
-	not input.credential.scheme in object.keys(config.credentials)
+	not scheme_accepted
 }
 
 credential_not_accepted if {
 	input.credential.kind != ""
-	not input.credential.kind in object.get(config.credentials, input.credential.scheme, [])
+	not [input.credential.scheme, input.credential.kind] in config.credentials
+}
+
+scheme_accepted if {
+	some [scheme, _] in config.credentials
+	scheme == input.credential.scheme
 }
 
 plan := config.plans[input.account.plan]

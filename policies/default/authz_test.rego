@@ -129,7 +129,7 @@ test_token_found_is_allowed if decide(with_input({"credential": {"kind": "token"
 # --- key routes: which credentials a deployment accepts ---
 
 test_credential_not_accepted if {
-	c := json.patch(data.keygate.config, [{"op": "replace", "path": "/credentials", "value": {"bearer": ["token"], "basic": ["key"]}}])
+	c := json.patch(data.keygate.config, [{"op": "replace", "path": "/credentials", "value": [["bearer", "token"], ["basic", "key"]]}])
 	deny(decide_cfg(base, c)) == [401, "INVALID_API_KEY", "credential_not_accepted"]
 	deny(decide_cfg(with_input({"credential": {"scheme": "x-api-key"}}), c)) == [401, "INVALID_API_KEY", "credential_not_accepted"]
 	decide_cfg(with_input({"credential": {"scheme": "basic"}}), c).allow
@@ -137,7 +137,7 @@ test_credential_not_accepted if {
 }
 
 test_unaccepted_scheme_refused_even_if_malformed if {
-	c := json.patch(data.keygate.config, [{"op": "replace", "path": "/credentials", "value": {"x-api-key": ["key"]}}])
+	c := json.patch(data.keygate.config, [{"op": "replace", "path": "/credentials", "value": [["x-api-key", "key"]]}])
 	inp := with_input({"credential": {"status": "malformed", "kind": ""}})
 	deny(decide_cfg(inp, c)) == [401, "INVALID_API_KEY", "credential_not_accepted"]
 }
@@ -318,6 +318,8 @@ test_body_shapes if {
 	inp := with_input({"account": {"plan": "free"}})
 	decide_cfg(inp, cfg({"body_shape": "message"})).body == {"message": "Your plan doesn't include API access"}
 	decide_cfg(inp, cfg({"body_shape": "error_object"})).body == {"error": {"code": "PLAN_REQUIRED", "message": "Your plan doesn't include API access"}}
+	with_id := object.union(inp, {"request": {"headers": {"x-request-id": "req_1"}}})
+	decide_cfg(with_id, cfg({"body_shape": "error_object"})).body.error.request_id == "req_1"
 }
 
 test_error_with_own_body if {

@@ -23,13 +23,22 @@ shaped(e, name, rule) := {
 # title: body
 # description: |
 #   The deny body by config.body_shape: code_message → {"code","message"};
-#   message → {"message"}; error_object → {"error": {"code","message"}}. An
+#   message → {"message"}; error_object → {"error": {"code","message",
+#   "request_id"}} (request_id when the proxy sent x-request-id). An
 #   error entry in config.errors may carry its own "body" instead.
 body(code, message) := {"code": code, "message": message} if config.body_shape == "code_message"
 
 body(_, message) := {"message": message} if config.body_shape == "message"
 
-body(code, message) := {"error": {"code": code, "message": message}} if config.body_shape == "error_object"
+body(code, message) := {"error": object.union({"code": code, "message": message}, request_id)} if {
+	config.body_shape == "error_object"
+}
+
+# request_id echoes the proxy's x-request-id (Envoy sets one on every
+# request) so a client can quote it to support.
+default request_id := {}
+
+request_id := {"request_id": id} if id := input.request.headers["x-request-id"]
 
 allow_with(headers, rule) := {
 	"allow": true,
