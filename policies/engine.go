@@ -99,7 +99,7 @@ type Policy struct {
 func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
-		rego.Store(inmem.NewFromObject(b.Documents)),
+		rego.Store(inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),

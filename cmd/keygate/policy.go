@@ -27,6 +27,9 @@ func (e environment) policy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *threshold < 0 || *threshold > 100 {
+		return fmt.Errorf("%w: keygate policy test: --threshold must be between 0 and 100", errUsage)
+	}
 	if len(dirs) > 1 {
 		return fmt.Errorf("%w: keygate policy test [DIR]: one directory at most", errUsage)
 	}

@@ -26,22 +26,29 @@ default decision := {
 	"rule": "default",
 }
 
-decision := deny_with(["errors", "INVALID_PATH", "invalid_path"]) if invalid_path
+decision := deny_with(["errors", "INVALID_PATH", "invalid_path"]) if route == "invalid_path"
 
-decision := allow_with({}, "public_route") if {
-	not invalid_path
-	route == "public"
-}
+decision := allow_with({}, "public_route") if route == "public"
 
-decision := site_route_decision if {
-	not invalid_path
-	route == "public_site"
-}
+decision := site_route_decision if route == "public_site"
 
-decision := key_route_decision if {
-	not invalid_path
-	route == "key"
-}
+decision := key_route_decision if route == "key"
+
+# METADATA
+# title: route
+# description: |
+#   Which kind of route the request is on, first match wins: "invalid_path",
+#   "public" (config.routes.public_paths and
+#   public_prefixes: no credential), "public_site" (public_site_prefixes:
+#   checked by Origin/Referer), else "key". Edit config.routes.
+route := "invalid_path" if {
+	invalid_path
+} else := "public" if {
+	public_route
+} else := "public_site" if {
+	some prefix in config.routes.public_site_prefixes
+	startswith(input.request.path, prefix)
+} else := "key"
 
 # METADATA
 # title: invalid_path
@@ -50,22 +57,6 @@ decision := key_route_decision if {
 #   separators, ';', '#', control bytes): 400 INVALID_PATH before any route
 #   matching, so "/v1/sites/a/../b" can never pass as site "a".
 invalid_path if not input.request.path_ok
-
-# METADATA
-# title: route
-# description: |
-#   Which kind of route the request is on: "public" (config.routes.public_paths
-#   and public_prefixes: no credential), "public_site" (public_site_prefixes:
-#   checked by Origin/Referer), else "key". Edit config.routes.
-default route := "key"
-
-route := "public" if public_route
-
-route := "public_site" if {
-	not public_route
-	some prefix in config.routes.public_site_prefixes
-	startswith(input.request.path, prefix)
-}
 
 # METADATA
 # title: public_route
@@ -201,7 +192,7 @@ mode_mismatch if {
 #   identity headers (account, site, key id, mode, plan) are set by keygate
 #   itself and cannot be overridden.
 key_headers[name] := value if {
-	some name, value in object.get(config, ["mode_headers", input.key.mode], {})
+	some name, value in config.mode_headers[input.key.mode]
 }
 
 key_headers["x-keygate-concurrency"] := format_int(plan.concurrency, 10) if plan.concurrency
