@@ -166,7 +166,9 @@ func TestPolicyEntitlementsAndHostModes(t *testing.T) {
 		t.Errorf("pro on an open route: %v", v)
 	}
 
-	host := func(h, key string) map[string]string { return map[string]string{"host": h, "authorization": "Bearer " + key} }
+	host := func(h, key string) map[string]string {
+		return map[string]string{"host": h, "authorization": "Bearer " + key}
+	}
 	if v := srv.decide(t, "GET", "/v1/videos", host("sandbox.example.test", proTest)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
 		t.Errorf("test key on the sandbox host: %v", v)
 	}

@@ -28,7 +28,9 @@ func profileEnv(t *testing.T, prefix string) *Env {
 
 func profileDir(name string) string { return "../policies/examples/" + name }
 
-func basicUser(key string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":")) }
+func basicUser(key string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
+}
 
 func expectBody(t *testing.T, what string, v verdict, status int, body map[string]any) {
 	t.Helper()

@@ -148,7 +148,7 @@ func TestPolicyReloadUnderLoad(t *testing.T) {
 	}
 	for i := 1; i <= 10; i++ {
 		want := float64(i)
-		writePolicyFiles(t, dir, map[string]string{"data.yaml": reloadDataWith(strconv.Itoa(10+i))})
+		writePolicyFiles(t, dir, map[string]string{"data.yaml": reloadDataWith(strconv.Itoa(10 + i))})
 		Eventually(t, 10*time.Second, "reload to succeed", func() bool { return srv.Metric(t, reloadOK) >= want })
 	}
 	stop.Store(true)
