@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -18,13 +19,19 @@ func policyReturning(t *testing.T, doc string) *Engine {
 	if doc != "" {
 		src += "\ndecision := " + doc + "\n"
 	}
-	b, err := Load(fstest.MapFS{"authz.rego": {Data: []byte(src)}}, "test")
+	return engineFor(t, fstest.MapFS{"authz.rego": {Data: []byte(src)}})
+}
+
+// engineFor loads and compiles a policy directory.
+func engineFor(tb testing.TB, fsys fs.FS) *Engine {
+	tb.Helper()
+	b, err := Load(fsys, "test")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	p, err := Compile(context.Background(), b)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return NewEngine(p)
 }
@@ -129,15 +136,7 @@ func TestDecisionMalformed(t *testing.T) {
 // A policy that fails at evaluation (conflicting values) is an error too.
 func TestDecisionEvalError(t *testing.T) {
 	src := "package keygate.authz\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n\ndecision := {\"allow\": false} if input.credential.status == \"missing\"\n"
-	b, err := Load(fstest.MapFS{"authz.rego": {Data: []byte(src)}}, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewEngine(p).Decide(context.Background(), &Input{Credential: Credential{Status: CredMissing}})
+	d, err := engineFor(t, fstest.MapFS{"authz.rego": {Data: []byte(src)}}).Decide(context.Background(), &Input{Credential: Credential{Status: CredMissing}})
 	if err == nil || d.Allow {
 		t.Fatalf("want an error, got %+v, %v", d, err)
 	}

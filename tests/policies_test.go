@@ -166,18 +166,15 @@ func TestPolicyEntitlementsAndHostModes(t *testing.T) {
 		t.Errorf("pro on an open route: %v", v)
 	}
 
-	host := func(h, key string) map[string]string {
-		return map[string]string{"host": h, "authorization": "Bearer " + key}
-	}
-	if v := srv.decide(t, "GET", "/v1/videos", host("sandbox.example.test", proTest)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
+	if v := srv.decide(t, "GET", "/v1/videos", bearerAt("sandbox.example.test", proTest)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
 		t.Errorf("test key on the sandbox host: %v", v)
 	}
-	if v := srv.decide(t, "GET", "/v1/videos", host("API.example.test:443", pro)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
+	if v := srv.decide(t, "GET", "/v1/videos", bearerAt("API.example.test:443", pro)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
 		t.Errorf("live key on the production host: %v", v)
 	}
-	expectDeny(t, "live key on the sandbox host", srv.decide(t, "GET", "/v1/videos", host("sandbox.example.test", pro)), 403, "MODE_MISMATCH")
-	expectDeny(t, "test key on the production host", srv.decide(t, "GET", "/v1/videos", host("api.example.test", proTest)), 403, "MODE_MISMATCH")
-	if v := srv.decide(t, "GET", "/v1/videos", host("other.example.test", proTest)); !v.Allow {
+	expectDeny(t, "live key on the sandbox host", srv.decide(t, "GET", "/v1/videos", bearerAt("sandbox.example.test", pro)), 403, "MODE_MISMATCH")
+	expectDeny(t, "test key on the production host", srv.decide(t, "GET", "/v1/videos", bearerAt("api.example.test", proTest)), 403, "MODE_MISMATCH")
+	if v := srv.decide(t, "GET", "/v1/videos", bearerAt("other.example.test", proTest)); !v.Allow {
 		t.Errorf("test key on an unlisted host: %v", v)
 	}
 }

@@ -94,3 +94,8 @@ func writePolicyFiles(t *testing.T, dir string, files map[string]string) {
 }
 
 func bearer(key string) map[string]string { return map[string]string{"authorization": "Bearer " + key} }
+
+// bearerAt sends a Bearer credential to a given host (:authority).
+func bearerAt(host, credential string) map[string]string {
+	return map[string]string{"host": host, "authorization": "Bearer " + credential}
+}

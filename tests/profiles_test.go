@@ -81,11 +81,7 @@ func TestProfileVideogen(t *testing.T) {
 // TestProfileAPIVideo: seed 001. Basic with the key as username, sandbox and
 // production hosts; a Bearer credential must be an access token.
 func TestProfileAPIVideo(t *testing.T) {
-	env := profileEnv(t, "av")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-project", "--account", "acme")
-	live, sandbox := env.NewKey("acme-project", "live"), env.NewKey("acme-project", "test")
-	srv := env.Serve("--policies", profileDir("apivideo"))
+	srv, live, sandbox := apiVideoServer(t, "apivideo")
 
 	basic := func(host, key string) map[string]string {
 		return map[string]string{"host": host, "authorization": basicUser(key)}
@@ -98,7 +94,7 @@ func TestProfileAPIVideo(t *testing.T) {
 	}
 	expectDeny(t, "sandbox key on ws.api.video", srv.decide(t, "GET", "/videos", basic("ws.api.video", sandbox)), 403, "MODE_MISMATCH")
 	expectDeny(t, "production key on sandbox.api.video", srv.decide(t, "GET", "/videos", basic("sandbox.api.video", live)), 403, "MODE_MISMATCH")
-	v := srv.decide(t, "GET", "/videos", map[string]string{"host": "ws.api.video", "authorization": "Bearer " + live})
+	v := srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", live))
 	expectDeny(t, "the key as a Bearer token", v, 401, "INVALID_TOKEN")
 	if msg, _ := v.Body["message"].(string); !strings.Contains(msg, "/auth/api-key") {
 		t.Errorf("the 401 should point at /auth/api-key: %v", v.Body)
@@ -114,14 +110,10 @@ func TestProfileAPIVideo(t *testing.T) {
 // TestProfileAPIVideoTokens: seed 002. Bearer access tokens for everything;
 // the key itself only at POST /auth/api-key.
 func TestProfileAPIVideoTokens(t *testing.T) {
-	env := profileEnv(t, "av")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-project", "--account", "acme")
-	live, sandbox := env.NewKey("acme-project", "live"), env.NewKey("acme-project", "test")
-	srv := env.Serve("--policies", profileDir("apivideo-tokens"))
+	srv, live, sandbox := apiVideoServer(t, "apivideo-tokens")
 
 	for what, h := range map[string]map[string]string{
-		"key as Bearer": {"host": "ws.api.video", "authorization": "Bearer " + live},
+		"key as Bearer": bearerAt("ws.api.video", live),
 		"key as Basic":  {"host": "ws.api.video", "authorization": basicUser(live)},
 		"X-API-Key":     {"host": "ws.api.video", "x-api-key": live},
 	} {
@@ -136,6 +128,17 @@ func TestProfileAPIVideoTokens(t *testing.T) {
 		t.Errorf("/auth/api-key must be routed without authz: %v", v)
 	}
 	t.Run("access tokens", func(t *testing.T) { tokensThroughProfile(t, srv, live, sandbox) })
+}
+
+// apiVideoServer serves an api.video profile with one project (site) that
+// has a production (live) and a sandbox (test) key.
+func apiVideoServer(t *testing.T, profile string) (srv *Server, live, sandbox string) {
+	t.Helper()
+	env := profileEnv(t, "av")
+	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+	env.CLI("sites", "create", "--id", "acme-project", "--account", "acme")
+	live, sandbox = env.NewKey("acme-project", "live"), env.NewKey("acme-project", "test")
+	return env.Serve("--policies", profileDir(profile)), live, sandbox
 }
 
 // tokensThroughProfile mints access tokens with the token exchange
@@ -162,17 +165,14 @@ func tokensThroughProfile(t *testing.T, srv *Server, live, sandbox string) {
 		return pair.AccessToken
 	}
 	liveToken, sandboxToken := mint(live), mint(sandbox)
-	on := func(host, token string) map[string]string {
-		return map[string]string{"host": host, "authorization": "Bearer " + token}
-	}
-	if v := srv.decide(t, "GET", "/videos", on("ws.api.video", liveToken)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
+	if v := srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", liveToken)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
 		t.Errorf("production token on ws.api.video: %v", v)
 	}
-	if v := srv.decide(t, "GET", "/videos", on("sandbox.api.video", sandboxToken)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
+	if v := srv.decide(t, "GET", "/videos", bearerAt("sandbox.api.video", sandboxToken)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
 		t.Errorf("sandbox token on sandbox.api.video: %v", v)
 	}
-	expectDeny(t, "sandbox token on ws.api.video", srv.decide(t, "GET", "/videos", on("ws.api.video", sandboxToken)), 403, "MODE_MISMATCH")
-	expectDeny(t, "tampered token", srv.decide(t, "GET", "/videos", on("ws.api.video", liveToken+"x")), 401, "INVALID_TOKEN")
+	expectDeny(t, "sandbox token on ws.api.video", srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", sandboxToken)), 403, "MODE_MISMATCH")
+	expectDeny(t, "tampered token", srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", liveToken+"x")), 401, "INVALID_TOKEN")
 }
 
 // TestProfileVoicgen: seed 003. vg_live_ keys in X-API-Key, scoped to a
