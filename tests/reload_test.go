@@ -68,7 +68,9 @@ func TestPolicyHotReload(t *testing.T) {
 	// Plan data changes: new decisions follow.
 	start := time.Now()
 	writePolicyFiles(t, dir, map[string]string{"data.yaml": reloadDataWith("4")})
-	Eventually(t, 5*time.Second, "the new plan data to decide", func() bool { return concurrency() == "4" })
+	// The bound: new decisions within a second (polling every 250 ms,
+	// then compile and the directory's tests).
+	Eventually(t, time.Second, "the new plan data to decide", func() bool { return concurrency() == "4" })
 	t.Logf("plan data change decided after %v", time.Since(start).Round(time.Millisecond))
 	writePolicyFiles(t, dir, map[string]string{"data.yaml": strings.Replace(reloadData, "pro: {concurrency: 3}", "pro: {api: false}", 1) + "\n"})
 
