@@ -29,9 +29,12 @@ type Reloader struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	mu     sync.Mutex
-	seen   [sha256.Size]byte // fingerprint of the last attempted version
-	status ReloadStatus
+	// reloading serializes loads; mu guards status only, so /health and
+	// metrics never wait for a compile.
+	reloading sync.Mutex
+	seen      [sha256.Size]byte // fingerprint of the last attempted version
+	mu        sync.Mutex
+	status    ReloadStatus
 }
 
 // ReloadStatus is what /health and the metrics report about reloads.
@@ -57,8 +60,8 @@ const maxPolicyBytes = 16 << 20
 // directory's tests) and installs it. Start-up fails rather than serving a
 // policy whose own tests fail.
 func (r *Reloader) Load(ctx context.Context) (*Policy, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.reloading.Lock()
+	defer r.reloading.Unlock()
 	sum, err := fingerprint(r.Dir)
 	if err != nil {
 		return nil, err
@@ -68,7 +71,9 @@ func (r *Reloader) Load(ctx context.Context) (*Policy, error) {
 		return nil, err
 	}
 	r.seen = sum
-	r.status = ReloadStatus{Source: r.Dir, LoadedAt: r.now(), Tests: tests, LastOK: true}
+	r.setStatus(func(s *ReloadStatus) {
+		*s = ReloadStatus{Source: r.Dir, LoadedAt: r.now(), Tests: tests, LastOK: true}
+	})
 	if r.Engine == nil {
 		r.Engine = NewEngine(p)
 	} else {
@@ -99,8 +104,8 @@ func (r *Reloader) Run(ctx context.Context) {
 // found and, if so, the error that kept it out (nil: it is in use now). A
 // version that failed is not tried again until the files change.
 func (r *Reloader) Reload(ctx context.Context) (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.reloading.Lock()
+	defer r.reloading.Unlock()
 	sum, err := fingerprint(r.Dir)
 	if err == nil && sum == r.seen {
 		return false, nil
@@ -112,9 +117,11 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 		if p, tests, err = r.build(ctx); err == nil {
 			r.Engine.Swap(p)
 			now := r.now()
-			r.status.LoadedAt, r.status.Tests = now, tests
-			r.status.LastAttempt, r.status.LastOK, r.status.LastError = now, true, ""
-			r.status.Successes++
+			r.setStatus(func(s *ReloadStatus) {
+				s.LoadedAt, s.Tests = now, tests
+				s.LastAttempt, s.LastOK, s.LastError = now, true, ""
+				s.Successes++
+			})
 			r.Log.Info("policy reloaded", "source", r.Dir, "tests", tests)
 			return true, nil
 		}
@@ -122,11 +129,13 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
-	if !r.status.LastOK && r.status.LastError == err.Error() {
+	if last := r.Status(); !last.LastOK && last.LastError == err.Error() {
 		return false, err // the same unreadable directory: reported already
 	}
-	r.status.LastAttempt, r.status.LastOK, r.status.LastError = r.now(), false, err.Error()
-	r.status.Failures++
+	r.setStatus(func(s *ReloadStatus) {
+		s.LastAttempt, s.LastOK, s.LastError = r.now(), false, err.Error()
+		s.Failures++
+	})
 	r.Log.Error("policy reload failed; keeping the last good policy", "source", r.Dir, "err", err)
 	return true, err
 }
@@ -152,6 +161,12 @@ func (r *Reloader) build(ctx context.Context) (*Policy, int, error) {
 		r.Log.Warn("policy directory has no Rego tests; nothing checks a reload", "source", r.Dir)
 	}
 	return p, len(report.Results), nil
+}
+
+func (r *Reloader) setStatus(update func(*ReloadStatus)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	update(&r.status)
 }
 
 // Status is a snapshot for /health and metrics.
