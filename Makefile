@@ -12,9 +12,21 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(MAKE) policy-check
 
-# opa fmt / check --strict, when the opa binary is installed (.ci/run installs it).
+# Rego: the tests of the built-in policy and of every example profile, with
+# the coverage threshold (README), through keygate itself so no opa install
+# is needed; then opa fmt (no diff) and opa check --strict when opa is
+# installed (.ci/run installs it).
+POLICY_THRESHOLD ?= 90
+POLICY_EXAMPLES := $(wildcard policies/examples/*/)
+
 policy-check:
+	$(GO) run ./cmd/keygate policy test --threshold $(POLICY_THRESHOLD)
+	@for d in $(POLICY_EXAMPLES); do \
+		echo "$(GO) run ./cmd/keygate policy test --threshold $(POLICY_THRESHOLD) $$d"; \
+		$(GO) run ./cmd/keygate policy test --threshold $(POLICY_THRESHOLD) $$d || exit 1; \
+	done
 	@if command -v opa >/dev/null 2>&1; then \
 		echo "opa fmt --diff"; test -z "$$(opa fmt -l policies)" || { opa fmt -d policies; exit 1; }; \
-		echo "opa check --strict"; opa check --strict policies/default; \
-	else echo "opa not installed: skipping opa fmt/check (go run ./cmd/keygate policy test still runs the Rego tests)"; fi
+		echo "opa check --strict"; opa check --strict policies/default || exit 1; \
+		for d in $(POLICY_EXAMPLES); do opa check --strict policies/default $$d || exit 1; done; \
+	else echo "opa not installed: skipping opa fmt/check (the Rego tests above ran without it)"; fi

@@ -71,7 +71,7 @@ func TestCheckFailsClosed(t *testing.T) {
 			if tt.facts != nil {
 				a.Facts = tt.facts
 			}
-			resp, err := f.server.Check(tt.ctx(), checkRequest("GET", "/v1/videos", map[string]string{"authorization": "Bearer " + f.live.Reveal()}))
+			resp, err := f.server.Check(tt.ctx(), envoyCheckRequest("GET", "/v1/videos", map[string]string{"authorization": "Bearer " + f.live.Reveal()}))
 			if err != nil {
 				t.Fatalf("gRPC error: %v", err)
 			}

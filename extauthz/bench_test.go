@@ -15,17 +15,27 @@ import (
 // built-in policy, a CheckRequest shaped like Envoy's.
 func BenchmarkCheck(b *testing.B) {
 	f := newFixture(b)
-	req := checkRequest("GET", "/v1/videos?limit=10", typicalHeaders("Bearer "+f.live.Reveal()))
+	// Envoy gives every request its own x-request-id: the requests differ
+	// as real ones do, which a decision memo must not mistake for a
+	// difference that matters.
+	reqs := make([]*authv3.CheckRequest, 1024)
+	for i := range reqs {
+		h := typicalHeaders("Bearer " + f.live.Reveal())
+		h["x-request-id"] = "req-" + strconv.Itoa(i)
+		reqs[i] = envoyCheckRequest("GET", "/v1/videos?limit=10", h)
+	}
 	ctx := envoyContext(b)
-	warm, _ := f.server.Check(ctx, req)
+	warm, _ := f.server.Check(ctx, reqs[0])
 	if codes.Code(warm.GetStatus().GetCode()) != codes.OK {
 		b.Fatalf("want allow, got %v", warm)
 	}
 	f.cache.Wait()
 	_, missesBefore := f.cache.Stats()
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		resp, _ := f.server.Check(ctx, req)
+		i++
+		resp, _ := f.server.Check(ctx, reqs[i%len(reqs)])
 		if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 			b.Fatalf("want allow, got %v", resp)
 		}
@@ -39,7 +49,7 @@ func BenchmarkCheck(b *testing.B) {
 // the cost of the first request of a key, or of one after an invalidation.
 func BenchmarkCheckMiss(b *testing.B) {
 	f := newFixture(b)
-	req := checkRequest("GET", "/v1/videos?limit=10", typicalHeaders("Bearer "+f.live.Reveal()))
+	req := envoyCheckRequest("GET", "/v1/videos?limit=10", typicalHeaders("Bearer "+f.live.Reveal()))
 	ctx := envoyContext(b)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -60,7 +70,7 @@ func BenchmarkCheckPolicy(b *testing.B) {
 	ctx := envoyContext(b)
 	reqs := make([]*authv3.CheckRequest, 50_000)
 	for i := range reqs {
-		reqs[i] = checkRequest("GET", "/v1/videos/"+strconv.Itoa(i), typicalHeaders("Bearer "+f.live.Reveal()))
+		reqs[i] = envoyCheckRequest("GET", "/v1/videos/"+strconv.Itoa(i), typicalHeaders("Bearer "+f.live.Reveal()))
 	}
 	f.server.Check(ctx, reqs[0]) //nolint:errcheck // warms the key cache
 	f.cache.Wait()

@@ -83,8 +83,8 @@ func newFixture(tb testing.TB) *fixture {
 	return f
 }
 
-// checkRequest builds an Envoy CheckRequest the way Envoy fills it.
-func checkRequest(method, path string, headers map[string]string) *authv3.CheckRequest {
+// envoyCheckRequest builds an Envoy CheckRequest the way Envoy fills it.
+func envoyCheckRequest(method, path string, headers map[string]string) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
 		Http: &authv3.AttributeContext_HttpRequest{
 			Method: method, Path: path, Host: "api.example.com", Scheme: "https", Protocol: "HTTP/1.1",

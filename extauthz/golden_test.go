@@ -1,7 +1,9 @@
 package extauthz
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -74,18 +76,24 @@ func TestCheckGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f.now = fixedNow.Add(tt.later)
 			defer func() { f.now = fixedNow }()
-			resp, err := f.server.Check(ctx, checkRequest("GET", tt.path, tt.headers))
+			resp, err := f.server.Check(ctx, envoyCheckRequest("GET", tt.path, tt.headers))
 			if err != nil {
 				t.Fatalf("Check returned a gRPC error: %v", err)
 			}
 			got := normalize(t, resp, ids)
 			file := filepath.Join("testdata", tt.name+".golden")
 			if *update {
-				b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(got)
+				b, err := protojson.Marshal(got)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
+				// protojson varies its spacing on purpose; fix it so that
+				// -update rewrites only what changed.
+				var out bytes.Buffer
+				if err := json.Indent(&out, b, "", "  "); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, append(out.Bytes(), '\n'), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -60,6 +60,10 @@ type Bundle struct {
 	Source    string
 	Modules   map[string]*ast.Module // by file name, tests included
 	Documents map[string]any
+	// Extends names the policy this directory is layered on ("" for none).
+	Extends string
+	// builtinFiles are the module files that come from the built-in layer.
+	builtinFiles map[string]bool
 }
 
 // Load reads every .rego, data.json and data.yaml file under fsys, the way
@@ -75,8 +79,7 @@ func Load(fsys fs.FS, source string) (*Bundle, error) {
 			if info.IsDir() {
 				return strings.HasPrefix(info.Name(), ".") && info.Name() != "."
 			}
-			n := info.Name()
-			return !(strings.HasSuffix(n, ".rego") || n == "data.json" || n == "data.yaml" || n == "data.yml")
+			return !policyFile(info.Name())
 		})
 	if err != nil {
 		return nil, fmt.Errorf("policies: load %s: %w", source, err)
@@ -98,7 +101,7 @@ type Policy struct {
 func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
-		rego.Store(inmem.NewFromObject(b.Documents)),
+		rego.Store(inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),
@@ -123,7 +126,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"),
-		memo: newMemo(modules)}, nil
+		memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }

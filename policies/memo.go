@@ -2,7 +2,9 @@ package policies
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"maps"
 	"math"
 	"reflect"
@@ -10,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // memo remembers the decisions of one compiled policy by the input they
@@ -59,17 +63,28 @@ var ignorable = []struct {
 	{[]string{"request", "host"}, func(in *Input) { in.Request.Host = "" }},
 }
 
-// newMemo analyses the policy's modules; it returns nil (no memo) when the
-// policy's answer may depend on more than its input and data.
-func newMemo(modules []*ast.Module) *memo {
+// newMemo analyses the policy; it returns nil (no memo) when the policy's
+// answer may depend on more than its input and data.
+//
+// Which input fields the policy reads is decided on the policy as data
+// leaves it: partial evaluation with only the input unknown drops the rules
+// that the deployment's data switches off (the default policy reads
+// x-request-id only when body_shape is error_object), and the residual
+// program, with every original rule it still refers to, is searched for
+// input refs. If partial evaluation fails, every module is searched.
+func newMemo(ctx context.Context, modules []*ast.Module, documents map[string]any) *memo {
 	var reads [][]string
 	deterministic := true
+	var dataRefs []ast.Ref
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
 		case ast.Ref:
 			if name := builtinName(x); name != "" && !deterministicBuiltin(name) {
 				deterministic = false
+			}
+			if x.HasPrefix(ast.DefaultRootRef) {
+				dataRefs = append(dataRefs, x)
 			}
 			if !x.HasPrefix(ast.InputRootRef) {
 				return false
@@ -87,11 +102,36 @@ func newMemo(modules []*ast.Module) *memo {
 		}
 		return false
 	})
+	// Determinism is a property of every rule, reachable or not.
 	for _, m := range modules {
 		vis.Walk(m)
 	}
 	if !deterministic {
 		return nil
+	}
+	residual, err := partialEval(ctx, modules, documents)
+	compiled, cerr := compileModules(modules)
+	if err == nil && cerr == nil {
+		reads, dataRefs = nil, nil
+		for _, x := range residual {
+			vis.Walk(x)
+		}
+		// The residual refers to original rules it did not inline: search
+		// them too, and what they refer to in turn. Compiled modules name
+		// every rule by its full data path, as the residual does.
+		seen := map[*ast.Rule]bool{}
+		for len(dataRefs) > 0 {
+			ref := dataRefs[len(dataRefs)-1]
+			dataRefs = dataRefs[:len(dataRefs)-1]
+			for _, m := range compiled {
+				for _, r := range m.Rules {
+					if !seen[r] && refersTo(ref, r) {
+						seen[r] = true
+						vis.Walk(r)
+					}
+				}
+			}
+		}
 	}
 	mm := &memo{entries: make(map[string]Decision)}
 	mm.scratch.New = func() any { return &memoScratch{key: make([]byte, 0, 512)} }
@@ -101,6 +141,59 @@ func newMemo(modules []*ast.Module) *memo {
 		}
 	}
 	return mm
+}
+
+// partialEval evaluates the decision with data known and the input unknown,
+// returning the residual queries and support modules.
+func partialEval(ctx context.Context, modules []*ast.Module, documents map[string]any) (_ []any, err error) {
+	// The analysis only narrows what a memo key holds; if partial evaluation
+	// breaks on some policy, the caller falls back to searching every module.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("policies: partial evaluation: %v", p)
+		}
+	}()
+	if documents == nil {
+		documents = map[string]any{}
+	}
+	opts := []func(*rego.Rego){
+		rego.Query(Entrypoint),
+		rego.Store(inmem.NewFromObject(documents)),
+		rego.Capabilities(Capabilities()),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.Unknowns([]string{"input"}),
+	}
+	for _, m := range modules {
+		opts = append(opts, rego.ParsedModule(m))
+	}
+	pq, err := rego.New(opts...).Partial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]any, 0, len(pq.Queries)+len(pq.Support))
+	for _, q := range pq.Queries {
+		out = append(out, q)
+	}
+	for _, m := range pq.Support {
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// refersTo reports whether a data ref may reach rule r: the ref's constant
+// prefix and the rule's path agree as far as both go. A rule outside a
+// module is assumed reachable.
+func refersTo(ref ast.Ref, r *ast.Rule) bool {
+	if r.Module == nil {
+		return true
+	}
+	path := r.Module.Package.Path.Extend(r.Head.Ref().GroundPrefix())
+	n := 1 // both start with the data root
+	for n < len(ref) && ref[n].IsGround() {
+		n++
+	}
+	n = min(n, len(path))
+	return ref[:n].Equal(path[:n])
 }
 
 // constantPrefix is the leading string keys of a ref: input.a.b[x].c → [a b].
@@ -268,4 +361,22 @@ func (d Decision) clone() Decision {
 	d.ResponseHeaders = maps.Clone(d.ResponseHeaders)
 	d.Body = bytes.Clone(d.Body)
 	return d
+}
+
+// compileModules resolves every reference in the modules to its full path
+// (rules of the same package, imports).
+func compileModules(modules []*ast.Module) ([]*ast.Module, error) {
+	in := make(map[string]*ast.Module, len(modules))
+	for i, m := range modules {
+		in[fmt.Sprint(i)] = m.Copy()
+	}
+	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(in); c.Failed() {
+		return nil, c.Errors
+	}
+	out := make([]*ast.Module, 0, len(c.Modules))
+	for _, m := range c.Modules {
+		out = append(out, m)
+	}
+	return out, nil
 }

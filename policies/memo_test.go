@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,11 +15,16 @@ import (
 
 func compileSource(t *testing.T, src string) *Policy {
 	t.Helper()
+	return compileWithData(t, src, map[string]any{"config": map[string]any{"echo": false}})
+}
+
+func compileWithData(t *testing.T, src string, data map[string]any) *Policy {
+	t.Helper()
 	m, err := ast.ParseModuleWithOpts("p.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(context.Background(), &Bundle{Source: "test", Modules: map[string]*ast.Module{"p.rego": m}, Documents: map[string]any{}})
+	p, err := Compile(context.Background(), &Bundle{Source: "test", Modules: map[string]*ast.Module{"p.rego": m}, Documents: data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,21 +65,33 @@ func clearedAll(m *memo, in Input) Input {
 	return in
 }
 
+type memoCase struct {
+	name        string
+	src         string
+	wantMemo    bool
+	wantIgnored []string
+}
+
 func TestMemoAnalysis(t *testing.T) {
 	const head = "package keygate.authz\n"
-	tests := []struct {
-		name        string
-		src         string
-		wantMemo    bool
-		wantIgnored []string
-	}{
+	tests := []memoCase{
 		{"reads path only", head + `decision := {"allow": input.request.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
 		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
-		{"reads the request whole", head + `r := input.request
-decision := {"allow": r.path == "/x"}`, true, nil},
+		{"alias resolved by partial evaluation", head + `r := input.request
+decision := {"allow": r.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
+		{"reads the request whole", head + `decision := {"allow": count(input.request) > 5}`, true, nil},
+		{"passes the request to a function", head + `decision := {"allow": f(input.request)}
+f(r) := true if r.path == "/x"`, true, []string{"headers", "query", "method", "origin", "host"}},
+		{"walks the request", head + `decision := {"allow": true} if { walk(input.request, [p, v]); v == "x" }`, true, nil},
 		{"reads input whole", head + `decision := {"allow": count(input) > 0}`, true, nil},
 		{"dynamic key", head + `decision := {"allow": input[x] == 1} if x := "request"`, true, nil},
-		{"dynamic request field", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, nil},
+		{"field named by a constant", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, []string{"headers", "query", "origin", "host"}},
+		{"field named by the input", head + `decision := {"allow": input.request[input.credential.kind] == "GET"}`, true, nil},
+		{"header read only under data that is off", head + `decision := {"allow": true, "id": id} if id := request_id
+request_id := input.request.headers["x-request-id"] if data.config.echo
+default request_id := ""`, true, []string{"headers", "query", "method", "origin", "host"}},
+		{"rule reached through another rule", head + `decision := {"allow": ok}
+ok if input.request.host == "a"`, true, []string{"headers", "query", "method", "origin"}},
 		{"import", head + `import input.request.headers as h
 decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
 		{"clock", head + `decision := {"allow": time.now_ns() > 0}`, false, nil},
@@ -98,6 +116,12 @@ decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "orig
 	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query", "method"}) {
 		t.Errorf("built-in policy ignores %v", got)
 	}
+	// The same rules with the data switch on read the header.
+	i := slices.IndexFunc(tests, func(c memoCase) bool { return c.name == "header read only under data that is off" })
+	p := compileWithData(t, tests[i].src, map[string]any{"config": map[string]any{"echo": true}})
+	if got := ignored(p.memo); slices.Contains(got, "headers") {
+		t.Errorf("with echo on, headers are ignored: %v", got)
+	}
 }
 
 // fullInput sets every field, so that a reflection walk can change each one.
@@ -117,7 +141,7 @@ func fullInput() Input {
 // reflection, so fields added later are covered) and checks that the memo
 // key changes, except for the request fields the policy never reads.
 func TestMemoKeyCoversEveryField(t *testing.T) {
-	m := newMemo(nil) // a policy that reads no input: every ignorable field is ignored
+	m := newMemo(context.Background(), nil, nil) // a policy that reads no input: every ignorable field is ignored
 	in := fullInput()
 	key := func() string {
 		b, ok := appendKey(nil, reflect.ValueOf(clearedAll(m, in)))
@@ -222,7 +246,7 @@ func TestMemoAgreesWithEvaluation(t *testing.T) {
 }
 
 func TestMemoBounded(t *testing.T) {
-	m := newMemo(nil)
+	m := newMemo(context.Background(), nil, nil)
 	for i := range maxMemoEntries + 50 {
 		m.put(&memoScratch{key: []byte(strconv.Itoa(i))}, Decision{Allow: true})
 	}

@@ -35,7 +35,7 @@ func TestAdminAPI(t *testing.T) {
 	srv.MustAdmin(t, "POST", "/admin/v1/accounts", `{"id":"acme","plan":"pro"}`, 201)
 	srv.MustAdmin(t, "POST", "/admin/v1/sites", `{"id":"web","account":"acme"}`, 201)
 	key := srv.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"test"}`, 201)
-	if got := srv.decide(t, key["key"].(string)); got != "allow" {
+	if got := srv.decideKey(t, key["key"].(string)); got != "allow" {
 		t.Errorf("key made through the admin API: %s", got)
 	}
 	if status, body := srv.Admin(t, "POST", "/admin/v1/keys", `{"site":"nope","mode":"live"}`); status != 404 || body["code"] != "NOT_FOUND" {
@@ -43,7 +43,7 @@ func TestAdminAPI(t *testing.T) {
 	}
 	srv.MustAdmin(t, "PATCH", "/admin/v1/accounts/acme", `{"status":"inactive"}`, 200)
 	Eventually(t, 10*time.Second, "the account change to apply", func() bool {
-		return srv.decide(t, key["key"].(string)) == "401 SUBSCRIPTION_INACTIVE"
+		return srv.decideKey(t, key["key"].(string)) == "401 SUBSCRIPTION_INACTIVE"
 	})
 }
 
@@ -64,7 +64,7 @@ func TestImportedKeys(t *testing.T) {
 	}
 
 	off := env.Serve()
-	if got := off.decide(t, legacy); got != "401 INVALID_API_KEY" {
+	if got := off.decideKey(t, legacy); got != "401 INVALID_API_KEY" {
 		t.Errorf("imported key without --imported-keys: %s", got)
 	}
 	if n := off.Metric(t, "keygate_store_lookups_total"); n != 0 {
@@ -79,7 +79,7 @@ func TestImportedKeys(t *testing.T) {
 	if mode := upstreamHeader(resp, "x-keygate-mode"); mode != "test" {
 		t.Errorf("imported key mode %q, want test (given at import)", mode)
 	}
-	if got := on.decide(t, "sk_old_platform_not_a_real_key"); got != "401 INVALID_API_KEY" {
+	if got := on.decideKey(t, "sk_old_platform_not_a_real_key"); got != "401 INVALID_API_KEY" {
 		t.Errorf("unknown legacy-looking key: %s", got)
 	}
 }

@@ -82,8 +82,6 @@ func wantDeny(t *testing.T, resp *authv3.CheckResponse, status int, code string)
 	}
 }
 
-func bearer(key string) map[string]string { return map[string]string{"authorization": "Bearer " + key} }
-
 // TestCore is issue 2's end-to-end story: keys made by the CLI, decided by
 // a running keygate over real gRPC.
 func TestCore(t *testing.T) {

@@ -72,7 +72,8 @@ func decision(t *testing.T, resp *authv3.CheckResponse) string {
 	return fmt.Sprintf("%d %s", resp.GetDeniedResponse().GetStatus().GetCode(), body.Code)
 }
 
-func (s *Server) decide(t *testing.T, key string) string {
+// decideKey sends a Bearer key to a key route and returns "allow" or "STATUS CODE".
+func (s *Server) decideKey(t *testing.T, key string) string {
 	t.Helper()
 	return decision(t, s.Check(t, "GET", "/v1/videos", map[string]string{"authorization": "Bearer " + key}))
 }
@@ -99,38 +100,38 @@ func TestReplicasPostgres(t *testing.T) {
 	a.MustAdmin(t, "POST", "/admin/v1/sites", `{"id":"web","account":"acme"}`, 201)
 	created := a.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"live","name":"first"}`, 201)
 	key := created["key"].(string)
-	if got := b.decide(t, key); got != "allow" {
+	if got := b.decideKey(t, key); got != "allow" {
 		t.Fatalf("key created on A: B says %s", got)
 	}
 
 	t.Run("revoke", func(t *testing.T) {
 		a.MustAdmin(t, "POST", "/admin/v1/keys/"+created["id"].(string)+"/revoke", "", 200)
-		Eventually(t, 10*time.Second, "B to deny the revoked key", func() bool { return b.decide(t, key) == "401 API_KEY_REVOKED" })
+		Eventually(t, 10*time.Second, "B to deny the revoked key", func() bool { return b.decideKey(t, key) == "401 API_KEY_REVOKED" })
 	})
 
 	t.Run("rotate", func(t *testing.T) {
 		old := a.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)["key"].(string)
-		if got := b.decide(t, old); got != "allow" {
+		if got := b.decideKey(t, old); got != "allow" {
 			t.Fatalf("B before rotation: %s", got)
 		}
 		rotated := a.MustAdmin(t, "POST", "/admin/v1/sites/web/rotate-key", "", 201)
-		Eventually(t, 10*time.Second, "B to deny the rotated-away key", func() bool { return b.decide(t, old) == "401 API_KEY_REVOKED" })
-		if got := b.decide(t, rotated["key"].(string)); got != "allow" {
+		Eventually(t, 10*time.Second, "B to deny the rotated-away key", func() bool { return b.decideKey(t, old) == "401 API_KEY_REVOKED" })
+		if got := b.decideKey(t, rotated["key"].(string)); got != "allow" {
 			t.Errorf("new key after rotation: B says %s", got)
 		}
 	})
 
 	t.Run("rotate with grace", func(t *testing.T) {
 		old := a.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)["key"].(string)
-		b.decide(t, old)
+		b.decideKey(t, old)
 		a.MustAdmin(t, "POST", "/admin/v1/sites/web/rotate-key", `{"grace":"1h"}`, 201)
 		// Give B every chance to apply the rotation, then check the old key
 		// still works: the grace window, not a lost update.
 		marker := a.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"test"}`, 201)
 		a.MustAdmin(t, "POST", "/admin/v1/keys/"+marker["id"].(string)+"/revoke", "", 200)
-		b.decide(t, marker["key"].(string))
-		Eventually(t, 10*time.Second, "B to apply the marker revocation", func() bool { return b.decide(t, marker["key"].(string)) == "401 API_KEY_REVOKED" })
-		if got := b.decide(t, old); got != "allow" {
+		b.decideKey(t, marker["key"].(string))
+		Eventually(t, 10*time.Second, "B to apply the marker revocation", func() bool { return b.decideKey(t, marker["key"].(string)) == "401 API_KEY_REVOKED" })
+		if got := b.decideKey(t, old); got != "allow" {
 			t.Errorf("old key inside its grace window: B says %s", got)
 		}
 	})
@@ -140,7 +141,7 @@ func TestReplicasPostgres(t *testing.T) {
 		keys := make([]map[string]any, n)
 		for i := range keys {
 			keys[i] = a.MustAdmin(t, "POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)
-			if got := b.decide(t, keys[i]["key"].(string)); got != "allow" { // now cached on B
+			if got := b.decideKey(t, keys[i]["key"].(string)); got != "allow" { // now cached on B
 				t.Fatalf("key %d on B: %s", i, got)
 			}
 		}
@@ -149,7 +150,7 @@ func TestReplicasPostgres(t *testing.T) {
 			start := time.Now()
 			a.MustAdmin(t, "POST", "/admin/v1/keys/"+k["id"].(string)+"/revoke", "", 200)
 			deadline := start.Add(10 * time.Second)
-			for b.decide(t, k["key"].(string)) != "401 API_KEY_REVOKED" {
+			for b.decideKey(t, k["key"].(string)) != "401 API_KEY_REVOKED" {
 				if time.Now().After(deadline) {
 					t.Fatalf("revocation of %s not seen by B within 10s", k["id"])
 				}
@@ -260,33 +261,33 @@ func TestStoreOutagePostgres(t *testing.T) {
 	uncached := env.NewKey("web", "live")
 	const window = 10 * time.Second
 	srv := env.Serve("--stale-if-error", window.String())
-	if got := srv.decide(t, cached); got != "allow" {
+	if got := srv.decideKey(t, cached); got != "allow" {
 		t.Fatalf("before the outage: %s", got)
 	}
 
 	p.Down()
 	cut := time.Now()
-	if got := srv.decide(t, cached); got != "allow" {
+	if got := srv.decideKey(t, cached); got != "allow" {
 		t.Errorf("cached key %v into the outage (window %v): %s", time.Since(cut), window, got)
 	}
-	if got := srv.decide(t, uncached); got != "503 AUTHZ_UNAVAILABLE" {
+	if got := srv.decideKey(t, uncached); got != "503 AUTHZ_UNAVAILABLE" {
 		t.Errorf("uncached key during the outage: %s", got)
 	}
-	if got := srv.decide(t, "kg_live_garbage"); got != "401 INVALID_API_KEY" {
+	if got := srv.decideKey(t, "kg_live_garbage"); got != "401 INVALID_API_KEY" {
 		t.Errorf("malformed key during the outage: %s (decided offline, never 503)", got)
 	}
 	Eventually(t, 3*window, "the cached key to stop being trusted past the window", func() bool {
-		return srv.decide(t, cached) == "503 AUTHZ_UNAVAILABLE"
+		return srv.decideKey(t, cached) == "503 AUTHZ_UNAVAILABLE"
 	})
 	t.Logf("cached key trusted for %v of outage (window %v)", time.Since(cut).Round(100*time.Millisecond), window)
 
 	p.Up()
 	Eventually(t, 30*time.Second, "keygate to recover", func() bool {
-		return srv.decide(t, cached) == "allow" && srv.decide(t, uncached) == "allow"
+		return srv.decideKey(t, cached) == "allow" && srv.decideKey(t, uncached) == "allow"
 	})
 	// And it follows the log again: a revocation made now is applied.
 	env.CLI("keys", "revoke", keyID(t, env, "web", cached))
-	Eventually(t, 10*time.Second, "a revocation after recovery", func() bool { return srv.decide(t, cached) == "401 API_KEY_REVOKED" })
+	Eventually(t, 10*time.Second, "a revocation after recovery", func() bool { return srv.decideKey(t, cached) == "401 API_KEY_REVOKED" })
 }
 
 // keyID finds a key's id by its display prefix in `keys list --json`.

@@ -61,16 +61,22 @@ func (e environment) check(ctx context.Context, args []string) (err error) {
 	a := &extauthz.Authorizer{Facts: cache, Policy: policies.NewEngine(policy), Format: format, Digester: digester,
 		Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
 	res := a.Authorize(ctx, req)
-	return e.printJSON(explain(res))
+	x := explain(res)
+	why := policy.Explain(res.Decision.Rule)
+	x.Why = &why
+	return e.printJSON(x)
 }
 
 // explanation is what `keygate check` prints.
 type explanation struct {
-	Allow    bool              `json:"allow"`
-	Status   int               `json:"status"`
-	Code     string            `json:"code,omitempty"`
-	Message  string            `json:"message,omitempty"`
-	Rule     string            `json:"rule"`
+	Allow   bool   `json:"allow"`
+	Status  int    `json:"status"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+	Rule    string `json:"rule"`
+	// Why says where in the policy the rule that decided lives and what
+	// its METADATA says about it.
+	Why      *policies.RuleDoc `json:"why,omitempty"`
 	Upstream map[string]string `json:"upstream_headers,omitempty"`
 	Remove   []string          `json:"removed_headers,omitempty"`
 	Response map[string]string `json:"response_headers,omitempty"`

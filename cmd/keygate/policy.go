@@ -3,15 +3,98 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/keygate/keygate/policies"
 )
+
+// defaultCoverageThreshold is the coverage `keygate policy test` demands
+// unless told otherwise (README, CI): every policy line keygate ships is
+// exercised by a test, give or take a few lines.
+const defaultCoverageThreshold = 90
 
 // policy runs `keygate policy test [DIR]`.
 func (e environment) policy(ctx context.Context, args []string) error {
-	sub, args, err := subcommand(args, "policy", "test")
+	_, args, err := subcommand(args, "policy", "test")
 	if err != nil {
 		return err
 	}
-	_ = sub
-	_ = ctx
-	return fmt.Errorf("policy test: not implemented yet (%d args)", len(args))
+	fs := e.flags("policy test")
+	threshold := fs.Float64("threshold", defaultCoverageThreshold, "fail when the policy's line coverage (%) is below this")
+	verbose := fs.Bool("v", false, "print every test, not only failures, and the coverage of each file")
+	dirs, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if *threshold < 0 || *threshold > 100 {
+		return fmt.Errorf("%w: keygate policy test: --threshold must be between 0 and 100", errUsage)
+	}
+	if len(dirs) > 1 {
+		return fmt.Errorf("%w: keygate policy test [DIR]: one directory at most", errUsage)
+	}
+	dir := ""
+	if len(dirs) == 1 {
+		dir = dirs[0]
+	}
+	b, err := loadBundle(dir)
+	if err != nil {
+		return err
+	}
+	if _, err := policies.Compile(ctx, b); err != nil {
+		return err
+	}
+	report, err := policies.RunTests(ctx, b, true)
+	if err != nil {
+		return err
+	}
+	return e.printTestReport(b, report, *threshold, *verbose)
+}
+
+// printTestReport prints one line per test (failures always), the coverage,
+// and returns an error when a test failed or coverage is short.
+func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport, threshold float64, verbose bool) error {
+	for _, t := range r.Results {
+		if t.Pass && !verbose {
+			continue
+		}
+		outcome := "PASS"
+		if !t.Pass {
+			outcome = "FAIL"
+		}
+		fmt.Fprintf(e.stdout, "%s %s (%s)", outcome, t.Name, t.Location)
+		if t.Err != "" {
+			fmt.Fprintf(e.stdout, ": %s", strings.ReplaceAll(t.Err, "\n", " "))
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	source := b.Source
+	if b.Extends != "" {
+		source += " (layered on " + b.Extends + ")"
+	}
+	failed := r.Failed()
+	coverage := fmt.Sprintf("coverage %.1f%% of %d policy lines (threshold %.0f%%)", r.Coverage, r.Covered+r.NotCovered, threshold)
+	if r.Covered+r.NotCovered == 0 {
+		coverage = "no Rego of its own to cover (the built-in tests cover the built-in Rego)"
+	}
+	fmt.Fprintf(e.stdout, "%s: %d passed, %d failed; %s\n", source, len(r.Results)-failed, failed, coverage)
+	if verbose || r.Coverage < threshold {
+		files := make([]string, 0, len(r.Files))
+		for f := range r.Files {
+			files = append(files, f)
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			fmt.Fprintf(e.stdout, "  %-24s %5.1f%%\n", f, r.Files[f])
+		}
+	}
+	switch {
+	case len(r.Results) == 0:
+		return fmt.Errorf("policy test %s: no Rego tests (*_test.rego) found", b.Source)
+	case failed > 0:
+		return fmt.Errorf("policy test %s: %d of %d tests failed", b.Source, failed, len(r.Results))
+	case r.Coverage < threshold:
+		return fmt.Errorf("policy test %s: coverage %.1f%% is below the threshold of %.0f%%", b.Source, r.Coverage, threshold)
+	}
+	return nil
 }

@@ -121,11 +121,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		return fmt.Errorf("reading the change log: %w", err)
 	}
 
-	policy, err := loadPolicy(ctx, cfg.policies)
+	policy, err := startPolicy(ctx, cfg.policies, log)
 	if err != nil {
 		return err
 	}
-	engine := policies.NewEngine(policy)
+	engine := policy.engine
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -136,6 +136,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 			func() float64 { _, m := cache.Stats(); return float64(m) }),
 	)
 	listen := followChanges(store, follower, cache, reg, log)
+	policy.register(reg)
 	usage := &keystore.Usage{Writer: store, Log: log}
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
 		ImportedKeys: cfg.importedKeys}
@@ -157,7 +158,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	srv.Register(g)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(store, engine))
+	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -176,6 +177,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
 	go func() { listen(runCtx); done <- struct{}{} }()
+	go func() { policy.run(runCtx); done <- struct{}{} }()
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -189,7 +191,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	if adminAddr != "" {
 		serving = append(serving, "admin", adminAddr)
 	}
-	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", policy.Bundle.Source)...)
+	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", engine.Current().Bundle.Source)...)
 
 	select {
 	case <-ctx.Done():
@@ -209,9 +211,9 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	_ = hs.Shutdown(shutdownCtx)
 	stopAdmin(shutdownCtx)
 	cancel()
-	<-done
-	<-done
-	<-done
+	for range 4 { // follower, usage, change listener, policy reload
+		<-done
+	}
 	return err
 }
 
@@ -225,22 +227,19 @@ func storeKind(dsn string) string {
 
 // loadPolicy compiles the built-in policy or a directory.
 func loadPolicy(ctx context.Context, dir string) (*policies.Policy, error) {
-	fsys, source := policies.Default(), "built-in"
-	if dir != "" {
-		fsys, source = os.DirFS(dir), dir
-	}
-	b, err := policies.Load(fsys, source)
+	b, err := loadBundle(dir)
 	if err != nil {
 		return nil, err
 	}
 	return policies.Compile(ctx, b)
 }
 
-func healthHandler(store *keystore.Store, engine *policies.Engine) http.HandlerFunc {
+func healthHandler(store *keystore.Store, engine *policies.Engine, policy *policyRuntime) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
-		body := map[string]any{"status": "ok", "store": "ok", "policy": engine.Current().Bundle.Source}
+		body := map[string]any{"status": "ok", "store": "ok", "policy": engine.Current().Bundle.Source,
+			"policy_reload": policy.status()}
 		if err := store.Ping(ctx); err != nil {
 			body["status"], body["store"] = "degraded", "unavailable"
 		}

@@ -4,14 +4,20 @@
 #   Maps the facts keygate supplies (credential, key, site, account, the site
 #   a public route names) to one decision. keygate validates the decision; an
 #   undefined or malformed one is a 500 deny, never an allow.
-#   Entry point: data.keygate.authz.decision.
+#   Entry point: data.keygate.authz.decision. Every deny names the rule that
+#   decided ("rule"); `keygate check` prints that rule's METADATA below.
+#   Deployment data (plans, routes, messages) lives in data.yaml.
 package keygate.authz
 
 import rego.v1
 
 config := data.keygate.config
 
-# The decision when no rule below decides: deny.
+# METADATA
+# title: default
+# description: |
+#   No rule decided, or the rule that did produced no document (say a denial
+#   whose config.errors entry is missing): 500 POLICY_ERROR, never an allow.
 default decision := {
 	"allow": false,
 	"status": 500,
@@ -20,51 +26,58 @@ default decision := {
 	"rule": "default",
 }
 
-# A request whose path is not in canonical form is refused before any route
-# matching, so "/v1/sites/a/../b" can never pass as site "a".
-decision := deny_with("INVALID_PATH", "path") if not input.request.path_ok
+decision := deny_with(["errors", "INVALID_PATH", "invalid_path"]) if route == "invalid_path"
 
-decision := allow_with({}, "public_route") if {
-	input.request.path_ok
-	route == "public"
-}
+decision := allow_with({}, "public_route") if route == "public"
 
-decision := site_route_decision if {
-	input.request.path_ok
-	route == "public_site"
-}
+decision := site_route_decision if route == "public_site"
 
-decision := key_route_decision if {
-	input.request.path_ok
-	route == "key"
-}
+decision := key_route_decision if route == "key"
 
 # METADATA
 # title: route
-# description: Which kind of route the request is on. Edit config.routes.
-default route := "key"
-
-route := "public" if input.request.path in config.routes.public_paths
-
-route := "public" if {
-	some prefix in config.routes.public_prefixes
-	startswith(input.request.path, prefix)
-}
-
-route := "public_site" if {
-	not input.request.path in config.routes.public_paths
-	not public_prefixed
+# description: |
+#   Which kind of route the request is on, first match wins: "invalid_path",
+#   "public" (config.routes.public_paths and
+#   public_prefixes: no credential), "public_site" (public_site_prefixes:
+#   checked by Origin/Referer), else "key". Edit config.routes.
+route := "invalid_path" if {
+	invalid_path
+} else := "public" if {
+	public_route
+} else := "public_site" if {
 	some prefix in config.routes.public_site_prefixes
 	startswith(input.request.path, prefix)
-}
+} else := "key"
 
-public_prefixed if {
+# METADATA
+# title: invalid_path
+# description: |
+#   The path is not in canonical form (dot segments, empty segments, encoded
+#   separators, ';', '#', control bytes): 400 INVALID_PATH before any route
+#   matching, so "/v1/sites/a/../b" can never pass as site "a".
+invalid_path if not input.request.path_ok
+
+# METADATA
+# title: public_route
+# description: A path in config.routes.public_paths, or under one of config.routes.public_prefixes, needs no credential.
+public_route if input.request.path in config.routes.public_paths
+
+public_route if {
 	some prefix in config.routes.public_prefixes
 	startswith(input.request.path, prefix)
 }
 
-# Key routes: the first failing check, in this order, decides.
-key_route_decision := key_denial if key_denial
+# Key routes: the first failing check, in this order, decides. A denial
+# names an entry of config.errors; should that entry be missing, the deny
+# document is undefined and the default (500 POLICY_ERROR) answers: a
+# denial can never turn into an allow.
+# METADATA
+# title: key_route
+# description: |
+#   A key route (neither public nor a public site route) allows when no
+#   key_denial holds, with the key_headers upstream.
+key_route_decision := deny_with(key_denial) if key_denial
 
 key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 
@@ -72,48 +85,78 @@ key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 # title: key_denial
 # description: |
 #   Why a key route is refused, first match wins. The order is part of the
-#   contract: credential problems before key state, key state before account
-#   state, entitlements last.
-key_denial := deny_with("AMBIGUOUS_CREDENTIALS", "credential") if {
+#   contract: credential problems before key state, key state before site and
+#   account state, entitlements and scoping last.
+key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 	input.credential.status == "ambiguous"
-} else := deny_with("MISSING_API_KEY", "credential") if {
+} else := ["errors", "MISSING_API_KEY", "credential_missing"] if {
 	input.credential.status == "missing"
-} else := deny_with("AUTHZ_UNAVAILABLE", "credential") if {
+} else := ["errors", "CREDENTIAL_NOT_ACCEPTED", "credential_not_accepted"] if {
+	credential_not_accepted
+} else := ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"] if {
 	input.credential.status == "unavailable"
-} else := deny_with("INVALID_TOKEN", "credential") if {
+} else := ["errors", "INVALID_TOKEN", "token_invalid"] if {
 	input.credential.status == "invalid_token"
-} else := deny_with("TOKEN_EXPIRED", "credential") if {
+} else := ["errors", "TOKEN_EXPIRED", "token_expired"] if {
 	input.credential.status == "expired_token"
-} else := deny_with("INVALID_API_KEY", "credential") if {
+} else := ["errors", "INVALID_API_KEY", "key_invalid"] if {
 	input.credential.status != "found"
-} else := deny_with("API_KEY_REVOKED", "key") if {
+} else := ["errors", "API_KEY_REVOKED", "key_revoked"] if {
 	input.key.revoked
-} else := deny_with("API_KEY_EXPIRED", "key") if {
+} else := ["errors", "API_KEY_EXPIRED", "key_expired"] if {
 	input.key.expired
-} else := deny_with("SITE_INACTIVE", "site") if {
+} else := ["errors", "SITE_INACTIVE", "site_inactive"] if {
 	not input.site.active
-} else := deny_with("SUBSCRIPTION_INACTIVE", "account") if {
+} else := ["errors", "SUBSCRIPTION_INACTIVE", "subscription_inactive"] if {
 	input.account.status == "inactive"
-} else := deny_with("TRIAL_EXPIRED", "account") if {
+} else := ["errors", "TRIAL_EXPIRED", "trial_expired"] if {
 	input.account.status == "trial_expired"
-} else := deny_with("PLAN_REQUIRED", "plan") if {
-	not plan.api
-} else := deny_with("ROUTE_PLAN_REQUIRED", "plan_route") if {
-	not route_entitled
-} else := deny_with("SITE_MISMATCH", "site_scope") if {
+} else := ["errors", "PLAN_REQUIRED", "plan_without_api"] if {
+	plan_without_api
+} else := ["errors", "ROUTE_PLAN_REQUIRED", "route_not_in_plan"] if {
+	route_not_in_plan
+} else := ["errors", "SITE_MISMATCH", "site_mismatch"] if {
 	site_mismatch
-} else := deny_with("MODE_MISMATCH", "host_mode") if {
+} else := ["errors", "MODE_MISMATCH", "mode_mismatch"] if {
 	mode_mismatch
+}
+
+# METADATA
+# title: credential_not_accepted
+# description: |
+#   The credential arrived in a way this deployment does not take:
+#   config.credentials lists the [scheme, kind] pairs a key route accepts
+#   (scheme: bearer, basic, x-api-key; kind: key, or token for an access
+#   token from /auth/api-key). A scheme not listed at all, or a kind not
+#   listed with its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
+credential_not_accepted if {
+	input.credential.scheme != ""
+	not scheme_accepted
+}
+
+credential_not_accepted if {
+	input.credential.kind != ""
+	not [input.credential.scheme, input.credential.kind] in config.credentials
+}
+
+scheme_accepted if {
+	some [scheme, _] in config.credentials
+	scheme == input.credential.scheme
 }
 
 plan := config.plans[input.account.plan]
 
 # METADATA
-# title: route_entitled
-# description: A route listed in config.routes.plan_routes is open only to the plans it names.
-default route_entitled := true
+# title: plan_without_api
+# description: The account's plan is not in config.plans or its "api" is not true (403 PLAN_REQUIRED).
+plan_without_api if not plan.api
 
-route_entitled := false if {
+# METADATA
+# title: route_not_in_plan
+# description: |
+#   The path is under a prefix of config.routes.plan_routes and the account's
+#   plan is not among that route's plans (403 PLAN_REQUIRED, its own message).
+route_not_in_plan if {
 	some r in config.routes.plan_routes
 	startswith(input.request.path, r.prefix)
 	not input.account.plan in r.plans
@@ -121,7 +164,7 @@ route_entitled := false if {
 
 # METADATA
 # title: site_mismatch
-# description: A site-scoped path (/v1/sites/{site}/…) must name the key's own site.
+# description: A site-scoped path (config.routes.site_scoped_prefixes, /v1/sites/{site}/…) names another site than the key's (403 SITE_MISMATCH).
 site_mismatch if {
 	some prefix in config.routes.site_scoped_prefixes
 	startswith(input.request.path, prefix)
@@ -132,64 +175,93 @@ path_site(prefix) := split(substring(input.request.path, count(prefix), -1), "/"
 
 # METADATA
 # title: mode_mismatch
-# description: A host listed in config.host_modes accepts only keys of its mode.
+# description: |
+#   The request's host is in config.host_modes and the key's mode is not the
+#   one that host accepts (a sandbox host takes test keys only, a production
+#   host live keys only): 403 MODE_MISMATCH.
 mode_mismatch if {
 	want := config.host_modes[input.request.host]
 	want != input.key.mode
 }
 
-# Identity headers (account, site, key id, mode, plan) are set by keygate
-# from its facts; the policy adds what the plan data knows.
-default key_headers := {}
+# METADATA
+# title: key_headers
+# description: |
+#   Upstream headers the policy adds on a key route allow: the plan's
+#   concurrency (x-keygate-concurrency) and config.mode_headers[mode]. The
+#   identity headers (account, site, key id, mode, plan) are set by keygate
+#   itself and cannot be overridden.
+key_headers[name] := value if {
+	some name, value in config.mode_headers[input.key.mode]
+}
 
-key_headers := {"x-keygate-concurrency": format_int(plan.concurrency, 10)} if plan.concurrency
+key_headers["x-keygate-concurrency"] := format_int(plan.concurrency, 10) if plan.concurrency
 
 # Public site routes: the site named in the path, checked by the browser's
 # Origin (or Referer) against the site's domains.
-site_route_decision := site_denial if site_denial
+# METADATA
+# title: public_site_route
+# description: |
+#   A public site route (config.routes.public_site_prefixes, then the site)
+#   allows a browser whose origin the site lists when no site_denial holds.
+site_route_decision := deny_with(site_denial) if site_denial
 
 site_route_decision := allow_with({}, "public_site_route") if not site_denial
 
 # METADATA
 # title: site_denial
 # description: |
-#   Why a public site route is refused. The domain is checked before the
-#   subscription so that an unknown origin learns nothing about the site.
-site_denial := deny_with("AUTHZ_UNAVAILABLE", "public_site") if {
+#   Why a public site route (/v1/public/{site}/…) is refused, first match
+#   wins. The domain is checked before the subscription so that an unknown
+#   origin learns nothing about the site; a site whose account is not paying
+#   answers with config.public_errors (402 by default).
+site_denial := ["errors", "AUTHZ_UNAVAILABLE", "public_site_unavailable"] if {
 	input.public.status == "unavailable"
-} else := deny_with("DOMAIN_NOT_ALLOWED", "public_site") if {
+} else := ["errors", "DOMAIN_NOT_ALLOWED", "public_site_unknown"] if {
 	input.public.status != "found"
-} else := deny_with("DOMAIN_NOT_ALLOWED", "domain") if {
+} else := ["errors", "DOMAIN_NOT_ALLOWED", "domain_not_allowed"] if {
 	not origin_allowed
-} else := public_deny_with("SITE_INACTIVE", "public_site") if {
+} else := ["public_errors", "SITE_INACTIVE", "public_site_inactive"] if {
 	not input.public.site.active
-} else := public_deny_with("SUBSCRIPTION_INACTIVE", "public_account") if {
+} else := ["public_errors", "SUBSCRIPTION_INACTIVE", "public_subscription_inactive"] if {
 	input.public.account.status == "inactive"
-} else := public_deny_with("TRIAL_EXPIRED", "public_account") if {
+} else := ["public_errors", "TRIAL_EXPIRED", "public_trial_expired"] if {
 	input.public.account.status == "trial_expired"
 }
 
 # METADATA
 # title: origin_allowed
 # description: |
-#   The request's origin (from Origin, else Referer; parsed by keygate) matches
-#   one of the site's domains: exactly, or by a "*." wildcard that matches
-#   subdomains but not the bare domain. A domain without a port matches only
-#   the scheme's default port; "host:port" matches that port.
+#   The request's origin (Origin, else Referer; parsed by keygate) matches one
+#   of the site's domains. A domain is "host", "*.host" (any subdomain, never
+#   the bare host), optionally with ":port" and/or a "scheme://" in front.
+#   Without a port it matches only the scheme's default port; without a
+#   scheme, http and https both match. Case does not matter.
 origin_allowed if {
 	origin := input.request.origin
 	origin.scheme in {"http", "https"}
 	some domain in input.public.site.domains
-	domain_matches(domain, origin)
+	domain_matches(lower(domain), origin)
 }
 
 domain_matches(domain, origin) if {
+	not contains(domain, "://")
+	port_and_host_match(domain, origin)
+}
+
+domain_matches(domain, origin) if {
+	[scheme, rest] := split(domain, "://")
+	scheme == origin.scheme
+	port_and_host_match(rest, origin)
+}
+
+port_and_host_match(domain, origin) if {
 	not contains(domain, ":")
 	origin.default_port
 	host_matches(domain, origin.host)
 }
 
-domain_matches(domain, origin) if {
+port_and_host_match(domain, origin) if {
 	[host, port] := split(domain, ":")
 	port == origin.port
 	host_matches(host, origin.host)
@@ -200,32 +272,4 @@ host_matches(pattern, host) if pattern == host
 host_matches(pattern, host) if {
 	startswith(pattern, "*.")
 	endswith(host, substring(pattern, 1, -1))
-}
-
-# Deny and allow documents.
-deny_with(name, rule) := shaped(config.errors[name], name, rule)
-
-public_deny_with(name, rule) := shaped(config.public_errors[name], name, rule)
-
-shaped(e, name, rule) := {
-	"allow": false,
-	"status": e.status,
-	"code": object.get(e, "code", name),
-	"message": e.message,
-	"rule": rule,
-	"body": body(object.get(e, "code", name), e.message),
-}
-
-body(code, message) := {"code": code, "message": message} if config.body_shape == "code_message"
-
-body(_, message) := {"message": message} if config.body_shape == "message"
-
-body(code, message) := {"error": {"code": code, "message": message}} if config.body_shape == "error_object"
-
-allow_with(headers, rule) := {
-	"allow": true,
-	"status": 200,
-	"headers": headers,
-	"rule": rule,
-	"limits": limits,
 }

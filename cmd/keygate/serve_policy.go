@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/policies"
+)
+
+// policyRuntime is the policy engine of `keygate serve` and, with
+// --policies DIR, the reloader that keeps it on the newest good version.
+type policyRuntime struct {
+	engine   *policies.Engine
+	reloader *policies.Reloader // nil for the built-in policy
+	loadedAt time.Time          // of the built-in policy
+}
+
+// startPolicy compiles the built-in policy, or loads DIR the way every
+// reload will (compile, then DIR's Rego tests must pass).
+func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRuntime, error) {
+	if dir == "" {
+		p, err := loadPolicy(ctx, "")
+		if err != nil {
+			return nil, err
+		}
+		return &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now()}, nil
+	}
+	r := &policies.Reloader{Dir: dir, Log: log}
+	if _, err := r.Load(ctx); err != nil {
+		return nil, err
+	}
+	return &policyRuntime{engine: r.Engine, reloader: r}, nil
+}
+
+// run watches the directory until ctx ends (nothing to watch when built in).
+func (p *policyRuntime) run(ctx context.Context) {
+	if p.reloader != nil {
+		p.reloader.Run(ctx)
+	}
+}
+
+// register exports reload outcomes:
+// keygate_policy_reload_total{result="success"|"failure"},
+// keygate_policy_last_reload_success (1 when the newest attempt worked) and
+// keygate_policy_loaded_timestamp_seconds.
+func (p *policyRuntime) register(reg prometheus.Registerer) {
+	status := p.status
+	for _, result := range []string{"success", "failure"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keygate_policy_reload_total", Help: "Policy directory reloads by result.",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 {
+			s := status()
+			if result == "success" {
+				return float64(s.Successes)
+			}
+			return float64(s.Failures)
+		}))
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_policy_last_reload_success", Help: "1 if the newest policy reload (or the start-up load) succeeded, else 0.",
+		}, func() float64 {
+			if status().LastOK {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_policy_loaded_timestamp_seconds", Help: "When the policy in use was installed (unix seconds).",
+		}, func() float64 { return float64(status().LoadedAt.UnixNano()) / 1e9 }),
+	)
+}
+
+// status describes the policy in use; the built-in policy never reloads.
+func (p *policyRuntime) status() policies.ReloadStatus {
+	if p.reloader != nil {
+		return p.reloader.Status()
+	}
+	return policies.ReloadStatus{Source: policies.BuiltIn, LastOK: true, LoadedAt: p.loadedAt}
+}
+
+// loadBundle reads the built-in policy, or DIR (layered on the built-in one
+// when its data says keygate.extends: built-in).
+func loadBundle(dir string) (*policies.Bundle, error) {
+	if dir == "" {
+		return policies.Load(policies.Default(), policies.BuiltIn)
+	}
+	return policies.LoadDir(dir)
+}
