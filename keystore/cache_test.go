@@ -26,11 +26,12 @@ type fakeLoader struct {
 func (l *fakeLoader) snapshot(ctx context.Context) (*KeyFacts, *SiteFacts, error) {
 	l.loads.Add(1)
 	if l.started != nil {
-		l.started <- struct{}{}
+		// The "store read" happens first, then the test hears of it and
+		// changes the facts while the load is still in flight.
 		l.mu.Lock()
-		// The "store read" happens now, before the test changes anything.
 		k, s, err := l.key, l.site, l.err
 		l.mu.Unlock()
+		l.started <- struct{}{}
 		select {
 		case <-l.release:
 		case <-ctx.Done():
