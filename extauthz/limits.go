@@ -28,12 +28,18 @@ const (
 	HeaderRetryAfter    = "retry-after"
 )
 
-// Refusals used when the policy's limit carries no deny of its own (its
-// data has no RATE_LIMITED / QUOTA_EXCEEDED entry).
-var (
-	defaultRateDeny  = policies.Decision{Status: 429, Code: "RATE_LIMITED", Message: "Rate limit exceeded", Rule: "rate_limit"}
-	defaultQuotaDeny = policies.Decision{Status: 403, Code: "QUOTA_EXCEEDED", Message: "Monthly quota exceeded", Rule: "quota"}
-)
+// LimitDenials gives the policy's refusal for an exhausted counter, by
+// code; policies.Engine implements it. Without it (or without the code),
+// keygate's built-in refusals apply.
+type LimitDenials interface {
+	LimitDenial(code string) (policies.Decision, bool)
+}
+
+// builtinDenials are the refusals used when the policy defines none.
+var builtinDenials = map[string]policies.Decision{
+	"RATE_LIMITED":   {Status: 429, Code: "RATE_LIMITED", Message: "Rate limit exceeded", Rule: "rate_limited"},
+	"QUOTA_EXCEEDED": {Status: 403, Code: "QUOTA_EXCEEDED", Message: "Monthly quota exceeded", Rule: "quota_exceeded"},
+}
 
 // chargeLimits charges the counters of an allow. It runs only after the
 // policy allowed, so a request refused for any other reason costs nothing.
@@ -55,7 +61,7 @@ func (a *Authorizer) chargeLimits(ctx context.Context, d policies.Decision, now 
 		a.Log.Error("policy limits rejected; denying", "err", err)
 		return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
 	case out.Denied != nil:
-		return limitDenial(d.Limits, *out.Denied, now)
+		return a.limitDenial(d.Limits, *out.Denied, now)
 	}
 	if h := rateHeaders(out.Results); h != nil {
 		if d.ResponseHeaders != nil {
@@ -102,29 +108,39 @@ func seconds(d time.Duration) string {
 	return strconv.FormatInt(max(s, 0), 10)
 }
 
-// limitDenial is the refusal for an exhausted counter: the policy's deny
-// for it (or keygate's default), with Retry-After and RateLimit-* on a
-// rate, and the reset time in the body of a quota.
-func limitDenial(ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
-	var d policies.Decision
-	var found bool
+// limitDenial is the refusal for an exhausted counter: the policy's
+// limit_denials entry for its code (or keygate's built-in one), with
+// Retry-After and RateLimit-* on a rate, and the reset time in the body of
+// a quota.
+func (a *Authorizer) limitDenial(ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
+	code := "RATE_LIMITED"
+	if r.Counter.Kind == limits.Quota {
+		code = "QUOTA_EXCEEDED"
+	}
 	for _, l := range ls {
-		if l.Key == r.Counter.Key && limitCounter(l).Kind == r.Counter.Kind && l.Deny != nil {
-			d, found = *l.Deny, true
+		if l.Key == r.Counter.Key && limitCounter(l).Kind == r.Counter.Kind {
+			code = l.Code
 			break
 		}
 	}
-	if !found {
-		d = defaultRateDeny
-		if r.Counter.Kind == limits.Quota {
-			d = defaultQuotaDeny
+	d, ok := builtinDenials[code]
+	if p, isDenials := a.Policy.(LimitDenials); isDenials {
+		if pd, found := p.LimitDenial(code); found {
+			d, ok = pd, true
 		}
 	}
-	h := make(map[string]string, len(d.ResponseHeaders)+5)
+	if !ok {
+		d = policies.Decision{Status: 429, Code: code, Message: "Limit exceeded", Rule: "limits"}
+		if r.Counter.Kind == limits.Quota {
+			d.Status = 403
+		}
+	}
+	var h map[string]string
 	if r.Counter.Kind == limits.Rate {
 		h = rateHeaders([]limits.Result{r})
 		h[HeaderRetryAfter] = seconds(max(r.RetryAfter, time.Second))
 	} else {
+		h = make(map[string]string, len(d.ResponseHeaders))
 		d.Body = withField(DenyBody(d), "reset_at", limits.MonthEnd(now).Format(time.RFC3339))
 	}
 	maps.Copy(h, d.ResponseHeaders)

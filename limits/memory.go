@@ -24,7 +24,9 @@ func NewMemory() *Memory { return &Memory{tat: map[string]time.Time{}} }
 const sweepEvery = 4096
 
 func (m *Memory) charge(_ context.Context, now time.Time, c Counter) (Result, error) {
-	interval := c.Period / time.Duration(c.Limit) // emission interval: one request's share of the period
+	// The emission interval: one request's share of the period (at least
+	// 1 ns, for absurdly high limits).
+	interval := max(c.Period/time.Duration(c.Limit), time.Nanosecond)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.ops++

@@ -1,20 +1,23 @@
 package policies
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // Limit is one counter an allow decision charges, from the decision's
 // "limits" array:
 //
-//	{"kind": "rate", "key": "key:key_1:live", "limit": 60, "period": "1m", "burst": 60, "cost": 1, "deny": {…}}
-//	{"kind": "quota", "key": "site:acme:live", "limit": 1000, "period": "month", "cost": 1, "deny": {…}}
+//	{"kind": "rate", "key": "key:key_1:live", "limit": 60, "period": "1m", "burst": 60, "cost": 1}
+//	{"kind": "quota", "key": "site:acme:live", "limit": 1000, "period": "month", "cost": 1}
 //
 // keygate charges the counters only when the decision allows, and refuses
-// the request when one is exhausted (429 for a rate, 403 for a quota).
+// the request when one is exhausted with the policy's limit_denials[Code].
 type Limit struct {
 	// Kind is "rate" (GCRA: Limit per Period, bursts up to Burst) or
 	// "quota" (Limit per calendar month, UTC).
@@ -25,10 +28,9 @@ type Limit struct {
 	Burst  int64         // rate only; 0 means Limit
 	Period time.Duration // rate only
 	Cost   int64
-	// Deny is the refusal to send when this counter is exhausted (status,
-	// code, message, body shaped like every other deny); nil means
-	// keygate's default RATE_LIMITED / QUOTA_EXCEEDED.
-	Deny *Decision
+	// Code names the refusal (default RATE_LIMITED for a rate,
+	// QUOTA_EXCEEDED for a quota).
+	Code string
 }
 
 // Bounds on what a policy may ask keygate to count.
@@ -39,6 +41,8 @@ const (
 	minRatePeriod  = time.Second
 	maxRatePeriod  = 31 * 24 * time.Hour
 )
+
+var defaultLimitCodes = map[string]string{"rate": "RATE_LIMITED", "quota": "QUOTA_EXCEEDED"}
 
 // limitsField validates the decision's "limits" array (absent or null: none).
 func limitsField(doc map[string]any) ([]Limit, error) {
@@ -102,16 +106,14 @@ func parseLimit(v any) (Limit, error) {
 	default:
 		return Limit{}, fmt.Errorf("%w: a limit's kind must be \"rate\" or \"quota\", got %q", ErrPolicy, l.Kind)
 	}
-	if d, ok := doc["deny"]; ok && d != nil {
-		deny, err := parseDecision(d)
-		if err != nil {
-			return Limit{}, fmt.Errorf("%w (in deny)", err)
-		}
-		if deny.Allow {
-			return Limit{}, fmt.Errorf("%w: a limit's deny must not allow", ErrPolicy)
-		}
-		deny.Limits = nil
-		l.Deny = &deny
+	if l.Code, err = strField(doc, "code", 64); err != nil {
+		return Limit{}, err
+	}
+	if l.Code == "" {
+		l.Code = defaultLimitCodes[l.Kind]
+	}
+	if !validCode(l.Code) {
+		return Limit{}, fmt.Errorf("%w: a limit's code must be A-Z, 0-9 and _, got %q", ErrPolicy, l.Code)
 	}
 	return l, nil
 }
@@ -132,4 +134,46 @@ func numberField(doc map[string]any, name string, min, def int64) (int64, error)
 		return 0, fmt.Errorf("%w: %s must be an integer from %d to %d", ErrPolicy, name, min, int64(maxLimitNumber))
 	}
 	return i, nil
+}
+
+// LimitDenials is the rule holding the refusals for exhausted counters, by
+// code. It does not depend on input, so it is evaluated once per policy
+// load rather than on every decision.
+const LimitDenials = "data.keygate.authz.limit_denials"
+
+// evalLimitDenials evaluates LimitDenials with the decision query's options
+// (its own query option comes last and wins); a policy without the rule has
+// none, and keygate's built-in refusals apply.
+func evalLimitDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decision, error) {
+	rs, err := rego.New(append(opts[:len(opts):len(opts)], rego.Query(LimitDenials))...).Eval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policies: %s: %w", LimitDenials, err)
+	}
+	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		return nil, nil
+	}
+	doc, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s must be an object", ErrPolicy, LimitDenials)
+	}
+	out := make(map[string]Decision, len(doc))
+	for code, v := range doc {
+		d, err := parseDecision(v)
+		if err != nil {
+			return nil, fmt.Errorf("%w (%s[%q])", err, LimitDenials, code)
+		}
+		if d.Allow {
+			return nil, fmt.Errorf("%w: %s[%q] must deny", ErrPolicy, LimitDenials, code)
+		}
+		d.Limits = nil
+		out[code] = d
+	}
+	return out, nil
+}
+
+// LimitDenial is the current policy's refusal for an exhausted counter
+// with this code; false when the policy defines none.
+func (e *Engine) LimitDenial(code string) (Decision, bool) {
+	d, ok := e.cur.Load().limitDenials[code]
+	return d, ok
 }

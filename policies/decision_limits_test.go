@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -22,7 +23,6 @@ func decodeDoc(t *testing.T, s string) any {
 }
 
 func TestDecisionLimits(t *testing.T) {
-	const deny = `{"allow": false, "status": 429, "code": "RATE_LIMITED", "message": "slow down", "body": {"message": "slow down"}}`
 	tests := []struct {
 		name   string
 		limits string
@@ -31,15 +31,14 @@ func TestDecisionLimits(t *testing.T) {
 	}{
 		{name: "none", limits: `[]`, want: []Limit{}},
 		{name: "rate and quota", limits: `[
-			{"kind": "rate", "key": "key:k1:live", "limit": 60, "period": "1m", "burst": 10, "cost": 2, "deny": ` + deny + `},
-			{"kind": "quota", "key": "site:s1:live", "limit": 1000, "period": "month", "cost": 1, "deny": null}]`,
+			{"kind": "rate", "key": "key:k1:live", "limit": 60, "period": "1m", "burst": 10, "cost": 2},
+			{"kind": "quota", "key": "site:s1:live", "limit": 1000, "period": "month", "cost": 1, "code": "POSTS_USED_UP"}]`,
 			want: []Limit{
-				{Kind: "rate", Key: "key:k1:live", Limit: 60, Period: time.Minute, Burst: 10, Cost: 2,
-					Deny: &Decision{Status: 429, Code: "RATE_LIMITED", Message: "slow down", Body: []byte(`{"message":"slow down"}`)}},
-				{Kind: "quota", Key: "site:s1:live", Limit: 1000, Cost: 1},
+				{Kind: "rate", Key: "key:k1:live", Limit: 60, Period: time.Minute, Burst: 10, Cost: 2, Code: "RATE_LIMITED"},
+				{Kind: "quota", Key: "site:s1:live", Limit: 1000, Cost: 1, Code: "POSTS_USED_UP"},
 			}},
 		{name: "cost defaults to 1", limits: `[{"kind": "rate", "key": "k", "limit": 5, "period": "1h"}]`,
-			want: []Limit{{Kind: "rate", Key: "k", Limit: 5, Period: time.Hour, Cost: 1}}},
+			want: []Limit{{Kind: "rate", Key: "k", Limit: 5, Period: time.Hour, Cost: 1, Code: "RATE_LIMITED"}}},
 		{name: "not an array", limits: `{}`, err: true},
 		{name: "unknown kind", limits: `[{"kind": "burst", "key": "k", "limit": 5, "period": "1m"}]`, err: true},
 		{name: "zero limit", limits: `[{"kind": "rate", "key": "k", "limit": 0, "period": "1m"}]`, err: true},
@@ -51,8 +50,7 @@ func TestDecisionLimits(t *testing.T) {
 		{name: "quota per week", limits: `[{"kind": "quota", "key": "k", "limit": 5, "period": "week"}]`, err: true},
 		{name: "empty key", limits: `[{"kind": "quota", "key": "", "limit": 5, "period": "month"}]`, err: true},
 		{name: "key with spaces", limits: `[{"kind": "quota", "key": "a b", "limit": 5, "period": "month"}]`, err: true},
-		{name: "deny that allows", limits: `[{"kind": "quota", "key": "k", "limit": 5, "period": "month", "deny": {"allow": true}}]`, err: true},
-		{name: "deny with bad status", limits: `[{"kind": "quota", "key": "k", "limit": 5, "period": "month", "deny": {"allow": false, "status": 200, "code": "X"}}]`, err: true},
+		{name: "lower-case code", limits: `[{"kind": "quota", "key": "k", "limit": 5, "period": "month", "code": "quota"}]`, err: true},
 		{name: "too many", limits: `[` + strings.Repeat(`{"kind": "quota", "key": "k", "limit": 5},`, 8) + `{"kind": "quota", "key": "k", "limit": 5}]`, err: true},
 	}
 	for _, tt := range tests {
@@ -71,5 +69,26 @@ func TestDecisionLimits(t *testing.T) {
 				t.Errorf("limits (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestLimitDenialsOfTheDefaultPolicy(t *testing.T) {
+	b, err := Load(Default(), "built-in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Compile(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(p)
+	for code, status := range map[string]int{"RATE_LIMITED": 429, "QUOTA_EXCEEDED": 403} {
+		d, ok := e.LimitDenial(code)
+		if !ok || d.Allow || d.Status != status || d.Code != code || len(d.Body) == 0 {
+			t.Errorf("%s: %+v, %t", code, d, ok)
+		}
+	}
+	if _, ok := e.LimitDenial("NOPE"); ok {
+		t.Error("an unknown code has a denial")
 	}
 }

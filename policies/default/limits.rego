@@ -1,8 +1,8 @@
 # Limits: which counters a request charges (rate limits, monthly quotas). The
 # decision carries them as "limits"; keygate charges them only on allow and
-# refuses the request (429 RATE_LIMITED / 403 QUOTA_EXCEEDED) when one is used
-# up. Numbers come from config.limits (data.yaml), overridden per account and
-# per site from the store (input.account.limits, input.site.limits).
+# refuses the request when one is used up, with the deny in limit_denials.
+# Numbers come from config.limits (data.yaml), overridden per account and per
+# site from the store (input.account.limits, input.site.limits).
 package keygate.authz
 
 import rego.v1
@@ -20,21 +20,14 @@ default limits := []
 limits := array.concat(rate_limit, quota_limit) if input.key
 
 # METADATA
-# title: limit_value
+# title: effective_limits
 # description: |
-#   A limit by name ("rate", "burst", "quota"): the site's override, else the
-#   account's, else the plan's. Undefined when none sets it (no limit).
-limit_value(name) := v if {
-	v := input.site.limits[name]
-} else := v if {
-	v := input.account.limits[name]
-} else := v if {
-	v := limits_config.plans[input.account.plan][name]
-}
-
-limit_or(name, def) := v if {
-	v := limit_value(name)
-} else := def
+#   The plan's limits ("rate", "period", "burst", "quota"), overridden by the
+#   account's, overridden by the site's. A name nobody sets has no limit.
+effective_limits := object.union(
+	object.union(object.get(limits_config, ["plans", input.account.plan], {}), object.get(input.account, "limits", {})),
+	object.get(input.site, "limits", {}),
+)
 
 # METADATA
 # title: route_cost
@@ -57,39 +50,41 @@ method_matches(c) if input.request.method in c.methods
 
 rate_limit := [{
 	"kind": "rate",
-	"key": sprintf("key:%s:%s", [input.key.id, input.key.mode]),
+	"key": concat(":", ["key", input.key.id, input.key.mode]),
 	"limit": rate,
-	"period": object.get(limits_config.plans, [input.account.plan, "period"], "1m"),
-	"burst": burst,
+	"period": object.get(effective_limits, "period", "1m"),
+	"burst": object.get(effective_limits, "burst", rate),
 	"cost": cost,
-	"deny": limit_deny("RATE_LIMITED", "rate_limit"),
 }] if {
-	rate := limit_value("rate")
+	rate := effective_limits.rate
 	is_number(rate)
 	rate > 0
 	cost := object.get(route_cost, "rate", 1)
 	cost > 0
-	burst := limit_or("burst", rate)
 } else := []
 
 quota_limit := [{
 	"kind": "quota",
-	"key": sprintf("site:%s:%s", [input.site.id, input.key.mode]),
+	"key": concat(":", ["site", input.site.id, input.key.mode]),
 	"limit": quota,
 	"period": "month",
 	"cost": cost,
-	"deny": limit_deny("QUOTA_EXCEEDED", "quota"),
 }] if {
-	quota := limit_value("quota")
+	quota := effective_limits.quota
 	is_number(quota)
 	quota > 0
 	cost := object.get(route_cost, "quota", 0)
 	cost > 0
 } else := []
 
-# The refusal keygate sends when the counter is used up, shaped like every
-# other deny; null (keygate's built-in message) if config.errors lacks it.
-limit_deny(name, rule) := d if {
+# METADATA
+# title: limit_denials
+# description: |
+#   The refusal for each limit code (a counter's "code", by default
+#   RATE_LIMITED for rates and QUOTA_EXCEEDED for quotas), shaped like every
+#   other deny. keygate evaluates this once per policy load, so it must not
+#   read input; a code missing here gets keygate's built-in message.
+limit_denials[name] := deny_with(name, lower(name)) if {
+	some name in {"RATE_LIMITED", "QUOTA_EXCEEDED"}
 	config.errors[name]
-	d := deny_with(name, rule)
-} else := null
+}
