@@ -15,7 +15,7 @@ import (
 
 // testRedis connects to KEYGATE_TEST_REDIS and returns a key prefix no other
 // test uses; it deletes the prefix's keys when the test ends.
-func testRedis(t *testing.T) (*redis.Client, string) {
+func testRedis(t testing.TB) (*redis.Client, string) {
 	t.Helper()
 	url := os.Getenv("KEYGATE_TEST_REDIS")
 	if url == "" {
@@ -104,4 +104,29 @@ func TestRedisMatchesMemory(t *testing.T) {
 			t.Errorf("charge %d: reset after %s vs %s", i, got.ResetAfter, want.ResetAfter)
 		}
 	}
+}
+
+// BenchmarkCharge is one rate charge in-process and in Redis (one EVALSHA
+// round trip over loopback).
+func BenchmarkCharge(b *testing.B) {
+	c := Counter{Kind: Rate, Key: "key:bench:live", Limit: 1_000_000_000, Period: time.Minute, Cost: 1}
+	b.Run("in-process", func(b *testing.B) {
+		m := NewMemory()
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := m.charge(context.Background(), time.Now(), c); err != nil || !r.Allowed {
+				b.Fatal(r, err)
+			}
+		}
+	})
+	b.Run("redis", func(b *testing.B) {
+		client, prefix := testRedis(b)
+		r := NewRedis(client, prefix)
+		b.ReportAllocs()
+		for b.Loop() {
+			if res, err := r.charge(context.Background(), time.Now(), c); err != nil || !res.Allowed {
+				b.Fatal(res, err)
+			}
+		}
+	})
 }
