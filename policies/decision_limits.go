@@ -33,6 +33,24 @@ type Limit struct {
 	Code string
 }
 
+// MarshalJSON writes the limit as the policy wrote it (period "1m0s" or
+// "month"), for `keygate check`.
+func (l Limit) MarshalJSON() ([]byte, error) {
+	period := "month"
+	if l.Kind == "rate" {
+		period = l.Period.String()
+	}
+	return json.Marshal(struct {
+		Kind   string `json:"kind"`
+		Key    string `json:"key"`
+		Limit  int64  `json:"limit"`
+		Burst  int64  `json:"burst,omitempty"`
+		Period string `json:"period"`
+		Cost   int64  `json:"cost"`
+		Code   string `json:"code"`
+	}{l.Kind, l.Key, l.Limit, l.Burst, period, l.Cost, l.Code})
+}
+
 // Bounds on what a policy may ask keygate to count.
 const (
 	maxLimits      = 8
