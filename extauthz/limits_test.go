@@ -167,7 +167,9 @@ func TestRateLimitedResponse(t *testing.T) {
 		}
 	}
 	var body map[string]string
-	if err := json.Unmarshal(DenyBody(d), &body); err != nil || body["code"] != "RATE_LIMITED" {
+	// The refusal is the policy's (limit_denials), not keygate's built-in one.
+	if err := json.Unmarshal(DenyBody(d), &body); err != nil || body["code"] != "RATE_LIMITED" ||
+		body["message"] != "Rate limit exceeded; retry after the time in Retry-After" {
 		t.Errorf("body %s (%v)", DenyBody(d), err)
 	}
 }
@@ -192,7 +194,7 @@ func TestQuotaExceededResponse(t *testing.T) {
 	if err := json.Unmarshal(DenyBody(d), &body); err != nil {
 		t.Fatal(err)
 	}
-	if body["code"] != "QUOTA_EXCEEDED" || body["reset_at"] != "2026-12-01T00:00:00Z" {
+	if body["code"] != "QUOTA_EXCEEDED" || body["message"] != "Monthly quota exceeded for this site" || body["reset_at"] != "2026-12-01T00:00:00Z" {
 		t.Errorf("body %v", body)
 	}
 	// December: the quota is back.
