@@ -50,6 +50,9 @@ type Authorizer struct {
 	Budget time.Duration
 	// Limits charges rate limits and quotas; optional (nil: none counted).
 	Limits Limiter
+	// ImportedKeys makes credentials that are not keygate keys candidates
+	// for imported keys (see imported.go). Off by default.
+	ImportedKeys bool
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -155,6 +158,13 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 			in.Credential.Status = policies.CredMalformed
 			return cred, nil
 		}
+		return cred, a.lookupKey(ctx, raw, in, now)
+	case a.ImportedKeys && keystore.LooksImported(raw):
+		// Imported keys have no shape to check offline, so with the flag on
+		// any plausible string costs a cache lookup and, once per digest per
+		// negative TTL, a store read. Off (the default), garbage never
+		// touches cache or store.
+		in.Credential.Kind = "key"
 		return cred, a.lookupKey(ctx, raw, in, now)
 	default:
 		in.Credential.Status = policies.CredMalformed

@@ -1,36 +1,19 @@
-package keystore
+package keystore_test
 
 import (
-	"context"
 	"errors"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/keystore"
 )
 
-func openQuotaStore(t *testing.T) *Store {
-	t.Helper()
-	format, err := NewFormat("kg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := NewDigester()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "k.db"), Options{Format: format, Digester: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func TestStoreChargeQuota(t *testing.T) { eachStore(t, testChargeQuota) }
 
-func TestChargeQuotaNeverPassesTheLimit(t *testing.T) {
-	s := openQuotaStore(t)
-	ctx := context.Background()
+func testChargeQuota(t *testing.T, fx *fixture) {
+	s := fx.store
 	const limit = 10
 	var ok atomic.Int64
 	var wg sync.WaitGroup
@@ -79,24 +62,25 @@ func TestChargeQuotaNeverPassesTheLimit(t *testing.T) {
 	}
 }
 
-func TestLimitOverridesReachKeyFacts(t *testing.T) {
-	s := openQuotaStore(t)
-	ctx := context.Background()
-	if _, err := s.CreateAccount(ctx, Account{ID: "a1", Plan: "plus"}); err != nil {
+func TestStoreLimitOverrides(t *testing.T) { eachStore(t, testLimitOverrides) }
+
+func testLimitOverrides(t *testing.T, fx *fixture) {
+	s := fx.store
+	if _, err := s.CreateAccount(ctx, keystore.Account{ID: "a1", Plan: "plus"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateSite(ctx, Site{ID: "s1", AccountID: "a1", Active: true}); err != nil {
+	if _, err := s.CreateSite(ctx, keystore.Site{ID: "s1", AccountID: "a1", Active: true}); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := s.CreateKey(ctx, KeySpec{SiteID: "s1", Mode: ModeLive})
+	key, _, err := s.CreateKey(ctx, keystore.KeySpec{SiteID: "s1", Mode: keystore.ModeLive})
 	if err != nil {
 		t.Fatal(err)
 	}
 	before, _ := s.LastChange(ctx)
-	if err := s.SetLimits(ctx, EntitySite, "s1", Limits{"rate": 600, "quota": 0}); err != nil {
+	if err := s.SetLimits(ctx, keystore.EntitySite, "s1", keystore.Limits{"rate": 600, "quota": 0}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetLimits(ctx, EntityAccount, "a1", Limits{"quota": 5000}); err != nil {
+	if err := s.SetLimits(ctx, keystore.EntityAccount, "a1", keystore.Limits{"quota": 5000}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := s.LookupKeyID(ctx, key.ID)
@@ -108,21 +92,21 @@ func TestLimitOverridesReachKeyFacts(t *testing.T) {
 	}
 	// Every override write is in the change log, so caches drop the facts.
 	changes, err := s.Changes(ctx, before, 10)
-	if err != nil || len(changes) != 2 || changes[0].Entity != EntitySite || changes[1].Entity != EntityAccount {
+	if err != nil || len(changes) != 2 || changes[0].Entity != keystore.EntitySite || changes[1].Entity != keystore.EntityAccount {
 		t.Fatalf("changes: %+v, %v", changes, err)
 	}
-	if err := s.SetLimits(ctx, EntitySite, "s1", nil); err != nil {
+	if err := s.SetLimits(ctx, keystore.EntitySite, "s1", nil); err != nil {
 		t.Fatal(err)
 	}
 	if f, _ = s.LookupKeyID(ctx, key.ID); f.Site.Limits != nil {
 		t.Fatalf("cleared overrides still read as %v", f.Site.Limits)
 	}
-	for _, bad := range []Limits{{"Rate": 1}, {"rate": -1}, {"rate": 2e12}, {"": 1}} {
-		if err := s.SetLimits(ctx, EntitySite, "s1", bad); !errors.Is(err, ErrInvalid) {
-			t.Errorf("SetLimits(%v): want ErrInvalid, got %v", bad, err)
+	for _, bad := range []keystore.Limits{{"Rate": 1}, {"rate": -1}, {"rate": 2e12}, {"": 1}} {
+		if err := s.SetLimits(ctx, keystore.EntitySite, "s1", bad); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("SetLimits(%v): want keystore.ErrInvalid, got %v", bad, err)
 		}
 	}
-	if err := s.SetLimits(ctx, EntitySite, "nope", Limits{"rate": 1}); !errors.Is(err, ErrNotFound) {
-		t.Errorf("unknown site: want ErrNotFound, got %v", err)
+	if err := s.SetLimits(ctx, keystore.EntitySite, "nope", keystore.Limits{"rate": 1}); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("unknown site: want keystore.ErrNotFound, got %v", err)
 	}
 }

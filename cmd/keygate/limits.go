@@ -8,56 +8,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
-	"github.com/keygate/keygate/limits"
 )
 
-// siteUsage is what `keygate usage --json` prints (and what an admin
-// endpoint would serve): a site's quota usage in one month, per mode.
-type siteUsage struct {
-	Site     string      `json:"site"`
-	Period   string      `json:"period"`
-	ResetsAt time.Time   `json:"resets_at"`
-	Usage    []modeUsage `json:"usage"`
-}
-
-type modeUsage struct {
-	Mode    string `json:"mode"`
-	Counter string `json:"counter"`
-	Used    int64  `json:"used"`
-	// Quota is the limit in force at the last charge (0: never charged).
-	Quota     int64 `json:"quota"`
-	Remaining int64 `json:"remaining"`
-}
-
-// quotaCounter is the default policy's quota counter of a site and mode
-// (limits.rego: "site:<id>:<mode>").
-func quotaCounter(site string, mode keystore.Mode) string {
-	return "site:" + site + ":" + string(mode)
-}
-
-// readSiteUsage reads a site's live and test usage in period.
-func readSiteUsage(ctx context.Context, st *keystore.Store, site, period string, resets time.Time) (siteUsage, error) {
-	out := siteUsage{Site: site, Period: period, ResetsAt: resets, Usage: []modeUsage{}}
-	if _, err := st.Site(ctx, site); err != nil {
-		return out, err
-	}
-	for _, mode := range []keystore.Mode{keystore.ModeLive, keystore.ModeTest} {
-		c := quotaCounter(site, mode)
-		rows, err := st.QuotaUsage(ctx, period, c)
-		if err != nil {
-			return out, err
-		}
-		u := modeUsage{Mode: string(mode), Counter: c}
-		if len(rows) == 1 {
-			u.Used, u.Quota, u.Remaining = rows[0].Used, rows[0].Quota, max(rows[0].Quota-rows[0].Used, 0)
-		}
-		out.Usage = append(out.Usage, u)
-	}
-	return out, nil
-}
-
-// usage prints a site's monthly quota usage from the store.
+// usage prints a site's monthly quota usage from the store (the same
+// answer as GET /admin/v1/sites/{id}/usage).
 func (e environment) usage(ctx context.Context, args []string) (err error) {
 	fs := e.flags("usage")
 	var sf storeFlags
@@ -71,9 +27,9 @@ func (e environment) usage(ctx context.Context, args []string) (err error) {
 	if *site == "" {
 		return fmt.Errorf("%w: usage: --site is required", errUsage)
 	}
-	start := time.Now().UTC()
+	at := time.Now()
 	if *month != "" {
-		if start, err = time.Parse("2006-01", *month); err != nil {
+		if at, err = time.Parse("2006-01", *month); err != nil {
 			return fmt.Errorf("%w: usage: --month: want YYYY-MM", errUsage)
 		}
 	}
@@ -82,7 +38,7 @@ func (e environment) usage(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer closeInto(&err, st)
-	u, err := readSiteUsage(ctx, st, *site, limits.Month(start), limits.MonthEnd(start))
+	u, err := admin.ReadSiteUsage(ctx, st, *site, at)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 // serveConfig is every setting of `keygate serve`, parsed and validated once.
 type serveConfig struct {
 	storeFlags
+	replicaConfig
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -39,6 +40,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := e.flags("serve")
 	c.storeFlags.register(fs)
+	c.replicaConfig.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -53,6 +55,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
+	if err := c.replicaConfig.validate(); err != nil {
+		return c, err
+	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
 		return c, fmt.Errorf("%w: --change-poll must be between 10ms and 1m", errUsage)
 	}
@@ -108,7 +113,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		}
 	}
 
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{})
+	cache, err := keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
 	if err != nil {
 		return err
 	}
@@ -132,13 +137,15 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
 			func() float64 { _, m := cache.Stats(); return float64(m) }),
 	)
+	listen := followChanges(store, follower, cache, reg, log)
 	usage := &keystore.Usage{Writer: store, Log: log}
 	limiter, closeLimiter, err := newLimiter(ctx, cfg, store, log, reg)
 	if err != nil {
 		return err
 	}
 	defer closeLimiter()
-	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage, Limits: limiter}
+	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
+		ImportedKeys: cfg.importedKeys, Limits: limiter}
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -158,14 +165,24 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine))
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
+	// sees the raw request target, before the mux's path cleaning.
+	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
+	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 3)
+	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, log, errc)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
 	done := make(chan struct{}, 4)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
-	errc := make(chan error, 2)
+	go func() { listen(runCtx); done <- struct{}{} }()
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -175,8 +192,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	if cfg.adminToken == "" {
 		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
 	}
-	log.Info("keygate serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"store", storeKind(cfg.store), "policy", policy.Bundle.Source)
+	serving := []any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String()}
+	if adminAddr != "" {
+		serving = append(serving, "admin", adminAddr)
+	}
+	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", policy.Bundle.Source)...)
 
 	select {
 	case <-ctx.Done():
@@ -194,7 +214,9 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		g.Stop()
 	}
 	_ = hs.Shutdown(shutdownCtx)
+	stopAdmin(shutdownCtx)
 	cancel()
+	<-done
 	<-done
 	<-done
 	return err
