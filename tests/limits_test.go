@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -392,4 +393,41 @@ func TestRedisOutage(t *testing.T) {
 			t.Errorf("free route refused: %v", resp)
 		}
 	})
+}
+
+// TestRateLimitedThroughNginx counts for real behind nginx's auth_request
+// (the shipped examples/nginx/keygate.conf): allowed responses carry the
+// RateLimit-* headers, and the request over the limit gets keygate's 429
+// with Retry-After, never reaching the upstream.
+func TestRateLimitedThroughNginx(t *testing.T) {
+	nginxBin := findNginx(t)
+	env := NewEnv(t)
+	plusSite(env)
+	key := env.NewKey("acme-web", "live")
+	srv := env.Serve("--policies", limitsPolicy(t, tinyRate))
+	up := newRecordingUpstream(t)
+	proxy := startNginx(t, nginxBin, srv.HTTPAddr, up.addr())
+	auth := map[string]string{"X-API-Key": key}
+	for i := range 3 {
+		forwardAuthCase{
+			name: fmt.Sprintf("allow %d", i), path: "/v1/videos", headers: auth, status: 200,
+			client:   map[string]string{"ratelimit-limit": "3", "ratelimit-remaining": strconv.Itoa(2 - i), "ratelimit-policy": "3;w=3600"},
+			upstream: map[string]string{"x-keygate-site": "acme-web"},
+		}.run(t, proxy, up)
+	}
+	forwardAuthCase{
+		name: "429", path: "/v1/videos", headers: auth, status: 429, code: "RATE_LIMITED",
+		client: map[string]string{"ratelimit-limit": "3", "ratelimit-remaining": "0"},
+	}.run(t, proxy, up)
+	// Retry-After is about 20 minutes; its exact second depends on the clock.
+	req, _ := http.NewRequest("GET", proxy+"/v1/videos", nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if retry, err := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || err != nil || retry < 1100 || retry > 1200 {
+		t.Errorf("status %d, Retry-After %q; want 429 and about 1200", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
 }
