@@ -55,7 +55,8 @@ func (a *Authorizer) chargeLimits(ctx context.Context, d policies.Decision, now 
 	out, err := a.Limits.Charge(ctx, now, counters)
 	switch {
 	case err != nil && (errors.Is(err, limits.ErrUnavailable) || ctx.Err() != nil):
-		a.Log.Warn("limit counters unavailable; denying", "err", err)
+		// The limiter logs the outage once; this is per request.
+		a.Log.Debug("limit counters unavailable; denying", "err", err)
 		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Rate limiting is temporarily unavailable", Rule: "limits_unavailable"}
 	case err != nil:
 		a.Log.Error("policy limits rejected; denying", "err", err)

@@ -183,7 +183,7 @@ func (l *Limiter) chargeQuota(ctx context.Context, now time.Time, c Counter) (Re
 		if l.failClosed {
 			note = "quota store unreachable; refusing metered requests with 503 (--limits-fail-closed)"
 		}
-		l.store.failed(l.log, time.Time{}, err, note)
+		l.store.failed(l.log, now, err, note)
 		l.fallbacks.WithLabelValues("store").Inc()
 		if l.failClosed {
 			return Result{}, fmt.Errorf("%w: quota store: %w", ErrUnavailable, err)

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -258,97 +259,27 @@ func TestRateLimitAcrossTwoReplicas(t *testing.T) {
 	}
 }
 
-// tcpProxy forwards a local port to target until stopped: a Redis that can
-// be taken away and brought back.
-type tcpProxy struct {
-	addr, target string
-	mu           sync.Mutex
-	lis          net.Listener
-	conns        []net.Conn
-}
-
-func (p *tcpProxy) start(t *testing.T) {
-	t.Helper()
-	addr := p.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	lis, err := net.Listen("tcp", addr)
+func TestRedisOutage(t *testing.T) {
+	url := redisURL(t)
+	u, err := neturl.Parse(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	p.lis, p.addr = lis, lis.Addr().String()
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			go pipe(c, up)
-			go pipe(up, c)
-		}
-	}()
-	t.Cleanup(p.stop)
-}
-
-func pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			dst.Close()
-			return
-		}
-	}
-}
-
-func (p *tcpProxy) stop() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.lis != nil {
-		p.lis.Close()
-		p.lis = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func TestRedisOutage(t *testing.T) {
-	url := redisURL(t)
-	target := strings.TrimPrefix(strings.Split(strings.TrimPrefix(url, "redis://"), "/")[0], "")
-	if at := strings.LastIndex(target, "@"); at >= 0 {
-		target = target[at+1:]
-	}
+	target := u.Host
 	dir := limitsPolicy(t, tinyRate)
 
 	t.Run("falls back to in-process counters and back", func(t *testing.T) {
-		proxy := &tcpProxy{target: target}
-		proxy.start(t)
+		proxy := startProxy(t, target)
 		env := NewEnv(t)
 		plusSite(env)
-		srv := env.Serve("--policies", dir, "--redis", "redis://"+proxy.addr+"/0")
+		proxied := *u
+		proxied.Host = proxy.addr
+		srv := env.Serve("--policies", dir, "--redis", proxied.String())
 		key := env.NewKey("acme-web", "live")
 		if !allowed(srv.Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key})) {
 			t.Fatal("first request refused")
 		}
-		proxy.stop()
+		proxy.Down()
 		// The in-process fallback starts from nothing: three more pass.
 		key2 := env.NewKey("acme-web", "live")
 		auth := map[string]string{"x-api-key": key2}
@@ -364,7 +295,7 @@ func TestRedisOutage(t *testing.T) {
 		if !strings.Contains(srv.Logs(), "Redis unreachable; rate limits counted in-process") {
 			t.Errorf("fallback not logged:\n%s", srv.Logs())
 		}
-		proxy.start(t)
+		proxy.Up()
 		key3 := env.NewKey("acme-web", "live")
 		Eventually(t, 10*time.Second, "rate limits counted in Redis again", func() bool {
 			srv.Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key3})
