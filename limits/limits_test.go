@@ -269,3 +269,25 @@ func TestMonth(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryForgetsDrainedKeys(t *testing.T) {
+	m := NewMemory()
+	c := Counter{Kind: Rate, Limit: 60, Period: time.Minute, Cost: 1}
+	for i := range sweepEvery - 1 {
+		c.Key = fmt.Sprint("k", i)
+		if _, err := m.charge(context.Background(), t0, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(m.tat) != sweepEvery-1 {
+		t.Fatalf("%d keys tracked, want %d", len(m.tat), sweepEvery-1)
+	}
+	// A second later every bucket has drained: the next charge sweeps them.
+	c.Key = "fresh"
+	if _, err := m.charge(context.Background(), t0.Add(time.Second), c); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.tat) != 1 {
+		t.Fatalf("%d keys tracked after the sweep, want 1", len(m.tat))
+	}
+}
