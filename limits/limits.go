@@ -8,7 +8,6 @@
 package limits
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -102,9 +101,4 @@ func (c Counter) Validate() error {
 		return fmt.Errorf("limits: counter %q: a rate needs a period", c.Key)
 	}
 	return nil
-}
-
-// charger is one counter store's view of a charge.
-type charger interface {
-	charge(ctx context.Context, now time.Time, c Counter) (Result, error)
 }
