@@ -48,6 +48,8 @@ type Authorizer struct {
 	// Budget bounds a decision when the caller set no deadline (default 150 ms,
 	// under Envoy's 200 ms default timeout).
 	Budget time.Duration
+	// Limits charges rate limits and quotas; optional (nil: none counted).
+	Limits Limiter
 	// ImportedKeys makes credentials that are not keygate keys candidates
 	// for imported keys (see imported.go). Off by default.
 	ImportedKeys bool
@@ -106,7 +108,10 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
-	if !d.Allow {
+	if d.Allow {
+		res.Decision = a.chargeLimits(ctx, d, now)
+	}
+	if !res.Decision.Allow {
 		return res
 	}
 	res.Upstream = identity(facts, in.Public, d.Headers)
@@ -197,11 +202,11 @@ func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
 }
 
 func siteInput(s *keystore.Site) *policies.Site {
-	return &policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active}
+	return &policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active, Limits: s.Limits}
 }
 
 func accountInput(a *keystore.Account) *policies.Account {
-	return &policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status)}
+	return &policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status), Limits: a.Limits}
 }
 
 func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {

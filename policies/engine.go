@@ -92,6 +92,7 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
+	limitDenials map[string]Decision
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
@@ -121,7 +122,11 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes")}, nil
+	denials, err := evalLimitDenials(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }

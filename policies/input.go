@@ -70,11 +70,15 @@ type Site struct {
 	ID, Account string
 	Domains     []string
 	Active      bool
+	// Limits override the plan's limits (input.site.limits; absent if none).
+	Limits map[string]int64
 }
 
 // Account is an account's facts.
 type Account struct {
 	ID, Plan, Status string
+	// Limits override the plan's limits (input.account.limits; absent if none).
+	Limits map[string]int64
 }
 
 // Public is the site a public route names.
@@ -144,14 +148,18 @@ func (s *Site) value() ast.Value {
 	for i, d := range s.Domains {
 		domains[i] = ast.StringTerm(d)
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		str("id", s.ID), str("account", s.Account), boolean("active", s.Active),
 		item("domains", ast.NewArray(domains...)),
 	)
+	addLimits(obj, s.Limits)
+	return obj
 }
 
 func (a *Account) value() ast.Value {
-	return ast.NewObject(str("id", a.ID), str("plan", a.Plan), str("status", a.Status))
+	obj := ast.NewObject(str("id", a.ID), str("plan", a.Plan), str("status", a.Status))
+	addLimits(obj, a.Limits)
+	return obj
 }
 
 func item(k string, v ast.Value) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(v)} }
@@ -171,4 +179,17 @@ func (in *Input) AsMap() (map[string]any, error) {
 	}
 	m, _ := v.(map[string]any)
 	return m, nil
+}
+
+// addLimits adds a "limits" object when there are overrides; without them
+// the key is absent, so policies read it with object.get or a default.
+func addLimits(obj ast.Object, limits map[string]int64) {
+	if len(limits) == 0 {
+		return
+	}
+	kv := make([][2]*ast.Term, 0, len(limits))
+	for k, v := range limits {
+		kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.IntNumberTerm(int(v))})
+	}
+	obj.Insert(ast.StringTerm("limits"), ast.NewTerm(ast.NewObject(kv...)))
 }

@@ -33,6 +33,7 @@ type serveConfig struct {
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
+	limitsFailClosed              bool
 }
 
 func (e environment) parseServe(args []string) (serveConfig, error) {
@@ -49,6 +50,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.pollInterval, "change-poll", 200*time.Millisecond, "how often to poll the store's change log")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo account and site, and print fresh demo keys")
+	fs.BoolVar(&c.limitsFailClosed, "limits-fail-closed", false, "refuse rate-limited and metered requests with 503 while Redis or the quota store is unreachable (default: count in-process / uncounted)")
 	if _, err := fs.parse(args); err != nil {
 		return c, err
 	}
@@ -138,8 +140,13 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	listen := followChanges(store, follower, cache, reg, log)
 	policy.register(reg)
 	usage := &keystore.Usage{Writer: store, Log: log}
+	limiter, closeLimiter, err := newLimiter(ctx, cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
-		ImportedKeys: cfg.importedKeys}
+		ImportedKeys: cfg.importedKeys, Limits: limiter}
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
