@@ -72,6 +72,9 @@ func limitsField(doc map[string]any) ([]Limit, error) {
 	if !ok || len(list) > maxLimits {
 		return nil, fmt.Errorf("%w: limits must be an array of at most %d counters", ErrPolicy, maxLimits)
 	}
+	if len(list) == 0 {
+		return nil, nil
+	}
 	out := make([]Limit, 0, len(list))
 	for i, v := range list {
 		l, err := parseLimit(v)

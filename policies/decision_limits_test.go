@@ -29,7 +29,7 @@ func TestDecisionLimits(t *testing.T) {
 		want   []Limit
 		err    bool
 	}{
-		{name: "none", limits: `[]`, want: []Limit{}},
+		{name: "none", limits: `[]`, want: nil},
 		{name: "rate and quota", limits: `[
 			{"kind": "rate", "key": "key:k1:live", "limit": 60, "period": "1m", "burst": 10, "cost": 2},
 			{"kind": "quota", "key": "site:s1:live", "limit": 1000, "period": "month", "cost": 1, "code": "POSTS_USED_UP"}]`,

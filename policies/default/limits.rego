@@ -84,7 +84,7 @@ quota_limit := [{
 #   RATE_LIMITED for rates and QUOTA_EXCEEDED for quotas), shaped like every
 #   other deny. keygate evaluates this once per policy load, so it must not
 #   read input; a code missing here gets keygate's built-in message.
-limit_denials[name] := deny_with(name, lower(name)) if {
+limit_denials[name] := deny_with(["errors", name, lower(name)]) if {
 	some name in {"RATE_LIMITED", "QUOTA_EXCEEDED"}
 	config.errors[name]
 }
