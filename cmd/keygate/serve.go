@@ -25,6 +25,7 @@ import (
 // serveConfig is every setting of `keygate serve`, parsed and validated once.
 type serveConfig struct {
 	storeFlags
+	tokenFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -38,6 +39,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := e.flags("serve")
 	c.storeFlags.register(fs)
+	c.tokenFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -51,6 +53,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
+	if err := c.tokenFlags.validate(); err != nil {
+		return c, err
+	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
 		return c, fmt.Errorf("%w: --change-poll must be between 10ms and 1m", errUsage)
 	}
@@ -132,6 +137,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	)
 	usage := &keystore.Usage{Writer: store, Log: log}
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage}
+	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz)
+	if err != nil {
+		return err
+	}
+	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -151,6 +161,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine))
+	exchange.Register(mux)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	runCtx, cancel := context.WithCancel(ctx)
@@ -158,6 +169,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	done := make(chan struct{}, 4)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
+	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
 	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
@@ -188,6 +200,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	}
 	_ = hs.Shutdown(shutdownCtx)
 	cancel()
+	<-done
 	<-done
 	<-done
 	return err
