@@ -18,12 +18,14 @@ type tokenFlags struct {
 	tokenTTL, refreshTTL time.Duration
 	signingRotation      time.Duration
 	trustedProxies       string
+	failureBurst         int
 }
 
 func (t *tokenFlags) register(fs *flagSet) {
 	fs.DurationVar(&t.tokenTTL, "token-ttl", time.Hour, "lifetime of access tokens minted by /auth/api-key and /auth/refresh")
 	fs.DurationVar(&t.refreshTTL, "refresh-ttl", 30*24*time.Hour, "lifetime of an unused refresh token")
 	fs.DurationVar(&t.signingRotation, "token-key-rotation", 24*time.Hour, "age at which the token signing key gets a successor")
+	fs.IntVar(&t.failureBurst, "token-failure-burst", 10, "failed token-exchange attempts a client address may make before it is throttled (then one per 6s)")
 	fs.StringVar(&t.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (token-exchange throttle)")
 }
 
@@ -33,6 +35,8 @@ func (t *tokenFlags) validate() error {
 		return fmt.Errorf("%w: --token-ttl must be between 1s and 24h", errUsage)
 	case t.refreshTTL < t.tokenTTL || t.refreshTTL > 365*24*time.Hour:
 		return fmt.Errorf("%w: --refresh-ttl must be between --token-ttl and 365 days", errUsage)
+	case t.failureBurst < 1 || t.failureBurst > 10_000:
+		return fmt.Errorf("%w: --token-failure-burst must be between 1 and 10000", errUsage)
 	case t.signingRotation < time.Hour:
 		return fmt.Errorf("%w: --token-key-rotation must be at least 1h", errUsage)
 	}
@@ -76,7 +80,7 @@ func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, f
 		return nil, nil, err
 	}
 	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL,
-		Throttle: &extauthz.Throttle{Trusted: proxies}}
+		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies}}
 	return ring, x, nil
 }
 
