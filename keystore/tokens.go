@@ -91,6 +91,17 @@ func (s *Store) SigningKeys(ctx context.Context, sch SigningSchedule) ([]Signing
 	return s.openSigningKeys(keys)
 }
 
+// CurrentSigningKeys reads the signing keys without creating or retiring
+// any: for tools (keygate check) that verify tokens but do not run the
+// schedule.
+func (s *Store) CurrentSigningKeys(ctx context.Context) ([]SigningKey, error) {
+	keys, err := s.readSigningKeys(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	return s.openSigningKeys(keys)
+}
+
 // storedSigningKey is a row, secret still sealed.
 type storedSigningKey struct {
 	id                   string

@@ -212,6 +212,15 @@ func TestTokenTestMode(t *testing.T) {
 	if _, _, up := checkWith(t, srv, "Bearer "+access); up["x-keygate-mode"] != "test" {
 		t.Fatalf("refreshed test token: upstream headers %v", up)
 	}
+	// keygate check explains token decisions too, reading the same keys.
+	var explained struct {
+		Allow    bool
+		Upstream map[string]string `json:"upstream_headers"`
+	}
+	out := env.CLI("check", "--path", "/v1/videos", "-H", "Authorization: Bearer "+access)
+	if err := json.Unmarshal([]byte(out), &explained); err != nil || !explained.Allow || explained.Upstream["x-keygate-mode"] != "test" {
+		t.Fatalf("keygate check with a token: %v: %s", err, out)
+	}
 }
 
 // TestTokenDiesWithKey: revoking or rotating the key ends its live access

@@ -95,6 +95,22 @@ func reloadKeyring(ctx context.Context, store *keystore.Store, ring *tokens.Keyr
 	if err != nil {
 		return err
 	}
+	return setKeyring(ring, keys)
+}
+
+// readKeyring loads the signing keys as they are, for `keygate check`: it
+// must not run the schedule, whose retirement depends on the servers'
+// --token-ttl.
+func readKeyring(ctx context.Context, store *keystore.Store, format keystore.Format) (*tokens.Keyring, error) {
+	keys, err := store.CurrentSigningKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ring := tokens.NewKeyring(tokens.NewFormat(format.Prefix))
+	return ring, setKeyring(ring, keys)
+}
+
+func setKeyring(ring *tokens.Keyring, keys []keystore.SigningKey) error {
 	out := make([]tokens.SigningKey, len(keys))
 	for i, k := range keys {
 		out[i] = tokens.SigningKey{ID: k.ID, Secret: k.Secret, NotBefore: k.NotBefore}
