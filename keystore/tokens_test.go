@@ -120,12 +120,12 @@ func TestSigningKeySealing(t *testing.T) {
 	}
 }
 
-// refreshFixture is a store with one key to mint refresh tokens for.
-func refreshFixture(t *testing.T) (*Store, *clock, Key) {
+// refreshFixture is a store in file with one key to mint refresh tokens for.
+func refreshFixture(t *testing.T, file string, peppers ...[]byte) (*Store, *clock, Key) {
 	t.Helper()
 	ctx := context.Background()
 	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s := openTokenStore(t, filepath.Join(t.TempDir(), "k.db"), c)
+	s := openTokenStore(t, file, c, peppers...)
 	if _, err := s.CreateAccount(ctx, Account{ID: "acme", Plan: "pro"}); err != nil {
 		t.Fatal(err)
 	}
@@ -141,7 +141,7 @@ func refreshFixture(t *testing.T) (*Store, *clock, Key) {
 
 func TestRefreshTokens(t *testing.T) {
 	ctx := context.Background()
-	s, c, key := refreshFixture(t)
+	s, c, key := refreshFixture(t, filepath.Join(t.TempDir(), "k.db"))
 	exp := func() time.Time { return c.Now().Add(time.Hour) }
 	d := func(raw string) []Digest { return s.digester.All(raw) }
 
@@ -152,59 +152,44 @@ func TestRefreshTokens(t *testing.T) {
 	if err != nil || g.KeyID != key.ID || g.Mode != ModeTest {
 		t.Fatalf("redeem r1: %+v, %v", g, err)
 	}
-	if _, err := s.RedeemRefreshToken(ctx, d("nope"), d("x")[0], exp()); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown token: got %v, want ErrNotFound", err)
+	// A script of presentations: issue = mint with the API key, otherwise
+	// redeem token for next.
+	steps := []struct {
+		what        string
+		issue       bool
+		token, next string
+		advance     time.Duration
+		want        error
+	}{
+		{what: "unknown token", token: "nope", next: "x", want: ErrNotFound},
+		{what: "r1 again: reuse, which kills r2", token: "r1", next: "r3", want: ErrRefreshReused},
+		{what: "r2 after its family was revoked", token: "r2", next: "r3", want: ErrRefreshReused},
+		{what: "mint", issue: true, token: "m1"},
+		{what: "mint again, ending m1", issue: true, token: "m2"},
+		{what: "m1 after a new mint: reuse, which kills m2", token: "m1", next: "m3", want: ErrRefreshReused},
+		{what: "m2 after reuse of m1", token: "m2", next: "m3", want: ErrRefreshReused},
+		{what: "mint", issue: true, token: "e1"},
+		{what: "e1 an hour later", token: "e1", next: "e2", advance: time.Hour, want: ErrRefreshExpired},
 	}
-
-	// r1 is used: presenting it again is reuse and kills r2, the live one.
-	if _, err := s.RedeemRefreshToken(ctx, d("r1"), d("r3")[0], exp()); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("reuse of r1: got %v, want ErrRefreshReused", err)
-	}
-	if _, err := s.RedeemRefreshToken(ctx, d("r2"), d("r3")[0], exp()); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("r2 after reuse detection: got %v, want ErrRefreshReused (family revoked)", err)
-	}
-
-	// A new mint with the API key ends the previous family.
-	if err := s.IssueRefreshToken(ctx, key.ID, d("m1")[0], exp()); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.IssueRefreshToken(ctx, key.ID, d("m2")[0], exp()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.RedeemRefreshToken(ctx, d("m1"), d("m3")[0], exp()); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("m1 after a new mint: got %v, want ErrRefreshReused", err)
-	}
-	// ...and presenting m1 was reuse, so m2 died with it.
-	if _, err := s.RedeemRefreshToken(ctx, d("m2"), d("m3")[0], exp()); !errors.Is(err, ErrRefreshReused) {
-		t.Fatalf("m2 after reuse of m1: got %v, want ErrRefreshReused", err)
-	}
-
-	// Expiry, on the injected clock.
-	if err := s.IssueRefreshToken(ctx, key.ID, d("e1")[0], exp()); err != nil {
-		t.Fatal(err)
-	}
-	c.Advance(time.Hour)
-	if _, err := s.RedeemRefreshToken(ctx, d("e1"), d("e2")[0], exp()); !errors.Is(err, ErrRefreshExpired) {
-		t.Fatalf("expired token: got %v, want ErrRefreshExpired", err)
+	for _, st := range steps {
+		c.Advance(st.advance)
+		var err error
+		if st.issue {
+			err = s.IssueRefreshToken(ctx, key.ID, d(st.token)[0], exp())
+		} else {
+			_, err = s.RedeemRefreshToken(ctx, d(st.token), d(st.next)[0], exp())
+		}
+		if !errors.Is(err, st.want) {
+			t.Fatalf("%s: got %v, want %v", st.what, err, st.want)
+		}
 	}
 }
 
 func TestRefreshTokenPepperRotation(t *testing.T) {
 	ctx := context.Background()
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	file := filepath.Join(t.TempDir(), "k.db")
 	old := []byte("old-pepper-0123456789")
-	s := openTokenStore(t, file, c, old)
-	if _, err := s.CreateAccount(ctx, Account{ID: "acme", Plan: "pro"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.CreateSite(ctx, Site{ID: "web", AccountID: "acme", Active: true}); err != nil {
-		t.Fatal(err)
-	}
-	k, _, err := s.CreateKey(ctx, KeySpec{SiteID: "web", Mode: ModeLive})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, c, k := refreshFixture(t, file, old)
 	if err := s.IssueRefreshToken(ctx, k.ID, s.digester.Primary("r1"), c.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
