@@ -92,16 +92,17 @@ func (x *Exchange) serve(handle func(ctx context.Context, r *http.Request, body 
 			return
 		}
 		client := x.Throttle.Client(r)
-		if wait := x.Throttle.Wait(client); wait > 0 {
+		if wait := x.Throttle.Acquire(client); wait > 0 {
 			rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
 			rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
 			write(w, rep)
 			return
 		}
 		rep := x.handleBody(r, w, handle)
-		// 400 and 401 are what guessing produces; 403 and 503 are not.
-		if rep.pair == nil && (rep.deny.Status == 400 || rep.deny.Status == 401) {
-			x.Throttle.Fail(client)
+		// 400 and 401 are what guessing produces and keep the attempt
+		// taken; anything else (success, 403, 503) gives it back.
+		if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
+			x.Throttle.Release(client)
 		}
 		write(w, rep)
 	}

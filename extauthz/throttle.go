@@ -68,45 +68,50 @@ func (t *Throttle) level(b *bucket, now time.Time) float64 {
 	return math.Min(burst, b.level+float64(now.Sub(b.at))/float64(every))
 }
 
-// Wait is how long client must wait before its next attempt; 0 means go.
-func (t *Throttle) Wait(client netip.Addr) time.Duration {
+// Acquire takes one attempt from client's bucket before the attempt is
+// made, so that concurrent requests cannot overrun the burst. It returns 0
+// when the attempt may go ahead, else how long to wait. An attempt that
+// did not fail is given back with Release.
+func (t *Throttle) Acquire(client netip.Addr) time.Duration {
 	if t == nil {
 		return 0
 	}
-	_, every, _ := t.limits()
+	burst, every, max := t.limits()
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l := t.level(t.clients[client], now)
-	if l >= 1 {
-		return 0
-	}
-	return time.Duration((1 - l) * float64(every))
-}
-
-// Fail records one failed attempt by client.
-func (t *Throttle) Fail(client netip.Addr) {
-	if t == nil {
-		return
-	}
-	burst, _, max := t.limits()
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.clients == nil {
-		t.clients = map[netip.Addr]*bucket{}
-	}
 	b := t.clients[client]
+	l := t.level(b, now)
+	if l < 1 {
+		return time.Duration((1 - l) * float64(every))
+	}
 	if b == nil {
+		if t.clients == nil {
+			t.clients = map[netip.Addr]*bucket{}
+		}
 		if len(t.clients) >= max {
 			t.evict(now, burst, max)
 		}
 		b = &bucket{}
 		t.clients[client] = b
 	}
-	b.level, b.at = t.level(b, now)-1, now
-	if b.level < 0 {
-		b.level = 0
+	b.level, b.at = l-1, now
+	return 0
+}
+
+// Release gives back an attempt taken by Acquire that did not fail.
+func (t *Throttle) Release(client netip.Addr) {
+	if t == nil {
+		return
+	}
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if b := t.clients[client]; b != nil {
+		b.level, b.at = t.level(b, now)+1, now
+		if burst, _, _ := t.limits(); b.level > burst {
+			b.level = burst
+		}
 	}
 }
 

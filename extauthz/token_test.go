@@ -210,8 +210,8 @@ func TestExchangeStoreDown(t *testing.T) {
 		}
 	}
 	// Outages do not count against the client.
-	if wait := f.exchange.Throttle.Wait(netip.MustParseAddr("192.0.2.1")); wait != 0 {
-		t.Errorf("503s throttled the client: wait %s", wait)
+	if level := f.exchange.Throttle.level(f.exchange.Throttle.clients[netip.MustParseAddr("192.0.2.1")], f.clock.Now()); level != 10 {
+		t.Errorf("503s counted against the client: bucket at %v of 10", level)
 	}
 }
 
@@ -236,27 +236,34 @@ func TestThrottle(t *testing.T) {
 	th := &Throttle{Burst: 2, Every: 6 * time.Second, MaxClients: 3, Now: c.Now}
 	a := netip.MustParseAddr("192.0.2.1")
 	b := netip.MustParseAddr("192.0.2.2")
-	th.Fail(a)
-	if w := th.Wait(a); w != 0 {
-		t.Fatalf("after 1 of 2 failures: wait %s", w)
+	steps := []struct {
+		what    string
+		advance time.Duration
+		client  netip.Addr
+		release bool // the attempt did not fail
+		want    time.Duration
+	}{
+		{what: "success", client: a, release: true},
+		{what: "success again: successes cost nothing", client: a, release: true},
+		{what: "failure 1", client: a},
+		{what: "failure 2", client: a},
+		{what: "burst used up", client: a, want: 6 * time.Second},
+		{what: "another client", client: b},
+		{what: "half refilled", advance: 3 * time.Second, client: a, want: 3 * time.Second},
+		{what: "one refilled", advance: 3 * time.Second, client: a},
+		{what: "and used", client: a, want: 6 * time.Second},
 	}
-	th.Fail(a)
-	if w := th.Wait(a); w != 6*time.Second {
-		t.Fatalf("after the burst: wait %s, want 6s", w)
-	}
-	if w := th.Wait(b); w != 0 {
-		t.Fatalf("another client is throttled too: %s", w)
-	}
-	c.Advance(3 * time.Second)
-	if w := th.Wait(a); w != 3*time.Second {
-		t.Fatalf("half refilled: wait %s, want 3s", w)
-	}
-	c.Advance(3 * time.Second)
-	if w := th.Wait(a); w != 0 {
-		t.Fatalf("refilled: wait %s", w)
+	for _, st := range steps {
+		c.Advance(st.advance)
+		if got := th.Acquire(st.client); got != st.want {
+			t.Fatalf("%s: Acquire = %s, want %s", st.what, got, st.want)
+		}
+		if st.release {
+			th.Release(st.client)
+		}
 	}
 	for i := range 10 {
-		th.Fail(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
+		th.Acquire(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}))
 	}
 	if n := len(th.clients); n > 3 {
 		t.Fatalf("tracking %d clients, bound is 3", n)
