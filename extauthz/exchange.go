@@ -98,7 +98,7 @@ func (x *Exchange) serve(handle func(ctx context.Context, r *http.Request, body 
 			write(w, rep)
 			return
 		}
-		rep := x.handleBody(r, w, handle)
+		rep := withBody(w, r, handle)
 		// 400 and 401 are what guessing produces and keep the attempt
 		// taken; anything else (success, 403, 503) gives it back.
 		if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
@@ -108,8 +108,9 @@ func (x *Exchange) serve(handle func(ctx context.Context, r *http.Request, body 
 	}
 }
 
-// handleBody reads the bounded body and checks its content type.
-func (x *Exchange) handleBody(r *http.Request, w http.ResponseWriter, handle func(context.Context, *http.Request, []byte) reply) reply {
+// withBody reads the bounded body, checks its content type and hands it
+// to the endpoint.
+func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExchangeBody))
 	var tooBig *http.MaxBytesError
 	switch {
