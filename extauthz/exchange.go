@@ -233,8 +233,14 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	// expired or rotated since the last refresh gets no new pair.
 	res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
 		Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
-	if !res.Decision.Allow || res.KeyID != grant.KeyID {
+	switch {
+	case !res.Decision.Allow:
 		return reply{deny: res.Decision}
+	case res.KeyID != grant.KeyID:
+		// Cannot happen with a policy that keeps the probe path a key
+		// route; refuse rather than hand out a pair nobody checked.
+		x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", grant.KeyID)
+		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
 	}
 	return rep
 }
