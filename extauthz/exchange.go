@@ -53,6 +53,9 @@ type Exchange struct {
 // mintProbePath is the key route a mint is decided on.
 const mintProbePath = "/"
 
+// exchangeTimeout bounds one exchange, store round trips included.
+const exchangeTimeout = 5 * time.Second
+
 // maxExchangeBody bounds a request body: {"apiKey": "…"} is under 600 bytes.
 const maxExchangeBody = 4 << 10
 
@@ -125,7 +128,11 @@ func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Contex
 			return badRequest("The request body must be application/json")
 		}
 	}
-	return handle(r.Context(), r, body)
+	// The store writes of an exchange get a bound of their own; the
+	// policy decision inside keeps the Authorizer's tighter budget.
+	ctx, cancel := context.WithTimeout(r.Context(), exchangeTimeout)
+	defer cancel()
+	return handle(ctx, r, body)
 }
 
 // field reads one string field of a JSON object body. Absent, null or
