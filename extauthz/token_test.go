@@ -23,19 +23,19 @@ import (
 
 var tokenT0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// testClock is an injected clock the test moves by hand.
-type testClock struct {
+// tokenClock is an injected clock the test moves by hand.
+type tokenClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *testClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *testClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+func (c *tokenClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *tokenClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 // tokenFixture is the authorizer `serve` builds, with the token keyring, on
 // a real SQLite store, the real cache and the built-in policy.
 type tokenFixture struct {
-	clock    *testClock
+	clock    *tokenClock
 	store    *keystore.Store
 	cache    *keystore.Cache
 	authz    *Authorizer
@@ -49,7 +49,7 @@ type tokenFixture struct {
 func newTokenFixture(tb testing.TB) *tokenFixture {
 	tb.Helper()
 	ctx := context.Background()
-	f := &tokenFixture{clock: &testClock{now: tokenT0}}
+	f := &tokenFixture{clock: &tokenClock{now: tokenT0}}
 	format, _ := keystore.NewFormat("kg")
 	digester, _ := keystore.NewDigester()
 	store, err := keystore.OpenSQLite(ctx, filepath.Join(tb.TempDir(), "k.db"), keystore.Options{Format: format, Digester: digester, Now: f.clock.Now})
@@ -104,7 +104,7 @@ func (f *tokenFixture) authorize(headers map[string]string) Result {
 	return f.authz.Authorize(context.Background(), Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos", Headers: headers})
 }
 
-func outcome(r Result) string {
+func tokenOutcome(r Result) string {
 	if r.Decision.Allow {
 		return "OK"
 	}
@@ -141,7 +141,7 @@ func TestTokenCheck(t *testing.T) {
 	for _, tc := range cases {
 		f.clock.Advance(tc.advance)
 		res := f.authorize(tc.headers)
-		if got := outcome(res); got != tc.want || res.Input.Credential.Status != tc.status {
+		if got := tokenOutcome(res); got != tc.want || res.Input.Credential.Status != tc.status {
 			t.Errorf("%s: got %s (%s), want %s (%s)", tc.name, got, res.Input.Credential.Status, tc.want, tc.status)
 		}
 		if tc.want == "OK" && (res.Upstream[HeaderKeyID] != f.liveKey.ID || res.Upstream[HeaderMode] != "live") {
@@ -151,7 +151,7 @@ func TestTokenCheck(t *testing.T) {
 
 	// Without a keyring, tokens are not credentials at all.
 	f.authz.Tokens = nil
-	if got := outcome(f.authorize(map[string]string{"authorization": "Bearer " + good})); got != "INVALID_API_KEY" {
+	if got := tokenOutcome(f.authorize(map[string]string{"authorization": "Bearer " + good})); got != "INVALID_API_KEY" {
 		t.Errorf("no keyring: got %s, want INVALID_API_KEY", got)
 	}
 }
@@ -162,14 +162,14 @@ func TestTokenKeyRevoked(t *testing.T) {
 	f := newTokenFixture(t)
 	tok := f.mint(t, f.liveKey.ID, "live", time.Hour)
 	h := map[string]string{"authorization": "Bearer " + tok}
-	if got := outcome(f.authorize(h)); got != "OK" {
+	if got := tokenOutcome(f.authorize(h)); got != "OK" {
 		t.Fatalf("before revocation: %s", got)
 	}
 	if _, err := f.store.RevokeKey(context.Background(), f.liveKey.ID); err != nil {
 		t.Fatal(err)
 	}
 	f.cache.Invalidate(keystore.EntityKey, f.liveKey.ID) // what the follower does
-	if got := outcome(f.authorize(h)); got != "API_KEY_REVOKED" {
+	if got := tokenOutcome(f.authorize(h)); got != "API_KEY_REVOKED" {
 		t.Fatalf("after revocation: %s, want API_KEY_REVOKED", got)
 	}
 }
@@ -185,7 +185,7 @@ func (failingRefresh) RedeemRefreshToken(context.Context, []keystore.Digest, key
 	return keystore.RefreshGrant{}, keystore.ErrUnavailable
 }
 
-func post(t *testing.T, x *Exchange, path, body string) *httptest.ResponseRecorder {
+func exchangePost(t *testing.T, x *Exchange, path, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	mux := http.NewServeMux()
 	x.Register(mux)
@@ -204,7 +204,7 @@ func TestExchangeStoreDown(t *testing.T) {
 		"/auth/api-key": `{"apiKey":"` + f.live.Reveal() + `"}`,
 		"/auth/refresh": `{"refreshToken":"` + refresh + `"}`,
 	} {
-		w := post(t, f.exchange, path, body)
+		w := exchangePost(t, f.exchange, path, body)
 		if w.Code != 503 || !strings.Contains(w.Body.String(), `"AUTHZ_UNAVAILABLE"`) {
 			t.Errorf("%s with the store down: %d %s", path, w.Code, w.Body)
 		}
@@ -219,20 +219,20 @@ func TestExchangeStoreDown(t *testing.T) {
 // on the injected clock.
 func TestExchangeRefreshExpiry(t *testing.T) {
 	f := newTokenFixture(t)
-	w := post(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
+	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
 	if w.Code != 200 {
 		t.Fatalf("mint: %d %s", w.Code, w.Body)
 	}
 	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
 	refresh, _, _ := strings.Cut(rest, `"`)
 	f.clock.Advance(24 * time.Hour)
-	if w := post(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+refresh+`"}`); w.Code != 401 || !strings.Contains(w.Body.String(), `"TOKEN_EXPIRED"`) {
+	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+refresh+`"}`); w.Code != 401 || !strings.Contains(w.Body.String(), `"TOKEN_EXPIRED"`) {
 		t.Fatalf("expired refresh token: %d %s", w.Code, w.Body)
 	}
 }
 
 func TestThrottle(t *testing.T) {
-	c := &testClock{now: tokenT0}
+	c := &tokenClock{now: tokenT0}
 	th := &Throttle{Burst: 2, Every: 6 * time.Second, MaxClients: 3, Now: c.Now}
 	a := netip.MustParseAddr("192.0.2.1")
 	b := netip.MustParseAddr("192.0.2.2")

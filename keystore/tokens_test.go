@@ -12,16 +12,16 @@ import (
 	"time"
 )
 
-// clock is an injected clock tests move by hand.
-type clock struct {
+// tokenClock is an injected clock tests move by hand.
+type tokenClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+func (c *tokenClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *tokenClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
-func openTokenStore(t *testing.T, file string, c *clock, peppers ...[]byte) *Store {
+func openTokenStore(t *testing.T, file string, c *tokenClock, peppers ...[]byte) *Store {
 	t.Helper()
 	d, err := NewDigester(peppers...)
 	if err != nil {
@@ -35,9 +35,9 @@ func openTokenStore(t *testing.T, file string, c *clock, peppers ...[]byte) *Sto
 	return s
 }
 
-var schedule = SigningSchedule{RotateEvery: 24 * time.Hour, Activation: time.Minute, RetireAfter: 2 * time.Hour}
+var testSchedule = SigningSchedule{RotateEvery: 24 * time.Hour, Activation: time.Minute, RetireAfter: 2 * time.Hour}
 
-func keyIDs(keys []SigningKey) string {
+func signingKeyIDs(keys []SigningKey) string {
 	ids := make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = k.ID
@@ -47,23 +47,23 @@ func keyIDs(keys []SigningKey) string {
 
 func TestSigningKeySchedule(t *testing.T) {
 	ctx := context.Background()
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := &tokenClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s := openTokenStore(t, filepath.Join(t.TempDir(), "k.db"), c)
 
-	first, err := s.SigningKeys(ctx, schedule)
+	first, err := s.SigningKeys(ctx, testSchedule)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(first) != 1 || !first[0].NotBefore.Equal(c.Now()) || len(first[0].Secret) != 32 {
 		t.Fatalf("first start: want one key that signs at once, got %+v", first)
 	}
-	again, _ := s.SigningKeys(ctx, schedule)
-	if keyIDs(again) != keyIDs(first) || !bytes.Equal(again[0].Secret, first[0].Secret) {
-		t.Fatalf("a second call (another replica) must see the same key: %s vs %s", keyIDs(again), keyIDs(first))
+	again, _ := s.SigningKeys(ctx, testSchedule)
+	if signingKeyIDs(again) != signingKeyIDs(first) || !bytes.Equal(again[0].Secret, first[0].Secret) {
+		t.Fatalf("a second call (another replica) must see the same key: %s vs %s", signingKeyIDs(again), signingKeyIDs(first))
 	}
 
 	c.Advance(24 * time.Hour)
-	rotated, err := s.SigningKeys(ctx, schedule)
+	rotated, err := s.SigningKeys(ctx, testSchedule)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,27 +73,27 @@ func TestSigningKeySchedule(t *testing.T) {
 
 	// The old key verifies until its successor has signed for RetireAfter.
 	c.Advance(time.Minute + 2*time.Hour - time.Millisecond)
-	if keys, _ := s.SigningKeys(ctx, schedule); len(keys) != 2 {
-		t.Fatalf("old key retired too early: %s", keyIDs(keys))
+	if keys, _ := s.SigningKeys(ctx, testSchedule); len(keys) != 2 {
+		t.Fatalf("old key retired too early: %s", signingKeyIDs(keys))
 	}
 	c.Advance(time.Millisecond)
-	retired, err := s.SigningKeys(ctx, schedule)
+	retired, err := s.SigningKeys(ctx, testSchedule)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keyIDs(retired) != rotated[0].ID {
-		t.Fatalf("after RetireAfter: want only %s, got %s", rotated[0].ID, keyIDs(retired))
+	if signingKeyIDs(retired) != rotated[0].ID {
+		t.Fatalf("after RetireAfter: want only %s, got %s", rotated[0].ID, signingKeyIDs(retired))
 	}
 }
 
 func TestSigningKeySealing(t *testing.T) {
 	ctx := context.Background()
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := &tokenClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	file := filepath.Join(t.TempDir(), "k.db")
 	oldPepper := []byte("old-pepper-0123456789")
 	newPepper := []byte("new-pepper-0123456789")
 	s := openTokenStore(t, file, c, oldPepper)
-	keys, err := s.SigningKeys(ctx, schedule)
+	keys, err := s.SigningKeys(ctx, testSchedule)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +106,11 @@ func TestSigningKeySealing(t *testing.T) {
 	}
 
 	rotatedPepper := openTokenStore(t, file, c, newPepper, oldPepper)
-	if got, err := rotatedPepper.SigningKeys(ctx, schedule); err != nil || !bytes.Equal(got[0].Secret, keys[0].Secret) {
+	if got, err := rotatedPepper.SigningKeys(ctx, testSchedule); err != nil || !bytes.Equal(got[0].Secret, keys[0].Secret) {
 		t.Fatalf("an older pepper still configured must open the key: %v", err)
 	}
 	for name, peppers := range map[string][][]byte{"other pepper": {newPepper}, "no pepper": nil} {
-		if _, err := openTokenStore(t, file, c, peppers...).SigningKeys(ctx, schedule); err == nil {
+		if _, err := openTokenStore(t, file, c, peppers...).SigningKeys(ctx, testSchedule); err == nil {
 			t.Errorf("%s: a key sealed under another pepper was opened", name)
 		}
 	}
@@ -121,10 +121,10 @@ func TestSigningKeySealing(t *testing.T) {
 }
 
 // refreshFixture is a store in file with one key to mint refresh tokens for.
-func refreshFixture(t *testing.T, file string, peppers ...[]byte) (*Store, *clock, Key) {
+func refreshFixture(t *testing.T, file string, peppers ...[]byte) (*Store, *tokenClock, Key) {
 	t.Helper()
 	ctx := context.Background()
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := &tokenClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	s := openTokenStore(t, file, c, peppers...)
 	if _, err := s.CreateAccount(ctx, Account{ID: "acme", Plan: "pro"}); err != nil {
 		t.Fatal(err)

@@ -22,8 +22,8 @@ type exchangeResponse struct {
 
 func (r exchangeResponse) str(name string) string { s, _ := r.Body[name].(string); return s }
 
-// Post sends one request to the token exchange on the server's HTTP port.
-func (s *Server) Post(t *testing.T, path, contentType, body string, headers map[string]string) exchangeResponse {
+// ExchangePost sends one request to the token exchange on the server's HTTP port.
+func (s *Server) ExchangePost(t *testing.T, path, contentType, body string, headers map[string]string) exchangeResponse {
 	t.Helper()
 	req, err := http.NewRequest("POST", "http://"+s.HTTPAddr+path, strings.NewReader(body))
 	if err != nil {
@@ -48,20 +48,20 @@ func (s *Server) Post(t *testing.T, path, contentType, body string, headers map[
 	return out
 }
 
-// Mint trades a key for a pair and fails the test unless it gets one.
-func (s *Server) Mint(t *testing.T, key string) (access, refresh string) {
+// MintTokens trades a key for a pair and fails the test unless it gets one.
+func (s *Server) MintTokens(t *testing.T, key string) (access, refresh string) {
 	t.Helper()
-	r := s.Post(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil)
-	return wantPair(t, r)
+	r := s.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil)
+	return wantTokenPair(t, r)
 }
 
-// Refresh redeems a refresh token and returns the response.
-func (s *Server) Refresh(t *testing.T, refresh string) exchangeResponse {
+// RefreshTokens redeems a refresh token and returns the response.
+func (s *Server) RefreshTokens(t *testing.T, refresh string) exchangeResponse {
 	t.Helper()
-	return s.Post(t, "/auth/refresh", "application/json", `{"refreshToken":"`+refresh+`"}`, nil)
+	return s.ExchangePost(t, "/auth/refresh", "application/json", `{"refreshToken":"`+refresh+`"}`, nil)
 }
 
-func wantPair(t *testing.T, r exchangeResponse) (access, refresh string) {
+func wantTokenPair(t *testing.T, r exchangeResponse) (access, refresh string) {
 	t.Helper()
 	if r.Status != 200 || r.str("token_type") != "Bearer" || r.str("access_token") == "" || r.str("refresh_token") == "" {
 		t.Fatalf("want a token pair, got %d %v", r.Status, r.Body)
@@ -72,7 +72,7 @@ func wantPair(t *testing.T, r exchangeResponse) (access, refresh string) {
 	return r.str("access_token"), r.str("refresh_token")
 }
 
-func wantError(t *testing.T, what string, r exchangeResponse, status int, code string) {
+func wantExchangeError(t *testing.T, what string, r exchangeResponse, status int, code string) {
 	t.Helper()
 	if r.Status != status || r.str("code") != code || r.str("message") == "" {
 		t.Fatalf("%s: got %d %v, want %d {code: %s, message}", what, r.Status, r.Body, status, code)
@@ -82,8 +82,8 @@ func wantError(t *testing.T, what string, r exchangeResponse, status int, code s
 	}
 }
 
-// decision reads a CheckResponse as (status, code, upstream headers).
-func decision(resp *authv3.CheckResponse) (int, string, map[string]string) {
+// checkOutcome reads a CheckResponse as (status, code, upstream headers).
+func checkOutcome(resp *authv3.CheckResponse) (int, string, map[string]string) {
 	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
 		up := map[string]string{}
 		for _, h := range resp.GetOkResponse().GetHeaders() {
@@ -96,9 +96,9 @@ func decision(resp *authv3.CheckResponse) (int, string, map[string]string) {
 	return int(resp.GetDeniedResponse().GetStatus().GetCode()), body.Code, nil
 }
 
-func checkWith(t *testing.T, srv *Server, authorization string) (int, string, map[string]string) {
+func checkAuth(t *testing.T, srv *Server, authorization string) (int, string, map[string]string) {
 	t.Helper()
-	return decision(srv.Check(t, "GET", "/v1/videos", map[string]string{"authorization": authorization}))
+	return checkOutcome(srv.Check(t, "GET", "/v1/videos", map[string]string{"authorization": authorization}))
 }
 
 // tokenEnv is an account on plan pro with one site.
@@ -109,8 +109,8 @@ func tokenEnv(t *testing.T) *Env {
 	return env
 }
 
-// newKeyWithID creates a key and returns it with its id.
-func newKeyWithID(t *testing.T, env *Env, site, mode string) (key, id string) {
+// newTokenKey creates a key and returns it with its id.
+func newTokenKey(t *testing.T, env *Env, site, mode string) (key, id string) {
 	t.Helper()
 	var created struct{ ID, Key string }
 	out := env.CLI("keys", "create", "--site", site, "--mode", mode, "--json")
@@ -125,20 +125,20 @@ func newKeyWithID(t *testing.T, env *Env, site, mode string) (key, id string) {
 // of a used refresh token is refused and kills the family.
 func TestTokenMintUseRefresh(t *testing.T) {
 	env := tokenEnv(t)
-	key, id := newKeyWithID(t, env, "web", "live")
+	key, id := newTokenKey(t, env, "web", "live")
 	srv := env.Serve()
 
 	basic := base64.StdEncoding.EncodeToString([]byte(key + ":"))
 	for name, r := range map[string]exchangeResponse{
-		"json body":        srv.Post(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil),
-		"json and charset": srv.Post(t, "/auth/api-key", "application/json; charset=utf-8", `{"apiKey":"`+key+`"}`, nil),
-		"basic username":   srv.Post(t, "/auth/api-key", "", "", map[string]string{"authorization": "Basic " + basic}),
-		"bearer":           srv.Post(t, "/auth/api-key", "", "", map[string]string{"authorization": "Bearer " + key}),
-		"x-api-key":        srv.Post(t, "/auth/api-key", "", "", map[string]string{"x-api-key": key}),
-		"body and header":  srv.Post(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, map[string]string{"x-api-key": key}),
+		"json body":        srv.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil),
+		"json and charset": srv.ExchangePost(t, "/auth/api-key", "application/json; charset=utf-8", `{"apiKey":"`+key+`"}`, nil),
+		"basic username":   srv.ExchangePost(t, "/auth/api-key", "", "", map[string]string{"authorization": "Basic " + basic}),
+		"bearer":           srv.ExchangePost(t, "/auth/api-key", "", "", map[string]string{"authorization": "Bearer " + key}),
+		"x-api-key":        srv.ExchangePost(t, "/auth/api-key", "", "", map[string]string{"x-api-key": key}),
+		"body and header":  srv.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, map[string]string{"x-api-key": key}),
 	} {
 		t.Run(name, func(t *testing.T) {
-			access, _ := wantPair(t, r)
+			access, _ := wantTokenPair(t, r)
 			if r.Body["expires_in"] != float64(3600) {
 				t.Errorf("expires_in %v, want 3600", r.Body["expires_in"])
 			}
@@ -148,36 +148,36 @@ func TestTokenMintUseRefresh(t *testing.T) {
 		})
 	}
 
-	access, refresh := srv.Mint(t, key)
+	access, refresh := srv.MintTokens(t, key)
 	for _, header := range []string{"Bearer " + access, "bearer " + access, access} {
-		status, code, up := checkWith(t, srv, header)
+		status, code, up := checkAuth(t, srv, header)
 		if status != 200 || up["x-keygate-key-id"] != id || up["x-keygate-mode"] != "live" || up["x-keygate-site"] != "web" {
 			t.Fatalf("Check with %q…: %d %s %v", header[:12], status, code, up)
 		}
 	}
 	// Only the token format may go bare; a bare key stays malformed.
-	if status, code, _ := checkWith(t, srv, key); status != 401 || code != "INVALID_API_KEY" {
+	if status, code, _ := checkAuth(t, srv, key); status != 401 || code != "INVALID_API_KEY" {
 		t.Fatalf("bare key: %d %s, want 401 INVALID_API_KEY", status, code)
 	}
 
-	access2, refresh2 := wantPair(t, srv.Refresh(t, refresh))
+	access2, refresh2 := wantTokenPair(t, srv.RefreshTokens(t, refresh))
 	if access2 == access || refresh2 == refresh {
 		t.Fatal("refresh returned the same tokens")
 	}
-	if status, _, up := checkWith(t, srv, "Bearer "+access2); status != 200 || up["x-keygate-key-id"] != id {
+	if status, _, up := checkAuth(t, srv, "Bearer "+access2); status != 200 || up["x-keygate-key-id"] != id {
 		t.Fatalf("refreshed token: %d %v", status, up)
 	}
 	// The refreshed-away token is dead: presenting it is reuse...
-	wantError(t, "reused refresh token", srv.Refresh(t, refresh), 401, "INVALID_TOKEN")
+	wantExchangeError(t, "reused refresh token", srv.RefreshTokens(t, refresh), 401, "INVALID_TOKEN")
 	// ...which revoked the family: the live successor is dead too.
-	wantError(t, "family after reuse", srv.Refresh(t, refresh2), 401, "INVALID_TOKEN")
+	wantExchangeError(t, "family after reuse", srv.RefreshTokens(t, refresh2), 401, "INVALID_TOKEN")
 	// Access tokens are not refresh tokens and the reverse.
-	wantError(t, "access token as refresh token", srv.Refresh(t, access2), 401, "INVALID_TOKEN")
-	if status, code, _ := checkWith(t, srv, "Bearer "+refresh2); status != 401 || code != "INVALID_API_KEY" {
+	wantExchangeError(t, "access token as refresh token", srv.RefreshTokens(t, access2), 401, "INVALID_TOKEN")
+	if status, code, _ := checkAuth(t, srv, "Bearer "+refresh2); status != 401 || code != "INVALID_API_KEY" {
 		t.Fatalf("refresh token on Check: %d %s", status, code)
 	}
 	// An access token cannot mint.
-	wantError(t, "mint with an access token", srv.Post(t, "/auth/api-key", "", "", map[string]string{"authorization": "Bearer " + access2}), 401, "INVALID_API_KEY")
+	wantExchangeError(t, "mint with an access token", srv.ExchangePost(t, "/auth/api-key", "", "", map[string]string{"authorization": "Bearer " + access2}), 401, "INVALID_API_KEY")
 }
 
 // TestTokenRemintKillsRefresh is seed 002's rule: sending the API key again
@@ -186,17 +186,17 @@ func TestTokenRemintKillsRefresh(t *testing.T) {
 	env := tokenEnv(t)
 	key := env.NewKey("web", "live")
 	srv := env.Serve()
-	_, first := srv.Mint(t, key)
-	access, second := srv.Mint(t, key)
-	wantError(t, "refresh token of the previous mint", srv.Refresh(t, first), 401, "INVALID_TOKEN")
+	_, first := srv.MintTokens(t, key)
+	access, second := srv.MintTokens(t, key)
+	wantExchangeError(t, "refresh token of the previous mint", srv.RefreshTokens(t, first), 401, "INVALID_TOKEN")
 	// Presenting a dead token is reuse: the newest family is revoked too.
-	wantError(t, "current refresh token after reuse", srv.Refresh(t, second), 401, "INVALID_TOKEN")
+	wantExchangeError(t, "current refresh token after reuse", srv.RefreshTokens(t, second), 401, "INVALID_TOKEN")
 	// Access tokens still live until they expire or their key dies.
-	if status, code, _ := checkWith(t, srv, "Bearer "+access); status != 200 {
+	if status, code, _ := checkAuth(t, srv, "Bearer "+access); status != 200 {
 		t.Fatalf("access token after its refresh family died: %d %s", status, code)
 	}
-	_, third := srv.Mint(t, key)
-	wantPair(t, srv.Refresh(t, third))
+	_, third := srv.MintTokens(t, key)
+	wantTokenPair(t, srv.RefreshTokens(t, third))
 }
 
 // TestTokenTestMode: a test key mints test-mode tokens.
@@ -204,12 +204,12 @@ func TestTokenTestMode(t *testing.T) {
 	env := tokenEnv(t)
 	key := env.NewKey("web", "test")
 	srv := env.Serve()
-	access, refresh := srv.Mint(t, key)
-	if _, _, up := checkWith(t, srv, "Bearer "+access); up["x-keygate-mode"] != "test" {
+	access, refresh := srv.MintTokens(t, key)
+	if _, _, up := checkAuth(t, srv, "Bearer "+access); up["x-keygate-mode"] != "test" {
 		t.Fatalf("test key's token: upstream headers %v, want x-keygate-mode test", up)
 	}
-	access, _ = wantPair(t, srv.Refresh(t, refresh))
-	if _, _, up := checkWith(t, srv, "Bearer "+access); up["x-keygate-mode"] != "test" {
+	access, _ = wantTokenPair(t, srv.RefreshTokens(t, refresh))
+	if _, _, up := checkAuth(t, srv, "Bearer "+access); up["x-keygate-mode"] != "test" {
 		t.Fatalf("refreshed test token: upstream headers %v", up)
 	}
 	// keygate check explains token decisions too, reading the same keys.
@@ -228,13 +228,13 @@ func TestTokenTestMode(t *testing.T) {
 func TestTokenDiesWithKey(t *testing.T) {
 	env := tokenEnv(t)
 	env.CLI("sites", "create", "--id", "other", "--account", "acme")
-	revoked, id := newKeyWithID(t, env, "web", "live")
+	revoked, id := newTokenKey(t, env, "web", "live")
 	rotated := env.NewKey("other", "live")
 	srv := env.Serve()
-	revokedAccess, revokedRefresh := srv.Mint(t, revoked)
-	rotatedAccess, rotatedRefresh := srv.Mint(t, rotated)
+	revokedAccess, revokedRefresh := srv.MintTokens(t, revoked)
+	rotatedAccess, rotatedRefresh := srv.MintTokens(t, rotated)
 	for _, a := range []string{revokedAccess, rotatedAccess} {
-		if status, code, _ := checkWith(t, srv, "Bearer "+a); status != 200 {
+		if status, code, _ := checkAuth(t, srv, "Bearer "+a); status != 200 {
 			t.Fatalf("before revocation: %d %s", status, code)
 		}
 	}
@@ -243,13 +243,13 @@ func TestTokenDiesWithKey(t *testing.T) {
 	env.CLI("sites", "rotate-key", "--id", "other")
 	for name, a := range map[string]string{"revoked": revokedAccess, "rotated": rotatedAccess} {
 		Eventually(t, 5*time.Second, name+" key's token refused", func() bool {
-			status, code, _ := checkWith(t, srv, "Bearer "+a)
+			status, code, _ := checkAuth(t, srv, "Bearer "+a)
 			return status == 401 && code == "API_KEY_REVOKED"
 		})
 	}
-	wantError(t, "refresh of a revoked key", srv.Refresh(t, revokedRefresh), 401, "API_KEY_REVOKED")
-	wantError(t, "refresh of a rotated key", srv.Refresh(t, rotatedRefresh), 401, "API_KEY_REVOKED")
-	wantError(t, "mint with a revoked key", srv.Post(t, "/auth/api-key", "application/json", `{"apiKey":"`+revoked+`"}`, nil), 401, "API_KEY_REVOKED")
+	wantExchangeError(t, "refresh of a revoked key", srv.RefreshTokens(t, revokedRefresh), 401, "API_KEY_REVOKED")
+	wantExchangeError(t, "refresh of a rotated key", srv.RefreshTokens(t, rotatedRefresh), 401, "API_KEY_REVOKED")
+	wantExchangeError(t, "mint with a revoked key", srv.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+revoked+`"}`, nil), 401, "API_KEY_REVOKED")
 }
 
 // TestTokenRefused: tampered, foreign and expired tokens.
@@ -257,12 +257,12 @@ func TestTokenRefused(t *testing.T) {
 	env := tokenEnv(t)
 	key := env.NewKey("web", "live")
 	srv := env.Serve("--token-ttl", "1s")
-	access, _ := srv.Mint(t, key)
+	access, _ := srv.MintTokens(t, key)
 
 	// A token signed by another deployment's keys (another store).
 	other := tokenEnv(t)
 	foreignKey := other.NewKey("web", "live")
-	foreign, _ := other.Serve().Mint(t, foreignKey)
+	foreign, _ := other.Serve().MintTokens(t, foreignKey)
 
 	dot := strings.LastIndexByte(access, '.')
 	tampered := []byte(access)
@@ -275,12 +275,12 @@ func TestTokenRefused(t *testing.T) {
 	} {
 		// The 1s token may expire while this runs; a bad one must still
 		// never pass, and never read as merely expired.
-		if status, code, _ := checkWith(t, srv, "Bearer "+tok); status != 401 || code != "INVALID_TOKEN" {
+		if status, code, _ := checkAuth(t, srv, "Bearer "+tok); status != 401 || code != "INVALID_TOKEN" {
 			t.Errorf("%s: %d %s, want 401 INVALID_TOKEN", name, status, code)
 		}
 	}
 	Eventually(t, 10*time.Second, "the 1s token to expire", func() bool {
-		status, code, _ := checkWith(t, srv, "Bearer "+access)
+		status, code, _ := checkAuth(t, srv, "Bearer "+access)
 		return status == 401 && code == "TOKEN_EXPIRED"
 	})
 }
@@ -291,12 +291,12 @@ func TestTokenReplicas(t *testing.T) {
 	env := tokenEnv(t)
 	key := env.NewKey("web", "live")
 	a, b := env.Serve(), env.Serve()
-	access, refresh := a.Mint(t, key)
-	if status, code, _ := checkWith(t, b, "Bearer "+access); status != 200 {
+	access, refresh := a.MintTokens(t, key)
+	if status, code, _ := checkAuth(t, b, "Bearer "+access); status != 200 {
 		t.Fatalf("replica b refused replica a's token: %d %s", status, code)
 	}
-	wantPair(t, b.Refresh(t, refresh))
-	wantError(t, "reuse on the other replica", a.Refresh(t, refresh), 401, "INVALID_TOKEN")
+	wantTokenPair(t, b.RefreshTokens(t, refresh))
+	wantExchangeError(t, "reuse on the other replica", a.RefreshTokens(t, refresh), 401, "INVALID_TOKEN")
 }
 
 // TestTokenBadInput: every malformed request gets a 400 or the 401 that
@@ -342,7 +342,7 @@ func TestTokenBadInput(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			wantError(t, tc.name, srv.Post(t, tc.path, tc.ctype, tc.body, tc.headers), tc.status, tc.code)
+			wantExchangeError(t, tc.name, srv.ExchangePost(t, tc.path, tc.ctype, tc.body, tc.headers), tc.status, tc.code)
 		})
 	}
 	// A wrong method gets the JSON shape too.
@@ -355,7 +355,7 @@ func TestTokenBadInput(t *testing.T) {
 		t.Fatalf("GET /auth/api-key: %d %v", resp.StatusCode, resp.Header)
 	}
 	// None of it stopped the good key from minting.
-	srv.Mint(t, key)
+	srv.MintTokens(t, key)
 }
 
 // TestTokenThrottle: after the burst of failures a client is refused with
@@ -364,18 +364,18 @@ func TestTokenThrottle(t *testing.T) {
 	env := tokenEnv(t)
 	key := env.NewKey("web", "live")
 	srv := env.Serve("--token-failure-burst", "3")
-	srv.Mint(t, key) // successes do not count
+	srv.MintTokens(t, key) // successes do not count
 	for i := range 3 {
-		wantError(t, "guess", srv.Post(t, "/auth/api-key", "application/json", `{"apiKey":"kg_live_guess`+string(rune('a'+i))+`"}`, nil), 401, "INVALID_API_KEY")
+		wantExchangeError(t, "guess", srv.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"kg_live_guess`+string(rune('a'+i))+`"}`, nil), 401, "INVALID_API_KEY")
 	}
-	r := srv.Post(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil)
-	wantError(t, "throttled good key", r, 429, "RATE_LIMITED")
+	r := srv.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil)
+	wantExchangeError(t, "throttled good key", r, 429, "RATE_LIMITED")
 	if ra := r.Header.Get("retry-after"); ra == "" || ra == "0" {
 		t.Fatalf("429 without a useful Retry-After: %q", ra)
 	}
-	wantError(t, "throttled refresh", srv.Refresh(t, "kg_rt_x"), 429, "RATE_LIMITED")
+	wantExchangeError(t, "throttled refresh", srv.RefreshTokens(t, "kg_rt_x"), 429, "RATE_LIMITED")
 	// Check itself is not throttled by the exchange.
-	if status, code, _ := checkWith(t, srv, "Bearer "+key); status != 200 {
+	if status, code, _ := checkAuth(t, srv, "Bearer "+key); status != 200 {
 		t.Fatalf("Check while the exchange throttles: %d %s", status, code)
 	}
 }
