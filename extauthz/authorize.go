@@ -51,6 +51,9 @@ type Authorizer struct {
 	// Budget bounds a decision when the caller set no deadline (default 150 ms,
 	// under Envoy's 200 ms default timeout).
 	Budget time.Duration
+	// ImportedKeys makes credentials that are not keygate keys candidates
+	// for imported keys (see imported.go). Off by default.
+	ImportedKeys bool
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -160,6 +163,13 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 	case a.Tokens != nil && a.Tokens.Looks(raw):
 		in.Credential.Kind = "token"
 		return cred, a.lookupToken(ctx, raw, in, now)
+	case a.ImportedKeys && keystore.LooksImported(raw):
+		// Imported keys have no shape to check offline, so with the flag on
+		// any plausible string costs a cache lookup and, once per digest per
+		// negative TTL, a store read. Off (the default), garbage never
+		// touches cache or store.
+		in.Credential.Kind = "key"
+		return cred, a.lookupKey(ctx, raw, in, now)
 	default:
 		in.Credential.Status = policies.CredMalformed
 		return cred, nil

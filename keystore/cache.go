@@ -28,6 +28,12 @@ type CacheConfig struct {
 	TTL time.Duration
 	// NegativeTTL is how long "no such key" is remembered (default 5 s).
 	NegativeTTL time.Duration
+	// StaleIfError bounds how stale a positive entry may be while the store
+	// is unreachable (0 turns the bound off). An entry's staleness is the
+	// time since it was read or since the change log was last read to its
+	// end (BeginSync), whichever is later: past the bound it is re-read, and
+	// if the store does not answer, the caller gets ErrUnavailable.
+	StaleIfError time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -46,6 +52,7 @@ type Cache struct {
 	now    func() time.Time
 	ttl    time.Duration
 	negTTL time.Duration
+	stale  time.Duration
 	items  *ristretto.Cache[string, entry]
 	flight singleflight.Group
 
@@ -56,7 +63,11 @@ type Cache struct {
 	// older than it may hide a key that now exists (imported or created).
 	negMark atomic.Uint64
 
-	hits, misses atomic.Uint64
+	// lastSync is when (unix nanoseconds) the newest complete read of the
+	// change log began: every invalidation before it has been applied.
+	lastSync atomic.Int64
+
+	hits, misses, staleHits atomic.Uint64
 }
 
 type entityRef struct {
@@ -71,6 +82,7 @@ type mark struct {
 
 type entry struct {
 	gen  uint64
+	at   time.Time // when the store read began
 	key  *KeyFacts
 	site *SiteFacts
 	err  error // ErrNotFound for negative entries
@@ -98,8 +110,10 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
 	}
-	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, items: items, marks: map[entityRef]mark{}}
+	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
+		items: items, marks: map[entityRef]mark{}}
 	c.gen.Store(1)
+	c.lastSync.Store(cfg.Now().UnixNano())
 	return c, nil
 }
 
@@ -109,6 +123,25 @@ func (c *Cache) Close() { c.items.Close() }
 // Stats reports cache hits and store reads (misses that reached the
 // loader; concurrent misses of one entry share a read) since start.
 func (c *Cache) Stats() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }
+
+// StaleHits counts answers served from stale entries because the store was
+// unreachable.
+func (c *Cache) StaleHits() uint64 { return c.staleHits.Load() }
+
+// BeginSync is called by the Follower as it starts reading the change log;
+// calling the returned func once it has applied everything to the end
+// vouches for every entry up to the moment the read began.
+func (c *Cache) BeginSync() (done func()) {
+	began := c.now().UnixNano()
+	return func() {
+		for {
+			last := c.lastSync.Load()
+			if last >= began || c.lastSync.CompareAndSwap(last, began) {
+				return
+			}
+		}
+	}
+}
 
 // Wait blocks until pending Sets are applied; tests use it to make "cached"
 // deterministic.
@@ -132,14 +165,7 @@ func (c *Cache) KeyID(ctx context.Context, id string) (KeyFacts, error) {
 }
 
 func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Context) (KeyFacts, error)) (KeyFacts, error) {
-	if e, ok := c.items.Get(ck); ok && c.fresh(e) {
-		c.hits.Add(1)
-		if e.key == nil {
-			return KeyFacts{}, e.err
-		}
-		return *e.key, nil
-	}
-	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
+	e, err := c.get(ctx, ck, func(ctx context.Context) (entry, error) {
 		f, err := load(ctx)
 		if err != nil {
 			return entry{err: err}, err
@@ -154,15 +180,7 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 
 // Site returns a site's facts.
 func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
-	ck := "s:" + id
-	if e, ok := c.items.Get(ck); ok && c.fresh(e) {
-		c.hits.Add(1)
-		if e.site == nil {
-			return SiteFacts{}, e.err
-		}
-		return *e.site, nil
-	}
-	e, err := c.fill(ctx, ck, func(ctx context.Context) (entry, error) {
+	e, err := c.get(ctx, "s:"+id, func(ctx context.Context) (entry, error) {
 		f, err := c.loader.LookupSite(ctx, id)
 		if err != nil {
 			return entry{err: err}, err
@@ -175,17 +193,60 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 	return *e.site, nil
 }
 
+// get answers from the cache when the entry is current, else from the store;
+// when the store is unreachable, a positive entry still within the
+// stale-if-error bound answers instead (never one an invalidation marked).
+func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
+	old, cached := c.items.Get(ck)
+	cached = cached && c.fresh(old)
+	now := c.now()
+	if cached && c.current(old, now) {
+		c.hits.Add(1)
+		return old, old.err
+	}
+	e, err := c.fill(ctx, ck, load)
+	if err != nil && cached && old.err == nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
+		c.staleness(old, now) <= c.stale {
+		c.staleHits.Add(1)
+		return old, nil
+	}
+	return e, err
+}
+
+// staleness is how long ago the entry was last known to be right: since its
+// read, or since the last complete read of the change log, whichever is later.
+func (c *Cache) staleness(e entry, now time.Time) time.Duration {
+	known := e.at
+	if s := time.Unix(0, c.lastSync.Load()); s.After(known) {
+		known = s
+	}
+	return now.Sub(known)
+}
+
+// current reports whether an unmarked entry may answer without a store read.
+func (c *Cache) current(e entry, now time.Time) bool {
+	if c.stale <= 0 {
+		return true // ristretto's TTL alone bounds entries
+	}
+	if e.err != nil {
+		return c.staleness(e, now) <= c.negTTL
+	}
+	return now.Sub(e.at) <= c.ttl && c.staleness(e, now) <= c.stale
+}
+
 // fill loads once per cache key at a time and caches the answer unless it is
 // an outage (an outage is never remembered as "no such key").
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
 	v, err, _ := c.flight.Do(ck, func() (any, error) {
 		c.misses.Add(1)
-		gen := c.gen.Load()
+		gen, at := c.gen.Load(), c.now()
 		e, err := load(ctx)
-		e.gen = gen
+		e.gen, e.at = gen, at
 		switch {
 		case err == nil:
-			c.items.SetWithTTL(ck, e, 1, c.ttl)
+			// Kept past its TTL by the stale-if-error bound, so that an
+			// outage finds it; current() decides when it needs a re-read.
+			c.items.SetWithTTL(ck, e, 1, c.ttl+c.stale)
 		case errors.Is(err, ErrNotFound):
 			c.items.SetWithTTL(ck, e, 1, c.negTTL)
 		}

@@ -74,8 +74,16 @@ func (f *Follower) Run(ctx context.Context) {
 	}
 }
 
+// syncTracker is implemented by caches that bound staleness by the last
+// complete read of the change log (Cache).
+type syncTracker interface{ BeginSync() (done func()) }
+
 // Poll applies every change after the current position.
 func (f *Follower) Poll(ctx context.Context) error {
+	synced := func() {}
+	if t, ok := f.Cache.(syncTracker); ok {
+		synced = t.BeginSync()
+	}
 	for {
 		changes, err := f.Source.Changes(ctx, f.last, 500)
 		if err != nil {
@@ -89,6 +97,7 @@ func (f *Follower) Poll(ctx context.Context) error {
 			}
 		}
 		if len(changes) < 500 {
+			synced()
 			return nil
 		}
 	}

@@ -92,9 +92,3 @@ func applyMigration(ctx context.Context, db *sql.DB, version int, body string) e
 	}
 	return tx.Commit()
 }
-
-// openPostgres is replaced by the PostgreSQL store; until then a postgres DSN
-// is refused with a clear error instead of being misread as a file.
-func openPostgres(context.Context, string, Options) (*Store, error) {
-	return nil, fmt.Errorf("keystore: postgres store: not built into this version")
-}

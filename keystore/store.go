@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"time"
@@ -23,9 +24,14 @@ type Store struct {
 	format   Format
 	digester *Digester
 	now      func() time.Time
+	// begin runs first in each write transaction; PostgreSQL uses it to
+	// serialize writers so that change-log order is commit order.
+	begin func(ctx context.Context, tx *sql.Tx) error
 	// notify runs inside each write transaction after its change rows are
 	// appended; PostgreSQL uses it to NOTIFY listeners.
 	notify func(ctx context.Context, tx *sql.Tx) error
+	// listen, when set, pushes change notifications (see Listen).
+	listen func(ctx context.Context, wake chan<- struct{}, log *slog.Logger)
 }
 
 // Options configure a Store.
@@ -107,6 +113,11 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 		return fmt.Errorf("keystore: %s: %w: %w", op, ErrUnavailable, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a committed tx makes this a no-op
+	if s.begin != nil {
+		if err := s.begin(ctx, tx); err != nil {
+			return fmt.Errorf("keystore: %s: %w: %w", op, ErrUnavailable, err)
+		}
+	}
 	if err := fn(tx, txLog{tx: tx, at: millis(s.now())}); err != nil {
 		return fmt.Errorf("keystore: %s: %w", op, err)
 	}
@@ -396,6 +407,20 @@ func (s *Store) CreateKey(ctx context.Context, spec KeySpec) (Key, Secret, error
 // RotateSiteKey revokes every active key of a site and creates one new key,
 // in one transaction: no moment exists with both or neither.
 func (s *Store) RotateSiteKey(ctx context.Context, spec KeySpec) (Key, Secret, []string, error) {
+	return s.RotateSiteKeyGrace(ctx, spec, 0)
+}
+
+// MaxGrace bounds the grace window of a rotation.
+const MaxGrace = 30 * 24 * time.Hour
+
+// RotateSiteKeyGrace is RotateSiteKey with a grace window: the old keys stay
+// valid for grace more (their revoked_at is set in the future) so that
+// clients can switch over. A key already in a longer grace is cut to this
+// one; a shorter one is kept.
+func (s *Store) RotateSiteKeyGrace(ctx context.Context, spec KeySpec, grace time.Duration) (Key, Secret, []string, error) {
+	if grace < 0 || grace > MaxGrace {
+		return Key{}, "", nil, fmt.Errorf("keystore: rotate key: %w: grace must be between 0 and %s", ErrInvalid, MaxGrace)
+	}
 	if err := s.validSpec(spec); err != nil {
 		return Key{}, "", nil, fmt.Errorf("keystore: rotate key: %w", err)
 	}
@@ -403,7 +428,8 @@ func (s *Store) RotateSiteKey(ctx context.Context, spec KeySpec) (Key, Secret, [
 	var secret Secret
 	var revoked []string
 	err := s.write(ctx, "rotate key", func(tx *sql.Tx, log txLog) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM keys WHERE site_id = $1 AND revoked_at IS NULL`, spec.SiteID)
+		revokeAt := log.at + grace.Milliseconds()
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM keys WHERE site_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)`, spec.SiteID, revokeAt)
 		if err != nil {
 			return err
 		}
@@ -419,7 +445,7 @@ func (s *Store) RotateSiteKey(ctx context.Context, spec KeySpec) (Key, Secret, [
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE site_id = $2 AND revoked_at IS NULL`, log.at, spec.SiteID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE site_id = $2 AND (revoked_at IS NULL OR revoked_at > $1)`, revokeAt, spec.SiteID); err != nil {
 			return err
 		}
 		for _, id := range revoked {
@@ -458,7 +484,7 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	if err := s.validSpec(spec); err != nil {
 		return Key{}, fmt.Errorf("keystore: import key: %w", err)
 	}
-	if len(raw) < 16 || len(raw) > MaxKeyLen || !visibleASCII(raw) {
+	if !LooksImported(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: want 16 to %d visible ASCII characters", ErrInvalid, MaxKeyLen)
 	}
 	display := raw
@@ -475,6 +501,12 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 		return err
 	})
 	return key, err
+}
+
+// LooksImported reports whether raw could be an imported key: 16 to
+// MaxKeyLen visible ASCII characters, what ImportKey accepts.
+func LooksImported(raw string) bool {
+	return len(raw) >= 16 && len(raw) <= MaxKeyLen && visibleASCII(raw)
 }
 
 func visibleASCII(s string) bool {
@@ -523,11 +555,12 @@ func randomID(prefix string, n int) (string, error) {
 }
 
 // RevokeKey revokes a key now. Revoking a revoked key is not an error and
-// keeps the first revocation time.
+// keeps the first revocation time; a key in a rotation's grace window is
+// revoked now.
 func (s *Store) RevokeKey(ctx context.Context, id string) (Key, error) {
 	var key Key
 	err := s.write(ctx, "revoke key", func(tx *sql.Tx, log txLog) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, log.at, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)`, log.at, id); err != nil {
 			return err
 		}
 		var err error

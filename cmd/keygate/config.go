@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,10 +34,8 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, errUsage
-			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			// The flag package already printed the problem and the flags.
+			return nil, errUsage
 		}
 		if fs.NArg() == 0 {
 			break

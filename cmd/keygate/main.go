@@ -17,14 +17,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, errUsage) {
+		// A bare errUsage was printed with the usage text already; anything
+		// else, usage mistakes included, is said once here.
+		if err != errUsage { //nolint:errorlint // identity is the point
 			fmt.Fprintln(os.Stderr, "keygate:", err)
 		}
 		os.Exit(exitCode(err))
 	}
 }
 
-// errUsage marks errors whose message was already printed with the usage.
+// errUsage marks usage mistakes (exit status 2). Returned bare, it means
+// the usage text was already printed.
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
@@ -40,7 +43,7 @@ Usage:
   keygate serve [flags]                 run the ext_authz gRPC server and HTTP endpoints
   keygate accounts create|update ...    manage accounts
   keygate sites create|update|rotate-key ...
-  keygate keys create|list|revoke ...   manage keys
+  keygate keys create|list|revoke|import ...   manage keys
   keygate check [flags]                 explain the decision for one request
   keygate policy test [DIR]             run the Rego tests of a policy directory
 
@@ -54,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
-	env := environment{getenv: getenv, stdout: stdout, stderr: stderr}
+	env := environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
 	switch args[0] {
 	case "serve":
 		return env.serve(ctx, args[1:])
@@ -79,5 +82,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // environment is what every command may touch of the outside world.
 type environment struct {
 	getenv         func(string) string
+	stdin          io.Reader // keys import reads the key here
 	stdout, stderr io.Writer
 }

@@ -109,6 +109,7 @@ func (e environment) sites(ctx context.Context, args []string) (err error) {
 	active := fs.String("active", "", "update: true or false")
 	mode := fs.String("mode", "live", "rotate-key: mode of the new key")
 	name := fs.String("name", "", "rotate-key: name of the new key")
+	grace := fs.Duration("grace", 0, "rotate-key: old keys keep working this long (e.g. 24h)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := fs.parse(args); err != nil {
 		return err
@@ -153,7 +154,7 @@ func (e environment) sites(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	key, secret, revoked, err := st.RotateSiteKey(ctx, keystore.KeySpec{SiteID: *id, Mode: m, Name: *name})
+	key, secret, revoked, err := st.RotateSiteKeyGrace(ctx, keystore.KeySpec{SiteID: *id, Mode: m, Name: *name}, *grace)
 	if err != nil {
 		return err
 	}
@@ -191,7 +192,7 @@ type createdKey struct {
 }
 
 func (e environment) keys(ctx context.Context, args []string) (err error) {
-	sub, args, err := subcommand(args, "keys", "create", "list", "revoke")
+	sub, args, err := subcommand(args, "keys", "create", "list", "revoke", "import")
 	if err != nil {
 		return err
 	}
@@ -201,7 +202,7 @@ func (e environment) keys(ctx context.Context, args []string) (err error) {
 	site := fs.String("site", "", "site id")
 	mode := fs.String("mode", "", "live or test (create)")
 	name := fs.String("name", "", "key name (create)")
-	expires := fs.String("expires-at", "", "RFC 3339 expiry time (create)")
+	expires := fs.String("expires-at", "", "RFC 3339 expiry time (create, import)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	pos, err := fs.parse(args)
 	if err != nil {
@@ -243,6 +244,8 @@ func (e environment) keys(ctx context.Context, args []string) (err error) {
 			return e.printJSON(map[string]any{"keys": keys})
 		}
 		return e.printKeys(keys)
+	case "import":
+		return e.importKey(ctx, st, *site, *mode, *name, *expires, *asJSON)
 	}
 	if len(pos) != 1 {
 		return fmt.Errorf("%w: keys revoke ID", errUsage)
@@ -260,17 +263,17 @@ func (e environment) keys(ctx context.Context, args []string) (err error) {
 
 func keySpec(site, mode, name, expires string) (keystore.KeySpec, error) {
 	if site == "" {
-		return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --site is required", errUsage)
+		return keystore.KeySpec{}, fmt.Errorf("%w: --site is required", errUsage)
 	}
 	m, err := keystore.ParseMode(mode)
 	if err != nil {
-		return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --mode: %v", errUsage, err)
+		return keystore.KeySpec{}, fmt.Errorf("%w: --mode: %v", errUsage, err)
 	}
 	spec := keystore.KeySpec{SiteID: site, Mode: m, Name: name}
 	if expires != "" {
 		t, err := time.Parse(time.RFC3339, expires)
 		if err != nil {
-			return keystore.KeySpec{}, fmt.Errorf("%w: keys create: --expires-at: want RFC 3339, e.g. 2030-01-02T15:04:05Z", errUsage)
+			return keystore.KeySpec{}, fmt.Errorf("%w: --expires-at: want RFC 3339, e.g. 2030-01-02T15:04:05Z", errUsage)
 		}
 		spec.ExpiresAt = &t
 	}

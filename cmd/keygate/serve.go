@@ -25,6 +25,7 @@ import (
 // serveConfig is every setting of `keygate serve`, parsed and validated once.
 type serveConfig struct {
 	storeFlags
+	replicaConfig
 	tokenFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
@@ -39,6 +40,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	var c serveConfig
 	fs := e.flags("serve")
 	c.storeFlags.register(fs)
+	c.replicaConfig.register(fs)
 	c.tokenFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
@@ -53,6 +55,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
+	if err := c.replicaConfig.validate(); err != nil {
+		return c, err
+	}
 	if err := c.tokenFlags.validate(); err != nil {
 		return c, err
 	}
@@ -111,7 +116,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		}
 	}
 
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{})
+	cache, err := keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
 	if err != nil {
 		return err
 	}
@@ -135,8 +140,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
 			func() float64 { _, m := cache.Stats(); return float64(m) }),
 	)
+	listen := followChanges(store, follower, cache, reg, log)
 	usage := &keystore.Usage{Writer: store, Log: log}
-	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage}
+	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
+		ImportedKeys: cfg.importedKeys}
 	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz)
 	if err != nil {
 		return err
@@ -166,11 +173,18 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	errc := make(chan error, 3)
+	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, log, errc)
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
 	done := make(chan struct{}, 4)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
+	go func() { listen(runCtx); done <- struct{}{} }()
 	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
-	errc := make(chan error, 2)
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -180,8 +194,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	if cfg.adminToken == "" {
 		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
 	}
-	log.Info("keygate serving", "grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"store", storeKind(cfg.store), "policy", policy.Bundle.Source)
+	serving := []any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String()}
+	if adminAddr != "" {
+		serving = append(serving, "admin", adminAddr)
+	}
+	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", policy.Bundle.Source)...)
 
 	select {
 	case <-ctx.Done():
@@ -199,7 +216,9 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		g.Stop()
 	}
 	_ = hs.Shutdown(shutdownCtx)
+	stopAdmin(shutdownCtx)
 	cancel()
+	<-done
 	<-done
 	<-done
 	<-done
