@@ -268,6 +268,14 @@ func (d *Digester) open(stored, id string) ([]byte, error) {
 	return nil, errors.New("sealed under a pepper that is not configured")
 }
 
+// tokenShaped reports whether raw starts like one of the deployment's
+// tokens ("<prefix>_at_" access, "<prefix>_rt_" refresh; package tokens
+// defines them). Check reads such a credential as a token, so an imported
+// key of that shape could never work.
+func (f Format) tokenShaped(raw string) bool {
+	return strings.HasPrefix(raw, f.Prefix+"_at_") || strings.HasPrefix(raw, f.Prefix+"_rt_")
+}
+
 // RefreshGrant is what redeeming a refresh token yields: the key it was
 // minted for.
 type RefreshGrant struct {
