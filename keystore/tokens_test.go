@@ -239,3 +239,36 @@ func TestImportTokenShaped(t *testing.T) {
 		}
 	})
 }
+
+// TestCacheKeyByDigestFillsID: a key read by digest (a mint) is cached by
+// id too, so the first Check with its access token needs no store read.
+func TestCacheKeyByDigestFillsID(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		key, raw := fx.key("web", keystore.ModeLive)
+		cache, err := keystore.NewCache(fx.store, keystore.CacheConfig{Now: fx.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		if _, err := cache.Key(ctx, fx.dig.All(raw)); err != nil {
+			t.Fatal(err)
+		}
+		cache.Wait()
+		_, before := cache.Stats()
+		if f, err := cache.KeyID(ctx, key.ID); err != nil || f.Key.ID != key.ID {
+			t.Fatalf("KeyID: %v %+v", err, f.Key)
+		}
+		if _, after := cache.Stats(); after != before {
+			t.Fatalf("KeyID after Key read the store %d times", after-before)
+		}
+		// And an invalidation of the key reaches the by-id entry.
+		if _, err := fx.store.RevokeKey(ctx, key.ID); err != nil {
+			t.Fatal(err)
+		}
+		cache.Invalidate(keystore.EntityKey, key.ID)
+		if f, err := cache.KeyID(ctx, key.ID); err != nil || f.Key.RevokedAt == nil {
+			t.Fatalf("KeyID after revocation: %v, revoked_at %v", err, f.Key.RevokedAt)
+		}
+	})
+}
