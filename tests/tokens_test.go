@@ -5,15 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
-
-	"github.com/keygate/keygate/internal/pgtest"
 )
 
 // exchangeResponse is one answer of the token exchange.
@@ -290,18 +287,46 @@ func TestTokenRefused(t *testing.T) {
 	})
 }
 
-// TestTokenReplicas: two servers on one store share the signing keys, so a
-// token minted by one is accepted by the other.
+// TestTokenReplicas: two servers on one store share the signing keys and
+// the refresh tokens, on SQLite and on PostgreSQL. On PostgreSQL the
+// database is then cut off: the exchange answers 503 and consumes nothing,
+// and access tokens of cached keys keep working, since they are verified
+// without a store round trip.
 func TestTokenReplicas(t *testing.T) {
-	env := tokenEnv(t)
-	key := env.NewKey("web", "live")
-	a, b := env.Serve(), env.Serve()
-	access, refresh := a.MintTokens(t, key)
-	if status, code, _ := checkAuth(t, b, "Bearer "+access); status != 200 {
-		t.Fatalf("replica b refused replica a's token: %d %s", status, code)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			env, db := NewEnv(t), (*proxy)(nil)
+			if backend == "postgres" {
+				env, db = postgresOutageEnv(t)
+			}
+			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+			env.CLI("sites", "create", "--id", "web", "--account", "acme")
+			key := env.NewKey("web", "live")
+			a, b := env.Serve(), env.Serve()
+
+			access, refresh := a.MintTokens(t, key)
+			if status, code, _ := checkAuth(t, b, "Bearer "+access); status != 200 {
+				t.Fatalf("replica b refused replica a's token: %d %s", status, code)
+			}
+			wantTokenPair(t, b.RefreshTokens(t, refresh))
+			wantExchangeError(t, "reuse on the other replica", a.RefreshTokens(t, refresh), 401, "INVALID_TOKEN")
+			if db == nil {
+				return
+			}
+
+			access, refresh = a.MintTokens(t, key)
+			db.Down()
+			wantExchangeError(t, "mint with the store down", a.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil), 503, "AUTHZ_UNAVAILABLE")
+			wantExchangeError(t, "refresh with the store down", a.RefreshTokens(t, refresh), 503, "AUTHZ_UNAVAILABLE")
+			if status, code, _ := checkAuth(t, a, "Bearer "+access); status != 200 {
+				t.Fatalf("access token of a cached key with the store down: %d %s", status, code)
+			}
+			db.Up()
+			Eventually(t, 30*time.Second, "the exchange to recover", func() bool {
+				return a.RefreshTokens(t, refresh).Status == 200
+			})
+		})
 	}
-	wantTokenPair(t, b.RefreshTokens(t, refresh))
-	wantExchangeError(t, "reuse on the other replica", a.RefreshTokens(t, refresh), 401, "INVALID_TOKEN")
 }
 
 // TestTokenBadInput: every malformed request gets a 400 or the 401 that
@@ -383,41 +408,4 @@ func TestTokenThrottle(t *testing.T) {
 	if status, code, _ := checkAuth(t, srv, "Bearer "+key); status != 200 {
 		t.Fatalf("Check while the exchange throttles: %d %s", status, code)
 	}
-}
-
-// TestTokenPostgres: two replicas on PostgreSQL share signing keys and
-// refresh tokens; while the database is unreachable the exchange answers
-// 503 (and consumes nothing), and access tokens of cached keys keep
-// working, since they are verified without a store round trip.
-func TestTokenPostgres(t *testing.T) {
-	env := postgresEnv(t)
-	u, err := url.Parse(env.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, u.Host)
-	env.Store = pgtest.WithHost(t, env.Store, p.addr)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
-	key := env.NewKey("web", "live")
-	a, b := env.Serve(), env.Serve()
-
-	access, refresh := a.MintTokens(t, key)
-	if status, code, _ := checkAuth(t, b, "Bearer "+access); status != 200 {
-		t.Fatalf("replica b refused replica a's token: %d %s", status, code)
-	}
-	wantTokenPair(t, b.RefreshTokens(t, refresh))
-	wantExchangeError(t, "reuse on the other replica", a.RefreshTokens(t, refresh), 401, "INVALID_TOKEN")
-	access, refresh = a.MintTokens(t, key)
-
-	p.Down()
-	wantExchangeError(t, "mint with the store down", a.ExchangePost(t, "/auth/api-key", "application/json", `{"apiKey":"`+key+`"}`, nil), 503, "AUTHZ_UNAVAILABLE")
-	wantExchangeError(t, "refresh with the store down", a.RefreshTokens(t, refresh), 503, "AUTHZ_UNAVAILABLE")
-	if status, code, _ := checkAuth(t, a, "Bearer "+access); status != 200 {
-		t.Fatalf("access token of a cached key with the store down: %d %s", status, code)
-	}
-	p.Up()
-	Eventually(t, 30*time.Second, "the exchange to recover", func() bool {
-		return a.RefreshTokens(t, refresh).Status == 200
-	})
 }
