@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 	"github.com/keygate/keygate/tokens"
@@ -48,6 +50,34 @@ type Exchange struct {
 	TTL, RefreshTTL time.Duration
 	// Throttle limits failed attempts per client; nil disables it.
 	Throttle *Throttle
+	// Metrics is optional.
+	Metrics *ExchangeMetrics
+}
+
+// ExchangeMetrics count token-exchange outcomes.
+type ExchangeMetrics struct {
+	outcomes *prometheus.CounterVec
+}
+
+// NewExchangeMetrics registers the collectors with reg.
+func NewExchangeMetrics(reg prometheus.Registerer) *ExchangeMetrics {
+	m := &ExchangeMetrics{outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_token_exchange_total",
+		Help: "Token-exchange requests by endpoint and outcome code (OK for a pair; INVALID_TOKEN on refresh includes reuse).",
+	}, []string{"endpoint", "code"})}
+	reg.MustRegister(m.outcomes)
+	return m
+}
+
+func (m *ExchangeMetrics) observe(endpoint string, rep reply) {
+	if m == nil {
+		return
+	}
+	code := rep.deny.Code
+	if rep.pair != nil {
+		code = "OK"
+	}
+	m.outcomes.WithLabelValues(endpoint, code).Inc()
 }
 
 // mintProbePath is the key route a mint is decided on.
@@ -62,8 +92,8 @@ const maxExchangeBody = 4 << 10
 // Register adds the two endpoints to mux. Every method is routed here so
 // that a wrong one gets the JSON error shape too.
 func (x *Exchange) Register(mux *http.ServeMux) {
-	mux.HandleFunc("/auth/api-key", x.serve(x.mint))
-	mux.HandleFunc("/auth/refresh", x.serve(x.refresh))
+	mux.HandleFunc("/auth/api-key", x.serve("api_key", x.mint))
+	mux.HandleFunc("/auth/refresh", x.serve("refresh", x.refresh))
 }
 
 // reply is one answer: a token pair (Status 200) or a decision to deny.
@@ -85,30 +115,36 @@ func denial(status int, code, message string) reply {
 
 func badRequest(message string) reply { return denial(400, "INVALID_REQUEST", message) }
 
-// serve wraps an endpoint with what both share: method, throttle, the
-// response writer, and counting failures against the client.
-func (x *Exchange) serve(handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
+// serve wraps an endpoint with what both share: the checks of answer, the
+// outcome metric and the response writer.
+func (x *Exchange) serve(endpoint string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("allow", http.MethodPost)
-			write(w, denial(405, "METHOD_NOT_ALLOWED", "Use POST"))
-			return
-		}
-		client := x.Throttle.Client(r)
-		if wait := x.Throttle.Acquire(client); wait > 0 {
-			rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
-			rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
-			write(w, rep)
-			return
-		}
-		rep := withBody(w, r, handle)
-		// 400 and 401 are what guessing produces and keep the attempt
-		// taken; anything else (success, 403, 503) gives it back.
-		if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
-			x.Throttle.Release(client)
-		}
+		rep := x.answer(w, r, handle)
+		x.Metrics.observe(endpoint, rep)
 		write(w, rep)
 	}
+}
+
+// answer decides one request of an endpoint: method, throttle (failures
+// count against the client), body, then the endpoint itself.
+func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
+	if r.Method != http.MethodPost {
+		w.Header().Set("allow", http.MethodPost)
+		return denial(405, "METHOD_NOT_ALLOWED", "Use POST")
+	}
+	client := x.Throttle.Client(r)
+	if wait := x.Throttle.Acquire(client); wait > 0 {
+		rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
+		rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
+		return rep
+	}
+	rep := withBody(w, r, handle)
+	// 400 and 401 are what guessing produces and keep the attempt
+	// taken; anything else (success, 403, 503) gives it back.
+	if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
+		x.Throttle.Release(client)
+	}
+	return rep
 }
 
 // withBody reads the bounded body, checks its content type and hands it

@@ -404,6 +404,16 @@ func TestTokenThrottle(t *testing.T) {
 		t.Fatalf("429 without a useful Retry-After: %q", ra)
 	}
 	wantExchangeError(t, "throttled refresh", srv.RefreshTokens(t, "kg_rt_x"), 429, "RATE_LIMITED")
+	for name, want := range map[string]float64{
+		`keygate_token_exchange_total{code="OK",endpoint="api_key"}`:              1,
+		`keygate_token_exchange_total{code="INVALID_API_KEY",endpoint="api_key"}`: 3,
+		`keygate_token_exchange_total{code="RATE_LIMITED",endpoint="api_key"}`:    1,
+		`keygate_token_exchange_total{code="RATE_LIMITED",endpoint="refresh"}`:    1,
+	} {
+		if got := srv.Metric(t, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
 	// Check itself is not throttled by the exchange.
 	if status, code, _ := checkAuth(t, srv, "Bearer "+key); status != 200 {
 		t.Fatalf("Check while the exchange throttles: %d %s", status, code)

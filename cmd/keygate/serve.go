@@ -144,7 +144,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	usage := &keystore.Usage{Writer: store, Log: log}
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
 		ImportedKeys: cfg.importedKeys}
-	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz)
+	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz, reg)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/tokens"
@@ -70,7 +72,7 @@ const (
 // tokenExchange loads the shared signing keys (creating the first on a
 // fresh store) and builds the exchange. Its keyring also verifies access
 // tokens on the Check path.
-func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, format keystore.Format, authz *extauthz.Authorizer) (*tokens.Keyring, *extauthz.Exchange, error) {
+func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, format keystore.Format, authz *extauthz.Authorizer, reg prometheus.Registerer) (*tokens.Keyring, *extauthz.Exchange, error) {
 	ring := tokens.NewKeyring(tokens.NewFormat(format.Prefix))
 	if err := reloadKeyring(ctx, store, ring, t.schedule()); err != nil {
 		return nil, nil, fmt.Errorf("token signing keys: %w", err)
@@ -80,7 +82,7 @@ func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, f
 		return nil, nil, err
 	}
 	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL,
-		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies}}
+		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies}, Metrics: extauthz.NewExchangeMetrics(reg)}
 	return ring, x, nil
 }
 
