@@ -169,7 +169,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine))
 	exchange.Register(mux)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
+	// sees the raw request target, before the mux's path cleaning.
+	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
+	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
