@@ -155,6 +155,17 @@ func TestTokenMintUseRefresh(t *testing.T) {
 			t.Fatalf("Check with %q…: %d %s %v", header[:12], status, code, up)
 		}
 	}
+	// HTTP forward-auth (Envoy http_service convention) takes tokens too.
+	req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr+"/ext-authz/v1/videos", nil)
+	req.Header.Set("authorization", "Bearer "+access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("x-keygate-key-id") != id {
+		t.Fatalf("forward-auth with a token: %d %v", resp.StatusCode, resp.Header)
+	}
 	// Only the token format may go bare; a bare key stays malformed.
 	if status, code, _ := checkAuth(t, srv, key); status != 401 || code != "INVALID_API_KEY" {
 		t.Fatalf("bare key: %d %s, want 401 INVALID_API_KEY", status, code)
