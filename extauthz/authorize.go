@@ -20,6 +20,7 @@ import (
 // KeyFacts resolves credentials to facts; keystore.Cache implements it.
 type KeyFacts interface {
 	Key(ctx context.Context, digests []keystore.Digest) (keystore.KeyFacts, error)
+	KeyID(ctx context.Context, id string) (keystore.KeyFacts, error)
 	Site(ctx context.Context, id string) (keystore.SiteFacts, error)
 }
 
@@ -45,6 +46,8 @@ type Authorizer struct {
 	Now func() time.Time
 	// Usage is optional.
 	Usage UsageRecorder
+	// Tokens verifies access tokens; without it they are refused as malformed.
+	Tokens AccessTokens
 	// Budget bounds a decision when the caller set no deadline (default 150 ms,
 	// under Envoy's 200 ms default timeout).
 	Budget time.Duration
@@ -136,6 +139,9 @@ func (a *Authorizer) now() time.Time {
 // and checksum are checked before cache or store are touched.
 func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
 	cred, status := ExtractCredential(h)
+	if status == credMalformed {
+		cred, status = a.bareToken(h, cred, status)
+	}
 	in.Credential.Scheme = cred.Scheme
 	switch status {
 	case credMissing:
@@ -159,6 +165,9 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 			return cred, nil
 		}
 		return cred, a.lookupKey(ctx, raw, in, now)
+	case a.Tokens != nil && a.Tokens.Looks(raw):
+		in.Credential.Kind = "token"
+		return cred, a.lookupToken(ctx, raw, in, now)
 	case a.ImportedKeys && keystore.LooksImported(raw):
 		// Imported keys have no shape to check offline, so with the flag on
 		// any plausible string costs a cache lookup and, once per digest per

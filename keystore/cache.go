@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -247,6 +248,11 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			// Kept past its TTL by the stale-if-error bound, so that an
 			// outage finds it; current() decides when it needs a re-read.
 			c.items.SetWithTTL(ck, e, 1, c.ttl+c.stale)
+			// A key found by digest is also cached by id: its access
+			// tokens (which name the id) then cost no store read either.
+			if e.key != nil && strings.HasPrefix(ck, "d:") {
+				c.items.SetWithTTL("k:"+e.key.Key.ID, e, 1, c.ttl+c.stale)
+			}
 		case errors.Is(err, ErrNotFound):
 			c.items.SetWithTTL(ck, e, 1, c.negTTL)
 		}

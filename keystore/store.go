@@ -487,6 +487,9 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	if !LooksImported(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: want 16 to %d visible ASCII characters", ErrInvalid, MaxKeyLen)
 	}
+	if s.format.tokenShaped(raw) {
+		return Key{}, fmt.Errorf("keystore: import key: %w: it starts like a keygate token (%s_at_…, %s_rt_…)", ErrInvalid, s.format.Prefix, s.format.Prefix)
+	}
 	display := raw
 	if len(display) > 8 {
 		display = display[:8]

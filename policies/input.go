@@ -56,7 +56,7 @@ type Origin struct {
 type Credential struct {
 	Status string // one of the Cred* constants
 	Kind   string // "key", "token" or ""
-	Scheme string // "bearer", "basic", "x-api-key" or ""
+	Scheme string // "bearer", "basic", "x-api-key", "bare" (an access token without a scheme) or ""
 }
 
 // Key is a resolved key's facts.

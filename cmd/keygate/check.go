@@ -60,6 +60,11 @@ func (e environment) check(ctx context.Context, args []string) (err error) {
 	}
 	a := &extauthz.Authorizer{Facts: cache, Policy: policies.NewEngine(policy), Format: format, Digester: digester,
 		Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	if ring, err := readKeyring(ctx, store, format); err == nil {
+		a.Tokens = ring
+	} else {
+		a.Log.Warn("access tokens cannot be checked", "err", err)
+	}
 	res := a.Authorize(ctx, req)
 	x := explain(res)
 	why := policy.Explain(res.Decision.Rule)

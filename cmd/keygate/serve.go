@@ -26,6 +26,7 @@ import (
 type serveConfig struct {
 	storeFlags
 	replicaConfig
+	tokenFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -41,6 +42,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	fs := e.flags("serve")
 	c.storeFlags.register(fs)
 	c.replicaConfig.register(fs)
+	c.tokenFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -56,6 +58,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
 	if err := c.replicaConfig.validate(); err != nil {
+		return c, err
+	}
+	if err := c.tokenFlags.validate(); err != nil {
 		return c, err
 	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
@@ -147,6 +152,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	defer closeLimiter()
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
 		ImportedKeys: cfg.importedKeys, Limits: limiter}
+	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz, reg)
+	if err != nil {
+		return err
+	}
+	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -166,6 +176,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
+	exchange.Register(mux)
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -180,11 +191,12 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		httpLis.Close()
 		return err
 	}
-	done := make(chan struct{}, 4)
+	done := make(chan struct{}, 5)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
 	go func() { listen(runCtx); done <- struct{}{} }()
 	go func() { policy.run(runCtx); done <- struct{}{} }()
+	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -218,7 +230,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	_ = hs.Shutdown(shutdownCtx)
 	stopAdmin(shutdownCtx)
 	cancel()
-	for range 4 { // follower, usage, change listener, policy reload
+	for range 5 { // follower, usage, change listener, policy reload, keyring
 		<-done
 	}
 	return err
