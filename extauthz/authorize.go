@@ -97,7 +97,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	now := a.now()
 	in := &policies.Input{Request: policyRequest(r)}
-	cred, facts := a.resolveCredential(ctx, r.Headers, in, now)
+	cred, facts := a.resolveCredential(ctx, r, in, now)
 	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
 		in.Public = a.publicSite(ctx, site)
 	}
@@ -137,10 +137,13 @@ func (a *Authorizer) now() time.Time {
 
 // resolveCredential fills in.Credential (and key facts when found). Format
 // and checksum are checked before cache or store are touched.
-func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
-	cred, status := ExtractCredential(h)
+func (a *Authorizer) resolveCredential(ctx context.Context, r Request, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
+	cred, status := ExtractCredential(r.Headers)
 	if status == credMalformed {
-		cred, status = a.bareToken(h, cred, status)
+		cred, status = a.bareToken(r.Headers, cred, status)
+	}
+	if r.BodyKey != "" {
+		cred, status = withBodyKey(cred, status, r.BodyKey)
 	}
 	in.Credential.Scheme = cred.Scheme
 	switch status {
@@ -179,6 +182,21 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 		in.Credential.Status = policies.CredMalformed
 		return cred, nil
 	}
+}
+
+// withBodyKey adds the token exchange's body key to what the headers
+// carried: alone it is the credential (scheme "body"); with the same key in
+// a header it changes nothing; with a different one it is ambiguous.
+func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) (Credential, credentialStatus) {
+	switch status {
+	case credMissing:
+		return Credential{Scheme: "body", Value: key}, credOK
+	case credOK:
+		if !sameSecret(cred.Value, key) {
+			return Credential{}, credAmbiguous
+		}
+	}
+	return cred, status
 }
 
 // lookupKey resolves a key through the cache by its digests.

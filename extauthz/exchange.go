@@ -202,14 +202,15 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 			addHeader(headers, name, v)
 		}
 	}
+	req := Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers}
 	if len(body) > 0 {
 		key, bad := field(body, "apiKey")
 		if bad != nil {
 			return *bad
 		}
-		addHeader(headers, "x-api-key", key)
+		req.BodyKey = keystore.Secret(key)
 	}
-	res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers})
+	res := x.Authorizer.Authorize(ctx, req)
 	switch {
 	case res.Input.Credential.Kind == "token":
 		return denial(401, "INVALID_API_KEY", "Send the API key, not an access token, to mint tokens")

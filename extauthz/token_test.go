@@ -341,7 +341,7 @@ func BenchmarkResolveTokenVsKey(b *testing.B) {
 			ctx := context.Background()
 			resolve := func() {
 				var in policies.Input
-				if _, facts := f.authz.resolveCredential(ctx, h, &in, tokenT0); facts == nil {
+				if _, facts := f.authz.resolveCredential(ctx, Request{Headers: h}, &in, tokenT0); facts == nil {
 					b.Fatalf("no facts: %s", in.Credential.Status)
 				}
 			}
