@@ -1,5 +1,5 @@
--- The token exchange. Portable SQL: the same file is applied to SQLite and
--- PostgreSQL (migrations/sqlite/0002_tokens.sql is the same file).
+-- The token exchange. Portable SQL in migrations/common: applied as is to
+-- SQLite and PostgreSQL.
 
 -- HMAC secrets that sign access tokens, shared by every replica. secret is
 -- "sealed:<base64>" (AES-256-GCM under a key derived from KEYGATE_PEPPER) or,

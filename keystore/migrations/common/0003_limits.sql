@@ -1,5 +1,5 @@
--- Rate limits and quotas (issue 7). Portable SQL: the same file is the
--- PostgreSQL migration.
+-- Rate limits and quotas. Portable SQL in migrations/common: applied as is
+-- to SQLite and PostgreSQL.
 --
 -- Per-site and per-account overrides of the plan's limits: a JSON object of
 -- name → non-negative integer (e.g. {"rate":600,"quota":50000}), read with
