@@ -84,6 +84,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("POST /admin/v1/keys/import", h.handle(h.importKey))
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
+	h.limitRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path)
 	})

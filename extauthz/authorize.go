@@ -21,6 +21,7 @@ import (
 // KeyFacts resolves credentials to facts; keystore.Cache implements it.
 type KeyFacts interface {
 	Key(ctx context.Context, digests []keystore.Digest) (keystore.KeyFacts, error)
+	KeyID(ctx context.Context, id string) (keystore.KeyFacts, error)
 	Site(ctx context.Context, id string) (keystore.SiteFacts, error)
 }
 
@@ -46,9 +47,13 @@ type Authorizer struct {
 	Now func() time.Time
 	// Usage is optional.
 	Usage UsageRecorder
+	// Tokens verifies access tokens; without it they are refused as malformed.
+	Tokens AccessTokens
 	// Budget bounds a decision when the caller set no deadline (default 150 ms,
 	// under Envoy's 200 ms default timeout).
 	Budget time.Duration
+	// Limits charges rate limits and quotas; optional (nil: none counted).
+	Limits Limiter
 	// ImportedKeys makes credentials that are not keygate keys candidates
 	// for imported keys (see imported.go). Off by default.
 	ImportedKeys bool
@@ -93,7 +98,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	now := a.now()
 	in := &policies.Input{Request: policyRequest(r)}
-	cred, facts := a.resolveCredential(ctx, r.Headers, in, now)
+	cred, facts := a.resolveCredential(ctx, r, in, now)
 	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
 		in.Public = a.publicSite(ctx, site)
 	}
@@ -107,7 +112,10 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
-	if !d.Allow {
+	if d.Allow {
+		res.Decision = a.chargeLimits(ctx, d, now)
+	}
+	if !res.Decision.Allow {
 		return res
 	}
 	res.Upstream = identity(facts, in.Public, d.Headers)
@@ -130,8 +138,14 @@ func (a *Authorizer) now() time.Time {
 
 // resolveCredential fills in.Credential (and key facts when found). Format
 // and checksum are checked before cache or store are touched.
-func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
-	cred, status := ExtractCredential(h)
+func (a *Authorizer) resolveCredential(ctx context.Context, r Request, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
+	cred, status := ExtractCredential(r.Headers)
+	if status == credMalformed {
+		cred, status = a.bareToken(r.Headers, cred, status)
+	}
+	if r.BodyKey != "" {
+		cred, status = withBodyKey(cred, status, r.BodyKey)
+	}
 	in.Credential.Scheme = cred.Scheme
 	switch status {
 	case credMissing:
@@ -155,6 +169,9 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 			return cred, nil
 		}
 		return cred, a.lookupKey(ctx, raw, in, now)
+	case a.Tokens != nil && a.Tokens.Looks(raw):
+		in.Credential.Kind = "token"
+		return cred, a.lookupToken(ctx, raw, in, now)
 	case a.ImportedKeys && keystore.LooksImported(raw):
 		// Imported keys have no shape to check offline, so with the flag on
 		// any plausible string costs a cache lookup and, once per digest per
@@ -166,6 +183,21 @@ func (a *Authorizer) resolveCredential(ctx context.Context, h map[string]string,
 		in.Credential.Status = policies.CredMalformed
 		return cred, nil
 	}
+}
+
+// withBodyKey adds the token exchange's body key to what the headers
+// carried: alone it is the credential (scheme "body"); with the same key in
+// a header it changes nothing; with a different one it is ambiguous.
+func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) (Credential, credentialStatus) {
+	switch status {
+	case credMissing:
+		return Credential{Scheme: "body", Value: key}, credOK
+	case credOK:
+		if !sameSecret(cred.Value, key) {
+			return Credential{}, credAmbiguous
+		}
+	}
+	return cred, status
 }
 
 // lookupKey resolves a key through the cache by its digests.
@@ -200,18 +232,28 @@ func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
 	}{
 		key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
 			Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
-		site:    policies.Site{ID: f.Site.ID, Account: f.Site.AccountID, Domains: f.Site.Domains, Active: f.Site.Active},
-		account: policies.Account{ID: f.Account.ID, Plan: f.Account.Plan, Status: string(f.Account.Status)},
+		site:    siteValue(&f.Site),
+		account: accountValue(&f.Account),
 	}
 	in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
 }
 
 func siteInput(s *keystore.Site) *policies.Site {
-	return &policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active}
+	v := siteValue(s)
+	return &v
+}
+
+func siteValue(s *keystore.Site) policies.Site {
+	return policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active, Limits: s.Limits}
 }
 
 func accountInput(a *keystore.Account) *policies.Account {
-	return &policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status)}
+	v := accountValue(a)
+	return &v
+}
+
+func accountValue(a *keystore.Account) policies.Account {
+	return policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status), Limits: a.Limits}
 }
 
 func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {

@@ -29,6 +29,10 @@ func (f downFacts) Key(context.Context, []keystore.Digest) (keystore.KeyFacts, e
 	return keystore.KeyFacts{}, f.err
 }
 
+func (f downFacts) KeyID(context.Context, string) (keystore.KeyFacts, error) {
+	return keystore.KeyFacts{}, f.err
+}
+
 func (f downFacts) Site(context.Context, string) (keystore.SiteFacts, error) {
 	return keystore.SiteFacts{}, f.err
 }

@@ -31,6 +31,13 @@ func (f fakeFacts) Key(_ context.Context, ds []keystore.Digest) (keystore.KeyFac
 	return keystore.KeyFacts{}, keystore.ErrNotFound
 }
 
+func (f fakeFacts) KeyID(_ context.Context, id string) (keystore.KeyFacts, error) {
+	if id == f.facts.Key.ID {
+		return f.facts, nil
+	}
+	return keystore.KeyFacts{}, keystore.ErrNotFound
+}
+
 func (f fakeFacts) Site(context.Context, string) (keystore.SiteFacts, error) {
 	return keystore.SiteFacts{}, keystore.ErrNotFound
 }

@@ -7,6 +7,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
 
@@ -19,6 +20,10 @@ type Request struct {
 	Path string
 	// Headers have lower-case names; repeated headers are comma-joined.
 	Headers map[string]string
+	// BodyKey is a key the token exchange read from its JSON body
+	// ({"apiKey"}). Only keygate sets it, never a client header; the policy
+	// sees its scheme as "body".
+	BodyKey keystore.Secret
 }
 
 // Bounds on what reaches the policy; Envoy has its own limits, these keep

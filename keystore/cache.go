@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,7 @@ type CacheConfig struct {
 }
 
 // Cache keeps key and site facts in ristretto, keyed by digest (never by the
-// raw key), "k:"+key id and "s:"+site id.
+// raw key), key id and site id.
 //
 // Invalidation must never be undone by a fill that was already in flight
 // (ristretto's Set is asynchronous, and a store read may finish after the
@@ -152,9 +153,7 @@ func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	if len(digests) == 0 {
 		return KeyFacts{}, ErrNotFound
 	}
-	// A digest is bare hex: it needs no "d:" prefix to stay apart from the
-	// "k:" and "s:" entries, and the hot path saves building one.
-	return c.keyFacts(ctx, string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
+	return c.keyFacts(ctx, "d:"+string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
 		return c.loader.LookupKey(ctx, digests)
 	})
 }
@@ -249,6 +248,11 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			// Kept past its TTL by the stale-if-error bound, so that an
 			// outage finds it; current() decides when it needs a re-read.
 			c.items.SetWithTTL(ck, e, 1, c.ttl+c.stale)
+			// A key found by digest is also cached by id: its access
+			// tokens (which name the id) then cost no store read either.
+			if e.key != nil && strings.HasPrefix(ck, "d:") {
+				c.items.SetWithTTL("k:"+e.key.Key.ID, e, 1, c.ttl+c.stale)
+			}
 		case errors.Is(err, ErrNotFound):
 			c.items.SetWithTTL(ck, e, 1, c.negTTL)
 		}

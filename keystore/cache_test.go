@@ -123,12 +123,12 @@ func TestCacheHit(t *testing.T) {
 	if hits, misses := c.Stats(); hits != 2 || misses != 1 {
 		t.Fatalf("Stats = %d hits, %d misses; want 2, 1", hits, misses)
 	}
-	// The same key found by id is a separate entry.
+	// Found by digest, the key is cached by id too.
 	if _, err := c.KeyID(context.Background(), "key_1"); err != nil {
 		t.Fatal(err)
 	}
-	if n := l.loads.Load(); n != 2 {
-		t.Fatalf("loads = %d, want 2", n)
+	if n := l.loads.Load(); n != 1 {
+		t.Fatalf("loads = %d, want 1", n)
 	}
 }
 

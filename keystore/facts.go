@@ -42,6 +42,8 @@ type Account struct {
 	Status    AccountStatus `json:"status"`
 	CreatedAt time.Time     `json:"created_at"`
 	UpdatedAt time.Time     `json:"updated_at"`
+	// Limits override the plan's limits (set with key facts only).
+	Limits Limits `json:"limits,omitempty"`
 }
 
 // Site belongs to an account; keys are scoped to one site and public routes
@@ -53,6 +55,8 @@ type Site struct {
 	Active    bool      `json:"active"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// Limits override the plan's limits (set with key facts only).
+	Limits Limits `json:"limits,omitempty"`
 }
 
 // Key is everything keygate keeps about a key except the key itself.

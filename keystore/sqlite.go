@@ -43,29 +43,44 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 	return s, nil
 }
 
-// migrate applies the embedded migrations in dir that the database has not
-// seen, each in its own transaction, recording them in schema_migrations.
+// migrate applies the embedded migrations that the database has not seen,
+// each in its own transaction, recording them in schema_migrations. It
+// reads migrations/common (portable SQL, the same for every database) and
+// the database's own dir; a version may live in only one of them.
 func migrate(ctx context.Context, db *sql.DB, dir string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("keystore: migrate: %w", err)
 	}
-	entries, err := fs.ReadDir(migrations, dir)
-	if err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	for _, e := range entries {
-		num, _, _ := strings.Cut(e.Name(), "_")
-		version, err := strconv.Atoi(num)
+	files := map[int]string{}
+	for _, d := range []string{"migrations/common", dir} {
+		entries, err := fs.ReadDir(migrations, d)
 		if err != nil {
-			return fmt.Errorf("keystore: migrate: %s: name must start with a number", e.Name())
+			return fmt.Errorf("keystore: migrate: %w", err)
 		}
-		body, err := migrations.ReadFile(path.Join(dir, e.Name()))
+		for _, e := range entries {
+			num, _, _ := strings.Cut(e.Name(), "_")
+			version, err := strconv.Atoi(num)
+			if err != nil {
+				return fmt.Errorf("keystore: migrate: %s: name must start with a number", e.Name())
+			}
+			if other, dup := files[version]; dup {
+				return fmt.Errorf("keystore: migrate: version %d is both %s and %s", version, other, path.Join(d, e.Name()))
+			}
+			files[version] = path.Join(d, e.Name())
+		}
+	}
+	versions := make([]int, 0, len(files))
+	for v := range files {
+		versions = append(versions, v)
+	}
+	sort.Ints(versions)
+	for _, version := range versions {
+		body, err := migrations.ReadFile(files[version])
 		if err != nil {
 			return fmt.Errorf("keystore: migrate: %w", err)
 		}
 		if err := applyMigration(ctx, db, version, string(body)); err != nil {
-			return fmt.Errorf("keystore: migrate %s: %w", e.Name(), err)
+			return fmt.Errorf("keystore: migrate %s: %w", files[version], err)
 		}
 	}
 	return nil

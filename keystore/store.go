@@ -489,6 +489,9 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	if !LooksImported(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: want 16 to %d visible ASCII characters", ErrInvalid, MaxKeyLen)
 	}
+	if s.format.tokenShaped(raw) {
+		return Key{}, fmt.Errorf("keystore: import key: %w: it starts like a keygate token (%s_at_…, %s_rt_…)", ErrInvalid, s.format.Prefix, s.format.Prefix)
+	}
 	display := raw
 	if len(display) > 8 {
 		display = display[:8]
@@ -626,7 +629,7 @@ func (s *Store) Key(ctx context.Context, id string) (Key, error) {
 
 const factsQuery = `SELECT k.id, k.site_id, k.mode, k.name, k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
 	s.id, s.account_id, s.domains, s.active, s.created_at, s.updated_at,
-	a.id, a.plan, a.status, a.created_at, a.updated_at
+	a.id, a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits
 	FROM keys k JOIN sites s ON s.id = k.site_id JOIN accounts a ON a.id = s.account_id`
 
 // LookupKey finds the key stored under any of the digests (one per pepper).
@@ -657,11 +660,18 @@ func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFact
 	var mode, domains, status string
 	var kc, sc, su, ac, au int64
 	var used, expires, revoked sql.NullInt64
+	var siteLimits, accountLimits string
 	err := r.Scan(&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
 		&f.Site.ID, &f.Site.AccountID, &domains, &f.Site.Active, &sc, &su,
-		&f.Account.ID, &f.Account.Plan, &status, &ac, &au)
+		&f.Account.ID, &f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits)
 	if err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: %w", notFound(err))
+	}
+	if f.Site.Limits, err = parseLimits(siteLimits); err != nil {
+		return KeyFacts{}, fmt.Errorf("keystore: lookup key: site %w", err)
+	}
+	if f.Account.Limits, err = parseLimits(accountLimits); err != nil {
+		return KeyFacts{}, fmt.Errorf("keystore: lookup key: account %w", err)
 	}
 	if err := json.Unmarshal([]byte(domains), &f.Site.Domains); err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: domains: %w", err)

@@ -23,6 +23,8 @@ type Decision struct {
 	Body []byte
 	// Rule names the rule that decided, for `keygate check` and logs.
 	Rule string
+	// Limits are the counters an allow charges (see decision_limits.go).
+	Limits []Limit
 }
 
 // ErrPolicy marks a decision document that is missing or malformed; the
@@ -88,6 +90,9 @@ func parseDecision(v any) (Decision, error) {
 		if d.Body, err = json.Marshal(b); err != nil || len(d.Body) > maxBody {
 			return Decision{}, fmt.Errorf("%w: body must be a JSON object under %d bytes", ErrPolicy, maxBody)
 		}
+	}
+	if d.Limits, err = limitsField(doc); err != nil {
+		return Decision{}, err
 	}
 	return d, nil
 }

@@ -92,6 +92,7 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
+	limitDenials map[string]Decision
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
 }
@@ -125,7 +126,11 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"),
+	denials, err := evalLimitDenials(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials,
 		memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 

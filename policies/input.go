@@ -56,7 +56,7 @@ type Origin struct {
 type Credential struct {
 	Status string // one of the Cred* constants
 	Kind   string // "key", "token" or ""
-	Scheme string // "bearer", "basic", "x-api-key" or ""
+	Scheme string // "bearer", "basic", "x-api-key", "bare" (an access token without a scheme) or ""
 }
 
 // Key is a resolved key's facts.
@@ -70,11 +70,15 @@ type Site struct {
 	ID, Account string
 	Domains     []string
 	Active      bool
+	// Limits override the plan's limits (input.site.limits; absent if none).
+	Limits map[string]int64
 }
 
 // Account is an account's facts.
 type Account struct {
 	ID, Plan, Status string
+	// Limits override the plan's limits (input.account.limits; absent if none).
+	Limits map[string]int64
 }
 
 // Public is the site a public route names.
@@ -150,14 +154,18 @@ func (s *Site) value(t *terms) ast.Value {
 	for i, d := range s.Domains {
 		domains[i] = t.term(ast.String(d))
 	}
-	return ast.NewObject(
+	obj := ast.NewObject(
 		t.str(ast.String("id"), s.ID), t.str(ast.String("account"), s.Account), t.boolean(ast.String("active"), s.Active),
 		t.item(ast.String("domains"), ast.NewArray(domains...)),
 	)
+	addLimits(obj, s.Limits)
+	return obj
 }
 
 func (a *Account) value(t *terms) ast.Value {
-	return ast.NewObject(t.str(ast.String("id"), a.ID), t.str(ast.String("plan"), a.Plan), t.str(ast.String("status"), a.Status))
+	obj := ast.NewObject(t.str(ast.String("id"), a.ID), t.str(ast.String("plan"), a.Plan), t.str(ast.String("status"), a.Status))
+	addLimits(obj, a.Limits)
+	return obj
 }
 
 // terms hands out *ast.Term from slabs of termSlab, one allocation per slab
@@ -200,4 +208,17 @@ func (in *Input) AsMap() (map[string]any, error) {
 	}
 	m, _ := v.(map[string]any)
 	return m, nil
+}
+
+// addLimits adds a "limits" object when there are overrides; without them
+// the key is absent, so policies read it with object.get or a default.
+func addLimits(obj ast.Object, limits map[string]int64) {
+	if len(limits) == 0 {
+		return
+	}
+	kv := make([][2]*ast.Term, 0, len(limits))
+	for k, v := range limits {
+		kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.IntNumberTerm(int(v))})
+	}
+	obj.Insert(ast.StringTerm("limits"), ast.NewTerm(ast.NewObject(kv...)))
 }

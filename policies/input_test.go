@@ -2,6 +2,7 @@ package policies
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -21,11 +22,12 @@ func TestInputValue(t *testing.T) {
 			"origin":  map[string]any{"scheme": "https", "host": "acme.com", "port": "443", "default_port": true}},
 		"credential": map[string]any{"status": "found", "kind": "key", "scheme": "bearer"},
 		"key":        map[string]any{"id": "key_1", "mode": "live", "name": "n", "revoked": false, "expired": false},
-		"site":       map[string]any{"id": "acme", "account": "a", "domains": []any{"acme.com"}, "active": true},
-		"account":    map[string]any{"id": "a", "plan": "pro", "status": "active"},
+		"site": map[string]any{"id": "acme", "account": "a", "domains": []any{"acme.com"}, "active": true,
+			"limits": map[string]any{"rate": json.Number("5")}},
+		"account": map[string]any{"id": "a", "plan": "pro", "status": "active", "limits": map[string]any{"quota": json.Number("7")}},
 		"public": map[string]any{"status": "found",
-			"site":    map[string]any{"id": "s", "account": "", "domains": []any{"d"}, "active": false},
-			"account": map[string]any{"id": "b", "plan": "", "status": ""}},
+			"site":    map[string]any{"id": "s", "account": "", "domains": []any{"d"}, "active": false, "limits": map[string]any{"rate": json.Number("1")}},
+			"account": map[string]any{"id": "b", "plan": "", "status": "", "limits": map[string]any{"quota": json.Number("2")}}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("input (-want +got):\n%s", diff)

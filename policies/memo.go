@@ -9,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -266,6 +267,13 @@ func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
 	for _, clear := range m.ignore {
 		clear(&s.in)
 	}
+	if len(s.in.Request.Headers) > 0 {
+		// The policy reads headers, and requests differ in some header
+		// (x-request-id) every time: remembering would only evict.
+		s.in = Input{}
+		m.scratch.Put(s)
+		return Decision{}, nil, false
+	}
 	var ok bool
 	s.key, ok = appendKey(s.key[:0], reflect.ValueOf(&s.in).Elem())
 	s.in = Input{} // keep no request alive in the pool
@@ -299,8 +307,9 @@ func (m *memo) put(s *memoScratch, d Decision) {
 
 // appendKey encodes v injectively: every value is tagged with its kind and
 // strings carry their length, so two different inputs never share a key.
-// Kinds it cannot encode faithfully (non-empty maps, whose order is random;
-// interfaces; funcs) make the input unmemoizable.
+// Maps are encoded by sorted key. Kinds it cannot encode faithfully
+// (interfaces, funcs, maps with non-string keys) make the input
+// unmemoizable.
 func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
 	switch v.Kind() {
 	case reflect.String:
@@ -345,9 +354,27 @@ func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
 		}
 		return b, true
 	case reflect.Map:
+		// nil and empty maps both give an empty object.
+		b = binary.AppendUvarint(append(b, 'm'), uint64(v.Len()))
 		if v.Len() == 0 {
-			return append(b, 'e'), true
+			return b, true
 		}
+		if v.Type().Key().Kind() != reflect.String {
+			return b, false
+		}
+		// Map order is random: encode the entries by sorted key.
+		keys := v.MapKeys()
+		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
+		for _, k := range keys {
+			var ok bool
+			if b, ok = appendKey(b, k); !ok {
+				return b, false
+			}
+			if b, ok = appendKey(b, v.MapIndex(k)); !ok {
+				return b, false
+			}
+		}
+		return b, true
 	}
 	return b, false
 }
@@ -360,6 +387,7 @@ func (d Decision) clone() Decision {
 	d.Headers = maps.Clone(d.Headers)
 	d.ResponseHeaders = maps.Clone(d.ResponseHeaders)
 	d.Body = bytes.Clone(d.Body)
+	d.Limits = slices.Clone(d.Limits) // Limit holds values only
 	return d
 }
 

@@ -113,7 +113,7 @@ decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "orig
 			}
 		})
 	}
-	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query", "method"}) {
+	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query"}) {
 		t.Errorf("built-in policy ignores %v", got)
 	}
 	// The same rules with the data switch on read the header.
@@ -131,9 +131,10 @@ func fullInput() Input {
 			Origin: &Origin{Scheme: "https", Host: "acme.com", Port: "443", DefaultPort: true}, Headers: map[string]string{"accept": "*/*"}},
 		Credential: Credential{Status: CredFound, Kind: "key", Scheme: "bearer"},
 		Key:        &Key{ID: "key_1", Mode: "live", Name: "n"},
-		Site:       &Site{ID: "acme", Account: "a", Domains: []string{"acme.com"}, Active: true},
-		Account:    &Account{ID: "a", Plan: "pro", Status: "active"},
-		Public:     &Public{Status: CredFound, Site: &Site{ID: "s", Domains: []string{"d"}}, Account: &Account{ID: "b"}},
+		Site:       &Site{ID: "acme", Account: "a", Domains: []string{"acme.com"}, Active: true, Limits: map[string]int64{"rate": 5}},
+		Account:    &Account{ID: "a", Plan: "pro", Status: "active", Limits: map[string]int64{"quota": 7}},
+		Public: &Public{Status: CredFound, Site: &Site{ID: "s", Domains: []string{"d"}, Limits: map[string]int64{"rate": 1}},
+			Account: &Account{ID: "b", Limits: map[string]int64{"quota": 2}}},
 	}
 }
 
@@ -184,8 +185,24 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 			v.SetBool(!v.Bool())
 			leaves++
 		case reflect.Map:
-			// Request.Headers: ignored by this memo, and a non-empty map
-			// makes an input unmemoizable when not ignored.
+			if path == "Request.Headers" {
+				break // ignored by this memo; unmemoizable when read
+			}
+			if v.IsNil() {
+				t.Errorf("%s: set it in fullInput so that it is checked", path)
+				break
+			}
+			for _, k := range v.MapKeys() {
+				old := v.MapIndex(k)
+				v.SetMapIndex(k, reflect.Zero(old.Type()))
+				check(path + "[]")
+				v.SetMapIndex(k, old)
+				leaves++
+			}
+			// A new entry changes the key too.
+			v.SetMapIndex(reflect.ValueOf("zz-added"), reflect.Zero(v.Type().Elem()))
+			check(path + "+")
+			v.SetMapIndex(reflect.ValueOf("zz-added"), reflect.Value{})
 		default:
 			t.Errorf("%s: kind %s: teach this test (and check appendKey) about it", path, v.Kind())
 		}
@@ -264,7 +281,8 @@ func TestMemoBounded(t *testing.T) {
 // field of Decision (by reflection, so fields added later are checked).
 func TestDecisionClone(t *testing.T) {
 	d := Decision{Allow: true, Status: 200, Code: "C", Message: "M", Rule: "R",
-		Headers: map[string]string{"a": "1"}, ResponseHeaders: map[string]string{"b": "2"}, Body: []byte(`{}`)}
+		Headers: map[string]string{"a": "1"}, ResponseHeaders: map[string]string{"b": "2"}, Body: []byte(`{}`),
+		Limits: []Limit{{Kind: "rate", Key: "k", Limit: 1}}}
 	c := d.clone()
 	if diff := cmp.Diff(d, c); diff != "" {
 		t.Fatalf("clone differs (-orig +clone):\n%s", diff)

@@ -35,8 +35,8 @@ func createKey(t *testing.T, env *Env, site, mode string, extra ...string) creat
 	return k
 }
 
-// allowed returns the upstream headers an allow sets, failing on a deny.
-func allowed(t *testing.T, resp *authv3.CheckResponse) (set map[string]string, removed []string) {
+// allowedWith returns the upstream headers an allow sets, failing on a deny.
+func allowedWith(t *testing.T, resp *authv3.CheckResponse) (set map[string]string, removed []string) {
 	t.Helper()
 	ok := resp.GetOkResponse()
 	if codes.Code(resp.GetStatus().GetCode()) != codes.OK || ok == nil {
@@ -108,7 +108,7 @@ func TestCore(t *testing.T) {
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				set, removed := allowed(t, srv.Check(t, "GET", "/v1/videos", tt.headers))
+				set, removed := allowedWith(t, srv.Check(t, "GET", "/v1/videos", tt.headers))
 				want := map[string]string{
 					"x-keygate-account": "acme", "x-keygate-site": "acme-web", "x-keygate-key-id": tt.key.ID,
 					"x-keygate-mode": tt.key.Mode, "x-keygate-plan": "pro", "x-keygate-concurrency": "3",
@@ -164,7 +164,7 @@ func TestCore(t *testing.T) {
 
 	t.Run("spoofed identity headers are overwritten or removed", func(t *testing.T) {
 		h := map[string]string{"x-api-key": test.Key, "x-keygate-mode": "live", "x-keygate-account": "evil", "x-keygate-role": "admin"}
-		set, removed := allowed(t, srv.Check(t, "GET", "/v1/videos", h))
+		set, removed := allowedWith(t, srv.Check(t, "GET", "/v1/videos", h))
 		if set["x-keygate-mode"] != "test" || set["x-keygate-account"] != "acme" {
 			t.Errorf("identity headers = %v", set)
 		}
@@ -172,14 +172,14 @@ func TestCore(t *testing.T) {
 			t.Errorf("client-sent x-keygate-role not removed: %v", removed)
 		}
 		// On a public route nothing is set, so every x-keygate-* goes.
-		set, removed = allowed(t, srv.Check(t, "GET", "/health", map[string]string{"x-keygate-account": "evil"}))
+		set, removed = allowedWith(t, srv.Check(t, "GET", "/health", map[string]string{"x-keygate-account": "evil"}))
 		if _, ok := set["x-keygate-account"]; ok || !slices.Contains(removed, "x-keygate-account") {
 			t.Errorf("public route: set %v, removed %v", set, removed)
 		}
 	})
 
 	t.Run("health route needs no key", func(t *testing.T) {
-		allowed(t, srv.Check(t, "GET", "/health", nil))
+		allowedWith(t, srv.Check(t, "GET", "/health", nil))
 		wantDeny(t, srv.Check(t, "GET", "/health/../v1/videos", nil), 400, "INVALID_PATH")
 	})
 
@@ -195,21 +195,26 @@ func TestCore(t *testing.T) {
 	})
 
 	t.Run("expired key", func(t *testing.T) {
-		expiring := createKey(t, env, "acme-web", "live", "--expires-at", time.Now().Add(5*time.Second).UTC().Format(time.RFC3339))
-		allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key)))
+		expiresAt := time.Now().Add(5 * time.Second).UTC().Truncate(time.Second)
+		expiring := createKey(t, env, "acme-web", "live", "--expires-at", expiresAt.Format(time.RFC3339))
+		allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key)))
+		// Ask only once the clock has passed expires_at: polling the key
+		// every 10 ms would run into the plan's rate limit first.
 		Eventually(t, 15*time.Second, "the key to expire", func() bool {
-			resp := srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key))
-			return resp.GetDeniedResponse() != nil
+			if time.Now().Before(expiresAt) {
+				return false
+			}
+			return srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key)).GetDeniedResponse() != nil
 		})
 		wantDeny(t, srv.Check(t, "GET", "/v1/videos", bearer(expiring.Key)), 401, "API_KEY_EXPIRED")
 	})
 
 	// Last: it revokes the live key.
 	t.Run("revocation in another process reaches a cached key", func(t *testing.T) {
-		allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(live.Key)))
+		allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(live.Key)))
 		before := srv.Metric(t, "keygate_store_lookups_total")
 		for range 50 {
-			allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(live.Key)))
+			allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(live.Key)))
 		}
 		if after := srv.Metric(t, "keygate_store_lookups_total"); after != before {
 			t.Fatalf("50 checks of a cached key read the store %v times", after-before)
@@ -229,7 +234,7 @@ func TestCore(t *testing.T) {
 			t.Fatalf("store lookups went from %v to %v; want one reload after the revocation", before, after)
 		}
 		// The other key of the site is untouched.
-		allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(test.Key)))
+		allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(test.Key)))
 	})
 }
 
@@ -244,7 +249,7 @@ func TestDemo(t *testing.T) {
 		return len(keys) == 2
 	})
 	for _, k := range keys {
-		set, _ := allowed(t, srv.Check(t, "GET", "/v1/videos", bearer(k[2])))
+		set, _ := allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(k[2])))
 		if set["x-keygate-mode"] != k[1] || set["x-keygate-site"] != "demo-site" || set["x-keygate-account"] != "demo" {
 			t.Errorf("demo %s key: identity %v", k[1], set)
 		}

@@ -12,7 +12,9 @@ import (
 	"time"
 )
 
-const reloadData = "keygate:\n  extends: built-in\n  config:\n    plans:\n      pro: {concurrency: 3}\n"
+// reloadData turns limits off (null deletes in a layer) so the load test
+// measures reloads, not the pro plan's rate limit.
+const reloadData = "keygate:\n  extends: built-in\n  config:\n    limits: null\n    plans:\n      pro: {concurrency: 3}\n"
 
 const reloadTest = `package keygate.layer_test
 

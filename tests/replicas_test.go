@@ -87,6 +87,20 @@ func postgresEnv(t *testing.T) *Env {
 	return env
 }
 
+// postgresOutageEnv is a postgresEnv whose processes reach the database
+// through a proxy the test can cut (p.Down) and restore (p.Up).
+func postgresOutageEnv(t *testing.T) (*Env, *proxy) {
+	t.Helper()
+	env := postgresEnv(t)
+	u, err := url.Parse(env.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, u.Host)
+	env.Store = pgtest.WithHost(t, env.Store, p.addr)
+	return env, p
+}
+
 // Two replicas on one PostgreSQL: what one writes through its admin API, the
 // other decides by, and revocations reach it through NOTIFY. Replica B polls
 // the log only once a minute, so nothing but NOTIFY can explain a fast
@@ -247,14 +261,7 @@ func (p *proxy) Up() {
 // stale-if-error window, unknown keys get 503, and keygate recovers when the
 // database is back, without a restart.
 func TestStoreOutagePostgres(t *testing.T) {
-	env := postgresEnv(t)
-	u, err := url.Parse(env.Store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := startProxy(t, u.Host)
-	env.Store = pgtest.WithHost(t, env.Store, p.addr)
-
+	env, p := postgresOutageEnv(t)
 	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
 	env.CLI("sites", "create", "--id", "web", "--account", "acme")
 	cached := env.NewKey("web", "live")

@@ -60,6 +60,11 @@ func (e environment) check(ctx context.Context, args []string) (err error) {
 	}
 	a := &extauthz.Authorizer{Facts: cache, Policy: policies.NewEngine(policy), Format: format, Digester: digester,
 		Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
+	if ring, err := readKeyring(ctx, store, format); err == nil {
+		a.Tokens = ring
+	} else {
+		a.Log.Warn("access tokens cannot be checked", "err", err)
+	}
 	res := a.Authorize(ctx, req)
 	x := explain(res)
 	why := policy.Explain(res.Decision.Rule)
@@ -81,13 +86,14 @@ type explanation struct {
 	Remove   []string          `json:"removed_headers,omitempty"`
 	Response map[string]string `json:"response_headers,omitempty"`
 	Body     json.RawMessage   `json:"body,omitempty"`
+	Limits   []policies.Limit  `json:"limits,omitempty"` // what the allow would charge; check charges nothing
 	Input    map[string]any    `json:"input"`
 }
 
 func explain(res extauthz.Result) explanation {
 	d := res.Decision
 	x := explanation{Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message, Rule: d.Rule,
-		Upstream: res.Upstream, Remove: res.Remove, Response: d.ResponseHeaders}
+		Upstream: res.Upstream, Remove: res.Remove, Response: d.ResponseHeaders, Limits: d.Limits}
 	if !d.Allow {
 		x.Response = extauthz.DenyHeaders(d, res.Input.Credential.Status != policies.CredMissing)
 		x.Body = extauthz.DenyBody(d)

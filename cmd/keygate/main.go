@@ -44,6 +44,8 @@ Usage:
   keygate accounts create|update ...    manage accounts
   keygate sites create|update|rotate-key ...
   keygate keys create|list|revoke|import ...   manage keys
+  keygate limits set|show ...           per-site / per-account limit overrides
+  keygate usage --site ID               a site's monthly quota usage
   keygate check [flags]                 explain the decision for one request
   keygate policy test [DIR]             run the Rego tests of a policy directory
 
@@ -67,6 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.sites(ctx, args[1:])
 	case "keys":
 		return env.keys(ctx, args[1:])
+	case "limits":
+		return env.limitsCmd(ctx, args[1:])
+	case "usage":
+		return env.usage(ctx, args[1:])
 	case "check":
 		return env.check(ctx, args[1:])
 	case "policy":

@@ -26,6 +26,7 @@ import (
 type serveConfig struct {
 	storeFlags
 	replicaConfig
+	tokenFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -33,6 +34,7 @@ type serveConfig struct {
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
+	limitsFailClosed              bool
 }
 
 func (e environment) parseServe(args []string) (serveConfig, error) {
@@ -40,6 +42,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	fs := e.flags("serve")
 	c.storeFlags.register(fs)
 	c.replicaConfig.register(fs)
+	c.tokenFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -49,11 +52,15 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.pollInterval, "change-poll", 200*time.Millisecond, "how often to poll the store's change log")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo account and site, and print fresh demo keys")
+	fs.BoolVar(&c.limitsFailClosed, "limits-fail-closed", false, "refuse rate-limited and metered requests with 503 while Redis or the quota store is unreachable (default: count in-process / uncounted)")
 	if _, err := fs.parse(args); err != nil {
 		return c, err
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
 	if err := c.replicaConfig.validate(); err != nil {
+		return c, err
+	}
+	if err := c.tokenFlags.validate(); err != nil {
 		return c, err
 	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
@@ -138,8 +145,18 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	listen := followChanges(store, follower, cache, reg, log)
 	policy.register(reg)
 	usage := &keystore.Usage{Writer: store, Log: log}
+	limiter, closeLimiter, err := newLimiter(ctx, cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
-		ImportedKeys: cfg.importedKeys}
+		ImportedKeys: cfg.importedKeys, Limits: limiter}
+	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz, reg)
+	if err != nil {
+		return err
+	}
+	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -159,6 +176,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
+	exchange.Register(mux)
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -173,11 +191,12 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		httpLis.Close()
 		return err
 	}
-	done := make(chan struct{}, 4)
+	done := make(chan struct{}, 5)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
 	go func() { listen(runCtx); done <- struct{}{} }()
 	go func() { policy.run(runCtx); done <- struct{}{} }()
+	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -211,7 +230,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	_ = hs.Shutdown(shutdownCtx)
 	stopAdmin(shutdownCtx)
 	cancel()
-	for range 4 { // follower, usage, change listener, policy reload
+	for range 5 { // follower, usage, change listener, policy reload, keyring
 		<-done
 	}
 	return err

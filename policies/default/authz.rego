@@ -126,7 +126,7 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 # description: |
 #   The credential arrived in a way this deployment does not take:
 #   config.credentials lists the [scheme, kind] pairs a key route accepts
-#   (scheme: bearer, basic, x-api-key; kind: key, or token for an access
+#   (scheme: bearer, basic, x-api-key, bare or body; kind: key, or token for an access
 #   token from /auth/api-key). A scheme not listed at all, or a kind not
 #   listed with its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
 credential_not_accepted if {

@@ -58,7 +58,7 @@ test_pro_key_allowed_with_concurrency if {
 	d.status == 200
 	d.rule == "key_route"
 	d.headers == {"x-keygate-concurrency": "3"}
-	d.limits == []
+	[l.kind | some l in d.limits] == ["rate"]
 }
 
 test_paid_plans_concurrency if {

@@ -1,10 +1,90 @@
 # Limits: which counters a request charges (rate limits, monthly quotas). The
-# decision carries them as "limits"; keygate charges them only on allow.
+# decision carries them as "limits"; keygate charges them only on allow and
+# refuses the request when one is used up, with the deny in limit_denials.
+# Numbers come from config.limits (data.yaml), overridden per account and per
+# site from the store (input.account.limits, input.site.limits).
 package keygate.authz
 
 import rego.v1
 
+limits_config := object.get(config, "limits", {})
+
 # METADATA
 # title: limits
-# description: The counters this request charges; none by default.
+# description: |
+#   The counters this request charges. Key routes only: a rate per key and a
+#   monthly quota per site on metered routes, each with its own counters for
+#   test keys. Public routes charge nothing.
 default limits := []
+
+limits := array.concat(rate_limit, quota_limit) if input.key
+
+# METADATA
+# title: effective_limits
+# description: |
+#   The plan's limits ("rate", "period", "burst", "quota"), overridden by the
+#   account's, overridden by the site's. A name nobody sets has no limit.
+effective_limits := object.union(
+	object.union(object.get(limits_config, ["plans", input.account.plan], {}), object.get(input.account, "limits", {})),
+	object.get(input.site, "limits", {}),
+)
+
+# METADATA
+# title: route_cost
+# description: |
+#   What this request costs: {"rate": tokens, "quota": metered units}, from
+#   the first entry of config.limits.costs whose prefix (and methods, if
+#   listed) match, else config.limits.default_cost.
+route_cost := limits_config.costs[i] if {
+	i := min({j | some j, c in limits_config.costs; cost_matches(c)})
+} else := object.get(limits_config, "default_cost", {"rate": 1})
+
+cost_matches(c) if {
+	startswith(input.request.path, c.prefix)
+	method_matches(c)
+}
+
+method_matches(c) if not c.methods
+
+method_matches(c) if input.request.method in c.methods
+
+rate_limit := [{
+	"kind": "rate",
+	"key": concat(":", ["key", input.key.id, input.key.mode]),
+	"limit": rate,
+	"period": object.get(effective_limits, "period", "1m"),
+	"burst": object.get(effective_limits, "burst", rate),
+	"cost": cost,
+}] if {
+	rate := effective_limits.rate
+	is_number(rate)
+	rate > 0
+	cost := object.get(route_cost, "rate", 1)
+	cost > 0
+} else := []
+
+quota_limit := [{
+	"kind": "quota",
+	"key": concat(":", ["site", input.site.id, input.key.mode]),
+	"limit": quota,
+	"period": "month",
+	"cost": cost,
+}] if {
+	quota := effective_limits.quota
+	is_number(quota)
+	quota > 0
+	cost := object.get(route_cost, "quota", 0)
+	cost > 0
+} else := []
+
+# METADATA
+# title: limit_denials
+# description: |
+#   The refusal for each limit code (a counter's "code", by default
+#   RATE_LIMITED for rates and QUOTA_EXCEEDED for quotas), shaped like every
+#   other deny. keygate evaluates this once per policy load, so it must not
+#   read input; a code missing here gets keygate's built-in message.
+limit_denials[name] := deny_with(["errors", name, lower(name)]) if {
+	some name in {"RATE_LIMITED", "QUOTA_EXCEEDED"}
+	config.errors[name]
+}

@@ -1,0 +1,104 @@
+package admin
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/limits"
+)
+
+// limitRoutes adds the rate-limit and quota endpoints:
+//
+//	GET /admin/v1/sites/{id}/usage[?month=YYYY-MM]   → SiteUsage
+//	GET|PUT /admin/v1/sites/{id}/limits              → {"site", "limits": {"rate": 600, …}}
+//	GET|PUT /admin/v1/accounts/{id}/limits           → {"account", "limits": {…}}
+func (h *Handler) limitRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
+	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
+	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))
+	mux.HandleFunc("GET /admin/v1/accounts/{id}/limits", h.handle(h.limitsOf(keystore.EntityAccount)))
+	mux.HandleFunc("PUT /admin/v1/accounts/{id}/limits", h.handle(h.setLimits(keystore.EntityAccount)))
+}
+
+// SiteUsage is a site's quota usage in one calendar month (UTC), per mode.
+type SiteUsage struct {
+	Site     string      `json:"site"`
+	Period   string      `json:"period"`
+	ResetsAt time.Time   `json:"resets_at"`
+	Usage    []ModeUsage `json:"usage"`
+}
+
+// ModeUsage is one quota counter's usage.
+type ModeUsage struct {
+	Mode    string `json:"mode"`
+	Counter string `json:"counter"`
+	Used    int64  `json:"used"`
+	// Quota is the limit in force at the last charge (0: never charged).
+	Quota     int64 `json:"quota"`
+	Remaining int64 `json:"remaining"`
+}
+
+// ReadSiteUsage reads a site's live and test usage in the month of at. The
+// counters are the default policy's ("site:<id>:<mode>", limits.rego).
+func ReadSiteUsage(ctx context.Context, st *keystore.Store, site string, at time.Time) (SiteUsage, error) {
+	period := limits.Month(at)
+	out := SiteUsage{Site: site, Period: period, ResetsAt: limits.MonthEnd(at), Usage: []ModeUsage{}}
+	if _, err := st.Site(ctx, site); err != nil {
+		return out, err
+	}
+	for _, mode := range []keystore.Mode{keystore.ModeLive, keystore.ModeTest} {
+		u := ModeUsage{Mode: string(mode), Counter: "site:" + site + ":" + string(mode)}
+		rows, err := st.QuotaUsage(ctx, period, u.Counter)
+		if err != nil {
+			return out, err
+		}
+		if len(rows) == 1 {
+			u.Used, u.Quota, u.Remaining = rows[0].Used, rows[0].Quota, max(rows[0].Quota-rows[0].Used, 0)
+		}
+		out.Usage = append(out.Usage, u)
+	}
+	return out, nil
+}
+
+func (h *Handler) siteUsage(ctx context.Context, r *http.Request) (int, any, error) {
+	at := time.Now()
+	if m := r.URL.Query().Get("month"); m != "" {
+		t, err := time.Parse("2006-01", m)
+		if err != nil {
+			return 0, nil, invalid(`"month" must be YYYY-MM`)
+		}
+		at = t
+	}
+	u, err := ReadSiteUsage(ctx, h.Store, r.PathValue("id"), at)
+	return http.StatusOK, u, err
+}
+
+func (h *Handler) limitsOf(entity keystore.Entity) endpoint {
+	return func(ctx context.Context, r *http.Request) (int, any, error) {
+		l, err := h.Store.LimitsOf(ctx, entity, r.PathValue("id"))
+		return http.StatusOK, limitsBody(entity, r.PathValue("id"), l), err
+	}
+}
+
+// setLimits replaces the overrides with the body's object ({} removes them).
+func (h *Handler) setLimits(entity keystore.Entity) endpoint {
+	return func(ctx context.Context, r *http.Request) (int, any, error) {
+		var l keystore.Limits
+		if err := decode(r, &l, false); err != nil {
+			return 0, nil, err
+		}
+		if err := h.Store.SetLimits(ctx, entity, r.PathValue("id"), l); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, limitsBody(entity, r.PathValue("id"), l), nil
+	}
+}
+
+func limitsBody(entity keystore.Entity, id string, l keystore.Limits) map[string]any {
+	if l == nil {
+		l = keystore.Limits{}
+	}
+	return map[string]any{string(entity): id, "limits": l}
+}

@@ -1,0 +1,336 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/tokens"
+)
+
+// RefreshStore keeps refresh tokens; keystore.Store implements it.
+type RefreshStore interface {
+	IssueRefreshToken(ctx context.Context, keyID string, d keystore.Digest, expires time.Time) error
+	RedeemRefreshToken(ctx context.Context, digests []keystore.Digest, next keystore.Digest, expires time.Time) (keystore.RefreshGrant, error)
+}
+
+// Minter signs access tokens; tokens.Keyring implements it.
+type Minter interface {
+	Mint(keyID, mode string, now time.Time, ttl time.Duration) (string, tokens.Claims, error)
+	Format() tokens.Format
+}
+
+// Exchange serves the token exchange (DESIGN.md "Token exchange"):
+//
+//	POST /auth/api-key {"apiKey"}        (or the key by any scheme Check accepts)
+//	POST /auth/refresh {"refreshToken"}
+//
+// Both answer {"token_type":"Bearer","expires_in","access_token","refresh_token"}.
+//
+// A key may mint exactly when Check would let it through a key route: the
+// Authorizer decides, with the same policy, on a probe of path "/" (same
+// host), so a revoked key, an inactive site or account or a plan without
+// API access is refused with the code Check would give. A refresh is
+// decided the same way with the access token it mints.
+type Exchange struct {
+	Authorizer *Authorizer
+	Tokens     Minter
+	Refresh    RefreshStore
+	// TTL is the access-token lifetime; RefreshTTL bounds an unused
+	// refresh token.
+	TTL, RefreshTTL time.Duration
+	// Throttle limits failed attempts per client; nil disables it.
+	Throttle *Throttle
+	// Metrics is optional.
+	Metrics *ExchangeMetrics
+}
+
+// ExchangeMetrics count token-exchange outcomes.
+type ExchangeMetrics struct {
+	outcomes *prometheus.CounterVec
+}
+
+// NewExchangeMetrics registers the collectors with reg.
+func NewExchangeMetrics(reg prometheus.Registerer) *ExchangeMetrics {
+	m := &ExchangeMetrics{outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keygate_token_exchange_total",
+		Help: "Token-exchange requests by endpoint and outcome code (OK for a pair; INVALID_TOKEN on refresh includes reuse).",
+	}, []string{"endpoint", "code"})}
+	reg.MustRegister(m.outcomes)
+	return m
+}
+
+func (m *ExchangeMetrics) observe(endpoint string, rep reply) {
+	if m == nil {
+		return
+	}
+	code := rep.deny.Code
+	if rep.pair != nil {
+		code = "OK"
+	}
+	m.outcomes.WithLabelValues(endpoint, code).Inc()
+}
+
+// mintProbePath is the key route a mint is decided on.
+const mintProbePath = "/"
+
+// exchangeTimeout bounds one exchange, store round trips included.
+const exchangeTimeout = 5 * time.Second
+
+// maxExchangeBody bounds a request body: {"apiKey": "…"} is under 600 bytes.
+const maxExchangeBody = 4 << 10
+
+// Register adds the two endpoints to mux. Every method is routed here so
+// that a wrong one gets the JSON error shape too.
+func (x *Exchange) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/auth/api-key", x.serve("api_key", x.mint))
+	mux.HandleFunc("/auth/refresh", x.serve("refresh", x.refresh))
+}
+
+// reply is one answer: a token pair (Status 200) or a decision to deny.
+type reply struct {
+	pair *tokenPair
+	deny policies.Decision
+}
+
+type tokenPair struct {
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+func denial(status int, code, message string) reply {
+	return reply{deny: policies.Decision{Status: status, Code: code, Message: message, Rule: "token_exchange"}}
+}
+
+func badRequest(message string) reply { return denial(400, "INVALID_REQUEST", message) }
+
+// serve wraps an endpoint with what both share: the checks of answer, the
+// outcome metric and the response writer.
+func (x *Exchange) serve(endpoint string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rep := x.answer(w, r, handle)
+		x.Metrics.observe(endpoint, rep)
+		write(w, rep)
+	}
+}
+
+// answer decides one request of an endpoint: method, throttle (failures
+// count against the client), body, then the endpoint itself.
+func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
+	if r.Method != http.MethodPost {
+		w.Header().Set("allow", http.MethodPost)
+		return denial(405, "METHOD_NOT_ALLOWED", "Use POST")
+	}
+	client := x.Throttle.Client(r)
+	if wait := x.Throttle.Acquire(client); wait > 0 {
+		rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
+		rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
+		return rep
+	}
+	rep := withBody(w, r, handle)
+	// 400 and 401 are what guessing produces and keep the attempt
+	// taken; anything else (success, 403, 503) gives it back.
+	if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
+		x.Throttle.Release(client)
+	}
+	return rep
+}
+
+// withBody reads the bounded body, checks its content type and hands it
+// to the endpoint.
+func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExchangeBody))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return badRequest("The request body is larger than 4 KiB")
+	case err != nil:
+		return badRequest("The request body could not be read")
+	}
+	if len(body) > 0 {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("content-type"))
+		if err != nil || mt != "application/json" {
+			return badRequest("The request body must be application/json")
+		}
+	}
+	// One bound for the whole exchange: the decision and the store
+	// writes. (No Envoy waits here, so Check's 150 ms budget does not apply.)
+	ctx, cancel := context.WithTimeout(r.Context(), exchangeTimeout)
+	defer cancel()
+	return handle(ctx, r, body)
+}
+
+// field reads one string field of a JSON object body. Absent, null or
+// empty means missing.
+func field(body []byte, name string) (string, *reply) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
+		rep := badRequest("The request body is not a JSON object")
+		return "", &rep
+	}
+	raw, ok := doc[name]
+	if !ok || string(raw) == "null" {
+		rep := badRequest("The request body lacks " + strconv.Quote(name))
+		return "", &rep
+	}
+	var v string
+	if err := json.Unmarshal(raw, &v); err != nil || v == "" {
+		rep := badRequest(strconv.Quote(name) + " must be a non-empty string")
+		return "", &rep
+	}
+	return v, nil
+}
+
+// mint exchanges an API key for a token pair. The key comes in the body,
+// or by any scheme Check accepts (Basic with the key as username, Bearer,
+// X-API-Key); both at once must agree.
+func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply {
+	headers := map[string]string{}
+	for _, name := range []string{"authorization", "x-api-key"} {
+		for _, v := range r.Header.Values(name) {
+			addHeader(headers, name, v)
+		}
+	}
+	req := Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers}
+	if len(body) > 0 {
+		key, bad := field(body, "apiKey")
+		if bad != nil {
+			return *bad
+		}
+		req.BodyKey = keystore.Secret(key)
+	}
+	res := x.Authorizer.Authorize(ctx, req)
+	switch {
+	case res.Input.Credential.Kind == "token":
+		return denial(401, "INVALID_API_KEY", "Send the API key, not an access token, to mint tokens")
+	case !res.Decision.Allow:
+		return reply{deny: res.Decision}
+	case res.KeyID == "":
+		// A policy that makes the probe path public lets requests through
+		// without a key; there is nothing to mint for.
+		return denial(401, "MISSING_API_KEY", "No API key provided in the request")
+	}
+	now := x.Authorizer.now()
+	refresh, digest, fail := x.newRefresh()
+	if fail != nil {
+		return *fail
+	}
+	rep := x.issue(res.KeyID, res.Mode, refresh, now)
+	if rep.pair == nil {
+		return rep
+	}
+	if err := x.Refresh.IssueRefreshToken(ctx, res.KeyID, digest, now.Add(x.RefreshTTL)); err != nil {
+		x.Authorizer.Log.Error("token exchange: storing a refresh token failed", "err", err, "key_id", res.KeyID)
+		return unavailable()
+	}
+	return rep
+}
+
+// refresh redeems a refresh token (once) for a new pair.
+func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) reply {
+	if len(body) == 0 {
+		return badRequest(`The request body must be {"refreshToken": "…"}`)
+	}
+	raw, bad := field(body, "refreshToken")
+	if bad != nil {
+		return *bad
+	}
+	if !x.Tokens.Format().LooksRefresh(raw) {
+		return invalidRefresh()
+	}
+	now := x.Authorizer.now()
+	next, digest, fail := x.newRefresh()
+	if fail != nil {
+		return *fail
+	}
+	grant, err := x.Refresh.RedeemRefreshToken(ctx, x.Authorizer.Digester.All(raw), digest, now.Add(x.RefreshTTL))
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return invalidRefresh()
+	case errors.Is(err, keystore.ErrRefreshReused):
+		// RFC 9700 §4.14.2: a used refresh token came back, so one of its
+		// holders is not its owner. The key's live family is revoked.
+		x.Authorizer.Log.Warn("refresh token reused; the key's refresh tokens are revoked", "key_id", grant.KeyID, "family", grant.Family)
+		return invalidRefresh()
+	case errors.Is(err, keystore.ErrRefreshExpired):
+		return denial(401, "TOKEN_EXPIRED", "The refresh token has expired")
+	case err != nil:
+		x.Authorizer.Log.Error("token exchange: redeeming a refresh token failed", "err", err)
+		return unavailable()
+	}
+	rep := x.issue(grant.KeyID, string(grant.Mode), next, now)
+	if rep.pair == nil {
+		return rep
+	}
+	// Decide on the new access token exactly as Check will: a key revoked,
+	// expired or rotated since the last refresh gets no new pair.
+	res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
+		Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
+	switch {
+	case !res.Decision.Allow:
+		return reply{deny: res.Decision}
+	case res.KeyID != grant.KeyID:
+		// Cannot happen with a policy that keeps the probe path a key
+		// route; refuse rather than hand out a pair nobody checked.
+		x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", grant.KeyID)
+		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+	}
+	return rep
+}
+
+func invalidRefresh() reply { return denial(401, "INVALID_TOKEN", "The refresh token is invalid") }
+
+func unavailable() reply {
+	return denial(503, "AUTHZ_UNAVAILABLE", "Authorization is temporarily unavailable")
+}
+
+// newRefresh makes a refresh token and the digest it is stored under.
+func (x *Exchange) newRefresh() (string, keystore.Digest, *reply) {
+	raw, err := x.Tokens.Format().NewRefresh()
+	if err != nil {
+		x.Authorizer.Log.Error("token exchange: refresh token", "err", err)
+		rep := denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		return "", "", &rep
+	}
+	return raw, x.Authorizer.Digester.Primary(raw), nil
+}
+
+// issue mints the access token and completes the pair.
+func (x *Exchange) issue(keyID, mode, refresh string, now time.Time) reply {
+	access, claims, err := x.Tokens.Mint(keyID, mode, now, x.TTL)
+	if err != nil {
+		x.Authorizer.Log.Error("token exchange: minting an access token failed", "err", err, "key_id", keyID)
+		return unavailable()
+	}
+	return reply{pair: &tokenPair{TokenType: "Bearer", ExpiresIn: int64(claims.ExpiresAt.Sub(claims.IssuedAt) / time.Second),
+		AccessToken: access, RefreshToken: refresh}}
+}
+
+// write sends a pair, or a denial in the shape Check's denials have.
+func write(w http.ResponseWriter, rep reply) {
+	h := w.Header()
+	if rep.pair == nil {
+		for k, v := range DenyHeaders(rep.deny, rep.deny.Code != "MISSING_API_KEY") {
+			h.Set(k, v)
+		}
+		w.WriteHeader(rep.deny.Status)
+		_, _ = w.Write(DenyBody(rep.deny))
+		return
+	}
+	// RFC 6749 §5.1: token responses are never cached.
+	h.Set("content-type", "application/json")
+	h.Set("cache-control", "no-store")
+	h.Set("pragma", "no-cache")
+	_ = json.NewEncoder(w).Encode(rep.pair)
+}

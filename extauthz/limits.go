@@ -1,0 +1,167 @@
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/policies"
+)
+
+// Limiter charges the counters an allow decision names; limits.Limiter
+// implements it.
+type Limiter interface {
+	Charge(ctx context.Context, now time.Time, counters []limits.Counter) (limits.Outcome, error)
+}
+
+// Response headers of rate-limited routes (draft-ietf-httpapi-ratelimit-headers),
+// lower case as Envoy sends them.
+const (
+	HeaderRateLimit     = "ratelimit-limit"
+	HeaderRateRemaining = "ratelimit-remaining"
+	HeaderRateReset     = "ratelimit-reset"
+	HeaderRatePolicy    = "ratelimit-policy"
+	HeaderRetryAfter    = "retry-after"
+)
+
+// LimitDenials gives the policy's refusal for an exhausted counter, by
+// code; policies.Engine implements it. Without it (or without the code),
+// keygate's built-in refusals apply.
+type LimitDenials interface {
+	LimitDenial(code string) (policies.Decision, bool)
+}
+
+// builtinDenials are the refusals used when the policy defines none.
+var builtinDenials = map[string]policies.Decision{
+	"RATE_LIMITED":   {Status: 429, Code: "RATE_LIMITED", Message: "Rate limit exceeded", Rule: "rate_limited"},
+	"QUOTA_EXCEEDED": {Status: 403, Code: "QUOTA_EXCEEDED", Message: "Monthly quota exceeded", Rule: "quota_exceeded"},
+}
+
+// chargeLimits charges the counters of an allow. It runs only after the
+// policy allowed, so a request refused for any other reason costs nothing.
+// It returns the allow with RateLimit-* response headers, or the refusal.
+func (a *Authorizer) chargeLimits(ctx context.Context, d policies.Decision, now time.Time) policies.Decision {
+	if a.Limits == nil || len(d.Limits) == 0 {
+		return d
+	}
+	counters := make([]limits.Counter, len(d.Limits))
+	for i, l := range d.Limits {
+		counters[i] = limitCounter(l)
+	}
+	out, err := a.Limits.Charge(ctx, now, counters)
+	switch {
+	case err != nil && (errors.Is(err, limits.ErrUnavailable) || ctx.Err() != nil):
+		// The limiter logs the outage once; this is per request.
+		a.Log.Debug("limit counters unavailable; denying", "err", err)
+		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Rate limiting is temporarily unavailable", Rule: "limits_unavailable"}
+	case err != nil:
+		a.Log.Error("policy limits rejected; denying", "err", err)
+		return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
+	case out.Denied != nil:
+		return a.limitDenial(d.Limits, *out.Denied, now)
+	}
+	if h := rateHeaders(out.Results); h != nil {
+		if d.ResponseHeaders != nil {
+			maps.Copy(h, d.ResponseHeaders) // the policy's own headers win
+		}
+		d.ResponseHeaders = h
+	}
+	return d
+}
+
+func limitCounter(l policies.Limit) limits.Counter {
+	c := limits.Counter{Kind: limits.Rate, Key: l.Key, Limit: l.Limit, Burst: l.Burst, Period: l.Period, Cost: l.Cost}
+	if l.Kind == "quota" {
+		c.Kind = limits.Quota
+	}
+	return c
+}
+
+// rateHeaders reports the tightest rate counter charged: the one with the
+// least remaining. Nil when the request charged no rate.
+func rateHeaders(results []limits.Result) map[string]string {
+	var tight *limits.Result
+	for i := range results {
+		r := &results[i]
+		if r.Counter.Kind == limits.Rate && (tight == nil || r.Remaining < tight.Remaining) {
+			tight = r
+		}
+	}
+	if tight == nil {
+		return nil
+	}
+	return map[string]string{
+		HeaderRateLimit:     strconv.FormatInt(tight.Counter.Limit, 10),
+		HeaderRateRemaining: strconv.FormatInt(max(tight.Remaining, 0), 10),
+		HeaderRateReset:     seconds(tight.ResetAfter),
+		HeaderRatePolicy:    strconv.FormatInt(tight.Counter.Limit, 10) + ";w=" + seconds(tight.Counter.Period),
+	}
+}
+
+// seconds rounds up to whole seconds, as Retry-After and RateLimit-Reset
+// want: rounding down would invite a retry that is refused again.
+func seconds(d time.Duration) string {
+	s := int64((d + time.Second - 1) / time.Second)
+	return strconv.FormatInt(max(s, 0), 10)
+}
+
+// limitDenial is the refusal for an exhausted counter: the policy's
+// limit_denials entry for its code (or keygate's built-in one), with
+// Retry-After and RateLimit-* on a rate, and the reset time in the body of
+// a quota.
+func (a *Authorizer) limitDenial(ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
+	code := "RATE_LIMITED"
+	if r.Counter.Kind == limits.Quota {
+		code = "QUOTA_EXCEEDED"
+	}
+	for _, l := range ls {
+		if l.Key == r.Counter.Key && limitCounter(l).Kind == r.Counter.Kind {
+			code = l.Code
+			break
+		}
+	}
+	d, ok := builtinDenials[code]
+	if p, isDenials := a.Policy.(LimitDenials); isDenials {
+		if pd, found := p.LimitDenial(code); found {
+			d, ok = pd, true
+		}
+	}
+	if !ok {
+		d = policies.Decision{Status: 429, Code: code, Message: "Limit exceeded", Rule: "limits"}
+		if r.Counter.Kind == limits.Quota {
+			d.Status = 403
+		}
+	}
+	var h map[string]string
+	if r.Counter.Kind == limits.Rate {
+		h = rateHeaders([]limits.Result{r})
+		h[HeaderRetryAfter] = seconds(max(r.RetryAfter, time.Second))
+	} else {
+		h = make(map[string]string, len(d.ResponseHeaders))
+		d.Body = withField(DenyBody(d), "reset_at", limits.MonthEnd(now).Format(time.RFC3339))
+	}
+	maps.Copy(h, d.ResponseHeaders)
+	d.ResponseHeaders = h
+	return d
+}
+
+// withField adds one top-level field to a JSON object body. The body was
+// validated as an object (or built by DenyBody), so decoding only fails on
+// a bug; the body is then sent unchanged.
+func withField(body []byte, name, value string) []byte {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return body
+	}
+	v, _ := json.Marshal(value) // a string always marshals
+	obj[name] = v
+	out, err := json.Marshal(obj)
+	if err != nil {
+		return body
+	}
+	return out
+}

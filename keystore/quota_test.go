@@ -1,0 +1,112 @@
+package keystore_test
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+func TestStoreChargeQuota(t *testing.T) { eachStore(t, testChargeQuota) }
+
+func testChargeQuota(t *testing.T, fx *fixture) {
+	s := fx.store
+	const limit = 10
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 25 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, charged, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, limit, time.Now())
+			if err != nil {
+				t.Error(err)
+			}
+			if charged {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != limit {
+		t.Fatalf("%d charges succeeded, want %d", ok.Load(), limit)
+	}
+	used, charged, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, limit, time.Now())
+	if err != nil || charged || used != limit {
+		t.Fatalf("over the limit: used %d charged %t err %v", used, charged, err)
+	}
+	// Another month, another mode and a raised limit each count afresh.
+	for _, c := range []struct {
+		counter, period string
+		limit, want     int64
+	}{
+		{"site:s1:live", "2026-12", limit, 1},
+		{"site:s1:test", "2026-11", limit, 1},
+		{"site:s1:live", "2026-11", limit + 5, limit + 1},
+	} {
+		used, charged, err := s.ChargeQuota(ctx, c.counter, c.period, 1, c.limit, time.Now())
+		if err != nil || !charged || used != c.want {
+			t.Errorf("%s %s limit %d: used %d charged %t err %v; want %d", c.counter, c.period, c.limit, used, charged, err, c.want)
+		}
+	}
+	// A cost larger than the whole limit never writes.
+	if _, charged, _ := s.ChargeQuota(ctx, "site:s2:live", "2026-11", 5, 4, time.Now()); charged {
+		t.Error("a cost above the limit was charged")
+	}
+	got, err := s.QuotaUsage(ctx, "2026-11", "site:s1:live", "site:s2:live")
+	if err != nil || len(got) != 1 || got[0].Used != limit+1 || got[0].Quota != limit+5 {
+		t.Fatalf("usage: %+v, %v", got, err)
+	}
+}
+
+func TestStoreLimitOverrides(t *testing.T) { eachStore(t, testLimitOverrides) }
+
+func testLimitOverrides(t *testing.T, fx *fixture) {
+	s := fx.store
+	if _, err := s.CreateAccount(ctx, keystore.Account{ID: "a1", Plan: "plus"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateSite(ctx, keystore.Site{ID: "s1", AccountID: "a1", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	key, _, err := s.CreateKey(ctx, keystore.KeySpec{SiteID: "s1", Mode: keystore.ModeLive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.LastChange(ctx)
+	if err := s.SetLimits(ctx, keystore.EntitySite, "s1", keystore.Limits{"rate": 600, "quota": 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetLimits(ctx, keystore.EntityAccount, "a1", keystore.Limits{"quota": 5000}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.LookupKeyID(ctx, key.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Site.Limits["rate"] != 600 || len(f.Site.Limits) != 2 || f.Account.Limits["quota"] != 5000 {
+		t.Fatalf("facts carry site %v account %v", f.Site.Limits, f.Account.Limits)
+	}
+	// Every override write is in the change log, so caches drop the facts.
+	changes, err := s.Changes(ctx, before, 10)
+	if err != nil || len(changes) != 2 || changes[0].Entity != keystore.EntitySite || changes[1].Entity != keystore.EntityAccount {
+		t.Fatalf("changes: %+v, %v", changes, err)
+	}
+	if err := s.SetLimits(ctx, keystore.EntitySite, "s1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if f, _ = s.LookupKeyID(ctx, key.ID); f.Site.Limits != nil {
+		t.Fatalf("cleared overrides still read as %v", f.Site.Limits)
+	}
+	for _, bad := range []keystore.Limits{{"Rate": 1}, {"rate": -1}, {"rate": 2e12}, {"": 1}} {
+		if err := s.SetLimits(ctx, keystore.EntitySite, "s1", bad); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("SetLimits(%v): want keystore.ErrInvalid, got %v", bad, err)
+		}
+	}
+	if err := s.SetLimits(ctx, keystore.EntitySite, "nope", keystore.Limits{"rate": 1}); !errors.Is(err, keystore.ErrNotFound) {
+		t.Errorf("unknown site: want keystore.ErrNotFound, got %v", err)
+	}
+}

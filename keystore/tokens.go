@@ -1,0 +1,392 @@
+package keystore
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors of the token exchange's store methods.
+var (
+	// ErrRefreshReused is a refresh token that was already used or revoked:
+	// a sign that it leaked. The key's live refresh tokens are revoked.
+	ErrRefreshReused = errors.New("keystore: refresh token reused")
+	// ErrRefreshExpired is an unused refresh token past its expiry.
+	ErrRefreshExpired = errors.New("keystore: refresh token expired")
+)
+
+// SigningKey is an HMAC secret that signs access tokens. Every replica
+// reads the same keys from the store; the newest one past NotBefore signs.
+type SigningKey struct {
+	ID        string
+	Secret    []byte
+	CreatedAt time.Time
+	NotBefore time.Time
+}
+
+// SigningSchedule says when signing keys are created and retired.
+type SigningSchedule struct {
+	// RotateEvery is the age at which the newest key gets a successor.
+	RotateEvery time.Duration
+	// Activation is how long a new key is published before it signs, so
+	// that every replica holds it before the first token it signs arrives.
+	// The first key of an empty store signs at once.
+	Activation time.Duration
+	// RetireAfter is how long a superseded key keeps verifying after its
+	// successor started signing: at least the access-token lifetime.
+	RetireAfter time.Duration
+}
+
+const signingSecretBytes = 32
+
+// SigningKeys returns the signing keys every replica must hold, creating
+// the first key, a successor when the newest is RotateEvery old, and
+// deleting keys retired under the schedule. It writes only when something
+// is due, so replicas may call it often.
+func (s *Store) SigningKeys(ctx context.Context, sch SigningSchedule) ([]SigningKey, error) {
+	keys, err := s.readSigningKeys(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	if !signingWorkDue(keys, s.now(), sch) {
+		return s.openSigningKeys(keys)
+	}
+	err = s.write(ctx, "signing keys", func(tx *sql.Tx, _ txLog) error {
+		// Re-read inside the transaction: another replica may have done
+		// the work since.
+		keys, err = s.readSigningKeys(ctx, tx)
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		for _, id := range retiredSigningKeys(keys, now, sch) {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE id = $1`, id); err != nil {
+				return err
+			}
+		}
+		if needsSigningKey(keys, now, sch) {
+			notBefore := now.Add(sch.Activation)
+			if len(keys) == 0 {
+				notBefore = now
+			}
+			if err := s.insertSigningKey(ctx, tx, now, notBefore); err != nil {
+				return err
+			}
+		}
+		keys, err = s.readSigningKeys(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.openSigningKeys(keys)
+}
+
+// CurrentSigningKeys reads the signing keys without creating or retiring
+// any: for tools (keygate check) that verify tokens but do not run the
+// schedule.
+func (s *Store) CurrentSigningKeys(ctx context.Context) ([]SigningKey, error) {
+	keys, err := s.readSigningKeys(ctx, s.db)
+	if err != nil {
+		return nil, err
+	}
+	return s.openSigningKeys(keys)
+}
+
+// storedSigningKey is a row, secret still sealed.
+type storedSigningKey struct {
+	id                   string
+	secret               string
+	createdAt, notBefore time.Time
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) readSigningKeys(ctx context.Context, q querier) ([]storedSigningKey, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, secret, created_at, not_before FROM signing_keys ORDER BY created_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("keystore: signing keys: %w: %w", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	var out []storedSigningKey
+	for rows.Next() {
+		var k storedSigningKey
+		var created, notBefore int64
+		if err := rows.Scan(&k.id, &k.secret, &created, &notBefore); err != nil {
+			return nil, fmt.Errorf("keystore: signing keys: %w", err)
+		}
+		k.createdAt, k.notBefore = fromMillis(created), fromMillis(notBefore)
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keystore: signing keys: %w: %w", ErrUnavailable, err)
+	}
+	return out, nil
+}
+
+// signingWorkDue reports whether a key must be created or deleted.
+func signingWorkDue(keys []storedSigningKey, now time.Time, sch SigningSchedule) bool {
+	return needsSigningKey(keys, now, sch) || len(retiredSigningKeys(keys, now, sch)) > 0
+}
+
+// needsSigningKey: none at all, or the newest (keys are newest first) is
+// due for a successor.
+func needsSigningKey(keys []storedSigningKey, now time.Time, sch SigningSchedule) bool {
+	return len(keys) == 0 || now.Sub(keys[0].createdAt) >= sch.RotateEvery
+}
+
+// retiredSigningKeys lists keys superseded for longer than RetireAfter: a
+// newer key has been signing since then, so every token they signed has
+// expired.
+func retiredSigningKeys(keys []storedSigningKey, now time.Time, sch SigningSchedule) []string {
+	var signingSince *time.Time // NotBefore of the newest active key seen so far
+	var out []string
+	for i := range keys {
+		k := &keys[i]
+		if signingSince != nil && now.Sub(*signingSince) >= sch.RetireAfter {
+			out = append(out, k.id)
+			continue
+		}
+		if !now.Before(k.notBefore) && signingSince == nil {
+			signingSince = &k.notBefore
+		}
+	}
+	return out
+}
+
+func (s *Store) insertSigningKey(ctx context.Context, tx *sql.Tx, now, notBefore time.Time) error {
+	id, err := randomID("sk_", 12)
+	if err != nil {
+		return err
+	}
+	secret := make([]byte, signingSecretBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return err
+	}
+	sealed, err := s.digester.seal(secret, id)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO signing_keys (id, secret, created_at, not_before) VALUES ($1, $2, $3, $4)`,
+		id, sealed, millis(now), millis(notBefore))
+	return err
+}
+
+// openSigningKeys unseals the secrets. A key sealed under a pepper this
+// process does not have is an error: signing with a subset of the keys
+// other replicas use would reject their tokens.
+func (s *Store) openSigningKeys(keys []storedSigningKey) ([]SigningKey, error) {
+	out := make([]SigningKey, 0, len(keys))
+	for _, k := range keys {
+		secret, err := s.digester.open(k.secret, k.id)
+		if err != nil {
+			return nil, fmt.Errorf("keystore: signing key %s: %w", k.id, err)
+		}
+		out = append(out, SigningKey{ID: k.id, Secret: secret, CreatedAt: k.createdAt, NotBefore: k.notBefore})
+	}
+	return out, nil
+}
+
+// Sealing: signing-key secrets are encrypted with AES-256-GCM under a key
+// derived from the pepper (which never enters the database), with the
+// signing key's id as additional data so rows cannot be swapped. Without a
+// pepper they are stored base64-encoded and only database access control
+// protects them, as it protects the key digests.
+const (
+	sealedPrefix = "sealed:"
+	plainPrefix  = "plain:"
+	sealLabel    = "keygate signing-key seal v1"
+)
+
+func (d *Digester) peppered() bool { return string(d.peppers[0]) != noPepper }
+
+func sealAEAD(pepper []byte) (cipher.AEAD, error) {
+	m := hmac.New(sha256.New, pepper)
+	m.Write([]byte(sealLabel))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func (d *Digester) seal(secret []byte, id string) (string, error) {
+	if !d.peppered() {
+		return plainPrefix + base64.StdEncoding.EncodeToString(secret), nil
+	}
+	aead, err := sealAEAD(d.peppers[0])
+	if err != nil {
+		return "", err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return "", err
+	}
+	return sealedPrefix + base64.StdEncoding.EncodeToString(aead.Seal(nonce, nonce, secret, []byte(id))), nil
+}
+
+func (d *Digester) open(stored, id string) ([]byte, error) {
+	if b, ok := strings.CutPrefix(stored, plainPrefix); ok {
+		return base64.StdEncoding.DecodeString(b)
+	}
+	b, ok := strings.CutPrefix(stored, sealedPrefix)
+	if !ok {
+		return nil, errors.New("unknown secret encoding")
+	}
+	raw, err := base64.StdEncoding.DecodeString(b)
+	if err != nil {
+		return nil, err
+	}
+	if !d.peppered() {
+		return nil, errors.New("sealed under a pepper, and KEYGATE_PEPPER is not set")
+	}
+	// Any pepper may have sealed it: the newest first, then older ones
+	// still configured during a pepper rotation.
+	for _, p := range d.peppers {
+		aead, err := sealAEAD(p)
+		if err != nil {
+			return nil, err
+		}
+		if len(raw) < aead.NonceSize() {
+			return nil, errors.New("sealed secret too short")
+		}
+		if secret, err := aead.Open(nil, raw[:aead.NonceSize()], raw[aead.NonceSize():], []byte(id)); err == nil {
+			return secret, nil
+		}
+	}
+	return nil, errors.New("sealed under a pepper that is not configured")
+}
+
+// tokenShaped reports whether raw starts like one of the deployment's
+// tokens ("<prefix>_at_" access, "<prefix>_rt_" refresh; package tokens
+// defines them). Check reads such a credential as a token, so an imported
+// key of that shape could never work.
+func (f Format) tokenShaped(raw string) bool {
+	return strings.HasPrefix(raw, f.Prefix+"_at_") || strings.HasPrefix(raw, f.Prefix+"_rt_")
+}
+
+// RefreshGrant is what redeeming a refresh token yields: the key it was
+// minted for.
+type RefreshGrant struct {
+	KeyID  string
+	Mode   Mode
+	Family string
+}
+
+// IssueRefreshToken stores a new refresh token (its digest) for a key,
+// starting a new family, and revokes every live refresh token of the key:
+// minting with the API key again ends the previous family.
+func (s *Store) IssueRefreshToken(ctx context.Context, keyID string, d Digest, expires time.Time) error {
+	family, err := randomID("rf_", 16)
+	if err != nil {
+		return fmt.Errorf("keystore: issue refresh token: %w", err)
+	}
+	return s.write(ctx, "issue refresh token", func(tx *sql.Tx, log txLog) error {
+		if err := revokeLiveRefresh(ctx, tx, keyID, log.at); err != nil {
+			return err
+		}
+		if err := pruneRefresh(ctx, tx, keyID, log.at); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, d, keyID, family, log.at, expires)
+	})
+}
+
+// RedeemRefreshToken uses a refresh token once: the token found under any
+// of digests dies and next (a new token's digest, same family) replaces
+// it. A token already used or revoked is reuse: every live token of its
+// key is revoked and ErrRefreshReused returned. An unused token past its
+// expiry is ErrRefreshExpired; an unknown one ErrNotFound.
+func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next Digest, expires time.Time) (RefreshGrant, error) {
+	if len(digests) == 0 {
+		return RefreshGrant{}, ErrNotFound
+	}
+	var g RefreshGrant
+	var outcome error
+	args := make([]any, len(digests))
+	marks := make([]string, len(digests))
+	for i, d := range digests {
+		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
+	}
+	err := s.write(ctx, "redeem refresh token", func(tx *sql.Tx, log txLog) error {
+		var digest, mode string
+		var exp int64
+		var used, revoked sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT r.digest, r.key_id, k.mode, r.family, r.expires_at, r.used_at, r.revoked_at
+			FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE r.digest IN (`+strings.Join(marks, ", ")+`)`, args...).
+			Scan(&digest, &g.KeyID, &mode, &g.Family, &exp, &used, &revoked)
+		if err != nil {
+			return notFound(err)
+		}
+		g.Mode = Mode(mode)
+		switch {
+		case used.Valid || revoked.Valid:
+			// Reuse: kill whatever family the key has now. The revocation
+			// must commit, so the outcome is reported after the commit.
+			outcome = ErrRefreshReused
+			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
+		case log.at >= exp:
+			outcome = ErrRefreshExpired
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL AND revoked_at IS NULL`, log.at, digest)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			// Another request redeemed it between our read and this update
+			// (PostgreSQL, READ COMMITTED): the same token presented twice
+			// at once is reuse too.
+			outcome = ErrRefreshReused
+			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
+		}
+		if err := pruneRefresh(ctx, tx, g.KeyID, log.at); err != nil {
+			return err
+		}
+		return insertRefresh(ctx, tx, next, g.KeyID, g.Family, log.at, expires)
+	})
+	if err != nil {
+		return RefreshGrant{}, err
+	}
+	if outcome != nil {
+		return g, fmt.Errorf("keystore: redeem refresh token: %w", outcome)
+	}
+	return g, nil
+}
+
+func revokeLiveRefresh(ctx context.Context, tx *sql.Tx, keyID string, at int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE key_id = $2 AND used_at IS NULL AND revoked_at IS NULL`, at, keyID)
+	return err
+}
+
+// pruneRefresh deletes a key's expired rows. Rows of dead tokens are kept
+// until then, so that reuse is recognised for as long as the token could
+// have been used.
+func pruneRefresh(ctx context.Context, tx *sql.Tx, keyID string, at int64) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM refresh_tokens WHERE key_id = $1 AND expires_at < $2`, keyID, at)
+	return err
+}
+
+func insertRefresh(ctx context.Context, tx *sql.Tx, d Digest, keyID, family string, at int64, expires time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO refresh_tokens (digest, key_id, family, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)`,
+		string(d), keyID, family, at, millis(expires))
+	if err != nil && isUnique(err) {
+		return fmt.Errorf("%w: refresh token", ErrConflict)
+	}
+	return err
+}

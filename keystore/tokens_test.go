@@ -1,0 +1,274 @@
+package keystore_test
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+var testSchedule = keystore.SigningSchedule{RotateEvery: 24 * time.Hour, Activation: time.Minute, RetireAfter: 2 * time.Hour}
+
+func signingKeyIDs(keys []keystore.SigningKey) string {
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = k.ID
+	}
+	return strings.Join(ids, ",")
+}
+
+func TestSigningKeySchedule(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		first, err := fx.store.SigningKeys(ctx, testSchedule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(first) != 1 || !first[0].NotBefore.Equal(fx.clock.Now()) || len(first[0].Secret) != 32 {
+			t.Fatalf("first start: want one key that signs at once, got %+v", first)
+		}
+		// Another replica on the same database sees the same key.
+		replica, _ := open(t, fx.dsn, fx.clock, "pepper-one-0123456789")
+		again, err := replica.SigningKeys(ctx, testSchedule)
+		if err != nil || signingKeyIDs(again) != signingKeyIDs(first) || !bytes.Equal(again[0].Secret, first[0].Secret) {
+			t.Fatalf("a second replica must see the same key: %s vs %s (%v)", signingKeyIDs(again), signingKeyIDs(first), err)
+		}
+
+		fx.clock.Add(24 * time.Hour)
+		rotated, err := fx.store.SigningKeys(ctx, testSchedule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rotated) != 2 || rotated[1].ID != first[0].ID || !rotated[0].NotBefore.Equal(fx.clock.Now().Add(time.Minute)) {
+			t.Fatalf("after RotateEvery: want a successor published a minute ahead, then the old key; got %+v", rotated)
+		}
+		if keys, _ := replica.CurrentSigningKeys(ctx); signingKeyIDs(keys) != signingKeyIDs(rotated) {
+			t.Fatalf("CurrentSigningKeys on the replica: %s, want %s", signingKeyIDs(keys), signingKeyIDs(rotated))
+		}
+
+		// The old key verifies until its successor has signed for RetireAfter.
+		fx.clock.Add(time.Minute + 2*time.Hour - time.Millisecond)
+		if keys, _ := fx.store.SigningKeys(ctx, testSchedule); len(keys) != 2 {
+			t.Fatalf("old key retired too early: %s", signingKeyIDs(keys))
+		}
+		fx.clock.Add(time.Millisecond)
+		retired, err := replica.SigningKeys(ctx, testSchedule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if signingKeyIDs(retired) != rotated[0].ID {
+			t.Fatalf("after RetireAfter: want only %s, got %s", rotated[0].ID, signingKeyIDs(retired))
+		}
+	})
+}
+
+func TestSigningKeySealing(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		keys, err := fx.store.SigningKeys(ctx, testSchedule) // sealed under "pepper-one-…"
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := fx.store.DB().QueryRow(`SELECT secret FROM signing_keys`).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(stored, "sealed:") || strings.Contains(stored, base64.StdEncoding.EncodeToString(keys[0].Secret)) {
+			t.Fatalf("with a pepper the secret must be sealed, stored %q", stored)
+		}
+
+		rotatedPepper, _ := open(t, fx.dsn, fx.clock, "pepper-two-0123456789", "pepper-one-0123456789")
+		if got, err := rotatedPepper.CurrentSigningKeys(ctx); err != nil || !bytes.Equal(got[0].Secret, keys[0].Secret) {
+			t.Fatalf("an older pepper still configured must open the key: %v", err)
+		}
+		for name, peppers := range map[string][]string{"other pepper": {"pepper-two-0123456789"}, "no pepper": nil} {
+			s, _ := open(t, fx.dsn, fx.clock, peppers...)
+			if _, err := s.CurrentSigningKeys(ctx); err == nil {
+				t.Errorf("%s: a key sealed under another pepper was opened", name)
+			}
+		}
+		// The key id is authenticated: a sealed secret moved to another id
+		// does not open.
+		if _, err := fx.store.DB().Exec(`UPDATE signing_keys SET id = 'sk_moved'`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.CurrentSigningKeys(ctx); err == nil {
+			t.Error("a sealed secret opened under another key id")
+		}
+	})
+}
+
+func TestSigningKeyWithoutPepper(t *testing.T) {
+	dsn := backends[0].dsn(t)
+	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s, _ := open(t, dsn, c)
+	if _, err := s.SigningKeys(ctx, testSchedule); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := s.DB().QueryRow(`SELECT secret FROM signing_keys`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(stored, "plain:") {
+		t.Fatalf("without a pepper the secret is stored plain:…, got %q", stored[:8])
+	}
+	// Setting a pepper later keeps the old key readable.
+	peppered, _ := open(t, dsn, c, "pepper-one-0123456789")
+	if _, err := peppered.CurrentSigningKeys(ctx); err != nil {
+		t.Fatalf("a plain key after a pepper was set: %v", err)
+	}
+}
+
+func TestRefreshTokens(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		key, _ := fx.key("web", keystore.ModeTest)
+		exp := func() time.Time { return fx.clock.Now().Add(time.Hour) }
+		d := fx.dig.All
+
+		if err := fx.store.IssueRefreshToken(ctx, key.ID, d("r1")[0], exp()); err != nil {
+			t.Fatal(err)
+		}
+		g, err := fx.store.RedeemRefreshToken(ctx, d("r1"), d("r2")[0], exp())
+		if err != nil || g.KeyID != key.ID || g.Mode != keystore.ModeTest {
+			t.Fatalf("redeem r1: %+v, %v", g, err)
+		}
+		// A script of presentations: issue = mint with the API key,
+		// otherwise redeem token for next.
+		steps := []struct {
+			what        string
+			issue       bool
+			token, next string
+			advance     time.Duration
+			want        error
+		}{
+			{what: "unknown token", token: "nope", next: "x", want: keystore.ErrNotFound},
+			{what: "r1 again: reuse, which kills r2", token: "r1", next: "r3", want: keystore.ErrRefreshReused},
+			{what: "r2 after its family was revoked", token: "r2", next: "r3", want: keystore.ErrRefreshReused},
+			{what: "mint", issue: true, token: "m1"},
+			{what: "mint again, ending m1", issue: true, token: "m2"},
+			{what: "m1 after a new mint: reuse, which kills m2", token: "m1", next: "m3", want: keystore.ErrRefreshReused},
+			{what: "m2 after reuse of m1", token: "m2", next: "m3", want: keystore.ErrRefreshReused},
+			{what: "mint", issue: true, token: "e1"},
+			{what: "e1 an hour later", token: "e1", next: "e2", advance: time.Hour, want: keystore.ErrRefreshExpired},
+			{what: "mint after expiry", issue: true, token: "f1"},
+			{what: "redeem", token: "f1", next: "f2"},
+			{what: "redeem the successor", token: "f2", next: "f3"},
+		}
+		for _, st := range steps {
+			fx.clock.Add(st.advance)
+			var err error
+			if st.issue {
+				err = fx.store.IssueRefreshToken(ctx, key.ID, d(st.token)[0], exp())
+			} else {
+				_, err = fx.store.RedeemRefreshToken(ctx, d(st.token), d(st.next)[0], exp())
+			}
+			wantErrIs(t, st.what, err, st.want)
+		}
+	})
+}
+
+func wantErrIs(t *testing.T, what string, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) { // errors.Is(err, nil) holds only for a nil err
+		t.Fatalf("%s: got %v, want %v", what, err, want)
+	}
+}
+
+// TestRefreshTokenConcurrentRedeem: the same token presented twice at once
+// yields one pair at most; the other presentation is reuse.
+func TestRefreshTokenConcurrentRedeem(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		key, _ := fx.key("web", keystore.ModeLive)
+		exp := fx.clock.Now().Add(time.Hour)
+		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), exp); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 8)
+		for i := range 8 {
+			go func() {
+				_, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("next"+string(rune('a'+i))), exp)
+				errs <- err
+			}()
+		}
+		ok := 0
+		for range 8 {
+			err := <-errs
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, keystore.ErrRefreshReused):
+				t.Errorf("concurrent redeem: %v", err)
+			}
+		}
+		if ok > 1 {
+			t.Fatalf("%d concurrent redeems of one token succeeded", ok)
+		}
+	})
+}
+
+func TestRefreshTokenPepperRotation(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		key, _ := fx.key("web", keystore.ModeLive)
+		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), fx.clock.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		s2, d2 := open(t, fx.dsn, fx.clock, "pepper-two-0123456789", "pepper-one-0123456789")
+		if _, err := s2.RedeemRefreshToken(ctx, d2.All("r1"), d2.Primary("r2"), fx.clock.Now().Add(time.Hour)); err != nil {
+			t.Fatalf("a token stored under the old pepper: %v", err)
+		}
+	})
+}
+
+// TestImportTokenShaped: an imported key shaped like a token would be read
+// as a token on Check and never work, so it is refused.
+func TestImportTokenShaped(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		spec := keystore.KeySpec{SiteID: "web", Mode: keystore.ModeLive}
+		for _, raw := range []string{"kg_at_legacy-0123456789", "kg_rt_legacy-0123456789"} {
+			_, err := fx.store.ImportKey(ctx, spec, raw)
+			wantErrIs(t, raw[:6], err, keystore.ErrInvalid)
+		}
+		if _, err := fx.store.ImportKey(ctx, spec, "xx_at_legacy-0123456789"); err != nil {
+			t.Fatalf("another prefix's token shape is just a string: %v", err)
+		}
+	})
+}
+
+// TestCacheKeyByDigestFillsID: a key read by digest (a mint) is cached by
+// id too, so the first Check with its access token needs no store read.
+func TestCacheKeyByDigestFillsID(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		key, raw := fx.key("web", keystore.ModeLive)
+		cache, err := keystore.NewCache(fx.store, keystore.CacheConfig{Now: fx.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		if _, err := cache.Key(ctx, fx.dig.All(raw)); err != nil {
+			t.Fatal(err)
+		}
+		cache.Wait()
+		_, before := cache.Stats()
+		if f, err := cache.KeyID(ctx, key.ID); err != nil || f.Key.ID != key.ID {
+			t.Fatalf("KeyID: %v %+v", err, f.Key)
+		}
+		if _, after := cache.Stats(); after != before {
+			t.Fatalf("KeyID after Key read the store %d times", after-before)
+		}
+		// And an invalidation of the key reaches the by-id entry.
+		if _, err := fx.store.RevokeKey(ctx, key.ID); err != nil {
+			t.Fatal(err)
+		}
+		cache.Invalidate(keystore.EntityKey, key.ID)
+		if f, err := cache.KeyID(ctx, key.ID); err != nil || f.Key.RevokedAt == nil {
+			t.Fatalf("KeyID after revocation: %v, revoked_at %v", err, f.Key.RevokedAt)
+		}
+	})
+}

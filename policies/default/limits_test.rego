@@ -1,0 +1,147 @@
+package keygate.authz_test
+
+import rego.v1
+
+import data.keygate.authz
+
+key_input(plan, mode, method, path) := {
+	"request": {"method": method, "host": "api.example.test", "path": path, "query": "", "path_ok": true, "headers": {}},
+	"credential": {"status": "found", "kind": "key", "scheme": "bearer"},
+	"key": {"id": "key_1", "mode": mode, "name": "", "revoked": false, "expired": false},
+	"site": {"id": "s1", "account": "a1", "active": true, "domains": []},
+	"account": {"id": "a1", "plan": plan, "status": "active"},
+}
+
+with_limits(req, what, l) := object.union(req, {what: object.union(req[what], {"limits": l})})
+
+test_plus_key_route_charges_its_rate if {
+	got := authz.decision with input as key_input("plus", "live", "GET", "/v1/videos")
+	got.allow
+	count(got.limits) == 1
+	l := got.limits[0]
+	l.kind == "rate"
+	l.key == "key:key_1:live"
+	l.limit == 60
+	l.burst == 60
+	l.period == "1m"
+	l.cost == 1
+}
+
+test_plan_rates if {
+	every plan, want in {"plus": 60, "pro": 300, "max": 1000} {
+		got := authz.limits with input as key_input(plan, "live", "GET", "/v1/videos")
+		got[0].limit == want
+	}
+}
+
+test_generation_costs_more_and_is_metered if {
+	got := authz.limits with input as key_input("pro", "live", "POST", "/v1/audio/generate")
+	[r, q] := got
+	r.kind == "rate"
+	r.cost == 5
+	q.kind == "quota"
+	q.key == "site:s1:live"
+	q.limit == 10000
+	q.period == "month"
+	q.cost == 1
+}
+
+test_generation_get_is_not_metered if {
+	got := authz.limits with input as key_input("pro", "live", "GET", "/v1/audio/generate")
+	[r] := got
+	r.cost == 1
+}
+
+test_free_route_charges_nothing if {
+	got := authz.limits with input as key_input("plus", "live", "GET", "/v1/usage")
+	got == []
+}
+
+test_enterprise_is_unlimited if {
+	got := authz.limits with input as key_input("enterprise", "live", "POST", "/v1/audio/generate")
+	got == []
+}
+
+test_test_keys_have_their_own_counters if {
+	got := authz.limits with input as key_input("max", "test", "POST", "/v1/audio/generate")
+	got[0].key == "key:key_1:test"
+	got[1].key == "site:s1:test"
+}
+
+test_site_override_beats_account_beats_plan if {
+	base := key_input("plus", "live", "POST", "/v1/audio/generate")
+	acc := with_limits(base, "account", {"rate": 100, "quota": 5000})
+	got := authz.limits with input as acc
+	got[0].limit == 100
+	got[1].limit == 5000
+
+	site := with_limits(acc, "site", {"rate": 7, "burst": 20})
+	got2 := authz.limits with input as site
+	got2[0].limit == 7
+	got2[0].burst == 20
+	got2[1].limit == 5000
+}
+
+test_override_zero_is_unlimited if {
+	req := with_limits(key_input("plus", "live", "POST", "/v1/audio/generate"), "site", {"rate": 0, "quota": 0})
+	got := authz.limits with input as req
+	got == []
+}
+
+test_override_gives_enterprise_a_quota if {
+	req := with_limits(key_input("enterprise", "live", "POST", "/v1/audio/generate"), "account", {"quota": 3})
+	got := authz.limits with input as req
+	[q] := got
+	q.limit == 3
+}
+
+test_public_routes_charge_nothing if {
+	req := object.union(key_input("plus", "live", "GET", "/health"), {"credential": {"status": "missing", "kind": "", "scheme": ""}})
+	got := authz.decision with input as object.remove(req, ["key", "site", "account"])
+	got.allow
+	got.limits == []
+}
+
+test_denied_requests_carry_no_limits if {
+	req := object.union(key_input("free", "live", "GET", "/v1/videos"), {})
+	got := authz.decision with input as req
+	not got.allow
+	not got.limits
+}
+
+test_no_limits_config_means_no_limits if {
+	got := authz.limits with input as key_input("plus", "live", "GET", "/v1/videos")
+		with data.keygate.config as object.remove(data.keygate.config, ["limits"])
+	got == []
+}
+
+test_limit_denials if {
+	d := authz.limit_denials
+	d.RATE_LIMITED.status == 429
+	d.RATE_LIMITED.code == "RATE_LIMITED"
+	not d.RATE_LIMITED.allow
+	d.QUOTA_EXCEEDED.status == 403
+	d.QUOTA_EXCEEDED.body == {"code": "QUOTA_EXCEEDED", "message": "Monthly quota exceeded for this site"}
+}
+
+test_limit_denials_follow_body_shape if {
+	d := authz.limit_denials with data.keygate.config.body_shape as "message"
+	d.RATE_LIMITED.body == {"message": "Rate limit exceeded; retry after the time in Retry-After"}
+}
+
+test_missing_error_entry_leaves_deny_to_keygate if {
+	d := authz.limit_denials with data.keygate.config as object.remove(data.keygate.config, ["errors"])
+	d == {}
+}
+
+test_burst_defaults_to_rate if {
+	req := with_limits(key_input("plus", "live", "GET", "/v1/videos"), "account", {"rate": 9})
+	got := authz.limits with input as req
+	got[0].burst == 9
+}
+
+test_string_numbers_are_ignored_not_sent if {
+	got := authz.limits with input as key_input("plus", "live", "GET", "/v1/videos")
+		with data.keygate.config.limits.plans.plus as {"rate": "60"}
+	got == []
+}
