@@ -67,17 +67,9 @@ func newFixture(tb testing.TB) *fixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(f.cache.Close)
-	b, err := policies.Load(policies.Default(), "built-in")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p, err := policies.Compile(ctx, b)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.server = &Server{
-		Authorizer: &Authorizer{Facts: f.cache, Policy: policies.NewEngine(p), Format: format, Digester: digester, Log: log, Now: now},
+		Authorizer: &Authorizer{Facts: f.cache, Policy: builtinEngine(tb), Format: format, Digester: digester, Log: log, Now: now},
 		Log:        log,
 	}
 	return f
@@ -107,4 +99,18 @@ func typicalHeaders(auth string) map[string]string {
 		"x-request-id":      "6f1c2a7e-4b1d-4c3e-9a57-1d2e3f4a5b6c",
 		"authorization":     auth,
 	}
+}
+
+// builtinEngine is an engine with the built-in policy.
+func builtinEngine(tb testing.TB) *policies.Engine {
+	tb.Helper()
+	b, err := policies.Load(policies.Default(), "built-in")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := policies.Compile(context.Background(), b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return policies.NewEngine(p)
 }
