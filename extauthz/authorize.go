@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -120,7 +121,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	res.Upstream = identity(facts, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
 	if cred.Scheme != "" {
-		res.Remove = append(res.Remove, credentialHeader(cred.Scheme))
+		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
 	if facts != nil && a.Usage != nil {
 		a.Usage.Record(facts.Key.ID, now)
@@ -201,8 +202,9 @@ func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) 
 
 // lookupKey resolves a key through the cache by its digests.
 func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
-	facts, err := a.Facts.Key(ctx, a.Digester.All(raw))
-	return a.keyFacts(facts, err, in, now, a.Digester.Primary(raw).Short())
+	digests := a.Digester.All(raw)
+	facts, err := a.Facts.Key(ctx, digests)
+	return a.keyFacts(facts, err, in, now, digests[0].Short())
 }
 
 // keyFacts records the outcome of a key lookup in the input.
@@ -222,18 +224,36 @@ func (a *Authorizer) keyFacts(facts keystore.KeyFacts, err error, in *policies.I
 }
 
 func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
-	in.Key = &policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
-		Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)}
-	in.Site = siteInput(&f.Site)
-	in.Account = accountInput(&f.Account)
+	// One allocation for the three parts of every key decision.
+	facts := &struct {
+		key     policies.Key
+		site    policies.Site
+		account policies.Account
+	}{
+		key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
+			Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
+		site:    siteValue(&f.Site),
+		account: accountValue(&f.Account),
+	}
+	in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
 }
 
 func siteInput(s *keystore.Site) *policies.Site {
-	return &policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active, Limits: s.Limits}
+	v := siteValue(s)
+	return &v
+}
+
+func siteValue(s *keystore.Site) policies.Site {
+	return policies.Site{ID: s.ID, Account: s.AccountID, Domains: s.Domains, Active: s.Active, Limits: s.Limits}
 }
 
 func accountInput(a *keystore.Account) *policies.Account {
-	return &policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status), Limits: a.Limits}
+	v := accountValue(a)
+	return &v
+}
+
+func accountValue(a *keystore.Account) policies.Account {
+	return policies.Account{ID: a.ID, Plan: a.Plan, Status: string(a.Status), Limits: a.Limits}
 }
 
 func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {
@@ -281,14 +301,21 @@ func clientIdentityHeaders(h map[string]string, set map[string]string) []string 
 			out = append(out, k)
 		}
 	}
+	slices.Sort(out) // map order is random; responses should not be
 	return out
 }
 
-func credentialHeader(scheme string) string {
-	if scheme == "x-api-key" {
-		return "x-api-key"
+// presentCredentialHeaders lists the credential headers present. A request may
+// carry the same key in both (that is not ambiguous), and neither copy may
+// reach the upstream.
+func presentCredentialHeaders(h map[string]string) []string {
+	var out []string
+	for _, k := range [...]string{"authorization", "x-api-key"} {
+		if _, ok := h[k]; ok {
+			out = append(out, k)
+		}
 	}
-	return "authorization"
+	return out
 }
 
 // policyError is the decision when the policy could not decide: 503 when the

@@ -41,46 +41,60 @@ const maxCredentialHeader = 4096
 // ambiguous; anything unparsable is malformed. It is pure and bounded, and
 // never looks a credential up.
 func ExtractCredential(headers map[string]string) (Credential, credentialStatus) {
-	var found []Credential
-	malformed := false
+	var set credentialSet
 	if v, ok := headers["authorization"]; ok {
 		if len(v) > maxCredentialHeader {
 			return Credential{}, credMalformed
 		}
-		for _, part := range strings.Split(v, ",") {
+		for rest, more := v, true; more; {
+			var part string
+			part, rest, more = strings.Cut(rest, ",")
 			c, ok := parseAuthorization(strings.Trim(part, " "))
-			if !ok {
-				malformed = true
-				continue
-			}
-			found = append(found, c)
+			set.add(c, ok)
 		}
 	}
 	if v, ok := headers["x-api-key"]; ok {
 		if len(v) > maxCredentialHeader {
 			return Credential{}, credMalformed
 		}
-		for _, part := range strings.Split(v, ",") {
+		for rest, more := v, true; more; {
+			var part string
+			part, rest, more = strings.Cut(rest, ",")
 			part = strings.Trim(part, " ")
-			if !visible(part) {
-				malformed = true
-				continue
-			}
-			found = append(found, Credential{Scheme: "x-api-key", Value: keystore.Secret(part)})
-		}
-	}
-	for _, c := range found[min(1, len(found)):] {
-		if !sameSecret(c.Value, found[0].Value) {
-			return Credential{}, credAmbiguous
+			set.add(Credential{Scheme: "x-api-key", Value: keystore.Secret(part)}, visible(part))
 		}
 	}
 	switch {
-	case malformed:
+	case set.ambiguous:
+		return Credential{}, credAmbiguous
+	case set.malformed:
 		return Credential{}, credMalformed
-	case len(found) == 0:
+	case set.n == 0:
 		return Credential{}, credMissing
 	}
-	return found[0], credOK
+	return set.first, credOK
+}
+
+// credentialSet collects the credentials of a request without allocating:
+// the first one, and whether any other differs from it or failed to parse.
+type credentialSet struct {
+	first                Credential
+	n                    int
+	ambiguous, malformed bool
+}
+
+func (s *credentialSet) add(c Credential, ok bool) {
+	switch {
+	case !ok:
+		s.malformed = true
+	case s.n == 0:
+		s.first = c
+	case !sameSecret(c.Value, s.first.Value):
+		s.ambiguous = true
+	}
+	if ok {
+		s.n++
+	}
 }
 
 // parseAuthorization reads one "scheme credentials" value (RFC 9110 §11.4).

@@ -57,16 +57,8 @@ func newLimitsFixture(tb testing.TB, siteLimits keystore.Limits) *limitsFixture 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(cache.Close)
-	b, err := policies.Load(policies.Default(), "built-in")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p, err := policies.Compile(ctx, b)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	f := &limitsFixture{store: store, key: secret.Reveal(), now: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
-	f.authz = &Authorizer{Facts: cache, Policy: policies.NewEngine(p), Format: format, Digester: digester,
+	f.authz = &Authorizer{Facts: cache, Policy: builtinEngine(tb), Format: format, Digester: digester,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return f.now }}
 	return f
 }

@@ -39,9 +39,18 @@ const (
 // (raw values); both are read so neither mode loses a credential.
 func FromCheckRequest(req *authv3.CheckRequest) Request {
 	h := req.GetAttributes().GetRequest().GetHttp()
-	r := Request{Method: h.GetMethod(), Host: h.GetHost(), Path: h.GetPath(), Headers: make(map[string]string, len(h.GetHeaders())+4)}
-	for k, v := range h.GetHeaders() {
-		addHeader(r.Headers, k, v)
+	r := Request{Method: h.GetMethod(), Host: h.GetHost(), Path: h.GetPath()}
+	if len(h.GetHeaderMap().GetHeaders()) == 0 && lowerCaseKeys(h.GetHeaders()) {
+		// What Envoy sends: use its map as is (nothing writes to it).
+		r.Headers = h.GetHeaders()
+		if r.Headers == nil {
+			r.Headers = map[string]string{}
+		}
+	} else {
+		r.Headers = make(map[string]string, len(h.GetHeaders())+len(h.GetHeaderMap().GetHeaders()))
+		for k, v := range h.GetHeaders() {
+			addHeader(r.Headers, k, v)
+		}
 	}
 	for _, hv := range h.GetHeaderMap().GetHeaders() {
 		v := hv.GetValue()
@@ -60,6 +69,17 @@ func FromCheckRequest(req *authv3.CheckRequest) Request {
 		r.Path = r.Headers[":path"]
 	}
 	return r
+}
+
+func lowerCaseKeys(h map[string]string) bool {
+	for k := range h {
+		for i := 0; i < len(k); i++ {
+			if k[i] >= 'A' && k[i] <= 'Z' {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // addHeader joins repeated names with a comma, as Envoy does, so a second
@@ -136,7 +156,9 @@ func CanonicalPath(p string) bool {
 	}
 	// One trailing slash ("/v1/x/") is fine; every other segment must be a
 	// real name.
-	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
+	for rest, more := strings.TrimSuffix(p[1:], "/"), true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		if seg == "." || seg == ".." {
 			return false
 		}
@@ -147,6 +169,9 @@ func CanonicalPath(p string) bool {
 // hostname lower-cases a Host/:authority value and drops its port.
 func hostname(h string) string {
 	h = strings.ToLower(h)
+	if !strings.Contains(h, ":") {
+		return h // the usual case, without SplitHostPort's error allocation
+	}
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		return strings.Trim(host, "[]")
 	}
@@ -171,6 +196,6 @@ func requestOrigin(h map[string]string) *policies.Origin {
 	if o.Port == "" {
 		o.Port = def
 	}
-	o.DefaultPort = o.Port == def
+	o.DefaultPort = def != "" && o.Port == def
 	return o
 }

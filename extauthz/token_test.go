@@ -71,20 +71,12 @@ func newTokenFixture(tb testing.TB) *tokenFixture {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(f.cache.Close)
-	b, err := policies.Load(policies.Default(), "built-in")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p, err := policies.Compile(ctx, b)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	f.ring = tokens.NewKeyring(tokens.NewFormat("kg"))
 	if err := f.ring.Set([]tokens.SigningKey{{ID: "sk_test", Secret: []byte(strings.Repeat("s", 32))}}); err != nil {
 		tb.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	f.authz = &Authorizer{Facts: f.cache, Policy: policies.NewEngine(p), Format: format, Digester: digester, Log: log, Now: f.clock.Now, Tokens: f.ring}
+	f.authz = &Authorizer{Facts: f.cache, Policy: builtinEngine(tb), Format: format, Digester: digester, Log: log, Now: f.clock.Now, Tokens: f.ring}
 	f.server = &Server{Authorizer: f.authz, Log: log}
 	f.exchange = &Exchange{Authorizer: f.authz, Tokens: f.ring, Refresh: store, TTL: time.Hour, RefreshTTL: 24 * time.Hour,
 		Throttle: &Throttle{Now: f.clock.Now}}

@@ -60,8 +60,8 @@ type Cache struct {
 	gen   atomic.Uint64
 	mu    sync.RWMutex
 	marks map[entityRef]mark
-	// negMark is the generation of the last key write: negative entries
-	// older than it may hide a key that now exists (imported or created).
+	// negMark is the generation of the last key or site write: negative
+	// entries older than it may hide a key or site that now exists.
 	negMark atomic.Uint64
 
 	// lastSync is when (unix nanoseconds) the newest complete read of the
@@ -298,7 +298,10 @@ func (c *Cache) Invalidate(entity Entity, id string) {
 	gen := c.gen.Add(1)
 	now := c.now()
 	c.mu.Lock()
-	c.marks[entityRef{entity, id}] = mark{gen: gen, at: now}
+	// Concurrent invalidations may get here out of order: a mark only rises.
+	if old := c.marks[entityRef{entity, id}]; old.gen < gen {
+		c.marks[entityRef{entity, id}] = mark{gen: gen, at: now}
+	}
 	// Marks older than the entry TTL can hide nothing: every entry they
 	// could concern has expired. Pruning here keeps the map bounded.
 	if len(c.marks) > 1024 {
@@ -311,9 +314,23 @@ func (c *Cache) Invalidate(entity Entity, id string) {
 	c.mu.Unlock()
 	switch entity {
 	case EntityKey:
-		c.negMark.Store(gen)
+		c.raiseNegMark(gen)
 		c.items.Del("k:" + id)
 	case EntitySite:
+		// A negative "no such site" fill may be in flight while the site is
+		// created; like a key write, a site write retires negative entries.
+		c.raiseNegMark(gen)
 		c.items.Del("s:" + id)
+	}
+}
+
+// raiseNegMark moves negMark up to gen, never down, whatever order
+// concurrent invalidations arrive in.
+func (c *Cache) raiseNegMark(gen uint64) {
+	for {
+		old := c.negMark.Load()
+		if old >= gen || c.negMark.CompareAndSwap(old, gen) {
+			return
+		}
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
+	"io"
+	"sync"
 )
 
 // Digest is the HMAC-SHA256 of a key under one pepper, hex encoded. It is the
@@ -30,6 +33,9 @@ const noPepper = "keygate-digest-v1"
 // a slow KDF buys nothing and would cost every cache miss.
 type Digester struct {
 	peppers [][]byte
+	// macs holds one sync.Pool of keyed HMACs per pepper: building an HMAC
+	// costs more than hashing a key with it.
+	macs []sync.Pool
 }
 
 // NewDigester takes the peppers newest first. With none, a fixed
@@ -45,24 +51,32 @@ func NewDigester(peppers ...[]byte) (*Digester, error) {
 	if len(peppers) == 0 {
 		peppers = [][]byte{[]byte(noPepper)}
 	}
-	return &Digester{peppers: peppers}, nil
+	d := &Digester{peppers: peppers, macs: make([]sync.Pool, len(peppers))}
+	for i, p := range peppers {
+		d.macs[i].New = func() any { return hmac.New(sha256.New, p) }
+	}
+	return d, nil
 }
 
 // Primary is the digest new keys are stored under and the cache is keyed by.
-func (d *Digester) Primary(raw string) Digest { return digest(d.peppers[0], raw) }
+func (d *Digester) Primary(raw string) Digest { return d.digest(0, raw) }
 
 // All returns the digest under every pepper, primary first.
 func (d *Digester) All(raw string) []Digest {
 	out := make([]Digest, len(d.peppers))
-	for i, p := range d.peppers {
-		out[i] = digest(p, raw)
+	for i := range d.peppers {
+		out[i] = d.digest(i, raw)
 	}
 	return out
 }
 
-func digest(pepper []byte, raw string) Digest {
-	m := hmac.New(sha256.New, pepper)
-	m.Write([]byte(raw))
+func (d *Digester) digest(i int, raw string) Digest {
+	m := d.macs[i].Get().(hash.Hash)
+	m.Reset()
+	io.WriteString(m, raw) //nolint:errcheck // a hash never fails to write
 	var sum [sha256.Size]byte
-	return Digest(hex.EncodeToString(m.Sum(sum[:0])))
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], m.Sum(sum[:0]))
+	d.macs[i].Put(m)
+	return Digest(out[:])
 }

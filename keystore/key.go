@@ -162,7 +162,7 @@ func (f Format) Parse(raw string) (Parsed, error) {
 		}
 	}
 	split := len(raw) - checksumChars
-	if checksum(raw[:split]) != raw[split:] {
+	if sum := checksumOf(raw[:split]); string(sum[:]) != raw[split:] {
 		return Parsed{}, ErrBadChecksum
 	}
 	return Parsed{Mode: Mode(raw[len(f.Prefix)+1 : head-1]), Display: raw[:head+displayChars]}, nil
@@ -170,11 +170,24 @@ func (f Format) Parse(raw string) (Parsed, error) {
 
 // checksum is the CRC32 (IEEE) of s in fixed-width base62.
 func checksum(s string) string {
-	n := crc32.ChecksumIEEE([]byte(s))
+	sum := checksumOf(s)
+	return string(sum[:])
+}
+
+// checksumOf is checksum without the allocation, for Parse's hot path.
+func checksumOf(s string) [checksumChars]byte {
+	// A key fits the stack buffer; converting the string would allocate.
+	var buf [64]byte
+	var n uint32
+	if len(s) <= len(buf) {
+		n = crc32.ChecksumIEEE(buf[:copy(buf[:], s)])
+	} else {
+		n = crc32.ChecksumIEEE([]byte(s))
+	}
 	var out [checksumChars]byte
 	for i := checksumChars - 1; i >= 0; i-- {
 		out[i] = base62[n%62]
 		n /= 62
 	}
-	return string(out[:])
+	return out
 }

@@ -32,6 +32,8 @@ type Store struct {
 	notify func(ctx context.Context, tx *sql.Tx) error
 	// listen, when set, pushes change notifications (see Listen).
 	listen func(ctx context.Context, wake chan<- struct{}, log *slog.Logger)
+	// stmts holds the prepared key-facts lookups (the cache-miss path).
+	stmts stmtCache
 }
 
 // Options configure a Store.
@@ -63,7 +65,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.stmts.close(), s.db.Close()) }
 
 // DB exposes the database handle for tests and health checks.
 func (s *Store) DB() *sql.DB { return s.db }
@@ -653,7 +655,7 @@ func (s *Store) LookupKeyID(ctx context.Context, id string) (KeyFacts, error) {
 }
 
 func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFacts, error) {
-	r := s.db.QueryRowContext(ctx, q, args...)
+	r := s.stmts.queryRow(ctx, s.db, q, args...)
 	var f KeyFacts
 	var mode, domains, status string
 	var kc, sc, su, ac, au int64

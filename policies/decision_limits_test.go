@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -73,15 +72,7 @@ func TestDecisionLimits(t *testing.T) {
 }
 
 func TestLimitDenialsOfTheDefaultPolicy(t *testing.T) {
-	b, err := Load(Default(), "built-in")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := NewEngine(p)
+	e := NewEngine(defaultPolicy(t))
 	for code, status := range map[string]int{"RATE_LIMITED": 429, "QUOTA_EXCEEDED": 403} {
 		d, ok := e.LimitDenial(code)
 		if !ok || d.Allow || d.Status != status || d.Code != code || len(d.Body) == 0 {

@@ -93,6 +93,8 @@ type Policy struct {
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
 	limitDenials map[string]Decision
+	// memo is nil when the policy may answer differently for one input.
+	memo *memo
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
@@ -106,6 +108,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		rego.SetRegoVersion(ast.RegoV1),
 	}
 	found := false
+	var modules []*ast.Module
 	for name, m := range b.Modules {
 		if isTestFile(name) {
 			continue
@@ -114,6 +117,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 			found = true
 		}
 		opts = append(opts, rego.ParsedModule(m))
+		modules = append(modules, m)
 	}
 	if !found {
 		return nil, fmt.Errorf("policies: %s: no module declares package keygate.authz", b.Source)
@@ -126,7 +130,8 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials}, nil
+	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials,
+		memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
@@ -184,8 +189,27 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 
 // Decide evaluates the policy for in under ctx's deadline. An error means no
 // decision: the caller must deny.
+//
+// Decisions may be remembered and handed to several callers: treat the
+// maps and the body of a Decision as read-only.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
-	rs, err := e.cur.Load().query.Eval(ctx, rego.EvalParsedInput(in.Value()))
+	p := e.cur.Load()
+	if p.memo == nil {
+		return p.decide(ctx, in)
+	}
+	d, key, ok := p.memo.get(in)
+	if ok {
+		return d, nil
+	}
+	d, err := p.decide(ctx, in)
+	if err == nil && key != nil {
+		p.memo.put(key, d)
+	}
+	return d, err
+}
+
+func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.Value()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

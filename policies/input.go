@@ -90,84 +90,113 @@ type Public struct {
 
 // Value converts the input to OPA's AST directly, skipping the JSON
 // round trip that rego.EvalInput would make on every decision.
+//
+// It runs on every decision the memo has not seen, so it allocates little:
+// terms come from one slab, and keys are constants, which Go turns into
+// interface values without allocating.
 func (in *Input) Value() ast.Value {
+	t := &terms{}
 	obj := ast.NewObject(
-		item("request", in.Request.value()),
-		item("credential", ast.NewObject(
-			str("status", in.Credential.Status),
-			str("kind", in.Credential.Kind),
-			str("scheme", in.Credential.Scheme),
+		t.item(ast.String("request"), in.Request.value(t)),
+		t.item(ast.String("credential"), ast.NewObject(
+			t.str(ast.String("status"), in.Credential.Status),
+			t.str(ast.String("kind"), in.Credential.Kind),
+			t.str(ast.String("scheme"), in.Credential.Scheme),
 		)),
 	)
 	if in.Key != nil {
-		obj.Insert(ast.StringTerm("key"), ast.NewTerm(ast.NewObject(
-			str("id", in.Key.ID), str("mode", in.Key.Mode), str("name", in.Key.Name),
-			boolean("revoked", in.Key.Revoked), boolean("expired", in.Key.Expired),
+		obj.Insert(t.key(ast.String("key")), t.term(ast.NewObject(
+			t.str(ast.String("id"), in.Key.ID), t.str(ast.String("mode"), in.Key.Mode), t.str(ast.String("name"), in.Key.Name),
+			t.boolean(ast.String("revoked"), in.Key.Revoked), t.boolean(ast.String("expired"), in.Key.Expired),
 		)))
 	}
 	if in.Site != nil {
-		obj.Insert(ast.StringTerm("site"), ast.NewTerm(in.Site.value()))
+		obj.Insert(t.key(ast.String("site")), t.term(in.Site.value(t)))
 	}
 	if in.Account != nil {
-		obj.Insert(ast.StringTerm("account"), ast.NewTerm(in.Account.value()))
+		obj.Insert(t.key(ast.String("account")), t.term(in.Account.value(t)))
 	}
 	if in.Public != nil {
-		p := ast.NewObject(str("status", in.Public.Status))
+		p := ast.NewObject(t.str(ast.String("status"), in.Public.Status))
 		if in.Public.Site != nil {
-			p.Insert(ast.StringTerm("site"), ast.NewTerm(in.Public.Site.value()))
+			p.Insert(t.key(ast.String("site")), t.term(in.Public.Site.value(t)))
 		}
 		if in.Public.Account != nil {
-			p.Insert(ast.StringTerm("account"), ast.NewTerm(in.Public.Account.value()))
+			p.Insert(t.key(ast.String("account")), t.term(in.Public.Account.value(t)))
 		}
-		obj.Insert(ast.StringTerm("public"), ast.NewTerm(p))
+		obj.Insert(t.key(ast.String("public")), t.term(p))
 	}
 	return obj
 }
 
-func (r *Request) value() ast.Value {
+func (r *Request) value(t *terms) ast.Value {
 	headers := make([][2]*ast.Term, 0, len(r.Headers))
 	for k, v := range r.Headers {
-		headers = append(headers, [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)})
+		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 	}
 	obj := ast.NewObject(
-		str("method", r.Method), str("host", r.Host), str("path", r.Path), str("query", r.Query),
-		boolean("path_ok", r.PathOK),
-		item("headers", ast.NewObject(headers...)),
+		t.str(ast.String("method"), r.Method), t.str(ast.String("host"), r.Host),
+		t.str(ast.String("path"), r.Path), t.str(ast.String("query"), r.Query),
+		t.boolean(ast.String("path_ok"), r.PathOK),
+		t.item(ast.String("headers"), ast.NewObject(headers...)),
 	)
 	if r.Origin != nil {
-		obj.Insert(ast.StringTerm("origin"), ast.NewTerm(ast.NewObject(
-			str("scheme", r.Origin.Scheme), str("host", r.Origin.Host), str("port", r.Origin.Port),
-			boolean("default_port", r.Origin.DefaultPort),
+		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(
+			t.str(ast.String("scheme"), r.Origin.Scheme), t.str(ast.String("host"), r.Origin.Host),
+			t.str(ast.String("port"), r.Origin.Port), t.boolean(ast.String("default_port"), r.Origin.DefaultPort),
 		)))
 	}
 	return obj
 }
 
-func (s *Site) value() ast.Value {
+func (s *Site) value(t *terms) ast.Value {
 	domains := make([]*ast.Term, len(s.Domains))
 	for i, d := range s.Domains {
-		domains[i] = ast.StringTerm(d)
+		domains[i] = t.term(ast.String(d))
 	}
 	obj := ast.NewObject(
-		str("id", s.ID), str("account", s.Account), boolean("active", s.Active),
-		item("domains", ast.NewArray(domains...)),
+		t.str(ast.String("id"), s.ID), t.str(ast.String("account"), s.Account), t.boolean(ast.String("active"), s.Active),
+		t.item(ast.String("domains"), ast.NewArray(domains...)),
 	)
 	addLimits(obj, s.Limits)
 	return obj
 }
 
-func (a *Account) value() ast.Value {
-	obj := ast.NewObject(str("id", a.ID), str("plan", a.Plan), str("status", a.Status))
+func (a *Account) value(t *terms) ast.Value {
+	obj := ast.NewObject(t.str(ast.String("id"), a.ID), t.str(ast.String("plan"), a.Plan), t.str(ast.String("status"), a.Status))
 	addLimits(obj, a.Limits)
 	return obj
 }
 
-func item(k string, v ast.Value) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), ast.NewTerm(v)} }
+// terms hands out *ast.Term from slabs of termSlab, one allocation per slab
+// instead of one per term. A slab is never reused: the terms belong to the
+// input value for as long as OPA holds it.
+type terms struct{ slab []ast.Term }
 
-func str(k, v string) [2]*ast.Term { return [2]*ast.Term{ast.StringTerm(k), ast.StringTerm(v)} }
+const termSlab = 64
 
-func boolean(k string, v bool) [2]*ast.Term {
-	return [2]*ast.Term{ast.StringTerm(k), ast.BooleanTerm(v)}
+func (t *terms) term(v ast.Value) *ast.Term {
+	if len(t.slab) == cap(t.slab) {
+		t.slab = make([]ast.Term, 0, termSlab)
+	}
+	t.slab = append(t.slab, ast.Term{Value: v})
+	return &t.slab[len(t.slab)-1]
+}
+
+// key takes the key as an ast.Value so that callers pass a constant, whose
+// conversion costs nothing.
+func (t *terms) key(k ast.Value) *ast.Term { return t.term(k) }
+
+func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term {
+	return [2]*ast.Term{t.term(k), t.term(v)}
+}
+
+func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
+	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
+}
+
+func (t *terms) boolean(k ast.Value, v bool) [2]*ast.Term {
+	return [2]*ast.Term{t.term(k), ast.InternedTerm(v)} // shared true/false terms
 }
 
 // AsMap renders the input as plain JSON-able values, for `keygate check` and

@@ -1,0 +1,91 @@
+package extauthz
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
+)
+
+// fakeDecider is a policy that answers whatever the test says.
+type fakeDecider struct {
+	decide func(ctx context.Context, in *policies.Input) (policies.Decision, error)
+}
+
+func (d fakeDecider) Decide(ctx context.Context, in *policies.Input) (policies.Decision, error) {
+	return d.decide(ctx, in)
+}
+
+func (fakeDecider) PublicSite(string) (string, bool) { return "", false }
+
+// downFacts is a keystore that is down.
+type downFacts struct{ err error }
+
+func (f downFacts) Key(context.Context, []keystore.Digest) (keystore.KeyFacts, error) {
+	return keystore.KeyFacts{}, f.err
+}
+
+func (f downFacts) KeyID(context.Context, string) (keystore.KeyFacts, error) {
+	return keystore.KeyFacts{}, f.err
+}
+
+func (f downFacts) Site(context.Context, string) (keystore.SiteFacts, error) {
+	return keystore.SiteFacts{}, f.err
+}
+
+// TestCheckFailsClosed: whatever goes wrong inside, Check answers with a
+// Denied CheckResponse, never a gRPC error and never an allow.
+func TestCheckFailsClosed(t *testing.T) {
+	tests := []struct {
+		name       string
+		decide     func(context.Context, *policies.Input) (policies.Decision, error)
+		facts      KeyFacts
+		ctx        func() context.Context
+		wantStatus int
+		wantCode   string
+	}{
+		{"policy error", func(context.Context, *policies.Input) (policies.Decision, error) {
+			return policies.Decision{}, policies.ErrPolicy
+		}, nil, context.Background, 500, "POLICY_ERROR"},
+		{"policy timeout", func(ctx context.Context, _ *policies.Input) (policies.Decision, error) {
+			<-ctx.Done()
+			return policies.Decision{}, ctx.Err()
+		}, nil, func() context.Context {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			return ctx
+		}, 503, "AUTHZ_UNAVAILABLE"},
+		{"policy panics", func(context.Context, *policies.Input) (policies.Decision, error) {
+			panic("boom")
+		}, nil, context.Background, 500, "INTERNAL_ERROR"},
+		{"store down", nil, downFacts{err: keystore.ErrUnavailable}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
+		{"store returns an odd error", nil, downFacts{err: errors.New("disk on fire")}, context.Background, 503, "AUTHZ_UNAVAILABLE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			a := f.server.Authorizer
+			if tt.decide != nil {
+				a.Policy = fakeDecider{decide: tt.decide}
+			}
+			if tt.facts != nil {
+				a.Facts = tt.facts
+			}
+			resp, err := f.server.Check(tt.ctx(), envoyCheckRequest("GET", "/v1/videos", map[string]string{"authorization": "Bearer " + f.live.Reveal()}))
+			if err != nil {
+				t.Fatalf("gRPC error: %v", err)
+			}
+			if codes.Code(resp.GetStatus().GetCode()) == codes.OK || resp.GetOkResponse() != nil {
+				t.Fatalf("allowed: %v", resp)
+			}
+			d := resp.GetDeniedResponse()
+			if int(d.GetStatus().GetCode()) != tt.wantStatus || resp.GetStatus().GetMessage() != tt.wantCode {
+				t.Fatalf("denied with %d %s, want %d %s", d.GetStatus().GetCode(), resp.GetStatus().GetMessage(), tt.wantStatus, tt.wantCode)
+			}
+		})
+	}
+}

@@ -1,0 +1,174 @@
+package extauthz
+
+import (
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keygate/keygate/policies"
+)
+
+func TestCanonicalPath(t *testing.T) {
+	tests := []struct {
+		path string
+		ok   bool
+	}{
+		{"/", true},
+		{"/health", true},
+		{"/v1/sites/acme/videos", true},
+		{"/v1/sites/acme/videos/", true},
+		{"/v1/videos/%20x", true},
+		{"/v1/a-b_c.d~e", true},
+		{"/v1/..foo", true},
+		{"", false},
+		{"v1/videos", false},
+		{"/v1/sites/acme/../other", false},
+		{"/v1/sites/acme/..", false},
+		{"/v1/./videos", false},
+		{"/.", false},
+		{"/..", false},
+		{"//v1/videos", false},
+		{"/v1//videos", false},
+		{"/v1/videos//", false},
+		{"/v1/sites/acme%2F..%2Fother", false},
+		{"/v1/sites/acme%2f..%2fother", false},
+		{"/v1/sites/%2e%2e/other", false},
+		{"/v1/sites/%2E%2E/other", false},
+		{"/v1/sites/acme%5c..%5cother", false},
+		{"/v1/%00", false},
+		{"/v1/%25", false},
+		{"/v1/%3b", false},
+		{"/v1/%23", false},
+		{"/v1/%2", false},
+		{"/v1/%", false},
+		{"/v1/sites/acme;x=1/videos", false},
+		{"/v1/sites/acme#frag", false},
+		{"/v1\\sites", false},
+		{"/v1/\x00", false},
+		{"/v1/\t", false},
+		{"/v1/ videos", false},
+		{"/v1/\x7f", false},
+		{"/v1/\x80", false},
+		{"/v1/é", false},
+		{"/" + strings.Repeat("a", 9<<10), false},
+	}
+	for _, tt := range tests {
+		if got := CanonicalPath(tt.path); got != tt.ok {
+			t.Errorf("CanonicalPath(%q) = %t, want %t", tt.path, got, tt.ok)
+		}
+	}
+}
+
+func TestRequestOrigin(t *testing.T) {
+	tests := []struct {
+		name    string
+		headers map[string]string
+		want    *policies.Origin
+	}{
+		{"none", nil, nil},
+		{"https origin", map[string]string{"origin": "https://App.Example.com"},
+			&policies.Origin{Scheme: "https", Host: "app.example.com", Port: "443", DefaultPort: true}},
+		{"http origin with port", map[string]string{"origin": "http://localhost:3000"},
+			&policies.Origin{Scheme: "http", Host: "localhost", Port: "3000"}},
+		{"explicit default port", map[string]string{"origin": "https://example.com:443"},
+			&policies.Origin{Scheme: "https", Host: "example.com", Port: "443", DefaultPort: true}},
+		{"referer fallback", map[string]string{"referer": "https://example.com/page?x=1"},
+			&policies.Origin{Scheme: "https", Host: "example.com", Port: "443", DefaultPort: true}},
+		{"empty origin uses referer", map[string]string{"origin": "", "referer": "https://example.com/"},
+			&policies.Origin{Scheme: "https", Host: "example.com", Port: "443", DefaultPort: true}},
+		{"origin wins over referer", map[string]string{"origin": "https://a.com", "referer": "https://b.com/"},
+			&policies.Origin{Scheme: "https", Host: "a.com", Port: "443", DefaultPort: true}},
+		{"opaque null origin", map[string]string{"origin": "null", "referer": "https://b.com/"}, nil},
+		{"two origins joined", map[string]string{"origin": "https://a.com,https://b.com"}, nil},
+		{"userinfo", map[string]string{"origin": "https://user@a.com"}, nil},
+		{"no host", map[string]string{"origin": "https://"}, nil},
+		{"not a URL", map[string]string{"origin": "a.com"}, nil},
+		{"opaque", map[string]string{"origin": "mailto:x@a.com"}, nil},
+		{"too long", map[string]string{"origin": "https://" + strings.Repeat("a", 3000) + ".com"}, nil},
+		{"control byte", map[string]string{"origin": "https://a.com\x00.evil.com"}, nil},
+		{"unknown scheme keeps its port", map[string]string{"origin": "ftp://a.com"},
+			&policies.Origin{Scheme: "ftp", Host: "a.com"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, requestOrigin(tt.headers)); diff != "" {
+				t.Fatalf("requestOrigin (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestFromCheckRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		http *authv3.AttributeContext_HttpRequest
+		want Request
+	}{
+		{
+			name: "headers",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Host: "api.example.com", Path: "/v1/x?y=1",
+				Headers: map[string]string{"authorization": "Bearer k", "X-Mixed-Case": "v"}},
+			want: Request{Method: "GET", Host: "api.example.com", Path: "/v1/x?y=1",
+				Headers: map[string]string{"authorization": "Bearer k", "x-mixed-case": "v"}},
+		},
+		{
+			name: "header_map with raw values (encode_raw_headers)",
+			http: &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: ":authority", RawValue: []byte("api.example.com")},
+				{Key: ":method", RawValue: []byte("POST")},
+				{Key: ":path", RawValue: []byte("/v1/y")},
+				{Key: "x-api-key", RawValue: []byte("k\xff")},
+				{Key: "accept", Value: "text/plain"},
+			}}},
+			want: Request{Method: "POST", Host: "api.example.com", Path: "/v1/y", Headers: map[string]string{
+				":authority": "api.example.com", ":method": "POST", ":path": "/v1/y", "x-api-key": "k\xff", "accept": "text/plain"}},
+		},
+		{
+			name: "both: a second credential in header_map is not lost",
+			http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Headers: map[string]string{"x-api-key": "a"},
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "x-api-key", RawValue: []byte("b")}, {Key: "X-Api-Key", RawValue: []byte("a")}}}},
+			want: Request{Method: "GET", Path: "/", Headers: map[string]string{"x-api-key": "a,b,a"}},
+		},
+		{
+			name: "repeated header_map entries are comma-joined",
+			http: &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+				{Key: "authorization", RawValue: []byte("Bearer a")}, {Key: "authorization", RawValue: []byte("Bearer b")}}}},
+			want: Request{Headers: map[string]string{"authorization": "Bearer a,Bearer b"}},
+		},
+		{name: "empty", http: nil, want: Request{Headers: map[string]string{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: tt.http}}}
+			if diff := cmp.Diff(tt.want, FromCheckRequest(req)); diff != "" {
+				t.Fatalf("FromCheckRequest (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if diff := cmp.Diff(Request{Headers: map[string]string{}}, FromCheckRequest(nil)); diff != "" {
+		t.Fatalf("FromCheckRequest(nil) (-want +got):\n%s", diff)
+	}
+}
+
+func TestPolicyRequestDropsCredentialsAndBoundsHeaders(t *testing.T) {
+	h := map[string]string{"authorization": "Bearer k", "x-api-key": "k", "cookie": "s=1", "proxy-authorization": "p",
+		":path": "/x", "big": strings.Repeat("v", maxInputHeaderSize+1), "accept": "*/*"}
+	for i := range 300 {
+		h["x-filler-"+strings.Repeat("f", i)] = "v"
+	}
+	got := policyRequest(Request{Method: "GET", Host: "API.Example.com:8443", Path: "/v1/x?a=b", Headers: h})
+	for _, k := range []string{"authorization", "x-api-key", "cookie", "proxy-authorization", ":path", "big"} {
+		if _, ok := got.Headers[k]; ok {
+			t.Errorf("header %q reached the policy input", k)
+		}
+	}
+	if len(got.Headers) > maxInputHeaders {
+		t.Errorf("%d headers in the input, at most %d", len(got.Headers), maxInputHeaders)
+	}
+	if got.Host != "api.example.com" || got.Path != "/v1/x" || got.Query != "a=b" || !got.PathOK {
+		t.Errorf("request = %+v", got)
+	}
+}
