@@ -160,7 +160,14 @@ func stringsAt(doc map[string]any, path ...string) []string {
 // decision always sees one whole policy.
 type Engine struct {
 	cur atomic.Pointer[Policy]
+	// noMemo turns the decision memo off: an operator's escape hatch should
+	// a policy ever need every evaluation to run.
+	noMemo atomic.Bool
 }
+
+// SetMemo turns remembering decisions of deterministic policies on (the
+// default) or off.
+func (e *Engine) SetMemo(on bool) { e.noMemo.Store(!on) }
 
 // NewEngine starts with p.
 func NewEngine(p *Policy) *Engine {
@@ -194,7 +201,7 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 // maps and the body of a Decision as read-only.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	p := e.cur.Load()
-	if p.memo == nil {
+	if p.memo == nil || e.noMemo.Load() {
 		return p.decide(ctx, in)
 	}
 	d, key, ok := p.memo.get(in)

@@ -341,3 +341,28 @@ func TestMemoConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// --decision-memo=false: every decision is evaluated and nothing is
+// remembered; turning it back on remembers again.
+func TestSetMemoOff(t *testing.T) {
+	p := defaultPolicy(t)
+	e := NewEngine(p)
+	e.SetMemo(false)
+	ctx := context.Background()
+	in := fullInput()
+	for range 3 {
+		if _, err := e.Decide(ctx, &in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(p.memo.entries); n != 0 {
+		t.Fatalf("memo off, yet %d decisions were remembered", n)
+	}
+	e.SetMemo(true)
+	if _, err := e.Decide(ctx, &in); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(p.memo.entries); n != 1 {
+		t.Fatalf("memo back on: %d entries, want 1", n)
+	}
+}

@@ -34,6 +34,7 @@ type serveConfig struct {
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
+	decisionMemo                  bool
 	limitsFailClosed              bool
 }
 
@@ -52,6 +53,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.pollInterval, "change-poll", 200*time.Millisecond, "how often to poll the store's change log")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo account and site, and print fresh demo keys")
+	fs.BoolVar(&c.decisionMemo, "decision-memo", true, "remember decisions of deterministic policies by their input (off: evaluate every request)")
 	fs.BoolVar(&c.limitsFailClosed, "limits-fail-closed", false, "refuse rate-limited and metered requests with 503 while Redis or the quota store is unreachable (default: count in-process / uncounted)")
 	if _, err := fs.parse(args); err != nil {
 		return c, err
@@ -132,6 +134,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	policy.engine.SetMemo(cfg.decisionMemo)
 	engine := policy.engine
 
 	reg := prometheus.NewRegistry()
