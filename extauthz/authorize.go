@@ -120,7 +120,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	res.Upstream = identity(facts, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
-	if cred.Scheme != "" {
+	if cred.Scheme != "" && !d.KeepCredentials {
 		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
 	if facts != nil && a.Usage != nil {

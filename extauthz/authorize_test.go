@@ -3,6 +3,7 @@ package extauthz
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -87,5 +88,26 @@ func TestCheckFailsClosed(t *testing.T) {
 				t.Fatalf("denied with %d %s, want %d %s", d.GetStatus().GetCode(), resp.GetStatus().GetMessage(), tt.wantStatus, tt.wantCode)
 			}
 		})
+	}
+}
+
+// The credential headers reach the upstream only when the policy says
+// keep_credentials (data: strip_credentials: false).
+func TestKeepCredentials(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		f := newFixture(t)
+		a := f.server.Authorizer
+		a.Policy = fakeDecider{decide: func(context.Context, *policies.Input) (policies.Decision, error) {
+			return policies.Decision{Allow: true, Status: 200, KeepCredentials: keep}, nil
+		}}
+		res := a.Authorize(context.Background(), Request{Method: "GET", Path: "/v1/videos",
+			Headers: map[string]string{"authorization": "Bearer " + f.live.Reveal(), "x-keygate-site": "spoofed"}})
+		stripped := slices.Contains(res.Remove, "authorization")
+		if stripped == keep {
+			t.Errorf("keep_credentials=%t: authorization removed=%t (remove %v)", keep, stripped, res.Remove)
+		}
+		if !slices.Contains(res.Remove, "x-keygate-site") && res.Upstream["x-keygate-site"] == "spoofed" {
+			t.Errorf("keep_credentials=%t: a spoofed identity header survived", keep)
+		}
 	}
 }

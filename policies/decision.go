@@ -25,6 +25,9 @@ type Decision struct {
 	Rule string
 	// Limits are the counters an allow charges (see decision_limits.go).
 	Limits []Limit
+	// KeepCredentials lets the credential headers through to the upstream
+	// on allow; by default keygate removes them.
+	KeepCredentials bool
 }
 
 // ErrPolicy marks a decision document that is missing or malformed; the
@@ -76,6 +79,11 @@ func parseDecision(v any) (Decision, error) {
 	}
 	if d.Rule, err = strField(doc, "rule", 128); err != nil {
 		return Decision{}, err
+	}
+	if keep, ok := doc["keep_credentials"]; ok {
+		if d.KeepCredentials, ok = keep.(bool); !ok {
+			return Decision{}, fmt.Errorf("%w: keep_credentials must be a boolean", ErrPolicy)
+		}
 	}
 	if d.Headers, err = headerField(doc, "headers"); err != nil {
 		return Decision{}, err

@@ -48,6 +48,8 @@ func TestDecisionValid(t *testing.T) {
 		want Decision
 	}{
 		{"allow without status", `{"allow": true}`, Decision{Allow: true, Status: 200}},
+		{"allow keeping credentials", `{"allow": true, "keep_credentials": true}`,
+			Decision{Allow: true, Status: 200, KeepCredentials: true}},
 		{"allow with headers", `{"allow": true, "status": 200, "headers": {"x-plan-tier": "gold"}, "response_headers": {"ratelimit-limit": "60"}, "rule": "r", "limits": []}`,
 			Decision{Allow: true, Status: 200, Headers: map[string]string{"x-plan-tier": "gold"}, ResponseHeaders: map[string]string{"ratelimit-limit": "60"}, Rule: "r"}},
 		{"deny with default body", `{"allow": false, "status": 403, "code": "PLAN_REQUIRED", "message": "no"}`,
@@ -79,6 +81,7 @@ func TestDecisionMalformed(t *testing.T) {
 	}
 	tests := []struct{ name, doc string }{
 		{"undefined", ""},
+		{"keep_credentials not a boolean", `{"allow": true, "keep_credentials": "yes"}`},
 		{"not an object", `"allow"`},
 		{"array", `[true]`},
 		{"allow missing", `{"status": 200}`},

@@ -363,3 +363,14 @@ test_contract_statuses if {
 	data.keygate.config.public_errors.SUBSCRIPTION_INACTIVE.status == 402
 	data.keygate.config.public_errors.TRIAL_EXPIRED.status == 402
 }
+
+# --- credentials to the upstream ---
+
+test_credentials_stripped_by_default if {
+	not decide(base).keep_credentials
+}
+
+test_strip_credentials_off_keeps_them if {
+	c := json.patch(data.keygate.config, [{"op": "replace", "path": "/strip_credentials", "value": false}])
+	decide_cfg(base, c).keep_credentials
+}

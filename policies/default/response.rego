@@ -46,4 +46,14 @@ allow_with(headers, rule) := {
 	"headers": headers,
 	"rule": rule,
 	"limits": limits,
+	"keep_credentials": keep_credentials,
 }
+
+# METADATA
+# title: keep_credentials
+# description: |
+#   Whether the credential headers (Authorization, X-API-Key) reach the
+#   upstream on allow. config.strip_credentials (default true) removes them.
+default keep_credentials := false
+
+keep_credentials if config.strip_credentials == false
