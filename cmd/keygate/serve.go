@@ -183,7 +183,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
-	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 64 << 10}
+	// Bodies are small (token exchange ≤ 4 KiB, forward-auth none): a client
+	// that trickles one in is cut off rather than holding a connection.
+	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
