@@ -45,14 +45,14 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 
 // migrate applies the embedded migrations that the database has not seen,
 // each in its own transaction, recording them in schema_migrations. It
-// reads migrations/common (portable SQL, the same for every database) and
+// reads migrations/portable (portable SQL, the same for every database) and
 // the database's own dir; a version may live in only one of them.
 func migrate(ctx context.Context, db *sql.DB, dir string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("keystore: migrate: %w", err)
 	}
 	files := map[int]string{}
-	for _, d := range []string{"migrations/common", dir} {
+	for _, d := range []string{"migrations/portable", dir} {
 		entries, err := fs.ReadDir(migrations, d)
 		if err != nil {
 			return fmt.Errorf("keystore: migrate: %w", err)

@@ -1,4 +1,4 @@
--- The token exchange. Portable SQL in migrations/common: applied as is to
+-- The token exchange. Portable SQL in migrations/portable: applied as is to
 -- SQLite and PostgreSQL.
 
 -- HMAC secrets that sign access tokens, shared by every replica. secret is

@@ -1,4 +1,4 @@
--- Rate limits and quotas. Portable SQL in migrations/common: applied as is
+-- Rate limits and quotas. Portable SQL in migrations/portable: applied as is
 -- to SQLite and PostgreSQL.
 --
 -- Per-site and per-account overrides of the plan's limits: a JSON object of
