@@ -33,8 +33,15 @@ var fixedNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
+	return newFixtureWithPrefix(tb, "kg")
+}
+
+// newFixtureWithPrefix is newFixture for a deployment whose keys carry
+// prefix.
+func newFixtureWithPrefix(tb testing.TB, prefix string) *fixture {
+	tb.Helper()
 	ctx := context.Background()
-	format, err := keystore.NewFormat("kg")
+	format, err := keystore.NewFormat(prefix)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -55,10 +55,13 @@ func FuzzExtractCredential(f *testing.F) {
 
 // fuzzLiveKey and fuzzTestKey are well-formed keys (valid checksums) that
 // FuzzCheck imports into its store, so the seed corpus can carry them and
-// the fuzzer can mutate them byte by byte. They protect nothing.
+// the fuzzer can mutate them byte by byte. They carry fuzzPrefix, which no
+// deployment issues, so the committed corpus holds no string that is a
+// valid key anywhere but in FuzzCheck's own temporary store.
 const (
-	fuzzLiveKey = "kg_live_Wjmh9pv8RBMZCAZtTBTvZr64K57J9n19KugD"
-	fuzzTestKey = "kg_test_Dg9O0Ss9oSTY4E039boZfBmDbMv9rA31V9lk"
+	fuzzPrefix  = "fz"
+	fuzzLiveKey = "fz_live_Wjmh9pv8RBMZCAZtTBTvZr64K57J9n0HpRif"
+	fuzzTestKey = "fz_test_Dg9O0Ss9oSTY4E039boZfBmDbMv9rA2iLJ8S"
 )
 
 // FuzzCheck runs the whole Check (real SQLite store, real cache, built-in
@@ -66,7 +69,7 @@ const (
 // error, and allows only a request that carries a valid key or is on a
 // public route.
 func FuzzCheck(f *testing.F) {
-	fx := newFixture(f)
+	fx := newFixtureWithPrefix(f, fuzzPrefix)
 	ctx := context.Background()
 	for key, mode := range map[string]keystore.Mode{fuzzLiveKey: keystore.ModeLive, fuzzTestKey: keystore.ModeTest} {
 		if _, err := fx.store.ImportKey(ctx, keystore.KeySpec{SiteID: "acme-web", Mode: mode}, key); err != nil {
