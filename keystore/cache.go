@@ -60,6 +60,8 @@ type Cache struct {
 	gen   atomic.Uint64
 	mu    sync.RWMutex
 	marks map[entityRef]mark
+	// pruneAt is the marks count at which Invalidate next prunes.
+	pruneAt int
 	// negMark is the generation of the last key or site write: negative
 	// entries older than it may hide a key or site that now exists.
 	negMark atomic.Uint64
@@ -70,6 +72,9 @@ type Cache struct {
 
 	hits, misses, staleHits atomic.Uint64
 }
+
+// minPruneAt is the smallest marks count worth a pruning scan.
+const minPruneAt = 1024
 
 type entityRef struct {
 	entity Entity
@@ -112,7 +117,7 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
 	}
 	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		items: items, marks: map[entityRef]mark{}}
+		items: items, marks: map[entityRef]mark{}, pruneAt: minPruneAt}
 	c.gen.Store(1)
 	c.lastSync.Store(cfg.Now().UnixNano())
 	return c, nil
@@ -302,14 +307,19 @@ func (c *Cache) Invalidate(entity Entity, id string) {
 	if old := c.marks[entityRef{entity, id}]; old.gen < gen {
 		c.marks[entityRef{entity, id}] = mark{gen: gen, at: now}
 	}
-	// Marks older than the entry TTL can hide nothing: every entry they
-	// could concern has expired. Pruning here keeps the map bounded.
-	if len(c.marks) > 1024 {
+	// A mark can be dropped once no entry it concerns can still exist: an
+	// entry filled before the mark lives at most ttl+stale from its Set,
+	// which may come a store read after the mark; one more ttl covers that
+	// read with room to spare. Pruning only when the map has doubled keeps
+	// bulk invalidations linear.
+	if len(c.marks) > c.pruneAt {
+		keep := 2*c.ttl + c.stale
 		for ref, m := range c.marks {
-			if now.Sub(m.at) > c.ttl {
+			if now.Sub(m.at) > keep {
 				delete(c.marks, ref)
 			}
 		}
+		c.pruneAt = max(minPruneAt, 2*len(c.marks))
 	}
 	c.mu.Unlock()
 	switch entity {

@@ -141,6 +141,24 @@ func TestCacheStaleNeverPastInvalidation(t *testing.T) {
 	f.want("other", "unavailable", "outage after the account's invalidation")
 }
 
+// A revocation's mark outlives every entry it concerns: pruning marks after
+// a burst of other writes must not bring a revoked key back while the store
+// is down (the entry itself lives ttl+stale in ristretto).
+func TestCacheStaleNeverPastPrunedMark(t *testing.T) {
+	f := newStaleFixture(t, time.Minute)
+	f.want("known", "ok", "store up")
+	f.cache.Wait()
+	f.clock.Add(30 * time.Second)
+	f.cache.Invalidate(keystore.EntityKey, "key_known")
+	f.clock.Add(5*time.Minute + 31*time.Second)
+	for i := range 1100 { // enough other writes to make Invalidate prune
+		f.cache.Invalidate(keystore.EntityKey, fmt.Sprintf("key_%d", i))
+	}
+	f.cache.BeginSync()()
+	f.loader.setDown(true)
+	f.want("known", "unavailable", "outage after the revocation's mark was old")
+}
+
 // "No such key" is not a positive entry: past its short TTL an outage gives
 // unavailable, never a stale "unknown".
 func TestCacheStaleNegative(t *testing.T) {
