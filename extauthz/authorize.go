@@ -98,7 +98,7 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	now := a.now()
 	in := &policies.Input{Request: policyRequest(r)}
-	cred, facts := a.resolveCredential(ctx, r, in, now)
+	_, facts := a.resolveCredential(ctx, r, in, now)
 	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
 		in.Public = a.publicSite(ctx, site)
 	}
@@ -120,7 +120,9 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	res.Upstream = identity(facts, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
-	if cred.Scheme != "" && !d.KeepCredentials {
+	// Whatever credential headers came, resolved or not (ambiguous and
+	// malformed ones reach public routes too), the upstream does not see them.
+	if !d.KeepCredentials {
 		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
 	if facts != nil && a.Usage != nil {

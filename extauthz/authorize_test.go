@@ -111,3 +111,26 @@ func TestKeepCredentials(t *testing.T) {
 		}
 	}
 }
+
+// On a public route the policy allows whatever credential came; a key sent
+// there, even in an ambiguous or malformed form, must not reach the upstream.
+func TestPublicRouteStripsUnresolvedCredentials(t *testing.T) {
+	f := newFixture(t)
+	key := f.live.Reveal()
+	for name, h := range map[string]map[string]string{
+		"valid key":      {"authorization": "Bearer " + key},
+		"ambiguous":      {"authorization": "Bearer " + key, "x-api-key": f.test.Reveal()},
+		"malformed part": {"authorization": "Bearer " + key + ", Digest x"},
+		"garbage":        {"x-api-key": "not a key at all"},
+	} {
+		res := f.server.Authorizer.Authorize(context.Background(), Request{Method: "GET", Path: "/health", Headers: h})
+		if !res.Decision.Allow {
+			t.Fatalf("%s: /health denied: %+v", name, res.Decision)
+		}
+		for k := range h {
+			if !slices.Contains(res.Remove, k) {
+				t.Errorf("%s: %s reaches the upstream (remove %v)", name, k, res.Remove)
+			}
+		}
+	}
+}
