@@ -20,6 +20,7 @@ import (
 // RefreshStore keeps refresh tokens; keystore.Store implements it.
 type RefreshStore interface {
 	IssueRefreshToken(ctx context.Context, keyID string, d keystore.Digest, expires time.Time) error
+	PeekRefreshToken(ctx context.Context, digests []keystore.Digest, now time.Time) (keystore.RefreshGrant, bool, error)
 	RedeemRefreshToken(ctx context.Context, digests []keystore.Digest, next keystore.Digest, expires time.Time) (keystore.RefreshGrant, error)
 }
 
@@ -254,7 +255,39 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	if fail != nil {
 		return *fail
 	}
-	grant, err := x.Refresh.RedeemRefreshToken(ctx, x.Authorizer.Digester.All(raw), digest, now.Add(x.RefreshTTL))
+	digests := x.Authorizer.Digester.All(raw)
+	peek, live, err := x.Refresh.PeekRefreshToken(ctx, digests, now)
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		return invalidRefresh()
+	case err != nil:
+		x.Authorizer.Log.Error("token exchange: reading a refresh token failed", "err", err)
+		return unavailable()
+	}
+	// Decide on the new pair before the refresh token is used up: a deny or
+	// an outage here leaves it valid, so the client's retry is not reuse.
+	var rep reply
+	if live {
+		if rep = x.issue(peek.KeyID, string(peek.Mode), next, now); rep.pair == nil {
+			return rep
+		}
+		// Decide on the new access token exactly as Check will: a key
+		// revoked, expired or rotated since the last refresh gets no pair.
+		res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
+			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
+		switch {
+		case !res.Decision.Allow:
+			return reply{deny: res.Decision}
+		case res.KeyID != peek.KeyID:
+			// Cannot happen with a policy that keeps the probe path a key
+			// route; refuse rather than hand out a pair nobody checked.
+			x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", peek.KeyID)
+			return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		}
+	}
+	// Redeeming also answers for tokens that were not live: a used or
+	// revoked one is reuse (its family dies), an old one has expired.
+	grant, err := x.Refresh.RedeemRefreshToken(ctx, digests, digest, now.Add(x.RefreshTTL))
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return invalidRefresh()
@@ -268,22 +301,10 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	case err != nil:
 		x.Authorizer.Log.Error("token exchange: redeeming a refresh token failed", "err", err)
 		return unavailable()
-	}
-	rep := x.issue(grant.KeyID, string(grant.Mode), next, now)
-	if rep.pair == nil {
-		return rep
-	}
-	// Decide on the new access token exactly as Check will: a key revoked,
-	// expired or rotated since the last refresh gets no new pair.
-	res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
-		Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
-	switch {
-	case !res.Decision.Allow:
-		return reply{deny: res.Decision}
-	case res.KeyID != grant.KeyID:
-		// Cannot happen with a policy that keeps the probe path a key
-		// route; refuse rather than hand out a pair nobody checked.
-		x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", grant.KeyID)
+	case !live || grant.KeyID != peek.KeyID:
+		// The token changed between the read and the redeem in a way no
+		// writer makes; hand out nothing that was not decided on.
+		x.Authorizer.Log.Error("token exchange: a refresh token changed while being redeemed", "key_id", grant.KeyID)
 		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
 	}
 	return rep

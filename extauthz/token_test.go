@@ -175,6 +175,10 @@ func (failingRefresh) IssueRefreshToken(context.Context, string, keystore.Digest
 	return keystore.ErrUnavailable
 }
 
+func (failingRefresh) PeekRefreshToken(context.Context, []keystore.Digest, time.Time) (keystore.RefreshGrant, bool, error) {
+	return keystore.RefreshGrant{}, false, keystore.ErrUnavailable
+}
+
 func (failingRefresh) RedeemRefreshToken(context.Context, []keystore.Digest, keystore.Digest, time.Time) (keystore.RefreshGrant, error) {
 	return keystore.RefreshGrant{}, keystore.ErrUnavailable
 }
@@ -222,6 +226,31 @@ func TestExchangeRefreshExpiry(t *testing.T) {
 	f.clock.Advance(24 * time.Hour)
 	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+refresh+`"}`); w.Code != 401 || !strings.Contains(w.Body.String(), `"TOKEN_EXPIRED"`) {
 		t.Fatalf("expired refresh token: %d %s", w.Code, w.Body)
+	}
+}
+
+// A refresh that fails for want of facts (503) leaves the refresh token as
+// it was: the client's retry succeeds and is not taken for reuse.
+func TestExchangeRefreshOutageIsNotReuse(t *testing.T) {
+	f := newTokenFixture(t)
+	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
+	if w.Code != 200 {
+		t.Fatalf("mint: %d %s", w.Code, w.Body)
+	}
+	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
+	refresh, _, _ := strings.Cut(rest, `"`)
+	body := `{"refreshToken":"` + refresh + `"}`
+
+	f.authz.Facts = downFacts{err: keystore.ErrUnavailable}
+	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 503 {
+		t.Fatalf("refresh while key facts are unavailable: %d %s, want 503", w.Code, w.Body)
+	}
+	f.authz.Facts = f.cache
+	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 200 {
+		t.Fatalf("retry after the outage: %d %s, want a new pair", w.Code, w.Body)
+	}
+	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
+		t.Fatalf("third use of the same refresh token: %d %s, want 401 (reuse)", w.Code, w.Body)
 	}
 }
 

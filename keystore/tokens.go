@@ -303,6 +303,34 @@ func (s *Store) IssueRefreshToken(ctx context.Context, keyID string, d Digest, e
 	})
 }
 
+// PeekRefreshToken finds the key a refresh token was issued for without
+// using it up, and reports whether RedeemRefreshToken would accept it at
+// now. The token exchange decides on the new pair first and redeems only
+// what it will hand out, so a failure in between never turns the client's
+// retry into reuse.
+func (s *Store) PeekRefreshToken(ctx context.Context, digests []Digest, now time.Time) (RefreshGrant, bool, error) {
+	if len(digests) == 0 {
+		return RefreshGrant{}, false, ErrNotFound
+	}
+	args := make([]any, len(digests))
+	marks := make([]string, len(digests))
+	for i, d := range digests {
+		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
+	}
+	var g RefreshGrant
+	var mode string
+	var exp int64
+	var used, revoked sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT r.key_id, k.mode, r.family, r.expires_at, r.used_at, r.revoked_at
+		FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE r.digest IN (`+strings.Join(marks, ", ")+`)`, args...).
+		Scan(&g.KeyID, &mode, &g.Family, &exp, &used, &revoked)
+	if err != nil {
+		return RefreshGrant{}, false, fmt.Errorf("keystore: peek refresh token: %w", notFound(err))
+	}
+	g.Mode = Mode(mode)
+	return g, !used.Valid && !revoked.Valid && millis(now) < exp, nil
+}
+
 // RedeemRefreshToken uses a refresh token once: the token found under any
 // of digests dies and next (a new token's digest, same family) replaces
 // it. A token already used or revoked is reuse: every live token of its
