@@ -27,13 +27,15 @@ type Usage struct {
 // maxPendingUsage bounds memory if the store stays unreachable.
 const maxPendingUsage = 100_000
 
-// Record notes that key id was used at t.
+// Record notes that key id was used at t. The newest time wins, also when
+// a failed flush puts its older batch back.
 func (u *Usage) Record(id string, t time.Time) {
 	u.mu.Lock()
 	if u.pending == nil {
 		u.pending = make(map[string]time.Time)
 	}
-	if _, ok := u.pending[id]; ok || len(u.pending) < maxPendingUsage {
+	old, ok := u.pending[id]
+	if (ok && t.After(old)) || (!ok && len(u.pending) < maxPendingUsage) {
 		u.pending[id] = t
 	}
 	u.mu.Unlock()

@@ -88,3 +88,18 @@ func TestUsageFlushesOnShutdown(t *testing.T) {
 		t.Errorf("batches (-want +got):\n%s", diff)
 	}
 }
+
+// The newest time wins: a failed flush that puts its older batch back must
+// not overwrite a use recorded while the write was under way.
+func TestUsageNewestTimeWins(t *testing.T) {
+	w := &usageWriter{}
+	u := &keystore.Usage{Writer: w, Log: quiet}
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	u.Record("key_a", t0.Add(time.Second)) // recorded during the failed write
+	u.Record("key_a", t0)                  // the failed batch, put back
+	u.Flush(context.Background())
+	want := []map[string]time.Time{{"key_a": t0.Add(time.Second)}}
+	if diff := cmp.Diff(want, w.got()); diff != "" {
+		t.Errorf("batches (-want +got):\n%s", diff)
+	}
+}

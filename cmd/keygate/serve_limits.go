@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,7 +54,13 @@ func newLimiter(ctx context.Context, cfg serveConfig, store *keystore.Store, log
 func redisClient(url string) (*redis.Client, error) {
 	opts, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("--redis: %w", err)
+		// url.Error quotes the whole URL, password included: keep only
+		// what went wrong.
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("--redis: cannot use the URL: %v", err)
 	}
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 250 * time.Millisecond
