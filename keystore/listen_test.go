@@ -52,6 +52,17 @@ func TestListenPostgres(t *testing.T) {
 	case <-time.After(300 * time.Millisecond):
 	}
 
+	// Nor does a write that appends nothing to the change log (the first
+	// signing key): no cache holds what it changed.
+	if _, err := s.SigningKeys(ctx, testSchedule); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-wake:
+		t.Fatal("woken by a write that changed nothing a cache holds")
+	case <-time.After(300 * time.Millisecond):
+	}
+
 	var killed int
 	if err := s.DB().QueryRowContext(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
 		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed); err != nil || killed != 1 {

@@ -101,14 +101,21 @@ func fromOptMillis(n sql.NullInt64) *time.Time {
 type txLog struct {
 	tx *sql.Tx
 	at int64
+	// added counts the rows appended, so that a write that changed nothing
+	// a cache holds (refresh tokens, say) wakes no listener.
+	added *int
 }
 
 func (l txLog) add(ctx context.Context, e Entity, id string) error {
 	_, err := l.tx.ExecContext(ctx, `INSERT INTO changes (entity, entity_id, at) VALUES ($1, $2, $3)`, string(e), id, l.at)
+	if err == nil {
+		*l.added++
+	}
 	return err
 }
 
-// write runs fn in a transaction that ends by notifying listeners.
+// write runs fn in a transaction that ends by notifying listeners when fn
+// appended to the change log.
 func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log txLog) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -120,10 +127,11 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 			return fmt.Errorf("keystore: %s: %w: %w", op, ErrUnavailable, err)
 		}
 	}
-	if err := fn(tx, txLog{tx: tx, at: millis(s.now())}); err != nil {
+	var added int
+	if err := fn(tx, txLog{tx: tx, at: millis(s.now()), added: &added}); err != nil {
 		return fmt.Errorf("keystore: %s: %w", op, err)
 	}
-	if s.notify != nil {
+	if s.notify != nil && added > 0 {
 		if err := s.notify(ctx, tx); err != nil {
 			return fmt.Errorf("keystore: %s: notify: %w", op, err)
 		}
