@@ -242,11 +242,18 @@ func (c *Cache) current(e entry, now time.Time) bool {
 
 // fill loads once per cache key at a time and caches the answer unless it is
 // an outage (an outage is never remembered as "no such key").
+//
+// The read belongs to no one caller: it runs detached from the first
+// caller's context (bounded by fillTimeout), and each caller waits only as
+// long as its own context allows, so one request's deadline never fails
+// the others waiting on the same entry.
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	v, err, _ := c.flight.Do(ck, func() (any, error) {
+	ch := c.flight.DoChan(ck, func() (any, error) {
 		c.misses.Add(1)
 		gen, at := c.gen.Load(), c.now()
-		e, err := load(ctx)
+		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+		defer cancel()
+		e, err := load(loadCtx)
 		e.gen, e.at = gen, at
 		switch {
 		case err == nil:
@@ -263,11 +270,19 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 		}
 		return e, err
 	})
-	if err != nil {
-		return entry{}, err
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return entry{}, r.Err
+		}
+		return r.Val.(entry), nil
+	case <-ctx.Done():
+		return entry{}, fmt.Errorf("keystore: lookup: %w: %w", ErrUnavailable, ctx.Err())
 	}
-	return v.(entry), nil
 }
+
+// fillTimeout bounds one store read for the cache, whoever is waiting.
+const fillTimeout = 2 * time.Second
 
 // fresh reports whether no invalidation touched the entry's key, site or
 // account since its store read began.

@@ -326,3 +326,37 @@ func TestCacheMarksStayBounded(t *testing.T) {
 		t.Fatalf("%d invalidation marks kept; old ones must be pruned", n)
 	}
 }
+
+// One caller's deadline does not fail the others waiting on the same miss:
+// the shared store read runs on its own, and each caller waits as long as
+// its own context allows.
+func TestCacheFillOutlivesFirstCaller(t *testing.T) {
+	l := &fakeLoader{key: sampleFacts(), started: make(chan struct{}), release: make(chan struct{})}
+	c := newTestCache(t, l, CacheConfig{})
+	first, cancel := context.WithCancel(context.Background())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := c.Key(first, digests)
+		firstErr <- err
+	}()
+	<-l.started // the first caller's read is under way
+	second := make(chan error, 1)
+	go func() {
+		_, err := c.Key(context.Background(), digests)
+		second <- err
+	}()
+	cancel()
+	if err := <-firstErr; !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("first caller, cancelled: %v, want ErrUnavailable", err)
+	}
+	close(l.release)
+	// Should the second caller come after the shared read ended, its own
+	// read must not block on the test.
+	go func() {
+		for range l.started {
+		}
+	}()
+	if err := <-second; err != nil {
+		t.Fatalf("second caller failed with the first caller's context: %v", err)
+	}
+}
