@@ -177,26 +177,35 @@ func (l *Limiter) chargeQuota(ctx context.Context, now time.Time, c Counter) (Re
 		return Result{}, err
 	}
 	reset := MonthEnd(now).Sub(now)
-	used, ok, err := l.quotas.ChargeQuota(ctx, c.Key, Month(now), c.Cost, c.Limit, now)
-	if err != nil {
+	// As with Redis, an unreachable quota store is left alone for the
+	// cooldown: metered requests must not each wait out a database timeout.
+	if l.store.usable(now) {
+		used, ok, err := l.quotas.ChargeQuota(ctx, c.Key, Month(now), c.Cost, c.Limit, now)
+		if err == nil {
+			return l.quotaCharged(now, c, used, ok, reset), nil
+		}
 		note := "quota store unreachable; metered requests pass uncounted until it is back"
 		if l.failClosed {
 			note = "quota store unreachable; refusing metered requests with 503 (--limits-fail-closed)"
 		}
-		l.store.failed(l.log, now, err, note)
-		l.fallbacks.WithLabelValues("store").Inc()
-		if l.failClosed {
-			return Result{}, fmt.Errorf("%w: quota store: %w", ErrUnavailable, err)
-		}
-		return Result{Counter: c, Allowed: true, Remaining: -1, ResetAfter: reset}, nil
+		l.store.failed(l.log, now.Add(l.cooldown), err, note)
 	}
+	l.fallbacks.WithLabelValues("store").Inc()
+	if l.failClosed {
+		return Result{}, fmt.Errorf("%w: quota store unreachable", ErrUnavailable)
+	}
+	return Result{Counter: c, Allowed: true, Remaining: -1, ResetAfter: reset}, nil
+}
+
+// quotaCharged is the result of a quota charge the store answered.
+func (l *Limiter) quotaCharged(now time.Time, c Counter, used int64, ok bool, reset time.Duration) Result {
 	l.store.ok(l.log, "quota store reachable again")
 	r := Result{Counter: c, Allowed: ok, Used: used, Remaining: max(c.Limit-used, 0), ResetAfter: reset}
 	if !ok {
 		r.RetryAfter = reset
 		l.exhausted.put(c, now, r)
 	}
-	return r, nil
+	return r
 }
 
 // health tracks one counter store's reachability, so that a change of

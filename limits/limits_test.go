@@ -250,6 +250,28 @@ func TestQuotaStoreDown(t *testing.T) {
 	}
 }
 
+// An unreachable quota store is tried once per cooldown, not once per
+// metered request, and again after it.
+func TestQuotaStoreCooldown(t *testing.T) {
+	quota := Counter{Kind: Quota, Key: "site:s1:live", Limit: 10, Cost: 1}
+	down := &fakeQuotas{err: fmt.Errorf("store gone")}
+	l, _ := newLimiter(t, Config{Quotas: down, Cooldown: time.Second})
+	for i := range 5 {
+		if out, err := l.Charge(context.Background(), t0.Add(time.Duration(i)*100*time.Millisecond), []Counter{quota}); err != nil || out.Denied != nil {
+			t.Fatalf("charge %d: %+v, %v", i, out, err)
+		}
+	}
+	if down.calls != 1 {
+		t.Fatalf("quota store tried %d times within the cooldown, want 1", down.calls)
+	}
+	down.mu.Lock()
+	down.err = nil
+	down.mu.Unlock()
+	if _, err := l.Charge(context.Background(), t0.Add(2*time.Second), []Counter{quota}); err != nil || down.calls != 2 {
+		t.Fatalf("after the cooldown: %v, %d calls, want the store tried again", err, down.calls)
+	}
+}
+
 func TestMonth(t *testing.T) {
 	for _, tt := range []struct {
 		at       time.Time
