@@ -25,7 +25,8 @@ type KeyFacts interface {
 	Site(ctx context.Context, id string) (keystore.SiteFacts, error)
 }
 
-// Decider evaluates the policy; policies.Engine implements it.
+// Decider evaluates the policy; policies.Engine and policies.Policy (one
+// snapshot) implement it.
 type Decider interface {
 	Decide(ctx context.Context, in *policies.Input) (policies.Decision, error)
 	PublicSite(path string) (string, bool)
@@ -97,23 +98,24 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		defer cancel()
 	}
 	now := a.now()
+	pol := a.policy()
 	in := &policies.Input{Request: policyRequest(r)}
 	_, facts := a.resolveCredential(ctx, r, in, now)
-	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
+	if site, ok := pol.PublicSite(in.Request.Path); ok && in.Request.PathOK {
 		in.Public = a.publicSite(ctx, site)
 	}
 
-	d, err := a.Policy.Decide(ctx, in)
+	d, err := pol.Decide(ctx, in)
 	if err != nil {
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
-		d = policyError(ctx, err)
+		d = policyError(ctx, pol, err)
 	}
 	res := Result{Decision: d, Input: in}
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
 	if d.Allow {
-		res.Decision = a.chargeLimits(ctx, d, now)
+		res.Decision = a.chargeLimits(ctx, pol, d, now)
 	}
 	if !res.Decision.Allow {
 		return res
@@ -322,9 +324,18 @@ func presentCredentialHeaders(h map[string]string) []string {
 
 // policyError is the decision when the policy could not decide: 503 when the
 // request ran out of time, 500 otherwise.
-func policyError(ctx context.Context, err error) policies.Decision {
+func policyError(ctx context.Context, pol Decider, err error) policies.Decision {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Authorization timed out", Rule: "timeout"}
+		return Deny(pol, denyUnavailable, "timeout")
 	}
-	return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
+	return Deny(pol, denyPolicyError, "policy_error")
+}
+
+// policy is the one policy this request is decided with (see
+// policies.Engine.Snapshot); a Decider that cannot pin one is used as is.
+func (a *Authorizer) policy() Decider {
+	if e, ok := a.Policy.(interface{ Snapshot() *policies.Policy }); ok {
+		return e.Snapshot()
+	}
+	return a.Policy
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,11 +110,11 @@ type tokenPair struct {
 	RefreshToken string `json:"refresh_token"`
 }
 
-func denial(status int, code, message string) reply {
-	return reply{deny: policies.Decision{Status: status, Code: code, Message: message, Rule: "token_exchange"}}
+// refuse is the exchange's own deny by name, shaped by the policy like
+// Check's denials.
+func (x *Exchange) refuse(name string) reply {
+	return reply{deny: Deny(x.Authorizer.policy(), name, "token_exchange")}
 }
-
-func badRequest(message string) reply { return denial(400, "INVALID_REQUEST", message) }
 
 // serve wraps an endpoint with what both share: the checks of answer, the
 // outcome metric and the response writer.
@@ -131,15 +131,19 @@ func (x *Exchange) serve(endpoint string, handle func(ctx context.Context, r *ht
 func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
 	if r.Method != http.MethodPost {
 		w.Header().Set("allow", http.MethodPost)
-		return denial(405, "METHOD_NOT_ALLOWED", "Use POST")
+		return x.refuse(denyMethod)
 	}
 	client := x.Throttle.Client(r)
 	if wait := x.Throttle.Acquire(client); wait > 0 {
-		rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
-		rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
+		rep := x.refuse(denyThrottled)
+		rep.deny.ResponseHeaders = maps.Clone(rep.deny.ResponseHeaders)
+		if rep.deny.ResponseHeaders == nil {
+			rep.deny.ResponseHeaders = map[string]string{}
+		}
+		rep.deny.ResponseHeaders[HeaderRetryAfter] = seconds(wait)
 		return rep
 	}
-	rep := withBody(w, r, handle)
+	rep := x.withBody(w, r, handle)
 	// 400 and 401 are what guessing produces and keep the attempt
 	// taken; anything else (success, 403, 503) gives it back.
 	if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
@@ -150,19 +154,15 @@ func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(co
 
 // withBody reads the bounded body, checks its content type and hands it
 // to the endpoint.
-func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
+func (x *Exchange) withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExchangeBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return badRequest("The request body is larger than 4 KiB")
-	case err != nil:
-		return badRequest("The request body could not be read")
+	if err != nil {
+		return x.refuse(denyInvalidRequest) // too large or unreadable
 	}
 	if len(body) > 0 {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("content-type"))
 		if err != nil || mt != "application/json" {
-			return badRequest("The request body must be application/json")
+			return x.refuse(denyInvalidRequest)
 		}
 	}
 	// One bound for the whole exchange: the decision and the store
@@ -172,25 +172,23 @@ func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Contex
 	return handle(ctx, r, body)
 }
 
-// field reads one string field of a JSON object body. Absent, null or
-// empty means missing.
-func field(body []byte, name string) (string, *reply) {
+// field reads one string field of a JSON object body; false when the
+// body is not an object or the field is absent, null, empty or not a
+// string.
+func field(body []byte, name string) (string, bool) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
-		rep := badRequest("The request body is not a JSON object")
-		return "", &rep
+		return "", false
 	}
 	raw, ok := doc[name]
 	if !ok || string(raw) == "null" {
-		rep := badRequest("The request body lacks " + strconv.Quote(name))
-		return "", &rep
+		return "", false
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil || v == "" {
-		rep := badRequest(strconv.Quote(name) + " must be a non-empty string")
-		return "", &rep
+		return "", false
 	}
-	return v, nil
+	return v, true
 }
 
 // mint exchanges an API key for a token pair. The key comes in the body,
@@ -205,22 +203,22 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 	}
 	req := Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers}
 	if len(body) > 0 {
-		key, bad := field(body, "apiKey")
-		if bad != nil {
-			return *bad
+		key, ok := field(body, "apiKey")
+		if !ok {
+			return x.refuse(denyInvalidRequest)
 		}
 		req.BodyKey = keystore.Secret(key)
 	}
 	res := x.Authorizer.Authorize(ctx, req)
 	switch {
 	case res.Input.Credential.Kind == "token":
-		return denial(401, "INVALID_API_KEY", "Send the API key, not an access token, to mint tokens")
+		return x.refuse(denyTokenNotKey)
 	case !res.Decision.Allow:
 		return reply{deny: res.Decision}
 	case res.KeyID == "":
 		// A policy that makes the probe path public lets requests through
 		// without a key; there is nothing to mint for.
-		return denial(401, "MISSING_API_KEY", "No API key provided in the request")
+		return x.refuse(denyMissingKey)
 	}
 	now := x.Authorizer.now()
 	refresh, digest, fail := x.newRefresh()
@@ -233,22 +231,19 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 	}
 	if err := x.Refresh.IssueRefreshToken(ctx, res.KeyID, digest, now.Add(x.RefreshTTL)); err != nil {
 		x.Authorizer.Log.Error("token exchange: storing a refresh token failed", "err", err, "key_id", res.KeyID)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	return rep
 }
 
 // refresh redeems a refresh token (once) for a new pair.
 func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) reply {
-	if len(body) == 0 {
-		return badRequest(`The request body must be {"refreshToken": "…"}`)
-	}
-	raw, bad := field(body, "refreshToken")
-	if bad != nil {
-		return *bad
+	raw, ok := field(body, "refreshToken")
+	if !ok {
+		return x.refuse(denyInvalidRequest)
 	}
 	if !x.Tokens.Format().LooksRefresh(raw) {
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	}
 	now := x.Authorizer.now()
 	next, digest, fail := x.newRefresh()
@@ -259,10 +254,10 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	peek, live, err := x.Refresh.PeekRefreshToken(ctx, digests, now)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case err != nil:
 		x.Authorizer.Log.Error("token exchange: reading a refresh token failed", "err", err)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	// Decide on the new pair before the refresh token is used up: a deny or
 	// an outage here leaves it valid, so the client's retry is not reuse.
@@ -282,7 +277,7 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 			// Cannot happen with a policy that keeps the probe path a key
 			// route; refuse rather than hand out a pair nobody checked.
 			x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", peek.KeyID)
-			return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+			return x.refuse(denyInternal)
 		}
 	}
 	// Redeeming also answers for tokens that were not live: a used or
@@ -290,30 +285,24 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	grant, err := x.Refresh.RedeemRefreshToken(ctx, digests, digest, now.Add(x.RefreshTTL))
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case errors.Is(err, keystore.ErrRefreshReused):
 		// RFC 9700 §4.14.2: a used refresh token came back, so one of its
 		// holders is not its owner. The key's live family is revoked.
 		x.Authorizer.Log.Warn("refresh token reused; the key's refresh tokens are revoked", "key_id", grant.KeyID, "family", grant.Family)
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case errors.Is(err, keystore.ErrRefreshExpired):
-		return denial(401, "TOKEN_EXPIRED", "The refresh token has expired")
+		return x.refuse(denyRefreshExpired)
 	case err != nil:
 		x.Authorizer.Log.Error("token exchange: redeeming a refresh token failed", "err", err)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	case !live || grant.KeyID != peek.KeyID:
 		// The token changed between the read and the redeem in a way no
 		// writer makes; hand out nothing that was not decided on.
 		x.Authorizer.Log.Error("token exchange: a refresh token changed while being redeemed", "key_id", grant.KeyID)
-		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		return x.refuse(denyInternal)
 	}
 	return rep
-}
-
-func invalidRefresh() reply { return denial(401, "INVALID_TOKEN", "The refresh token is invalid") }
-
-func unavailable() reply {
-	return denial(503, "AUTHZ_UNAVAILABLE", "Authorization is temporarily unavailable")
 }
 
 // newRefresh makes a refresh token and the digest it is stored under.
@@ -321,7 +310,7 @@ func (x *Exchange) newRefresh() (string, keystore.Digest, *reply) {
 	raw, err := x.Tokens.Format().NewRefresh()
 	if err != nil {
 		x.Authorizer.Log.Error("token exchange: refresh token", "err", err)
-		rep := denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		rep := x.refuse(denyInternal)
 		return "", "", &rep
 	}
 	return raw, x.Authorizer.Digester.Primary(raw), nil
@@ -332,7 +321,7 @@ func (x *Exchange) issue(keyID, mode, refresh string, now time.Time) reply {
 	access, claims, err := x.Tokens.Mint(keyID, mode, now, x.TTL)
 	if err != nil {
 		x.Authorizer.Log.Error("token exchange: minting an access token failed", "err", err, "key_id", keyID)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	return reply{pair: &tokenPair{TokenType: "Bearer", ExpiresIn: int64(claims.ExpiresAt.Sub(claims.IssuedAt) / time.Second),
 		AccessToken: access, RefreshToken: refresh}}

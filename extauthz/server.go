@@ -13,8 +13,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-
-	"github.com/keygate/keygate/policies"
 )
 
 // Metrics are the authorizer's Prometheus collectors.
@@ -65,7 +63,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}.CheckResponse()
+			resp = Result{Decision: Deny(s.Authorizer.policy(), denyInternal, "panic")}.CheckResponse()
 		}
 	}()
 	res := s.Authorizer.Authorize(ctx, FromCheckRequest(req))

@@ -92,7 +92,7 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
-	limitDenials map[string]Decision
+	denials      map[string]Decision
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
 }
@@ -126,11 +126,11 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
-	denials, err := evalLimitDenials(ctx, opts)
+	denials, err := evalDenials(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials,
+	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 
@@ -182,10 +182,32 @@ func (e *Engine) Swap(p *Policy) { e.cur.Store(p) }
 // Current is the policy in use.
 func (e *Engine) Current() *Policy { return e.cur.Load() }
 
+// Snapshot is the policy for one whole request: its decision, its public
+// site routes and the shape of keygate's own denials then all come from
+// the same load, even when a reload lands mid-request. With the memo
+// turned off it is a memo-less copy of the current policy.
+func (e *Engine) Snapshot() *Policy {
+	p := e.cur.Load()
+	if p.memo != nil && e.noMemo.Load() {
+		cp := *p
+		cp.memo = nil
+		return &cp
+	}
+	return p
+}
+
+// PublicSite is the current policy's PublicSite.
+func (e *Engine) PublicSite(path string) (string, bool) { return e.cur.Load().PublicSite(path) }
+
+// Decide is the current policy's Decide.
+func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	return e.Snapshot().Decide(ctx, in)
+}
+
 // PublicSite reports whether path is a public site route and which site it
 // names, so the caller can fetch that site's facts before deciding.
-func (e *Engine) PublicSite(path string) (string, bool) {
-	for _, prefix := range e.cur.Load().sitePrefixes {
+func (p *Policy) PublicSite(path string) (string, bool) {
+	for _, prefix := range p.sitePrefixes {
 		if rest, ok := strings.CutPrefix(path, prefix); ok {
 			site, _, _ := strings.Cut(rest, "/")
 			return site, site != ""
@@ -199,9 +221,8 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 //
 // Decisions may be remembered and handed to several callers: treat the
 // maps and the body of a Decision as read-only.
-func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
-	p := e.cur.Load()
-	if p.memo == nil || e.noMemo.Load() {
+func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
+	if p.memo == nil {
 		return p.decide(ctx, in)
 	}
 	d, key, ok := p.memo.get(in)
