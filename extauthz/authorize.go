@@ -56,7 +56,7 @@ type Authorizer struct {
 	// Limits charges rate limits and quotas; optional (nil: none counted).
 	Limits Limiter
 	// ImportedKeys makes credentials that are not keygate keys candidates
-	// for imported keys (see imported.go). Off by default.
+	// for imported keys (keystore.LooksImported). Off by default.
 	ImportedKeys bool
 }
 
@@ -87,37 +87,55 @@ const (
 
 // Authorize decides one request. It never fails: every internal problem is a
 // deny with the matching status.
+//
+// It reads as the request flow: one policy for the whole request, the
+// credential resolved to facts, the input assembled once from those values,
+// the decision, the limits it asks for, and the answer.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
-	if _, ok := ctx.Deadline(); !ok {
-		budget := a.Budget
-		if budget <= 0 {
-			budget = 150 * time.Millisecond
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, budget)
-		defer cancel()
-	}
+	ctx, cancel := a.bound(ctx)
+	defer cancel()
 	now := a.now()
 	pol := a.policy()
-	in := &policies.Input{Request: policyRequest(r)}
-	_, facts := a.resolveCredential(ctx, r, in, now)
-	if site, ok := pol.PublicSite(in.Request.Path); ok && in.Request.PathOK {
-		in.Public = a.publicSite(ctx, site)
+	req := policyRequest(r)
+	cred := a.resolve(ctx, r, now)
+	var pub *policies.Public
+	if site, ok := pol.PublicSite(req.Path); ok && req.PathOK {
+		pub = a.publicSite(ctx, site)
 	}
+	in := newInput(req, cred, pub, now)
 
 	d, err := pol.Decide(ctx, in)
 	if err != nil {
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
 		d = policyError(ctx, pol, err)
 	}
+	if d.Allow {
+		d = a.chargeLimits(ctx, pol, d, now)
+	}
+	return a.result(r, in, cred, d, now)
+}
+
+// bound gives a request without a deadline the Authorizer's budget.
+func (a *Authorizer) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	budget := a.Budget
+	if budget <= 0 {
+		budget = 150 * time.Millisecond
+	}
+	return context.WithTimeout(ctx, budget)
+}
+
+// result is what the transports send: on allow, the identity headers set
+// and the client's forgeries and credentials removed.
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time) Result {
 	res := Result{Decision: d, Input: in}
+	facts := cred.facts
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
-	if d.Allow {
-		res.Decision = a.chargeLimits(ctx, pol, d, now)
-	}
-	if !res.Decision.Allow {
+	if !d.Allow {
 		return res
 	}
 	res.Upstream = identity(facts, in.Public, d.Headers)
@@ -140,106 +158,126 @@ func (a *Authorizer) now() time.Time {
 	return time.Now()
 }
 
-// resolveCredential fills in.Credential (and key facts when found). Format
-// and checksum are checked before cache or store are touched.
-func (a *Authorizer) resolveCredential(ctx context.Context, r Request, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
+// CredentialKind is what a credential turned out to be.
+type CredentialKind string
+
+// The kinds the policy sees in input.credential.kind.
+const (
+	KindNone  CredentialKind = ""
+	KindKey   CredentialKind = "key"   // an API key, keygate's or imported
+	KindToken CredentialKind = "token" // an access token from the token exchange
+)
+
+// resolution is what a request's credential resolved to: how it came, its
+// kind, the status the policy sees, and the key's facts when found.
+type resolution struct {
+	cred   Credential
+	kind   CredentialKind
+	status string // a policies.Cred* status
+	facts  *keystore.KeyFacts
+}
+
+// extractionStatus is the policy's status for an extraction that found no
+// one credential.
+var extractionStatus = [...]string{
+	CredentialMissing:   policies.CredMissing,
+	CredentialAmbiguous: policies.CredAmbiguous,
+	CredentialMalformed: policies.CredMalformed,
+}
+
+// resolve turns the request's credential into facts. Format and checksum
+// are checked before cache or store are touched.
+func (a *Authorizer) resolve(ctx context.Context, r Request, now time.Time) resolution {
 	cred, status := ExtractCredential(r.Headers)
-	if status == credMalformed {
+	if status == CredentialMalformed {
 		cred, status = a.bareToken(r.Headers, cred, status)
 	}
 	if r.BodyKey != "" {
 		cred, status = withBodyKey(cred, status, r.BodyKey)
 	}
-	in.Credential.Scheme = cred.Scheme
-	switch status {
-	case credMissing:
-		in.Credential.Status = policies.CredMissing
-		return cred, nil
-	case credAmbiguous:
-		in.Credential.Status = policies.CredAmbiguous
-		return cred, nil
-	case credMalformed:
-		in.Credential.Status = policies.CredMalformed
-		return cred, nil
+	if status != CredentialOK {
+		return resolution{cred: cred, status: extractionStatus[status]}
 	}
 	raw := cred.Value.Reveal()
 	// Classify by shape before any lookup: a credential that is none of the
 	// shapes keygate issues or imported costs nothing but this switch.
 	switch {
 	case a.Format.Looks(raw):
-		in.Credential.Kind = "key"
 		if _, err := a.Format.Parse(raw); err != nil {
-			in.Credential.Status = policies.CredMalformed
-			return cred, nil
+			return resolution{cred: cred, kind: KindKey, status: policies.CredMalformed}
 		}
-		return cred, a.lookupKey(ctx, raw, in, now)
+		return a.lookupKey(ctx, cred, raw)
 	case a.Tokens != nil && a.Tokens.Looks(raw):
-		in.Credential.Kind = "token"
-		return cred, a.lookupToken(ctx, raw, in, now)
+		return a.lookupToken(ctx, cred, raw, now)
 	case a.ImportedKeys && keystore.LooksImported(raw):
 		// Imported keys have no shape to check offline, so with the flag on
 		// any plausible string costs a cache lookup and, once per digest per
 		// negative TTL, a store read. Off (the default), garbage never
 		// touches cache or store.
-		in.Credential.Kind = "key"
-		return cred, a.lookupKey(ctx, raw, in, now)
+		return a.lookupKey(ctx, cred, raw)
 	default:
-		in.Credential.Status = policies.CredMalformed
-		return cred, nil
+		return resolution{cred: cred, status: policies.CredMalformed}
 	}
 }
 
 // withBodyKey adds the token exchange's body key to what the headers
-// carried: alone it is the credential (scheme "body"); with the same key in
-// a header it changes nothing; with a different one it is ambiguous.
-func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) (Credential, credentialStatus) {
-	switch status {
-	case credMissing:
-		return Credential{Scheme: "body", Value: key}, credOK
-	case credOK:
-		if !sameSecret(cred.Value, key) {
-			return Credential{}, credAmbiguous
-		}
+// carried: alone it is the credential (the "body" source); with the same
+// key in a header it changes nothing; with a different one it is ambiguous.
+func withBodyKey(cred Credential, status CredentialStatus, key keystore.Secret) (Credential, CredentialStatus) {
+	src := sourceOf("body")
+	v, ok := src.parse(key.Reveal())
+	switch {
+	case !ok:
+		return Credential{}, CredentialMalformed
+	case status == CredentialMissing:
+		return Credential{Scheme: src.scheme, Value: v}, CredentialOK
+	case status == CredentialOK && !sameSecret(cred.Value, v):
+		return Credential{}, CredentialAmbiguous
 	}
 	return cred, status
 }
 
 // lookupKey resolves a key through the cache by its digests.
-func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
+func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string) resolution {
 	digests := a.Digester.All(raw)
 	facts, err := a.Facts.Key(ctx, digests)
-	return a.keyFacts(facts, err, in, now, digests[0].Short())
+	return a.found(resolution{cred: cred, kind: KindKey}, facts, err, digests[0].Short())
 }
 
-// keyFacts records the outcome of a key lookup in the input.
-func (a *Authorizer) keyFacts(facts keystore.KeyFacts, err error, in *policies.Input, now time.Time, logRef string) *keystore.KeyFacts {
+// found completes a resolution with the outcome of a key lookup.
+func (a *Authorizer) found(res resolution, facts keystore.KeyFacts, err error, logRef string) resolution {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		in.Credential.Status = policies.CredUnknown
-		return nil
+		res.status = policies.CredUnknown
 	case err != nil:
 		a.Log.Warn("key lookup failed", "err", err, "ref", logRef)
-		in.Credential.Status = policies.CredUnavailable
-		return nil
+		res.status = policies.CredUnavailable
+	default:
+		res.status, res.facts = policies.CredFound, &facts
 	}
-	in.Credential.Status = policies.CredFound
-	setKeyFacts(in, &facts, now)
-	return &facts
+	return res
 }
 
-func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
-	// One allocation for the three parts of every key decision.
-	facts := &struct {
-		key     policies.Key
-		site    policies.Site
-		account policies.Account
-	}{
-		key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
-			Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
-		site:    siteValue(&f.Site),
-		account: accountValue(&f.Account),
+// newInput assembles the policy input, in one place, from the values the
+// steps before produced.
+func newInput(req policies.Request, cred resolution, pub *policies.Public, now time.Time) *policies.Input {
+	in := &policies.Input{Request: req, Public: pub,
+		Credential: policies.Credential{Status: cred.status, Kind: string(cred.kind), Scheme: cred.cred.Scheme}}
+	if f := cred.facts; f != nil {
+		// One allocation for the three parts of every key decision.
+		facts := &struct {
+			key     policies.Key
+			site    policies.Site
+			account policies.Account
+		}{
+			key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
+				Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
+			site:    siteValue(&f.Site),
+			account: accountValue(&f.Account),
+		}
+		in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
 	}
-	in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
+	return in
 }
 
 func siteInput(s *keystore.Site) *policies.Site {
@@ -306,19 +344,6 @@ func clientIdentityHeaders(h map[string]string, set map[string]string) []string 
 		}
 	}
 	slices.Sort(out) // map order is random; responses should not be
-	return out
-}
-
-// presentCredentialHeaders lists the credential headers present. A request may
-// carry the same key in both (that is not ambiguous), and neither copy may
-// reach the upstream.
-func presentCredentialHeaders(h map[string]string) []string {
-	var out []string
-	for _, k := range [...]string{"authorization", "x-api-key"} {
-		if _, ok := h[k]; ok {
-			out = append(out, k)
-		}
-	}
 	return out
 }
 

@@ -196,7 +196,7 @@ func field(body []byte, name string) (string, bool) {
 // X-API-Key); both at once must agree.
 func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply {
 	headers := map[string]string{}
-	for _, name := range []string{"authorization", "x-api-key"} {
+	for _, name := range credentialHeaderNames {
 		for _, v := range r.Header.Values(name) {
 			addHeader(headers, name, v)
 		}
@@ -211,7 +211,7 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 	}
 	res := x.Authorizer.Authorize(ctx, req)
 	switch {
-	case res.Input.Credential.Kind == "token":
+	case res.Input.Credential.Kind == string(KindToken):
 		return x.refuse(denyTokenNotKey)
 	case !res.Decision.Allow:
 		return reply{deny: res.Decision}
