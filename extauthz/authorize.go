@@ -92,10 +92,14 @@ const (
 // credential resolved to facts, the input assembled once from those values,
 // the decision, the limits it asks for, and the answer.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
+	return a.authorize(ctx, a.policy(), r)
+}
+
+// authorize decides r with pol, the one policy of this request.
+func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Result {
 	ctx, cancel := a.bound(ctx)
 	defer cancel()
 	now := a.now()
-	pol := a.policy()
 	req := policyRequest(r)
 	cred := a.resolve(ctx, r, now)
 	var pub *policies.Public

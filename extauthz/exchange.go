@@ -37,11 +37,12 @@ type Minter interface {
 //
 // Both answer {"token_type":"Bearer","expires_in","access_token","refresh_token"}.
 //
-// A key may mint exactly when Check would let it through a key route: the
-// Authorizer decides, with the same policy, on a probe of path "/" (same
-// host), so a revoked key, an inactive site or account or a plan without
-// API access is refused with the code Check would give. A refresh is
-// decided the same way with the access token it mints.
+// A key may mint exactly when Check would let it through the key route the
+// policy declares for minting (config.routes.mint_route, see
+// policies.Policy.MintRoute), on the same host: a revoked key, an inactive
+// site or account or a plan without API access is refused with the code
+// Check would give. A refresh is decided the same way with the access token
+// it mints. A policy that declares no mint route lets nothing mint.
 type Exchange struct {
 	Authorizer *Authorizer
 	Tokens     Minter
@@ -80,9 +81,6 @@ func (m *ExchangeMetrics) observe(endpoint string, rep reply) {
 	}
 	m.outcomes.WithLabelValues(endpoint, code).Inc()
 }
-
-// mintProbePath is the key route a mint is decided on.
-const mintProbePath = "/"
 
 // exchangeTimeout bounds one exchange, store round trips included.
 const exchangeTimeout = 5 * time.Second
@@ -201,7 +199,7 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 			addHeader(headers, name, v)
 		}
 	}
-	req := Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers}
+	req := Request{Method: r.Method, Host: r.Host, Headers: headers}
 	if len(body) > 0 {
 		key, ok := field(body, "apiKey")
 		if !ok {
@@ -209,14 +207,16 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 		}
 		req.BodyKey = keystore.Secret(key)
 	}
-	res := x.Authorizer.Authorize(ctx, req)
+	res, fail := x.decideMint(ctx, req)
 	switch {
+	case fail != nil:
+		return *fail
 	case res.Input.Credential.Kind == string(KindToken):
 		return x.refuse(denyTokenNotKey)
 	case !res.Decision.Allow:
 		return reply{deny: res.Decision}
 	case res.KeyID == "":
-		// A policy that makes the probe path public lets requests through
+		// A policy whose mint route is public lets requests through
 		// without a key; there is nothing to mint for.
 		return x.refuse(denyMissingKey)
 	}
@@ -234,6 +234,29 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 		return x.refuse(denyUnavailable)
 	}
 	return rep
+}
+
+// decideMint asks the policy its question for a mint: would req's
+// credential be allowed on the declared mint route? One policy snapshot
+// answers both which route and the decision.
+func (x *Exchange) decideMint(ctx context.Context, req Request) (Result, *reply) {
+	pol := x.Authorizer.policy()
+	route, ok := mintRoute(pol)
+	if !ok {
+		x.Authorizer.Log.Error("token exchange: the policy declares no config.routes.mint_route; refusing to mint")
+		rep := reply{deny: Deny(pol, denyPolicyError, "mint_route")}
+		return Result{}, &rep
+	}
+	req.Path = route
+	return x.Authorizer.authorize(ctx, pol, req), nil
+}
+
+// mintRoute is the policy's declared mint route.
+func mintRoute(pol Decider) (string, bool) {
+	if m, ok := pol.(interface{ MintRoute() (string, bool) }); ok {
+		return m.MintRoute()
+	}
+	return "", false
 }
 
 // refresh redeems a refresh token (once) for a new pair.
@@ -268,14 +291,16 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		}
 		// Decide on the new access token exactly as Check will: a key
 		// revoked, expired or rotated since the last refresh gets no pair.
-		res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
+		res, fail := x.decideMint(ctx, Request{Method: r.Method, Host: r.Host,
 			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
 		switch {
+		case fail != nil:
+			return *fail
 		case !res.Decision.Allow:
 			return reply{deny: res.Decision}
 		case res.KeyID != peek.KeyID:
-			// Cannot happen with a policy that keeps the probe path a key
-			// route; refuse rather than hand out a pair nobody checked.
+			// Cannot happen with a policy whose mint route is a key route;
+			// refuse rather than hand out a pair nobody checked.
 			x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", peek.KeyID)
 			return x.refuse(denyInternal)
 		}

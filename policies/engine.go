@@ -92,6 +92,7 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
+	mintRoute    string
 	denials      map[string]Decision
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
@@ -131,10 +132,25 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+		mintRoute: stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
+
+// stringAt reads one string from nested data; anything else is "".
+func stringAt(doc map[string]any, path ...string) string {
+	var cur any = doc
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		cur = m[p]
+	}
+	s, _ := cur.(string)
+	return s
+}
 
 // stringsAt reads a list of strings from nested data; anything else is nil.
 func stringsAt(doc map[string]any, path ...string) []string {
@@ -214,6 +230,14 @@ func (p *Policy) PublicSite(path string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// MintRoute is the key route the token exchange decides a mint on
+// (config.routes.mint_route): a key may mint tokens exactly when a request
+// with it to this route would be allowed. False when the policy declares
+// none, or a path that is not absolute; then nothing may mint.
+func (p *Policy) MintRoute() (string, bool) {
+	return p.mintRoute, strings.HasPrefix(p.mintRoute, "/")
 }
 
 // Decide evaluates the policy for in under ctx's deadline. An error means no
