@@ -133,7 +133,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute: stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
-		memo: newMemo(ctx, modules, b.Documents)}, nil
+		memo:      newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
