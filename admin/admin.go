@@ -32,6 +32,9 @@ type Handler struct {
 	Log   *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
+	// Counters names the policy's counters, to read usage under them;
+	// nil: the built-in policy's names. policies.Engine implements it.
+	Counters CounterNames
 }
 
 // Error is the JSON body of every failure.

@@ -93,6 +93,7 @@ type Policy struct {
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
 	mintRoute    string
+	quotaCounter string
 	denials      map[string]Decision
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
@@ -133,6 +134,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute: stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
+		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
 		memo:      newMemo(ctx, modules, b.Documents)}, nil
 }
 
@@ -239,6 +241,23 @@ func (p *Policy) PublicSite(path string) (string, bool) {
 func (p *Policy) MintRoute() (string, bool) {
 	return p.mintRoute, strings.HasPrefix(p.mintRoute, "/")
 }
+
+// QuotaCounter names a site's monthly quota counter for a key mode, as the
+// policy's limits name it (config.limits.quota_counter, default
+// "site:{site}:{mode}"), so usage can be read back under the same name.
+func (p *Policy) QuotaCounter(site, mode string) string {
+	t := p.quotaCounter
+	if t == "" {
+		t = DefaultQuotaCounter
+	}
+	return strings.NewReplacer("{site}", site, "{mode}", mode).Replace(t)
+}
+
+// DefaultQuotaCounter is the built-in policy's quota counter template.
+const DefaultQuotaCounter = "site:{site}:{mode}"
+
+// QuotaCounter is the current policy's QuotaCounter.
+func (e *Engine) QuotaCounter(site, mode string) string { return e.cur.Load().QuotaCounter(site, mode) }
 
 // Decide evaluates the policy for in under ctx's deadline. An error means no
 // decision: the caller must deny.

@@ -38,7 +38,7 @@ func (e environment) usage(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	defer closeInto(&err, st)
-	u, err := admin.ReadSiteUsage(ctx, st, *site, at)
+	u, err := admin.ReadSiteUsage(ctx, st, nil, *site, at)
 	if err != nil {
 		return err
 	}
