@@ -133,9 +133,9 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
-		mintRoute: stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
+		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
-		memo:      newMemo(ctx, modules, b.Documents)}, nil
+		memo:         newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
