@@ -24,15 +24,8 @@ func (s *Store) CreateAccount(ctx context.Context, a Account) (Account, error) {
 	now := s.now().UTC().Truncate(time.Millisecond)
 	a.CreatedAt, a.UpdatedAt = now, now
 	err := s.write(ctx, "create account", func(tx *sql.Tx, log txLog) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, plan, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
+		return insert(ctx, tx, log, EntityAccount, a.ID, `INSERT INTO accounts (id, plan, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)`,
 			a.ID, a.Plan, string(a.Status), millis(now))
-		if err != nil {
-			if isUnique(err) {
-				return fmt.Errorf("%w: account %q", ErrConflict, a.ID)
-			}
-			return err
-		}
-		return log.add(ctx, EntityAccount, a.ID)
 	})
 	return a, err
 }

@@ -54,15 +54,8 @@ func (s *Store) CreateSite(ctx context.Context, site Site) (Site, error) {
 			}
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO sites (id, account_id, domains, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
+		return insert(ctx, tx, log, EntitySite, site.ID, `INSERT INTO sites (id, account_id, domains, active, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`,
 			site.ID, site.AccountID, domainsJSON(site.Domains), site.Active, millis(now))
-		if err != nil {
-			if isUnique(err) {
-				return fmt.Errorf("%w: site %q", ErrConflict, site.ID)
-			}
-			return err
-		}
-		return log.add(ctx, EntitySite, site.ID)
 	})
 	return site, err
 }

@@ -147,3 +147,15 @@ func notFound(err error) error {
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
+
+// insert runs one INSERT of the entity id and appends it to the change
+// log; a duplicate id is ErrConflict.
+func insert(ctx context.Context, tx *sql.Tx, log txLog, e Entity, id, query string, args ...any) error {
+	if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+		if isUnique(err) {
+			return fmt.Errorf("%w: %s %q", ErrConflict, e, id)
+		}
+		return err
+	}
+	return log.add(ctx, e, id)
+}
