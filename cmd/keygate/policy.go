@@ -14,11 +14,14 @@ import (
 // exercised by a test, give or take a few lines.
 const defaultCoverageThreshold = 90
 
-// policy runs `keygate policy test [DIR]`.
+// policy runs `keygate policy test [DIR]` and `keygate policy init DIR`.
 func (e environment) policy(ctx context.Context, args []string) error {
-	_, args, err := subcommand(args, "policy", "test")
+	sub, args, err := subcommand(args, "policy", "test", "init")
 	if err != nil {
 		return err
+	}
+	if sub == "init" {
+		return e.policyInit(args)
 	}
 	fs := e.flags("policy test")
 	threshold := fs.Float64("threshold", defaultCoverageThreshold, "fail when the policy's line coverage (%) is below this")
@@ -51,6 +54,21 @@ func (e environment) policy(ctx context.Context, args []string) error {
 	return e.printTestReport(b, report, *threshold, *verbose)
 }
 
+// indent prefixes every line of s with pre.
+func indent(s, pre string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(pre + l)
+		}
+	}
+	if !strings.HasSuffix(s, "\n") {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
 // printTestReport prints one line per test (failures always), the coverage,
 // and returns an error when a test failed or coverage is short.
 func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport, threshold float64, verbose bool) error {
@@ -67,6 +85,15 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 			fmt.Fprintf(e.stdout, ": %s", strings.ReplaceAll(t.Err, "\n", " "))
 		}
 		fmt.Fprintln(e.stdout)
+		// Why it failed: the failing expression with its operands' values,
+		// and with -v the whole trace.
+		if t.Failure != "" {
+			fmt.Fprint(e.stdout, indent(t.Failure, "    "))
+		}
+		if verbose && t.Trace != "" {
+			fmt.Fprintln(e.stdout, "  trace:")
+			fmt.Fprint(e.stdout, indent(t.Trace, "    "))
+		}
 	}
 	source := b.Source
 	if b.Extends != "" {
@@ -77,7 +104,7 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 	if r.Covered+r.NotCovered == 0 {
 		coverage = "no Rego of its own to cover (the built-in tests cover the built-in Rego)"
 	}
-	fmt.Fprintf(e.stdout, "%s: %d passed, %d failed; %s\n", source, len(r.Results)-failed, failed, coverage)
+	fmt.Fprintf(e.stdout, "%s: %s\n", source, coverage)
 	if verbose || r.Coverage < threshold {
 		files := make([]string, 0, len(r.Files))
 		for f := range r.Files {
@@ -88,6 +115,7 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 			fmt.Fprintf(e.stdout, "  %-24s %5.1f%%\n", f, r.Files[f])
 		}
 	}
+	fmt.Fprintf(e.stdout, "%d passed, %d failed\n", len(r.Results)-failed, failed)
 	switch {
 	case len(r.Results) == 0:
 		return fmt.Errorf("policy test %s: no Rego tests (*_test.rego) found", b.Source)
@@ -96,5 +124,26 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 	case r.Coverage < threshold:
 		return fmt.Errorf("policy test %s: coverage %.1f%% is below the threshold of %.0f%%", b.Source, r.Coverage, threshold)
 	}
+	return nil
+}
+
+// policyInit runs `keygate policy init DIR`: a layer skeleton to edit.
+func (e environment) policyInit(args []string) error {
+	fs := e.flags("policy init")
+	dirs, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(dirs) != 1 {
+		return fmt.Errorf("%w: keygate policy init DIR: one directory, new or empty", errUsage)
+	}
+	files, err := policies.InitLayer(dirs[0])
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintf(e.stdout, "wrote %s\n", f)
+	}
+	fmt.Fprintf(e.stdout, "next: edit %s, then keygate policy test %s and keygate serve --policies %s\n", files[0], dirs[0], dirs[0])
 	return nil
 }
