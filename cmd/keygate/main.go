@@ -31,8 +31,11 @@ func main() {
 var errUsage = errors.New("usage")
 
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	switch {
+	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errChanged):
+		return 3
 	}
 	return 1
 }
@@ -48,6 +51,10 @@ Usage:
   keygate usage --site ID               a site's monthly quota usage
   keygate check [flags]                 explain the decision for one request
   keygate policy test [DIR]             run the Rego tests of a policy directory
+  keygate policy init DIR               write a layer skeleton on the built-in policy
+  keygate policy replay --policies DIR --decision-log FILE
+                                        what a candidate policy would change in recorded traffic
+  keygate shadow report                 what the running server's shadow policy would change
 
 Every flag can also be set as KEYGATE_<FLAG> (for example KEYGATE_STORE).
 Run "keygate COMMAND -h" for a command's flags.
@@ -77,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.check(ctx, args[1:])
 	case "policy":
 		return env.policy(ctx, args[1:])
+	case "shadow":
+		return env.shadowCmd(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

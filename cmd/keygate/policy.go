@@ -16,12 +16,15 @@ const defaultCoverageThreshold = 90
 
 // policy runs `keygate policy test [DIR]` and `keygate policy init DIR`.
 func (e environment) policy(ctx context.Context, args []string) error {
-	sub, args, err := subcommand(args, "policy", "test", "init")
+	sub, args, err := subcommand(args, "policy", "test", "init", "replay")
 	if err != nil {
 		return err
 	}
-	if sub == "init" {
+	switch sub {
+	case "init":
 		return e.policyInit(args)
+	case "replay":
+		return e.policyReplayCmd(ctx, args)
 	}
 	fs := e.flags("policy test")
 	threshold := fs.Float64("threshold", defaultCoverageThreshold, "fail when the policy's line coverage (%) is below this")
