@@ -72,6 +72,9 @@ func (h *Handler) siteUsage(ctx context.Context, r *http.Request) (int, any, err
 		at = t
 	}
 	u, err := ReadSiteUsage(ctx, h.Store, r.PathValue("id"), at)
+	if err == nil && h.Policy != nil {
+		err = EffectiveQuota(ctx, h.Store, h.Policy.Current(), &u)
+	}
 	return http.StatusOK, u, err
 }
 
@@ -87,6 +90,9 @@ func (h *Handler) setLimits(entity keystore.Entity) endpoint {
 	return func(ctx context.Context, r *http.Request) (int, any, error) {
 		var l keystore.Limits
 		if err := decode(r, &l, false); err != nil {
+			return 0, nil, err
+		}
+		if err := h.vocabulary().CheckLimits(l); err != nil {
 			return 0, nil, err
 		}
 		if err := h.Store.SetLimits(ctx, entity, r.PathValue("id"), l); err != nil {
