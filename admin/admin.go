@@ -80,6 +80,21 @@ func (h *Handler) authorized(r *http.Request) bool {
 
 func (h *Handler) routes() *http.ServeMux {
 	mux := http.NewServeMux()
+	h.register(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path+" (see GET /admin/v1/openapi.json)")
+	})
+	return mux
+}
+
+// router is where routes are registered: the ServeMux, or the recorder
+// behind Routes.
+type router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// register adds every admin route.
+func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/accounts", h.handle(h.createAccount))
 	mux.HandleFunc("PATCH /admin/v1/accounts/{id}", h.handle(h.updateAccount))
 	mux.HandleFunc("POST /admin/v1/sites", h.handle(h.createSite))
@@ -91,10 +106,6 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
 	h.limitRoutes(mux)
 	h.readRoutes(mux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path)
-	})
-	return mux
 }
 
 // endpoint does the work of one route and returns the status and the JSON

@@ -51,6 +51,9 @@ func (f *fixture) call(method, path, body string, auth ...string) answer {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if len(auth) == 0 {
 		req.Header.Set("Authorization", "Bearer "+token)
 	} else if auth[0] != "" {

@@ -14,7 +14,7 @@ import (
 //	GET /admin/v1/sites/{id}/usage[?month=YYYY-MM]   → SiteUsage
 //	GET|PUT /admin/v1/sites/{id}/limits              → {"site", "limits": {"rate": 600, …}}
 //	GET|PUT /admin/v1/accounts/{id}/limits           → {"account", "limits": {…}}
-func (h *Handler) limitRoutes(mux *http.ServeMux) {
+func (h *Handler) limitRoutes(mux router) {
 	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
 	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
 	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))

@@ -18,3 +18,17 @@ func (h *Handler) openAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(OpenAPI)
 }
+
+// Routes lists the patterns ("METHOD /path/{param}") the handler serves, for
+// the conformance test that holds them to the OpenAPI document.
+func (h *Handler) Routes() []string {
+	var rec recorder
+	h.register(&rec)
+	return rec
+}
+
+type recorder []string
+
+func (r *recorder) HandleFunc(pattern string, _ func(http.ResponseWriter, *http.Request)) {
+	*r = append(*r, pattern)
+}

@@ -11,7 +11,7 @@ import (
 // readRoutes adds the read side: listings with the same cursor pagination
 // as GET /admin/v1/keys (?limit=1..1000&after=ID → {"<items>": […],
 // "next": ID}) and single objects.
-func (h *Handler) readRoutes(mux *http.ServeMux) {
+func (h *Handler) readRoutes(mux router) {
 	mux.HandleFunc("GET /admin/v1/accounts", h.handle(h.listAccounts))
 	mux.HandleFunc("GET /admin/v1/accounts/{id}", h.handle(h.getAccount))
 	mux.HandleFunc("GET /admin/v1/sites", h.handle(h.listSites))
