@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keygate/keygate/shadow"
 )
 
@@ -31,7 +33,7 @@ type replayOptions struct {
 
 // replay runs `keygate policy replay`: the candidate decides every input a
 // decision log recorded, offline, and the differences are printed.
-func (e environment) replay(ctx context.Context, o replayOptions) error {
+func (e *environment) replay(ctx context.Context, o replayOptions) error {
 	if o.decisionLog == "" {
 		return fmt.Errorf("%w: policy replay: --decision-log FILE is required (a log written by keygate serve --decision-log)", errUsage)
 	}
@@ -73,7 +75,7 @@ func (e environment) replay(ctx context.Context, o replayOptions) error {
 
 // shadowReport runs `keygate shadow report`: what the shadow policy of a
 // running server would have changed so far (its /health summary).
-func (e environment) shadowReport(ctx context.Context, server string, asJSON bool) error {
+func (e *environment) shadowReport(ctx context.Context, server string, asJSON bool) error {
 	url := strings.TrimSuffix(server, "/") + "/health"
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -134,31 +136,23 @@ func ruleList(rules map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// policyReplayCmd parses `keygate policy replay` flags.
-func (e environment) policyReplayCmd(ctx context.Context, args []string) error {
-	fs := e.flags("policy replay")
+func (e *environment) policyReplayCommand() *cobra.Command {
 	var o replayOptions
+	c, fs := e.newLeaf("replay", "decide the inputs a decision log recorded with a candidate policy, offline, and show what it would change", e.noArgs,
+		func(ctx context.Context, _ []string) error { return e.replay(ctx, o) })
 	fs.StringVar(&o.policies, "policies", "", "candidate policy directory (default: the built-in policies)")
 	fs.StringVar(&o.decisionLog, "decision-log", "", "decision log to replay (written by keygate serve --decision-log; - for stdin)")
 	fs.BoolVar(&o.asJSON, "json", false, "print the outcome as JSON")
 	fs.BoolVar(&o.failOnChange, "fail-on-change", false, "exit 3 when the candidate answers any recorded decision differently (a CI gate)")
-	if _, err := fs.parse(args); err != nil {
-		return err
-	}
-	return e.replay(ctx, o)
+	return c
 }
 
-// shadowCmd runs `keygate shadow report`.
-func (e environment) shadowCmd(ctx context.Context, args []string) error {
-	_, args, err := subcommand(args, "shadow", "report")
-	if err != nil {
-		return err
-	}
-	fs := e.flags("shadow report")
-	server := fs.String("server", "http://127.0.0.1:8080", "the running server's --http-addr, as a URL")
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	if _, err := fs.parse(args); err != nil {
-		return err
-	}
-	return e.shadowReport(ctx, *server, *asJSON)
+func (e *environment) shadowCommand() *cobra.Command {
+	var server string
+	var asJSON bool
+	c, fs := e.newLeaf("report", "what the running server's shadow policy (serve --shadow-policies) would have changed so far", e.noArgs,
+		func(ctx context.Context, _ []string) error { return e.shadowReport(ctx, server, asJSON) })
+	fs.StringVar(&server, "server", "http://127.0.0.1:8080", "the running server's --http-addr, as a URL")
+	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
+	return e.newGroup("shadow", "the shadow policy of a running server", c)
 }
