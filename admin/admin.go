@@ -123,6 +123,9 @@ func (h *Handler) handle(fn endpoint) http.HandlerFunc {
 		status, body, err := fn(ctx, r)
 		if err != nil {
 			status, code, msg := errorStatus(err)
+			if status == http.StatusNotFound {
+				msg = notFoundMessage(r, msg)
+			}
 			if status >= 500 {
 				h.Log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}

@@ -2,8 +2,10 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -95,4 +97,16 @@ func (h *Handler) getSite(ctx context.Context, r *http.Request) (int, any, error
 func (h *Handler) getKey(ctx context.Context, r *http.Request) (int, any, error) {
 	k, err := h.Store.Key(ctx, r.PathValue("id"))
 	return http.StatusOK, k, err
+}
+
+// notFoundMessage names the object a 404 is about when the store's message
+// does not ("update account: not found" → account "acme" not found …).
+func notFoundMessage(r *http.Request, msg string) string {
+	id := r.PathValue("id")
+	if id == "" || strings.Contains(msg, strconv.Quote(id)) {
+		return msg
+	}
+	kind, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/admin/v1/"), "/")
+	kind = strings.TrimSuffix(kind, "s")
+	return fmt.Sprintf("%s %q not found (GET /admin/v1/%ss lists them)", kind, id, kind)
 }

@@ -77,6 +77,9 @@ func TestReadSide(t *testing.T) {
 	if k.body["mode"] != "test" || k.body["name"] != "ci" || k.body["key"] != nil {
 		t.Errorf("key (never the secret): %s", k.raw)
 	}
+	if a := f.call("POST", "/admin/v1/keys/key_gone/revoke", ""); a.status != 404 || !strings.Contains(a.body["message"].(string), `key "key_gone" not found`) {
+		t.Errorf("revoking a missing key does not name it: %s", a.raw)
+	}
 	for path, code := range map[string]string{
 		"/admin/v1/accounts/nope":      "NOT_FOUND",
 		"/admin/v1/sites/nope":         "NOT_FOUND",

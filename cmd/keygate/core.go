@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -81,6 +80,3 @@ func (c *core) Close() error {
 	}
 	return nil
 }
-
-// errs joins the non-nil errors; shutdown collects them.
-func errs(list ...error) error { return errors.Join(list...) }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,6 +42,9 @@ func usageOf(err error, flag string) error {
 	return err
 }
 
+// namedObject finds `account "acme"` in a store message.
+var namedObject = regexp.MustCompile(`(account|site|key) "([^"]*)"\s*$`)
+
 // storeError says what a store error means for the object named and how
 // to fix it, without the store's internal prefixes.
 func storeError(err error, kind, id string) error {
@@ -52,9 +56,9 @@ func storeError(err error, kind, id string) error {
 	msg := strings.ReplaceAll(err.Error(), "keystore: ", "")
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		if strings.Contains(msg, " not found") && strings.Count(msg, `"`) >= 2 && !strings.Contains(msg, kind+` "`+id+`"`) {
-			// The store named another object (a site's account, say).
-			return fmt.Errorf("%s %q: %s", kind, id, msg)
+		// The store may name another object: a new site's account, say.
+		if m := namedObject.FindStringSubmatch(msg); m != nil && fixes[m[1]][0] != "" {
+			kind, id = m[1], m[2]
 		}
 		return fmt.Errorf("%s %q not found (in this --store); %s", kind, id, fixes[kind][0])
 	case errors.Is(err, keystore.ErrConflict):
