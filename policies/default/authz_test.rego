@@ -339,12 +339,12 @@ test_body_shapes if {
 test_problem_details_shape if {
 	inp := with_input({"account": {"plan": "free"}})
 	d := decide_cfg(inp, cfg({"body_shape": "problem"}))
-	d.body == {"type": "about:blank", "title": "Your plan doesn't include API access", "status": 403, "detail": "Your plan doesn't include API access"}
+	d.body == {"type": "about:blank", "title": message("PLAN_REQUIRED"), "status": 403, "detail": message("PLAN_REQUIRED")}
 	d.content_type == "application/problem+json"
 	c := cfg({"body_shape": "problem", "problem_type_base": "https://docs.example.test/errors/"})
 	decide_cfg(inp, c).body.type == "https://docs.example.test/errors/plan-required"
 	own := cfg({"body_shape": "problem", "errors": {"PLAN_REQUIRED": {"type": "https://t.test/p", "title": "Plan"}}})
-	decide_cfg(inp, own).body == {"type": "https://t.test/p", "title": "Plan", "status": 403, "detail": "Your plan doesn't include API access"}
+	decide_cfg(inp, own).body == {"type": "https://t.test/p", "title": "Plan", "status": 403, "detail": message("PLAN_REQUIRED")}
 }
 
 test_content_type if {
@@ -361,8 +361,8 @@ test_denials_table if {
 	d := authz.denials
 	d.AUTHZ_UNAVAILABLE == {
 		"allow": false, "status": 503, "code": "AUTHZ_UNAVAILABLE", "rule": "authz_unavailable",
-		"message": "Authorization is temporarily unavailable", "content_type": "application/json",
-		"body": {"code": "AUTHZ_UNAVAILABLE", "message": "Authorization is temporarily unavailable"},
+		"message": message("AUTHZ_UNAVAILABLE"), "content_type": "application/json",
+		"body": {"code": "AUTHZ_UNAVAILABLE", "message": message("AUTHZ_UNAVAILABLE")},
 	}
 	d.INVALID_REFRESH_TOKEN.code == "INVALID_TOKEN"
 	count(d) == count(data.keygate.config.errors)
