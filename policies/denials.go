@@ -28,7 +28,7 @@ const (
 
 // evalDenials evaluates both tables with the decision query's options (its
 // own query option comes last and wins). A policy with neither has none,
-// and keygate's built-in denials apply.
+// and keygate's built-in denials apply; so do invalid rows.
 func evalDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decision, error) {
 	out := map[string]Decision{}
 	for _, rule := range [...]string{LimitDenials, Denials} {
@@ -44,15 +44,13 @@ func evalDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decis
 			return nil, fmt.Errorf("%w: %s must be an object", ErrPolicy, rule)
 		}
 		for name, v := range doc {
-			d, err := parseDecision(v)
-			if err != nil {
-				return nil, fmt.Errorf("%w (%s[%q])", err, rule, name)
+			// A row that is no valid deny (say a config.errors entry with a
+			// 3xx status) is left out: keygate's built-in row answers for
+			// it, as the decision rule answers such a row with POLICY_ERROR.
+			if d, err := parseDecision(v); err == nil && !d.Allow {
+				d.Limits = nil
+				out[name] = d
 			}
-			if d.Allow {
-				return nil, fmt.Errorf("%w: %s[%q] must deny", ErrPolicy, rule, name)
-			}
-			d.Limits = nil
-			out[name] = d
 		}
 	}
 	return out, nil
