@@ -61,7 +61,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn, opts)
 	}
-	return nil, fmt.Errorf("keystore: store %q: want sqlite:PATH or postgres://…", dsn)
+	return nil, fmt.Errorf("keystore: store %s: want sqlite:PATH or postgres://…", dsnScheme(dsn))
 }
 
 // Close closes the database.

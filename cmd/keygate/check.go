@@ -44,6 +44,9 @@ func (e environment) check(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	if digester, err = e.withTokenSecret(sf.store, digester, false); err != nil {
+		return err
+	}
 	store, err := keystore.Open(ctx, sf.store, keystore.Options{Format: format, Digester: digester})
 	if err != nil {
 		return err

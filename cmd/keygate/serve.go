@@ -108,6 +108,9 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
+	if digester, err = e.withTokenSecret(cfg.store, digester, true); err != nil {
+		return err
+	}
 	store, err := keystore.Open(ctx, cfg.store, keystore.Options{Format: format, Digester: digester})
 	if err != nil {
 		return err
@@ -156,10 +159,14 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
 		ImportedKeys: cfg.importedKeys, Limits: limiter}
 	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz, reg)
-	if err != nil {
+	switch {
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		log.Warn(tokenExchangeOff)
+	case err != nil:
 		return err
+	default:
+		authz.Tokens = keyring
 	}
-	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -179,7 +186,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
-	exchange.Register(mux)
+	registerExchange(mux, exchange)
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}

@@ -125,6 +125,9 @@ func setKeyring(ring *tokens.Keyring, keys []keystore.SigningKey) error {
 // names a kid it lacks, e.g. the first key another replica created at the
 // same moment as this one.
 func (t *tokenFlags) runKeyring(ctx context.Context, store *keystore.Store, ring *tokens.Keyring, log *slog.Logger) {
+	if ring == nil {
+		return // token exchange is off
+	}
 	tick := time.NewTicker(keyringReload)
 	defer tick.Stop()
 	failing := false
