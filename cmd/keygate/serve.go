@@ -123,15 +123,22 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		}
 	}
 
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
+	// The follower's position is taken before the key filter is loaded, so
+	// a key created in between reaches the filter through the change log.
+	follower := &keystore.Follower{Source: store, Interval: cfg.pollInterval, Log: log}
+	if err := follower.Start(ctx); err != nil {
+		return fmt.Errorf("reading the change log: %w", err)
+	}
+	filter, err := keystore.NewKeyFilter(ctx, store, 0)
+	if err != nil {
+		return err
+	}
+	cache, err := keystore.NewCache(filter, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
 	if err != nil {
 		return err
 	}
 	defer cache.Close()
-	follower := &keystore.Follower{Source: store, Cache: cache, Interval: cfg.pollInterval, Log: log}
-	if err := follower.Start(ctx); err != nil {
-		return fmt.Errorf("reading the change log: %w", err)
-	}
+	follower.Cache, follower.Filter = cache, filter
 
 	policy, err := startPolicy(ctx, cfg.policies, log)
 	if err != nil {
@@ -145,8 +152,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
 			func() float64 { h, _ := cache.Stats(); return float64(h) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
-			func() float64 { _, m := cache.Stats(); return float64(m) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses the key filter let through)."},
+			func() float64 { n, _ := filter.Stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_key_filter_rejections_total", Help: "Key lookups answered 'no such key' by the key filter without a store read."},
+			func() float64 { _, n := filter.Stats(); return float64(n) }),
 	)
 	listen := followChanges(store, follower, cache, reg, log)
 	policy.register(reg)
