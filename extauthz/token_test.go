@@ -294,18 +294,26 @@ func TestThrottle(t *testing.T) {
 }
 
 func TestThrottleClient(t *testing.T) {
-	th := &Throttle{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []struct {
+		hops              int
 		remote, xff, want string
 	}{
-		{"192.0.2.7:5555", "", "192.0.2.7"},
-		{"192.0.2.7:5555", "203.0.113.9", "192.0.2.7"}, // untrusted peer: XFF ignored
-		{"10.1.2.3:5555", "203.0.113.9", "203.0.113.9"},
-		{"10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"}, // right-most untrusted
-		{"10.1.2.3:5555", "garbage", "10.1.2.3"},
-		{"[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::"}, // IPv6 grouped by /64
+		{1, "192.0.2.7:5555", "", "192.0.2.7"},
+		{1, "192.0.2.7:5555", "203.0.113.9", "192.0.2.7"}, // untrusted peer: XFF ignored
+		{1, "10.1.2.3:5555", "203.0.113.9", "203.0.113.9"},
+		// One proxy: its entry is the right-most, whatever the client
+		// prepended; a trusted-looking entry is not skipped.
+		{1, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "10.9.9.9"},
+		{1, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9", "203.0.113.9"},
+		// Two proxies: the second from the right.
+		{2, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"},
+		{2, "10.1.2.3:5555", "203.0.113.9", "10.1.2.3"}, // fewer entries than hops: the peer
+		{1, "10.1.2.3:5555", "garbage", "10.1.2.3"},
+		{1, "[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::"}, // IPv6 grouped by /64
 	}
 	for _, tc := range cases {
+		th := &Throttle{Trusted: trusted, Hops: tc.hops}
 		r := httptest.NewRequest("POST", "/auth/api-key", nil)
 		r.RemoteAddr = tc.remote
 		if tc.xff != "" {

@@ -207,3 +207,4 @@ func (b *bloom) has(d Digest) bool {
 	}
 	return true
 }
+
