@@ -207,4 +207,3 @@ func (b *bloom) has(d Digest) bool {
 	}
 	return true
 }
-
