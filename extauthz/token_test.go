@@ -249,8 +249,39 @@ func TestExchangeRefreshOutageIsNotReuse(t *testing.T) {
 	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 200 {
 		t.Fatalf("retry after the outage: %d %s, want a new pair", w.Code, w.Body)
 	}
+	f.clock.Advance(DefaultRefreshGrace)
 	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
-		t.Fatalf("third use of the same refresh token: %d %s, want 401 (reuse)", w.Code, w.Body)
+		t.Fatalf("third use of the same refresh token past the grace: %d %s, want 401 (reuse)", w.Code, w.Body)
+	}
+}
+
+// TestExchangeRefreshRetryGrace: a refresh retried within RefreshGrace
+// (its answer was lost) gets the same pair back and kills nothing; past
+// the grace the old token is reuse, and the family dies.
+func TestExchangeRefreshRetryGrace(t *testing.T) {
+	f := newTokenFixture(t)
+	f.exchange.Grace = DefaultRefreshGrace
+	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
+	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
+	refresh, _, _ := strings.Cut(rest, `"`)
+	body := `{"refreshToken":"` + refresh + `"}`
+	first := exchangePost(t, f.exchange, "/auth/refresh", body)
+	if first.Code != 200 {
+		t.Fatalf("refresh: %d %s", first.Code, first.Body)
+	}
+	f.clock.Advance(DefaultRefreshGrace - time.Second)
+	retry := exchangePost(t, f.exchange, "/auth/refresh", body)
+	if retry.Code != 200 || retry.Body.String() != first.Body.String() {
+		t.Fatalf("retry within the grace: %d %s, want the same pair %s", retry.Code, retry.Body, first.Body)
+	}
+	_, rest, _ = strings.Cut(first.Body.String(), `"refresh_token":"`)
+	next, _, _ := strings.Cut(rest, `"`)
+	f.clock.Advance(time.Second)
+	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
+		t.Fatalf("old token past the grace: %d %s, want 401 (reuse)", w.Code, w.Body)
+	}
+	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+next+`"}`); w.Code != 401 {
+		t.Fatalf("the family survived reuse: %d %s", w.Code, w.Body)
 	}
 }
 
