@@ -185,8 +185,8 @@ func (b *bloom) add(d Digest) bool {
 		return false
 	}
 	for i := range b.k {
-		bit := (h1 + uint64(i)*h2) % b.m
-		b.bits[bit/64] |= 1 << (bit % 64)
+		w, mask := b.bit(h1, h2, i)
+		b.bits[w] |= mask
 	}
 	b.n++
 	return b.n > b.limit
@@ -200,10 +200,15 @@ func (b *bloom) has(d Digest) bool {
 		return true
 	}
 	for i := range b.k {
-		bit := (h1 + uint64(i)*h2) % b.m
-		if b.bits[bit/64]&(1<<(bit%64)) == 0 {
+		if w, mask := b.bit(h1, h2, i); b.bits[w]&mask == 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// bit is the word and mask of the i-th of a digest's k bits.
+func (b *bloom) bit(h1, h2 uint64, i int) (int, uint64) {
+	bit := (h1 + uint64(i)*h2) % b.m
+	return int(bit / 64), 1 << (bit % 64)
 }

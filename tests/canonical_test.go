@@ -5,18 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
-	"github.com/keygate/keygate/policies"
 )
 
 // outcome is what a transport made of one request: the status the client
@@ -116,29 +112,14 @@ func nginxTransport(proxy string) transport {
 // sandbox.example.com test-only.
 func hostModesPolicy(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	err := fs.WalkDir(policies.Default(), ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.rego") {
-			return err
+	return policyDirWith(t, func(data string) string {
+		out := strings.Replace(data, "    host_modes: {}\n",
+			"    host_modes:\n      api.example.com: live\n      sandbox.example.com: test\n", 1)
+		if out == data {
+			t.Fatal("data.yaml has no host_modes: {} line to replace")
 		}
-		b, err := fs.ReadFile(policies.Default(), path)
-		if err != nil {
-			return err
-		}
-		if path == "data.yaml" {
-			s := strings.Replace(string(b), "    host_modes: {}\n",
-				"    host_modes:\n      api.example.com: live\n      sandbox.example.com: test\n", 1)
-			if s == string(b) {
-				t.Fatal("data.yaml has no host_modes: {} line to replace")
-			}
-			b = []byte(s)
-		}
-		return os.WriteFile(filepath.Join(dir, path), b, 0o600)
+		return out
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
 }
 
 // spellingCase is one request line. want is what its canonical spelling
