@@ -236,6 +236,9 @@ func TestEnvoyConfigSafety(t *testing.T) {
 	if !h.GetNormalizePath().GetValue() || !h.GetMergeSlashes() || h.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Error("paths must be normalized, slashes merged and escaped slashes rejected: keygate scopes by path")
 	}
+	if !h.GetStripTrailingHostDot() {
+		t.Error("strip_trailing_host_dot must be true: host_modes match the host without its trailing dot")
+	}
 	if c.accessLog == nil {
 		t.Fatal("no access log")
 	}

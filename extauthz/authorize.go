@@ -112,21 +112,26 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
+	// From here on only a credential that passed identifies the request.
+	who := identityFacts(facts, now)
+	if d.Allow && facts != nil && who == nil {
+		d.Limits = nil // a refused credential's counters are not charged
+	}
 	if d.Allow {
 		res.Decision = a.chargeLimits(ctx, d, now)
 	}
 	if !res.Decision.Allow {
 		return res
 	}
-	res.Upstream = identity(facts, in.Public, d.Headers)
+	res.Upstream = identity(who, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
 	if !d.KeepCredentials {
 		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
-	if facts != nil && a.Usage != nil {
-		a.Usage.Record(facts.Key.ID, now)
+	if who != nil && a.Usage != nil {
+		a.Usage.Record(who.Key.ID, now)
 	}
 	return res
 }

@@ -53,6 +53,11 @@ type Exchange struct {
 	Throttle *Throttle
 	// Metrics is optional.
 	Metrics *ExchangeMetrics
+	// Grace is how long a redeemed refresh token may be presented again
+	// for the same pair (DefaultRefreshGrace); 0: never, it is reuse.
+	Grace time.Duration
+
+	grace refreshGrace
 }
 
 // ExchangeMetrics count token-exchange outcomes.
@@ -256,6 +261,9 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		return *fail
 	}
 	digests := x.Authorizer.Digester.All(raw)
+	if pair, ok := x.grace.replay(digests[0], now); ok {
+		return reply{pair: &pair} // a retry whose answer was lost
+	}
 	peek, live, err := x.Refresh.PeekRefreshToken(ctx, digests, now)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
@@ -307,6 +315,7 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		x.Authorizer.Log.Error("token exchange: a refresh token changed while being redeemed", "key_id", grant.KeyID)
 		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
 	}
+	x.grace.remember(digests[0], *rep.pair, now, x.Grace)
 	return rep
 }
 

@@ -248,9 +248,19 @@ func (c *Cache) current(e entry, now time.Time) bool {
 // long as its own context allows, so one request's deadline never fails
 // the others waiting on the same entry.
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	ch := c.flight.DoChan(ck, func() (any, error) {
+	// The flight is per generation: a request that arrives after an
+	// invalidation never joins a read that began before it.
+	gen := c.gen.Load()
+	ch := c.flight.DoChan(flightKey(ck, gen), func() (_ any, err error) {
+		// singleflight re-panics on a goroutine of its own, which would end
+		// the process: a panicking read is an unavailable store instead.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("keystore: lookup: %w: panic: %v", ErrUnavailable, p)
+			}
+		}()
 		c.misses.Add(1)
-		gen, at := c.gen.Load(), c.now()
+		at := c.now()
 		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
 		defer cancel()
 		e, err := load(loadCtx)

@@ -61,7 +61,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn, opts)
 	}
-	return nil, fmt.Errorf("keystore: store %q: want sqlite:PATH or postgres://…", dsn)
+	return nil, fmt.Errorf("keystore: store %s: want sqlite:PATH or postgres://…", dsnScheme(dsn))
 }
 
 // Close closes the database.
@@ -461,6 +461,9 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	}
 	if s.format.tokenShaped(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: it starts like a keygate token (%s_at_…, %s_rt_…)", ErrInvalid, s.format.Prefix, s.format.Prefix)
+	}
+	if err := s.format.presentable(raw); err != nil {
+		return Key{}, fmt.Errorf("keystore: import key: %w: %w", ErrInvalid, err)
 	}
 	// Listings show a quarter of an imported key at most (4 to 8
 	// characters): enough to tell keys apart, never half the secret.

@@ -63,6 +63,11 @@ func (e *environment) openOrCreate(ctx context.Context, s storeFlags) (*keystore
 	if err != nil {
 		return nil, err
 	}
+	// The token secret seals signing keys; commands read it, only serve
+	// creates it (newCore).
+	if digester, err = e.withTokenSecret(s.store, digester, false); err != nil {
+		return nil, err
+	}
 	st, err := keystore.Open(ctx, s.store, keystore.Options{Format: format, Digester: digester})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store %s: %w", storeKind(s.store), plain{err})

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -112,7 +113,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	c, err := e.newCore(ctx, cfg.coreConfig, log, true)
+	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
+	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower)
 	if err != nil {
 		return err
 	}
@@ -124,11 +126,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	c.policy.engine.SetMemo(cfg.decisionMemo)
 
-	follower := &keystore.Follower{Source: c.store, Cache: c.cache, Interval: cfg.pollInterval, Log: log}
-	if err := follower.Start(ctx); err != nil {
-		return fmt.Errorf("reading the change log of %s: %w", storeKind(cfg.store), err)
-	}
-	reg := newRegistry(c.cache)
+	reg := newRegistry(c.cache, c.filter)
 	listen := followChanges(c.store, follower, c.cache, reg, log)
 	c.policy.register(reg)
 	usage := &keystore.Usage{Writer: c.store, Log: log}
@@ -140,10 +138,14 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	authz := c.authz
 	authz.Usage, authz.Limits = usage, limiter
 	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
-	if err != nil {
+	switch {
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		log.Warn(tokenExchangeOff)
+	case err != nil:
 		return err
+	default:
+		authz.Tokens = keyring
 	}
-	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	g := grpc.NewServer(
@@ -154,7 +156,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
-	exchange.Register(mux)
+	registerExchange(mux, exchange)
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -202,14 +204,16 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 }
 
 // newRegistry is the Prometheus registry with the process and cache metrics.
-func newRegistry(cache *keystore.Cache) *prometheus.Registry {
+func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
 			func() float64 { h, _ := cache.Stats(); return float64(h) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
-			func() float64 { _, m := cache.Stats(); return float64(m) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses the key filter let through)."},
+			func() float64 { n, _ := filter.Stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_key_filter_rejections_total", Help: "Key lookups answered 'no such key' by the key filter without a store read."},
+			func() float64 { _, n := filter.Stats(); return float64(n) }),
 	)
 	return reg
 }

@@ -59,6 +59,32 @@ route := "invalid_path" if {
 invalid_path if not input.request.path_ok
 
 # METADATA
+# title: invalid_path_case
+# description: |
+#   Routes are case-sensitive. A path that would match a route prefix only
+#   if letter case were ignored ("/V1/SITES/x", "/v1/Audio/generate") is
+#   refused (400 INVALID_PATH): a case-insensitive upstream would serve it
+#   as that route, so it must not dodge site scoping, plans or costs.
+invalid_path if {
+	some prefix in route_prefixes
+	not startswith(input.request.path, prefix)
+	startswith(lower(input.request.path), lower(prefix))
+}
+
+# Every path prefix a decision depends on (exact public paths included).
+route_prefixes contains p if some p in config.routes.public_paths
+
+route_prefixes contains p if some p in config.routes.public_prefixes
+
+route_prefixes contains p if some p in config.routes.public_site_prefixes
+
+route_prefixes contains p if some p in config.routes.site_scoped_prefixes
+
+route_prefixes contains r.prefix if some r in config.routes.plan_routes
+
+route_prefixes contains c.prefix if some c in object.get(config, ["limits", "costs"], [])
+
+# METADATA
 # title: public_route
 # description: A path in config.routes.public_paths, or under one of config.routes.public_prefixes, needs no credential.
 public_route if input.request.path in config.routes.public_paths

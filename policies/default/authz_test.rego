@@ -242,6 +242,19 @@ test_invalid_path if {
 	deny(decide(with_input({"request": {"path_ok": false, "path": "/health"}}))) == [400, "INVALID_PATH", "invalid_path"]
 }
 
+test_route_case_refused if {
+	deny(decide(with_input({"request": {"path": "/V1/SITES/site-b/videos"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/v1/Sites/site-b/videos"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/HEALTH"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"method": "POST", "path": "/v1/audio/GENERATE"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/v1/PUBLIC/site-a/x"}}))) == [400, "INVALID_PATH", "invalid_path"]
+}
+
+test_case_outside_routes_kept if {
+	decide(with_input({"request": {"path": "/v1/videos/AbC"}})).allow
+	decide(with_input({"request": {"path": "/v1/sites/site-a/Videos/X"}})).allow
+}
+
 # --- public site routes ---
 
 test_public_site_allowed_origins if {

@@ -17,7 +17,10 @@ limits_config := object.get(config, "limits", {})
 #   test keys. Public routes charge nothing.
 default limits := []
 
-limits := array.concat(rate_limit, quota_limit) if input.key
+limits := array.concat(rate_limit, quota_limit) if {
+	input.key
+	route == "key"
+}
 
 # METADATA
 # title: effective_limits
