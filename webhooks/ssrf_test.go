@@ -61,7 +61,7 @@ func TestClientRefusesInwardAddressesAtDial(t *testing.T) {
 	defer srv.Close()
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
 	for _, u := range []string{srv.URL, "http://localhost:" + port + "/"} {
-		resp, err := Destinations{}.Client(5*time.Second).Get(u)
+		resp, err := Destinations{}.Client(5 * time.Second).Get(u)
 		if err == nil {
 			resp.Body.Close()
 			t.Fatalf("production client reached %s", u)
