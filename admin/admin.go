@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/webhooks"
 )
 
 // maxBody bounds every request body; the largest legitimate one (a site with
@@ -32,6 +33,8 @@ type Handler struct {
 	Log   *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
+	// Webhooks says where webhook endpoints may point (admin/webhooks.go).
+	Webhooks webhooks.Destinations
 }
 
 // Error is the JSON body of every failure.
@@ -85,6 +88,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
 	h.limitRoutes(mux)
+	h.webhookRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path)
 	})
