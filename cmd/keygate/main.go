@@ -46,6 +46,7 @@ Usage:
   keygate keys create|list|revoke|import ...   manage keys
   keygate limits set|show ...           per-site / per-account limit overrides
   keygate usage --site ID               a site's monthly quota usage
+  keygate webhooks create|list|delete|deliveries|retry|rotate-secret ...   event receivers
   keygate check [flags]                 explain the decision for one request
   keygate policy test [DIR]             run the Rego tests of a policy directory
 
@@ -73,6 +74,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.limitsCmd(ctx, args[1:])
 	case "usage":
 		return env.usage(ctx, args[1:])
+	case "webhooks":
+		return env.webhooksCmd(ctx, args[1:])
 	case "check":
 		return env.check(ctx, args[1:])
 	case "policy":

@@ -27,6 +27,7 @@ type serveConfig struct {
 	storeFlags
 	replicaConfig
 	tokenFlags
+	webhookFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -44,6 +45,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	c.storeFlags.register(fs)
 	c.replicaConfig.register(fs)
 	c.tokenFlags.register(fs)
+	c.webhookFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -63,6 +65,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	if err := c.tokenFlags.validate(); err != nil {
+		return c, err
+	}
+	if err := c.webhookFlags.validate(); err != nil {
 		return c, err
 	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
@@ -191,18 +196,19 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)
-	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, log, errc)
+	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, cfg.destinations(), log, errc)
 	if err != nil {
 		grpcLis.Close()
 		httpLis.Close()
 		return err
 	}
-	done := make(chan struct{}, 5)
+	done := make(chan struct{}, 6)
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
 	go func() { listen(runCtx); done <- struct{}{} }()
 	go func() { policy.run(runCtx); done <- struct{}{} }()
 	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
+	go func() { cfg.runWebhooks(runCtx, store, log); done <- struct{}{} }()
 	go func() { errc <- g.Serve(grpcLis) }()
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
@@ -236,7 +242,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	_ = hs.Shutdown(shutdownCtx)
 	stopAdmin(shutdownCtx)
 	cancel()
-	for range 5 { // follower, usage, change listener, policy reload, keyring
+	for range 6 { // follower, usage, change listener, policy reload, keyring, webhooks
 		<-done
 	}
 	return err

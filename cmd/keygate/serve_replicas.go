@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/webhooks"
 )
 
 // replicaConfig holds the serve settings for running several replicas over
@@ -61,7 +62,7 @@ func followChanges(store *keystore.Store, follower *keystore.Follower, cache *ke
 
 // startAdmin serves the admin API when a token is set. It returns the bound
 // address ("" when off) and a shutdown func.
-func startAdmin(addr, token string, store *keystore.Store, log *slog.Logger, errc chan<- error) (string, func(context.Context), error) {
+func startAdmin(addr, token string, store *keystore.Store, dest webhooks.Destinations, log *slog.Logger, errc chan<- error) (string, func(context.Context), error) {
 	if token == "" {
 		return "", func(context.Context) {}, nil
 	}
@@ -69,7 +70,7 @@ func startAdmin(addr, token string, store *keystore.Store, log *slog.Logger, err
 	if err != nil {
 		return "", nil, fmt.Errorf("admin listener: %w", err)
 	}
-	hs := &http.Server{Handler: &admin.Handler{Store: store, Token: token, Log: log},
+	hs := &http.Server{Handler: &admin.Handler{Store: store, Token: token, Log: log, Webhooks: dest},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {

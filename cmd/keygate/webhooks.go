@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/webhooks"
+)
+
+// webhookFlags are the serve flags of webhook delivery.
+type webhookFlags struct {
+	allowHTTP bool
+	retryFor  time.Duration
+}
+
+func (c *webhookFlags) register(fs *flagSet) {
+	fs.BoolVar(&c.allowHTTP, "allow-http-webhooks", false,
+		"local development: allow http:// webhook URLs and loopback, private and link-local receivers")
+	fs.DurationVar(&c.retryFor, "webhook-retry-for", webhooks.DefaultRetryFor,
+		"retry a webhook delivery for this long before marking it failed")
+}
+
+func (c webhookFlags) validate() error {
+	if c.retryFor < time.Minute || c.retryFor > 30*24*time.Hour {
+		return fmt.Errorf("%w: --webhook-retry-for must be between 1m and 720h", errUsage)
+	}
+	return nil
+}
+
+func (c webhookFlags) destinations() webhooks.Destinations {
+	return webhooks.Destinations{AllowHTTP: c.allowHTTP}
+}
+
+// webhookJob numbers the delivery worker's lock among keystore.Exclusive jobs.
+const webhookJob = 1
+
+// runWebhooks runs the delivery worker on the one replica that holds the
+// lock; the others wait their turn (a replica that dies hands it over).
+func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, log *slog.Logger) {
+	w := &webhooks.Worker{Outbox: store, Destinations: c.destinations(), RetryFor: c.retryFor, Log: log}
+	_ = store.Exclusive(ctx, webhookJob, 5*time.Second, w.Run)
+}
+
+// webhooksCmd is `keygate webhooks create|list|delete|deliveries|retry|rotate-secret`.
+func (e environment) webhooksCmd(ctx context.Context, args []string) (err error) {
+	sub, args, err := subcommand(args, "webhooks", "create", "list", "delete", "deliveries", "retry", "rotate-secret")
+	if err != nil {
+		return err
+	}
+	fs := e.flags("webhooks " + sub)
+	var sf storeFlags
+	sf.register(fs)
+	url := fs.String("url", "", "receiver URL (create)")
+	var events stringList
+	fs.Var(&events, "event", "event type to send, repeatable (create); one of "+strings.Join(keystore.EventTypes, ", "))
+	description := fs.String("description", "", "what the endpoint is for (create)")
+	allowHTTP := fs.Bool("allow-http-webhooks", false, "local development: allow http:// and private receivers (create)")
+	limit := fs.Int("limit", 100, "how many deliveries to list (deliveries)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	want := map[string]int{"create": 0, "list": 0, "delete": 1, "deliveries": 1, "retry": 2, "rotate-secret": 1}[sub]
+	if len(pos) != want {
+		return fmt.Errorf("%w: webhooks %s: want %d argument(s): %s", errUsage, sub, want,
+			map[string]string{"create": "--url U --event E…", "list": "", "delete": "ID", "deliveries": "ID",
+				"retry": "ID DELIVERY", "rotate-secret": "ID"}[sub])
+	}
+	st, err := e.openStore(ctx, sf)
+	if err != nil {
+		return err
+	}
+	defer closeInto(&err, st)
+	switch sub {
+	case "create":
+		if err := (webhooks.Destinations{AllowHTTP: *allowHTTP}).CheckURL(*url); err != nil {
+			return fmt.Errorf("%w: --url: %v", errUsage, err)
+		}
+		secret, err := webhooks.NewSecret()
+		if err != nil {
+			return err
+		}
+		ep, err := st.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: *url, Events: events.values, Description: *description}, secret)
+		if err != nil {
+			return err
+		}
+		return e.printSecret(ep, secret, *asJSON)
+	case "rotate-secret":
+		secret, err := webhooks.NewSecret()
+		if err != nil {
+			return err
+		}
+		ep, err := st.UpdateWebhook(ctx, pos[0], keystore.WebhookUpdate{Secret: &secret}, webhooks.RotationOverlap)
+		if err != nil {
+			return err
+		}
+		return e.printSecret(ep, secret, *asJSON)
+	case "list":
+		eps, err := st.Webhooks(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return e.printJSON(map[string]any{"webhooks": eps})
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tURL\tEVENTS\tDISABLED\tDESCRIPTION")
+		for _, ep := range eps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\n", ep.ID, ep.URL, strings.Join(ep.Events, ","), ep.Disabled, ep.Description)
+		}
+		return tw.Flush()
+	case "delete":
+		if err := st.DeleteWebhook(ctx, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "deleted webhook %s\n", pos[0])
+		return nil
+	case "deliveries":
+		ds, err := st.WebhookDeliveries(ctx, pos[0], *limit)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return e.printJSON(map[string]any{"deliveries": ds})
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tEVENT\tTYPE\tSTATUS\tATTEMPTS\tLAST STATUS\tCREATED\tNEXT\tLAST ERROR")
+		for _, d := range ds {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.ID, d.EventID, d.Type, d.Status, d.Attempts,
+				strconv.Itoa(d.LastStatus), d.CreatedAt.Format(time.RFC3339), optTime(d.NextAttemptAt), d.LastError)
+		}
+		return tw.Flush()
+	}
+	d, err := st.RetryDelivery(ctx, pos[0], pos[1])
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return e.printJSON(d)
+	}
+	fmt.Fprintf(e.stdout, "delivery %s of webhook %s is due again\n", d.ID, d.Endpoint)
+	return nil
+}
+
+// printSecret shows a new endpoint secret: alone on stdout's first line (like
+// a new key), or in the JSON object; it is never shown again.
+func (e environment) printSecret(ep keystore.WebhookEndpoint, secret string, asJSON bool) error {
+	if asJSON {
+		return e.printJSON(struct {
+			keystore.WebhookEndpoint
+			Secret string `json:"secret"`
+		}{ep, secret})
+	}
+	fmt.Fprintln(e.stdout, secret)
+	fmt.Fprintf(e.stderr, "webhook %s → %s (%s); the secret is shown only this once\n", ep.ID, ep.URL, strings.Join(ep.Events, ","))
+	return nil
+}

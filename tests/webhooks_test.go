@@ -1,0 +1,223 @@
+package tests
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+// hookReceiver is a local receiver that checks every delivery with the
+// published Standard Webhooks library, and can be "down" (503).
+type hookReceiver struct {
+	t    *testing.T
+	srv  *httptest.Server
+	mu   sync.Mutex
+	wh   *standardwebhooks.Webhook
+	down bool
+	// refused counts deliveries answered 503.
+	refused int
+	// got is every verified event in arrival order, "type keyID"; ids is
+	// its webhook-id.
+	got []string
+	ids []string
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	r := &hookReceiver{t: t}
+	r.srv = httptest.NewServer(r)
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *hookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.down {
+		r.refused++
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if r.wh == nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if err := r.wh.Verify(body, req.Header); err != nil {
+		r.t.Errorf("delivery %s fails Standard Webhooks verification: %v", req.Header.Get("webhook-id"), err)
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	var e struct {
+		Type string `json:"type"`
+		Data struct {
+			ID string `json:"id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		r.t.Errorf("delivery body: %v", err)
+	}
+	r.got = append(r.got, e.Type+" "+e.Data.ID)
+	r.ids = append(r.ids, req.Header.Get("webhook-id"))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (r *hookReceiver) set(fn func(r *hookReceiver)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fn(r)
+}
+
+func (r *hookReceiver) snapshot() (got, ids []string, refused int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...), append([]string(nil), r.ids...), r.refused
+}
+
+// unique drops at-least-once repeats (same webhook-id) and returns the
+// events in first-arrival order.
+func unique(got, ids []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, got[i])
+		}
+	}
+	return out
+}
+
+// contains reports whether every event of want arrived, in want's order.
+func inOrder(got, want []string) error {
+	pos := map[string]int{}
+	for i, g := range got {
+		if _, dup := pos[g]; dup {
+			return fmt.Errorf("%q arrived twice under different ids", g)
+		}
+		pos[g] = i
+	}
+	last := -1
+	for _, w := range want {
+		i, ok := pos[w]
+		if !ok {
+			return fmt.Errorf("%q never arrived", w)
+		}
+		if i < last {
+			return fmt.Errorf("%q arrived out of order", w)
+		}
+		last = i
+	}
+	return nil
+}
+
+func workerActive(s *Server) bool {
+	return strings.Contains(s.Logs(), "webhook delivery worker active")
+}
+
+// Two replicas on PostgreSQL; the receiver registered through A's admin
+// API; keys created and revoked by the CLI (a third process). Every event
+// arrives, signed, in order per key, through an outage of the receiver and
+// the death of the replica that was delivering.
+func TestWebhooksPostgres(t *testing.T) {
+	env := postgresEnv(t)
+	a := env.Serve("--allow-http-webhooks")
+	b := env.Serve("--allow-http-webhooks")
+	rcv := newHookReceiver(t)
+
+	// Production rules refuse the loopback receiver.
+	prod := env.Serve()
+	if status, body := prod.Admin(t, "POST", "/admin/v1/webhooks", `{"url":"`+rcv.srv.URL+`","events":["key.created"]}`); status != 400 {
+		t.Fatalf("loopback receiver without --allow-http-webhooks: %d %v", status, body)
+	}
+
+	created := a.MustAdmin(t, "POST", "/admin/v1/webhooks", `{"url":"`+rcv.srv.URL+`/hook","events":["key.created","key.revoked"]}`, 201)
+	wh, err := standardwebhooks.NewWebhook(created["secret"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	hook := created["id"].(string)
+
+	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	keyID := func() string {
+		var k struct{ ID string }
+		if err := json.Unmarshal([]byte(env.CLI("keys", "create", "--site", "web", "--mode", "live", "--json")), &k); err != nil {
+			t.Fatal(err)
+		}
+		return k.ID
+	}
+
+	t.Run("created then revoked", func(t *testing.T) {
+		id := keyID()
+		env.CLI("keys", "revoke", id)
+		want := []string{"key.created " + id, "key.revoked " + id}
+		Eventually(t, 30*time.Second, "both events at the receiver", func() bool {
+			got, ids, _ := rcv.snapshot()
+			return inOrder(unique(got, ids), want) == nil
+		})
+		if workerActive(a) == workerActive(b) {
+			t.Fatalf("delivery worker active on A: %v, on B: %v; want exactly one", workerActive(a), workerActive(b))
+		}
+	})
+
+	t.Run("receiver down, then the delivering replica killed, then up", func(t *testing.T) {
+		rcv.set(func(r *hookReceiver) { r.down = true })
+		var want [][]string
+		for range 3 {
+			id := keyID()
+			env.CLI("keys", "revoke", id)
+			want = append(want, []string{"key.created " + id, "key.revoked " + id})
+		}
+		Eventually(t, 60*time.Second, "the receiver to refuse two attempts", func() bool {
+			_, _, refused := rcv.snapshot()
+			return refused >= 2
+		})
+		// Kill the replica holding the worker lock, mid-retry.
+		active, other := a, b
+		if workerActive(b) {
+			active, other = b, a
+		}
+		if err := active.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		rcv.set(func(r *hookReceiver) { r.down = false })
+		Eventually(t, 90*time.Second, "every event after the outage", func() bool {
+			got, ids, _ := rcv.snapshot()
+			u := unique(got, ids)
+			for _, w := range want {
+				if inOrder(u, w) != nil {
+					return false
+				}
+			}
+			return true
+		})
+		got, ids, refused := rcv.snapshot()
+		for _, w := range want {
+			if err := inOrder(unique(got, ids), w); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !workerActive(other) {
+			t.Fatal("the surviving replica never took over delivery")
+		}
+		t.Logf("%d deliveries received (%d unique), %d refused while down", len(got), len(unique(got, ids)), refused)
+		ds := other.MustAdmin(t, "GET", "/admin/v1/webhooks/"+hook+"/deliveries", "", 200)["deliveries"].([]any)
+		if len(ds) != 8 {
+			t.Fatalf("%d deliveries listed, want 8", len(ds))
+		}
+		for _, d := range ds {
+			if d.(map[string]any)["status"] != "delivered" {
+				t.Fatalf("delivery %v", d)
+			}
+		}
+	})
+}
