@@ -221,3 +221,61 @@ func TestWebhooksPostgres(t *testing.T) {
 		}
 	})
 }
+
+// The CLI manages endpoints on the store directly (SQLite here): create
+// shows the secret once, deliveries lists what the server sent, retry sends
+// it again under the same webhook-id, delete stops it.
+func TestWebhooksCLI(t *testing.T) {
+	env := NewEnv(t)
+	rcv := newHookReceiver(t)
+	if _, errOut, err := env.TryCLI("webhooks", "create", "--url", rcv.srv.URL, "--event", "key.created"); err == nil || !strings.Contains(errOut, "https") {
+		t.Fatalf("http receiver without --allow-http-webhooks: %v %s", err, errOut)
+	}
+	if _, _, err := env.TryCLI("webhooks", "create", "--url", "https://hooks.example.com", "--event", "key.nope"); err == nil {
+		t.Fatal("unknown event type accepted")
+	}
+	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/h", "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json")
+	var ep struct{ ID, Secret string }
+	if err := json.Unmarshal([]byte(out), &ep); err != nil || !strings.HasPrefix(ep.Secret, "whsec_") {
+		t.Fatalf("create: %v %s", err, out)
+	}
+	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
+	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	if list := env.CLI("webhooks", "list"); !strings.Contains(list, ep.ID) || strings.Contains(list, ep.Secret) {
+		t.Fatalf("list: %s", list)
+	}
+	env.Serve("--allow-http-webhooks")
+	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.NewKey("web", "live")
+	Eventually(t, 30*time.Second, "key.created at the receiver", func() bool {
+		got, _, _ := rcv.snapshot()
+		return len(got) == 1
+	})
+	var ds struct {
+		Deliveries []struct {
+			ID, Status string
+			EventID    string `json:"event_id"`
+		} `json:"deliveries"`
+	}
+	Eventually(t, 10*time.Second, "the delivery recorded as delivered", func() bool {
+		_ = json.Unmarshal([]byte(env.CLI("webhooks", "deliveries", ep.ID, "--json")), &ds)
+		return len(ds.Deliveries) == 1 && ds.Deliveries[0].Status == "delivered"
+	})
+	env.CLI("webhooks", "retry", ep.ID, ds.Deliveries[0].ID)
+	Eventually(t, 30*time.Second, "the retried delivery", func() bool {
+		got, _, _ := rcv.snapshot()
+		return len(got) == 2
+	})
+	_, ids, _ := rcv.snapshot()
+	if ids[0] != ids[1] || ids[0] != ds.Deliveries[0].EventID {
+		t.Fatalf("retry webhook-ids %v, event %s", ids, ds.Deliveries[0].EventID)
+	}
+	if _, _, err := env.TryCLI("webhooks", "retry", ep.ID); err == nil {
+		t.Fatal("retry without a delivery id accepted")
+	}
+	env.CLI("webhooks", "delete", ep.ID)
+	if _, errOut, err := env.TryCLI("webhooks", "deliveries", ep.ID); err == nil || !strings.Contains(errOut, "not found") {
+		t.Fatalf("deliveries of a deleted endpoint: %v %s", err, errOut)
+	}
+}
