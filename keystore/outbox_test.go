@@ -259,6 +259,22 @@ func TestWebhookEndpoints(t *testing.T) {
 		if strings.Join(ep.Events, ",") != "key.created,key.revoked" || ep.Description != "ops" || ep.PreviousSecretUntil != nil {
 			t.Fatalf("created = %+v", ep)
 		}
+		// Sealed under the pepper: the database alone cannot sign.
+		var stored string
+		if err := fx.store.DB().QueryRowContext(ctx, `SELECT secret FROM webhook_endpoints WHERE id = $1`, ep.ID).Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(stored, "sealed:") || strings.Contains(stored, "whsec_one") {
+			t.Fatalf("stored secret %q", stored)
+		}
+		other, _ := open(t, fx.dsn, fx.clock, "another-pepper-0123456789")
+		fx.site("acct0", "site0")
+		fx.key("site0", keystore.ModeLive)
+		due, err := other.DueDeliveries(ctx, fx.clock.Now(), 10)
+		if err != nil || len(due) != 1 || due[0].SecretErr == nil || len(due[0].Secrets) != 0 {
+			t.Fatalf("due with the wrong pepper = %+v, %v", due, err)
+		}
+		_ = fx.store.RecordAttempt(ctx, due[0].ID, keystore.Attempt{At: fx.clock.Now(), Outcome: keystore.DeliveryDelivered})
 		list, err := fx.store.Webhooks(ctx)
 		if err != nil || len(list) != 1 || list[0].ID != ep.ID {
 			t.Fatalf("list = %+v, %v", list, err)
@@ -271,7 +287,7 @@ func TestWebhookEndpoints(t *testing.T) {
 		}
 		fx.site("acct", "site1")
 		fx.key("site1", keystore.ModeLive)
-		due, _ := fx.store.DueDeliveries(ctx, fx.clock.Now(), 10)
+		due, _ = fx.store.DueDeliveries(ctx, fx.clock.Now(), 10)
 		if len(due) != 1 || strings.Join(due[0].Secrets, " ") != "whsec_two whsec_one" {
 			t.Fatalf("secrets during overlap = %+v", due)
 		}

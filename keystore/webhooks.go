@@ -85,8 +85,10 @@ func eventsJSON(events []string) string {
 	return string(b)
 }
 
-// CreateWebhook stores an endpoint with its signing secret. The caller
-// checks the URL against its destination rules and makes the secret.
+// CreateWebhook stores an endpoint with its signing secret, sealed under the
+// pepper like the token signing keys (a copy of the database cannot sign).
+// The caller checks the URL against its destination rules and makes the
+// secret.
 func (s *Store) CreateWebhook(ctx context.Context, ep WebhookEndpoint, secret string) (WebhookEndpoint, error) {
 	if err := validWebhookText(ep); err != nil {
 		return WebhookEndpoint{}, fmt.Errorf("keystore: create webhook: %w", err)
@@ -96,10 +98,14 @@ func (s *Store) CreateWebhook(ctx context.Context, ep WebhookEndpoint, secret st
 		return WebhookEndpoint{}, err
 	}
 	ep.ID = id
+	sealed, err := s.digester.seal([]byte(secret), ep.ID)
+	if err != nil {
+		return WebhookEndpoint{}, fmt.Errorf("keystore: create webhook: %w", err)
+	}
 	err = s.write(ctx, "create webhook", func(tx *sql.Tx, log txLog) error {
 		ep.CreatedAt, ep.UpdatedAt = fromMillis(log.at), fromMillis(log.at)
 		_, err := tx.ExecContext(ctx, `INSERT INTO webhook_endpoints (id, url, events, description, secret, disabled, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`, ep.ID, ep.URL, eventsJSON(ep.Events), ep.Description, secret, ep.Disabled, log.at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $7)`, ep.ID, ep.URL, eventsJSON(ep.Events), ep.Description, sealed, ep.Disabled, log.at)
 		return err
 	})
 	if err != nil {
@@ -183,8 +189,13 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, u WebhookUpdate, o
 			return err
 		}
 		if u.Secret != nil {
+			sealed, err := s.digester.seal([]byte(*u.Secret), id)
+			if err != nil {
+				return err
+			}
 			_, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET old_secret = secret, old_secret_until = $1, secret = $2 WHERE id = $3`,
-				log.at+overlap.Milliseconds(), *u.Secret, id)
+				log.at+overlap.Milliseconds(), sealed, id)
+			return err
 		}
 		return err
 	})
@@ -281,8 +292,10 @@ type DueDelivery struct {
 	EventID, Type     string
 	Payload           []byte
 	// Secrets sign the delivery: the current one first, then one still in
-	// its rotation overlap.
+	// its rotation overlap. SecretErr says why they could not be unsealed
+	// (a pepper missing from this replica, say); the delivery then waits.
 	Secrets   []string
+	SecretErr error
 	Attempts  int
 	RetryFrom time.Time
 }
@@ -311,9 +324,18 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 		if err := rows.Scan(&d.ID, &d.Endpoint, &d.URL, &d.EventID, &d.Type, &payload, &secret, &old, &oldUntil, &d.Attempts, &retryFrom); err != nil {
 			return nil, fmt.Errorf("keystore: due deliveries: %w", err)
 		}
-		d.Payload, d.Secrets, d.RetryFrom = []byte(payload), []string{secret}, fromMillis(retryFrom)
+		d.Payload, d.RetryFrom = []byte(payload), fromMillis(retryFrom)
+		sealed := []string{secret}
 		if old != "" && oldUntil > millis(now) {
-			d.Secrets = append(d.Secrets, old)
+			sealed = append(sealed, old)
+		}
+		for _, sl := range sealed {
+			plain, err := s.digester.open(sl, d.Endpoint)
+			if err != nil {
+				d.Secrets, d.SecretErr = nil, fmt.Errorf("webhook %s: secret: %w", d.Endpoint, err)
+				break
+			}
+			d.Secrets = append(d.Secrets, string(plain))
 		}
 		out = append(out, d)
 	}

@@ -176,6 +176,9 @@ func (w *Worker) deliver(ctx context.Context, d keystore.DueDelivery) error {
 const maxResponse = 64 << 10
 
 func (w *Worker) send(ctx context.Context, d keystore.DueDelivery) (int, error) {
+	if d.SecretErr != nil {
+		return 0, d.SecretErr
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.URL, bytes.NewReader(d.Payload))
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: request: %w", err)
