@@ -123,7 +123,7 @@ func (t *txEvents) add(ctx context.Context, l txLog, e Entity, id string) error 
 
 func (t *txEvents) keyChanged(ctx context.Context, l txLog, id string) error {
 	switch t.op {
-	case "create key", "import key", "revoke key", "rotate key":
+	case "create key", "import key", "revoke key", "rotate key", "report leak":
 	default:
 		return nil
 	}
@@ -134,7 +134,7 @@ func (t *txEvents) keyChanged(ctx context.Context, l txLog, id string) error {
 	switch t.op {
 	case "create key", "import key":
 		return t.emit(ctx, l, EventKeyCreated, k)
-	case "revoke key":
+	case "revoke key", "report leak":
 		// Revoking a revoked key changes nothing: no second event (unless
 		// both revocations fall in one millisecond: at least once).
 		if k.RevokedAt == nil || k.RevokedAt.UnixMilli() != l.at {

@@ -20,6 +20,7 @@ import (
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/secretscan"
 )
 
 // serveConfig is every setting of `keygate serve`, parsed and validated once.
@@ -165,6 +166,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	authz.Tokens = keyring
+	leaks, err := cfg.secretScanning(store, format, digester, log)
+	if err != nil {
+		return err
+	}
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -185,6 +190,9 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
 	exchange.Register(mux)
+	if leaks != nil {
+		mux.Handle("POST "+secretscan.GitHubPath, leaks)
+	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}

@@ -4,19 +4,24 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/webhooks"
 )
 
-// webhookFlags are the serve flags of webhook delivery.
+// webhookFlags are the serve flags of webhook delivery and of the
+// leaked-key endpoint.
 type webhookFlags struct {
-	allowHTTP bool
-	retryFor  time.Duration
+	allowHTTP          bool
+	retryFor           time.Duration
+	githubScanningKeys string
+	leakedKeys         string
 }
 
 func (c *webhookFlags) register(fs *flagSet) {
@@ -24,13 +29,36 @@ func (c *webhookFlags) register(fs *flagSet) {
 		"local development: allow http:// webhook URLs and loopback, private and link-local receivers")
 	fs.DurationVar(&c.retryFor, "webhook-retry-for", webhooks.DefaultRetryFor,
 		"retry a webhook delivery for this long before marking it failed")
+	fs.StringVar(&c.githubScanningKeys, "github-scanning-keys", "",
+		"GitHub's secret scanning public keys (JSON from api.github.com/meta/public_keys/secret_scanning); enables POST "+secretscan.GitHubPath)
+	fs.StringVar(&c.leakedKeys, "leaked-keys", "",
+		"what a reported leak does: revoke or notify (default: revoke live keys, notify for test keys)")
 }
 
 func (c webhookFlags) validate() error {
 	if c.retryFor < time.Minute || c.retryFor > 30*24*time.Hour {
 		return fmt.Errorf("%w: --webhook-retry-for must be between 1m and 720h", errUsage)
 	}
+	switch c.leakedKeys {
+	case secretscan.ActionDefault, secretscan.ActionRevoke, secretscan.ActionNotify:
+	default:
+		return fmt.Errorf("%w: --leaked-keys: want revoke or notify", errUsage)
+	}
 	return nil
+}
+
+// secretScanning builds the leaked-key endpoint, or nil when
+// --github-scanning-keys is not set.
+func (c webhookFlags) secretScanning(store *keystore.Store, format keystore.Format, digester *keystore.Digester, log *slog.Logger) (http.Handler, error) {
+	if c.githubScanningKeys == "" {
+		return nil, nil
+	}
+	keys, err := secretscan.LoadPublicKeys(c.githubScanningKeys)
+	if err != nil {
+		return nil, fmt.Errorf("--github-scanning-keys: %w", err)
+	}
+	log.Info("GitHub secret scanning endpoint on", "path", secretscan.GitHubPath, "public_keys", len(keys))
+	return &secretscan.Handler{Keys: keys, Store: store, Format: format, Digester: digester, Action: c.leakedKeys, Log: log}, nil
 }
 
 func (c webhookFlags) destinations() webhooks.Destinations {
