@@ -1,11 +1,21 @@
 package tests
 
 import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -128,8 +138,9 @@ func workerActive(s *Server) bool {
 // the death of the replica that was delivering.
 func TestWebhooksPostgres(t *testing.T) {
 	env := postgresEnv(t)
-	a := env.Serve("--allow-http-webhooks")
-	b := env.Serve("--allow-http-webhooks")
+	github := newGitHubSigner(t)
+	a := env.Serve("--allow-http-webhooks", "--github-scanning-keys", github.keysFile)
+	b := env.Serve("--allow-http-webhooks", "--github-scanning-keys", github.keysFile)
 	rcv := newHookReceiver(t)
 
 	// Production rules refuse the loopback receiver.
@@ -138,7 +149,7 @@ func TestWebhooksPostgres(t *testing.T) {
 		t.Fatalf("loopback receiver without --allow-http-webhooks: %d %v", status, body)
 	}
 
-	created := a.MustAdmin(t, "POST", "/admin/v1/webhooks", `{"url":"`+rcv.srv.URL+`/hook","events":["key.created","key.revoked"]}`, 201)
+	created := a.MustAdmin(t, "POST", "/admin/v1/webhooks", `{"url":"`+rcv.srv.URL+`/hook","events":["key.created","key.revoked","key.leaked"]}`, 201)
 	wh, err := standardwebhooks.NewWebhook(created["secret"].(string))
 	if err != nil {
 		t.Fatal(err)
@@ -166,6 +177,54 @@ func TestWebhooksPostgres(t *testing.T) {
 		})
 		if workerActive(a) == workerActive(b) {
 			t.Fatalf("delivery worker active on A: %v, on B: %v; want exactly one", workerActive(a), workerActive(b))
+		}
+	})
+
+	// GitHub reports a live key found in public, to A: B refuses it at once
+	// and the owners hear key.leaked then key.revoked.
+	t.Run("leaked key", func(t *testing.T) {
+		out := env.CLI("keys", "create", "--site", "web", "--mode", "live", "--json")
+		var k struct{ ID, Key string }
+		if err := json.Unmarshal([]byte(out), &k); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.decideKey(t, k.Key); got != "allow" {
+			t.Fatalf("B before the leak: %s", got)
+		}
+		body := []byte(`[{"token":"` + k.Key + `","type":"keygate_live_key","url":"https://github.com/o/r/blob/main/.env","source":"content"}]`)
+		status, answer := github.post(t, a.HTTPAddr, body, github.sign(t, body))
+		if status != 200 || !strings.Contains(answer, `"label":"true_positive"`) {
+			t.Fatalf("report: %d %s", status, answer)
+		}
+		Eventually(t, 10*time.Second, "B to refuse the leaked key", func() bool { return b.decideKey(t, k.Key) == "401 API_KEY_REVOKED" })
+		want := []string{"key.created " + k.ID, "key.leaked " + k.ID, "key.revoked " + k.ID}
+		Eventually(t, 30*time.Second, "key.leaked and key.revoked at the receiver", func() bool {
+			got, ids, _ := rcv.snapshot()
+			return inOrder(unique(got, ids), want) == nil
+		})
+		// A bad signature: 401 and nothing happens (a fresh key stays good).
+		k2 := env.NewKey("web", "live")
+		bad := []byte(`[{"token":"` + k2 + `","type":"keygate_live_key","url":"https://x","source":"content"}]`)
+		if status, _ := github.post(t, b.HTTPAddr, bad, github.sign(t, body)); status != 401 {
+			t.Fatalf("bad signature: %d", status)
+		}
+		if got := a.decideKey(t, k2); got != "allow" {
+			t.Fatalf("key after a rejected report: %s", got)
+		}
+		// A replay: the same answer, no new event.
+		before, _, _ := rcv.snapshot()
+		if status, again := github.post(t, b.HTTPAddr, body, github.sign(t, body)); status != 200 || again != answer {
+			t.Fatalf("replay: %d %s", status, again)
+		}
+		ds := a.MustAdmin(t, "GET", "/admin/v1/webhooks/"+hook+"/deliveries", "", 200)["deliveries"].([]any)
+		leaked := 0
+		for _, d := range ds {
+			if d.(map[string]any)["type"] == "key.leaked" {
+				leaked++
+			}
+		}
+		if leaked != 1 {
+			t.Fatalf("%d key.leaked deliveries after a replay, want 1 (receiver had %d events)", leaked, len(before))
 		}
 	})
 
@@ -211,8 +270,8 @@ func TestWebhooksPostgres(t *testing.T) {
 		}
 		t.Logf("%d deliveries received (%d unique), %d refused while down", len(got), len(unique(got, ids)), refused)
 		ds := other.MustAdmin(t, "GET", "/admin/v1/webhooks/"+hook+"/deliveries", "", 200)["deliveries"].([]any)
-		if len(ds) != 8 {
-			t.Fatalf("%d deliveries listed, want 8", len(ds))
+		if len(ds) != 8+4 { // 2 + 3×2 here, 4 in "leaked key"
+			t.Fatalf("%d deliveries listed, want 12", len(ds))
 		}
 		for _, d := range ds {
 			if d.(map[string]any)["status"] != "delivered" {
@@ -278,4 +337,50 @@ func TestWebhooksCLI(t *testing.T) {
 	if _, errOut, err := env.TryCLI("webhooks", "deliveries", ep.ID); err == nil || !strings.Contains(errOut, "not found") {
 		t.Fatalf("deliveries of a deleted endpoint: %v %s", err, errOut)
 	}
+}
+
+// gitHubSigner plays GitHub's secret scanning: a P-256 key listed in a keys
+// file, signing report bodies.
+type gitHubSigner struct {
+	key      *ecdsa.PrivateKey
+	keysFile string
+}
+
+func newGitHubSigner(t *testing.T) gitHubSigner {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	doc, _ := json.Marshal(map[string]any{"public_keys": []map[string]any{{
+		"key_identifier": "e2e-key", "is_current": true,
+		"key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
+	}}})
+	path := filepath.Join(t.TempDir(), "github-keys.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return gitHubSigner{key: k, keysFile: path}
+}
+
+func (g gitHubSigner) sign(t *testing.T, body []byte) string {
+	sum := sha256.Sum256(body)
+	sig, err := ecdsa.SignASN1(rand.Reader, g.key, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(sig)
+}
+
+func (g gitHubSigner) post(t *testing.T, httpAddr string, body []byte, sig string) (int, string) {
+	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/secret-scanning/github", bytes.NewReader(body))
+	req.Header.Set("Github-Public-Key-Identifier", "e2e-key")
+	req.Header.Set("Github-Public-Key-Signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
 }
