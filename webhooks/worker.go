@@ -42,6 +42,11 @@ type Worker struct {
 	MinBackoff, MaxBackoff time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Scan, when set, runs every ScanEvery (default 30 s) on the same one
+	// replica: it emits the events no write causes (key.expiring,
+	// key.expired, quota.threshold).
+	Scan      func(ctx context.Context, now time.Time) error
+	ScanEvery time.Duration
 
 	once   sync.Once
 	client *http.Client
@@ -77,6 +82,9 @@ func (w *Worker) init() {
 		if w.MaxBackoff < w.MinBackoff {
 			w.MaxBackoff = max(defaultMax, w.MinBackoff)
 		}
+		if w.ScanEvery <= 0 {
+			w.ScanEvery = 30 * time.Second
+		}
 		if w.Now == nil {
 			w.Now = time.Now
 		}
@@ -93,7 +101,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.Log.Info("webhook delivery worker active")
 	t := time.NewTicker(w.Poll)
 	defer t.Stop()
+	var scanned time.Time
 	for {
+		if now := w.Now(); w.Scan != nil && now.Sub(scanned) >= w.ScanEvery {
+			if err := w.Scan(ctx, now); err != nil && ctx.Err() == nil {
+				w.Log.Warn("webhook event scan failed; retrying", "err", err)
+			} else {
+				scanned = now
+			}
+		}
 		if _, err := w.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			w.Log.Warn("webhook outbox unreadable; retrying", "err", err)
 		}

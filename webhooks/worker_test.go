@@ -270,3 +270,26 @@ func TestWorkerSignsWithSendTime(t *testing.T) {
 		t.Fatalf("received %d, verify: %v", got, verr)
 	}
 }
+
+// Run calls Scan on the delivering replica before it sends.
+func TestWorkerRunScans(t *testing.T) {
+	fx := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	scans := 0
+	w := fx.worker(Destinations{AllowHTTP: true})
+	w.Scan = func(_ context.Context, now time.Time) error {
+		scans++
+		if !now.Equal(fx.clock.Now()) {
+			t.Errorf("scan at %v, clock %v", now, fx.clock.Now())
+		}
+		cancel()
+		return nil
+	}
+	if err := w.Run(ctx); err != context.Canceled {
+		t.Fatalf("Run = %v", err)
+	}
+	if scans != 1 {
+		t.Fatalf("%d scans", scans)
+	}
+}

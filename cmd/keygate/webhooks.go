@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/secretscan"
 	"github.com/keygate/keygate/webhooks"
 )
@@ -65,13 +66,21 @@ func (c webhookFlags) destinations() webhooks.Destinations {
 	return webhooks.Destinations{AllowHTTP: c.allowHTTP}
 }
 
+// expiringNotice is how long before expires_at key.expiring fires (and for
+// how long after it key.expired still does, for a replica that was down).
+const expiringNotice = 7 * 24 * time.Hour
+
 // webhookJob numbers the delivery worker's lock among keystore.Exclusive jobs.
 const webhookJob = 1
 
 // runWebhooks runs the delivery worker on the one replica that holds the
 // lock; the others wait their turn (a replica that dies hands it over).
 func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, log *slog.Logger) {
-	w := &webhooks.Worker{Outbox: store, Destinations: c.destinations(), RetryFor: c.retryFor, Log: log}
+	w := &webhooks.Worker{Outbox: store, Destinations: c.destinations(), RetryFor: c.retryFor, Log: log,
+		Scan: func(ctx context.Context, now time.Time) error {
+			_, err := store.ScanNotices(ctx, now, expiringNotice, limits.Month(now))
+			return err
+		}}
 	_ = store.Exclusive(ctx, webhookJob, 5*time.Second, w.Run)
 }
 
