@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -144,15 +143,9 @@ func (e environment) webhooksCmd(ctx context.Context, args []string) (err error)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return e.printJSON(map[string]any{"webhooks": eps})
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tURL\tEVENTS\tDISABLED\tDESCRIPTION")
-		for _, ep := range eps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\t%s\n", ep.ID, ep.URL, strings.Join(ep.Events, ","), ep.Disabled, ep.Description)
-		}
-		return tw.Flush()
+		return printList(e, *asJSON, "webhooks", eps, "ID\tURL\tEVENTS\tDISABLED\tDESCRIPTION", func(ep keystore.WebhookEndpoint) []any {
+			return []any{ep.ID, ep.URL, strings.Join(ep.Events, ","), ep.Disabled, ep.Description}
+		})
 	case "delete":
 		if err := st.DeleteWebhook(ctx, pos[0]); err != nil {
 			return err
@@ -164,16 +157,9 @@ func (e environment) webhooksCmd(ctx context.Context, args []string) (err error)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			return e.printJSON(map[string]any{"deliveries": ds})
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tEVENT\tTYPE\tSTATUS\tATTEMPTS\tLAST STATUS\tCREATED\tNEXT\tLAST ERROR")
-		for _, d := range ds {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.ID, d.EventID, d.Type, d.Status, d.Attempts,
-				strconv.Itoa(d.LastStatus), d.CreatedAt.Format(time.RFC3339), optTime(d.NextAttemptAt), d.LastError)
-		}
-		return tw.Flush()
+		return printList(e, *asJSON, "deliveries", ds, "ID\tEVENT\tTYPE\tSTATUS\tATTEMPTS\tLAST STATUS\tCREATED\tNEXT\tLAST ERROR", func(d keystore.Delivery) []any {
+			return []any{d.ID, d.EventID, d.Type, d.Status, d.Attempts, d.LastStatus, d.CreatedAt.Format(time.RFC3339), optTime(d.NextAttemptAt), d.LastError}
+		})
 	}
 	d, err := st.RetryDelivery(ctx, pos[0], pos[1])
 	if err != nil {
@@ -198,4 +184,24 @@ func (e environment) printSecret(ep keystore.WebhookEndpoint, secret string, asJ
 	fmt.Fprintln(e.stdout, secret)
 	fmt.Fprintf(e.stderr, "webhook %s → %s (%s); the secret is shown only this once\n", ep.ID, ep.URL, strings.Join(ep.Events, ","))
 	return nil
+}
+
+// printList prints items as {"name": […]} or as a table with header.
+func printList[T any](e environment, asJSON bool, name string, items []T, header string, row func(T) []any) error {
+	if asJSON {
+		return e.printJSON(map[string]any{name: items})
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		cells := row(it)
+		for i, c := range cells {
+			sep := "\t"
+			if i == len(cells)-1 {
+				sep = "\n"
+			}
+			fmt.Fprint(tw, c, sep)
+		}
+	}
+	return tw.Flush()
 }
