@@ -134,6 +134,20 @@ func TestOutboxEventsFromWrites(t *testing.T) {
 		if len(ds) != len(got) || ds[0].Status != keystore.DeliveryDelivered || ds[0].DeliveredAt == nil || ds[0].Attempts != 1 {
 			t.Fatalf("deliveries = %+v", ds)
 		}
+		// Pruning keeps what ended after the cut-off and pending ones.
+		fx.key("site1", keystore.ModeLive) // pending
+		if n, err := fx.store.PruneDeliveries(ctx, fx.clock.Now().Add(-time.Minute), 100); err != nil || n != 0 {
+			t.Fatalf("prune before anything ended: %d, %v", n, err)
+		}
+		if n, err := fx.store.PruneDeliveries(ctx, fx.clock.Now().Add(time.Minute), 100); err != nil || n != int64(len(got)) {
+			t.Fatalf("prune: %d, %v; want %d", n, err, len(got))
+		}
+		ds, _ = fx.store.WebhookDeliveries(ctx, ep.ID, 0)
+		var events int
+		_ = fx.store.DB().QueryRowContext(ctx, `SELECT COUNT(*) FROM webhook_events`).Scan(&events)
+		if len(ds) != 1 || ds[0].Status != keystore.DeliveryPending || events != 1 {
+			t.Fatalf("after pruning: %d deliveries (%+v), %d events", len(ds), ds, events)
+		}
 	})
 }
 

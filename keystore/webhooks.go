@@ -444,3 +444,22 @@ func (s *Store) holdLock(ctx context.Context, id int64, check time.Duration, fn 
 		}
 	}
 }
+
+// PruneDeliveries deletes deliveries that ended (delivered or failed)
+// before `before`, and the events no delivery refers to any more, at most
+// limit deliveries per call, so the outbox does not grow for ever.
+func (s *Store) PruneDeliveries(ctx context.Context, before time.Time, limit int) (int64, error) {
+	var n int64
+	err := s.write(ctx, "prune deliveries", func(tx *sql.Tx, _ txLog) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries
+			WHERE status <> 'pending' AND COALESCE(delivered_at, last_attempt_at, created_at) < $1 ORDER BY event_seq LIMIT $2)`, millis(before), limit)
+		if err != nil {
+			return err
+		}
+		n, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `DELETE FROM webhook_events WHERE created_at < $1
+			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = webhook_events.seq)`, millis(before))
+		return err
+	})
+	return n, err
+}

@@ -69,6 +69,9 @@ func (c webhookFlags) destinations() webhooks.Destinations {
 // how long after it key.expired still does, for a replica that was down).
 const expiringNotice = 7 * 24 * time.Hour
 
+// deliveryRetention is how long ended deliveries stay listed.
+const deliveryRetention = 30 * 24 * time.Hour
+
 // webhookJob numbers the delivery worker's lock among keystore.Exclusive jobs.
 const webhookJob = 1
 
@@ -77,7 +80,10 @@ const webhookJob = 1
 func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, log *slog.Logger) {
 	w := &webhooks.Worker{Outbox: store, Destinations: c.destinations(), RetryFor: c.retryFor, Log: log,
 		Scan: func(ctx context.Context, now time.Time) error {
-			_, err := store.ScanNotices(ctx, now, expiringNotice, limits.Month(now))
+			if _, err := store.ScanNotices(ctx, now, expiringNotice, limits.Month(now)); err != nil {
+				return err
+			}
+			_, err := store.PruneDeliveries(ctx, now.Add(-deliveryRetention), 1000)
 			return err
 		}}
 	_ = store.Exclusive(ctx, webhookJob, 5*time.Second, w.Run)
