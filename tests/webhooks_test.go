@@ -68,13 +68,18 @@ func (r *hookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var e struct {
 		Type string `json:"type"`
 		Data struct {
-			ID string `json:"id"`
+			ID        string `json:"id"`
+			Threshold int    `json:"threshold"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(body, &e); err != nil {
 		r.t.Errorf("delivery body: %v", err)
 	}
-	r.got = append(r.got, e.Type+" "+e.Data.ID)
+	subject := e.Data.ID
+	if e.Data.Threshold > 0 {
+		subject = fmt.Sprint(e.Data.Threshold)
+	}
+	r.got = append(r.got, e.Type+" "+subject)
 	r.ids = append(r.ids, req.Header.Get("webhook-id"))
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -383,4 +388,54 @@ func (g gitHubSigner) post(t *testing.T, httpAddr string, body []byte, sig strin
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(raw)
+}
+
+// Two replicas on PostgreSQL charge one site's monthly quota at once:
+// quota.threshold arrives once at 80% and once at 100%.
+func TestQuotaThresholdPostgres(t *testing.T) {
+	env := postgresEnv(t)
+	rcv := newHookReceiver(t)
+	plusSite(env)
+	live := env.NewKey("acme-web", "live")
+	env.CLI("limits", "set", "--site", "acme-web", "--set", "quota=10")
+	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL, "--event", "quota.threshold", "--allow-http-webhooks", "--json")
+	var ep struct{ ID, Secret string }
+	if err := json.Unmarshal([]byte(out), &ep); err != nil {
+		t.Fatal(err)
+	}
+	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
+	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	replicas := []*Server{env.Serve("--allow-http-webhooks"), env.Serve("--allow-http-webhooks")}
+
+	var wg sync.WaitGroup
+	allowedN := make([]int, 2)
+	for i, s := range replicas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 8 { // 16 attempts for a quota of 10
+				if allowed(s.Check(t, "POST", "/v1/audio/generate", map[string]string{"x-api-key": live})) {
+					allowedN[i]++
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if allowedN[0]+allowedN[1] != 10 {
+		t.Fatalf("%v requests allowed, want 10 in all", allowedN)
+	}
+	Eventually(t, 90*time.Second, "quota.threshold at 80% and 100%", func() bool {
+		got, ids, _ := rcv.snapshot()
+		return len(unique(got, ids)) >= 2
+	})
+	got, ids, _ := rcv.snapshot()
+	if u := unique(got, ids); len(u) != 2 || u[0] != "quota.threshold 80" || u[1] != "quota.threshold 100" {
+		t.Fatalf("events %q", u)
+	}
+	var ds struct {
+		Deliveries []struct{ Type string } `json:"deliveries"`
+	}
+	if err := json.Unmarshal([]byte(env.CLI("webhooks", "deliveries", ep.ID, "--json")), &ds); err != nil || len(ds.Deliveries) != 2 {
+		t.Fatalf("deliveries %+v, %v", ds, err)
+	}
 }
