@@ -19,6 +19,7 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/webhooks"
 )
 
 // maxBody bounds every request body; the largest legitimate one (a site with
@@ -35,6 +36,8 @@ type Handler struct {
 	// Policy is the running policy, whose data says which plans and limit
 	// names writes may use (nil: any).
 	Policy *policies.Engine
+	// Webhooks says where webhook endpoints may point (admin/webhooks.go).
+	Webhooks webhooks.Destinations
 }
 
 // Error is the JSON body of every failure.
@@ -106,6 +109,7 @@ func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
 	h.limitRoutes(mux)
 	h.readRoutes(mux)
+	h.webhookRoutes(mux)
 }
 
 // endpoint does the work of one route and returns the status and the JSON
@@ -155,6 +159,9 @@ func errorStatus(err error) (int, string, string) {
 		return http.StatusConflict, CodeConflict, trim(err)
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, CodeUnavailable, "the store is unreachable; retry later"
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		return http.StatusServiceUnavailable, CodeUnavailable,
+			"no secret outside the database to encrypt signing secrets: set KEYGATE_TOKEN_SECRET (or KEYGATE_PEPPER) on the server"
 	}
 	return http.StatusInternalServerError, CodeInternal, "internal error"
 }

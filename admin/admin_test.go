@@ -28,6 +28,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f, _ := keystore.NewFormat("kg")
 	d, _ := keystore.NewDigester()
+	// Webhook secrets are sealed under a secret that is not in the store.
+	d, _ = d.WithSealSecret([]byte("admin-test-seal-secret-0123456789"))
 	s, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
 	if err != nil {
 		t.Fatal(err)

@@ -247,8 +247,8 @@ func TestEnvoyConfigSafety(t *testing.T) {
 	}
 }
 
-// TestEnvoyConfigRoutes: only /auth/ skips authz, and it goes to keygate's
-// HTTP port; the sandbox route matches keygate's mode header.
+// TestEnvoyConfigRoutes: only /auth/ and the exact path of GitHub's
+// secret scanning reports skip authz, and they go to keygate's HTTP port; the sandbox route matches keygate's mode header.
 func TestEnvoyConfigRoutes(t *testing.T) {
 	c := loadConfig(t)
 	vhosts := c.hcm.GetRouteConfig().GetVirtualHosts()
@@ -260,12 +260,12 @@ func TestEnvoyConfigRoutes(t *testing.T) {
 	}
 	routes := vhosts[0].GetRoutes()
 	type row struct {
-		Prefix, Header, Cluster string
-		AuthzOff                bool
+		Prefix, Path, Header, Cluster string
+		AuthzOff                      bool
 	}
 	var got []row
 	for _, rt := range routes {
-		r := row{Prefix: rt.GetMatch().GetPrefix(), Cluster: rt.GetRoute().GetCluster()}
+		r := row{Prefix: rt.GetMatch().GetPrefix(), Path: rt.GetMatch().GetPath(), Cluster: rt.GetRoute().GetCluster()}
 		for _, hm := range rt.GetMatch().GetHeaders() {
 			r.Header = hm.GetName() + "=" + hm.GetStringMatch().GetExact()
 		}
@@ -280,6 +280,7 @@ func TestEnvoyConfigRoutes(t *testing.T) {
 	}
 	want := []row{
 		{Prefix: "/auth/", Cluster: "keygate_http", AuthzOff: true},
+		{Path: "/secret-scanning/github", Cluster: "keygate_http", AuthzOff: true},
 		{Prefix: "/", Header: "x-keygate-mode=test", Cluster: "upstream_sandbox"},
 		{Prefix: "/", Cluster: "upstream"},
 	}

@@ -104,12 +104,15 @@ type txLog struct {
 	// added counts the rows appended, so that a write that changed nothing
 	// a cache holds (refresh tokens, say) wakes no listener.
 	added *int
+	// events builds the transaction's outbox events (outbox.go).
+	events *txEvents
 }
 
 func (l txLog) add(ctx context.Context, e Entity, id string) error {
 	_, err := l.tx.ExecContext(ctx, `INSERT INTO changes (entity, entity_id, at) VALUES ($1, $2, $3)`, string(e), id, l.at)
 	if err == nil {
 		*l.added++
+		err = l.events.add(ctx, l, e, id)
 	}
 	return err
 }
@@ -128,7 +131,7 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 		}
 	}
 	var added int
-	if err := fn(tx, txLog{tx: tx, at: millis(s.now()), added: &added}); err != nil {
+	if err := fn(tx, txLog{tx: tx, at: millis(s.now()), added: &added, events: &txEvents{op: op}}); err != nil {
 		return fmt.Errorf("keystore: %s: %w", op, err)
 	}
 	if s.notify != nil && added > 0 {

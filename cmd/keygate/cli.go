@@ -68,6 +68,7 @@ KEYGATE_STORE).`,
 		e.usageCommand(),
 		e.checkCommand(),
 		e.policyCommand(),
+		e.webhooksCommand(),
 		e.shadowCommand(),
 		e.versionCommand(),
 	)

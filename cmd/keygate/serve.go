@@ -21,6 +21,7 @@ import (
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/secretscan"
 )
 
 // serveConfig is every setting of `keygate serve`, registered in one place
@@ -29,6 +30,7 @@ import (
 type serveConfig struct {
 	coreConfig
 	tokenFlags
+	webhookFlags
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
 	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
@@ -42,6 +44,7 @@ type serveConfig struct {
 func (c *serveConfig) register(fs *flagSet) {
 	c.coreConfig.register(fs)
 	c.tokenFlags.register(fs)
+	c.webhookFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -59,6 +62,9 @@ func (c *serveConfig) register(fs *flagSet) {
 func (c *serveConfig) validate(getenv func(string) string) error {
 	c.adminToken = getenv("KEYGATE_ADMIN_TOKEN")
 	if err := c.tokenFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.webhookFlags.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -146,6 +152,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	default:
 		authz.Tokens = keyring
 	}
+	leaks, err := cfg.secretScanning(c.store, c.format, authz.Digester, log)
+	if err != nil {
+		return err
+	}
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	g := grpc.NewServer(
@@ -157,6 +167,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
 	registerExchange(mux, exchange)
+	if leaks != nil {
+		mux.Handle("POST "+secretscan.GitHubPath, leaks)
+	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -167,7 +180,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 
 	listeners := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
 	if cfg.adminToken != "" {
-		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, c, log)))
+		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, c, cfg.destinations(), log)))
 	} else {
 		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
 	}
@@ -177,7 +190,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 
 	group, gctx := errgroup.WithContext(ctx)
 	for _, runner := range []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
-		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) }} {
+		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
+		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }} {
 		group.Go(func() error { runner(gctx); return nil })
 	}
 	for _, l := range listeners {
