@@ -49,6 +49,10 @@ type Handler struct {
 	Store    *keystore.Store
 	Sessions Verifier
 	Limits   Limiter
+	// Cache, when set, is this replica's key cache: revocations are applied
+	// to it at once instead of at the follower's next poll (other replicas
+	// learn them from the change log).
+	Cache keystore.Invalidator
 	// Policy is the running policy, whose data gives the quota in force
 	// for usage that was never charged (nil: none shown).
 	Policy *policies.Engine
@@ -295,6 +299,16 @@ func problem(err error) policies.Decision {
 		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Temporarily unavailable; retry later"}
 	}
 	return policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal error"}
+}
+
+// forget drops revoked keys from this replica's cache.
+func (h *Handler) forget(ids ...string) {
+	if h.Cache == nil {
+		return
+	}
+	for _, id := range ids {
+		h.Cache.Invalidate(keystore.EntityKey, id)
+	}
 }
 
 type actorKey struct{}

@@ -179,7 +179,11 @@ func (h *Handler) revokeKey(ctx context.Context, s session.Session, r *http.Requ
 		return 0, nil, errNotFound
 	}
 	k, err := h.Store.RevokeKey(ctx, id)
-	return http.StatusOK, k, err
+	if err != nil {
+		return 0, nil, err
+	}
+	h.forget(id)
+	return http.StatusOK, k, nil
 }
 
 type rotateBody struct {
@@ -208,6 +212,7 @@ func (h *Handler) rotateKey(ctx context.Context, s session.Session, r *http.Requ
 	if err != nil {
 		return 0, nil, err
 	}
+	h.forget(revoked...)
 	return http.StatusCreated, CreatedKey{Key: k, Secret: secret.Reveal(), Revoked: revoked}, nil
 }
 

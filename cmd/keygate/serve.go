@@ -28,6 +28,7 @@ import (
 type serveConfig struct {
 	coreConfig
 	tokenFlags
+	customerFlags
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
 	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
@@ -41,6 +42,7 @@ type serveConfig struct {
 func (c *serveConfig) register(fs *flagSet) {
 	c.coreConfig.register(fs)
 	c.tokenFlags.register(fs)
+	c.customerFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -58,6 +60,9 @@ func (c *serveConfig) register(fs *flagSet) {
 func (c *serveConfig) validate(getenv func(string) string) error {
 	c.adminToken = getenv("KEYGATE_ADMIN_TOKEN")
 	if err := c.tokenFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.customerFlags.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -155,6 +160,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
 	exchange.Register(mux)
+	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
+		return err
+	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
