@@ -94,29 +94,39 @@ func ValidatePrefix(p string) error {
 	return nil
 }
 
+// Route is one route of the API, its path relative to the prefix.
+type Route struct{ Method, Path string }
+
+// Routes are the API's routes, in the order Register mounts them.
+func Routes() []Route {
+	return []Route{
+		{"GET", "/api-keys"},
+		{"POST", "/api-keys"},
+		{"POST", "/api-keys/{id}/revoke"},
+		{"POST", "/sites/{site}/rotate-key"},
+		{"GET", "/usage"},
+	}
+}
+
 // Register adds the routes to mux (keygate's --http-addr mux).
 func (h *Handler) Register(mux *http.ServeMux) {
 	p := strings.TrimSuffix(h.Prefix, "/")
 	if h.Prefix == "" {
 		p = DefaultPrefix
 	}
-	routes := []struct {
-		method, path string
-		write        bool
-		fn           endpoint
-	}{
-		{"GET", "/api-keys", false, h.listKeys},
-		{"POST", "/api-keys", true, h.createKey},
-		{"POST", "/api-keys/{id}/revoke", true, h.revokeKey},
-		{"POST", "/sites/{site}/rotate-key", true, h.rotateKey},
-		{"GET", "/usage", false, h.usage},
+	handlers := map[Route]http.Handler{
+		{"GET", "/api-keys"}:                 h.serve(false, h.listKeys),
+		{"POST", "/api-keys"}:                h.serve(true, h.createKey),
+		{"POST", "/api-keys/{id}/revoke"}:    h.serve(true, h.revokeKey),
+		{"POST", "/sites/{site}/rotate-key"}: h.serve(true, h.rotateKey),
+		{"GET", "/usage"}:                    h.serve(false, h.usage),
 	}
 	preflight := map[string]bool{}
-	for _, rt := range routes {
-		mux.Handle(rt.method+" "+p+rt.path, h.serve(rt.write, rt.fn))
-		if !preflight[rt.path] {
-			preflight[rt.path] = true
-			mux.HandleFunc("OPTIONS "+p+rt.path, h.preflight)
+	for _, rt := range Routes() {
+		mux.Handle(rt.Method+" "+p+rt.Path, handlers[rt])
+		if !preflight[rt.Path] {
+			preflight[rt.Path] = true
+			mux.HandleFunc("OPTIONS "+p+rt.Path, h.preflight)
 		}
 	}
 }
