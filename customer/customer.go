@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
@@ -168,7 +169,7 @@ func (h *Handler) serve(write bool, fn endpoint) http.Handler {
 		if write {
 			h.Log.Info("customer api write", "actor", s.Actor(), "account", s.Account, "method", r.Method, "path", r.URL.Path, "status", status)
 		}
-		writeJSON(w, status, body)
+		admin.WriteJSON(w, status, body)
 	})
 }
 
@@ -288,6 +289,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s session.Session
 func problem(err error) policies.Decision {
 	var rl *rateLimited
 	var br *badRequest
+	var ae *admin.Error
 	switch {
 	case errors.Is(err, session.ErrInvalid):
 		return policies.Decision{Status: 401, Code: "INVALID_TOKEN", Message: "Invalid or missing session token"}
@@ -301,6 +303,8 @@ func problem(err error) policies.Decision {
 		return policies.Decision{Status: 404, Code: "NOT_FOUND", Message: "Not found"}
 	case errors.As(err, &br):
 		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: br.msg}
+	case errors.As(err, &ae):
+		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: ae.Message}
 	case errors.Is(err, keystore.ErrInvalid):
 		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: strings.ReplaceAll(err.Error(), "keystore: ", "")}
 	case errors.Is(err, keystore.ErrConflict):

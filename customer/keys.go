@@ -2,12 +2,8 @@ package customer
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/admin"
@@ -16,8 +12,6 @@ import (
 )
 
 const (
-	// maxBody bounds request bodies; the largest one is a key's name.
-	maxBody = 4 << 10
 	// maxID bounds ids and site names taken from paths and queries.
 	maxID = 128
 	// maxListed bounds a listing across every site of an account.
@@ -139,7 +133,7 @@ type createBody struct {
 
 func (h *Handler) createKey(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
 	var b createBody
-	if err := decode(r, &b, false); err != nil {
+	if err := admin.Decode(r, &b, false); err != nil {
 		return 0, nil, err
 	}
 	if b.Site == "" {
@@ -164,7 +158,7 @@ func (h *Handler) createKey(ctx context.Context, s session.Session, r *http.Requ
 // one does.
 func (h *Handler) revokeKey(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
 	var none struct{}
-	if err := decode(r, &none, true); err != nil {
+	if err := admin.Decode(r, &none, true); err != nil {
 		return 0, nil, err
 	}
 	id := r.PathValue("id")
@@ -197,7 +191,7 @@ type rotateBody struct {
 // rotates because a key leaked) and returns the new key.
 func (h *Handler) rotateKey(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
 	b := rotateBody{Mode: admin.RotateAll}
-	if err := decode(r, &b, true); err != nil {
+	if err := admin.Decode(r, &b, true); err != nil {
 		return 0, nil, err
 	}
 	site := r.PathValue("site")
@@ -249,48 +243,4 @@ func (h *Handler) usage(ctx context.Context, s session.Session, r *http.Request)
 	}
 	err := h.eachSite(ctx, s, add)
 	return http.StatusOK, out, err
-}
-
-// decode reads one bounded JSON object, rejecting unknown fields and
-// trailing data; an empty body is allowed only when optional.
-func decode(r *http.Request, v any, optional bool) error {
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
-		return invalid("reading the body failed")
-	}
-	if len(body) > maxBody {
-		return invalid("body larger than %d bytes", maxBody)
-	}
-	if strings.TrimSpace(string(body)) == "" {
-		if optional {
-			return nil
-		}
-		return invalid("a JSON body is required")
-	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var syntax *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &typ):
-			return invalid("field %q has the wrong type", typ.Field)
-		case errors.As(err, &syntax):
-			return invalid("malformed JSON")
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return invalid("%s", strings.TrimPrefix(err.Error(), "json: "))
-		}
-		return invalid("malformed JSON body")
-	}
-	if dec.More() {
-		return invalid("malformed JSON: data after the object")
-	}
-	return nil
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store") // answers may hold a key
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
