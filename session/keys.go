@@ -50,7 +50,11 @@ type KeySet struct {
 	Log    *slog.Logger
 	Now    func() time.Time
 
-	mu      sync.Mutex // one read at a time; guards everything below
+	// reading serializes reads of the source; mu guards the fields below
+	// and is never held during a read, so tokens with known kids are not
+	// held up by a slow identity provider.
+	reading sync.Mutex
+	mu      sync.Mutex
 	keys    map[string]publicKey
 	fetched time.Time // last read attempt
 	loaded  time.Time // last successful read
@@ -67,8 +71,8 @@ func (s *KeySet) now() time.Time {
 // Load reads the set now; serve calls it at start-up to report a bad
 // source early.
 func (s *KeySet) Load(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.reading.Lock()
+	defer s.reading.Unlock()
 	return s.refresh(ctx)
 }
 
@@ -79,26 +83,38 @@ func (s *KeySet) Reads() int {
 	return s.reads
 }
 
-// lookup returns the key with this kid, reading the set again if the kid
-// is unknown (or the set is stale) and the floor allows it.
-func (s *KeySet) lookup(ctx context.Context, kid string) (publicKey, error) {
+// cached returns the key with this kid and whether it is fresh, and
+// whether the floor allows another read.
+func (s *KeySet) cached(kid string) (k publicKey, found, fresh, mayRead, loaded bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	k, ok := s.keys[kid]
-	if ok && now.Sub(s.loaded) < s.maxAge() {
+	k, found = s.keys[kid]
+	return k, found, found && now.Sub(s.loaded) < s.maxAge(), s.fetched.IsZero() || now.Sub(s.fetched) >= s.floor(), s.keys != nil
+}
+
+// lookup returns the key with this kid, reading the set again if the kid
+// is unknown (or the set is stale) and the floor allows it.
+func (s *KeySet) lookup(ctx context.Context, kid string) (publicKey, error) {
+	if k, _, fresh, _, _ := s.cached(kid); fresh {
 		return k, nil
 	}
-	if s.fetched.IsZero() || now.Sub(s.fetched) >= s.floor() {
-		err := s.refresh(ctx)
-		if k, ok = s.keys[kid]; !ok && s.keys == nil {
-			return publicKey{}, err
-		}
+	s.reading.Lock()
+	// Another caller may have read the set while this one waited: decide
+	// again, so a burst of one new kid costs one read.
+	k, found, fresh, mayRead, loaded := s.cached(kid)
+	var err error
+	if !fresh && mayRead {
+		err = s.refresh(ctx)
+		k, found, _, _, loaded = s.cached(kid)
 	}
+	s.reading.Unlock()
 	switch {
-	case ok:
+	case found:
 		return k, nil // possibly from an older read, if the last one failed
-	case s.keys == nil:
+	case !loaded && err != nil:
+		return publicKey{}, err
+	case !loaded:
 		return publicKey{}, fmt.Errorf("%w: not read yet", ErrUnavailable)
 	}
 	return publicKey{}, fmt.Errorf("%w: unknown kid %q", ErrInvalid, clip(kid))
@@ -118,15 +134,20 @@ func (s *KeySet) maxAge() time.Duration {
 	return 15 * time.Minute
 }
 
-// refresh reads the set; on failure the previous keys stay. Callers hold mu.
+// refresh reads the set; on failure the previous keys stay. Callers hold
+// reading.
 func (s *KeySet) refresh(ctx context.Context) error {
+	s.mu.Lock()
 	s.fetched = s.now()
 	s.reads++
+	s.mu.Unlock()
 	raw, err := s.read(ctx)
 	if err == nil {
 		var keys map[string]publicKey
 		if keys, err = parseKeys(raw, s.Log); err == nil {
+			s.mu.Lock()
 			s.keys, s.loaded = keys, s.fetched
+			s.mu.Unlock()
 			return nil
 		}
 	}

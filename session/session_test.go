@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -299,5 +300,35 @@ func TestNewVerifierNeedsIssuerAndAudience(t *testing.T) {
 		if _, err := session.NewVerifier(cfg, keys); err == nil {
 			t.Errorf("NewVerifier(%+v) accepted", cfg)
 		}
+	}
+}
+
+func TestBurstOfANewKidCostsOneRead(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	ctx := context.Background()
+	if err := f.keys.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := newKey(t, "r2", "RS256")
+	f.provider.SetKeys(f.rsa, next)
+	f.advance(11 * time.Second)
+	tok := sign(t, next, f.claims("acc_a"))
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, err := f.verifier.Verify(ctx, tok)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := f.provider.Reads(); got != 2 {
+		t.Fatalf("reads = %d, want 2 (start-up and one for the new kid)", got)
 	}
 }
