@@ -229,12 +229,17 @@ func (h *Handler) mayWrite(ctx context.Context, s session.Session) error {
 // cors answers allowed browser origins; without configured origins no CORS
 // header is ever sent, so browsers refuse cross-origin calls.
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
+	if len(h.Origins) == 0 {
+		return false
+	}
+	// The answer depends on Origin whether or not it is allowed: caches
+	// must not hand one origin's answer to another.
+	w.Header().Add("Vary", "Origin")
 	origin := r.Header.Get("Origin")
 	if origin == "" || !slices.Contains(h.Origins, origin) {
 		return false
 	}
 	w.Header().Set("Access-Control-Allow-Origin", origin)
-	w.Header().Add("Vary", "Origin")
 	return true
 }
 
