@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,5 +298,35 @@ func TestValidatePrefix(t *testing.T) {
 		if err := customer.ValidatePrefix(p); (err == nil) != ok {
 			t.Errorf("ValidatePrefix(%q) = %v", p, err)
 		}
+	}
+}
+
+// forgotten records what the handler drops from this replica's cache.
+type forgotten struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (f *forgotten) Invalidate(e keystore.Entity, id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ids = append(f.ids, string(e)+":"+id)
+}
+
+func TestRevocationsLeaveTheLocalCacheAtOnce(t *testing.T) {
+	cache := &forgotten{}
+	f := newFixture(t, func(h *customer.Handler) { h.Cache = cache })
+	k1, k2 := f.mustKey("site_a"), f.mustKey("site_a")
+	if a := f.as("acc_a", "POST", "/v1/api-keys/"+k1.ID+"/revoke", ""); a.status != 200 {
+		t.Fatalf("revoke: %d %s", a.status, a.raw)
+	}
+	if a := f.as("acc_a", "POST", "/v1/sites/site_a/rotate-key", ""); a.status != 201 {
+		t.Fatalf("rotate: %d %s", a.status, a.raw)
+	}
+	theirs := f.mustKey("site_b")
+	f.as("acc_a", "POST", "/v1/api-keys/"+theirs.ID+"/revoke", "")
+	want := []string{"key:" + k1.ID, "key:" + k2.ID}
+	if strings.Join(cache.ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("invalidated %v, want %v", cache.ids, want)
 	}
 }
