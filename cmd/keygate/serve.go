@@ -31,6 +31,7 @@ type serveConfig struct {
 	coreConfig
 	tokenFlags
 	webhookFlags
+	customerFlags
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
 	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
@@ -45,6 +46,7 @@ func (c *serveConfig) register(fs *flagSet) {
 	c.coreConfig.register(fs)
 	c.tokenFlags.register(fs)
 	c.webhookFlags.register(fs)
+	c.customerFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -65,6 +67,9 @@ func (c *serveConfig) validate(getenv func(string) string) error {
 		return err
 	}
 	if err := c.webhookFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.customerFlags.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -169,6 +174,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	registerExchange(mux, exchange)
 	if leaks != nil {
 		mux.Handle("POST "+secretscan.GitHubPath, leaks)
+	}
+	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
+		return err
 	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
