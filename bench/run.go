@@ -128,17 +128,10 @@ func freeAddr() string {
 // returns how long that took.
 func waitServing(ctx context.Context, addr string, limit time.Duration) (time.Duration, error) {
 	began := time.Now()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return 0, err
-	}
-	defer conn.Close()
-	client := healthpb.NewHealthClient(conn)
 	for time.Since(began) < limit {
-		c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		resp, err := client.Check(c, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+		// A connection per attempt: one connection would wait out gRPC's
+		// reconnect backoff (a second) after the first refused dial.
+		if serving(ctx, addr) {
 			return time.Since(began), nil
 		}
 		if ctx.Err() != nil {
@@ -170,4 +163,16 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "SERVING after %s: %v\n", time.Since(began).Round(time.Millisecond), command)
 	return nil
+}
+
+func serving(ctx context.Context, addr string) bool {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(c, &healthpb.HealthCheckRequest{})
+	return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
 }
