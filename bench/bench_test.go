@@ -68,7 +68,7 @@ func TestRunAgainstNoop(t *testing.T) {
 	}
 	cfg, err := ParseFlags("bench", []string{"--target", grpcAddr, "--metrics", "http://" + httpAddr + "/metrics",
 		"--store", "sqlite:" + filepath.Join(t.TempDir(), "kg.db"), "--token-url", "", "--keys", "50", "--sites", "5",
-		"--duration", "300ms", "--warmup", "50ms", "--concurrency", "2"}, io.Discard)
+		"--duration", "2s", "--warmup", "100ms", "--concurrency", "2"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
