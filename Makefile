@@ -2,10 +2,13 @@
 # race detector, fuzz seed corpora included, then the Rego checks.
 GO ?= go
 
-.PHONY: test build policy-check
+.PHONY: test build install policy-check
 
 build:
 	$(GO) build -o bin/keygate ./cmd/keygate
+
+install:
+	$(GO) install ./cmd/keygate
 
 test:
 	$(GO) vet ./...

@@ -14,11 +14,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
 )
 
 // maxBody bounds every request body; the largest legitimate one (a site with
@@ -32,12 +32,17 @@ type Handler struct {
 	Log   *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
+	// Policy is the running policy, whose data says which plans and limit
+	// names writes may use (nil: any).
+	Policy *policies.Engine
 }
 
 // Error is the JSON body of every failure.
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Field names the request field at fault, when one is.
+	Field string `json:"field,omitempty"`
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -75,6 +80,21 @@ func (h *Handler) authorized(r *http.Request) bool {
 
 func (h *Handler) routes() *http.ServeMux {
 	mux := http.NewServeMux()
+	h.register(mux)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path+" (see GET /admin/v1/openapi.json)")
+	})
+	return mux
+}
+
+// router is where routes are registered: the ServeMux, or the recorder
+// behind Routes.
+type router interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}
+
+// register adds every admin route.
+func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/accounts", h.handle(h.createAccount))
 	mux.HandleFunc("PATCH /admin/v1/accounts/{id}", h.handle(h.updateAccount))
 	mux.HandleFunc("POST /admin/v1/sites", h.handle(h.createSite))
@@ -85,10 +105,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
 	h.limitRoutes(mux)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, CodeNotFound, "no such admin endpoint: "+r.Method+" "+r.URL.Path)
-	})
-	return mux
+	h.readRoutes(mux)
 }
 
 // endpoint does the work of one route and returns the status and the JSON
@@ -106,10 +123,13 @@ func (h *Handler) handle(fn endpoint) http.HandlerFunc {
 		status, body, err := fn(ctx, r)
 		if err != nil {
 			status, code, msg := errorStatus(err)
+			if status == http.StatusNotFound {
+				msg = notFoundMessage(r, msg)
+			}
 			if status >= 500 {
 				h.Log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
-			writeError(w, status, code, msg)
+			writeJSON(w, status, Error{Code: code, Message: msg, Field: fieldOf(err)})
 			return
 		}
 		h.Log.Info("admin", "method", r.Method, "path", r.URL.Path, "status", status)
@@ -121,9 +141,12 @@ func (h *Handler) handle(fn endpoint) http.HandlerFunc {
 // messages carry no secrets (keys are only ever digests there).
 func errorStatus(err error) (int, string, string) {
 	var e *Error
+	var fe *FieldError
 	switch {
 	case errors.As(err, &e):
 		return http.StatusBadRequest, e.Code, e.Message
+	case errors.As(err, &fe):
+		return http.StatusBadRequest, CodeInvalid, fe.Error()
 	case errors.Is(err, keystore.ErrInvalid):
 		return http.StatusBadRequest, CodeInvalid, trim(err)
 	case errors.Is(err, keystore.ErrNotFound):
@@ -162,7 +185,7 @@ func decode(r *http.Request, v any, optional bool) error {
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return invalid("malformed JSON: %v", err)
+		return jsonError(err)
 	}
 	if dec.More() {
 		return invalid("malformed JSON: data after the object")
@@ -195,6 +218,9 @@ func (h *Handler) createAccount(ctx context.Context, r *http.Request) (int, any,
 	if b.ID == nil || b.Plan == nil {
 		return 0, nil, invalid(`"id" and "plan" are required`)
 	}
+	if err := h.checkAccount(b); err != nil {
+		return 0, nil, err
+	}
 	a := keystore.Account{ID: *b.ID, Plan: *b.Plan}
 	if b.Status != nil {
 		a.Status = keystore.AccountStatus(*b.Status)
@@ -210,6 +236,9 @@ func (h *Handler) updateAccount(ctx context.Context, r *http.Request) (int, any,
 	}
 	if b.ID != nil && *b.ID != r.PathValue("id") {
 		return 0, nil, invalid(`"id" cannot change`)
+	}
+	if err := h.checkAccount(b); err != nil {
+		return 0, nil, err
 	}
 	var u keystore.AccountUpdate
 	u.Plan = b.Plan
@@ -335,17 +364,9 @@ func (h *Handler) listKeys(ctx context.Context, r *http.Request) (int, any, erro
 	if site == "" {
 		return 0, nil, invalid(`query parameter "site" is required`)
 	}
-	limit := defaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxLimit {
-			return 0, nil, invalid(`"limit" must be between 1 and %d`, maxLimit)
-		}
-		limit = n
-	}
-	after := q.Get("after")
-	if len(after) > 64 {
-		return 0, nil, invalid(`"after" is not a key id`)
+	after, limit, err := pageQuery(r)
+	if err != nil {
+		return 0, nil, err
 	}
 	keys, err := h.Store.Keys(ctx, site, after, limit)
 	if err != nil {
@@ -355,9 +376,7 @@ func (h *Handler) listKeys(ctx context.Context, r *http.Request) (int, any, erro
 	if page.Keys == nil {
 		page.Keys = []keystore.Key{}
 	}
-	if len(keys) == limit {
-		page.Next = keys[len(keys)-1].ID
-	}
+	page.Next = next(len(keys), limit, func() string { return keys[len(keys)-1].ID })
 	return http.StatusOK, page, nil
 }
 
@@ -381,9 +400,9 @@ func (h *Handler) rotateKey(ctx context.Context, r *http.Request) (int, any, err
 	if err := decode(r, &b, true); err != nil {
 		return 0, nil, err
 	}
-	m, err := keystore.ParseMode(b.Mode)
+	spec, revoke, err := Rotation(r.PathValue("id"), b.Mode, b.Name)
 	if err != nil {
-		return 0, nil, invalid(`"mode" must be "live" or "test"`)
+		return 0, nil, err
 	}
 	var grace time.Duration
 	if b.Grace != "" {
@@ -391,6 +410,6 @@ func (h *Handler) rotateKey(ctx context.Context, r *http.Request) (int, any, err
 			return 0, nil, invalid(`"grace" must be a duration such as "24h"`)
 		}
 	}
-	k, secret, revoked, err := h.Store.RotateSiteKeyGrace(ctx, keystore.KeySpec{SiteID: r.PathValue("id"), Mode: m, Name: b.Name}, grace)
+	k, secret, revoked, err := h.Store.RotateSiteKeys(ctx, spec, revoke, grace)
 	return http.StatusCreated, CreatedKey{Key: k, Secret: secret.Reveal(), Revoked: revoked}, err
 }

@@ -33,7 +33,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h := &admin.Handler{Store: s, Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := &admin.Handler{Store: s, Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}
@@ -50,6 +50,9 @@ func (f *fixture) call(method, path, body string, auth ...string) answer {
 	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		f.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if len(auth) == 0 {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -192,8 +195,8 @@ func TestRotateKey(t *testing.T) {
 	if rev := a.body["revoked"].([]any); len(rev) != 1 || rev[0] != old.body["id"] {
 		t.Errorf("revoked %v, want [%v]", rev, old.body["id"])
 	}
-	g := f.must("POST", "/admin/v1/sites/web/rotate-key", `{"mode":"test","name":"next","grace":"1h"}`, 201)
-	if g.body["mode"] != "test" || g.body["name"] != "next" {
+	g := f.must("POST", "/admin/v1/sites/web/rotate-key", `{"mode":"all","name":"next","grace":"1h"}`, 201)
+	if g.body["mode"] != "live" || g.body["name"] != "next" {
 		t.Errorf("rotate with body %s", g.raw)
 	}
 	k, _ := f.store.Key(context.Background(), a.body["id"].(string))

@@ -14,7 +14,7 @@ import (
 //	GET /admin/v1/sites/{id}/usage[?month=YYYY-MM]   → SiteUsage
 //	GET|PUT /admin/v1/sites/{id}/limits              → {"site", "limits": {"rate": 600, …}}
 //	GET|PUT /admin/v1/accounts/{id}/limits           → {"account", "limits": {…}}
-func (h *Handler) limitRoutes(mux *http.ServeMux) {
+func (h *Handler) limitRoutes(mux router) {
 	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
 	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
 	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))
@@ -72,6 +72,9 @@ func (h *Handler) siteUsage(ctx context.Context, r *http.Request) (int, any, err
 		at = t
 	}
 	u, err := ReadSiteUsage(ctx, h.Store, r.PathValue("id"), at)
+	if err == nil && h.Policy != nil {
+		err = EffectiveQuota(ctx, h.Store, h.Policy.Current(), &u)
+	}
 	return http.StatusOK, u, err
 }
 
@@ -87,6 +90,9 @@ func (h *Handler) setLimits(entity keystore.Entity) endpoint {
 	return func(ctx context.Context, r *http.Request) (int, any, error) {
 		var l keystore.Limits
 		if err := decode(r, &l, false); err != nil {
+			return 0, nil, err
+		}
+		if err := h.vocabulary().CheckLimits(l); err != nil {
 			return 0, nil, err
 		}
 		if err := h.Store.SetLimits(ctx, entity, r.PathValue("id"), l); err != nil {

@@ -13,9 +13,10 @@ keygate sites create --id demo-site --account demo --domain localhost:10000 --do
 keygate accounts create --id lapsed --plan pro --status trial_expired || true
 keygate sites create --id lapsed-site --account lapsed --domain localhost:10000 || true
 
-# rotate-key revokes every earlier key of the site, so one run's keys are
-# the only ones that work.
-live=$(keygate sites rotate-key --id demo-site --mode live --name compose-live)
+# rotate-key --mode all revokes every earlier key of the site (live and
+# test) and prints a new live key, so one run's keys are the only ones
+# that work.
+live=$(keygate sites rotate-key --id demo-site --mode all --name compose-live)
 test=$(keygate keys create --site demo-site --mode test --name compose-test)
 echo "LIVE_KEY=$live"
 echo "TEST_KEY=$test"

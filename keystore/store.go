@@ -428,45 +428,7 @@ const MaxGrace = 30 * 24 * time.Hour
 // clients can switch over. A key already in a longer grace is cut to this
 // one; a shorter one is kept.
 func (s *Store) RotateSiteKeyGrace(ctx context.Context, spec KeySpec, grace time.Duration) (Key, Secret, []string, error) {
-	if grace < 0 || grace > MaxGrace {
-		return Key{}, "", nil, fmt.Errorf("keystore: rotate key: %w: grace must be between 0 and %s", ErrInvalid, MaxGrace)
-	}
-	if err := s.validSpec(spec); err != nil {
-		return Key{}, "", nil, fmt.Errorf("keystore: rotate key: %w", err)
-	}
-	var key Key
-	var secret Secret
-	var revoked []string
-	err := s.write(ctx, "rotate key", func(tx *sql.Tx, log txLog) error {
-		revokeAt := log.at + grace.Milliseconds()
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM keys WHERE site_id = $1 AND (revoked_at IS NULL OR revoked_at > $2)`, spec.SiteID, revokeAt)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			revoked = append(revoked, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE site_id = $2 AND (revoked_at IS NULL OR revoked_at > $1)`, revokeAt, spec.SiteID); err != nil {
-			return err
-		}
-		for _, id := range revoked {
-			if err := log.add(ctx, EntityKey, id); err != nil {
-				return err
-			}
-		}
-		key, secret, err = s.insertKey(ctx, tx, log, spec)
-		return err
-	})
-	return key, secret, revoked, err
+	return s.RotateSiteKeys(ctx, spec, "", grace)
 }
 
 func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, log txLog, spec KeySpec) (Key, Secret, error) {

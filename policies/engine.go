@@ -225,7 +225,12 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 }
 
 func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(in.Value()))
+	return p.decideValue(ctx, in.Value())
+}
+
+// decideValue evaluates the decision for an input already in OPA's form.
+func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

@@ -3,6 +3,8 @@ package policies
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
+	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // TestResult is the outcome of one Rego test rule.
@@ -21,6 +24,12 @@ type TestResult struct {
 	Pass     bool
 	Err      string // evaluation error, if any
 	Duration time.Duration
+	// Failure, for a failed test, is the expression that failed with the
+	// values its variables held (file:line, then the expression); Trace is
+	// the test's whole evaluation trace. Both are filled only for failed
+	// tests, from a second, traced run of just those tests.
+	Failure string
+	Trace   string
 
 	file string
 	line int
@@ -74,6 +83,38 @@ const testTimeout = 5 * time.Second
 // tests could not run (say, they do not compile); failed tests are in the
 // report.
 func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
+	report, err := runTests(ctx, b, coverage, "")
+	if err != nil || report.Failed() == 0 {
+		return report, err
+	}
+	// Tracing every test would slow the passing ones down; run only the
+	// failed ones again, traced, to say why each failed.
+	var names []string
+	for _, t := range report.Results {
+		if !t.Pass {
+			names = append(names, regexp.QuoteMeta(t.Name))
+		}
+	}
+	traced, err := runTests(ctx, b, false, "^("+strings.Join(names, "|")+")$")
+	if err != nil {
+		return report, nil // the report stands; only the detail is missing
+	}
+	detail := map[string]TestResult{}
+	for _, t := range traced.Results {
+		detail[t.Name] = t
+	}
+	for i, t := range report.Results {
+		if d, ok := detail[t.Name]; ok && !t.Pass {
+			report.Results[i].Failure, report.Results[i].Trace = d.Failure, d.Trace
+		}
+	}
+	return report, nil
+}
+
+// runTests runs the tests once; with a filter it runs only the tests whose
+// names match it, traced, and fills Failure and Trace of those that fail.
+func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*TestReport, error) {
+	traced := filter != ""
 	compiler := ast.NewCompiler().
 		WithCapabilities(Capabilities()).
 		WithEnablePrintStatements(false).
@@ -91,6 +132,9 @@ func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error
 		SetDefaultRegoVersion(ast.RegoV1).
 		RaiseBuiltinErrors(true).
 		SetTimeout(testTimeout)
+	if traced {
+		runner.EnableTracing(true).Filter(filter)
+	}
 	var cov *cover.Cover
 	if coverage {
 		cov = cover.New()
@@ -110,6 +154,9 @@ func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error
 		if r.Error != nil {
 			t.Err = r.Error.Error()
 		}
+		if traced && r.Fail {
+			t.Failure, t.Trace = failureOf(r.Trace)
+		}
 		report.Results = append(report.Results, t)
 	}
 	sort.Slice(report.Results, func(i, j int) bool {
@@ -120,6 +167,32 @@ func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error
 		report.coverage(cov, b)
 	}
 	return report, ctx.Err()
+}
+
+// failureOf renders a failed test's trace: the last expression that failed
+// in the test's own queries, with the values of its variables, and the whole
+// trace with locations and variable values.
+func failureOf(trace []*topdown.Event) (failure, full string) {
+	var b strings.Builder
+	topdown.PrettyTraceWithOpts(&b, trace, topdown.PrettyTraceOptions{Locations: true, ExprVariables: true})
+	full = b.String()
+	for _, e := range slices.Backward(trace) {
+		if e.Op != topdown.FailOp || e.Location == nil || e.QueryID == 0 {
+			continue
+		}
+		if expr, ok := e.Node.(*ast.Expr); ok {
+			if _, every := expr.Terms.(*ast.Every); every {
+				continue // the failing expression inside the every body comes first
+			}
+		}
+		var f strings.Builder
+		fmt.Fprintf(&f, "%s:%d:\n", e.Location.File, e.Location.Row)
+		if err := topdown.PrettyEvent(&f, e, topdown.PrettyEventOpts{PrettyVars: true}); err != nil {
+			return "", full
+		}
+		return f.String(), full
+	}
+	return "", full
 }
 
 // coverage fills the coverage of policy files; test files do not count,

@@ -23,6 +23,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 // binary is the keygate binary built once for the whole package.
@@ -58,10 +60,20 @@ type Env struct {
 	Vars  []string // extra KEYGATE_* variables for every process
 }
 
-// NewEnv makes a fresh SQLite store in a temporary directory.
+// NewEnv makes a fresh SQLite store in a temporary directory. The database
+// is created here, as `keygate serve` would: management commands refuse to
+// create one.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	return &Env{t: t, Store: "sqlite:" + filepath.Join(t.TempDir(), "keygate.db")}
+	file := filepath.Join(t.TempDir(), "keygate.db")
+	st, err := keystore.OpenSQLite(context.Background(), file, keystore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &Env{t: t, Store: "sqlite:" + file}
 }
 
 func (e *Env) command(ctx context.Context, args ...string) *exec.Cmd {

@@ -154,8 +154,9 @@ type forwardAuthCase struct {
 	status  int
 	// code is the deny body's code (denials only).
 	code string
-	// client headers the response must carry.
-	client map[string]string
+	// client headers the response must carry, and carry with any value.
+	client        map[string]string
+	clientPresent []string
 	// upstream headers the upstream must have received (allows only), and
 	// headers it must not have.
 	upstream       map[string]string
@@ -188,6 +189,11 @@ func (tt forwardAuthCase) run(t *testing.T, proxy string, up *recordingUpstream)
 	for k, v := range tt.client {
 		if got := resp.Header.Values(k); len(got) != 1 || got[0] != v {
 			t.Errorf("client header %s = %q, want exactly %q", k, got, v)
+		}
+	}
+	for _, k := range tt.clientPresent {
+		if resp.Header.Get(k) == "" {
+			t.Errorf("client header %s missing", k)
 		}
 	}
 	if tt.status != 200 {

@@ -7,28 +7,45 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
 
-// check explains the decision for one request, using the same store and
-// policy a server would, without starting one.
-func (e environment) check(ctx context.Context, args []string) (err error) {
-	fs := e.flags("check")
-	var sf storeFlags
-	sf.register(fs)
-	method := fs.String("method", "GET", "request method")
-	path := fs.String("path", "/", "request path (with query)")
-	host := fs.String("host", "localhost", "request host")
-	dir := fs.String("policies", "", "policy directory (default: the built-in policies)")
+func (e *environment) checkCommand() *cobra.Command {
+	var cfg coreConfig
+	var method, path, host string
 	var headers stringList
-	fs.Var(&headers, "H", `request header "Name: value" (repeatable), e.g. -H "Authorization: Bearer $KEY"`)
-	if _, err := fs.parse(args); err != nil {
-		return err
-	}
-	req := extauthz.Request{Method: *method, Host: *host, Path: *path, Headers: map[string]string{}}
-	for _, h := range headers.values {
+	c, fs := e.newLeaf("check", "explain the decision for one request (reads the store; asks no server)", e.noArgs,
+		func(ctx context.Context, _ []string) error {
+			return e.check(ctx, cfg, method, path, host, headers.values)
+		})
+	c.Long = `Explain the decision keygate would make for one request: the allow or deny,
+the rule that decided, the upstream or response headers and the policy input.
+
+check does not ask a running server: it reads the same store (--store) and
+policy (--policies) a server would, and decides in this process. It charges
+no rate limit or quota.
+
+Exit status: 0 when the request would be allowed, 3 when it would be denied
+(the explanation is printed either way), 2 for a usage mistake, 1 when the
+decision could not be made (store or policy unreadable).`
+	c.Example = `  keygate check --path /v1/videos -H "Authorization: Bearer $KEY"
+  keygate check --method POST --path /v1/sites/acme-web/x -H "X-API-Key: $KEY" --policies ./my-policy`
+	cfg.register(fs)
+	fs.StringVar(&method, "method", "GET", "request method")
+	fs.StringVar(&path, "path", "/", "request path (with query)")
+	fs.StringVar(&host, "host", "localhost", "request host")
+	fs.VarP(&headers, "header", "H", `request header "Name: value" (repeatable), e.g. -H "Authorization: Bearer $KEY"`)
+	return c
+}
+
+// check explains the decision for one request, built by the same
+// constructor as serve's, without starting a server.
+func (e *environment) check(ctx context.Context, cfg coreConfig, method, path, host string, headers []string) (err error) {
+	req := extauthz.Request{Method: method, Host: host, Path: path, Headers: map[string]string{}}
+	for _, h := range headers {
 		name, value, ok := strings.Cut(h, ":")
 		if !ok {
 			return fmt.Errorf("%w: check: -H %q: want \"Name: value\"", errUsage, h)
@@ -39,37 +56,28 @@ func (e environment) check(ctx context.Context, args []string) (err error) {
 		}
 		req.Headers[name] = strings.TrimSpace(value)
 	}
-
-	format, digester, err := e.keyTools(sf)
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	c, err := e.newCore(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
-	store, err := keystore.Open(ctx, sf.store, keystore.Options{Format: format, Digester: digester})
-	if err != nil {
-		return err
-	}
-	defer closeInto(&err, store)
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{})
-	if err != nil {
-		return err
-	}
-	defer cache.Close()
-	policy, err := loadPolicy(ctx, *dir)
-	if err != nil {
-		return err
-	}
-	a := &extauthz.Authorizer{Facts: cache, Policy: policies.NewEngine(policy), Format: format, Digester: digester,
-		Log: slog.New(slog.NewTextHandler(e.stderr, nil))}
-	if ring, err := readKeyring(ctx, store, format); err == nil {
-		a.Tokens = ring
+	defer closeInto(&err, c)
+	if ring, err := readKeyring(ctx, c.store, c.format); err == nil {
+		c.authz.Tokens = ring
 	} else {
-		a.Log.Warn("access tokens cannot be checked", "err", err)
+		log.Warn("access tokens cannot be checked", "err", err)
 	}
-	res := a.Authorize(ctx, req)
+	res := c.authz.Authorize(ctx, req)
 	x := explain(res)
-	why := policy.Explain(res.Decision.Rule)
+	why := c.policy.engine.Current().Explain(res.Decision.Rule)
 	x.Why = &why
-	return e.printJSON(x)
+	if err := e.printJSON(x); err != nil {
+		return err
+	}
+	if !res.Decision.Allow {
+		return fmt.Errorf("%w: %d %s (exit status 3)", errDenied, res.Decision.Status, res.Decision.Code)
+	}
+	return nil
 }
 
 // explanation is what `keygate check` prints.

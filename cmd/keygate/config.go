@@ -2,62 +2,19 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/keygate/keygate/keystore"
 )
 
-// flagSet is a flag.FlagSet whose flags fall back to KEYGATE_<FLAG>
-// environment variables when not given on the command line.
-type flagSet struct {
-	*flag.FlagSet
-	getenv func(string) string
-}
-
-func (e environment) flags(name string) *flagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	return &flagSet{FlagSet: fs, getenv: e.getenv}
-}
-
-// EnvName is the environment variable for a flag: --grpc-addr → KEYGATE_GRPC_ADDR.
-func EnvName(flagName string) string {
-	return "KEYGATE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
-}
-
-// parse reads flags and positional arguments in any order, then fills unset
-// flags from the environment. It returns the positional arguments.
-func (fs *flagSet) parse(args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			// The flag package already printed the problem and the flags.
-			return nil, errUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
-		}
-		if v := fs.getenv(EnvName(f.Name)); v != "" {
-			if e := f.Value.Set(v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", EnvName(f.Name), v, e)
-			}
-		}
-	})
-	return positional, err
-}
+// defaultStore is the embedded store in the current directory.
+const defaultStore = "sqlite:keygate.db"
 
 // storeFlags are shared by every command that opens the store.
 type storeFlags struct {
@@ -66,16 +23,16 @@ type storeFlags struct {
 }
 
 func (s *storeFlags) register(fs *flagSet) {
-	fs.StringVar(&s.store, "store", "sqlite:keygate.db", "store: sqlite:PATH or postgres://…")
+	fs.StringVar(&s.store, "store", defaultStore, "store: sqlite:PATH or postgres://…")
 	fs.StringVar(&s.keyPrefix, "key-prefix", "kg", "prefix of generated keys (<prefix>_<live|test>_…)")
 }
 
 // keyTools builds the key format and digester from flags and KEYGATE_PEPPER
 // (comma-separated, newest first; never a flag, so it stays out of ps).
-func (e environment) keyTools(s storeFlags) (keystore.Format, *keystore.Digester, error) {
+func (e *environment) keyTools(s storeFlags) (keystore.Format, *keystore.Digester, error) {
 	format, err := keystore.NewFormat(s.keyPrefix)
 	if err != nil {
-		return keystore.Format{}, nil, err
+		return keystore.Format{}, nil, fmt.Errorf("%w: --key-prefix: %v", errUsage, err)
 	}
 	var peppers [][]byte
 	if p := e.getenv("KEYGATE_PEPPER"); p != "" {
@@ -90,17 +47,67 @@ func (e environment) keyTools(s storeFlags) (keystore.Format, *keystore.Digester
 	return format, d, nil
 }
 
-func (e environment) openStore(ctx context.Context, s storeFlags) (*keystore.Store, error) {
+// openStore opens the store of a management command (or check). It never
+// creates a database: only serve does, so that a command run in the wrong
+// directory says so instead of working on a new, empty store.
+func (e *environment) openStore(ctx context.Context, s storeFlags) (*keystore.Store, error) {
+	if err := mustExist(s.store); err != nil {
+		return nil, err
+	}
+	return e.openOrCreate(ctx, s)
+}
+
+// openOrCreate opens the store, creating and migrating it when needed.
+func (e *environment) openOrCreate(ctx context.Context, s storeFlags) (*keystore.Store, error) {
 	format, digester, err := e.keyTools(s)
 	if err != nil {
 		return nil, err
 	}
-	return keystore.Open(ctx, s.store, keystore.Options{Format: format, Digester: digester})
+	st, err := keystore.Open(ctx, s.store, keystore.Options{Format: format, Digester: digester})
+	if err != nil {
+		return nil, fmt.Errorf("opening the store %s: %w", storeKind(s.store), plain{err})
+	}
+	return st, nil
 }
 
-// closer closes c and keeps the first error.
+// mustExist refuses a SQLite path that holds no database yet.
+func mustExist(dsn string) error {
+	file, ok := strings.CutPrefix(dsn, "sqlite:")
+	if !ok {
+		return nil
+	}
+	_, err := os.Stat(file)
+	if err == nil {
+		return nil
+	}
+	shown := file
+	if !filepath.IsAbs(file) && !strings.HasPrefix(file, ".") {
+		shown = "./" + file
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no keygate database at %s; start keygate serve here or pass --store (or KEYGATE_STORE) naming the server's database", shown)
+	}
+	return fmt.Errorf("cannot read the keygate database at %s: %v", shown, err)
+}
+
+// storeKind names the store without its credentials.
+func storeKind(dsn string) string {
+	if strings.HasPrefix(dsn, "sqlite:") {
+		return dsn
+	}
+	return "postgres"
+}
+
+// closeInto closes c and keeps the first error.
 func closeInto(err *error, c io.Closer) {
 	if cerr := c.Close(); cerr != nil && *err == nil {
 		*err = cerr
 	}
 }
+
+// plain is an error said without the packages' "keystore: " markers, which
+// help logs but repeat themselves in a one-line message.
+type plain struct{ err error }
+
+func (p plain) Error() string { return strings.ReplaceAll(p.err.Error(), "keystore: ", "") }
+func (p plain) Unwrap() error { return p.err }

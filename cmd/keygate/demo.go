@@ -17,7 +17,7 @@ const (
 // seedDemo makes sure the demo account and site exist, then rotates the
 // site's keys so that a fresh live and test key can be printed: keys are
 // only ever shown at creation.
-func (e environment) seedDemo(ctx context.Context, st *keystore.Store) error {
+func (e *environment) seedDemo(ctx context.Context, st *keystore.Store) error {
 	if _, err := st.CreateAccount(ctx, keystore.Account{ID: demoAccount, Plan: "pro", Status: keystore.StatusActive}); err != nil && !errors.Is(err, keystore.ErrConflict) {
 		return err
 	}

@@ -30,59 +30,25 @@ func main() {
 // the usage text was already printed.
 var errUsage = errors.New("usage")
 
+// errDenied is `keygate check`'s answer when the request would be denied
+// (exit status 3, README): the explanation was printed already.
+var errDenied = errors.New("the request would be denied")
+
 func exitCode(err error) int {
-	if errors.Is(err, errUsage) {
+	switch {
+	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errDenied), errors.Is(err, errChanged):
+		return 3
 	}
 	return 1
 }
 
-const usage = `keygate — API-key authorizer for Envoy
-
-Usage:
-  keygate serve [flags]                 run the ext_authz gRPC server and HTTP endpoints
-  keygate accounts create|update ...    manage accounts
-  keygate sites create|update|rotate-key ...
-  keygate keys create|list|revoke|import ...   manage keys
-  keygate limits set|show ...           per-site / per-account limit overrides
-  keygate usage --site ID               a site's monthly quota usage
-  keygate check [flags]                 explain the decision for one request
-  keygate policy test [DIR]             run the Rego tests of a policy directory
-
-Every flag can also be set as KEYGATE_<FLAG> (for example KEYGATE_STORE).
-Run "keygate COMMAND -h" for a command's flags.
-`
-
-// run is the whole program; tests call it directly.
+// run is the whole program: main and the tests call it. Every command
+// writes to stdout and stderr only, logs included.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
-	}
-	env := environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
-	switch args[0] {
-	case "serve":
-		return env.serve(ctx, args[1:])
-	case "accounts":
-		return env.accounts(ctx, args[1:])
-	case "sites":
-		return env.sites(ctx, args[1:])
-	case "keys":
-		return env.keys(ctx, args[1:])
-	case "limits":
-		return env.limitsCmd(ctx, args[1:])
-	case "usage":
-		return env.usage(ctx, args[1:])
-	case "check":
-		return env.check(ctx, args[1:])
-	case "policy":
-		return env.policy(ctx, args[1:])
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
-	}
-	fmt.Fprintf(stderr, "keygate: unknown command %q\n\n%s", args[0], usage)
-	return errUsage
+	env := &environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	return env.execute(ctx, args, stdout, stderr)
 }
 
 // environment is what every command may touch of the outside world.

@@ -3,296 +3,232 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
 )
 
-// stringList is a repeatable string flag (--domain a --domain b).
-type stringList struct {
-	values []string
-	set    bool
+// policyFlag is --policies on the commands that validate against the
+// policy's data (plans, limit names): the directory the server runs.
+type policyFlag struct{ dir string }
+
+func (p *policyFlag) register(fs *flagSet) {
+	fs.StringVar(&p.dir, "policies", "", "policy directory the server runs, whose plans and limit names are accepted (default: the built-in policies)")
 }
 
-func (l *stringList) String() string { return strings.Join(l.values, ",") }
-
-func (l *stringList) Set(v string) error {
-	l.values, l.set = append(l.values, v), true
-	return nil
+func (p *policyFlag) vocabulary(ctx context.Context) (admin.Vocabulary, error) {
+	pol, err := loadPolicy(ctx, p.dir)
+	if err != nil {
+		return admin.Vocabulary{}, fmt.Errorf("reading the policy to validate against: %w", err)
+	}
+	return admin.VocabularyOf(pol), nil
 }
 
-func (e environment) printJSON(v any) error {
+// usageOf turns a value the policy refuses into a usage error naming the flag.
+func usageOf(err error, flag string) error {
+	var fe *admin.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%w: %s: %s", errUsage, flag, fe.Message)
+	}
+	return err
+}
+
+// namedObject finds `account "acme"` in a store message.
+var namedObject = regexp.MustCompile(`(account|site|key) "([^"]*)"\s*$`)
+
+// storeError says what a store error means for the object named and how
+// to fix it, without the store's internal prefixes.
+func storeError(err error, kind, id string) error {
+	fixes := map[string][2]string{ // kind → not found fix, conflict fix
+		"account": {"list them with keygate accounts list", "pick another --id, or change it with keygate accounts update --id " + id},
+		"site":    {"list them with keygate sites list", "pick another --id, or change it with keygate sites update --id " + id},
+		"key":     {"list a site's keys with keygate keys list --site SITE", ""},
+	}
+	msg := strings.ReplaceAll(err.Error(), "keystore: ", "")
+	switch {
+	case errors.Is(err, keystore.ErrNotFound):
+		// The store may name another object: a new site's account, say.
+		if m := namedObject.FindStringSubmatch(msg); m != nil && fixes[m[1]][0] != "" {
+			kind, id = m[1], m[2]
+		}
+		return fmt.Errorf("%s %q not found (in this --store); %s", kind, id, fixes[kind][0])
+	case errors.Is(err, keystore.ErrConflict):
+		return fmt.Errorf("%s %q already exists; %s", kind, id, fixes[kind][1])
+	case errors.Is(err, keystore.ErrInvalid):
+		return fmt.Errorf("%w: %s %q: %s", errUsage, kind, id, msg)
+	}
+	return fmt.Errorf("%s %q: %s", kind, id, msg)
+}
+
+// output prints v as indented JSON, or as the table table writes.
+func (e *environment) output(asJSON bool, v any, table func(w io.Writer)) error {
+	if asJSON {
+		return e.printJSON(v)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	table(tw)
+	return tw.Flush()
+}
+
+func (e *environment) printJSON(v any) error {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-func subcommand(args []string, group string, names ...string) (string, []string, error) {
-	if len(args) == 0 {
-		return "", nil, fmt.Errorf("%w: keygate %s %s", errUsage, group, strings.Join(names, "|"))
-	}
-	for _, n := range names {
-		if args[0] == n {
-			return n, args[1:], nil
-		}
-	}
-	return "", nil, fmt.Errorf("%w: keygate %s: unknown subcommand %q (want %s)", errUsage, group, args[0], strings.Join(names, ", "))
+// listFlags are the paging flags of every list command.
+type listFlags struct {
+	after  string
+	limit  int
+	asJSON bool
 }
 
-func (e environment) accounts(ctx context.Context, args []string) (err error) {
-	sub, args, err := subcommand(args, "accounts", "create", "update")
-	if err != nil {
-		return err
+func (l *listFlags) register(fs *flagSet, what string) {
+	fs.StringVar(&l.after, "after", "", "list "+what+" after this id (the \"next\" of the previous page)")
+	fs.IntVar(&l.limit, "limit", 100, "at most this many (1 to 1000)")
+	fs.BoolVar(&l.asJSON, "json", false, "print JSON")
+}
+
+func (l *listFlags) validate() error {
+	if l.limit < 1 || l.limit > keystore.MaxPage {
+		return fmt.Errorf("%w: --limit must be between 1 and %d", errUsage, keystore.MaxPage)
 	}
-	fs := e.flags("accounts " + sub)
-	var sf storeFlags
-	sf.register(fs)
-	id := fs.String("id", "", "account id")
-	plan := fs.String("plan", "", "plan (free, starter, plus, pro, max, enterprise, or your own)")
-	status := fs.String("status", "", "active, trialing, trial_expired or inactive")
-	asJSON := fs.Bool("json", false, "print the account as JSON")
-	if _, err := fs.parse(args); err != nil {
-		return err
+	return nil
+}
+
+// page is a listing with the cursor of the next page, as the admin API
+// answers it.
+func page[T any](name string, items []T, limit int, id func(T) string) map[string]any {
+	out := map[string]any{name: items}
+	if len(items) == limit && limit > 0 {
+		out["next"] = id(items[len(items)-1])
 	}
-	if *id == "" {
-		return fmt.Errorf("%w: accounts %s: --id is required", errUsage, sub)
-	}
+	return out
+}
+
+// withStore opens the (existing) store for one command.
+func (e *environment) withStore(ctx context.Context, sf storeFlags, fn func(st *keystore.Store) error) (err error) {
 	st, err := e.openStore(ctx, sf)
 	if err != nil {
 		return err
 	}
 	defer closeInto(&err, st)
-	var a keystore.Account
-	switch sub {
-	case "create":
-		if *plan == "" {
+	return fn(st)
+}
+
+func (e *environment) accountsCommand() *cobra.Command {
+	return e.newGroup("accounts", "create, update, list and show accounts",
+		e.accountWrite("create"), e.accountWrite("update"), e.accountsList(), e.accountShow())
+}
+
+func (e *environment) accountWrite(sub string) *cobra.Command {
+	var sf storeFlags
+	var pf policyFlag
+	var id, plan, status string
+	var asJSON bool
+	short := map[string]string{"create": "create an account", "update": "change an account's plan or status"}[sub]
+	c, fs := e.newLeaf(sub, short, e.noArgs, func(ctx context.Context, _ []string) error {
+		switch {
+		case id == "":
+			return fmt.Errorf("%w: accounts %s: --id is required", errUsage, sub)
+		case sub == "create" && plan == "":
 			return fmt.Errorf("%w: accounts create: --plan is required", errUsage)
 		}
-		a, err = st.CreateAccount(ctx, keystore.Account{ID: *id, Plan: *plan, Status: keystore.AccountStatus(*status)})
-	case "update":
-		var u keystore.AccountUpdate
-		if *plan != "" {
-			u.Plan = plan
+		if status != "" {
+			if err := admin.CheckStatus(status); err != nil {
+				return usageOf(err, "--status")
+			}
 		}
-		if *status != "" {
-			s := keystore.AccountStatus(*status)
-			u.Status = &s
-		}
-		a, err = st.UpdateAccount(ctx, *id, u)
-	}
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return e.printJSON(a)
-	}
-	fmt.Fprintf(e.stdout, "account %s: plan %s, status %s\n", a.ID, a.Plan, a.Status)
-	return nil
-}
-
-func (e environment) sites(ctx context.Context, args []string) (err error) {
-	sub, args, err := subcommand(args, "sites", "create", "update", "rotate-key")
-	if err != nil {
-		return err
-	}
-	fs := e.flags("sites " + sub)
-	var sf storeFlags
-	sf.register(fs)
-	id := fs.String("id", "", "site id")
-	account := fs.String("account", "", "owning account id (create)")
-	var domains stringList
-	fs.Var(&domains, "domain", "allowed browser domain for public routes (repeatable; example.com or *.example.com)")
-	inactive := fs.Bool("inactive", false, "create the site inactive")
-	active := fs.String("active", "", "update: true or false")
-	mode := fs.String("mode", "live", "rotate-key: mode of the new key")
-	name := fs.String("name", "", "rotate-key: name of the new key")
-	grace := fs.Duration("grace", 0, "rotate-key: old keys keep working this long (e.g. 24h)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := fs.parse(args); err != nil {
-		return err
-	}
-	if *id == "" {
-		return fmt.Errorf("%w: sites %s: --id is required", errUsage, sub)
-	}
-	st, err := e.openStore(ctx, sf)
-	if err != nil {
-		return err
-	}
-	defer closeInto(&err, st)
-	switch sub {
-	case "create":
-		if *account == "" {
-			return fmt.Errorf("%w: sites create: --account is required", errUsage)
-		}
-		s, err := st.CreateSite(ctx, keystore.Site{ID: *id, AccountID: *account, Domains: domains.values, Active: !*inactive})
-		if err != nil {
-			return err
-		}
-		return e.printSite(s, *asJSON)
-	case "update":
-		var u keystore.SiteUpdate
-		if domains.set {
-			u.Domains = &domains.values
-		}
-		if *active != "" {
-			b, err := parseBool(*active)
+		if plan != "" {
+			v, err := pf.vocabulary(ctx)
 			if err != nil {
-				return fmt.Errorf("%w: sites update: --active: %v", errUsage, err)
+				return err
 			}
-			u.Active = &b
+			if err := v.CheckPlan(plan); err != nil {
+				return usageOf(err, "--plan")
+			}
 		}
-		s, err := st.UpdateSite(ctx, *id, u)
-		if err != nil {
-			return err
-		}
-		return e.printSite(s, *asJSON)
-	}
-	m, err := keystore.ParseMode(*mode)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
-	key, secret, revoked, err := st.RotateSiteKeyGrace(ctx, keystore.KeySpec{SiteID: *id, Mode: m, Name: *name}, *grace)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return e.printJSON(createdKey{Key: key, Secret: secret.Reveal(), Revoked: revoked})
-	}
-	fmt.Fprintln(e.stdout, secret.Reveal())
-	fmt.Fprintf(e.stderr, "new key %s for site %s (shown once); revoked %d key(s)\n", key.ID, key.SiteID, len(revoked))
-	return nil
-}
-
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "true", "1", "yes":
-		return true, nil
-	case "false", "0", "no":
-		return false, nil
-	}
-	return false, fmt.Errorf("%q: want true or false", s)
-}
-
-func (e environment) printSite(s keystore.Site, asJSON bool) error {
-	if asJSON {
-		return e.printJSON(s)
-	}
-	fmt.Fprintf(e.stdout, "site %s: account %s, active %t, domains [%s]\n", s.ID, s.AccountID, s.Active, strings.Join(s.Domains, " "))
-	return nil
-}
-
-// createdKey is the JSON of a key at creation: the only time "key" appears.
-type createdKey struct {
-	keystore.Key
-	Secret  string   `json:"key"`
-	Revoked []string `json:"revoked,omitempty"`
-}
-
-func (e environment) keys(ctx context.Context, args []string) (err error) {
-	sub, args, err := subcommand(args, "keys", "create", "list", "revoke", "import")
-	if err != nil {
-		return err
-	}
-	fs := e.flags("keys " + sub)
-	var sf storeFlags
+		return e.withStore(ctx, sf, func(st *keystore.Store) error {
+			var a keystore.Account
+			var err error
+			if sub == "create" {
+				a, err = st.CreateAccount(ctx, keystore.Account{ID: id, Plan: plan, Status: keystore.AccountStatus(status)})
+			} else {
+				var u keystore.AccountUpdate
+				if plan != "" {
+					u.Plan = &plan
+				}
+				if status != "" {
+					s := keystore.AccountStatus(status)
+					u.Status = &s
+				}
+				a, err = st.UpdateAccount(ctx, id, u)
+			}
+			if err != nil {
+				return storeError(err, "account", id)
+			}
+			return e.output(asJSON, a, func(w io.Writer) { accountTable(w, a) })
+		})
+	})
 	sf.register(fs)
-	site := fs.String("site", "", "site id")
-	mode := fs.String("mode", "", "live or test (create)")
-	name := fs.String("name", "", "key name (create)")
-	expires := fs.String("expires-at", "", "RFC 3339 expiry time (create, import)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := fs.parse(args)
-	if err != nil {
-		return err
+	pf.register(fs)
+	fs.StringVar(&id, "id", "", "account id")
+	fs.StringVar(&plan, "plan", "", "plan, one of the policy's plans (built-in: free, starter, plus, pro, max, enterprise)")
+	fs.StringVar(&status, "status", "", "active, trialing, trial_expired or inactive (create: default active)")
+	fs.BoolVar(&asJSON, "json", false, "print the account as JSON")
+	return c
+}
+
+func accountTable(w io.Writer, accounts ...keystore.Account) {
+	fmt.Fprintln(w, "ID\tPLAN\tSTATUS\tCREATED\tUPDATED")
+	for _, a := range accounts {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", a.ID, a.Plan, a.Status, a.CreatedAt.Format(time.RFC3339), a.UpdatedAt.Format(time.RFC3339))
 	}
-	st, err := e.openStore(ctx, sf)
-	if err != nil {
-		return err
-	}
-	defer closeInto(&err, st)
-	switch sub {
-	case "create":
-		spec, err := keySpec(*site, *mode, *name, *expires)
-		if err != nil {
+}
+
+func (e *environment) accountsList() *cobra.Command {
+	var sf storeFlags
+	var lf listFlags
+	c, fs := e.newLeaf("list", "list accounts", e.noArgs, func(ctx context.Context, _ []string) error {
+		if err := lf.validate(); err != nil {
 			return err
 		}
-		key, secret, err := st.CreateKey(ctx, spec)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return e.printJSON(createdKey{Key: key, Secret: secret.Reveal()})
-		}
-		fmt.Fprintln(e.stdout, secret.Reveal())
-		fmt.Fprintf(e.stderr, "key %s (%s) for site %s; it is shown only this once\n", key.ID, key.Mode, key.SiteID)
-		return nil
-	case "list":
-		if *site == "" {
-			return fmt.Errorf("%w: keys list: --site is required", errUsage)
-		}
-		keys, err := st.Keys(ctx, *site, "", 1000)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			if keys == nil {
-				keys = []keystore.Key{}
+		return e.withStore(ctx, sf, func(st *keystore.Store) error {
+			list, err := st.Accounts(ctx, lf.after, lf.limit)
+			if err != nil {
+				return err
 			}
-			return e.printJSON(map[string]any{"keys": keys})
-		}
-		return e.printKeys(keys)
-	case "import":
-		return e.importKey(ctx, st, *site, *mode, *name, *expires, *asJSON)
-	}
-	if len(pos) != 1 {
-		return fmt.Errorf("%w: keys revoke ID", errUsage)
-	}
-	key, err := st.RevokeKey(ctx, pos[0])
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return e.printJSON(key)
-	}
-	fmt.Fprintf(e.stdout, "revoked key %s at %s\n", key.ID, key.RevokedAt.Format(time.RFC3339))
-	return nil
+			return e.output(lf.asJSON, page("accounts", list, lf.limit, func(a keystore.Account) string { return a.ID }),
+				func(w io.Writer) { accountTable(w, list...) })
+		})
+	})
+	sf.register(fs)
+	lf.register(fs, "accounts")
+	return c
 }
 
-func keySpec(site, mode, name, expires string) (keystore.KeySpec, error) {
-	if site == "" {
-		return keystore.KeySpec{}, fmt.Errorf("%w: --site is required", errUsage)
-	}
-	m, err := keystore.ParseMode(mode)
-	if err != nil {
-		return keystore.KeySpec{}, fmt.Errorf("%w: --mode: %v", errUsage, err)
-	}
-	spec := keystore.KeySpec{SiteID: site, Mode: m, Name: name}
-	if expires != "" {
-		t, err := time.Parse(time.RFC3339, expires)
-		if err != nil {
-			return keystore.KeySpec{}, fmt.Errorf("%w: --expires-at: want RFC 3339, e.g. 2030-01-02T15:04:05Z", errUsage)
-		}
-		spec.ExpiresAt = &t
-	}
-	return spec, nil
-}
-
-func (e environment) printKeys(keys []keystore.Key) error {
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tPREFIX\tMODE\tSITE\tCREATED\tLAST USED\tEXPIRES\tREVOKED")
-	for _, k := range keys {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Mode, k.SiteID,
-			k.CreatedAt.Format(time.RFC3339), optTime(k.LastUsedAt), optTime(k.ExpiresAt), optTime(k.RevokedAt))
-	}
-	return tw.Flush()
-}
-
-func optTime(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.Format(time.RFC3339)
+func (e *environment) accountShow() *cobra.Command {
+	var sf storeFlags
+	var asJSON bool
+	c, fs := e.newLeaf("show ID", "show one account", exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
+		return e.withStore(ctx, sf, func(st *keystore.Store) error {
+			a, err := st.Account(ctx, args[0])
+			if err != nil {
+				return storeError(err, "account", args[0])
+			}
+			return e.output(asJSON, a, func(w io.Writer) { accountTable(w, a) })
+		})
+	})
+	sf.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print JSON")
+	return c
 }

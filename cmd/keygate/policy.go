@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
+
+	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/policies"
 )
@@ -14,29 +18,36 @@ import (
 // exercised by a test, give or take a few lines.
 const defaultCoverageThreshold = 90
 
-// policy runs `keygate policy test [DIR]`.
-func (e environment) policy(ctx context.Context, args []string) error {
-	_, args, err := subcommand(args, "policy", "test")
-	if err != nil {
-		return err
-	}
-	fs := e.flags("policy test")
-	threshold := fs.Float64("threshold", defaultCoverageThreshold, "fail when the policy's line coverage (%) is below this")
-	verbose := fs.Bool("v", false, "print every test, not only failures, and the coverage of each file")
-	dirs, err := fs.parse(args)
-	if err != nil {
-		return err
-	}
-	if *threshold < 0 || *threshold > 100 {
-		return fmt.Errorf("%w: keygate policy test: --threshold must be between 0 and 100", errUsage)
-	}
-	if len(dirs) > 1 {
-		return fmt.Errorf("%w: keygate policy test [DIR]: one directory at most", errUsage)
-	}
-	dir := ""
-	if len(dirs) == 1 {
-		dir = dirs[0]
-	}
+func (e *environment) policyCommand() *cobra.Command {
+	var threshold float64
+	var verbose bool
+	c, fs := e.newLeaf("test [DIR]", "run the Rego tests of a policy directory (default: the built-in policy)", maxArgs(1, "[DIR]"),
+		func(ctx context.Context, dirs []string) error {
+			if threshold < 0 || threshold > 100 {
+				return fmt.Errorf("%w: keygate policy test: --threshold must be between 0 and 100", errUsage)
+			}
+			dir := ""
+			if len(dirs) == 1 {
+				dir = dirs[0]
+				if _, err := os.Stat(dir); err != nil {
+					return fmt.Errorf("policy test: no policy directory at %s (%v); pass a directory holding .rego files, or none for the built-in policy", dir, errors.Unwrap(err))
+				}
+			}
+			return e.policyTest(ctx, dir, threshold, verbose)
+		})
+	fs.Float64Var(&threshold, "threshold", defaultCoverageThreshold, "fail when the policy's line coverage (%) is below this")
+	fs.BoolVarP(&verbose, "verbose", "v", false, "print every test, not only failures, and the coverage of each file; a failed test's whole trace")
+	return e.newGroup("policy", "work with policies", c, e.policyInitCommand(), e.policyReplayCommand())
+}
+
+func (e *environment) policyInitCommand() *cobra.Command {
+	c, _ := e.newLeaf("init DIR", "write a layer on the built-in policy to edit: data.yaml (every setting commented) and a test file", exactArgs(1, "DIR"),
+		func(_ context.Context, dirs []string) error { return e.policyInit(dirs[0]) })
+	return c
+}
+
+// policyTest runs `keygate policy test [DIR]`.
+func (e *environment) policyTest(ctx context.Context, dir string, threshold float64, verbose bool) error {
 	b, err := loadBundle(dir)
 	if err != nil {
 		return err
@@ -48,12 +59,27 @@ func (e environment) policy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return e.printTestReport(b, report, *threshold, *verbose)
+	return e.printTestReport(b, report, threshold, verbose)
+}
+
+// indent prefixes every line of s with pre.
+func indent(s, pre string) string {
+	lines := strings.SplitAfter(s, "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if l != "" {
+			b.WriteString(pre + l)
+		}
+	}
+	if !strings.HasSuffix(s, "\n") {
+		b.WriteString("\n")
+	}
+	return b.String()
 }
 
 // printTestReport prints one line per test (failures always), the coverage,
 // and returns an error when a test failed or coverage is short.
-func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport, threshold float64, verbose bool) error {
+func (e *environment) printTestReport(b *policies.Bundle, r *policies.TestReport, threshold float64, verbose bool) error {
 	for _, t := range r.Results {
 		if t.Pass && !verbose {
 			continue
@@ -67,6 +93,15 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 			fmt.Fprintf(e.stdout, ": %s", strings.ReplaceAll(t.Err, "\n", " "))
 		}
 		fmt.Fprintln(e.stdout)
+		// Why it failed: the failing expression with its operands' values,
+		// and with -v the whole trace.
+		if t.Failure != "" {
+			fmt.Fprint(e.stdout, indent(t.Failure, "    "))
+		}
+		if verbose && t.Trace != "" {
+			fmt.Fprintln(e.stdout, "  trace:")
+			fmt.Fprint(e.stdout, indent(t.Trace, "    "))
+		}
 	}
 	source := b.Source
 	if b.Extends != "" {
@@ -77,7 +112,7 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 	if r.Covered+r.NotCovered == 0 {
 		coverage = "no Rego of its own to cover (the built-in tests cover the built-in Rego)"
 	}
-	fmt.Fprintf(e.stdout, "%s: %d passed, %d failed; %s\n", source, len(r.Results)-failed, failed, coverage)
+	fmt.Fprintf(e.stdout, "%s: %s\n", source, coverage)
 	if verbose || r.Coverage < threshold {
 		files := make([]string, 0, len(r.Files))
 		for f := range r.Files {
@@ -88,6 +123,7 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 			fmt.Fprintf(e.stdout, "  %-24s %5.1f%%\n", f, r.Files[f])
 		}
 	}
+	fmt.Fprintf(e.stdout, "%d passed, %d failed\n", len(r.Results)-failed, failed)
 	switch {
 	case len(r.Results) == 0:
 		return fmt.Errorf("policy test %s: no Rego tests (*_test.rego) found", b.Source)
@@ -96,5 +132,18 @@ func (e environment) printTestReport(b *policies.Bundle, r *policies.TestReport,
 	case r.Coverage < threshold:
 		return fmt.Errorf("policy test %s: coverage %.1f%% is below the threshold of %.0f%%", b.Source, r.Coverage, threshold)
 	}
+	return nil
+}
+
+// policyInit runs `keygate policy init DIR`: a layer skeleton to edit.
+func (e *environment) policyInit(dir string) error {
+	files, err := policies.InitLayer(dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		fmt.Fprintf(e.stdout, "wrote %s\n", f)
+	}
+	fmt.Fprintf(e.stdout, "next: edit %s, then keygate policy test %s and keygate serve --policies %s\n", files[0], dir, dir)
 	return nil
 }

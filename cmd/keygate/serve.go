@@ -3,17 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
@@ -22,15 +22,15 @@ import (
 	"github.com/keygate/keygate/policies"
 )
 
-// serveConfig is every setting of `keygate serve`, parsed and validated once.
+// serveConfig is every setting of `keygate serve`, registered in one place
+// (register) and validated once (validate). A new serve flag is one field
+// here and one line in register.
 type serveConfig struct {
-	storeFlags
-	replicaConfig
+	coreConfig
 	tokenFlags
 	grpcAddr, httpAddr, adminAddr string
-	policies                      string
 	redis                         string
-	adminToken                    string
+	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
@@ -38,43 +38,40 @@ type serveConfig struct {
 	limitsFailClosed              bool
 }
 
-func (e environment) parseServe(args []string) (serveConfig, error) {
-	var c serveConfig
-	fs := e.flags("serve")
-	c.storeFlags.register(fs)
-	c.replicaConfig.register(fs)
+func (c *serveConfig) register(fs *flagSet) {
+	c.coreConfig.register(fs)
 	c.tokenFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
-	fs.StringVar(&c.policies, "policies", "", "policy directory (default: the built-in policies)")
 	fs.StringVar(&c.redis, "redis", "", "redis://… for counters shared by replicas (default: in-process)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.pollInterval, "change-poll", 200*time.Millisecond, "how often to poll the store's change log")
+	fs.DurationVar(&c.staleIfError, "stale-if-error", 60*time.Second,
+		"while the store is unreachable, keep deciding cached keys for at most this long (0: until the cache TTL)")
 	fs.BoolVar(&c.demo, "demo", false, "seed a demo account and site, and print fresh demo keys")
 	fs.BoolVar(&c.decisionMemo, "decision-memo", true, "remember decisions of deterministic policies by their input (off: evaluate every request)")
 	fs.BoolVar(&c.limitsFailClosed, "limits-fail-closed", false, "refuse rate-limited and metered requests with 503 while Redis or the quota store is unreachable (default: count in-process / uncounted)")
-	if _, err := fs.parse(args); err != nil {
-		return c, err
-	}
-	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
-	if err := c.replicaConfig.validate(); err != nil {
-		return c, err
-	}
-	if err := c.tokenFlags.validate(); err != nil {
-		return c, err
-	}
-	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
-		return c, fmt.Errorf("%w: --change-poll must be between 10ms and 1m", errUsage)
-	}
-	if c.adminToken != "" && len(c.adminToken) < 16 {
-		return c, fmt.Errorf("KEYGATE_ADMIN_TOKEN must be at least 16 characters")
-	}
-	return c, nil
 }
 
-func (c serveConfig) logger(w *os.File) (*slog.Logger, error) {
+func (c *serveConfig) validate(getenv func(string) string) error {
+	c.adminToken = getenv("KEYGATE_ADMIN_TOKEN")
+	if err := c.tokenFlags.validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.staleIfError < 0 || c.staleIfError > time.Hour:
+		return fmt.Errorf("%w: --stale-if-error must be between 0 and 1h", errUsage)
+	case c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute:
+		return fmt.Errorf("%w: --change-poll must be between 10ms and 1m", errUsage)
+	case c.adminToken != "" && len(c.adminToken) < 16:
+		return fmt.Errorf("KEYGATE_ADMIN_TOKEN must be at least 16 characters (it is %d); use e.g. openssl rand -hex 32", len(c.adminToken))
+	}
+	return nil
+}
+
+func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level: %v", errUsage, err)
@@ -86,91 +83,69 @@ func (c serveConfig) logger(w *os.File) (*slog.Logger, error) {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
-	return nil, fmt.Errorf("%w: --log-format: want text or json", errUsage)
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, c.logFormat)
 }
 
-// serve wires keygate in dependency order: store, cache, change-log
-// follower, policy, authorizer, then the listeners; it stops in reverse.
-func (e environment) serve(ctx context.Context, args []string) (err error) {
-	cfg, err := e.parseServe(args)
-	if err != nil {
-		return err
-	}
-	logOut := os.Stderr
-	if f, ok := e.stderr.(*os.File); ok {
-		logOut = f
-	}
-	log, err := cfg.logger(logOut)
-	if err != nil {
-		return err
-	}
-	format, digester, err := e.keyTools(cfg.storeFlags)
-	if err != nil {
-		return err
-	}
-	store, err := keystore.Open(ctx, cfg.store, keystore.Options{Format: format, Digester: digester})
-	if err != nil {
-		return err
-	}
-	defer closeInto(&err, store)
+func (e *environment) serveCommand() *cobra.Command {
+	var cfg serveConfig
+	c, fs := e.newLeaf("serve", "run the ext_authz gRPC server, the HTTP endpoints and the admin API", e.noArgs,
+		func(ctx context.Context, _ []string) error {
+			if err := cfg.validate(e.getenv); err != nil {
+				return err
+			}
+			return e.serve(ctx, cfg)
+		})
+	c.Long = `Run the ext_authz gRPC server (--grpc-addr), the HTTP endpoints (--http-addr:
+token exchange, /health, /metrics, forward-auth) and, when KEYGATE_ADMIN_TOKEN
+is set, the admin API (--admin-addr). serve is the only command that creates
+a missing SQLite database.`
+	cfg.register(fs)
+	return c
+}
 
+// serve wires keygate in dependency order (core, change-log follower,
+// counters, token exchange, listeners), then runs everything in one
+// errgroup: the first listener to fail, or ctx ending, stops them all.
+// Logs go to e.stderr.
+func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
+	log, err := cfg.logger(e.stderr)
+	if err != nil {
+		return err
+	}
+	c, err := e.newCore(ctx, cfg.coreConfig, log, true)
+	if err != nil {
+		return err
+	}
+	defer closeInto(&err, c)
 	if cfg.demo {
-		if err := e.seedDemo(ctx, store); err != nil {
+		if err := e.seedDemo(ctx, c.store); err != nil {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
+	c.policy.engine.SetMemo(cfg.decisionMemo)
 
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
-	if err != nil {
-		return err
-	}
-	defer cache.Close()
-	follower := &keystore.Follower{Source: store, Cache: cache, Interval: cfg.pollInterval, Log: log}
+	follower := &keystore.Follower{Source: c.store, Cache: c.cache, Interval: cfg.pollInterval, Log: log}
 	if err := follower.Start(ctx); err != nil {
-		return fmt.Errorf("reading the change log: %w", err)
+		return fmt.Errorf("reading the change log of %s: %w", storeKind(cfg.store), err)
 	}
-
-	policy, err := startPolicy(ctx, cfg.policies, log)
-	if err != nil {
-		return err
-	}
-	policy.engine.SetMemo(cfg.decisionMemo)
-	engine := policy.engine
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
-			func() float64 { h, _ := cache.Stats(); return float64(h) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
-			func() float64 { _, m := cache.Stats(); return float64(m) }),
-	)
-	listen := followChanges(store, follower, cache, reg, log)
-	policy.register(reg)
-	usage := &keystore.Usage{Writer: store, Log: log}
-	limiter, closeLimiter, err := newLimiter(ctx, cfg, store, log, reg)
+	reg := newRegistry(c.cache)
+	listen := followChanges(c.store, follower, c.cache, reg, log)
+	c.policy.register(reg)
+	usage := &keystore.Usage{Writer: c.store, Log: log}
+	limiter, closeLimiter, err := newLimiter(ctx, cfg, c.store, log, reg)
 	if err != nil {
 		return err
 	}
 	defer closeLimiter()
-	authz := &extauthz.Authorizer{Facts: cache, Policy: engine, Format: format, Digester: digester, Log: log, Usage: usage,
-		ImportedKeys: cfg.importedKeys, Limits: limiter}
-	keyring, exchange, err := cfg.tokenExchange(ctx, store, format, authz, reg)
+	authz := c.authz
+	authz.Usage, authz.Limits = usage, limiter
+	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
 	if err != nil {
 		return err
 	}
 	authz.Tokens = keyring
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
-	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("grpc listener: %w", err)
-	}
-	httpLis, err := net.Listen("tcp", cfg.httpAddr)
-	if err != nil {
-		grpcLis.Close()
-		return fmt.Errorf("http listener: %w", err)
-	}
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
@@ -178,7 +153,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	srv.Register(g)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
+	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
 	exchange.Register(mux)
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
@@ -188,66 +163,69 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 3)
-	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, log, errc)
-	if err != nil {
-		grpcLis.Close()
-		httpLis.Close()
-		return err
-	}
-	done := make(chan struct{}, 5)
-	go func() { follower.Run(runCtx); done <- struct{}{} }()
-	go func() { usage.Run(runCtx); done <- struct{}{} }()
-	go func() { listen(runCtx); done <- struct{}{} }()
-	go func() { policy.run(runCtx); done <- struct{}{} }()
-	go func() { cfg.runKeyring(runCtx, store, keyring, log); done <- struct{}{} }()
-	go func() { errc <- g.Serve(grpcLis) }()
-	go func() {
-		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
-	if cfg.adminToken == "" {
+	listeners := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
+	if cfg.adminToken != "" {
+		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, c, log)))
+	} else {
 		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
 	}
-	serving := []any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String()}
-	if adminAddr != "" {
-		serving = append(serving, "admin", adminAddr)
+	if err := bind(listeners); err != nil {
+		return err
 	}
-	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", engine.Current().Bundle.Source)...)
 
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-errc:
+	group, gctx := errgroup.WithContext(ctx)
+	for _, runner := range []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
+		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) }} {
+		group.Go(func() error { runner(gctx); return nil })
+	}
+	for _, l := range listeners {
+		group.Go(l.serve)
+	}
+	group.Go(func() error {
+		<-gctx.Done()
+		if ctx.Err() != nil {
+			log.Info("shutting down")
+		}
+		shutdown(context.WithoutCancel(ctx), listeners)
+		return nil
+	})
+	serving := []any{}
+	for _, l := range listeners {
+		serving = append(serving, l.name, l.lis.Addr().String())
+	}
+	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)...)
+	if err := group.Wait(); err != nil {
 		log.Error("listener failed", "err", err)
+		return err
 	}
-	shutdownCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer stop()
-	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-shutdownCtx.Done():
-		g.Stop()
-	}
-	_ = hs.Shutdown(shutdownCtx)
-	stopAdmin(shutdownCtx)
-	cancel()
-	for range 5 { // follower, usage, change listener, policy reload, keyring
-		<-done
-	}
-	return err
+	return nil
 }
 
-// storeKind names the store without its credentials.
-func storeKind(dsn string) string {
-	if len(dsn) >= 7 && dsn[:7] == "sqlite:" {
-		return dsn
+// newRegistry is the Prometheus registry with the process and cache metrics.
+func newRegistry(cache *keystore.Cache) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
+			func() float64 { h, _ := cache.Stats(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
+			func() float64 { _, m := cache.Stats(); return float64(m) }),
+	)
+	return reg
+}
+
+func healthHandler(store *keystore.Store, policy *policyRuntime) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		defer cancel()
+		body := map[string]any{"status": "ok", "store": "ok", "policy": policy.engine.Current().Bundle.Source,
+			"policy_reload": policy.status()}
+		if err := store.Ping(ctx); err != nil {
+			body["status"], body["store"] = "degraded", "unavailable"
+		}
+		w.Header().Set("content-type", "application/json")
+		_ = json.NewEncoder(w).Encode(body)
 	}
-	return "postgres"
 }
 
 // loadPolicy compiles the built-in policy or a directory.
@@ -257,18 +235,4 @@ func loadPolicy(ctx context.Context, dir string) (*policies.Policy, error) {
 		return nil, err
 	}
 	return policies.Compile(ctx, b)
-}
-
-func healthHandler(store *keystore.Store, engine *policies.Engine, policy *policyRuntime) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-		defer cancel()
-		body := map[string]any{"status": "ok", "store": "ok", "policy": engine.Current().Bundle.Source,
-			"policy_reload": policy.status()}
-		if err := store.Ping(ctx); err != nil {
-			body["status"], body["store"] = "degraded", "unavailable"
-		}
-		w.Header().Set("content-type", "application/json")
-		_ = json.NewEncoder(w).Encode(body)
-	}
 }

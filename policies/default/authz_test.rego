@@ -1,5 +1,9 @@
 # Tests of the default policy: every rule of authz.rego and response.rego,
-# against the shipped data.yaml unless a test overrides part of it.
+# against the shipped data.yaml unless a test overrides part of it. Where a
+# test checks data-driven behaviour (concurrency, messages, rates, quotas) it
+# reads the expected value from data.keygate.config, so a copy of this
+# directory with edited numbers or wording still passes its own tests; the
+# statuses of the contract table (test_contract_statuses) stay pinned.
 package keygate.authz_test
 
 import rego.v1
@@ -50,6 +54,14 @@ decide_cfg(inp, c) := d if {
 # deny reports status, code and rule in one value so failures read well.
 deny(d) := [d.status, d.code, d.rule] if not d.allow
 
+conf := data.keygate.config
+
+# concurrency is the x-keygate-concurrency header the data gives a plan.
+concurrency(plan) := format_int(conf.plans[plan].concurrency, 10)
+
+# message is the message the data gives an error.
+message(name) := conf.errors[name].message
+
 # --- key routes: allow ---
 
 test_pro_key_allowed_with_concurrency if {
@@ -57,15 +69,17 @@ test_pro_key_allowed_with_concurrency if {
 	d.allow
 	d.status == 200
 	d.rule == "key_route"
-	d.headers == {"x-keygate-concurrency": "3"}
+	d.headers == {"x-keygate-concurrency": concurrency("pro")}
 	[l.kind | some l in d.limits] == ["rate"]
 }
 
 test_paid_plans_concurrency if {
-	every plan, want in {"plus": "1", "pro": "3", "max": "5", "enterprise": "20"} {
+	paid := {plan | some plan, p in conf.plans; p.api; p.concurrency}
+	count(paid) > 0
+	every plan in paid {
 		d := decide(with_input({"account": {"plan": plan}}))
 		d.allow
-		d.headers["x-keygate-concurrency"] == want
+		d.headers["x-keygate-concurrency"] == concurrency(plan)
 	}
 }
 
@@ -82,8 +96,8 @@ test_test_key_allowed_on_unlisted_host if decide(with_input({"key": {"mode": "te
 
 test_mode_headers_added if {
 	c := cfg({"mode_headers": {"live": {"x-livemode": "true"}, "test": {"x-livemode": "false"}}})
-	decide_cfg(base, c).headers == {"x-keygate-concurrency": "3", "x-livemode": "true"}
-	decide_cfg(with_input({"key": {"mode": "test"}}), c).headers == {"x-keygate-concurrency": "3", "x-livemode": "false"}
+	decide_cfg(base, c).headers == {"x-keygate-concurrency": concurrency("pro"), "x-livemode": "true"}
+	decide_cfg(with_input({"key": {"mode": "test"}}), c).headers == {"x-keygate-concurrency": concurrency("pro"), "x-livemode": "false"}
 }
 
 # --- key routes: credential problems ---
@@ -111,7 +125,7 @@ test_credential_statuses if {
 
 test_missing_key_body if {
 	d := decide(json.patch(base, [{"op": "replace", "path": "/credential", "value": {"status": "missing", "kind": "", "scheme": ""}}]))
-	d.body == {"code": "MISSING_API_KEY", "message": "No API key provided in the request"}
+	d.body == {"code": "MISSING_API_KEY", "message": message("MISSING_API_KEY")}
 }
 
 test_key_state if {
@@ -158,10 +172,10 @@ test_inactive_site_before_account if {
 # --- key routes: plans ---
 
 test_plans_without_api if {
-	every plan in ["free", "starter", "no-such-plan"] {
+	every plan in {plan | some plan, p in conf.plans; not p.api} | {"no-such-plan"} {
 		d := decide(with_input({"account": {"plan": plan}}))
 		deny(d) == [403, "PLAN_REQUIRED", "plan_without_api"]
-		d.message == "Your plan doesn't include API access"
+		d.message == message("PLAN_REQUIRED")
 	}
 }
 
@@ -170,7 +184,7 @@ route_cfg := cfg({"routes": {"plan_routes": [{"prefix": "/v1/avatars/", "plans":
 test_route_not_in_plan if {
 	d := decide_cfg(with_input({"request": {"path": "/v1/avatars/generate"}}), route_cfg)
 	deny(d) == [403, "PLAN_REQUIRED", "route_not_in_plan"]
-	d.message == "Your plan doesn't include this endpoint"
+	d.message == message("ROUTE_PLAN_REQUIRED")
 }
 
 test_route_in_plan if {
@@ -305,10 +319,10 @@ test_public_site_lookup_outcomes if {
 test_public_site_not_paying if {
 	d := decide(with_public({"public": {"account": {"status": "inactive"}}}))
 	deny(d) == [402, "SUBSCRIPTION_INACTIVE", "public_subscription_inactive"]
-	d.body == {"code": "SUBSCRIPTION_INACTIVE", "message": "Subscription inactive"}
+	d.body == {"code": "SUBSCRIPTION_INACTIVE", "message": conf.public_errors.SUBSCRIPTION_INACTIVE.message}
 	e := decide(with_public({"public": {"account": {"status": "trial_expired"}}}))
 	deny(e) == [402, "TRIAL_EXPIRED", "public_trial_expired"]
-	e.message == "Trial expired"
+	e.message == conf.public_errors.TRIAL_EXPIRED.message
 	decide(with_public({"public": {"account": {"status": "trialing"}}})).allow
 }
 
@@ -330,8 +344,8 @@ test_public_site_ignores_credentials if {
 
 test_body_shapes if {
 	inp := with_input({"account": {"plan": "free"}})
-	decide_cfg(inp, cfg({"body_shape": "message"})).body == {"message": "Your plan doesn't include API access"}
-	decide_cfg(inp, cfg({"body_shape": "error_object"})).body == {"error": {"code": "PLAN_REQUIRED", "message": "Your plan doesn't include API access"}}
+	decide_cfg(inp, cfg({"body_shape": "message"})).body == {"message": message("PLAN_REQUIRED")}
+	decide_cfg(inp, cfg({"body_shape": "error_object"})).body == {"error": {"code": "PLAN_REQUIRED", "message": message("PLAN_REQUIRED")}}
 	with_id := object.union(inp, {"request": {"headers": {"x-request-id": "req_1"}}})
 	decide_cfg(with_id, cfg({"body_shape": "error_object"})).body.error.request_id == "req_1"
 }

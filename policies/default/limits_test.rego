@@ -12,6 +12,15 @@ key_input(plan, mode, method, path) := {
 	"account": {"id": "a1", "plan": plan, "status": "active"},
 }
 
+# plan_limits is what the data gives a plan (rate, period, quota).
+plan_limits(plan) := data.keygate.config.limits.plans[plan]
+
+# cost is the data's cost entry for a prefix.
+cost(prefix) := c if {
+	some c in data.keygate.config.limits.costs
+	c.prefix == prefix
+}
+
 with_limits(req, what, l) := object.union(req, {what: object.union(req[what], {"limits": l})})
 
 test_plus_key_route_charges_its_rate if {
@@ -21,16 +30,18 @@ test_plus_key_route_charges_its_rate if {
 	l := got.limits[0]
 	l.kind == "rate"
 	l.key == "key:key_1:live"
-	l.limit == 60
-	l.burst == 60
-	l.period == "1m"
-	l.cost == 1
+	l.limit == plan_limits("plus").rate
+	l.burst == object.get(plan_limits("plus"), "burst", plan_limits("plus").rate)
+	l.period == object.get(plan_limits("plus"), "period", "1m")
+	l.cost == data.keygate.config.limits.default_cost.rate
 }
 
 test_plan_rates if {
-	every plan, want in {"plus": 60, "pro": 300, "max": 1000} {
+	rated := {plan | some plan, l in data.keygate.config.limits.plans; l.rate > 0}
+	count(rated) > 0
+	every plan in rated {
 		got := authz.limits with input as key_input(plan, "live", "GET", "/v1/videos")
-		got[0].limit == want
+		got[0].limit == plan_limits(plan).rate
 	}
 }
 
@@ -38,18 +49,18 @@ test_generation_costs_more_and_is_metered if {
 	got := authz.limits with input as key_input("pro", "live", "POST", "/v1/audio/generate")
 	[r, q] := got
 	r.kind == "rate"
-	r.cost == 5
+	r.cost == cost("/v1/audio/generate").rate
 	q.kind == "quota"
 	q.key == "site:s1:live"
-	q.limit == 10000
+	q.limit == plan_limits("pro").quota
 	q.period == "month"
-	q.cost == 1
+	q.cost == cost("/v1/audio/generate").quota
 }
 
 test_generation_get_is_not_metered if {
 	got := authz.limits with input as key_input("pro", "live", "GET", "/v1/audio/generate")
 	[r] := got
-	r.cost == 1
+	r.cost == data.keygate.config.limits.default_cost.rate
 }
 
 test_free_route_charges_nothing if {
@@ -121,12 +132,12 @@ test_limit_denials if {
 	d.RATE_LIMITED.code == "RATE_LIMITED"
 	not d.RATE_LIMITED.allow
 	d.QUOTA_EXCEEDED.status == 403
-	d.QUOTA_EXCEEDED.body == {"code": "QUOTA_EXCEEDED", "message": "Monthly quota exceeded for this site"}
+	d.QUOTA_EXCEEDED.body == {"code": "QUOTA_EXCEEDED", "message": data.keygate.config.errors.QUOTA_EXCEEDED.message}
 }
 
 test_limit_denials_follow_body_shape if {
 	d := authz.limit_denials with data.keygate.config.body_shape as "message"
-	d.RATE_LIMITED.body == {"message": "Rate limit exceeded; retry after the time in Retry-After"}
+	d.RATE_LIMITED.body == {"message": data.keygate.config.errors.RATE_LIMITED.message}
 }
 
 test_missing_error_entry_leaves_deny_to_keygate if {

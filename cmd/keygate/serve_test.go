@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// run serves with its logs in the writer it is given, and returns nil once
+// its context ends and every listener and background loop has stopped.
+func TestServeLifecycleCapturedLogs(t *testing.T) {
+	env := map[string]string{
+		"KEYGATE_STORE":       "sqlite:" + filepath.Join(t.TempDir(), "keygate.db"),
+		"KEYGATE_ADMIN_TOKEN": "admin-token-0123456789",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"},
+			func(k string) string { return env[k] }, &logs, &logs)
+	}()
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(logs.String(), `msg="keygate serving"`) {
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned %v before serving:\n%s", err, logs.String())
+		case <-deadline:
+			t.Fatalf("serve did not start:\n%s", logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if !strings.Contains(logs.String(), "admin=127.0.0.1:") {
+		t.Errorf("the serving line does not name the admin listener:\n%s", logs.String())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve after cancel: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("no shutdown in the captured logs:\n%s", logs.String())
+	}
+}
+
+// A listener that cannot bind stops serve with an error naming it, and
+// nothing keeps running.
+func TestServeListenerFailure(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	env := map[string]string{"KEYGATE_STORE": "sqlite:" + filepath.Join(t.TempDir(), "keygate.db")}
+	var logs lockedBuffer
+	err = run(context.Background(), []string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", busy.Addr().String()},
+		func(k string) string { return env[k] }, &logs, &logs)
+	if err == nil || !strings.Contains(err.Error(), "http listener") || !strings.Contains(err.Error(), "--http-addr") {
+		t.Fatalf("serve with a busy --http-addr: %v", err)
+	}
+}
