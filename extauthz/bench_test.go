@@ -69,9 +69,10 @@ func BenchmarkCheckMiss(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckPolicy evaluates the policy on every request (each has a
-// path the decision memo has not seen): a cached key, a cold decision. The
-// path is built per request, which adds its own small cost.
+// BenchmarkCheckPolicy gives every request a path of its own (an id the
+// decision memo has not seen). The built-in policy decides by route, not by
+// id, so these are memo hits; BenchmarkCheckMemoMiss is the cold decision.
+// The path is built per request, which adds its own small cost.
 func BenchmarkCheckPolicy(b *testing.B) {
 	f := newFixture(b)
 	ctx := envoyContext(b)

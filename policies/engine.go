@@ -92,6 +92,7 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
+	paths        pathIndex
 	limitDenials map[string]Decision
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
@@ -131,7 +132,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials,
-		memo: newMemo(ctx, modules, b.Documents)}, nil
+		paths: newPathIndex(b.Documents), memo: newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
@@ -163,6 +164,7 @@ type Engine struct {
 	// noMemo turns the decision memo off: an operator's escape hatch should
 	// a policy ever need every evaluation to run.
 	noMemo atomic.Bool
+	stats  memoCounters
 }
 
 // SetMemo turns remembering decisions of deterministic policies on (the
@@ -201,10 +203,17 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 // maps and the body of a Decision as read-only.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	p := e.cur.Load()
+	// The policy sees the path classified by its data; the caller's input
+	// stays as it was.
+	classified := *in
+	p.paths.classify(&classified.Request)
+	in = &classified
 	if p.memo == nil || e.noMemo.Load() {
+		e.stats.bypass.Add(1)
 		return p.decide(ctx, in)
 	}
 	d, key, ok := p.memo.get(in)
+	e.stats.count(ok, key)
 	if ok {
 		return d, nil
 	}

@@ -70,6 +70,7 @@ KEYGATE_STORE).`,
 		e.policyCommand(),
 		e.webhooksCommand(),
 		e.shadowCommand(),
+		e.benchCommand(),
 		e.versionCommand(),
 	)
 	return root

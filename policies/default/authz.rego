@@ -47,7 +47,7 @@ route := "invalid_path" if {
 	public_route
 } else := "public_site" if {
 	some prefix in config.routes.public_site_prefixes
-	startswith(input.request.path, prefix)
+	path_prefixes[prefix]
 } else := "key"
 
 # METADATA
@@ -87,11 +87,44 @@ route_prefixes contains c.prefix if some c in object.get(config, ["limits", "cos
 # METADATA
 # title: public_route
 # description: A path in config.routes.public_paths, or under one of config.routes.public_prefixes, needs no credential.
-public_route if input.request.path in config.routes.public_paths
+public_route if exact_path in config.routes.public_paths
 
 public_route if {
 	some prefix in config.routes.public_prefixes
+	path_prefixes[prefix]
+}
+
+# METADATA
+# title: path_prefixes
+# description: |
+#   The path-like strings ("/…") of the policy's data that the request path
+#   starts with, each with the path segment that follows it, and exact_path,
+#   the path when the data lists it. keygate computes both from the data for
+#   every request (input.request.prefixes, input.request.exact_path), so
+#   rules that ask only these questions of the path decide
+#   /v1/videos/vid_1 and /v1/videos/vid_2 alike and the decision memo
+#   ignores the ids; without them (a test giving only a path) they are
+#   computed here. A rule may still read input.request.path: keygate then
+#   remembers decisions by the whole path.
+path_prefixes := input.request.prefixes
+
+path_prefixes := {prefix: segment |
+	some prefix in data_paths
 	startswith(input.request.path, prefix)
+	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
+} if not input.request.prefixes
+
+exact_path := input.request.exact_path
+
+exact_path := input.request.path if {
+	not input.request.prefixes
+	input.request.path in data_paths
+}
+
+data_paths contains s if {
+	walk(config, [_, s])
+	is_string(s)
+	startswith(s, "/")
 }
 
 # Key routes: the first failing check, in this order, decides. A denial
@@ -184,7 +217,7 @@ plan_without_api if not plan.api
 #   plan is not among that route's plans (403 PLAN_REQUIRED, its own message).
 route_not_in_plan if {
 	some r in config.routes.plan_routes
-	startswith(input.request.path, r.prefix)
+	path_prefixes[r.prefix]
 	not input.account.plan in r.plans
 }
 
@@ -193,11 +226,8 @@ route_not_in_plan if {
 # description: A site-scoped path (config.routes.site_scoped_prefixes, /v1/sites/{site}/…) names another site than the key's (403 SITE_MISMATCH).
 site_mismatch if {
 	some prefix in config.routes.site_scoped_prefixes
-	startswith(input.request.path, prefix)
-	path_site(prefix) != input.site.id
+	path_prefixes[prefix] != input.site.id
 }
-
-path_site(prefix) := split(substring(input.request.path, count(prefix), -1), "/")[0]
 
 # METADATA
 # title: mode_mismatch

@@ -207,6 +207,20 @@ test_site_scoped_paths if {
 	deny(decide(with_input({"request": {"path": "/v1/sites/"}}))) == [403, "SITE_MISMATCH", "site_mismatch"]
 }
 
+# keygate's own input classifies the path (input.request.prefixes and
+# exact_path); the rules decide on that, not on the raw path.
+classified(p, prefixes) := with_input({"request": {"path": p, "prefixes": prefixes}})
+
+test_classified_paths if {
+	decide(classified("/v1/sites/site-a/videos/vid_9", {"/v1/sites/": "site-a"})).allow
+	deny(decide(classified("/v1/sites/site-b/videos/vid_9", {"/v1/sites/": "site-b"}))) == [403, "SITE_MISMATCH", "site_mismatch"]
+	decide(classified("/v1/videos/vid_9", {})).rule == "key_route"
+	health := object.union(classified("/health", {"/health": ""}), {"request": {"exact_path": "/health"}})
+	decide(health).rule == "public_route"
+	decide(classified("/healthz", {"/health": "z"})).rule == "key_route"
+	decide(classified("/auth/api-key", {"/auth/": "api-key"})).rule == "public_route"
+}
+
 # --- key routes: live/test mode by host ---
 
 host_cfg := cfg({"host_modes": {"sandbox.example.test": "test", "api.example.test": "live"}})

@@ -43,7 +43,7 @@ route_cost := limits_config.costs[i] if {
 } else := object.get(limits_config, "default_cost", {"rate": 1})
 
 cost_matches(c) if {
-	startswith(input.request.path, c.prefix)
+	path_prefixes[c.prefix]
 	method_matches(c)
 }
 
