@@ -27,6 +27,7 @@ type serveConfig struct {
 	storeFlags
 	replicaConfig
 	tokenFlags
+	opsFlags
 	grpcAddr, httpAddr, adminAddr string
 	policies                      string
 	redis                         string
@@ -44,6 +45,7 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 	c.storeFlags.register(fs)
 	c.replicaConfig.register(fs)
 	c.tokenFlags.register(fs)
+	c.opsFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -63,6 +65,9 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	if err := c.tokenFlags.validate(); err != nil {
+		return c, err
+	}
+	if err := c.opsFlags.validate(); err != nil {
 		return c, err
 	}
 	if c.pollInterval < 10*time.Millisecond || c.pollInterval > time.Minute {
@@ -120,7 +125,8 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		}
 	}
 
-	cache, err := keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
+	storeMetrics := newStoreMetrics(store)
+	cache, err := keystore.NewCache(storeMetrics, keystore.CacheConfig{StaleIfError: cfg.staleIfError})
 	if err != nil {
 		return err
 	}
@@ -145,6 +151,8 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
 			func() float64 { _, m := cache.Stats(); return float64(m) }),
 	)
+	storeMetrics.register(reg)
+	registerBuildInfo(reg)
 	listen := followChanges(store, follower, cache, reg, log)
 	policy.register(reg)
 	usage := &keystore.Usage{Writer: store, Log: log}
@@ -160,6 +168,11 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		return err
 	}
 	authz.Tokens = keyring
+	closeOps, err := cfg.opsFlags.startOps(ctx, authz, format, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
@@ -175,8 +188,10 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 	)
-	srv.Register(g)
+	grpcHealth := srv.Register(g)
+	ready := readiness{store: store, engine: engine, cache: cache}
 	mux := http.NewServeMux()
+	ready.register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", healthHandler(store, engine, policy))
 	exchange.Register(mux)
@@ -197,7 +212,8 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 		httpLis.Close()
 		return err
 	}
-	done := make(chan struct{}, 5)
+	done := make(chan struct{}, 6)
+	go func() { ready.follow(runCtx, grpcHealth, 2*time.Second); done <- struct{}{} }()
 	go func() { follower.Run(runCtx); done <- struct{}{} }()
 	go func() { usage.Run(runCtx); done <- struct{}{} }()
 	go func() { listen(runCtx); done <- struct{}{} }()
@@ -236,7 +252,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	_ = hs.Shutdown(shutdownCtx)
 	stopAdmin(shutdownCtx)
 	cancel()
-	for range 5 { // follower, usage, change listener, policy reload, keyring
+	for range 6 { // readiness, follower, usage, change listener, policy reload, keyring
 		<-done
 	}
 	return err
