@@ -33,7 +33,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h := &admin.Handler{Store: s, Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := &admin.Handler{Store: s, Token: token, Tokens: map[string]string{"deploy-bot": botToken},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 func main() {
@@ -47,6 +49,7 @@ Usage:
   keygate limits set|show ...           per-site / per-account limit overrides
   keygate usage --site ID               a site's monthly quota usage
   keygate check [flags]                 explain the decision for one request
+  keygate audit [--target ID] [--json]  who changed what (the audit trail of writes)
   keygate policy test [DIR]             run the Rego tests of a policy directory
 
 Every flag can also be set as KEYGATE_<FLAG> (for example KEYGATE_STORE).
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return errUsage
 	}
 	env := environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	// Every write a command makes is audited as its operator's.
+	ctx = keystore.WithActor(ctx, cliActor(getenv))
 	switch args[0] {
 	case "serve":
 		return env.serve(ctx, args[1:])
@@ -75,6 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return env.usage(ctx, args[1:])
 	case "check":
 		return env.check(ctx, args[1:])
+	case "audit":
+		return env.audit(ctx, args[1:])
 	case "policy":
 		return env.policy(ctx, args[1:])
 	case "help", "-h", "--help":

@@ -32,6 +32,7 @@ type serveConfig struct {
 	policies                      string
 	redis                         string
 	adminToken                    string
+	adminTokens                   map[string]string
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
@@ -61,6 +62,10 @@ func (e environment) parseServe(args []string) (serveConfig, error) {
 		return c, err
 	}
 	c.adminToken = e.getenv("KEYGATE_ADMIN_TOKEN")
+	var err error
+	if c.adminTokens, err = adminTokens(e.getenv); err != nil {
+		return c, err
+	}
 	if err := c.replicaConfig.validate(); err != nil {
 		return c, err
 	}
@@ -206,7 +211,7 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 3)
-	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, store, log, errc)
+	adminAddr, stopAdmin, err := startAdmin(cfg.adminAddr, cfg.adminToken, cfg.adminTokens, store, log, errc)
 	if err != nil {
 		grpcLis.Close()
 		httpLis.Close()
@@ -225,8 +230,8 @@ func (e environment) serve(ctx context.Context, args []string) (err error) {
 			errc <- err
 		}
 	}()
-	if cfg.adminToken == "" {
-		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
+	if cfg.adminToken == "" && len(cfg.adminTokens) == 0 {
+		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN (or KEYGATE_ADMIN_TOKENS) to enable it")
 	}
 	serving := []any{"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String()}
 	if adminAddr != "" {

@@ -61,15 +61,15 @@ func followChanges(store *keystore.Store, follower *keystore.Follower, cache *ke
 
 // startAdmin serves the admin API when a token is set. It returns the bound
 // address ("" when off) and a shutdown func.
-func startAdmin(addr, token string, store *keystore.Store, log *slog.Logger, errc chan<- error) (string, func(context.Context), error) {
-	if token == "" {
+func startAdmin(addr, token string, named map[string]string, store *keystore.Store, log *slog.Logger, errc chan<- error) (string, func(context.Context), error) {
+	if token == "" && len(named) == 0 {
 		return "", func(context.Context) {}, nil
 	}
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("admin listener: %w", err)
 	}
-	hs := &http.Server{Handler: &admin.Handler{Store: store, Token: token, Log: log},
+	hs := &http.Server{Handler: &admin.Handler{Store: store, Token: token, Tokens: named, Log: log},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 	go func() {
 		if err := hs.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
