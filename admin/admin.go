@@ -31,7 +31,7 @@ type Handler struct {
 	// Tokens are more admin tokens by name; a request's writes are
 	// audited as "admin:<name>".
 	Tokens map[string]string
-	Log   *slog.Logger
+	Log    *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
 }
