@@ -191,26 +191,26 @@ func (l *Logger) write(o *extauthz.Outcome) {
 
 // Entry is one line of the decision log.
 type Entry struct {
-	DecisionID     string         `json:"decision_id"`
-	Time           time.Time      `json:"time"`
-	Transport      string         `json:"transport"`
-	Method         string         `json:"method,omitempty"`
-	Host           string         `json:"host,omitempty"`
-	Path           string         `json:"path,omitempty"`
-	Allow          bool           `json:"allow"`
-	Status         int            `json:"status"`
-	Code           string         `json:"code"`
-	Rule           string         `json:"rule,omitempty"`
-	KeyID          string         `json:"key_id,omitempty"`
-	Site           string         `json:"site,omitempty"`
-	Account        string         `json:"account,omitempty"`
-	Mode           string         `json:"mode,omitempty"`
-	CredentialKind string         `json:"credential_kind,omitempty"`
-	Client         string         `json:"client,omitempty"`
-	DurationUS     int64          `json:"duration_us"`
-	Memo           string         `json:"memo,omitempty"`
-	TraceID        string         `json:"trace_id,omitempty"`
-	Input          map[string]any `json:"input,omitempty"`
+	DecisionID     string    `json:"decision_id"`
+	Time           time.Time `json:"time"`
+	Transport      string    `json:"transport"`
+	Method         string    `json:"method,omitempty"`
+	Host           string    `json:"host,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	Allow          bool      `json:"allow"`
+	Status         int       `json:"status"`
+	Code           string    `json:"code"`
+	Rule           string    `json:"rule,omitempty"`
+	KeyID          string    `json:"key_id,omitempty"`
+	Site           string    `json:"site,omitempty"`
+	Account        string    `json:"account,omitempty"`
+	Mode           string    `json:"mode,omitempty"`
+	CredentialKind string    `json:"credential_kind,omitempty"`
+	Client         string    `json:"client,omitempty"`
+	DurationUS     int64     `json:"duration_us"`
+	Memo           string    `json:"memo,omitempty"`
+	TraceID        string    `json:"trace_id,omitempty"`
+	Input          *input    `json:"input,omitempty"`
 }
 
 func (l *Logger) entry(o *extauthz.Outcome) Entry {
@@ -233,12 +233,9 @@ func (l *Logger) entry(o *extauthz.Outcome) Entry {
 		if e.Site == "" && in.Public != nil && in.Public.Site != nil {
 			e.Site = in.Public.Site.ID
 		}
-		if m, err := in.AsMap(); err == nil {
-			e.Input = m
-		}
+		e.Input = logInput(in, l.redact)
 	}
 	e.Method, e.Host, e.Path = l.redact(e.Method), l.redact(e.Host), l.redact(e.Path)
-	l.redactValue(e.Input)
 	return e
 }
 
@@ -250,26 +247,4 @@ func (l *Logger) redact(s string) string {
 		}
 	}
 	return s
-}
-
-// redactValue redacts every string in a JSON-shaped value, in place.
-func (l *Logger) redactValue(v any) {
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if s, ok := x.(string); ok {
-				v[k] = l.redact(s)
-			} else {
-				l.redactValue(x)
-			}
-		}
-	case []any:
-		for i, x := range v {
-			if s, ok := x.(string); ok {
-				v[i] = l.redact(s)
-			} else {
-				l.redactValue(x)
-			}
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -79,9 +80,41 @@ func TestLine(t *testing.T) {
 		e.Host != "api.example.com" || e.CredentialKind != "key" || e.DurationUS != 42 || e.Memo != "miss" || e.Client != "10.0.0.1" {
 		t.Errorf("entry %+v", e)
 	}
-	req, _ := e.Input["request"].(map[string]any)
-	if req["query"] != "[redacted]" || req["path"] != "/v1/videos" {
-		t.Errorf("input request %v", req)
+	if req := e.Input.Request; req.Query != "[redacted]" || req.Path != "/v1/videos" || req.Headers["x-leak"] != "[redacted]" || req.Headers["x-request-id"] != "r1" {
+		t.Errorf("input request %+v", req)
+	}
+}
+
+// TestInputAsPolicySawIt: the logged input is the document the policy
+// evaluated (policies.Input.AsMap), field for field.
+func TestInputAsPolicySawIt(t *testing.T) {
+	in := &policies.Input{
+		Request: policies.Request{Method: "POST", Host: "api.example.com", Path: "/v1/public/acme-web/x", Query: "a=1", PathOK: true,
+			Origin:  &policies.Origin{Scheme: "https", Host: "app.acme.com", Port: "443", DefaultPort: true},
+			Headers: map[string]string{"origin": "https://app.acme.com", "accept": "*/*"}},
+		Credential: policies.Credential{Status: policies.CredFound, Kind: "token", Scheme: "bearer"},
+		Key:        &policies.Key{ID: "key_1", Mode: "live", Name: "prod", Revoked: true},
+		Site:       &policies.Site{ID: "acme-web", Account: "acme", Domains: []string{"acme.com"}, Active: true, Limits: map[string]int64{"rate": 5}},
+		Account:    &policies.Account{ID: "acme", Plan: "pro", Status: "active"},
+		Public: &policies.Public{Status: policies.CredFound, Site: &policies.Site{ID: "other", Account: "o"},
+			Account: &policies.Account{ID: "o", Plan: "max", Status: "trialing", Limits: map[string]int64{"quota": 0}}},
+	}
+	want, err := in.AsMap()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	raw, _ := json.Marshal(logInput(in, func(s string) string { return s }))
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	wantRaw, _ := json.Marshal(want)
+	var wantJSON map[string]any
+	if err := json.Unmarshal(wantRaw, &wantJSON); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantJSON, got); diff != "" {
+		t.Errorf("logged input differs from the policy's (-policy +log):\n%s", diff)
 	}
 }
 
