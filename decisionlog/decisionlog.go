@@ -107,13 +107,15 @@ func (nopCloser) Close() error { return nil }
 
 // Observe queues a decision. It never blocks: allows are sampled, and a
 // full buffer drops the line (counted).
-func (l *Logger) Observe(o *extauthz.Outcome) {
+func (l *Logger) Observe(o extauthz.Outcome) {
 	if o.Result.Decision.Allow && l.cfg.SampleAllows < 1 && rand.Float64() >= l.cfg.SampleAllows {
 		l.sampled.Inc()
 		return
 	}
+	kept := new(extauthz.Outcome)
+	*kept = o
 	select {
-	case l.entries <- o:
+	case l.entries <- kept:
 	default:
 		l.dropped.Inc()
 	}
@@ -214,7 +216,7 @@ type Entry struct {
 }
 
 func (l *Logger) entry(o *extauthz.Outcome) Entry {
-	res := o.Result
+	res := &o.Result
 	d := res.Decision
 	e := Entry{DecisionID: o.ID, Time: o.Start.UTC(), Transport: o.Transport, Allow: d.Allow, Status: d.Status, Code: d.Code,
 		Rule: d.Rule, KeyID: res.KeyID, Site: res.Site, Mode: res.Mode, Client: o.Client,

@@ -17,7 +17,7 @@ import (
 	"github.com/keygate/keygate/policies"
 )
 
-func outcome(id string, allow bool) *extauthz.Outcome {
+func outcome(id string, allow bool) extauthz.Outcome {
 	d := policies.Decision{Allow: allow, Status: 401, Code: "INVALID_API_KEY", Rule: "credential"}
 	in := &policies.Input{
 		Request: policies.Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos",
@@ -25,8 +25,8 @@ func outcome(id string, allow bool) *extauthz.Outcome {
 			Headers: map[string]string{"x-request-id": "r1", "x-leak": "Bearer kg_at_abc.def"}},
 		Credential: policies.Credential{Status: policies.CredUnknown, Kind: "key", Scheme: "bearer"},
 	}
-	return &extauthz.Outcome{ID: id, Transport: extauthz.TransportGRPC, Client: "10.0.0.1", Start: time.Unix(1700000000, 0),
-		Duration: 42 * time.Microsecond, Result: &extauthz.Result{Decision: d, Input: in, Memo: "miss"}}
+	return extauthz.Outcome{ID: id, Transport: extauthz.TransportGRPC, Client: "10.0.0.1", Start: time.Unix(1700000000, 0),
+		Duration: 42 * time.Microsecond, Result: extauthz.Result{Decision: d, Input: in, Memo: "miss"}}
 }
 
 func readLines(t *testing.T, path string) []Entry {

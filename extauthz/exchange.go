@@ -140,7 +140,7 @@ func (x *Exchange) serve(endpoint, transport string, handle func(ctx context.Con
 		o.Client = r.RemoteAddr
 		rep := x.answer(w, r.WithContext(ctx), handle)
 		res := rep.result()
-		x.Authorizer.finish(o, &res)
+		x.Authorizer.finish(&o, &res)
 		x.Metrics.observe(endpoint, rep)
 		w.Header().Set(HeaderDecisionID, res.DecisionID)
 		write(w, rep)

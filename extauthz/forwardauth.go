@@ -116,7 +116,7 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 		}
 		return f.Authorizer.Authorize(ctx, req)
 	}()
-	f.Authorizer.finish(o, &res)
+	f.Authorizer.finish(&o, &res)
 	f.Metrics.observe(res, time.Since(start))
 	writeForwardAuth(w, res, c)
 }

@@ -43,7 +43,7 @@ type Outcome struct {
 	Duration time.Duration
 	// Result is the final decision. Its Input is nil when the request never
 	// reached the policy (a malformed forward-auth call, a bad exchange body).
-	Result *Result
+	Result Result
 	// TraceID is the trace the decision belongs to ("" without tracing).
 	TraceID string
 
@@ -51,16 +51,19 @@ type Outcome struct {
 }
 
 // Observer sees every final decision once, after the transport chose its
-// answer. It must not block: the decision log buffers and drops.
+// answer. It must not block: the decision log buffers and drops. The
+// outcome comes by value so that a decision nobody keeps costs no
+// allocation; an observer that keeps it copies it (its maps and Input are
+// shared and read-only).
 type Observer interface {
-	Observe(o *Outcome)
+	Observe(o Outcome)
 }
 
 // Observers calls each observer in turn.
 type Observers []Observer
 
 // Observe implements Observer.
-func (os Observers) Observe(o *Outcome) {
+func (os Observers) Observe(o Outcome) {
 	for _, ob := range os {
 		ob.Observe(o)
 	}
@@ -68,8 +71,9 @@ func (os Observers) Observe(o *Outcome) {
 
 // begin starts one request's decision: its id, its clock and, with tracing
 // on, its root span (a child of the traceparent the request carried).
-func (a *Authorizer) begin(ctx context.Context, transport string, headers propagation.TextMapCarrier) (context.Context, *Outcome) {
-	o := &Outcome{ID: NewDecisionID(time.Now()), Transport: transport, Start: time.Now()}
+func (a *Authorizer) begin(ctx context.Context, transport string, headers propagation.TextMapCarrier) (context.Context, Outcome) {
+	now := time.Now()
+	o := Outcome{ID: NewDecisionID(now), Transport: transport, Start: now}
 	if a.Tracer != nil {
 		ctx, o.span = a.Tracer.start(ctx, headers, transport, o.ID)
 		o.TraceID = o.span.SpanContext().TraceID().String()
@@ -82,7 +86,6 @@ func (a *Authorizer) begin(ctx context.Context, transport string, headers propag
 func (a *Authorizer) finish(o *Outcome, res *Result) {
 	o.Duration = time.Since(o.Start)
 	res.DecisionID = o.ID
-	o.Result = res
 	if res.Decision.Allow && res.Upstream != nil {
 		// Upstream is this request's own map; Remove must not list the
 		// header (Envoy removes after it sets), though a client sent it.
@@ -99,7 +102,8 @@ func (a *Authorizer) finish(o *Outcome, res *Result) {
 		o.span.End()
 	}
 	if a.Observer != nil {
-		a.Observer.Observe(o)
+		o.Result = *res
+		a.Observer.Observe(*o)
 	}
 }
 
@@ -150,8 +154,8 @@ func NewOpsMetrics(reg prometheus.Registerer) *OpsMetrics {
 }
 
 // Observe implements Observer.
-func (m *OpsMetrics) Observe(o *Outcome) {
-	res := o.Result
+func (m *OpsMetrics) Observe(o Outcome) {
+	res := &o.Result
 	m.decisions.WithLabelValues(o.Transport, codeOf(res), res.Decision.Rule).Inc()
 	if res.Memo != "" {
 		m.memo.WithLabelValues(res.Memo).Inc()

@@ -14,10 +14,10 @@ type recorder struct {
 	got []*Outcome
 }
 
-func (r *recorder) Observe(o *Outcome) {
+func (r *recorder) Observe(o Outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.got = append(r.got, o)
+	r.got = append(r.got, &o)
 }
 
 // only returns the one decision observed since the last call.

@@ -81,7 +81,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}()
 		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
 	}()
-	s.Authorizer.finish(o, &res)
+	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
 	return res.CheckResponse(), nil
 }
