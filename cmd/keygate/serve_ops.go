@@ -276,7 +276,7 @@ func (r readiness) register(mux *http.ServeMux) {
 func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := healthpb.HealthCheckResponse_SERVING
+	last := healthpb.HealthCheckResponse_UNKNOWN // set on the first round
 	for {
 		ok, _ := r.check(ctx)
 		status := healthpb.HealthCheckResponse_SERVING
