@@ -6,8 +6,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,11 +24,15 @@ import (
 // 100 domains) is far smaller.
 const maxBody = 64 << 10
 
-// Handler serves /admin/v1/…. Token must be non-empty.
+// Handler serves /admin/v1/…. Token or Tokens must be set.
 type Handler struct {
 	Store *keystore.Store
+	// Token is the admin token, named "admin" in the audit trail.
 	Token string
-	Log   *slog.Logger
+	// Tokens are more admin tokens by name; a request's writes are
+	// audited as "admin:<name>".
+	Tokens map[string]string
+	Log    *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
 	// Policy is the running policy, whose data says which plans and limit
@@ -62,23 +64,14 @@ const (
 
 // ServeHTTP authenticates, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
+	name, ok := h.tokenName(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keygate-admin"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong admin token")
 		return
 	}
+	r = r.WithContext(keystore.WithActor(r.Context(), "admin:"+name))
 	h.routes().ServeHTTP(w, r)
-}
-
-// authorized compares digests of the tokens in constant time, so neither the
-// content nor the length of the token leaks through timing.
-func (h *Handler) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || h.Token == "" {
-		return false
-	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 func (h *Handler) routes() *http.ServeMux {
@@ -107,6 +100,7 @@ func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/keys/import", h.handle(h.importKey))
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
+	mux.HandleFunc("GET /admin/v1/audit", h.handle(h.audit))
 	h.limitRoutes(mux)
 	h.readRoutes(mux)
 	h.webhookRoutes(mux)

@@ -35,7 +35,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h := &admin.Handler{Store: s, Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
+	h := &admin.Handler{Store: s, Token: token, Tokens: map[string]string{"deploy-bot": botToken},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}

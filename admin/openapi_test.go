@@ -60,6 +60,8 @@ func TestOpenAPIConformance(t *testing.T) {
 	}
 	f.must("PATCH", "/admin/v1/webhooks/"+whID, `{"rotate_secret":true,"description":"ops2"}`, 200)
 	f.must("DELETE", "/admin/v1/webhooks/"+whID, "", 200)
+	f.must("GET", "/admin/v1/audit?limit=2", "", 200)
+	f.must("GET", "/admin/v1/audit?target=acme&after=0", "", 200)
 	if a := f.call("GET", "/admin/v1/openapi.json", ""); a.status != 200 || a.body["openapi"] != "3.1.0" {
 		t.Errorf("GET /admin/v1/openapi.json: %d", a.status)
 	}

@@ -159,7 +159,7 @@ func (h *Handler) serve(write bool, fn endpoint) http.Handler {
 		}
 		status, body := 0, any(nil)
 		if err == nil {
-			ctx = WithActor(ctx, s.Actor())
+			ctx = keystore.WithActor(ctx, s.Actor()) // the audit trail names session:<sub>
 			status, body, err = fn(ctx, s, r)
 		}
 		if err != nil {
@@ -329,19 +329,4 @@ func (h *Handler) forget(ids ...string) {
 	for _, id := range ids {
 		h.Cache.Invalidate(keystore.EntityKey, id)
 	}
-}
-
-type actorKey struct{}
-
-// WithActor records who acts (session:<sub>) for the writes made with ctx.
-// When the store's audit trail lands (issue 13), this is its
-// keystore.WithActor.
-func WithActor(ctx context.Context, actor string) context.Context {
-	return context.WithValue(ctx, actorKey{}, actor)
-}
-
-// ActorFrom is the actor WithActor recorded ("" if none).
-func ActorFrom(ctx context.Context) string {
-	a, _ := ctx.Value(actorKey{}).(string)
-	return a
 }

@@ -57,6 +57,10 @@ type Authorizer struct {
 	// ImportedKeys makes credentials that are not keygate keys candidates
 	// for imported keys (see imported.go). Off by default.
 	ImportedKeys bool
+	// Observer sees every final decision (decision log, metrics); optional.
+	Observer Observer
+	// Tracer makes spans; nil (the default) means tracing is off.
+	Tracer *Tracer
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -68,8 +72,13 @@ type Result struct {
 	Remove []string
 	// KeyID, Mode and Site identify the caller for logs and metadata.
 	KeyID, Mode, Site string
-	// Input is kept for `keygate check`.
+	// Input is kept for `keygate check` and the decision log.
 	Input *policies.Input
+	// DecisionID is set by the transport (see Authorizer.finish); it goes
+	// to the client on deny and to the upstream on allow.
+	DecisionID string
+	// Memo says whether the policy's memo answered (hit, miss, off).
+	Memo string
 }
 
 // Identity headers keygate sets from its own facts; a policy cannot override
@@ -98,17 +107,21 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	}
 	now := a.now()
 	in := &policies.Input{Request: policyRequest(r)}
-	_, facts := a.resolveCredential(ctx, r, in, now)
+	credCtx, span := a.span(ctx, "keygate.credential")
+	_, facts := a.resolveCredential(credCtx, r, in, now)
+	endSpan(span)
 	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
 		in.Public = a.publicSite(ctx, site)
 	}
 
-	d, err := a.Policy.Decide(ctx, in)
+	policyCtx, span := a.span(ctx, "keygate.policy")
+	d, memo, err := a.decide(policyCtx, in)
+	endSpan(span)
 	if err != nil {
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
 		d = policyError(ctx, err)
 	}
-	res := Result{Decision: d, Input: in}
+	res := Result{Decision: d, Input: in, Memo: memo}
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
@@ -118,7 +131,9 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		d.Limits = nil // a refused credential's counters are not charged
 	}
 	if d.Allow {
-		res.Decision = a.chargeLimits(ctx, d, now)
+		limitsCtx, span := a.span(ctx, "keygate.limits")
+		res.Decision = a.chargeLimits(limitsCtx, d, now)
+		endSpan(span)
 	}
 	if !res.Decision.Allow {
 		return res
@@ -134,6 +149,21 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 		a.Usage.Record(who.Key.ID, now)
 	}
 	return res
+}
+
+// memoDecider is a Decider that says whether its memo answered;
+// policies.Engine is one.
+type memoDecider interface {
+	DecideMemo(ctx context.Context, in *policies.Input) (policies.Decision, policies.MemoResult, error)
+}
+
+func (a *Authorizer) decide(ctx context.Context, in *policies.Input) (policies.Decision, string, error) {
+	if m, ok := a.Policy.(memoDecider); ok {
+		d, memo, err := m.DecideMemo(ctx, in)
+		return d, string(memo), err
+	}
+	d, err := a.Policy.Decide(ctx, in)
+	return d, string(policies.MemoOff), err
 }
 
 func (a *Authorizer) now() time.Time {
@@ -210,7 +240,9 @@ func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) 
 // lookupKey resolves a key through the cache by its digests.
 func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
 	digests := a.Digester.All(raw)
+	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.Key(ctx, digests)
+	endSpan(span)
 	return a.keyFacts(facts, err, in, now, digests[0].Short())
 }
 
@@ -264,7 +296,9 @@ func accountValue(a *keystore.Account) policies.Account {
 }
 
 func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {
+	ctx, span := a.span(ctx, "keygate.lookup")
 	f, err := a.Facts.Site(ctx, id)
+	endSpan(span)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return &policies.Public{Status: policies.CredUnknown}

@@ -87,7 +87,7 @@ func BenchmarkCheckPolicy(b *testing.B) {
 
 // envoyContext carries a deadline, as every Check from Envoy does (its
 // ext_authz timeout travels as grpc-timeout).
-func envoyContext(b *testing.B) context.Context {
+func envoyContext(b testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	b.Cleanup(cancel)
 	return ctx

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
@@ -98,14 +99,29 @@ const maxExchangeBody = 4 << 10
 // Register adds the two endpoints to mux. Every method is routed here so
 // that a wrong one gets the JSON error shape too.
 func (x *Exchange) Register(mux *http.ServeMux) {
-	mux.HandleFunc("/auth/api-key", x.serve("api_key", x.mint))
-	mux.HandleFunc("/auth/refresh", x.serve("refresh", x.refresh))
+	mux.HandleFunc("/auth/api-key", x.serve("api_key", TransportTokenAPIKey, x.mint))
+	mux.HandleFunc("/auth/refresh", x.serve("refresh", TransportTokenRefresh, x.refresh))
 }
 
 // reply is one answer: a token pair (Status 200) or a decision to deny.
 type reply struct {
 	pair *tokenPair
 	deny policies.Decision
+	// res is the Authorizer's decision the reply rests on, if one was made.
+	res *Result
+}
+
+// result is the reply as a final decision, for Authorizer.finish.
+func (rep reply) result() Result {
+	var res Result
+	if rep.res != nil {
+		res = *rep.res
+	}
+	if rep.pair == nil {
+		res.Decision = rep.deny
+	}
+	res.Upstream, res.Remove = nil, nil
+	return res
 }
 
 type tokenPair struct {
@@ -123,10 +139,15 @@ func badRequest(message string) reply { return denial(400, "INVALID_REQUEST", me
 
 // serve wraps an endpoint with what both share: the checks of answer, the
 // outcome metric and the response writer.
-func (x *Exchange) serve(endpoint string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
+func (x *Exchange) serve(endpoint, transport string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		rep := x.answer(w, r, handle)
+		ctx, o := x.Authorizer.begin(r.Context(), transport, propagation.HeaderCarrier(r.Header))
+		o.Client = r.RemoteAddr
+		rep := x.answer(w, r.WithContext(ctx), handle)
+		res := rep.result()
+		x.Authorizer.finish(&o, &res)
 		x.Metrics.observe(endpoint, rep)
+		w.Header().Set(HeaderDecisionID, res.DecisionID)
 		write(w, rep)
 	}
 }
@@ -217,6 +238,13 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 		req.BodyKey = keystore.Secret(key)
 	}
 	res := x.Authorizer.Authorize(ctx, req)
+	rep := x.mintFor(ctx, &res)
+	rep.res = &res
+	return rep
+}
+
+// mintFor mints a pair for the key res allowed.
+func (x *Exchange) mintFor(ctx context.Context, res *Result) reply {
 	switch {
 	case res.Input.Credential.Kind == "token":
 		return denial(401, "INVALID_API_KEY", "Send the API key, not an access token, to mint tokens")
@@ -283,9 +311,10 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		// revoked, expired or rotated since the last refresh gets no pair.
 		res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
 			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
+		rep.res = &res
 		switch {
 		case !res.Decision.Allow:
-			return reply{deny: res.Decision}
+			return reply{deny: res.Decision, res: &res}
 		case res.KeyID != peek.KeyID:
 			// Cannot happen with a policy that keeps the probe path a key
 			// route; refuse rather than hand out a pair nobody checked.

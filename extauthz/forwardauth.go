@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/keygate/keygate/policies"
 )
 
@@ -90,13 +92,18 @@ const (
 	conventionForwarded
 )
 
+// transports name each convention in logs and metrics.
+var transports = [...]string{conventionEnvoy: TransportEnvoyHTTP, conventionNginx: TransportNginx, conventionForwarded: TransportForwardAuth}
+
 func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention) {
 	start := time.Now()
+	ctx, o := f.Authorizer.begin(r.Context(), transports[c], propagation.HeaderCarrier(r.Header))
+	o.Client = r.RemoteAddr
 	res := func() (res Result) {
 		defer func() {
 			if p := recover(); p != nil {
 				f.Log.Error("panic in forward-auth; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				res = Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}
+				res = panicResult()
 			}
 		}()
 		req, err := fromForwardAuth(r, c)
@@ -107,8 +114,9 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 			return Result{Decision: policies.Decision{Status: 500, Code: "FORWARD_AUTH_MISCONFIGURED",
 				Message: "The proxy did not send the original request to the authorizer", Rule: "forward_auth"}}
 		}
-		return f.Authorizer.Authorize(r.Context(), req)
+		return f.Authorizer.Authorize(ctx, req)
 	}()
+	f.Authorizer.finish(&o, &res)
 	f.Metrics.observe(res, time.Since(start))
 	writeForwardAuth(w, res, c)
 }
@@ -179,7 +187,7 @@ func writeForwardAuth(w http.ResponseWriter, res Result, c convention) {
 		return
 	}
 	body := DenyBody(d)
-	for k, v := range DenyHeaders(d, res.credentialSent()) {
+	for k, v := range res.denyHeaders() {
 		h.Set(k, v)
 	}
 	if c == conventionNginx {

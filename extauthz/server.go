@@ -9,6 +9,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -65,12 +66,29 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}.CheckResponse()
+			resp = panicResult().CheckResponse()
 		}
 	}()
-	res := s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+	attrs := req.GetAttributes()
+	ctx, o := s.Authorizer.begin(ctx, TransportGRPC, propagation.MapCarrier(attrs.GetRequest().GetHttp().GetHeaders()))
+	o.Client = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
+	res := func() (res Result) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				res = panicResult()
+			}
+		}()
+		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+	}()
+	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
 	return res.CheckResponse(), nil
+}
+
+// panicResult is the deny for a request whose decision panicked.
+func panicResult() Result {
+	return Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}
 }
 
 // Register adds the authorization, health and reflection services to g.

@@ -375,6 +375,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// Reuse: kill whatever family the key has now. The revocation
 			// must commit, so the outcome is reported after the commit.
 			outcome = ErrRefreshReused
+			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
 			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
 		case log.at >= exp:
 			outcome = ErrRefreshExpired
@@ -393,6 +394,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// (PostgreSQL, READ COMMITTED): the same token presented twice
 			// at once is reuse too.
 			outcome = ErrRefreshReused
+			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
 			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
 		}
 		if err := pruneRefresh(ctx, tx, g.KeyID, log.at); err != nil {
@@ -408,6 +410,9 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 	}
 	return g, nil
 }
+
+// reuseAction is the audit trail's name for a family revoked on reuse.
+const reuseAction = "revoke refresh tokens (reuse detected)"
 
 func revokeLiveRefresh(ctx context.Context, tx *sql.Tx, keyID string, at int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE key_id = $2 AND used_at IS NULL AND revoked_at IS NULL`, at, keyID)

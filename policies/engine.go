@@ -202,6 +202,24 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 // Decisions may be remembered and handed to several callers: treat the
 // maps and the body of a Decision as read-only.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	d, _, err := e.DecideMemo(ctx, in)
+	return d, err
+}
+
+// MemoResult says where a decision came from: the memo (MemoHit), an
+// evaluation the memo then kept or could not key (MemoMiss), or an
+// evaluation with the memo off or impossible for the policy (MemoOff).
+type MemoResult string
+
+// Memo results, as decision logs and metrics name them.
+const (
+	MemoOff  MemoResult = "off"
+	MemoHit  MemoResult = "hit"
+	MemoMiss MemoResult = "miss"
+)
+
+// DecideMemo is Decide that also reports whether the memo answered.
+func (e *Engine) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
 	p := e.cur.Load()
 	// The policy sees the path classified by its data; the caller's input
 	// stays as it was.
@@ -210,18 +228,19 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	in = &classified
 	if p.memo == nil || e.noMemo.Load() {
 		e.stats.bypass.Add(1)
-		return p.decide(ctx, in)
+		d, err := p.decide(ctx, in)
+		return d, MemoOff, err
 	}
 	d, key, ok := p.memo.get(in)
 	e.stats.count(ok, key)
 	if ok {
-		return d, nil
+		return d, MemoHit, nil
 	}
 	d, err := p.decide(ctx, in)
 	if err == nil && key != nil {
 		p.memo.put(key, d)
 	}
-	return d, err
+	return d, MemoMiss, err
 }
 
 func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {

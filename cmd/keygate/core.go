@@ -45,8 +45,9 @@ type core struct {
 // (follow): its position is taken before the key filter is loaded, so a
 // key created in between reaches the filter through the change log. check
 // refuses to create anything, like every other command, and reads the
-// store without a filter.
-func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool, follow *keystore.Follower) (_ *core, err error) {
+// store without a filter. wrap, if set, wraps what the cache reads through
+// (serve's store metrics).
+func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool, follow *keystore.Follower, wrap func(keystore.Loader) keystore.Loader) (_ *core, err error) {
 	open := e.openStore
 	if create {
 		open = e.openOrCreate
@@ -78,6 +79,9 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 			return nil, err
 		}
 		loader = c.filter
+	}
+	if wrap != nil {
+		loader = wrap(loader)
 	}
 	if c.cache, err = keystore.NewCache(loader, keystore.CacheConfig{StaleIfError: cfg.staleIfError}); err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 	"github.com/keygate/keygate/secretscan"
+	"github.com/keygate/keygate/shadow"
 )
 
 // serveConfig is every setting of `keygate serve`, registered in one place
@@ -32,9 +33,12 @@ type serveConfig struct {
 	tokenFlags
 	webhookFlags
 	customerFlags
+	opsFlags
+	shadowConfig
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
-	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
+	adminToken                    string            // KEYGATE_ADMIN_TOKEN, never a flag
+	adminTokens                   map[string]string // KEYGATE_ADMIN_TOKENS: named tokens, for the audit trail
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
@@ -47,6 +51,8 @@ func (c *serveConfig) register(fs *flagSet) {
 	c.tokenFlags.register(fs)
 	c.webhookFlags.register(fs)
 	c.customerFlags.register(fs)
+	c.opsFlags.register(fs)
+	c.shadowConfig.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -63,6 +69,16 @@ func (c *serveConfig) register(fs *flagSet) {
 
 func (c *serveConfig) validate(getenv func(string) string) error {
 	c.adminToken = getenv("KEYGATE_ADMIN_TOKEN")
+	var err error
+	if c.adminTokens, err = adminTokens(getenv); err != nil {
+		return err
+	}
+	if err := c.opsFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.shadowConfig.validate(); err != nil {
+		return err
+	}
 	if err := c.tokenFlags.validate(); err != nil {
 		return err
 	}
@@ -125,7 +141,11 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
-	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower)
+	var storeMetrics *storeMetrics
+	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower, func(l keystore.Loader) keystore.Loader {
+		storeMetrics = newStoreMetrics(l)
+		return storeMetrics
+	})
 	if err != nil {
 		return err
 	}
@@ -138,6 +158,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	c.policy.engine.SetMemo(cfg.decisionMemo)
 
 	reg := newRegistry(c.cache, c.filter)
+	storeMetrics.register(reg)
+	registerBuildInfo(reg)
 	listen := followChanges(c.store, follower, c.cache, reg, log)
 	c.policy.register(reg)
 	usage := &keystore.Usage{Writer: c.store, Log: log}
@@ -161,16 +183,24 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	shadowEval, shadowPolicy := startShadow(ctx, cfg.shadowConfig, reg, log)
+	closeOps, err := cfg.opsFlags.startOps(ctx, authz, c.format, shadowEval, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 	)
-	srv.Register(g)
+	grpcHealth := srv.Register(g)
+	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}
 	mux := http.NewServeMux()
+	ready.register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
+	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy, shadowEval))
 	registerExchange(mux, exchange)
 	if leaks != nil {
 		mux.Handle("POST "+secretscan.GitHubPath, leaks)
@@ -187,10 +217,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	listeners := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
-	if cfg.adminToken != "" {
-		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, c, cfg.destinations(), log)))
+	if cfg.adminToken != "" || len(cfg.adminTokens) > 0 {
+		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, cfg.adminTokens, c, cfg.destinations(), log)))
 	} else {
-		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
+		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN (or KEYGATE_ADMIN_TOKENS) to enable it")
 	}
 	if err := bind(listeners); err != nil {
 		return err
@@ -199,7 +229,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	group, gctx := errgroup.WithContext(ctx)
 	for _, runner := range []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
-		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }} {
+		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) },
+		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
+		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }} {
 		group.Go(func() error { runner(gctx); return nil })
 	}
 	for _, l := range listeners {
@@ -240,12 +272,15 @@ func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.
 	return reg
 }
 
-func healthHandler(store *keystore.Store, policy *policyRuntime) http.HandlerFunc {
+func healthHandler(store *keystore.Store, policy *policyRuntime, shadow *shadow.Evaluator) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		body := map[string]any{"status": "ok", "store": "ok", "policy": policy.engine.Current().Bundle.Source,
 			"policy_reload": policy.status()}
+		if shadow != nil {
+			body["shadow"] = shadow.Status()
+		}
 		if err := store.Ping(ctx); err != nil {
 			body["status"], body["store"] = "degraded", "unavailable"
 		}

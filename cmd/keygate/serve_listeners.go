@@ -85,7 +85,7 @@ func shutdown(ctx context.Context, ls []*listener) {
 }
 
 // adminServer is the admin API over the core's store and policy.
-func adminServer(token string, c *core, dest webhooks.Destinations, log *slog.Logger) *http.Server {
-	return &http.Server{Handler: &admin.Handler{Store: c.store, Token: token, Log: log, Policy: c.policy.engine, Webhooks: dest},
+func adminServer(token string, named map[string]string, c *core, dest webhooks.Destinations, log *slog.Logger) *http.Server {
+	return &http.Server{Handler: &admin.Handler{Store: c.store, Token: token, Tokens: named, Log: log, Policy: c.policy.engine, Webhooks: dest},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 }
