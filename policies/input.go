@@ -49,6 +49,10 @@ type Request struct {
 	// input.request.exact_path, on the input it evaluates.
 	Prefixes  map[string]string
 	ExactPath string
+	// CaseFolded lists the data's path strings that Path starts with only
+	// when letter case is ignored (input.request.case_folded), so a policy
+	// can refuse "/V1/SITES/x" without reading the raw path.
+	CaseFolded []string
 }
 
 // Origin is where a browser request comes from.
@@ -154,6 +158,13 @@ func (r *Request) value(t *terms) ast.Value {
 	}
 	if r.ExactPath != "" {
 		obj.Insert(t.key(ast.String("exact_path")), t.term(ast.String(r.ExactPath)))
+	}
+	if len(r.CaseFolded) > 0 {
+		folded := make([]*ast.Term, len(r.CaseFolded))
+		for i, s := range r.CaseFolded {
+			folded[i] = t.term(ast.String(s))
+		}
+		obj.Insert(t.key(ast.String("case_folded")), t.term(ast.NewArray(folded...)))
 	}
 	if r.Origin != nil {
 		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(

@@ -49,12 +49,15 @@ func newPathIndex(documents map[string]any) pathIndex {
 	return slices.Compact(out)
 }
 
-// classify sets r.Prefixes and r.ExactPath from r.Path.
+// classify sets r.Prefixes, r.ExactPath and r.CaseFolded from r.Path.
 func (ix pathIndex) classify(r *Request) {
-	r.Prefixes, r.ExactPath = noPrefixes, ""
+	r.Prefixes, r.ExactPath, r.CaseFolded = noPrefixes, "", nil
 	for _, s := range ix {
 		rest, ok := strings.CutPrefix(r.Path, s)
 		if !ok {
+			if len(r.Path) >= len(s) && strings.EqualFold(r.Path[:len(s)], s) {
+				r.CaseFolded = append(r.CaseFolded, s)
+			}
 			continue
 		}
 		if rest == "" {

@@ -80,6 +80,7 @@ type fixture struct {
 func newFixture(t *testing.T, action string) *fixture {
 	f, _ := keystore.NewFormat("kg")
 	d, _ := keystore.NewDigester()
+	d, _ = d.WithSealSecret([]byte("secretscan-test-seal-secret-012345"))
 	st, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
 	if err != nil {
 		t.Fatal(err)

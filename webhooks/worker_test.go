@@ -85,6 +85,7 @@ func newFixture(t *testing.T) *fixture {
 	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	f, _ := keystore.NewFormat("kg")
 	d, _ := keystore.NewDigester()
+	d, _ = d.WithSealSecret([]byte("webhooks-test-seal-secret-0123456789"))
 	st, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)
