@@ -20,7 +20,10 @@ func (u *usageLog) Record(id string, _ time.Time) { u.ids = append(u.ids, id) }
 // ignored: no identity headers, no limit charge, no usage record. A key
 // that passed keeps its identity there.
 func TestRefusedCredentialGetsNoIdentity(t *testing.T) {
-	ctx := context.Background()
+	// A deadline of its own: the 150 ms default budget is about speed,
+	// not what this test checks, and a busy machine may exceed it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	f := newLimitsFixture(t, nil)
 	if _, err := f.store.CreateSite(ctx, keystore.Site{ID: "s2", AccountID: "a1", Domains: []string{"s2.example"}, Active: true}); err != nil {
 		t.Fatal(err)

@@ -9,15 +9,17 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // KeyFilter keeps unknown keys away from the store. Key checksums are
 // public (CRC32), so anyone can make well-formed keys at will; without a
 // filter each distinct one costs a store read. KeyFilter is a Bloom filter
 // of every stored key digest: a lookup whose digests are all absent is
-// answered "no such key" without a store read. The false-positive rate
-// (default 1 in 1,000) is the budget: a flood of N distinct unknown keys
-// costs about N/1,000 store reads.
+// answered "no such key" without a store read once the small unknown-key
+// budget (UnknownBurst, UnknownRate) is spent. A flood of N distinct
+// unknown keys over t seconds thus costs at most UnknownBurst +
+// UnknownRate·t reads, plus false positives (1 in 1,000 by default).
 //
 // It is kept current by the change log: the Follower hands it every key
 // change before the cache sees it (Apply), so a key created on any replica
@@ -33,7 +35,40 @@ type KeyFilter struct {
 	mu sync.RWMutex
 	bf *bloom
 
+	// Keys the filter has not learned yet (created a moment ago, on this
+	// replica or another, before the change log reached the filter) still
+	// get a store read while the unknown-key budget lasts: a token bucket
+	// of UnknownBurst reads refilled at UnknownRate per second. A flood
+	// empties it; new keys then wait for the change log (see README).
+	now    func() time.Time
+	budget struct {
+		sync.Mutex
+		level float64
+		at    time.Time
+	}
+
 	lookups, filtered atomic.Uint64
+}
+
+// The unknown-key budget: what a flood of well-formed unknown keys may cost
+// in store reads, per replica.
+const (
+	UnknownBurst = 20
+	UnknownRate  = 5 // reads per second
+)
+
+// spend takes one read from the unknown-key budget, if any is left.
+func (f *KeyFilter) spend() bool {
+	f.budget.Lock()
+	defer f.budget.Unlock()
+	now := f.now()
+	f.budget.level = min(UnknownBurst, f.budget.level+now.Sub(f.budget.at).Seconds()*UnknownRate)
+	f.budget.at = now
+	if f.budget.level < 1 {
+		return false
+	}
+	f.budget.level--
+	return true
 }
 
 // DefaultFilterFalsePositives is the default false-positive rate.
@@ -50,7 +85,8 @@ func NewKeyFilter(ctx context.Context, store *Store, fpRate float64) (*KeyFilter
 	if fpRate <= 0 || fpRate >= 1 {
 		fpRate = DefaultFilterFalsePositives
 	}
-	f := &KeyFilter{store: store, fpRate: fpRate}
+	f := &KeyFilter{store: store, fpRate: fpRate, now: store.now}
+	f.budget.level, f.budget.at = UnknownBurst, f.now()
 	if err := f.rebuild(ctx); err != nil {
 		return nil, err
 	}
@@ -125,12 +161,34 @@ func (f *KeyFilter) mayContain(digests []Digest) bool {
 // LookupKey answers "no such key" for digests the filter rules out, and
 // asks the store otherwise.
 func (f *KeyFilter) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
-	if !f.mayContain(digests) {
+	if f.mayContain(digests) {
+		f.lookups.Add(1)
+		return f.store.LookupKey(ctx, digests)
+	}
+	if !f.spend() {
 		f.filtered.Add(1)
 		return KeyFacts{}, ErrNotFound
 	}
 	f.lookups.Add(1)
-	return f.store.LookupKey(ctx, digests)
+	facts, err := f.store.LookupKey(ctx, digests)
+	if err == nil {
+		// A key newer than the filter: learn it now, and give the read
+		// back, so that only unknown keys spend the budget.
+		f.mu.Lock()
+		for _, d := range digests {
+			f.bf.add(d)
+		}
+		f.mu.Unlock()
+		f.refund()
+	}
+	return facts, err
+}
+
+// refund returns one read to the unknown-key budget.
+func (f *KeyFilter) refund() {
+	f.budget.Lock()
+	f.budget.level = min(UnknownBurst, f.budget.level+1)
+	f.budget.Unlock()
 }
 
 // LookupKeyID reads through to the store.
