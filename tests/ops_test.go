@@ -231,7 +231,7 @@ func TestAuditActors(t *testing.T) {
 	var page struct {
 		Entries []struct {
 			Actor, Action, Entity, Target string
-			Before, After               map[string]any
+			Before, After                 map[string]any
 		}
 	}
 	if err := json.Unmarshal([]byte(env.CLI("audit", "--target", keyID, "--json")), &page); err != nil {
