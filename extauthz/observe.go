@@ -76,8 +76,8 @@ type Observer interface {
 type Observers []Observer
 
 // Observe implements Observer.
-func (os Observers) Observe(o Outcome) {
-	for _, ob := range os {
+func (obs Observers) Observe(o Outcome) {
+	for _, ob := range obs {
 		ob.Observe(o)
 	}
 }

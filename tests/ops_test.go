@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -255,5 +256,31 @@ func TestAuditActors(t *testing.T) {
 	}
 	if text := env.CLI("audit"); !strings.Contains(text, "admin:deploy-bot") || !strings.Contains(text, "cli:"+u.Username) {
 		t.Errorf("keygate audit:\n%s", text)
+	}
+}
+
+// TestDecisionLogReopen: after logrotate moves the decision log away, SIGHUP
+// makes keygate write to a new file at the path.
+func TestDecisionLogReopen(t *testing.T) {
+	env := tokenEnv(t)
+	logPath := filepath.Join(t.TempDir(), "decisions.log")
+	srv := env.Serve("--decision-log", logPath)
+	first := deniedHeader(srv.Check(t, "GET", "/v1/videos", nil), "x-keygate-decision-id")
+	linesWithID(t, logPath, first)
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "the reopen logged", func() bool { return strings.Contains(srv.Logs(), "decision log reopened") })
+	second := deniedHeader(srv.Check(t, "GET", "/v1/videos", nil), "x-keygate-decision-id")
+	if lines := linesWithID(t, logPath, second); len(lines) != 1 {
+		t.Fatalf("new file: %v", lines)
+	}
+	for _, l := range decisionLines(t, logPath) {
+		if l["decision_id"] == first {
+			t.Error("the decision before the rotation is in the new file")
+		}
 	}
 }
