@@ -150,6 +150,21 @@ func TestCustomerAPI(t *testing.T) {
 	if got := s.decideKey(t, key); got != "401 API_KEY_REVOKED" {
 		t.Fatalf("revoked key: %s", got)
 	}
+	// The audit trail names the dashboard user behind both writes.
+	var trail struct {
+		Entries []struct{ Actor, Action string } `json:"entries"`
+	}
+	if err := json.Unmarshal([]byte(env.CLI("audit", "--target", id, "--json")), &trail); err != nil {
+		t.Fatal(err)
+	}
+	if len(trail.Entries) < 2 {
+		t.Fatalf("audit of %s: %+v", id, trail.Entries)
+	}
+	for _, e := range trail.Entries {
+		if e.Actor != "session:user@acc_a" {
+			t.Errorf("audit entry %s by %q, want session:user@acc_a", e.Action, e.Actor)
+		}
+	}
 	old := s.Customer(t, a, "POST", "/v1/api-keys", `{"site":"site_a","mode":"live"}`).body["key"].(string)
 	rotated := s.Customer(t, a, "POST", "/v1/sites/site_a/rotate-key", "")
 	if rotated.status != 201 {
