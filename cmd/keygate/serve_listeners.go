@@ -47,7 +47,15 @@ func httpListener(name, addr string, hs *http.Server) *listener {
 }
 
 func grpcListener(name, addr string, g *grpc.Server) *listener {
-	return &listener{name: name, addr: addr, run: g.Serve,
+	// A shutdown that comes before Serve started (a signal right at start-up)
+	// makes Serve return ErrServerStopped: that is a stop, not a failure.
+	serve := func(lis net.Listener) error {
+		if err := g.Serve(lis); !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	}
+	return &listener{name: name, addr: addr, run: serve,
 		stop: func(ctx context.Context) {
 			stopped := make(chan struct{})
 			go func() { g.GracefulStop(); close(stopped) }()
