@@ -1,11 +1,9 @@
 package tests
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -33,27 +31,6 @@ import rego.v1
 
 test_pro_has_api if data.keygate.config.plans.pro.api
 `
-
-// decisionLogLines reads a decision log written by serve --decision-log.
-func decisionLogLines(t *testing.T, path string) []map[string]any {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("decision log line %q: %v", sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // replayCounts runs `keygate policy replay --json` and returns its outcome
 // counts by "LIVE→CANDIDATE".
@@ -128,7 +105,7 @@ func TestShadowPolicy(t *testing.T) {
 	// The decision log marks exactly the differing decisions.
 	var lines []map[string]any
 	Eventually(t, 30*time.Second, "every decision in the log", func() bool {
-		lines = decisionLogLines(t, logPath)
+		lines = decisionLines(t, logPath)
 		return len(lines) >= pro+plus+anon
 	})
 	marked := 0
