@@ -2,7 +2,7 @@
 # race detector, fuzz seed corpora included, then the Rego checks.
 GO ?= go
 
-.PHONY: test build install policy-check
+.PHONY: test build install policy-check deploy-check
 
 build:
 	$(GO) build -o bin/keygate ./cmd/keygate
@@ -14,6 +14,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 	$(MAKE) policy-check
+	$(MAKE) deploy-check
+
+# deploy/ is its own module (Kubernetes and Prometheus packages stay out of
+# keygate's dependencies): manifests, alert rules and dashboard are loaded
+# with those projects' own types and parsers.
+deploy-check:
+	cd deploy && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 # Rego: the tests of the built-in policy and of every example profile, with
 # the coverage threshold (README), through keygate itself so no opa install

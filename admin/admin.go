@@ -6,8 +6,6 @@ package admin
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,22 +17,29 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/webhooks"
 )
 
 // maxBody bounds every request body; the largest legitimate one (a site with
 // 100 domains) is far smaller.
 const maxBody = 64 << 10
 
-// Handler serves /admin/v1/…. Token must be non-empty.
+// Handler serves /admin/v1/…. Token or Tokens must be set.
 type Handler struct {
 	Store *keystore.Store
+	// Token is the admin token, named "admin" in the audit trail.
 	Token string
-	Log   *slog.Logger
+	// Tokens are more admin tokens by name; a request's writes are
+	// audited as "admin:<name>".
+	Tokens map[string]string
+	Log    *slog.Logger
 	// Timeout bounds each store call (default 10 s).
 	Timeout time.Duration
 	// Policy is the running policy, whose data says which plans and limit
 	// names writes may use (nil: any).
 	Policy *policies.Engine
+	// Webhooks says where webhook endpoints may point (admin/webhooks.go).
+	Webhooks webhooks.Destinations
 }
 
 // Error is the JSON body of every failure.
@@ -59,23 +64,14 @@ const (
 
 // ServeHTTP authenticates, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.authorized(r) {
+	name, ok := h.tokenName(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="keygate-admin"`)
 		writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong admin token")
 		return
 	}
+	r = r.WithContext(keystore.WithActor(r.Context(), "admin:"+name))
 	h.routes().ServeHTTP(w, r)
-}
-
-// authorized compares digests of the tokens in constant time, so neither the
-// content nor the length of the token leaks through timing.
-func (h *Handler) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || h.Token == "" {
-		return false
-	}
-	a, b := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(h.Token))
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 func (h *Handler) routes() *http.ServeMux {
@@ -104,8 +100,10 @@ func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/keys/import", h.handle(h.importKey))
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
+	mux.HandleFunc("GET /admin/v1/audit", h.handle(h.audit))
 	h.limitRoutes(mux)
 	h.readRoutes(mux)
+	h.webhookRoutes(mux)
 }
 
 // endpoint does the work of one route and returns the status and the JSON
@@ -155,6 +153,9 @@ func errorStatus(err error) (int, string, string) {
 		return http.StatusConflict, CodeConflict, trim(err)
 	case errors.Is(err, keystore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, CodeUnavailable, "the store is unreachable; retry later"
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		return http.StatusServiceUnavailable, CodeUnavailable,
+			"no secret outside the database to encrypt signing secrets: set KEYGATE_TOKEN_SECRET (or KEYGATE_PEPPER) on the server"
 	}
 	return http.StatusInternalServerError, CodeInternal, "internal error"
 }

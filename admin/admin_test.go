@@ -28,12 +28,15 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f, _ := keystore.NewFormat("kg")
 	d, _ := keystore.NewDigester()
+	// Webhook secrets are sealed under a secret that is not in the store.
+	d, _ = d.WithSealSecret([]byte("admin-test-seal-secret-0123456789"))
 	s, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	h := &admin.Handler{Store: s, Token: token, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
+	h := &admin.Handler{Store: s, Token: token, Tokens: map[string]string{"deploy-bot": botToken},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}

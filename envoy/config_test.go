@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,9 @@ func TestEnvoyConfigSafety(t *testing.T) {
 	if !h.GetNormalizePath().GetValue() || !h.GetMergeSlashes() || h.GetPathWithEscapedSlashesAction() != hcmv3.HttpConnectionManager_REJECT_REQUEST {
 		t.Error("paths must be normalized, slashes merged and escaped slashes rejected: keygate scopes by path")
 	}
+	if !h.GetStripTrailingHostDot() {
+		t.Error("strip_trailing_host_dot must be true: host_modes match the host without its trailing dot")
+	}
 	if c.accessLog == nil {
 		t.Fatal("no access log")
 	}
@@ -244,8 +248,9 @@ func TestEnvoyConfigSafety(t *testing.T) {
 	}
 }
 
-// TestEnvoyConfigRoutes: only /auth/ skips authz, and it goes to keygate's
-// HTTP port; the sandbox route matches keygate's mode header.
+// TestEnvoyConfigRoutes: only /auth/, the exact path of GitHub's secret
+// scanning reports and the customer key API skip authz, and they go to
+// keygate's HTTP port; the sandbox route matches keygate's mode header.
 func TestEnvoyConfigRoutes(t *testing.T) {
 	c := loadConfig(t)
 	vhosts := c.hcm.GetRouteConfig().GetVirtualHosts()
@@ -257,12 +262,12 @@ func TestEnvoyConfigRoutes(t *testing.T) {
 	}
 	routes := vhosts[0].GetRoutes()
 	type row struct {
-		Prefix, Header, Cluster string
-		AuthzOff                bool
+		Prefix, Path, Regex, Header, Cluster string
+		AuthzOff                             bool
 	}
 	var got []row
 	for _, rt := range routes {
-		r := row{Prefix: rt.GetMatch().GetPrefix(), Cluster: rt.GetRoute().GetCluster()}
+		r := row{Prefix: rt.GetMatch().GetPrefix(), Path: rt.GetMatch().GetPath(), Regex: rt.GetMatch().GetSafeRegex().GetRegex(), Cluster: rt.GetRoute().GetCluster()}
 		for _, hm := range rt.GetMatch().GetHeaders() {
 			r.Header = hm.GetName() + "=" + hm.GetStringMatch().GetExact()
 		}
@@ -277,6 +282,8 @@ func TestEnvoyConfigRoutes(t *testing.T) {
 	}
 	want := []row{
 		{Prefix: "/auth/", Cluster: "keygate_http", AuthzOff: true},
+		{Path: "/secret-scanning/github", Cluster: "keygate_http", AuthzOff: true},
+		{Regex: customerRoutes, Cluster: "keygate_http", AuthzOff: true},
 		{Prefix: "/", Header: "x-keygate-mode=test", Cluster: "upstream_sandbox"},
 		{Prefix: "/", Cluster: "upstream"},
 	}
@@ -298,5 +305,25 @@ func TestEnvoyConfigRoutes(t *testing.T) {
 	anyOpt := c.clusters["keygate_grpc"].GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
 	if anyOpt == nil || anyOpt.UnmarshalTo(&opts) != nil || opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
 		t.Error("cluster keygate_grpc must speak HTTP/2")
+	}
+}
+
+// customerRoutes is the envoy.yaml route of the customer key API.
+const customerRoutes = "^/v1/(api-keys|api-keys/[A-Za-z0-9_-]{1,128}/revoke|sites/[A-Za-z0-9_.-]{1,128}/rotate-key|usage)$"
+
+// TestCustomerRouteMatchesOnlyTheCustomerAPI: the route that skips authz
+// takes the customer API's paths and no API route of the platform (Envoy's
+// safe_regex is RE2, as Go's regexp).
+func TestCustomerRouteMatchesOnlyTheCustomerAPI(t *testing.T) {
+	re := regexp.MustCompile(customerRoutes)
+	for path, want := range map[string]bool{
+		"/v1/api-keys": true, "/v1/api-keys/key_abc/revoke": true, "/v1/sites/acme/rotate-key": true, "/v1/usage": true,
+		"/v1/videos": false, "/v1/sites/acme/videos": false, "/v1/sites/acme/rotate-key/x": false,
+		"/v1/api-keys/../videos/revoke": false, "/v1/api-keys/a/b/revoke": false, "/v1/usage/x": false,
+		"/v1/public/acme/usage": false, "/V1/api-keys": false, "/v1/api-keysx": false, "/x/v1/usage": false,
+	} {
+		if re.MatchString(path) != want {
+			t.Errorf("customer route matches %q: %v, want %v", path, !want, want)
+		}
 	}
 }

@@ -58,6 +58,10 @@ type Authorizer struct {
 	// ImportedKeys makes credentials that are not keygate keys candidates
 	// for imported keys (keystore.LooksImported). Off by default.
 	ImportedKeys bool
+	// Observer sees every final decision (decision log, metrics); optional.
+	Observer Observer
+	// Tracer makes spans; nil (the default) means tracing is off.
+	Tracer *Tracer
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -69,8 +73,13 @@ type Result struct {
 	Remove []string
 	// KeyID, Mode and Site identify the caller for logs and metadata.
 	KeyID, Mode, Site string
-	// Input is kept for `keygate check`.
+	// Input is kept for `keygate check` and the decision log.
 	Input *policies.Input
+	// DecisionID is set by the transport (see Authorizer.finish); it goes
+	// to the client on deny and to the upstream on allow.
+	DecisionID string
+	// Memo says whether the policy's memo answered (hit, miss, off).
+	Memo string
 }
 
 // Identity headers keygate sets from its own facts; a policy cannot override
@@ -101,22 +110,34 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 	defer cancel()
 	now := a.now()
 	req := policyRequest(r)
-	cred := a.resolve(ctx, r, now)
+	credCtx, span := a.span(ctx, "keygate.credential")
+	cred := a.resolve(credCtx, r, now)
+	endSpan(span)
 	var pub *policies.Public
 	if site, ok := pol.PublicSite(req.Path); ok && req.PathOK {
 		pub = a.publicSite(ctx, site)
 	}
 	in := newInput(req, cred, pub, now)
 
-	d, err := pol.Decide(ctx, in)
+	policyCtx, span := a.span(ctx, "keygate.policy")
+	d, memo, err := decide(policyCtx, pol, in)
+	endSpan(span)
 	if err != nil {
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
 		d = policyError(ctx, pol, err)
 	}
-	if d.Allow {
-		d = a.chargeLimits(ctx, pol, d, now)
+	// From here on only a credential that passed identifies the request.
+	if d.Allow && cred.facts != nil && identityFacts(cred.facts, now) == nil {
+		d.Limits = nil // a refused credential's counters are not charged
 	}
-	return a.result(r, in, cred, d, now)
+	if d.Allow {
+		limitsCtx, span := a.span(ctx, "keygate.limits")
+		d = a.chargeLimits(limitsCtx, pol, d, now)
+		endSpan(span)
+	}
+	res := a.result(r, in, cred, d, now)
+	res.Memo = memo
+	return res
 }
 
 // bound gives a request without a deadline the Authorizer's budget.
@@ -132,27 +153,45 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 }
 
 // result is what the transports send: on allow, the identity headers set
-// and the client's forgeries and credentials removed.
+// and the client's forgeries and credentials removed. Only a credential
+// that passed (see identityFacts) gives the request an identity and a
+// usage record.
 func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time) Result {
 	res := Result{Decision: d, Input: in}
 	facts := cred.facts
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
+	who := identityFacts(facts, now)
 	if !d.Allow {
 		return res
 	}
-	res.Upstream = identity(facts, in.Public, d.Headers)
+	res.Upstream = identity(who, in.Public, d.Headers)
 	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
 	if !d.KeepCredentials {
 		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
 	}
-	if facts != nil && a.Usage != nil {
-		a.Usage.Record(facts.Key.ID, now)
+	if who != nil && a.Usage != nil {
+		a.Usage.Record(who.Key.ID, now)
 	}
 	return res
+}
+
+// memoDecider is a Decider that says whether its memo answered;
+// policies.Policy and policies.Engine are.
+type memoDecider interface {
+	DecideMemo(ctx context.Context, in *policies.Input) (policies.Decision, policies.MemoResult, error)
+}
+
+func decide(ctx context.Context, pol Decider, in *policies.Input) (policies.Decision, string, error) {
+	if m, ok := pol.(memoDecider); ok {
+		d, memo, err := m.DecideMemo(ctx, in)
+		return d, string(memo), err
+	}
+	d, err := pol.Decide(ctx, in)
+	return d, string(policies.MemoOff), err
 }
 
 func (a *Authorizer) now() time.Time {
@@ -244,7 +283,9 @@ func withBodyKey(cred Credential, status CredentialStatus, key keystore.Secret) 
 // lookupKey resolves a key through the cache by its digests.
 func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string) resolution {
 	digests := a.Digester.All(raw)
+	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.Key(ctx, digests)
+	endSpan(span)
 	return a.found(resolution{cred: cred, kind: KindKey}, facts, err, digests[0].Short())
 }
 
@@ -303,7 +344,9 @@ func accountValue(a *keystore.Account) policies.Account {
 }
 
 func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public {
+	ctx, span := a.span(ctx, "keygate.lookup")
 	f, err := a.Facts.Site(ctx, id)
+	endSpan(span)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		return &policies.Public{Status: policies.CredUnknown}

@@ -29,6 +29,12 @@ func (s stubDecide) Decide(ctx context.Context, in *policies.Input) (policies.De
 	return s.decide(ctx, in)
 }
 
+// DecideMemo hides the embedded policy's, so the stub decides.
+func (s stubDecide) DecideMemo(ctx context.Context, in *policies.Input) (policies.Decision, policies.MemoResult, error) {
+	d, err := s.decide(ctx, in)
+	return d, policies.MemoOff, err
+}
+
 // downLimiter is a limit store that cannot be reached.
 type downLimiter struct{}
 
@@ -177,11 +183,11 @@ func profileDenials(t *testing.T, dir string) map[string]shownDeny {
 	}), nil, downLimiter{})
 
 	// The token exchange, answering over HTTP.
-	x := *f.exchange
 	a := *f.authz
 	a.Policy = policies.NewEngine(p)
-	x.Authorizer = &a
-	x.Throttle = nil
+	fx := f.exchange
+	x := Exchange{Authorizer: &a, Tokens: fx.Tokens, Refresh: fx.Refresh, TTL: fx.TTL, RefreshTTL: fx.RefreshTTL,
+		Metrics: fx.Metrics, Grace: fx.Grace}
 	refresh, _ := f.ring.Format().NewRefresh()
 	for _, c := range []struct{ name, method, path, ctype, body string }{
 		{"exchange_method", "GET", "/auth/api-key", "", ""},

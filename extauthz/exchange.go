@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
@@ -54,6 +55,11 @@ type Exchange struct {
 	Throttle *Throttle
 	// Metrics is optional.
 	Metrics *ExchangeMetrics
+	// Grace is how long a redeemed refresh token may be presented again
+	// for the same pair (DefaultRefreshGrace); 0: never, it is reuse.
+	Grace time.Duration
+
+	grace refreshGrace
 }
 
 // ExchangeMetrics count token-exchange outcomes.
@@ -91,14 +97,29 @@ const maxExchangeBody = 4 << 10
 // Register adds the two endpoints to mux. Every method is routed here so
 // that a wrong one gets the JSON error shape too.
 func (x *Exchange) Register(mux *http.ServeMux) {
-	mux.HandleFunc("/auth/api-key", x.serve("api_key", x.mint))
-	mux.HandleFunc("/auth/refresh", x.serve("refresh", x.refresh))
+	mux.HandleFunc("/auth/api-key", x.serve("api_key", TransportTokenAPIKey, x.mint))
+	mux.HandleFunc("/auth/refresh", x.serve("refresh", TransportTokenRefresh, x.refresh))
 }
 
 // reply is one answer: a token pair (Status 200) or a decision to deny.
 type reply struct {
 	pair *tokenPair
 	deny policies.Decision
+	// res is the Authorizer's decision the reply rests on, if one was made.
+	res *Result
+}
+
+// result is the reply as a final decision, for Authorizer.finish.
+func (rep reply) result() Result {
+	var res Result
+	if rep.res != nil {
+		res = *rep.res
+	}
+	if rep.pair == nil {
+		res.Decision = rep.deny
+	}
+	res.Upstream, res.Remove = nil, nil
+	return res
 }
 
 type tokenPair struct {
@@ -116,10 +137,15 @@ func (x *Exchange) refuse(name string) reply {
 
 // serve wraps an endpoint with what both share: the checks of answer, the
 // outcome metric and the response writer.
-func (x *Exchange) serve(endpoint string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
+func (x *Exchange) serve(endpoint, transport string, handle func(ctx context.Context, r *http.Request, body []byte) reply) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		rep := x.answer(w, r, handle)
+		ctx, o := x.Authorizer.begin(r.Context(), transport, propagation.HeaderCarrier(r.Header))
+		o.Client = r.RemoteAddr
+		rep := x.answer(w, r.WithContext(ctx), handle)
+		res := rep.result()
+		x.Authorizer.finish(&o, &res)
 		x.Metrics.observe(endpoint, rep)
+		w.Header().Set(HeaderDecisionID, res.DecisionID)
 		write(w, rep)
 	}
 }
@@ -208,9 +234,17 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 		req.BodyKey = keystore.Secret(key)
 	}
 	res, fail := x.decideMint(ctx, req)
-	switch {
-	case fail != nil:
+	if fail != nil {
 		return *fail
+	}
+	rep := x.mintFor(ctx, &res)
+	rep.res = &res
+	return rep
+}
+
+// mintFor mints a pair for the key res allowed.
+func (x *Exchange) mintFor(ctx context.Context, res *Result) reply {
+	switch {
 	case res.Input.Credential.Kind == string(KindToken):
 		return x.refuse(denyTokenNotKey)
 	case !res.Decision.Allow:
@@ -274,6 +308,9 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		return *fail
 	}
 	digests := x.Authorizer.Digester.All(raw)
+	if pair, ok := x.grace.replay(digests[0], now); ok {
+		return reply{pair: &pair} // a retry whose answer was lost
+	}
 	peek, live, err := x.Refresh.PeekRefreshToken(ctx, digests, now)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
@@ -293,11 +330,12 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		// revoked, expired or rotated since the last refresh gets no pair.
 		res, fail := x.decideMint(ctx, Request{Method: r.Method, Host: r.Host,
 			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
+		rep.res = &res
 		switch {
 		case fail != nil:
 			return *fail
 		case !res.Decision.Allow:
-			return reply{deny: res.Decision}
+			return reply{deny: res.Decision, res: &res}
 		case res.KeyID != peek.KeyID:
 			// Cannot happen with a policy whose mint route is a key route;
 			// refuse rather than hand out a pair nobody checked.
@@ -327,6 +365,7 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		x.Authorizer.Log.Error("token exchange: a refresh token changed while being redeemed", "key_id", grant.KeyID)
 		return x.refuse(denyInternal)
 	}
+	x.grace.remember(digests[0], *rep.pair, now, x.Grace)
 	return rep
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"go.opentelemetry.io/otel/propagation"
 )
 
 // Forward-auth endpoints on the HTTP listener, one per proxy convention. Each
@@ -88,13 +90,18 @@ const (
 	conventionForwarded
 )
 
+// transports name each convention in logs and metrics.
+var transports = [...]string{conventionEnvoy: TransportEnvoyHTTP, conventionNginx: TransportNginx, conventionForwarded: TransportForwardAuth}
+
 func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention) {
 	start := time.Now()
+	ctx, o := f.Authorizer.begin(r.Context(), transports[c], propagation.HeaderCarrier(r.Header))
+	o.Client = r.RemoteAddr
 	res := func() (res Result) {
 		defer func() {
 			if p := recover(); p != nil {
 				f.Log.Error("panic in forward-auth; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				res = Result{Decision: Deny(f.Authorizer.policy(), denyInternal, "panic")}
+				res = panicResult(f.Authorizer.policy())
 			}
 		}()
 		req, err := fromForwardAuth(r, c)
@@ -104,8 +111,9 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 			f.Log.Warn("forward-auth request without the original request; denying", "err", err, "endpoint", pathOf(r.RequestURI))
 			return Result{Decision: Deny(f.Authorizer.policy(), denyForwardAuth, "forward_auth")}
 		}
-		return f.Authorizer.Authorize(r.Context(), req)
+		return f.Authorizer.Authorize(ctx, req)
 	}()
+	f.Authorizer.finish(&o, &res)
 	f.Metrics.observe(res, time.Since(start))
 	writeForwardAuth(w, res, c)
 }
@@ -176,7 +184,7 @@ func writeForwardAuth(w http.ResponseWriter, res Result, c convention) {
 		return
 	}
 	body := DenyBody(d)
-	for k, v := range DenyHeaders(d, res.credentialSent()) {
+	for k, v := range res.denyHeaders() {
 		h.Set(k, v)
 	}
 	if c == conventionNginx {

@@ -60,6 +60,8 @@ type forwardAuthFixture struct {
 	handler http.Handler
 	policy  *fakePolicy
 	key     string
+	// authorizer is the fixture's, for tests that observe its decisions.
+	authorizer *Authorizer
 }
 
 func newForwardAuthFixture(t *testing.T, decide func(*policies.Input) policies.Decision) *forwardAuthFixture {
@@ -88,7 +90,7 @@ func newForwardAuthFixture(t *testing.T, decide func(*policies.Input) policies.D
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})
-	return &forwardAuthFixture{handler: fa.Wrap(next), policy: policy, key: key.Reveal()}
+	return &forwardAuthFixture{handler: fa.Wrap(next), policy: policy, key: key.Reveal(), authorizer: a}
 }
 
 func (f *forwardAuthFixture) do(method, target string, headers map[string][]string) *httptest.ResponseRecorder {
@@ -220,10 +222,17 @@ func TestForwardAuthAllow(t *testing.T) {
 	f := newForwardAuthFixture(t, allowKeys)
 	rec := f.do("GET", "/ext-authz/v1/videos", map[string][]string{
 		"Authorization": {"Bearer " + f.key}, "X-Keygate-Account": {"evil"}, "X-Keygate-Admin": {"1"},
+		"X-Keygate-Decision-Id": {"spoofed"},
 	})
 	if rec.Code != 200 {
 		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
 	}
+	// The decision id is keygate's own (the client's is overwritten, so it
+	// is not in the removal list either).
+	if id := rec.Header().Get(HeaderDecisionID); !decisionIDs.MatchString(id) || len(id) != 26 {
+		t.Errorf("decision id %q is not a ULID", id)
+	}
+	rec.Header().Del(HeaderDecisionID)
 	want := map[string]string{
 		"X-Keygate-Account": "acme", "X-Keygate-Site": "acme-web", "X-Keygate-Key-Id": "key_1",
 		"X-Keygate-Mode": "live", "X-Keygate-Plan": "pro",

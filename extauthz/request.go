@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"net"
 	"net/url"
 	"strings"
 
@@ -97,13 +96,13 @@ func addHeader(m map[string]string, k, v string) {
 
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
-	path, query, _ := strings.Cut(r.Path, "?")
+	c := Canonicalize(r)
 	out := policies.Request{
 		Method:  r.Method,
-		Host:    hostname(r.Host),
-		Path:    path,
-		Query:   query,
-		PathOK:  CanonicalPath(path),
+		Host:    c.Host,
+		Path:    c.Path,
+		Query:   c.Query,
+		PathOK:  c.OK,
 		Origin:  requestOrigin(r.Headers),
 		Headers: make(map[string]string, min(len(r.Headers), maxInputHeaders)),
 	}
@@ -117,59 +116,6 @@ func policyRequest(r Request) policies.Request {
 		out.Headers[k] = v
 	}
 	return out
-}
-
-// CanonicalPath rejects every path form that proxies and upstreams may read
-// differently (Envoy CVE-2019-9901, CVE-2021-29492, CVE-2021-32779): dot
-// segments, empty segments, encoded '/', '\' or '.', ';', '#', '\' and any
-// control or non-ASCII byte. Site scoping relies on it.
-func CanonicalPath(p string) bool {
-	if p == "" || p[0] != '/' || len(p) > maxPath {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c < 0x21 || c >= 0x7f || c == '\\' || c == ';' || c == '#' {
-			return false
-		}
-		if c == '%' {
-			if i+2 >= len(p) {
-				return false
-			}
-			switch strings.ToLower(p[i+1 : i+3]) {
-			case "2f", "5c", "2e", "00", "3b", "23", "25":
-				return false
-			}
-		}
-	}
-	if p == "/" {
-		return true
-	}
-	if strings.Contains(p, "//") {
-		return false
-	}
-	// One trailing slash ("/v1/x/") is fine; every other segment must be a
-	// real name.
-	for rest, more := strings.TrimSuffix(p[1:], "/"), true; more; {
-		var seg string
-		seg, rest, more = strings.Cut(rest, "/")
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}
-
-// hostname lower-cases a Host/:authority value and drops its port.
-func hostname(h string) string {
-	h = strings.ToLower(h)
-	if !strings.Contains(h, ":") {
-		return h // the usual case, without SplitHostPort's error allocation
-	}
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		return strings.Trim(host, "[]")
-	}
-	return strings.Trim(h, "[]")
 }
 
 // requestOrigin parses Origin, else Referer, into scheme, host and port.

@@ -60,7 +60,7 @@ func (r Result) CheckResponse() *authv3.CheckResponse {
 			Status: &rpcstatus.Status{Code: int32(code), Message: d.Code},
 			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-				Headers: headerOptions(DenyHeaders(d, r.credentialSent())),
+				Headers: headerOptions(r.denyHeaders()),
 				Body:    string(DenyBody(d)),
 			}},
 			DynamicMetadata: meta,
@@ -77,6 +77,15 @@ func (r Result) CheckResponse() *authv3.CheckResponse {
 	}
 }
 
+// denyHeaders are a denied response's headers with the decision id.
+func (r Result) denyHeaders() map[string]string {
+	h := DenyHeaders(r.Decision, r.credentialSent())
+	if r.DecisionID != "" {
+		h[HeaderDecisionID] = r.DecisionID
+	}
+	return h
+}
+
 func (r Result) credentialSent() bool {
 	return r.Input != nil && r.Input.Credential.Status != policies.CredMissing && r.Input.Credential.Status != ""
 }
@@ -89,10 +98,13 @@ func (r Result) metadata() *structpb.Struct {
 	}
 	// Every Check builds this, so its values share one allocation instead of
 	// two each (structpb.NewStringValue).
-	vals := new([5]stringValue)
-	f := make(map[string]*structpb.Value, 5)
+	vals := new([6]stringValue)
+	f := make(map[string]*structpb.Value, 6)
 	f["code"] = vals[0].set(code)
 	f["rule"] = vals[1].set(r.Decision.Rule)
+	if r.DecisionID != "" {
+		f["decision_id"] = vals[5].set(r.DecisionID)
+	}
 	if r.KeyID != "" {
 		f["key_id"] = vals[2].set(r.KeyID)
 		f["mode"] = vals[3].set(r.Mode)

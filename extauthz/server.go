@@ -9,6 +9,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -63,12 +64,30 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = Result{Decision: Deny(s.Authorizer.policy(), denyInternal, "panic")}.CheckResponse()
+			resp = panicResult(s.Authorizer.policy()).CheckResponse()
 		}
 	}()
-	res := s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+	attrs := req.GetAttributes()
+	ctx, o := s.Authorizer.begin(ctx, TransportGRPC, propagation.MapCarrier(attrs.GetRequest().GetHttp().GetHeaders()))
+	o.Client = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
+	res := func() (res Result) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				res = panicResult(s.Authorizer.policy())
+			}
+		}()
+		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+	}()
+	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
 	return res.CheckResponse(), nil
+}
+
+// panicResult is the deny for a request whose decision panicked, shaped by
+// pol's denials table.
+func panicResult(pol Decider) Result {
+	return Result{Decision: Deny(pol, denyInternal, "panic")}
 }
 
 // Register adds the authorization, health and reflection services to g.

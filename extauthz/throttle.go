@@ -26,6 +26,11 @@ type Throttle struct {
 	// Trusted lists proxies (Envoy) whose X-Forwarded-For names the client.
 	// Without it the TCP peer is the client.
 	Trusted []netip.Prefix
+	// Hops is how many trusted proxies, each appending the address it saw
+	// to X-Forwarded-For, stand in front of keygate (default 1: Envoy).
+	// The client is the Hops-th entry from the right; entries left of it
+	// are the client's own words and never count.
+	Hops int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
@@ -133,9 +138,11 @@ func (t *Throttle) evict(now time.Time, burst float64, max int) {
 }
 
 // Client is the address a request is throttled under: the TCP peer, or,
-// when the peer is a trusted proxy, the right-most X-Forwarded-For entry
-// that is not a trusted proxy. IPv6 clients are grouped by /64, the block
-// one subscriber usually holds.
+// when the peer is a trusted proxy, the X-Forwarded-For entry Hops from the
+// right (what the outermost trusted proxy saw). Counting hops, rather than
+// skipping every trusted address, keeps a client inside the trusted ranges
+// from choosing its own identity with a forged header. IPv6 clients are
+// grouped by /64, the block one subscriber usually holds.
 func (t *Throttle) Client(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -148,14 +155,9 @@ func (t *Throttle) Client(r *http.Request) netip.Addr {
 	addr = addr.Unmap()
 	if t != nil && t.trusted(addr) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		for i := len(hops) - 1; i >= 0; i-- {
-			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-			if err != nil {
-				break
-			}
-			addr = hop.Unmap()
-			if !t.trusted(addr) {
-				break
+		if n := max(t.Hops, 1); len(hops) >= n {
+			if hop, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-n])); err == nil {
+				addr = hop.Unmap()
 			}
 		}
 	}

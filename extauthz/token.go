@@ -32,7 +32,9 @@ func (a *Authorizer) lookupToken(ctx context.Context, cred Credential, raw strin
 		res.status = policies.CredInvalidToken
 		return res
 	}
+	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.KeyID(ctx, claims.KeyID)
+	endSpan(span)
 	// A token whose key is gone, or whose mode disagrees with its key, was
 	// signed by us but names nothing that exists: invalid, not "unknown key".
 	if errors.Is(err, keystore.ErrNotFound) || (err == nil && string(facts.Key.Mode) != claims.Mode) {

@@ -249,8 +249,39 @@ func TestExchangeRefreshOutageIsNotReuse(t *testing.T) {
 	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 200 {
 		t.Fatalf("retry after the outage: %d %s, want a new pair", w.Code, w.Body)
 	}
+	f.clock.Advance(DefaultRefreshGrace)
 	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
-		t.Fatalf("third use of the same refresh token: %d %s, want 401 (reuse)", w.Code, w.Body)
+		t.Fatalf("third use of the same refresh token past the grace: %d %s, want 401 (reuse)", w.Code, w.Body)
+	}
+}
+
+// TestExchangeRefreshRetryGrace: a refresh retried within RefreshGrace
+// (its answer was lost) gets the same pair back and kills nothing; past
+// the grace the old token is reuse, and the family dies.
+func TestExchangeRefreshRetryGrace(t *testing.T) {
+	f := newTokenFixture(t)
+	f.exchange.Grace = DefaultRefreshGrace
+	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
+	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
+	refresh, _, _ := strings.Cut(rest, `"`)
+	body := `{"refreshToken":"` + refresh + `"}`
+	first := exchangePost(t, f.exchange, "/auth/refresh", body)
+	if first.Code != 200 {
+		t.Fatalf("refresh: %d %s", first.Code, first.Body)
+	}
+	f.clock.Advance(DefaultRefreshGrace - time.Second)
+	retry := exchangePost(t, f.exchange, "/auth/refresh", body)
+	if retry.Code != 200 || retry.Body.String() != first.Body.String() {
+		t.Fatalf("retry within the grace: %d %s, want the same pair %s", retry.Code, retry.Body, first.Body)
+	}
+	_, rest, _ = strings.Cut(first.Body.String(), `"refresh_token":"`)
+	next, _, _ := strings.Cut(rest, `"`)
+	f.clock.Advance(time.Second)
+	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
+		t.Fatalf("old token past the grace: %d %s, want 401 (reuse)", w.Code, w.Body)
+	}
+	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+next+`"}`); w.Code != 401 {
+		t.Fatalf("the family survived reuse: %d %s", w.Code, w.Body)
 	}
 }
 
@@ -294,18 +325,26 @@ func TestThrottle(t *testing.T) {
 }
 
 func TestThrottleClient(t *testing.T) {
-	th := &Throttle{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []struct {
+		hops              int
 		remote, xff, want string
 	}{
-		{"192.0.2.7:5555", "", "192.0.2.7"},
-		{"192.0.2.7:5555", "203.0.113.9", "192.0.2.7"}, // untrusted peer: XFF ignored
-		{"10.1.2.3:5555", "203.0.113.9", "203.0.113.9"},
-		{"10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"}, // right-most untrusted
-		{"10.1.2.3:5555", "garbage", "10.1.2.3"},
-		{"[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::"}, // IPv6 grouped by /64
+		{1, "192.0.2.7:5555", "", "192.0.2.7"},
+		{1, "192.0.2.7:5555", "203.0.113.9", "192.0.2.7"}, // untrusted peer: XFF ignored
+		{1, "10.1.2.3:5555", "203.0.113.9", "203.0.113.9"},
+		// One proxy: its entry is the right-most, whatever the client
+		// prepended; a trusted-looking entry is not skipped.
+		{1, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "10.9.9.9"},
+		{1, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9", "203.0.113.9"},
+		// Two proxies: the second from the right.
+		{2, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"},
+		{2, "10.1.2.3:5555", "203.0.113.9", "10.1.2.3"}, // fewer entries than hops: the peer
+		{1, "10.1.2.3:5555", "garbage", "10.1.2.3"},
+		{1, "[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::"}, // IPv6 grouped by /64
 	}
 	for _, tc := range cases {
+		th := &Throttle{Trusted: trusted, Hops: tc.hops}
 		r := httptest.NewRequest("POST", "/auth/api-key", nil)
 		r.RemoteAddr = tc.remote
 		if tc.xff != "" {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
@@ -22,7 +25,9 @@ type Loader interface {
 
 // CacheConfig sizes the cache and bounds how long entries live.
 type CacheConfig struct {
-	// MaxEntries bounds the number of cached facts (default 1,000,000).
+	// MaxEntries bounds the number of cached entries (default 2,000,000:
+	// a key read by its digest takes two, by digest and by id, which
+	// share one record; a million keys fit).
 	MaxEntries int64
 	// TTL bounds how long positive facts live even without a change-log
 	// event (default 5 minutes): a safety net, not the invalidation path.
@@ -54,7 +59,7 @@ type Cache struct {
 	ttl    time.Duration
 	negTTL time.Duration
 	stale  time.Duration
-	items  *ristretto.Cache[string, entry]
+	items  *ristretto.Cache[string, *entry]
 	flight singleflight.Group
 
 	gen   atomic.Uint64
@@ -71,7 +76,18 @@ type Cache struct {
 	lastSync atomic.Int64
 
 	hits, misses, staleHits atomic.Uint64
+
+	// shared holds, by site id, the site and account facts that cached
+	// entries point to; weak, so a site no entry needs any more is dropped.
+	sharedMu sync.Mutex
+	shared   map[string]weak.Pointer[SiteFacts]
 }
+
+// counterRatio is how many admission counters ristretto keeps per entry
+// (it suggests 10; its sketch and bloom filter cost about a byte per
+// counter whether the cache is full or not, so fewer keep a large cache
+// within its memory budget at a small loss in admission accuracy).
+const counterRatio = 2
 
 // minPruneAt is the smallest marks count worth a pruning scan.
 const minPruneAt = 1024
@@ -86,18 +102,22 @@ type mark struct {
 	at  time.Time
 }
 
+// entry is one cached answer, one allocation per cached key. A key entry
+// holds the key and a pointer to its site and account, which every cached
+// key of that site shares (see share): a million keys over a few thousand
+// sites cost a million Keys, not a million copies of their site and account.
 type entry struct {
-	gen  uint64
-	at   time.Time // when the store read began
-	key  *KeyFacts
-	site *SiteFacts
-	err  error // ErrNotFound for negative entries
+	gen   uint64
+	at    time.Time // when the store read began
+	key   Key       // key entries only (ID "" otherwise)
+	facts *SiteFacts
+	err   error // ErrNotFound for negative entries
 }
 
 // NewCache builds the cache in front of loader.
 func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 1_000_000
+		cfg.MaxEntries = 2_000_000
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 5 * time.Minute
@@ -108,16 +128,21 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	items, err := ristretto.NewCache(&ristretto.Config[string, entry]{
-		NumCounters: cfg.MaxEntries * 10,
-		MaxCost:     cfg.MaxEntries,
-		BufferItems: 64,
+	items, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		NumCounters: cfg.MaxEntries * counterRatio,
+		// Every entry costs 1, so MaxEntries counts entries. Without
+		// IgnoreInternalCost ristretto would add its own per-item size to
+		// each cost and the cache would fill at a small fraction of
+		// MaxEntries.
+		MaxCost:            cfg.MaxEntries,
+		IgnoreInternalCost: true,
+		BufferItems:        64,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
 	}
 	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		items: items, marks: map[entityRef]mark{}, pruneAt: minPruneAt}
+		items: items, marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
 	c.gen.Store(1)
 	c.lastSync.Store(cfg.Now().UnixNano())
 	return c, nil
@@ -176,12 +201,23 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 		if err != nil {
 			return entry{err: err}, err
 		}
-		return entry{key: &f}, nil
+		e := entry{key: f.Key, facts: c.share(SiteFacts{Site: f.Site, Account: f.Account})}
+		// The key's own copies of strings the shared facts hold already.
+		if e.key.SiteID == e.facts.Site.ID {
+			e.key.SiteID = e.facts.Site.ID
+		}
+		switch e.key.Mode {
+		case ModeLive:
+			e.key.Mode = ModeLive
+		case ModeTest:
+			e.key.Mode = ModeTest
+		}
+		return e, nil
 	})
 	if err != nil {
 		return KeyFacts{}, err
 	}
-	return *e.key, nil
+	return KeyFacts{Key: e.key, Site: e.facts.Site, Account: e.facts.Account}, nil
 }
 
 // Site returns a site's facts.
@@ -191,19 +227,23 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 		if err != nil {
 			return entry{err: err}, err
 		}
-		return entry{site: &f}, nil
+		return entry{facts: c.share(f)}, nil
 	})
 	if err != nil {
 		return SiteFacts{}, err
 	}
-	return *e.site, nil
+	return *e.facts, nil
 }
 
 // get answers from the cache when the entry is current, else from the store;
 // when the store is unreachable, a positive entry still within the
 // stale-if-error bound answers instead (never one an invalidation marked).
 func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	old, cached := c.items.Get(ck)
+	var old entry
+	p, cached := c.items.Get(ck)
+	if cached {
+		old = *p
+	}
 	cached = cached && c.fresh(old)
 	now := c.now()
 	if cached && c.current(old, now) {
@@ -211,8 +251,9 @@ func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (
 		return old, old.err
 	}
 	e, err := c.fill(ctx, ck, load)
+	// now.Sub(old.at) bounds the entry's life as ristretto's TTL used to.
 	if err != nil && cached && old.err == nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
-		c.staleness(old, now) <= c.stale {
+		c.staleness(old, now) <= c.stale && now.Sub(old.at) <= c.ttl+c.stale {
 		c.staleHits.Add(1)
 		return old, nil
 	}
@@ -230,9 +271,16 @@ func (c *Cache) staleness(e entry, now time.Time) time.Duration {
 }
 
 // current reports whether an unmarked entry may answer without a store read.
+//
+// Entries carry no ristretto TTL (its expiration map would cost every key
+// another map slot): age is checked here, and an entry past it stays until
+// a fill replaces it or eviction needs its room.
 func (c *Cache) current(e entry, now time.Time) bool {
 	if c.stale <= 0 {
-		return true // ristretto's TTL alone bounds entries
+		if e.err != nil {
+			return now.Sub(e.at) <= c.negTTL
+		}
+		return now.Sub(e.at) <= c.ttl
 	}
 	if e.err != nil {
 		return c.staleness(e, now) <= c.negTTL
@@ -248,25 +296,38 @@ func (c *Cache) current(e entry, now time.Time) bool {
 // long as its own context allows, so one request's deadline never fails
 // the others waiting on the same entry.
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	ch := c.flight.DoChan(ck, func() (any, error) {
+	// The flight is per generation: a request that arrives after an
+	// invalidation never joins a read that began before it.
+	gen := c.gen.Load()
+	ch := c.flight.DoChan(flightKey(ck, gen), func() (_ any, err error) {
+		// singleflight re-panics on a goroutine of its own, which would end
+		// the process: a panicking read is an unavailable store instead.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("keystore: lookup: %w: panic: %v", ErrUnavailable, p)
+			}
+		}()
 		c.misses.Add(1)
-		gen, at := c.gen.Load(), c.now()
+		at := c.now()
 		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
 		defer cancel()
 		e, err := load(loadCtx)
 		e.gen, e.at = gen, at
 		switch {
 		case err == nil:
-			// Kept past its TTL by the stale-if-error bound, so that an
-			// outage finds it; current() decides when it needs a re-read.
-			c.items.SetWithTTL(ck, e, 1, c.ttl+c.stale)
+			// No ristretto TTL: current() decides when it needs a re-read,
+			// and an outage still finds it within the stale-if-error bound.
+			// ristretto holds a pointer, so its per-item record (and the
+			// map slot holding it) stays small.
+			c.items.Set(ck, &e, 1)
 			// A key found by digest is also cached by id: its access
 			// tokens (which name the id) then cost no store read either.
-			if e.key != nil && strings.HasPrefix(ck, "d:") {
-				c.items.SetWithTTL("k:"+e.key.Key.ID, e, 1, c.ttl+c.stale)
+			// Both entries point to one record.
+			if e.key.ID != "" && strings.HasPrefix(ck, "d:") {
+				c.items.Set("k:"+e.key.ID, &e, 1)
 			}
 		case errors.Is(err, ErrNotFound):
-			c.items.SetWithTTL(ck, e, 1, c.negTTL)
+			c.items.Set(ck, &e, 1)
 		}
 		return e, err
 	})
@@ -287,7 +348,7 @@ const fillTimeout = 2 * time.Second
 // fresh reports whether no invalidation touched the entry's key, site or
 // account since its store read began.
 func (c *Cache) fresh(e entry) bool {
-	if e.key == nil && e.site == nil {
+	if e.facts == nil {
 		return e.gen >= c.negMark.Load()
 	}
 	c.mu.RLock()
@@ -295,17 +356,10 @@ func (c *Cache) fresh(e entry) bool {
 	if len(c.marks) == 0 {
 		return true
 	}
-	var site *Site
-	var account *Account
-	if e.key != nil {
-		if c.marked(EntityKey, e.key.Key.ID, e.gen) {
-			return false
-		}
-		site, account = &e.key.Site, &e.key.Account
-	} else {
-		site, account = &e.site.Site, &e.site.Account
+	if e.key.ID != "" && c.marked(EntityKey, e.key.ID, e.gen) {
+		return false
 	}
-	return !c.marked(EntitySite, site.ID, e.gen) && !c.marked(EntityAccount, account.ID, e.gen)
+	return !c.marked(EntitySite, e.facts.Site.ID, e.gen) && !c.marked(EntityAccount, e.facts.Account.ID, e.gen)
 }
 
 func (c *Cache) marked(entity Entity, id string, gen uint64) bool {
@@ -357,5 +411,32 @@ func (c *Cache) raiseNegMark(gen uint64) {
 		if old >= gen || c.negMark.CompareAndSwap(old, gen) {
 			return
 		}
+	}
+}
+
+// share returns the one copy of f that cached entries hold: the copy already
+// shared for its site if it is equal in every field, else f itself, which
+// becomes the shared copy. Entries never change what they point to, so a
+// site write simply leaves the old copy to the entries it made stale.
+func (c *Cache) share(f SiteFacts) *SiteFacts {
+	id := f.Site.ID
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if p := c.shared[id].Value(); p != nil && reflect.DeepEqual(*p, f) {
+		return p
+	}
+	p := &f
+	c.shared[id] = weak.Make(p)
+	runtime.AddCleanup(p, c.unshare, id)
+	return p
+}
+
+// unshare forgets a site once its shared copy is gone (unless a newer copy
+// took its place).
+func (c *Cache) unshare(id string) {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	if c.shared[id].Value() == nil {
+		delete(c.shared, id)
 	}
 }

@@ -36,6 +36,8 @@ type Digester struct {
 	// macs holds one sync.Pool of keyed HMACs per pepper: building an HMAC
 	// costs more than hashing a key with it.
 	macs []sync.Pool
+	// seals encrypt token signing secrets (see WithSealSecret).
+	seals [][]byte
 }
 
 // NewDigester takes the peppers newest first. With none, a fixed

@@ -30,6 +30,12 @@ type Follower struct {
 	// OnApplied, when set, is called with each change after it is applied;
 	// metrics use it to measure propagation lag.
 	OnApplied func(Change)
+	// Filter, when set, sees every change before Cache does (KeyFilter):
+	// a new key must pass the filter before negative cache entries that
+	// could hide it are retired.
+	Filter interface {
+		Apply(ctx context.Context, c Change) error
+	}
 
 	last int64
 }
@@ -90,6 +96,11 @@ func (f *Follower) Poll(ctx context.Context) error {
 			return err
 		}
 		for _, c := range changes {
+			if f.Filter != nil {
+				if err := f.Filter.Apply(ctx, c); err != nil {
+					return err
+				}
+			}
 			f.Cache.Invalidate(c.Entity, c.ID)
 			f.last = c.Seq
 			if f.OnApplied != nil {

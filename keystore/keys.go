@@ -95,6 +95,9 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	if s.format.tokenShaped(raw) {
 		return Key{}, fmt.Errorf("keystore: import key: %w: it starts like a keygate token (%s_at_…, %s_rt_…)", ErrInvalid, s.format.Prefix, s.format.Prefix)
 	}
+	if err := s.format.presentable(raw); err != nil {
+		return Key{}, fmt.Errorf("keystore: import key: %w: %w", ErrInvalid, err)
+	}
 	// Listings show a quarter of an imported key at most (4 to 8
 	// characters): enough to tell keys apart, never half the secret.
 	display := raw[:min(8, len(raw)/4)]

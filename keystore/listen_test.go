@@ -26,7 +26,7 @@ func waitWake(t *testing.T, wake <-chan struct{}, what string) {
 func TestListenPostgres(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, os.Getenv)
 	c := &clock{now: time.Now()}
-	s, _ := open(t, dsn, c)
+	s, _ := open(t, dsn, c, "pepper-one-0123456789") // signing keys need a secret
 	if !s.Notifies() {
 		t.Fatal("postgres store does not report notifications")
 	}

@@ -58,7 +58,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		return openPostgres(ctx, dsn, opts)
 	}
-	return nil, fmt.Errorf("keystore: store %q: want sqlite:PATH or postgres://…", dsn)
+	return nil, fmt.Errorf("keystore: store %s: want sqlite:PATH or postgres://…", dsnScheme(dsn))
 }
 
 // Close closes the database.
@@ -101,12 +101,18 @@ type txLog struct {
 	// added counts the rows appended, so that a write that changed nothing
 	// a cache holds (refresh tokens, say) wakes no listener.
 	added *int
+	// events builds the transaction's outbox events (outbox.go).
+	events *txEvents
+	// targets are the entities to audit (see audit.go).
+	targets *[]auditTarget
 }
 
 func (l txLog) add(ctx context.Context, e Entity, id string) error {
 	_, err := l.tx.ExecContext(ctx, `INSERT INTO changes (entity, entity_id, at) VALUES ($1, $2, $3)`, string(e), id, l.at)
 	if err == nil {
 		*l.added++
+		l.note(e, id, "")
+		err = l.events.add(ctx, l, e, id)
 	}
 	return err
 }
@@ -125,7 +131,12 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 		}
 	}
 	var added int
-	if err := fn(tx, txLog{tx: tx, at: millis(s.now()), added: &added}); err != nil {
+	var targets []auditTarget
+	log := txLog{tx: tx, at: millis(s.now()), added: &added, events: &txEvents{op: op}, targets: &targets}
+	if err := fn(tx, log); err != nil {
+		return fmt.Errorf("keystore: %s: %w", op, err)
+	}
+	if err := s.audit(ctx, tx, op, log.at, targets); err != nil {
 		return fmt.Errorf("keystore: %s: %w", op, err)
 	}
 	if s.notify != nil && added > 0 {

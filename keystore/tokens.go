@@ -57,7 +57,7 @@ func (s *Store) SigningKeys(ctx context.Context, sch SigningSchedule) ([]Signing
 	if err != nil {
 		return nil, err
 	}
-	if !signingWorkDue(keys, s.now(), sch) {
+	if !signingWorkDue(keys, s.now(), sch) && !(hasPlain(keys) && len(s.digester.sealKeys()) > 0) {
 		return s.openSigningKeys(keys)
 	}
 	err = s.write(ctx, "signing keys", func(tx *sql.Tx, _ txLog) error {
@@ -65,6 +65,9 @@ func (s *Store) SigningKeys(ctx context.Context, sch SigningSchedule) ([]Signing
 		// the work since.
 		keys, err = s.readSigningKeys(ctx, tx)
 		if err != nil {
+			return err
+		}
+		if err := s.sealPlainRows(ctx, tx, keys); err != nil {
 			return err
 		}
 		now := s.now()
@@ -185,10 +188,15 @@ func (s *Store) insertSigningKey(ctx context.Context, tx *sql.Tx, now, notBefore
 
 // openSigningKeys unseals the secrets. A key sealed under a pepper this
 // process does not have is an error: signing with a subset of the keys
-// other replicas use would reject their tokens.
+// other replicas use would reject their tokens. So is a key stored
+// unencrypted when there is nothing to seal it with: tokens it signs could
+// be forged by anyone who reads the database.
 func (s *Store) openSigningKeys(keys []storedSigningKey) ([]SigningKey, error) {
 	out := make([]SigningKey, 0, len(keys))
 	for _, k := range keys {
+		if isPlain(k.secret) && len(s.digester.sealKeys()) == 0 {
+			return nil, ErrNoSealSecret
+		}
 		secret, err := s.digester.open(k.secret, k.id)
 		if err != nil {
 			return nil, fmt.Errorf("keystore: signing key %s: %w", k.id, err)
@@ -199,10 +207,10 @@ func (s *Store) openSigningKeys(keys []storedSigningKey) ([]SigningKey, error) {
 }
 
 // Sealing: signing-key secrets are encrypted with AES-256-GCM under a key
-// derived from the pepper (which never enters the database), with the
-// signing key's id as additional data so rows cannot be swapped. Without a
-// pepper they are stored base64-encoded and only database access control
-// protects them, as it protects the key digests.
+// derived from a secret that never enters the database (the seal secret,
+// else the pepper), with the signing key's id as additional data so rows
+// cannot be swapped. Rows stored "plain:" by older versions are sealed on
+// the next start that has a secret, and refused until then.
 const (
 	sealedPrefix = "sealed:"
 	plainPrefix  = "plain:"
@@ -211,8 +219,10 @@ const (
 
 func (d *Digester) peppered() bool { return string(d.peppers[0]) != noPepper }
 
-func sealAEAD(pepper []byte) (cipher.AEAD, error) {
-	m := hmac.New(sha256.New, pepper)
+func isPlain(stored string) bool { return strings.HasPrefix(stored, plainPrefix) }
+
+func sealAEAD(key []byte) (cipher.AEAD, error) {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(sealLabel))
 	block, err := aes.NewCipher(m.Sum(nil))
 	if err != nil {
@@ -222,10 +232,11 @@ func sealAEAD(pepper []byte) (cipher.AEAD, error) {
 }
 
 func (d *Digester) seal(secret []byte, id string) (string, error) {
-	if !d.peppered() {
-		return plainPrefix + base64.StdEncoding.EncodeToString(secret), nil
+	keys := d.sealKeys()
+	if len(keys) == 0 {
+		return "", ErrNoSealSecret
 	}
-	aead, err := sealAEAD(d.peppers[0])
+	aead, err := sealAEAD(keys[0])
 	if err != nil {
 		return "", err
 	}
@@ -248,13 +259,14 @@ func (d *Digester) open(stored, id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !d.peppered() {
-		return nil, errors.New("sealed under a pepper, and KEYGATE_PEPPER is not set")
+	keys := d.sealKeys()
+	if len(keys) == 0 {
+		return nil, errors.New("sealed under a secret, and neither KEYGATE_TOKEN_SECRET nor KEYGATE_PEPPER is set")
 	}
-	// Any pepper may have sealed it: the newest first, then older ones
-	// still configured during a pepper rotation.
-	for _, p := range d.peppers {
-		aead, err := sealAEAD(p)
+	// Any of them may have sealed it: the seal secret first, then peppers
+	// (older rows, or a pepper rotation).
+	for _, k := range keys {
+		aead, err := sealAEAD(k)
 		if err != nil {
 			return nil, err
 		}
@@ -265,7 +277,7 @@ func (d *Digester) open(stored, id string) ([]byte, error) {
 			return secret, nil
 		}
 	}
-	return nil, errors.New("sealed under a pepper that is not configured")
+	return nil, errors.New("sealed under a secret that is not configured")
 }
 
 // tokenShaped reports whether raw starts like one of the deployment's
@@ -363,6 +375,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// Reuse: kill whatever family the key has now. The revocation
 			// must commit, so the outcome is reported after the commit.
 			outcome = ErrRefreshReused
+			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
 			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
 		case log.at >= exp:
 			outcome = ErrRefreshExpired
@@ -381,6 +394,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// (PostgreSQL, READ COMMITTED): the same token presented twice
 			// at once is reuse too.
 			outcome = ErrRefreshReused
+			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
 			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
 		}
 		if err := pruneRefresh(ctx, tx, g.KeyID, log.at); err != nil {
@@ -396,6 +410,9 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 	}
 	return g, nil
 }
+
+// reuseAction is the audit trail's name for a family revoked on reuse.
+const reuseAction = "revoke refresh tokens (reuse detected)"
 
 func revokeLiveRefresh(ctx context.Context, tx *sql.Tx, keyID string, at int64) error {
 	_, err := tx.ExecContext(ctx, `UPDATE refresh_tokens SET revoked_at = $1 WHERE key_id = $2 AND used_at IS NULL AND revoked_at IS NULL`, at, keyID)

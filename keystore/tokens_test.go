@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/tokens"
 )
 
 var testSchedule = keystore.SigningSchedule{RotateEvery: 24 * time.Hour, Activation: time.Minute, RetireAfter: 2 * time.Hour}
@@ -100,25 +101,102 @@ func TestSigningKeySealing(t *testing.T) {
 	})
 }
 
-func TestSigningKeyWithoutPepper(t *testing.T) {
+// TestSigningKeyWithoutSecret: with neither a seal secret nor a pepper no
+// signing key is written or read, since the database alone would then be
+// enough to mint tokens.
+func TestSigningKeyWithoutSecret(t *testing.T) {
 	dsn := backends[0].dsn(t)
 	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
 	s, _ := open(t, dsn, c)
-	if _, err := s.SigningKeys(ctx, testSchedule); err != nil {
+	if _, err := s.SigningKeys(ctx, testSchedule); !errors.Is(err, keystore.ErrNoSealSecret) {
+		t.Fatalf("SigningKeys without a secret: %v, want ErrNoSealSecret", err)
+	}
+	var n int
+	if err := s.DB().QueryRow(`SELECT count(*) FROM signing_keys`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d signing keys written without a secret (%v)", n, err)
+	}
+}
+
+// TestSigningKeyPlainRowsMigrated: a row an older keygate stored "plain:"
+// is refused while no secret is configured and sealed in place on the
+// first start that has one, keeping its secret (tokens it signed still
+// verify).
+func TestSigningKeyPlainRowsMigrated(t *testing.T) {
+	dsn := backends[0].dsn(t)
+	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	s, d := open(t, dsn, c)
+	old := bytes.Repeat([]byte{7}, 32)
+	if _, err := s.DB().Exec(`INSERT INTO signing_keys (id, secret, created_at, not_before) VALUES ('sk_old', $1, $2, $2)`,
+		"plain:"+base64.StdEncoding.EncodeToString(old), c.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.CurrentSigningKeys(ctx); !errors.Is(err, keystore.ErrNoSealSecret) {
+		t.Fatalf("a plain row without a secret: %v, want ErrNoSealSecret", err)
+	}
+	sealed, err := d.WithSealSecret([]byte("token-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := keystore.NewFormat("kg")
+	s2, err := keystore.Open(ctx, dsn, keystore.Options{Format: f, Digester: sealed, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	keys, err := s2.SigningKeys(ctx, testSchedule)
+	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0].Secret, old) {
+		t.Fatalf("after migration: %+v, %v", keys, err)
 	}
 	var stored string
-	if err := s.DB().QueryRow(`SELECT secret FROM signing_keys`).Scan(&stored); err != nil {
+	if err := s2.DB().QueryRow(`SELECT secret FROM signing_keys WHERE id = 'sk_old'`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(stored, "plain:") {
-		t.Fatalf("without a pepper the secret is stored plain:…, got %q", stored[:8])
+	if !strings.HasPrefix(stored, "sealed:") {
+		t.Fatalf("plain row not sealed on start: %q", stored[:8])
 	}
-	// Setting a pepper later keeps the old key readable.
-	peppered, _ := open(t, dsn, c, "pepper-one-0123456789")
-	if _, err := peppered.CurrentSigningKeys(ctx); err != nil {
-		t.Fatalf("a plain key after a pepper was set: %v", err)
-	}
+}
+
+// TestForgedTokenFromDatabaseRefused reads signing_keys as an attacker with
+// a copy of the database would and mints a token with what it finds (the
+// stored value, decoded or not): every one is refused.
+func TestForgedTokenFromDatabaseRefused(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		keys, err := fx.store.SigningKeys(ctx, testSchedule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		real := tokens.NewKeyring(tokens.NewFormat("kg"))
+		if err := real.Set([]tokens.SigningKey{{ID: keys[0].ID, Secret: keys[0].Secret, NotBefore: keys[0].NotBefore}}); err != nil {
+			t.Fatal(err)
+		}
+		var id, stored string
+		if err := fx.store.DB().QueryRow(`SELECT id, secret FROM signing_keys`).Scan(&id, &stored); err != nil {
+			t.Fatal(err)
+		}
+		_, b64, _ := strings.Cut(stored, ":")
+		raw, _ := base64.StdEncoding.DecodeString(b64)
+		candidates := [][]byte{[]byte(stored), []byte(b64), raw}
+		if len(raw) > 12+32 {
+			candidates = append(candidates, raw[12:12+32]) // past the GCM nonce
+		}
+		now := fx.clock.Now()
+		for i, secret := range candidates {
+			forger := tokens.NewKeyring(tokens.NewFormat("kg"))
+			if len(secret) < 32 {
+				secret = append(secret, bytes.Repeat([]byte{0}, 32-len(secret))...)
+			}
+			if err := forger.Set([]tokens.SigningKey{{ID: id, Secret: secret, NotBefore: now.Add(-time.Minute)}}); err != nil {
+				t.Fatal(err)
+			}
+			forged, _, err := forger.Mint("key_victim", "live", now, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := real.Verify(forged, now); !errors.Is(err, tokens.ErrInvalid) {
+				t.Errorf("candidate %d: a token forged from the database row verified (err %v)", i, err)
+			}
+		}
+	})
 }
 
 func TestRefreshTokens(t *testing.T) {

@@ -70,6 +70,9 @@ func New(cfg Config) (*Limiter, error) {
 		Name: "keygate_limits_fallbacks_total",
 		Help: "Charges that could not reach their counter store (redis: rate counted in-process or refused; store: quota not counted or refused).",
 	}, []string{"store"})
+	// Present from the start, so dashboards show 0 rather than no data.
+	l.fallbacks.WithLabelValues("redis")
+	l.fallbacks.WithLabelValues("store")
 	degraded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "keygate_limits_redis_degraded", Help: "1 while Redis is unreachable and rate limits are counted in-process (or refused).",
 	}, func() float64 {

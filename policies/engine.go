@@ -95,6 +95,10 @@ type Policy struct {
 	mintRoute    string
 	quotaCounter string
 	denials      map[string]Decision
+	paths        pathIndex
+	// stats are the engine's memo counters, set when an engine installs
+	// the policy; nil for a policy used on its own.
+	stats *memoCounters
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
 }
@@ -135,6 +139,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
+		paths:        newPathIndex(b.Documents),
 		memo:         newMemo(ctx, modules, b.Documents)}, nil
 }
 
@@ -181,6 +186,7 @@ type Engine struct {
 	// noMemo turns the decision memo off: an operator's escape hatch should
 	// a policy ever need every evaluation to run.
 	noMemo atomic.Bool
+	stats  memoCounters
 }
 
 // SetMemo turns remembering decisions of deterministic policies on (the
@@ -190,12 +196,17 @@ func (e *Engine) SetMemo(on bool) { e.noMemo.Store(!on) }
 // NewEngine starts with p.
 func NewEngine(p *Policy) *Engine {
 	e := &Engine{}
-	e.cur.Store(p)
+	e.Swap(p)
 	return e
 }
 
 // Swap installs p for every decision that starts after it returns.
-func (e *Engine) Swap(p *Policy) { e.cur.Store(p) }
+func (e *Engine) Swap(p *Policy) {
+	if p != nil && p.stats != &e.stats {
+		p.stats = &e.stats
+	}
+	e.cur.Store(p)
+}
 
 // Current is the policy in use.
 func (e *Engine) Current() *Policy { return e.cur.Load() }
@@ -220,6 +231,11 @@ func (e *Engine) PublicSite(path string) (string, bool) { return e.cur.Load().Pu
 // Decide is the current policy's Decide.
 func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
 	return e.Snapshot().Decide(ctx, in)
+}
+
+// DecideMemo is the current policy's DecideMemo.
+func (e *Engine) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
+	return e.Snapshot().DecideMemo(ctx, in)
 }
 
 // PublicSite reports whether path is a public site route and which site it
@@ -265,20 +281,45 @@ func (e *Engine) QuotaCounter(site, mode string) string { return e.cur.Load().Qu
 // Decisions may be remembered and handed to several callers: treat the
 // maps and the body of a Decision as read-only.
 func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
+	d, _, err := p.DecideMemo(ctx, in)
+	return d, err
+}
+
+// MemoResult says where a decision came from: the memo (MemoHit), an
+// evaluation the memo then kept or could not key (MemoMiss), or an
+// evaluation with the memo off or impossible for the policy (MemoOff).
+type MemoResult string
+
+// Memo results, as decision logs and metrics name them.
+const (
+	MemoOff  MemoResult = "off"
+	MemoHit  MemoResult = "hit"
+	MemoMiss MemoResult = "miss"
+)
+
+// DecideMemo is Decide that also reports whether the memo answered.
+func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
+	// The policy sees the path classified by its data; the caller's input
+	// stays as it was.
+	classified := *in
+	p.paths.classify(&classified.Request)
+	in = &classified
 	if p.memo == nil {
-		return p.decide(ctx, in)
+		p.stats.bypassed()
+		d, err := p.decide(ctx, in)
+		return d, MemoOff, err
 	}
 	d, key, ok := p.memo.get(in)
+	p.stats.count(ok, key)
 	if ok {
-		return d, nil
+		return d, MemoHit, nil
 	}
 	d, err := p.decide(ctx, in)
 	if err == nil && key != nil {
 		p.memo.put(key, d)
 	}
-	return d, err
+	return d, MemoMiss, err
 }
-
 func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 	return p.decideValue(ctx, in.Value())
 }

@@ -44,6 +44,15 @@ type Request struct {
 	Origin *Origin
 	// Headers are the request headers minus credentials, lower-case names.
 	Headers map[string]string
+	// Prefixes and ExactPath classify Path by the policy's data (see
+	// pathIndex); the engine sets them, as input.request.prefixes and
+	// input.request.exact_path, on the input it evaluates.
+	Prefixes  map[string]string
+	ExactPath string
+	// CaseFolded lists the data's path strings that Path starts with only
+	// when letter case is ignored (input.request.case_folded), so a policy
+	// can refuse "/V1/SITES/x" without reading the raw path.
+	CaseFolded []string
 }
 
 // Origin is where a browser request comes from.
@@ -140,6 +149,23 @@ func (r *Request) value(t *terms) ast.Value {
 		t.boolean(ast.String("path_ok"), r.PathOK),
 		t.item(ast.String("headers"), ast.NewObject(headers...)),
 	)
+	if r.Prefixes != nil {
+		prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
+		for k, v := range r.Prefixes {
+			prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
+		}
+		obj.Insert(t.key(ast.String("prefixes")), t.term(ast.NewObject(prefixes...)))
+	}
+	if r.ExactPath != "" {
+		obj.Insert(t.key(ast.String("exact_path")), t.term(ast.String(r.ExactPath)))
+	}
+	if len(r.CaseFolded) > 0 {
+		folded := make([]*ast.Term, len(r.CaseFolded))
+		for i, s := range r.CaseFolded {
+			folded[i] = t.term(ast.String(s))
+		}
+		obj.Insert(t.key(ast.String("case_folded")), t.term(ast.NewArray(folded...)))
+	}
 	if r.Origin != nil {
 		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(
 			t.str(ast.String("scheme"), r.Origin.Scheme), t.str(ast.String("host"), r.Origin.Host),

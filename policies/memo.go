@@ -62,6 +62,9 @@ var ignorable = []struct {
 	{[]string{"request", "method"}, func(in *Input) { in.Request.Method = "" }},
 	{[]string{"request", "origin"}, func(in *Input) { in.Request.Origin = nil }},
 	{[]string{"request", "host"}, func(in *Input) { in.Request.Host = "" }},
+	// A policy that reads input.request.prefixes and exact_path instead
+	// (see pathIndex) is keyed on those: ids in paths then cost nothing.
+	{[]string{"request", "path"}, func(in *Input) { in.Request.Path = "" }},
 }
 
 // newMemo analyses the policy; it returns nil (no memo) when the policy's
@@ -80,6 +83,12 @@ func newMemo(ctx context.Context, modules []*ast.Module, documents map[string]an
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
+		case *ast.Rule:
+			// A rule that holds only without keygate's path classification
+			// (a test's fallback) never reads anything when keygate decides.
+			return withoutClassification(x.Body)
+		case ast.Body:
+			return withoutClassification(x)
 		case ast.Ref:
 			if name := builtinName(x); name != "" && !deterministicBuiltin(name) {
 				deterministic = false
@@ -407,4 +416,22 @@ func compileModules(modules []*ast.Module) ([]*ast.Module, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// classificationRef is input.request.prefixes, which keygate always sets.
+var classificationRef = ast.MustParseRef("input.request.prefixes")
+
+// withoutClassification reports whether body holds only when input.request.
+// prefixes is undefined: it has the expression `not input.request.prefixes`.
+// keygate always sets that field when it decides, so such a body never
+// holds then, and what it reads cannot matter to a remembered decision.
+func withoutClassification(body ast.Body) bool {
+	for _, e := range body {
+		if t, ok := e.Terms.(*ast.Term); ok && e.Negated && len(e.With) == 0 {
+			if r, ok := t.Value.(ast.Ref); ok && r.Equal(classificationRef) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -76,7 +76,7 @@ func TestMemoAnalysis(t *testing.T) {
 	const head = "package keygate.authz\n"
 	tests := []memoCase{
 		{"reads path only", head + `decision := {"allow": input.request.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
-		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
+		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host", "path"}},
 		{"alias resolved by partial evaluation", head + `r := input.request
 decision := {"allow": r.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
 		{"reads the request whole", head + `decision := {"allow": count(input.request) > 5}`, true, nil},
@@ -85,15 +85,18 @@ f(r) := true if r.path == "/x"`, true, []string{"headers", "query", "method", "o
 		{"walks the request", head + `decision := {"allow": true} if { walk(input.request, [p, v]); v == "x" }`, true, nil},
 		{"reads input whole", head + `decision := {"allow": count(input) > 0}`, true, nil},
 		{"dynamic key", head + `decision := {"allow": input[x] == 1} if x := "request"`, true, nil},
-		{"field named by a constant", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, []string{"headers", "query", "origin", "host"}},
+		{"field named by a constant", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, []string{"headers", "query", "origin", "host", "path"}},
 		{"field named by the input", head + `decision := {"allow": input.request[input.credential.kind] == "GET"}`, true, nil},
 		{"header read only under data that is off", head + `decision := {"allow": true, "id": id} if id := request_id
 request_id := input.request.headers["x-request-id"] if data.config.echo
-default request_id := ""`, true, []string{"headers", "query", "method", "origin", "host"}},
+default request_id := ""`, true, []string{"headers", "query", "method", "origin", "host", "path"}},
 		{"rule reached through another rule", head + `decision := {"allow": ok}
-ok if input.request.host == "a"`, true, []string{"headers", "query", "method", "origin"}},
+ok if input.request.host == "a"`, true, []string{"headers", "query", "method", "origin", "path"}},
 		{"import", head + `import input.request.headers as h
-decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host"}},
+decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host", "path"}},
+		{"reads the path only without keygate's classification", head + `decision := {"allow": p == "/x"}
+p := input.request.exact_path
+p := input.request.path if not input.request.prefixes`, true, []string{"headers", "query", "method", "origin", "host", "path"}},
 		{"clock", head + `decision := {"allow": time.now_ns() > 0}`, false, nil},
 		{"random", head + `decision := {"allow": rand.intn("x", 2) == 1}`, false, nil},
 		{"print", head + `decision := {"allow": true} if print("hi")`, false, nil},
@@ -113,7 +116,7 @@ decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "orig
 			}
 		})
 	}
-	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query"}) {
+	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query", "path"}) {
 		t.Errorf("built-in policy ignores %v", got)
 	}
 	// The same rules with the data switch on read the header.
@@ -144,6 +147,7 @@ func fullInput() Input {
 func TestMemoKeyCoversEveryField(t *testing.T) {
 	m := newMemo(context.Background(), nil, nil) // a policy that reads no input: every ignorable field is ignored
 	in := fullInput()
+	in.Request.Prefixes, in.Request.ExactPath = map[string]string{"/v1/sites/": "acme"}, "/v1/sites/acme/x"
 	key := func() string {
 		b, ok := appendKey(nil, reflect.ValueOf(clearedAll(m, in)))
 		if !ok {
@@ -152,7 +156,7 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 		return string(b)
 	}
 	base := key()
-	ignoredField := map[string]bool{"Request.Query": true, "Request.Method": true, "Request.Host": true,
+	ignoredField := map[string]bool{"Request.Query": true, "Request.Path": true, "Request.Method": true, "Request.Host": true,
 		"Request.Origin.Scheme": true, "Request.Origin.Host": true, "Request.Origin.Port": true, "Request.Origin.DefaultPort": true}
 	check := func(path string) {
 		if changed := key() != base; changed == ignoredField[path] {
@@ -271,7 +275,7 @@ func TestMemoBounded(t *testing.T) {
 		t.Fatalf("%d entries, bound is %d", n, maxMemoEntries)
 	}
 	in := fullInput()
-	in.Request.Path = "/" + strings.Repeat("a", maxMemoKey)
+	in.Key.Name = strings.Repeat("a", maxMemoKey)
 	if _, key, _ := m.get(&in); key != nil {
 		t.Fatal("an input with a key over maxMemoKey would be remembered")
 	}

@@ -3,7 +3,6 @@ package policies
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/cover"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/tester"
@@ -83,38 +83,17 @@ const testTimeout = 5 * time.Second
 // tests could not run (say, they do not compile); failed tests are in the
 // report.
 func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
-	report, err := runTests(ctx, b, coverage, "")
-	if err != nil || report.Failed() == 0 {
-		return report, err
-	}
-	// Tracing every test would slow the passing ones down; run only the
-	// failed ones again, traced, to say why each failed.
-	var names []string
-	for _, t := range report.Results {
-		if !t.Pass {
-			names = append(names, regexp.QuoteMeta(t.Name))
-		}
-	}
-	traced, err := runTests(ctx, b, false, "^("+strings.Join(names, "|")+")$")
-	if err != nil {
-		return report, nil // the report stands; only the detail is missing
-	}
-	detail := map[string]TestResult{}
-	for _, t := range traced.Results {
-		detail[t.Name] = t
-	}
-	for i, t := range report.Results {
-		if d, ok := detail[t.Name]; ok && !t.Pass {
-			report.Results[i].Failure, report.Results[i].Trace = d.Failure, d.Trace
-		}
-	}
-	return report, nil
+	return runTests(ctx, b, coverage)
 }
 
-// runTests runs the tests once; with a filter it runs only the tests whose
-// names match it, traced, and fills Failure and Trace of those that fail.
-func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*TestReport, error) {
-	traced := filter != ""
+// maxExplained bounds how many failed tests are evaluated again to say why.
+const maxExplained = 20
+
+// runTests runs the tests, then evaluates each failed one again, traced and
+// without rule indexing (which would skip a body whose outcome it can tell
+// from the data), to fill its Failure and Trace. Tracing every test would
+// slow the passing ones down.
+func runTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
 	compiler := ast.NewCompiler().
 		WithCapabilities(Capabilities()).
 		WithEnablePrintStatements(false).
@@ -132,9 +111,6 @@ func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*Te
 		SetDefaultRegoVersion(ast.RegoV1).
 		RaiseBuiltinErrors(true).
 		SetTimeout(testTimeout)
-	if traced {
-		runner.EnableTracing(true).Filter(filter)
-	}
 	var cov *cover.Cover
 	if coverage {
 		cov = cover.New()
@@ -145,6 +121,7 @@ func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*Te
 		return nil, fmt.Errorf("policies: test %s: %w", b.Source, err)
 	}
 	report := &TestReport{}
+	explained := 0
 	for r := range ch {
 		t := TestResult{Name: r.Package + "." + r.Name, Pass: r.Pass(), Duration: r.Duration}
 		if r.Location != nil {
@@ -154,8 +131,9 @@ func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*Te
 		if r.Error != nil {
 			t.Err = r.Error.Error()
 		}
-		if traced && r.Fail {
-			t.Failure, t.Trace = failureOf(r.Trace)
+		if r.Fail && explained < maxExplained {
+			explained++
+			t.Failure, t.Trace = explain(ctx, compiler, store, txn, r.Package+"."+r.Name)
 		}
 		report.Results = append(report.Results, t)
 	}
@@ -167,6 +145,19 @@ func runTests(ctx context.Context, b *Bundle, coverage bool, filter string) (*Te
 		report.coverage(cov, b)
 	}
 	return report, ctx.Err()
+}
+
+// explain evaluates one test rule again, traced, with rule indexing off.
+func explain(ctx context.Context, compiler *ast.Compiler, store storage.Store, txn storage.Transaction, name string) (string, string) {
+	ctx, cancel := context.WithTimeout(ctx, testTimeout)
+	defer cancel()
+	pq, err := rego.New(rego.Compiler(compiler), rego.Store(store), rego.Transaction(txn), rego.Query(name)).PrepareForEval(ctx)
+	if err != nil {
+		return "", ""
+	}
+	buf := topdown.NewBufferTracer()
+	_, _ = pq.Eval(ctx, rego.EvalTransaction(txn), rego.EvalQueryTracer(buf), rego.EvalRuleIndexing(false))
+	return failureOf(*buf)
 }
 
 // failureOf renders a failed test's trace: the last expression that failed

@@ -47,6 +47,12 @@ func builtIn(t *testing.T) *policies.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return compiled(t, b)
+}
+
+// compiled is the engine of a loaded bundle.
+func compiled(t *testing.T, b *policies.Bundle) *policies.Engine {
+	t.Helper()
 	p, err := policies.Compile(context.Background(), b)
 	if err != nil {
 		t.Fatal(err)
@@ -66,11 +72,7 @@ func noPro(t *testing.T) *policies.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := policies.Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return policies.NewEngine(p)
+	return compiled(t, b)
 }
 
 func keyInput(plan string, n int) *policies.Input {

@@ -109,6 +109,11 @@ func TestCore(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				set, removed := allowedWith(t, srv.Check(t, "GET", "/v1/videos", tt.headers))
+				// The decision id is the upstream's too (decision log, support).
+				if id := set["x-keygate-decision-id"]; len(id) != 26 {
+					t.Errorf("upstream decision id %q", id)
+				}
+				delete(set, "x-keygate-decision-id")
 				want := map[string]string{
 					"x-keygate-account": "acme", "x-keygate-site": "acme-web", "x-keygate-key-id": tt.key.ID,
 					"x-keygate-mode": tt.key.Mode, "x-keygate-plan": "pro", "x-keygate-concurrency": "3",

@@ -27,6 +27,13 @@ import (
 // replaced by section (indented as in data.yaml, starting "    limits:").
 func limitsPolicy(t *testing.T, section string) string {
 	t.Helper()
+	return policyDirWith(t, func(data string) string { return replaceLimits(t, data, section) })
+}
+
+// policyDirWith writes the built-in policy (without its tests) to a
+// temporary directory, with data.yaml passed through edit.
+func policyDirWith(t *testing.T, edit func(data string) string) string {
+	t.Helper()
 	dir := t.TempDir()
 	err := fs.WalkDir(policies.Default(), ".", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || strings.HasSuffix(path, "_test.rego") {
@@ -37,7 +44,7 @@ func limitsPolicy(t *testing.T, section string) string {
 			return err
 		}
 		if path == "data.yaml" {
-			b = []byte(replaceLimits(t, string(b), section))
+			b = []byte(edit(string(b)))
 		}
 		return os.WriteFile(filepath.Join(dir, path), b, 0o600)
 	})

@@ -75,7 +75,7 @@ func TestNewcomerPath(t *testing.T) {
 		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Reload.Tests > 0
 	})
 	out, _, _ := inDir("policy", "test")
-	if !strings.Contains(out, "\n"+strconv.Itoa(health.Reload.Tests)+" passed") {
+	if !strings.Contains(out, "\n"+strconv.Itoa(health.Reload.Tests)+" passed, 0 failed\n") {
 		t.Errorf("/health counts %d tests; policy test says %s", health.Reload.Tests, out)
 	}
 

@@ -14,7 +14,8 @@ import (
 func TestTokenEndpointsMatchOpenAPI(t *testing.T) {
 	env := tokenEnv(t)
 	key, _ := newTokenKey(t, env, "web", "live")
-	srv := env.Serve()
+	// No retry grace, so presenting a used refresh token again is reuse (401).
+	srv := env.Serve("--refresh-grace", "0")
 	c := openapitest.New(t, admin.OpenAPI, "http://"+srv.HTTPAddr)
 	http.DefaultClient.Transport = c
 	t.Cleanup(func() { http.DefaultClient.Transport = nil })

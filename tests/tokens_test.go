@@ -126,7 +126,9 @@ func newTokenKey(t *testing.T, env *Env, site, mode string) (key, id string) {
 func TestTokenMintUseRefresh(t *testing.T) {
 	env := tokenEnv(t)
 	key, id := newTokenKey(t, env, "web", "live")
-	srv := env.Serve()
+	// No retry grace: presenting a used token again at once is reuse here
+	// (the grace is tested in extauthz with a clock).
+	srv := env.Serve("--refresh-grace=0")
 
 	basic := base64.StdEncoding.EncodeToString([]byte(key + ":"))
 	for name, r := range map[string]exchangeResponse{
@@ -309,6 +311,8 @@ func TestTokenReplicas(t *testing.T) {
 			env, db := NewEnv(t), (*proxy)(nil)
 			if backend == "postgres" {
 				env, db = postgresOutageEnv(t)
+				// PostgreSQL replicas share a token secret (none: no exchange).
+				env.Vars = append(env.Vars, "KEYGATE_TOKEN_SECRET=replicas-share-this-secret-0123")
 			}
 			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
 			env.CLI("sites", "create", "--id", "web", "--account", "acme")

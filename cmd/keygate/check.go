@@ -57,7 +57,7 @@ func (e *environment) check(ctx context.Context, cfg coreConfig, method, path, h
 		req.Headers[name] = strings.TrimSpace(value)
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
-	c, err := e.newCore(ctx, cfg, log, false)
+	c, err := e.newCore(ctx, cfg, log, false, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,10 @@ KEYGATE_STORE).`,
 		e.usageCommand(),
 		e.checkCommand(),
 		e.policyCommand(),
+		e.webhooksCommand(),
+		e.auditCommand(),
 		e.shadowCommand(),
+		e.benchCommand(),
 		e.versionCommand(),
 	)
 	return root

@@ -63,6 +63,12 @@ func (e *environment) openOrCreate(ctx context.Context, s storeFlags) (*keystore
 	if err != nil {
 		return nil, err
 	}
+	// The token secret seals signing keys and webhook secrets. For SQLite it
+	// is a 0600 file beside the database (which exists by now: only serve
+	// creates databases); whichever process needs it first creates it.
+	if digester, err = e.withTokenSecret(s.store, digester, true); err != nil {
+		return nil, err
+	}
 	st, err := keystore.Open(ctx, s.store, keystore.Options{Format: format, Digester: digester})
 	if err != nil {
 		return nil, fmt.Errorf("opening the store %s: %w", storeKind(s.store), plain{err})

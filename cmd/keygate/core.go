@@ -36,17 +36,27 @@ type core struct {
 	format keystore.Format
 	policy *policyRuntime
 	authz  *extauthz.Authorizer
+	// filter, when serving, keeps unknown keys away from the store.
+	filter *keystore.KeyFilter
 }
 
 // newCore builds the core. serve creates a missing SQLite database
-// (create); check refuses to, like every other command.
-func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool) (_ *core, err error) {
+// (create) and its token secret file, and passes the change-log follower
+// (follow): its position is taken before the key filter is loaded, so a
+// key created in between reaches the filter through the change log. check
+// refuses to create anything, like every other command, and reads the
+// store without a filter. wrap, if set, wraps what the cache reads through
+// (serve's store metrics).
+func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool, follow *keystore.Follower, wrap func(keystore.Loader) keystore.Loader) (_ *core, err error) {
 	open := e.openStore
 	if create {
 		open = e.openOrCreate
 	}
 	format, digester, err := e.keyTools(cfg.storeFlags)
 	if err != nil {
+		return nil, err
+	}
+	if digester, err = e.withTokenSecret(cfg.store, digester, create); err != nil {
 		return nil, err
 	}
 	store, err := open(ctx, cfg.storeFlags)
@@ -59,8 +69,25 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 			_ = c.Close()
 		}
 	}()
-	if c.cache, err = keystore.NewCache(store, keystore.CacheConfig{StaleIfError: cfg.staleIfError}); err != nil {
+	var loader keystore.Loader = store
+	if follow != nil {
+		follow.Source = store
+		if err := follow.Start(ctx); err != nil {
+			return nil, fmt.Errorf("reading the change log of %s: %w", storeKind(cfg.store), err)
+		}
+		if c.filter, err = keystore.NewKeyFilter(ctx, store, 0); err != nil {
+			return nil, err
+		}
+		loader = c.filter
+	}
+	if wrap != nil {
+		loader = wrap(loader)
+	}
+	if c.cache, err = keystore.NewCache(loader, keystore.CacheConfig{StaleIfError: cfg.staleIfError}); err != nil {
 		return nil, err
+	}
+	if follow != nil {
+		follow.Cache, follow.Filter = c.cache, c.filter
 	}
 	if c.policy, err = startPolicy(ctx, cfg.policies, log); err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/keygate/keygate/keystore"
 )
 
 func main() {
@@ -48,6 +50,8 @@ func exitCode(err error) int {
 // writes to stdout and stderr only, logs included.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	env := &environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
+	// Every write a command makes is audited as its operator's.
+	ctx = keystore.WithActor(ctx, cliActor(getenv))
 	return env.execute(ctx, args, stdout, stderr)
 }
 

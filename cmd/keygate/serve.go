@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
+	"github.com/keygate/keygate/secretscan"
+	"github.com/keygate/keygate/shadow"
 )
 
 // serveConfig is every setting of `keygate serve`, registered in one place
@@ -28,9 +31,14 @@ import (
 type serveConfig struct {
 	coreConfig
 	tokenFlags
+	webhookFlags
+	customerFlags
+	opsFlags
+	shadowConfig
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
-	adminToken                    string // KEYGATE_ADMIN_TOKEN, never a flag
+	adminToken                    string            // KEYGATE_ADMIN_TOKEN, never a flag
+	adminTokens                   map[string]string // KEYGATE_ADMIN_TOKENS: named tokens, for the audit trail
 	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
@@ -41,6 +49,10 @@ type serveConfig struct {
 func (c *serveConfig) register(fs *flagSet) {
 	c.coreConfig.register(fs)
 	c.tokenFlags.register(fs)
+	c.webhookFlags.register(fs)
+	c.customerFlags.register(fs)
+	c.opsFlags.register(fs)
+	c.shadowConfig.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
@@ -57,7 +69,23 @@ func (c *serveConfig) register(fs *flagSet) {
 
 func (c *serveConfig) validate(getenv func(string) string) error {
 	c.adminToken = getenv("KEYGATE_ADMIN_TOKEN")
+	var err error
+	if c.adminTokens, err = adminTokens(getenv); err != nil {
+		return err
+	}
+	if err := c.opsFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.shadowConfig.validate(); err != nil {
+		return err
+	}
 	if err := c.tokenFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.webhookFlags.validate(); err != nil {
+		return err
+	}
+	if err := c.customerFlags.validate(); err != nil {
 		return err
 	}
 	switch {
@@ -112,7 +140,12 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
-	c, err := e.newCore(ctx, cfg.coreConfig, log, true)
+	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
+	var storeMetrics *storeMetrics
+	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower, func(l keystore.Loader) keystore.Loader {
+		storeMetrics = newStoreMetrics(l)
+		return storeMetrics
+	})
 	if err != nil {
 		return err
 	}
@@ -124,11 +157,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	c.policy.engine.SetMemo(cfg.decisionMemo)
 
-	follower := &keystore.Follower{Source: c.store, Cache: c.cache, Interval: cfg.pollInterval, Log: log}
-	if err := follower.Start(ctx); err != nil {
-		return fmt.Errorf("reading the change log of %s: %w", storeKind(cfg.store), err)
-	}
-	reg := newRegistry(c.cache)
+	reg := newRegistry(c.cache, c.filter)
+	storeMetrics.register(reg)
+	registerBuildInfo(reg)
 	listen := followChanges(c.store, follower, c.cache, reg, log)
 	c.policy.register(reg)
 	usage := &keystore.Usage{Writer: c.store, Log: log}
@@ -140,21 +171,43 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	authz := c.authz
 	authz.Usage, authz.Limits = usage, limiter
 	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
+	switch {
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		log.Warn(tokenExchangeOff)
+	case err != nil:
+		return err
+	default:
+		authz.Tokens = keyring
+	}
+	leaks, err := cfg.secretScanning(c.store, c.format, authz.Digester, log)
 	if err != nil {
 		return err
 	}
-	authz.Tokens = keyring
+	shadowEval, shadowPolicy := startShadow(ctx, cfg.shadowConfig, reg, log)
+	closeOps, err := cfg.opsFlags.startOps(ctx, authz, c.format, shadowEval, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 	)
-	srv.Register(g)
+	grpcHealth := srv.Register(g)
+	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}
 	mux := http.NewServeMux()
+	ready.register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy))
-	exchange.Register(mux)
+	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy, shadowEval))
+	registerExchange(mux, exchange)
+	if leaks != nil {
+		mux.Handle("POST "+secretscan.GitHubPath, leaks)
+	}
+	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
+		return err
+	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
@@ -164,10 +217,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 
 	listeners := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
-	if cfg.adminToken != "" {
-		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, c, log)))
+	if cfg.adminToken != "" || len(cfg.adminTokens) > 0 {
+		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, cfg.adminTokens, c, cfg.destinations(), log)))
 	} else {
-		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN to enable it")
+		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN (or KEYGATE_ADMIN_TOKENS) to enable it")
 	}
 	if err := bind(listeners); err != nil {
 		return err
@@ -175,7 +228,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 
 	group, gctx := errgroup.WithContext(ctx)
 	for _, runner := range []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
-		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) }} {
+		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
+		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) },
+		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
+		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }} {
 		group.Go(func() error { runner(gctx); return nil })
 	}
 	for _, l := range listeners {
@@ -202,24 +258,29 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 }
 
 // newRegistry is the Prometheus registry with the process and cache metrics.
-func newRegistry(cache *keystore.Cache) *prometheus.Registry {
+func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
 			func() float64 { h, _ := cache.Stats(); return float64(h) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses)."},
-			func() float64 { _, m := cache.Stats(); return float64(m) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses the key filter let through)."},
+			func() float64 { n, _ := filter.Stats(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_key_filter_rejections_total", Help: "Key lookups answered 'no such key' by the key filter without a store read."},
+			func() float64 { _, n := filter.Stats(); return float64(n) }),
 	)
 	return reg
 }
 
-func healthHandler(store *keystore.Store, policy *policyRuntime) http.HandlerFunc {
+func healthHandler(store *keystore.Store, policy *policyRuntime, shadow *shadow.Evaluator) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		body := map[string]any{"status": "ok", "store": "ok", "policy": policy.engine.Current().Bundle.Source,
 			"policy_reload": policy.status()}
+		if shadow != nil {
+			body["shadow"] = shadow.Status()
+		}
 		if err := store.Ping(ctx); err != nil {
 			body["status"], body["store"] = "degraded", "unavailable"
 		}

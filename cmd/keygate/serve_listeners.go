@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/webhooks"
 )
 
 // shutdownGrace is how long in-flight requests get to finish on shutdown.
@@ -46,7 +47,15 @@ func httpListener(name, addr string, hs *http.Server) *listener {
 }
 
 func grpcListener(name, addr string, g *grpc.Server) *listener {
-	return &listener{name: name, addr: addr, run: g.Serve,
+	// A shutdown that comes before Serve started (a signal right at start-up)
+	// makes Serve return ErrServerStopped: that is a stop, not a failure.
+	serve := func(lis net.Listener) error {
+		if err := g.Serve(lis); !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	}
+	return &listener{name: name, addr: addr, run: serve,
 		stop: func(ctx context.Context) {
 			stopped := make(chan struct{})
 			go func() { g.GracefulStop(); close(stopped) }()
@@ -84,7 +93,7 @@ func shutdown(ctx context.Context, ls []*listener) {
 }
 
 // adminServer is the admin API over the core's store and policy.
-func adminServer(token string, c *core, log *slog.Logger) *http.Server {
-	return &http.Server{Handler: &admin.Handler{Store: c.store, Token: token, Log: log, Policy: c.policy.engine},
+func adminServer(token string, named map[string]string, c *core, dest webhooks.Destinations, log *slog.Logger) *http.Server {
+	return &http.Server{Handler: &admin.Handler{Store: c.store, Token: token, Tokens: named, Log: log, Policy: c.policy.engine, Webhooks: dest},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 }

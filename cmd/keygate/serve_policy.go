@@ -74,6 +74,15 @@ func (p *policyRuntime) register(reg prometheus.Registerer) {
 			return float64(s.Failures)
 		}))
 	}
+	for _, result := range []string{"hit", "miss", "bypass"} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keygate_decision_memo_total", Help: "Decisions by how the decision memo served them (hit, miss: evaluated and remembered, bypass: evaluated without it).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 {
+			s := p.engine.MemoStats()
+			return float64(map[string]uint64{"hit": s.Hits, "miss": s.Misses, "bypass": s.Bypasses}[result])
+		}))
+	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "keygate_policy_last_reload_success", Help: "1 if the newest policy reload (or the start-up load) succeeded, else 0.",

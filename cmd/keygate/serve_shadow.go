@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/policies"
 	"github.com/keygate/keygate/shadow"
 )
@@ -50,4 +51,42 @@ func startShadow(ctx context.Context, c shadowConfig, reg prometheus.Registerer,
 	e := shadow.New(shadow.Config{Candidate: r.Engine, Sample: c.sample, Log: log})
 	e.Register(reg)
 	return e, r
+}
+
+// runShadow evaluates queued decisions and keeps the shadow directory
+// reloaded until ctx ends (nothing when no shadow is configured).
+func runShadow(ctx context.Context, e *shadow.Evaluator, r *policies.Reloader) {
+	if e == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); r.Run(ctx) }()
+	_ = e.Run(ctx)
+	<-done
+}
+
+// shadowObserver hands each final decision to the shadow policy, then on
+// to the decision log (next, may be nil) with the shadow's answer attached
+// when it differs. A decision the shadow skips (not sampled, queue full, no
+// input) goes to the log at once.
+type shadowObserver struct {
+	eval *shadow.Evaluator
+	next extauthz.Observer
+}
+
+func (s shadowObserver) Observe(o extauthz.Outcome) {
+	in := o.Result.Input
+	if in != nil && s.eval.Submit(o.ID, in, o.Result.Decision, func(r shadow.Result) {
+		if r.Differs {
+			o.Shadow = &extauthz.ShadowAnswer{Code: r.Code, Status: r.Status, Rule: r.Rule, Error: r.Error}
+		}
+		if s.next != nil {
+			s.next.Observe(o)
+		}
+	}) {
+		return
+	}
+	if s.next != nil {
+		s.next.Observe(o)
+	}
 }

@@ -20,6 +20,8 @@ type tokenFlags struct {
 	tokenTTL, refreshTTL time.Duration
 	signingRotation      time.Duration
 	trustedProxies       string
+	trustedHops          int
+	refreshGrace         time.Duration
 	failureBurst         int
 }
 
@@ -29,6 +31,8 @@ func (t *tokenFlags) register(fs *flagSet) {
 	fs.DurationVar(&t.signingRotation, "token-key-rotation", 24*time.Hour, "age at which the token signing key gets a successor")
 	fs.IntVar(&t.failureBurst, "token-failure-burst", 10, "failed token-exchange attempts a client address may make before it is throttled (then one per 6s)")
 	fs.StringVar(&t.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (token-exchange throttle)")
+	fs.DurationVar(&t.refreshGrace, "refresh-grace", extauthz.DefaultRefreshGrace, "a refresh token presented again this soon after its refresh gets the same pair back (a retry whose answer was lost) instead of counting as reuse; 0 turns it off")
+	fs.IntVar(&t.trustedHops, "trusted-hops", 1, "trusted proxies in front of keygate, each appending to X-Forwarded-For: the client is that many entries from the right")
 }
 
 func (t *tokenFlags) validate() error {
@@ -39,6 +43,10 @@ func (t *tokenFlags) validate() error {
 		return fmt.Errorf("%w: --refresh-ttl must be between --token-ttl and 365 days", errUsage)
 	case t.failureBurst < 1 || t.failureBurst > 10_000:
 		return fmt.Errorf("%w: --token-failure-burst must be between 1 and 10000", errUsage)
+	case t.refreshGrace < 0 || t.refreshGrace > time.Minute:
+		return fmt.Errorf("%w: --refresh-grace must be between 0 and 1m", errUsage)
+	case t.trustedHops < 1 || t.trustedHops > 10:
+		return fmt.Errorf("%w: --trusted-hops must be between 1 and 10", errUsage)
 	case t.signingRotation < time.Hour:
 		return fmt.Errorf("%w: --token-key-rotation must be at least 1h", errUsage)
 	}
@@ -81,8 +89,8 @@ func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, f
 	if err != nil {
 		return nil, nil, err
 	}
-	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL,
-		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies}, Metrics: extauthz.NewExchangeMetrics(reg)}
+	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL, Grace: t.refreshGrace,
+		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies, Hops: t.trustedHops}, Metrics: extauthz.NewExchangeMetrics(reg)}
 	return ring, x, nil
 }
 
@@ -125,6 +133,9 @@ func setKeyring(ring *tokens.Keyring, keys []keystore.SigningKey) error {
 // names a kid it lacks, e.g. the first key another replica created at the
 // same moment as this one.
 func (t *tokenFlags) runKeyring(ctx context.Context, store *keystore.Store, ring *tokens.Keyring, log *slog.Logger) {
+	if ring == nil {
+		return // token exchange is off
+	}
 	tick := time.NewTicker(keyringReload)
 	defer tick.Stop()
 	failing := false

@@ -47,7 +47,7 @@ route := "invalid_path" if {
 	public_route
 } else := "public_site" if {
 	some prefix in config.routes.public_site_prefixes
-	startswith(input.request.path, prefix)
+	path_prefixes[prefix]
 } else := "key"
 
 # METADATA
@@ -59,13 +59,86 @@ route := "invalid_path" if {
 invalid_path if not input.request.path_ok
 
 # METADATA
+# title: invalid_path_case
+# description: |
+#   Routes are case-sensitive. A path that would match a route prefix only
+#   if letter case were ignored ("/V1/SITES/x", "/v1/Audio/generate") is
+#   refused (400 INVALID_PATH): a case-insensitive upstream would serve it
+#   as that route, so it must not dodge site scoping, plans or costs.
+invalid_path if {
+	some prefix in route_prefixes
+	case_folded[prefix]
+}
+
+# The data's path strings the path starts with only when letter case is
+# ignored: keygate computes them (input.request.case_folded); a test that
+# gives only a path has them computed here.
+case_folded contains p if {
+	input.request.prefixes
+	some p in input.request.case_folded
+}
+
+case_folded contains p if {
+	not input.request.prefixes
+	some p in data_paths
+	not startswith(input.request.path, p)
+	startswith(lower(input.request.path), lower(p))
+}
+
+# Every path prefix a decision depends on (exact public paths included).
+route_prefixes contains p if some p in config.routes.public_paths
+
+route_prefixes contains p if some p in config.routes.public_prefixes
+
+route_prefixes contains p if some p in config.routes.public_site_prefixes
+
+route_prefixes contains p if some p in config.routes.site_scoped_prefixes
+
+route_prefixes contains r.prefix if some r in config.routes.plan_routes
+
+route_prefixes contains c.prefix if some c in object.get(config, ["limits", "costs"], [])
+
+# METADATA
 # title: public_route
 # description: A path in config.routes.public_paths, or under one of config.routes.public_prefixes, needs no credential.
-public_route if input.request.path in config.routes.public_paths
+public_route if exact_path in config.routes.public_paths
 
 public_route if {
 	some prefix in config.routes.public_prefixes
+	path_prefixes[prefix]
+}
+
+# METADATA
+# title: path_prefixes
+# description: |
+#   The path-like strings ("/…") of the policy's data that the request path
+#   starts with, each with the path segment that follows it, and exact_path,
+#   the path when the data lists it. keygate computes both from the data for
+#   every request (input.request.prefixes, input.request.exact_path), so
+#   rules that ask only these questions of the path decide
+#   /v1/videos/vid_1 and /v1/videos/vid_2 alike and the decision memo
+#   ignores the ids; without them (a test giving only a path) they are
+#   computed here. A rule may still read input.request.path: keygate then
+#   remembers decisions by the whole path.
+path_prefixes := input.request.prefixes
+
+path_prefixes := {prefix: segment |
+	some prefix in data_paths
 	startswith(input.request.path, prefix)
+	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
+} if not input.request.prefixes
+
+exact_path := input.request.exact_path
+
+exact_path := input.request.path if {
+	not input.request.prefixes
+	input.request.path in data_paths
+}
+
+data_paths contains s if {
+	walk(config, [_, s])
+	is_string(s)
+	startswith(s, "/")
 }
 
 # Key routes: the first failing check, in this order, decides. A denial
@@ -158,7 +231,7 @@ plan_without_api if not plan.api
 #   plan is not among that route's plans (403 PLAN_REQUIRED, its own message).
 route_not_in_plan if {
 	some r in config.routes.plan_routes
-	startswith(input.request.path, r.prefix)
+	path_prefixes[r.prefix]
 	not input.account.plan in r.plans
 }
 
@@ -167,11 +240,8 @@ route_not_in_plan if {
 # description: A site-scoped path (config.routes.site_scoped_prefixes, /v1/sites/{site}/…) names another site than the key's (403 SITE_MISMATCH).
 site_mismatch if {
 	some prefix in config.routes.site_scoped_prefixes
-	startswith(input.request.path, prefix)
-	path_site(prefix) != input.site.id
+	path_prefixes[prefix] != input.site.id
 }
-
-path_site(prefix) := split(substring(input.request.path, count(prefix), -1), "/")[0]
 
 # METADATA
 # title: mode_mismatch

@@ -207,6 +207,20 @@ test_site_scoped_paths if {
 	deny(decide(with_input({"request": {"path": "/v1/sites/"}}))) == [403, "SITE_MISMATCH", "site_mismatch"]
 }
 
+# keygate's own input classifies the path (input.request.prefixes and
+# exact_path); the rules decide on that, not on the raw path.
+classified(p, prefixes) := with_input({"request": {"path": p, "prefixes": prefixes}})
+
+test_classified_paths if {
+	decide(classified("/v1/sites/site-a/videos/vid_9", {"/v1/sites/": "site-a"})).allow
+	deny(decide(classified("/v1/sites/site-b/videos/vid_9", {"/v1/sites/": "site-b"}))) == [403, "SITE_MISMATCH", "site_mismatch"]
+	decide(classified("/v1/videos/vid_9", {})).rule == "key_route"
+	health := object.union(classified("/health", {"/health": ""}), {"request": {"exact_path": "/health"}})
+	decide(health).rule == "public_route"
+	decide(classified("/healthz", {"/health": "z"})).rule == "key_route"
+	decide(classified("/auth/api-key", {"/auth/": "api-key"})).rule == "public_route"
+}
+
 # --- key routes: live/test mode by host ---
 
 host_cfg := cfg({"host_modes": {"sandbox.example.test": "test", "api.example.test": "live"}})
@@ -240,6 +254,19 @@ test_public_paths_need_no_credential if {
 test_invalid_path if {
 	deny(decide(with_input({"request": {"path_ok": false, "path": "/v1/sites/site-a/../site-b"}}))) == [400, "INVALID_PATH", "invalid_path"]
 	deny(decide(with_input({"request": {"path_ok": false, "path": "/health"}}))) == [400, "INVALID_PATH", "invalid_path"]
+}
+
+test_route_case_refused if {
+	deny(decide(with_input({"request": {"path": "/V1/SITES/site-b/videos"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/v1/Sites/site-b/videos"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/HEALTH"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"method": "POST", "path": "/v1/audio/GENERATE"}}))) == [400, "INVALID_PATH", "invalid_path"]
+	deny(decide(with_input({"request": {"path": "/v1/PUBLIC/site-a/x"}}))) == [400, "INVALID_PATH", "invalid_path"]
+}
+
+test_case_outside_routes_kept if {
+	decide(with_input({"request": {"path": "/v1/videos/AbC"}})).allow
+	decide(with_input({"request": {"path": "/v1/sites/site-a/Videos/X"}})).allow
 }
 
 # --- public site routes ---

@@ -17,7 +17,10 @@ limits_config := object.get(config, "limits", {})
 #   test keys. Public routes charge nothing.
 default limits := []
 
-limits := array.concat(rate_limit, quota_limit) if input.key
+limits := array.concat(rate_limit, quota_limit) if {
+	input.key
+	route == "key"
+}
 
 # METADATA
 # title: effective_limits
@@ -40,7 +43,7 @@ route_cost := limits_config.costs[i] if {
 } else := object.get(limits_config, "default_cost", {"rate": 1})
 
 cost_matches(c) if {
-	startswith(input.request.path, c.prefix)
+	path_prefixes[c.prefix]
 	method_matches(c)
 }
 

@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		ok   bool
+	}{
+		{nil, true},
+		{[]string{"--rate", "1000", "--workload", "flood", "--seed", "7"}, true},
+		{[]string{"--workload", "nope"}, false},
+		{[]string{"--transport", "udp"}, false},
+		{[]string{"--rate", "-1"}, false},
+		{[]string{"--keys", "10", "--sites", "11"}, false},
+		{[]string{"--flood-share", "2"}, false},
+	} {
+		_, err := ParseFlags("bench", c.args, io.Discard)
+		if (err == nil) != c.ok {
+			t.Errorf("%v: err = %v, want ok=%t", c.args, err, c.ok)
+		}
+	}
+}
+
+func TestDenyCode(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"code":"INVALID_API_KEY","message":"x"}`:       "INVALID_API_KEY",
+		`{"error":{"code":"RATE_LIMITED","message":""}}`: "RATE_LIMITED",
+		`{"message":"only a message"}`:                   "HTTP_403",
+		`not json`:                                       "HTTP_403",
+	} {
+		if got := denyCode(body, 403); got != want {
+			t.Errorf("%s: %s, want %s", body, got, want)
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	l := make([]time.Duration, 1000)
+	for i := range l {
+		l[i] = time.Duration(i+1) * time.Millisecond
+	}
+	for q, want := range map[float64]time.Duration{50: 500 * time.Millisecond, 99: 990 * time.Millisecond, 99.9: 999 * time.Millisecond, 100: time.Second} {
+		if got := percentile(l, q); got != want {
+			t.Errorf("p%v = %v, want %v", q, got, want)
+		}
+	}
+}
+
+// TestRunAgainstNoop seeds a real SQLite store with the realistic workload
+// and loads the no-op server with it: every Check is answered and counted,
+// and a seed replays the same choices.
+func TestRunAgainstNoop(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	go RunNoop(ctx, grpcAddr, httpAddr) //nolint:errcheck // ends with ctx
+	if _, err := waitServing(ctx, grpcAddr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseFlags("bench", []string{"--target", grpcAddr, "--metrics", "http://" + httpAddr + "/metrics",
+		"--store", "sqlite:" + filepath.Join(t.TempDir(), "kg.db"), "--token-url", "", "--keys", "50", "--sites", "5",
+		"--duration", "2s", "--warmup", "100ms", "--concurrency", "2"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Run(ctx, cfg, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "outcomes: ALLOW 100.00%") || !strings.Contains(out.String(), "class known") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+
+	tr, err := seed(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]string, 200)
+	for i := range first {
+		r := tr.next()
+		first[i] = r.method + r.path[:min(len(r.path), 12)] + r.class
+	}
+	tr.reset()
+	classes := map[string]int{}
+	for i := range first {
+		r := tr.next()
+		if got := r.method + r.path[:min(len(r.path), 12)] + r.class; got != first[i] {
+			t.Fatalf("request %d after reset: %s, want %s", i, got, first[i])
+		}
+		classes[r.class]++
+	}
+	if classes["known"] == 0 || classes["public"] == 0 {
+		t.Fatalf("realistic traffic classes: %v", classes)
+	}
+}

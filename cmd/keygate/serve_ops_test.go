@@ -1,0 +1,106 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
+)
+
+// pinger is a store whose reachability the test switches.
+type pinger struct{ down atomic.Bool }
+
+func (p *pinger) Ping(context.Context) error {
+	if p.down.Load() {
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+// oneKey is a cache loader that knows one key id.
+type oneKey struct{}
+
+func (oneKey) LookupKey(context.Context, []keystore.Digest) (keystore.KeyFacts, error) {
+	return keystore.KeyFacts{}, keystore.ErrNotFound
+}
+func (oneKey) LookupKeyID(_ context.Context, id string) (keystore.KeyFacts, error) {
+	return keystore.KeyFacts{Key: keystore.Key{ID: id, Mode: keystore.ModeLive}}, nil
+}
+func (oneKey) LookupSite(context.Context, string) (keystore.SiteFacts, error) {
+	return keystore.SiteFacts{}, keystore.ErrNotFound
+}
+
+// TestReadiness: /livez always answers; /readyz and the gRPC health service
+// say ready while the store answers, not ready when it does not and the
+// cache is cold, and ready again once the cache is warm.
+func TestReadiness(t *testing.T) {
+	ctx := context.Background()
+	p, err := loadPolicy(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := keystore.NewCache(oneKey{}, keystore.CacheConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	store := &pinger{}
+	r := readiness{store: store, engine: policies.NewEngine(p), cache: cache}
+	mux := http.NewServeMux()
+	r.register(mux)
+	status := func(path string) int {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		return rec.Code
+	}
+	hs := health.NewServer()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go r.follow(runCtx, hs, 5*time.Millisecond)
+	serving := func(want healthpb.HealthCheckResponse_ServingStatus) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, err := hs.Check(ctx, &healthpb.HealthCheckRequest{Service: "envoy.service.auth.v3.Authorization"})
+			if err == nil && got.GetStatus() == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("gRPC health never became %v (last %v, %v)", want, got.GetStatus(), err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	if status("/livez") != 200 || status("/readyz") != 200 {
+		t.Fatalf("store up: livez %d, readyz %d", status("/livez"), status("/readyz"))
+	}
+	serving(healthpb.HealthCheckResponse_SERVING)
+
+	store.down.Store(true)
+	if status("/livez") != 200 || status("/readyz") != 503 {
+		t.Fatalf("store down, cache cold: livez %d, readyz %d", status("/livez"), status("/readyz"))
+	}
+	serving(healthpb.HealthCheckResponse_NOT_SERVING)
+
+	// A key read twice is a cache hit: the cache can answer for it.
+	for range 2 {
+		if _, err := cache.KeyID(ctx, "key_1"); err != nil {
+			t.Fatal(err)
+		}
+		cache.Wait()
+	}
+	if status("/readyz") != 200 {
+		t.Fatalf("store down, cache warm: readyz %d", status("/readyz"))
+	}
+	serving(healthpb.HealthCheckResponse_SERVING)
+}

@@ -1,0 +1,205 @@
+package extauthz
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// Canonical is the one spelling of a request's path and host that every
+// part of a decision reads (route matching, site scoping, host modes, costs,
+// metering). Canonicalize computes it once per request, the same way for
+// Envoy's gRPC Check and for every forward-auth endpoint.
+//
+// The principle: any spelling an upstream router may treat as the same
+// resource gets the same decision as the canonical spelling, or is refused
+// (400 INVALID_PATH). The rules, per case:
+//
+//   - "%XX" of an unreserved character (A-Z a-z 0-9 - . _ ~) is decoded:
+//     "/v1/%73ites" is "/v1/sites". Upstream routers decode these.
+//   - "%XX" of '/', '\', ';', '?', '#', '%' (double encoding, "%2573"), a
+//     control byte or DEL is refused, as is a malformed escape.
+//   - Any other escape (space, ':', '@', UTF-8 bytes, …) is kept, with upper
+//     case hex, since no route prefix can contain it.
+//   - Dot segments ("/./", "/../", also spelled "%2e"), empty segments
+//     ("//"), ';' parameters, '#', '\', control, space and non-ASCII bytes
+//     are refused. One trailing '/' is kept as sent.
+//   - Letter case is kept: routes are case-sensitive. A path that would
+//     match a route prefix only if case were ignored ("/V1/SITES/x") is
+//     refused by the policy's invalid_path rule (policies/default/authz.rego),
+//     because case-insensitive upstreams would serve it as that route.
+//   - Host: lower-cased, port dropped, one trailing dot dropped
+//     ("API.example.com.:443" is "api.example.com"); anything that is not a
+//     DNS name or an IP literal is refused. An absent host stays empty.
+type Canonical struct {
+	Path  string
+	Query string
+	Host  string
+	// OK is false when the path or host cannot be canonicalised safely;
+	// Path and Host then hold what was sent, for logs only.
+	OK bool
+}
+
+// Canonicalize returns the canonical form of r's request target and host.
+func Canonicalize(r Request) Canonical {
+	path, query, _ := strings.Cut(r.Path, "?")
+	cp, pathOK := canonicalPath(path)
+	host, hostOK := canonicalHost(r.Host)
+	if !hostOK {
+		host = strings.ToLower(r.Host)
+	}
+	if !pathOK || !hostOK {
+		return Canonical{Path: path, Query: query, Host: host}
+	}
+	return Canonical{Path: cp, Query: query, Host: host, OK: true}
+}
+
+// CanonicalPath reports whether p (a path without query) can be
+// canonicalised; see Canonical for the rules.
+func CanonicalPath(p string) bool {
+	_, ok := canonicalPath(p)
+	return ok
+}
+
+func canonicalPath(p string) (string, bool) {
+	if p == "" || p[0] != '/' || len(p) > maxPath {
+		return "", false
+	}
+	// The common case: nothing to decode, nothing to refuse but segments.
+	var b *strings.Builder
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c < 0x21 || c >= 0x7f || c == '\\' || c == ';' || c == '#':
+			return "", false
+		case c != '%':
+			if b != nil {
+				b.WriteByte(c)
+			}
+			continue
+		}
+		if i+2 >= len(p) {
+			return "", false
+		}
+		hi, ok1 := unhex(p[i+1])
+		lo, ok2 := unhex(p[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		d := hi<<4 | lo
+		if b == nil {
+			b = &strings.Builder{}
+			b.Grow(len(p))
+			b.WriteString(p[:i])
+		}
+		switch {
+		case unreserved(d):
+			b.WriteByte(d)
+		case d < 0x20 || d == 0x7f || strings.IndexByte(`/\;?#%`, d) >= 0:
+			return "", false
+		default:
+			const hexUpper = "0123456789ABCDEF"
+			b.WriteByte('%')
+			b.WriteByte(hexUpper[d>>4])
+			b.WriteByte(hexUpper[d&0xf])
+		}
+		i += 2
+	}
+	if b != nil {
+		p = b.String()
+	}
+	if p == "/" {
+		return p, true
+	}
+	// One trailing slash ("/v1/x/") is fine; every other segment must be a
+	// real name.
+	for rest, more := strings.TrimSuffix(p[1:], "/"), true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
+		if seg == "" || seg == "." || seg == ".." {
+			return "", false
+		}
+	}
+	return p, true
+}
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+// maxHost bounds a Host value (a DNS name is at most 253 bytes).
+const maxHost = 255 + len("[]:65535")
+
+// canonicalHost lower-cases h, drops its port and one trailing dot, and
+// refuses what is neither a DNS name nor an IP literal.
+func canonicalHost(h string) (string, bool) {
+	if h == "" {
+		return "", true
+	}
+	if len(h) > maxHost {
+		return "", false
+	}
+	h = strings.ToLower(h)
+	if h[0] == '[' {
+		end := strings.IndexByte(h, ']')
+		if end < 0 || !validPort(h[end+1:]) {
+			return "", false
+		}
+		a, err := netip.ParseAddr(h[1:end])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return "", false
+		}
+		return a.String(), true
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 {
+		if !validPort(h[i:]) {
+			return "", false
+		}
+		h = h[:i]
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return "", false
+	}
+	for rest, more := h, true; more; {
+		var label string
+		label, rest, more = strings.Cut(rest, ".")
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return "", false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", false
+			}
+		}
+	}
+	return h, true
+}
+
+// validPort accepts "" or ":" followed by 1 to 5 digits.
+func validPort(s string) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] != ':' || len(s) < 2 || len(s) > 6 {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,81 @@
+package extauthz
+
+import "testing"
+
+func TestCanonicalize(t *testing.T) {
+	tests := []struct {
+		name, host, target string
+		wantPath, wantHost string
+		wantOK             bool
+	}{
+		{"plain", "api.example.com", "/v1/sites/blog/videos?x=1", "/v1/sites/blog/videos", "api.example.com", true},
+		{"encoded letter", "h", "/v1/%73ites/victim/videos", "/v1/sites/victim/videos", "h", true},
+		{"encoded letters everywhere", "h", "/%76%31/%73%69%74%65%73/%76ictim/%56ideos", "/v1/sites/victim/Videos", "h", true},
+		{"encoded unreserved marks", "h", "/v1/a%2Db%5Fc%7Ed", "/v1/a-b_c~d", "h", true},
+		{"other escapes kept, upper hex", "h", "/v1/videos/a%20b%c3%a9", "/v1/videos/a%20b%C3%A9", "h", true},
+		{"trailing slash kept", "h", "/v1/sites/blog/", "/v1/sites/blog/", "h", true},
+		{"upper case kept", "h", "/V1/SITES/victim", "/V1/SITES/victim", "h", true},
+		{"double encoding", "h", "/v1/%2573ites/x", "", "", false},
+		{"encoded slash", "h", "/v1/sites/a%2Fb", "", "", false},
+		{"encoded backslash", "h", "/v1/sites/a%5cb", "", "", false},
+		{"encoded semicolon", "h", "/v1/sites/a%3Bx", "", "", false},
+		{"encoded question mark", "h", "/v1/sites/a%3fx", "", "", false},
+		{"encoded hash", "h", "/v1/sites/a%23x", "", "", false},
+		{"encoded NUL", "h", "/v1/%00", "", "", false},
+		{"encoded DEL", "h", "/v1/%7f", "", "", false},
+		{"encoded dot segment", "h", "/v1/sites/a/%2e%2e/b", "", "", false},
+		{"encoded single dot", "h", "/v1/%2E/sites", "", "", false},
+		{"dot segment", "h", "/v1/sites/a/../b", "", "", false},
+		{"dot", "h", "/v1/./sites/a", "", "", false},
+		{"double slash", "h", "/v1//sites/a", "", "", false},
+		{"leading double slash", "h", "//v1/sites/a", "", "", false},
+		{"semicolon parameter", "h", "/v1/sites/a;x=1/videos", "", "", false},
+		{"fragment", "h", "/v1/sites/a#x", "", "", false},
+		{"bad escape", "h", "/v1/%g1", "", "", false},
+		{"short escape", "h", "/v1/%4", "", "", false},
+		{"host upper case and port", "API.Example.COM:8443", "/", "/", "api.example.com", true},
+		{"host trailing dot", "api.example.com.", "/", "/", "api.example.com", true},
+		{"host trailing dot and port", "api.example.com.:443", "/", "/", "api.example.com", true},
+		{"host two trailing dots", "api.example.com..", "/", "", "", false},
+		{"host ipv4", "127.0.0.1:8080", "/", "/", "127.0.0.1", true},
+		{"host ipv6", "[::1]:8080", "/", "/", "::1", true},
+		{"host empty", "", "/", "/", "", true},
+		{"host with space", "api example.com", "/", "", "", false},
+		{"host with comma", "a.com,b.com", "/", "", "", false},
+		{"host with percent", "api%2eexample.com", "/", "", "", false},
+		{"host with userinfo", "u@api.example.com", "/", "", "", false},
+		{"host bad port", "api.example.com:x", "/", "", "", false},
+		{"host empty label", "api..example.com", "/", "", "", false},
+		{"host only dot", ".", "/", "", "", false},
+		{"host bad ipv6", "[::g]", "/", "", "", false},
+		{"host non-ascii", "аpi.example.com", "/", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Canonicalize(Request{Host: tt.host, Path: tt.target})
+			if c.OK != tt.wantOK {
+				t.Fatalf("Canonicalize(%q, %q).OK = %t, want %t", tt.host, tt.target, c.OK, tt.wantOK)
+			}
+			if tt.wantOK && (c.Path != tt.wantPath || c.Host != tt.wantHost) {
+				t.Errorf("Canonicalize(%q, %q) = %q %q, want %q %q", tt.host, tt.target, c.Path, c.Host, tt.wantPath, tt.wantHost)
+			}
+		})
+	}
+}
+
+// Canonicalising a canonical path changes nothing.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{"/v1/%73ites/x", "/v1/a%20b", "/v1/sites/a/", "/%2e%2e/", "/v1/%C3%a9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		c, ok := canonicalPath(p)
+		if !ok {
+			return
+		}
+		again, ok := canonicalPath(c)
+		if !ok || again != c {
+			t.Fatalf("canonicalPath(%q) = %q, but that canonicalises to %q, %t", p, c, again, ok)
+		}
+	})
+}

@@ -1,0 +1,46 @@
+package extauthz
+
+import (
+	"strconv"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/policies"
+)
+
+// BenchmarkCheckMemoMiss is a cache-hit Check whose decision is evaluated
+// every time (the memo is off): what a memo miss of the built-in policy
+// costs end to end.
+func BenchmarkCheckMemoMiss(b *testing.B) {
+	f := newFixture(b)
+	f.server.Authorizer.Policy.(*policies.Engine).SetMemo(false)
+	ctx := envoyContext(b)
+	req := envoyCheckRequest("GET", "/v1/videos/vid_0", typicalHeaders("Bearer "+f.live.Reveal()))
+	f.server.Check(ctx, req) //nolint:errcheck // warms the key cache
+	f.cache.Wait()
+	allowLoop(ctx, b, f, func(int) *authv3.CheckRequest { return req })
+}
+
+// BenchmarkCheckDistinctIDs is real API traffic's shape: every request has
+// its own resource id in the path and its own x-request-id. The built-in
+// policy asks only which route the path is on, so after the first request
+// every decision is a memo hit.
+func BenchmarkCheckDistinctIDs(b *testing.B) {
+	f := newFixture(b)
+	ctx := envoyContext(b)
+	reqs := make([]*authv3.CheckRequest, 4096)
+	for i := range reqs {
+		h := typicalHeaders("Bearer " + f.live.Reveal())
+		h["x-request-id"] = "req-" + strconv.Itoa(i)
+		reqs[i] = envoyCheckRequest("GET", "/v1/videos/vid_"+strconv.Itoa(i), h)
+	}
+	f.server.Check(ctx, reqs[0]) //nolint:errcheck // warms the key cache
+	f.cache.Wait()
+	engine := f.server.Authorizer.Policy.(*policies.Engine)
+	before := engine.MemoStats()
+	allowLoop(ctx, b, f, func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] })
+	if s := engine.MemoStats(); s.Misses != before.Misses {
+		b.Fatalf("%d memo misses on paths that differ only in ids", s.Misses-before.Misses)
+	}
+}

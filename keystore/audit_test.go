@@ -1,0 +1,118 @@
+package keystore_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// TestStoreAudit: writes record their actor, action, target and the
+// target's state before and after, in the write's transaction; nothing
+// secret is in it.
+func TestStoreAudit(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		cli := keystore.WithActor(ctx, "cli:ops@host1")
+		admin := keystore.WithActor(ctx, "admin:deploy-bot")
+		if _, err := fx.store.CreateAccount(cli, keystore.Account{ID: "acme", Plan: "pro"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.CreateSite(cli, keystore.Site{ID: "acme-web", AccountID: "acme", Active: true}); err != nil {
+			t.Fatal(err)
+		}
+		key, secret, err := fx.store.CreateKey(cli, keystore.KeySpec{SiteID: "acme-web", Mode: keystore.ModeLive, Name: "prod"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fx.clock.Add(time.Second)
+		if _, err := fx.store.RevokeKey(cli, key.ID); err != nil {
+			t.Fatal(err)
+		}
+		next, nextSecret, _, err := fx.store.RotateSiteKey(admin, keystore.KeySpec{SiteID: "acme-web", Mode: keystore.ModeLive})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A failed write leaves no audit row.
+		if _, err := fx.store.CreateAccount(cli, keystore.Account{ID: "acme", Plan: "pro"}); !errors.Is(err, keystore.ErrConflict) {
+			t.Fatalf("duplicate account: %v", err)
+		}
+
+		entries, err := fx.store.Audit(ctx, key.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 2 {
+			t.Fatalf("entries for %s: %+v", key.ID, entries)
+		}
+		create, revoke := entries[0], entries[1]
+		if create.Actor != "cli:ops@host1" || create.Action != "create key" || string(create.Before) != "null" {
+			t.Errorf("create: %+v", create)
+		}
+		if revoke.Actor != "cli:ops@host1" || revoke.Action != "revoke key" || revoke.Entity != keystore.EntityKey {
+			t.Errorf("revoke: %+v", revoke)
+		}
+		var before, after map[string]any
+		if err := json.Unmarshal(revoke.Before, &before); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(revoke.After, &after); err != nil {
+			t.Fatal(err)
+		}
+		if before["revoked_at"] != nil || after["revoked_at"] == nil || after["name"] != "prod" || after["site"] != "acme-web" {
+			t.Errorf("revoke before %v after %v", before, after)
+		}
+
+		all, err := fx.store.Audit(ctx, "", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// account, site, key, revoke, rotate (the new key; the old one was
+		// revoked already, so the rotation revoked nothing).
+		if len(all) != 5 || all[4].Target != next.ID || all[4].Actor != "admin:deploy-bot" || all[4].Action != "rotate key" {
+			t.Fatalf("trail: %+v", all)
+		}
+		page, err := fx.store.Audit(ctx, "", all[2].Seq, 2)
+		if err != nil || len(page) != 2 || page[0].Seq != all[3].Seq {
+			t.Errorf("page after %d: %+v, %v", all[2].Seq, page, err)
+		}
+		raw, _ := json.Marshal(all)
+		for _, s := range []string{secret.Reveal(), nextSecret.Reveal(), "pepper-one"} {
+			if strings.Contains(string(raw), s) {
+				t.Errorf("the audit trail holds a secret")
+			}
+		}
+		if _, err := fx.store.Audit(ctx, "", 0, keystore.MaxAuditPage+1); !errors.Is(err, keystore.ErrInvalid) {
+			t.Errorf("oversized page: %v", err)
+		}
+	})
+}
+
+// TestStoreAuditRefreshReuse: revoking a key's refresh tokens on reuse is
+// in the trail; ordinary token traffic is not.
+func TestStoreAuditRefreshReuse(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "acme-web")
+		key, _ := fx.key("acme-web", keystore.ModeLive)
+		exp := fx.clock.Now().Add(time.Hour)
+		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), exp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r2"), exp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r3"), exp); !errors.Is(err, keystore.ErrRefreshReused) {
+			t.Fatalf("reuse: %v", err)
+		}
+		entries, err := fx.store.Audit(ctx, key.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 2 || entries[1].Entity != keystore.EntityRefreshTokens || entries[1].Actor != "keygate" ||
+			!strings.Contains(entries[1].Action, "reuse") {
+			t.Errorf("entries: %+v", entries)
+		}
+	})
+}

@@ -1,0 +1,272 @@
+package keystore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// KeyFilter keeps unknown keys away from the store. Key checksums are
+// public (CRC32), so anyone can make well-formed keys at will; without a
+// filter each distinct one costs a store read. KeyFilter is a Bloom filter
+// of every stored key digest: a lookup whose digests are all absent is
+// answered "no such key" without a store read once the small unknown-key
+// budget (UnknownBurst, UnknownRate) is spent. A flood of N distinct
+// unknown keys over t seconds thus costs at most UnknownBurst +
+// UnknownRate·t reads, plus false positives (1 in 1,000 by default).
+//
+// It is kept current by the change log: the Follower hands it every key
+// change before the cache sees it (Apply), so a key created on any replica
+// passes the filter before any negative cache entry could hide it. Keys
+// are never removed (a revoked key must still be found, to say so).
+//
+// KeyFilter sits between the cache and the store (it is the cache's
+// Loader) and counts the reads that reach the store.
+type KeyFilter struct {
+	store  *Store
+	fpRate float64
+
+	mu sync.RWMutex
+	bf *bloom
+
+	// Keys the filter has not learned yet (created a moment ago, on this
+	// replica or another, before the change log reached the filter) still
+	// get a store read while the unknown-key budget lasts: a token bucket
+	// of UnknownBurst reads refilled at UnknownRate per second. A flood
+	// empties it; new keys then wait for the change log (see README).
+	now    func() time.Time
+	budget struct {
+		sync.Mutex
+		level float64
+		at    time.Time
+	}
+
+	lookups, filtered atomic.Uint64
+}
+
+// The unknown-key budget: what a flood of well-formed unknown keys may cost
+// in store reads, per replica.
+const (
+	UnknownBurst = 20
+	UnknownRate  = 5 // reads per second
+)
+
+// spend takes one read from the unknown-key budget, if any is left.
+func (f *KeyFilter) spend() bool {
+	f.budget.Lock()
+	defer f.budget.Unlock()
+	now := f.now()
+	f.budget.level = min(UnknownBurst, f.budget.level+now.Sub(f.budget.at).Seconds()*UnknownRate)
+	f.budget.at = now
+	if f.budget.level < 1 {
+		return false
+	}
+	f.budget.level--
+	return true
+}
+
+// DefaultFilterFalsePositives is the default false-positive rate.
+const DefaultFilterFalsePositives = 0.001
+
+// minFilterCapacity sizes the filter of a small store (about 180 KiB at
+// the default rate): room to grow before the first rebuild.
+const minFilterCapacity = 1 << 17
+
+// NewKeyFilter loads every key digest of store. fpRate ≤ 0 means the default.
+// Call it after Follower.Start, so that keys created meanwhile reach the
+// filter through the change log.
+func NewKeyFilter(ctx context.Context, store *Store, fpRate float64) (*KeyFilter, error) {
+	if fpRate <= 0 || fpRate >= 1 {
+		fpRate = DefaultFilterFalsePositives
+	}
+	f := &KeyFilter{store: store, fpRate: fpRate, now: store.now}
+	f.budget.level, f.budget.at = UnknownBurst, f.now()
+	if err := f.rebuild(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// rebuild reads every digest into a new filter sized for twice their number.
+func (f *KeyFilter) rebuild(ctx context.Context) error {
+	var n int
+	if err := f.store.db.QueryRowContext(ctx, `SELECT count(*) FROM keys`).Scan(&n); err != nil {
+		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
+	}
+	bf := newBloom(max(2*n, minFilterCapacity), f.fpRate)
+	rows, err := f.store.db.QueryContext(ctx, `SELECT digest FROM keys`)
+	if err != nil {
+		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return fmt.Errorf("keystore: key filter: %w", err)
+		}
+		bf.add(Digest(d))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
+	}
+	// Rebuilds run before the follower starts or on its goroutine, which
+	// is also the one that runs Apply: no digest is added meanwhile.
+	f.mu.Lock()
+	f.bf = bf
+	f.mu.Unlock()
+	return nil
+}
+
+// Apply adds the digest of a key that was written (created, imported,
+// rolled). Other changes are ignored.
+func (f *KeyFilter) Apply(ctx context.Context, c Change) error {
+	if c.Entity != EntityKey {
+		return nil
+	}
+	var d string
+	err := f.store.db.QueryRowContext(ctx, `SELECT digest FROM keys WHERE id = $1`, c.ID).Scan(&d)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil // deleted since
+	case err != nil:
+		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
+	}
+	f.mu.Lock()
+	full := f.bf.add(Digest(d))
+	f.mu.Unlock()
+	if full {
+		return f.rebuild(ctx)
+	}
+	return nil
+}
+
+// mayContain reports whether any of the digests may be a stored key.
+func (f *KeyFilter) mayContain(digests []Digest) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, d := range digests {
+		if f.bf.has(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// LookupKey answers "no such key" for digests the filter rules out, and
+// asks the store otherwise.
+func (f *KeyFilter) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
+	if f.mayContain(digests) {
+		f.lookups.Add(1)
+		return f.store.LookupKey(ctx, digests)
+	}
+	if !f.spend() {
+		f.filtered.Add(1)
+		return KeyFacts{}, ErrNotFound
+	}
+	f.lookups.Add(1)
+	facts, err := f.store.LookupKey(ctx, digests)
+	if err == nil {
+		// A key newer than the filter: learn it now, and give the read
+		// back, so that only unknown keys spend the budget.
+		f.mu.Lock()
+		for _, d := range digests {
+			f.bf.add(d)
+		}
+		f.mu.Unlock()
+		f.refund()
+	}
+	return facts, err
+}
+
+// refund returns one read to the unknown-key budget.
+func (f *KeyFilter) refund() {
+	f.budget.Lock()
+	f.budget.level = min(UnknownBurst, f.budget.level+1)
+	f.budget.Unlock()
+}
+
+// LookupKeyID reads through to the store.
+func (f *KeyFilter) LookupKeyID(ctx context.Context, id string) (KeyFacts, error) {
+	f.lookups.Add(1)
+	return f.store.LookupKeyID(ctx, id)
+}
+
+// LookupSite reads through to the store.
+func (f *KeyFilter) LookupSite(ctx context.Context, id string) (SiteFacts, error) {
+	f.lookups.Add(1)
+	return f.store.LookupSite(ctx, id)
+}
+
+// Stats reports the lookups that reached the store and the key lookups
+// the filter answered alone.
+func (f *KeyFilter) Stats() (lookups, filtered uint64) { return f.lookups.Load(), f.filtered.Load() }
+
+// bloom is a Bloom filter over digests. Digests are HMAC-SHA256 outputs,
+// uniformly random, so their bytes serve as the hashes (double hashing).
+type bloom struct {
+	bits     []uint64
+	m        uint64
+	k        int
+	n, limit int
+}
+
+func newBloom(capacity int, p float64) *bloom {
+	m := uint64(math.Ceil(-float64(capacity) * math.Log(p) / (math.Ln2 * math.Ln2)))
+	m = (m + 63) &^ 63
+	k := max(1, int(math.Round(float64(m)/float64(capacity)*math.Ln2)))
+	return &bloom{bits: make([]uint64, m/64), m: m, k: k, limit: capacity}
+}
+
+func digestHashes(d Digest) (uint64, uint64, bool) {
+	var b [16]byte
+	if len(d) < 32 {
+		return 0, 0, false
+	}
+	if _, err := hex.Decode(b[:], []byte(d[:32])); err != nil {
+		return 0, 0, false
+	}
+	h1 := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+	h2 := uint64(b[8]) | uint64(b[9])<<8 | uint64(b[10])<<16 | uint64(b[11])<<24 | uint64(b[12])<<32 | uint64(b[13])<<40 | uint64(b[14])<<48 | uint64(b[15])<<56
+	return h1, h2 | 1, true
+}
+
+// add sets d's bits and reports whether the filter is past its capacity.
+func (b *bloom) add(d Digest) bool {
+	h1, h2, ok := digestHashes(d)
+	if !ok {
+		return false
+	}
+	for i := range b.k {
+		w, mask := b.bit(h1, h2, i)
+		b.bits[w] |= mask
+	}
+	b.n++
+	return b.n > b.limit
+}
+
+// has reports whether d may have been added. A digest that is not a
+// well-formed hex digest "may" always: the filter only rules out.
+func (b *bloom) has(d Digest) bool {
+	h1, h2, ok := digestHashes(d)
+	if !ok {
+		return true
+	}
+	for i := range b.k {
+		if w, mask := b.bit(h1, h2, i); b.bits[w]&mask == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// bit is the word and mask of the i-th of a digest's k bits.
+func (b *bloom) bit(h1, h2 uint64, i int) (int, uint64) {
+	bit := (h1 + uint64(i)*h2) % b.m
+	return int(bit / 64), 1 << (bit % 64)
+}

@@ -1,0 +1,70 @@
+package keystore_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// floodBudget is the most store reads 2,000 distinct unknown keys may cost
+// on a clock that stands still: the unknown-key burst, plus the filter's
+// false positives (1 in 1,000 predicts about 2).
+const floodBudget = keystore.UnknownBurst + 10
+
+// TestKeyFilterFlood: 2,000 distinct well-formed unknown keys cost at most
+// floodBudget store reads, known keys are found, and a key created after
+// the filter was loaded is found once the change log reaches the filter.
+func TestKeyFilterFlood(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		_, known := fx.key("web", keystore.ModeLive)
+		follower := &keystore.Follower{Source: fx.store}
+		if err := follower.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		filter, err := keystore.NewKeyFilter(ctx, fx.store, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache, err := keystore.NewCache(filter, keystore.CacheConfig{Now: fx.clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cache.Close()
+		follower.Cache, follower.Filter = cache, filter
+
+		f, _ := keystore.NewFormat("kg")
+		for i := range 2000 {
+			raw, err := f.Generate(keystore.ModeLive)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cache.Key(ctx, fx.dig.All(raw.Reveal())); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("unknown key %d: %v", i, err)
+			}
+		}
+		lookups, filtered := filter.Stats()
+		t.Logf("2000 unknown keys: %d store reads, %d answered by the filter", lookups, filtered)
+		if lookups > floodBudget {
+			t.Fatalf("2000 unknown keys cost %d store reads, budget %d", lookups, floodBudget)
+		}
+		if _, err := cache.Key(ctx, fx.dig.All(known)); err != nil {
+			t.Fatalf("a stored key was filtered out: %v", err)
+		}
+
+		// Created after the filter was loaded, with the budget spent by
+		// the flood: unknown until the change log is read, then found (no
+		// negative entry hides it).
+		_, fresh := fx.key("web", keystore.ModeTest)
+		if _, err := cache.Key(ctx, fx.dig.All(fresh)); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("new key before the change log was read: %v", err)
+		}
+		if err := follower.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cache.Key(ctx, fx.dig.All(fresh)); err != nil {
+			t.Fatalf("new key after the change log was read: %v", err)
+		}
+	})
+}

@@ -1,0 +1,39 @@
+package policies
+
+import "sync/atomic"
+
+// MemoStats counts decisions by how the memo served them.
+type MemoStats struct {
+	// Hits were answered from the memo, Misses were evaluated and
+	// remembered, Bypasses were evaluated without the memo: it is off, the
+	// policy is not deterministic, or the input cannot be a key (the policy
+	// reads headers that differ per request, or the key is too long).
+	Hits, Misses, Bypasses uint64
+}
+
+type memoCounters struct{ hit, miss, bypass atomic.Uint64 }
+
+func (c *memoCounters) count(hit bool, key *memoScratch) {
+	if c == nil {
+		return
+	}
+	switch {
+	case hit:
+		c.hit.Add(1)
+	case key != nil:
+		c.miss.Add(1)
+	default:
+		c.bypass.Add(1)
+	}
+}
+
+// MemoStats reports how decisions were served since the engine started.
+func (e *Engine) MemoStats() MemoStats {
+	return MemoStats{Hits: e.stats.hit.Load(), Misses: e.stats.miss.Load(), Bypasses: e.stats.bypass.Load()}
+}
+
+func (c *memoCounters) bypassed() {
+	if c != nil {
+		c.bypass.Add(1)
+	}
+}
