@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/policies"
 )
 
 // limitRoutes adds the rate-limit and quota endpoints:
@@ -40,16 +42,31 @@ type ModeUsage struct {
 	Remaining int64 `json:"remaining"`
 }
 
+// CounterNames names the counters the policy charges; policies.Engine
+// implements it.
+type CounterNames interface {
+	QuotaCounter(site, mode string) string
+}
+
+// quotaCounter is names' name for a site's quota counter, or the built-in
+// policy's when names is nil.
+func quotaCounter(names CounterNames, site, mode string) string {
+	if names == nil {
+		return strings.NewReplacer("{site}", site, "{mode}", mode).Replace(policies.DefaultQuotaCounter)
+	}
+	return names.QuotaCounter(site, mode)
+}
+
 // ReadSiteUsage reads a site's live and test usage in the month of at. The
 // counters are the default policy's ("site:<id>:<mode>", limits.rego).
-func ReadSiteUsage(ctx context.Context, st *keystore.Store, site string, at time.Time) (SiteUsage, error) {
+func ReadSiteUsage(ctx context.Context, st *keystore.Store, names CounterNames, site string, at time.Time) (SiteUsage, error) {
 	period := limits.Month(at)
 	out := SiteUsage{Site: site, Period: period, ResetsAt: limits.MonthEnd(at), Usage: []ModeUsage{}}
 	if _, err := st.Site(ctx, site); err != nil {
 		return out, err
 	}
 	for _, mode := range []keystore.Mode{keystore.ModeLive, keystore.ModeTest} {
-		u := ModeUsage{Mode: string(mode), Counter: "site:" + site + ":" + string(mode)}
+		u := ModeUsage{Mode: string(mode), Counter: quotaCounter(names, site, string(mode))}
 		rows, err := st.QuotaUsage(ctx, period, u.Counter)
 		if err != nil {
 			return out, err
@@ -71,7 +88,11 @@ func (h *Handler) siteUsage(ctx context.Context, r *http.Request) (int, any, err
 		}
 		at = t
 	}
-	u, err := ReadSiteUsage(ctx, h.Store, r.PathValue("id"), at)
+	var names CounterNames // nil: the built-in policy's counter names
+	if h.Policy != nil {
+		names = h.Policy
+	}
+	u, err := ReadSiteUsage(ctx, h.Store, names, r.PathValue("id"), at)
 	if err == nil && h.Policy != nil {
 		err = EffectiveQuota(ctx, h.Store, h.Policy.Current(), &u)
 	}

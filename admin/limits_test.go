@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/admin"
 )
 
 func TestAdminLimitsAndUsage(t *testing.T) {
@@ -61,5 +63,32 @@ func TestAdminLimitsAndUsage(t *testing.T) {
 	}
 	if a := f.call("GET", "/admin/v1/sites/nope/usage", ""); a.status != http.StatusNotFound {
 		t.Errorf("unknown site: %d", a.status)
+	}
+}
+
+// renamedCounters is a policy whose quota counters are named "q/{mode}/{site}".
+type renamedCounters struct{}
+
+func (renamedCounters) QuotaCounter(site, mode string) string { return "q/" + mode + "/" + site }
+
+// TestSiteUsageUnderThePolicysCounterNames: usage is read under the names
+// the policy charges, not under the built-in policy's.
+func TestSiteUsageUnderThePolicysCounterNames(t *testing.T) {
+	f := newFixture(t)
+	f.call("POST", "/admin/v1/accounts", `{"id":"acme","plan":"pro"}`)
+	f.call("POST", "/admin/v1/sites", `{"id":"acme-web","account":"acme"}`)
+	now := time.Now()
+	if _, ok, err := f.store.ChargeQuota(context.Background(), "q/test/acme-web", now.UTC().Format("2006-01"), 4, 10, now); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	u, err := admin.ReadSiteUsage(context.Background(), f.store, renamedCounters{}, "acme-web", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(u.Usage) != 2 || u.Usage[1].Counter != "q/test/acme-web" || u.Usage[1].Used != 4 {
+		t.Errorf("usage %+v", u.Usage)
+	}
+	if u, _ := admin.ReadSiteUsage(context.Background(), f.store, nil, "acme-web", now); u.Usage[1].Counter != "site:acme-web:test" || u.Usage[1].Used != 0 {
+		t.Errorf("built-in names: %+v", u.Usage)
 	}
 }

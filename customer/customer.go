@@ -273,11 +273,11 @@ func (e *badRequest) Error() string { return e.msg }
 func invalid(format string, args ...any) error { return &badRequest{msg: fmt.Sprintf(format, args...)} }
 
 // fail answers an error as Check answers a denial: the policy's body shape
-// (shapeBody), extauthz.DenyHeaders (content-type, no-store,
+// (shapeDenial), extauthz.DenyHeaders (content-type, no-store,
 // WWW-Authenticate on 401, the decision's headers such as Retry-After).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s session.Session, err error) {
 	d := problem(err)
-	d.Body = shapeBody(h.documents(), d.Code, d.Message, r.Header.Get("X-Request-Id"))
+	shapeDenial(h.documents(), &d, r.Header.Get("X-Request-Id"))
 	if d.Status >= 500 {
 		h.Log.Error("customer api failed", "method", r.Method, "path", r.URL.Path, "account", s.Account, "err", err)
 	} else if d.Status == http.StatusUnauthorized {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
 	"github.com/keygate/keygate/session"
 )
 
@@ -225,10 +226,18 @@ func (h *Handler) usage(ctx context.Context, s session.Session, r *http.Request)
 		at = t
 	}
 	out := UsageList{Usage: []admin.SiteUsage{}}
+	// One policy names the counters and gives the quota in force; without
+	// one, the built-in policy's counter names.
+	var names admin.CounterNames
+	var pol *policies.Policy
+	if h.Policy != nil {
+		pol = h.Policy.Current()
+		names = pol
+	}
 	add := func(site keystore.Site) (bool, error) {
-		u, err := admin.ReadSiteUsage(ctx, h.Store, site.ID, at)
-		if err == nil && h.Policy != nil {
-			err = admin.EffectiveQuota(ctx, h.Store, h.Policy.Current(), &u)
+		u, err := admin.ReadSiteUsage(ctx, h.Store, names, site.ID, at)
+		if err == nil && pol != nil {
+			err = admin.EffectiveQuota(ctx, h.Store, pol, &u)
 		}
 		out.Usage = append(out.Usage, u)
 		return len(out.Usage) < maxListed, err

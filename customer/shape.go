@@ -1,6 +1,32 @@
 package customer
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/keygate/keygate/policies"
+)
+
+// shapeDenial gives d the body and media type the running policy gives
+// Check's denials: shapeBody's shapes, and RFC 9457 problem details
+// (body_shape problem, application/problem+json) as
+// policies/default/response.rego renders them; config.content_type, when
+// set, names the media type.
+func shapeDenial(documents map[string]any, d *policies.Decision, requestID string) {
+	if configString(documents, "body_shape") == "problem" {
+		typ := "about:blank"
+		if base := configString(documents, "problem_type_base"); base != "" {
+			typ = base + strings.ReplaceAll(strings.ToLower(d.Code), "_", "-")
+		}
+		d.Body, _ = json.Marshal(map[string]any{"type": typ, "title": d.Message, "status": d.Status, "detail": d.Message})
+		d.ContentType = "application/problem+json"
+	} else {
+		d.Body = shapeBody(documents, d.Code, d.Message, requestID)
+	}
+	if ct := configString(documents, "content_type"); ct != "" {
+		d.ContentType = ct
+	}
+}
 
 // shapeBody renders a refusal in the body shape the running policy gives
 // Check's denials (data.keygate.config.body_shape, see
@@ -24,11 +50,14 @@ func shapeBody(documents map[string]any, code, message, requestID string) []byte
 	return b
 }
 
-func bodyShape(documents map[string]any) string {
+func bodyShape(documents map[string]any) string { return configString(documents, "body_shape") }
+
+// configString is one string of the policy's data.keygate.config.
+func configString(documents map[string]any, name string) string {
 	keygate, _ := documents["keygate"].(map[string]any)
 	config, _ := keygate["config"].(map[string]any)
-	shape, _ := config["body_shape"].(string)
-	return shape
+	v, _ := config[name].(string)
+	return v
 }
 
 // documents is the running policy's data (nil without a policy).

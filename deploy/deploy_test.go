@@ -339,7 +339,7 @@ func scrapeKeygate(t *testing.T) map[string]bool {
 		}
 		resp.Body.Close()
 	}
-	do("GET", "/ext-authz/v1/videos", "", nil)                                                  // deny
+	do("GET", "/ext-authz/v1/videos", "", nil)                                                 // deny
 	do("GET", "/ext-authz/v1/videos", "", map[string]string{"Authorization": "Bearer " + key}) // allow, store lookup
 	do("POST", "/auth/api-key", `{"apiKey":"`+key+`"}`, map[string]string{"Content-Type": "application/json"})
 

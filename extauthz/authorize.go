@@ -25,7 +25,8 @@ type KeyFacts interface {
 	Site(ctx context.Context, id string) (keystore.SiteFacts, error)
 }
 
-// Decider evaluates the policy; policies.Engine implements it.
+// Decider evaluates the policy; policies.Engine and policies.Policy (one
+// snapshot) implement it.
 type Decider interface {
 	Decide(ctx context.Context, in *policies.Input) (policies.Decision, error)
 	PublicSite(path string) (string, bool)
@@ -55,7 +56,7 @@ type Authorizer struct {
 	// Limits charges rate limits and quotas; optional (nil: none counted).
 	Limits Limiter
 	// ImportedKeys makes credentials that are not keygate keys candidates
-	// for imported keys (see imported.go). Off by default.
+	// for imported keys (keystore.LooksImported). Off by default.
 	ImportedKeys bool
 	// Observer sees every final decision (decision log, metrics); optional.
 	Observer Observer
@@ -95,47 +96,74 @@ const (
 
 // Authorize decides one request. It never fails: every internal problem is a
 // deny with the matching status.
+//
+// It reads as the request flow: one policy for the whole request, the
+// credential resolved to facts, the input assembled once from those values,
+// the decision, the limits it asks for, and the answer.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
-	if _, ok := ctx.Deadline(); !ok {
-		budget := a.Budget
-		if budget <= 0 {
-			budget = 150 * time.Millisecond
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, budget)
-		defer cancel()
-	}
+	return a.authorize(ctx, a.policy(), r)
+}
+
+// authorize decides r with pol, the one policy of this request.
+func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Result {
+	ctx, cancel := a.bound(ctx)
+	defer cancel()
 	now := a.now()
-	in := &policies.Input{Request: policyRequest(r)}
+	req := policyRequest(r)
 	credCtx, span := a.span(ctx, "keygate.credential")
-	_, facts := a.resolveCredential(credCtx, r, in, now)
+	cred := a.resolve(credCtx, r, now)
 	endSpan(span)
-	if site, ok := a.Policy.PublicSite(in.Request.Path); ok && in.Request.PathOK {
-		in.Public = a.publicSite(ctx, site)
+	var pub *policies.Public
+	if site, ok := pol.PublicSite(req.Path); ok && req.PathOK {
+		pub = a.publicSite(ctx, site)
 	}
+	in := newInput(req, cred, pub, now)
 
 	policyCtx, span := a.span(ctx, "keygate.policy")
-	d, memo, err := a.decide(policyCtx, in)
+	d, memo, err := decide(policyCtx, pol, in)
 	endSpan(span)
 	if err != nil {
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
-		d = policyError(ctx, err)
-	}
-	res := Result{Decision: d, Input: in, Memo: memo}
-	if facts != nil {
-		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
+		d = policyError(ctx, pol, err)
 	}
 	// From here on only a credential that passed identifies the request.
-	who := identityFacts(facts, now)
-	if d.Allow && facts != nil && who == nil {
+	if d.Allow && cred.facts != nil && identityFacts(cred.facts, now) == nil {
 		d.Limits = nil // a refused credential's counters are not charged
 	}
 	if d.Allow {
 		limitsCtx, span := a.span(ctx, "keygate.limits")
-		res.Decision = a.chargeLimits(limitsCtx, d, now)
+		d = a.chargeLimits(limitsCtx, pol, d, now)
 		endSpan(span)
 	}
-	if !res.Decision.Allow {
+	res := a.result(r, in, cred, d, now)
+	res.Memo = memo
+	return res
+}
+
+// bound gives a request without a deadline the Authorizer's budget.
+func (a *Authorizer) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	budget := a.Budget
+	if budget <= 0 {
+		budget = 150 * time.Millisecond
+	}
+	return context.WithTimeout(ctx, budget)
+}
+
+// result is what the transports send: on allow, the identity headers set
+// and the client's forgeries and credentials removed. Only a credential
+// that passed (see identityFacts) gives the request an identity and a
+// usage record.
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time) Result {
+	res := Result{Decision: d, Input: in}
+	facts := cred.facts
+	if facts != nil {
+		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
+	}
+	who := identityFacts(facts, now)
+	if !d.Allow {
 		return res
 	}
 	res.Upstream = identity(who, in.Public, d.Headers)
@@ -152,17 +180,17 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 }
 
 // memoDecider is a Decider that says whether its memo answered;
-// policies.Engine is one.
+// policies.Policy and policies.Engine are.
 type memoDecider interface {
 	DecideMemo(ctx context.Context, in *policies.Input) (policies.Decision, policies.MemoResult, error)
 }
 
-func (a *Authorizer) decide(ctx context.Context, in *policies.Input) (policies.Decision, string, error) {
-	if m, ok := a.Policy.(memoDecider); ok {
+func decide(ctx context.Context, pol Decider, in *policies.Input) (policies.Decision, string, error) {
+	if m, ok := pol.(memoDecider); ok {
 		d, memo, err := m.DecideMemo(ctx, in)
 		return d, string(memo), err
 	}
-	d, err := a.Policy.Decide(ctx, in)
+	d, err := pol.Decide(ctx, in)
 	return d, string(policies.MemoOff), err
 }
 
@@ -173,108 +201,128 @@ func (a *Authorizer) now() time.Time {
 	return time.Now()
 }
 
-// resolveCredential fills in.Credential (and key facts when found). Format
-// and checksum are checked before cache or store are touched.
-func (a *Authorizer) resolveCredential(ctx context.Context, r Request, in *policies.Input, now time.Time) (Credential, *keystore.KeyFacts) {
+// CredentialKind is what a credential turned out to be.
+type CredentialKind string
+
+// The kinds the policy sees in input.credential.kind.
+const (
+	KindNone  CredentialKind = ""
+	KindKey   CredentialKind = "key"   // an API key, keygate's or imported
+	KindToken CredentialKind = "token" // an access token from the token exchange
+)
+
+// resolution is what a request's credential resolved to: how it came, its
+// kind, the status the policy sees, and the key's facts when found.
+type resolution struct {
+	cred   Credential
+	kind   CredentialKind
+	status string // a policies.Cred* status
+	facts  *keystore.KeyFacts
+}
+
+// extractionStatus is the policy's status for an extraction that found no
+// one credential.
+var extractionStatus = [...]string{
+	CredentialMissing:   policies.CredMissing,
+	CredentialAmbiguous: policies.CredAmbiguous,
+	CredentialMalformed: policies.CredMalformed,
+}
+
+// resolve turns the request's credential into facts. Format and checksum
+// are checked before cache or store are touched.
+func (a *Authorizer) resolve(ctx context.Context, r Request, now time.Time) resolution {
 	cred, status := ExtractCredential(r.Headers)
-	if status == credMalformed {
+	if status == CredentialMalformed {
 		cred, status = a.bareToken(r.Headers, cred, status)
 	}
 	if r.BodyKey != "" {
 		cred, status = withBodyKey(cred, status, r.BodyKey)
 	}
-	in.Credential.Scheme = cred.Scheme
-	switch status {
-	case credMissing:
-		in.Credential.Status = policies.CredMissing
-		return cred, nil
-	case credAmbiguous:
-		in.Credential.Status = policies.CredAmbiguous
-		return cred, nil
-	case credMalformed:
-		in.Credential.Status = policies.CredMalformed
-		return cred, nil
+	if status != CredentialOK {
+		return resolution{cred: cred, status: extractionStatus[status]}
 	}
 	raw := cred.Value.Reveal()
 	// Classify by shape before any lookup: a credential that is none of the
 	// shapes keygate issues or imported costs nothing but this switch.
 	switch {
 	case a.Format.Looks(raw):
-		in.Credential.Kind = "key"
 		if _, err := a.Format.Parse(raw); err != nil {
-			in.Credential.Status = policies.CredMalformed
-			return cred, nil
+			return resolution{cred: cred, kind: KindKey, status: policies.CredMalformed}
 		}
-		return cred, a.lookupKey(ctx, raw, in, now)
+		return a.lookupKey(ctx, cred, raw)
 	case a.Tokens != nil && a.Tokens.Looks(raw):
-		in.Credential.Kind = "token"
-		return cred, a.lookupToken(ctx, raw, in, now)
+		return a.lookupToken(ctx, cred, raw, now)
 	case a.ImportedKeys && keystore.LooksImported(raw):
 		// Imported keys have no shape to check offline, so with the flag on
 		// any plausible string costs a cache lookup and, once per digest per
 		// negative TTL, a store read. Off (the default), garbage never
 		// touches cache or store.
-		in.Credential.Kind = "key"
-		return cred, a.lookupKey(ctx, raw, in, now)
+		return a.lookupKey(ctx, cred, raw)
 	default:
-		in.Credential.Status = policies.CredMalformed
-		return cred, nil
+		return resolution{cred: cred, status: policies.CredMalformed}
 	}
 }
 
 // withBodyKey adds the token exchange's body key to what the headers
-// carried: alone it is the credential (scheme "body"); with the same key in
-// a header it changes nothing; with a different one it is ambiguous.
-func withBodyKey(cred Credential, status credentialStatus, key keystore.Secret) (Credential, credentialStatus) {
-	switch status {
-	case credMissing:
-		return Credential{Scheme: "body", Value: key}, credOK
-	case credOK:
-		if !sameSecret(cred.Value, key) {
-			return Credential{}, credAmbiguous
-		}
+// carried: alone it is the credential (the "body" source); with the same
+// key in a header it changes nothing; with a different one it is ambiguous.
+func withBodyKey(cred Credential, status CredentialStatus, key keystore.Secret) (Credential, CredentialStatus) {
+	src := sourceOf("body")
+	v, ok := src.parse(key.Reveal())
+	switch {
+	case !ok:
+		return Credential{}, CredentialMalformed
+	case status == CredentialMissing:
+		return Credential{Scheme: src.scheme, Value: v}, CredentialOK
+	case status == CredentialOK && !sameSecret(cred.Value, v):
+		return Credential{}, CredentialAmbiguous
 	}
 	return cred, status
 }
 
 // lookupKey resolves a key through the cache by its digests.
-func (a *Authorizer) lookupKey(ctx context.Context, raw string, in *policies.Input, now time.Time) *keystore.KeyFacts {
+func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string) resolution {
 	digests := a.Digester.All(raw)
 	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.Key(ctx, digests)
 	endSpan(span)
-	return a.keyFacts(facts, err, in, now, digests[0].Short())
+	return a.found(resolution{cred: cred, kind: KindKey}, facts, err, digests[0].Short())
 }
 
-// keyFacts records the outcome of a key lookup in the input.
-func (a *Authorizer) keyFacts(facts keystore.KeyFacts, err error, in *policies.Input, now time.Time, logRef string) *keystore.KeyFacts {
+// found completes a resolution with the outcome of a key lookup.
+func (a *Authorizer) found(res resolution, facts keystore.KeyFacts, err error, logRef string) resolution {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		in.Credential.Status = policies.CredUnknown
-		return nil
+		res.status = policies.CredUnknown
 	case err != nil:
 		a.Log.Warn("key lookup failed", "err", err, "ref", logRef)
-		in.Credential.Status = policies.CredUnavailable
-		return nil
+		res.status = policies.CredUnavailable
+	default:
+		res.status, res.facts = policies.CredFound, &facts
 	}
-	in.Credential.Status = policies.CredFound
-	setKeyFacts(in, &facts, now)
-	return &facts
+	return res
 }
 
-func setKeyFacts(in *policies.Input, f *keystore.KeyFacts, now time.Time) {
-	// One allocation for the three parts of every key decision.
-	facts := &struct {
-		key     policies.Key
-		site    policies.Site
-		account policies.Account
-	}{
-		key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
-			Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
-		site:    siteValue(&f.Site),
-		account: accountValue(&f.Account),
+// newInput assembles the policy input, in one place, from the values the
+// steps before produced.
+func newInput(req policies.Request, cred resolution, pub *policies.Public, now time.Time) *policies.Input {
+	in := &policies.Input{Request: req, Public: pub,
+		Credential: policies.Credential{Status: cred.status, Kind: string(cred.kind), Scheme: cred.cred.Scheme}}
+	if f := cred.facts; f != nil {
+		// One allocation for the three parts of every key decision.
+		facts := &struct {
+			key     policies.Key
+			site    policies.Site
+			account policies.Account
+		}{
+			key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
+				Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
+			site:    siteValue(&f.Site),
+			account: accountValue(&f.Account),
+		}
+		in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
 	}
-	in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
+	return in
 }
 
 func siteInput(s *keystore.Site) *policies.Site {
@@ -346,24 +394,20 @@ func clientIdentityHeaders(h map[string]string, set map[string]string) []string 
 	return out
 }
 
-// presentCredentialHeaders lists the credential headers present. A request may
-// carry the same key in both (that is not ambiguous), and neither copy may
-// reach the upstream.
-func presentCredentialHeaders(h map[string]string) []string {
-	var out []string
-	for _, k := range [...]string{"authorization", "x-api-key"} {
-		if _, ok := h[k]; ok {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // policyError is the decision when the policy could not decide: 503 when the
 // request ran out of time, 500 otherwise.
-func policyError(ctx context.Context, err error) policies.Decision {
+func policyError(ctx context.Context, pol Decider, err error) policies.Decision {
 	if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
-		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Authorization timed out", Rule: "timeout"}
+		return Deny(pol, denyUnavailable, "timeout")
 	}
-	return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
+	return Deny(pol, denyPolicyError, "policy_error")
+}
+
+// policy is the one policy this request is decided with (see
+// policies.Engine.Snapshot); a Decider that cannot pin one is used as is.
+func (a *Authorizer) policy() Decider {
+	if e, ok := a.Policy.(interface{ Snapshot() *policies.Policy }); ok {
+		return e.Snapshot()
+	}
+	return a.Policy
 }

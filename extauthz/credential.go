@@ -6,32 +6,98 @@ import (
 	"strings"
 
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/tokens"
 )
 
 // Credential is what a request presented, once its headers agree on one.
 type Credential struct {
-	// Scheme is how it arrived: "bearer", "basic" or "x-api-key".
+	// Scheme is how it arrived: a credentialSource's scheme ("bearer",
+	// "basic", "x-api-key", "bare" or "body").
 	Scheme string
 	// Value is the key or token itself.
 	Value keystore.Secret
 }
 
-// credentialStatus is the outcome of extraction before any lookup.
-type credentialStatus int
+// CredentialStatus is the outcome of extraction before any lookup.
+type CredentialStatus int
 
+// The outcomes of ExtractCredential.
 const (
-	credOK credentialStatus = iota
-	credMissing
-	credMalformed
-	credAmbiguous
+	CredentialOK CredentialStatus = iota
+	CredentialMissing
+	CredentialMalformed
+	CredentialAmbiguous
 )
 
-// maxCredentialHeader bounds the Authorization and X-API-Key values keygate
-// parses; a key is under 64 bytes and an access token under 1 KiB.
+// credentialSource is one way a request carries a credential: the scheme
+// the policy sees (input.credential.scheme, config.credentials), where it
+// is placed, the Authorization auth-scheme that announces it (empty: the
+// header's whole value), and how its value is parsed.
+type credentialSource struct {
+	scheme string
+	// header is the (lower-case) request header it arrives in; "" for a
+	// source that is not a header (the token exchange's JSON body).
+	header string
+	// authScheme is the Authorization auth-scheme, matched in any case.
+	authScheme string
+	parse      func(string) (keystore.Secret, bool)
+	// bare marks the fallback of an Authorization header that matched no
+	// auth-scheme: only an access token qualifies, and only when it is the
+	// request's one credential header (see Authorizer.bareToken).
+	bare bool
+}
+
+// credentialSources is every way keygate takes a credential. Extraction,
+// the headers hidden from the policy, the headers stripped before the
+// upstream, the token exchange's mint and the bare-token rule all read this
+// table: a new source is one row (and, if it is new syntax, its parser).
+var credentialSources = [...]credentialSource{
+	{scheme: "bearer", header: "authorization", authScheme: "bearer", parse: parseToken68},
+	{scheme: "basic", header: "authorization", authScheme: "basic", parse: parseBasicUser},
+	{scheme: "x-api-key", header: "x-api-key", parse: parseVisible},
+	{scheme: "bare", header: "authorization", parse: parseBareToken, bare: true},
+	{scheme: "body", parse: parseVisible}, // POST /auth/api-key {"apiKey"}; see withBodyKey
+}
+
+// credentialHeaderNames are the distinct headers of credentialSources, in
+// table order (so Authorization wins the scheme of a same-key pair).
+var credentialHeaderNames = func() []string {
+	var out []string
+	for _, s := range credentialSources {
+		if s.header != "" && !contains(out, s.header) {
+			out = append(out, s.header)
+		}
+	}
+	return out
+}()
+
+// secretHeaders never reach the policy input, logs or the upstream unless
+// the policy keeps them: the credential headers, and the secrets a browser
+// or proxy sends that keygate does not read.
+var secretHeaders = func() map[string]bool {
+	m := map[string]bool{"cookie": true, "proxy-authorization": true}
+	for _, h := range credentialHeaderNames {
+		m[h] = true
+	}
+	return m
+}()
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// maxCredentialHeader bounds the credential header values keygate parses;
+// a key is under 64 bytes and an access token under 1 KiB.
 const maxCredentialHeader = 4096
 
 // ExtractCredential finds the one credential in a request's headers (lower
-// case names, duplicates comma-joined as Envoy sends them):
+// case names, duplicates comma-joined as Envoy sends them), by the header
+// rows of credentialSources:
 //
 //	Authorization: Bearer <key or token>     (scheme in any case)
 //	Authorization: Basic base64(<key>:)      (key as username, empty password)
@@ -39,40 +105,55 @@ const maxCredentialHeader = 4096
 //
 // The same credential sent more than once is fine; two different ones are
 // ambiguous; anything unparsable is malformed. It is pure and bounded, and
-// never looks a credential up.
-func ExtractCredential(headers map[string]string) (Credential, credentialStatus) {
+// never looks a credential up. (The bare-token row needs the token format;
+// Authorizer.bareToken applies it.)
+func ExtractCredential(headers map[string]string) (Credential, CredentialStatus) {
 	var set credentialSet
-	if v, ok := headers["authorization"]; ok {
+	for _, name := range credentialHeaderNames {
+		v, ok := headers[name]
+		if !ok {
+			continue
+		}
 		if len(v) > maxCredentialHeader {
-			return Credential{}, credMalformed
+			return Credential{}, CredentialMalformed
 		}
 		for rest, more := v, true; more; {
 			var part string
 			part, rest, more = strings.Cut(rest, ",")
-			c, ok := parseAuthorization(strings.Trim(part, " "))
-			set.add(c, ok)
-		}
-	}
-	if v, ok := headers["x-api-key"]; ok {
-		if len(v) > maxCredentialHeader {
-			return Credential{}, credMalformed
-		}
-		for rest, more := v, true; more; {
-			var part string
-			part, rest, more = strings.Cut(rest, ",")
-			part = strings.Trim(part, " ")
-			set.add(Credential{Scheme: "x-api-key", Value: keystore.Secret(part)}, visible(part))
+			set.add(parseHeaderValue(name, strings.Trim(part, " ")))
 		}
 	}
 	switch {
 	case set.ambiguous:
-		return Credential{}, credAmbiguous
+		return Credential{}, CredentialAmbiguous
 	case set.malformed:
-		return Credential{}, credMalformed
+		return Credential{}, CredentialMalformed
 	case set.n == 0:
-		return Credential{}, credMissing
+		return Credential{}, CredentialMissing
 	}
-	return set.first, credOK
+	return set.first, CredentialOK
+}
+
+// parseHeaderValue reads one value of a credential header by the first row
+// that takes it: a row with an auth-scheme takes "scheme credentials" (RFC
+// 9110 §11.4) of that scheme, a row without one the whole value.
+func parseHeaderValue(header, v string) (Credential, bool) {
+	scheme, rest, hasScheme := strings.Cut(v, " ")
+	for i := range credentialSources {
+		s := &credentialSources[i]
+		if s.header != header || s.bare {
+			continue
+		}
+		if s.authScheme == "" {
+			val, ok := s.parse(v)
+			return Credential{Scheme: s.scheme, Value: val}, ok
+		}
+		if hasScheme && strings.EqualFold(scheme, s.authScheme) {
+			val, ok := s.parse(strings.TrimLeft(rest, " "))
+			return Credential{Scheme: s.scheme, Value: val}, ok
+		}
+	}
+	return Credential{}, false
 }
 
 // credentialSet collects the credentials of a request without allocating:
@@ -97,32 +178,43 @@ func (s *credentialSet) add(c Credential, ok bool) {
 	}
 }
 
-// parseAuthorization reads one "scheme credentials" value (RFC 9110 §11.4).
-func parseAuthorization(v string) (Credential, bool) {
-	scheme, rest, ok := strings.Cut(v, " ")
-	if !ok {
-		return Credential{}, false
+// parseToken68 reads a Bearer credential.
+func parseToken68(v string) (keystore.Secret, bool) {
+	if !token68(v) {
+		return "", false
 	}
-	rest = strings.TrimLeft(rest, " ")
-	switch {
-	case strings.EqualFold(scheme, "bearer"):
-		if !token68(rest) {
-			return Credential{}, false
-		}
-		return Credential{Scheme: "bearer", Value: keystore.Secret(rest)}, true
-	case strings.EqualFold(scheme, "basic"):
-		raw, err := base64.StdEncoding.Strict().DecodeString(rest)
-		if err != nil {
-			return Credential{}, false
-		}
-		user, pass, ok := strings.Cut(string(raw), ":")
-		// The key is the username and the password is empty (curl -u key:).
-		if !ok || pass != "" || !visible(user) {
-			return Credential{}, false
-		}
-		return Credential{Scheme: "basic", Value: keystore.Secret(user)}, true
+	return keystore.Secret(v), true
+}
+
+// parseBasicUser reads Basic credentials whose username is the key and
+// whose password is empty (curl -u key:).
+func parseBasicUser(v string) (keystore.Secret, bool) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(v)
+	if err != nil {
+		return "", false
 	}
-	return Credential{}, false
+	user, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || pass != "" || !visible(user) {
+		return "", false
+	}
+	return keystore.Secret(user), true
+}
+
+// parseVisible reads a key sent as is.
+func parseVisible(v string) (keystore.Secret, bool) {
+	if !visible(v) {
+		return "", false
+	}
+	return keystore.Secret(v), true
+}
+
+// parseBareToken reads a whole Authorization value as a candidate access
+// token (one value, token68, within the token bound).
+func parseBareToken(v string) (keystore.Secret, bool) {
+	if len(v) > tokens.MaxLen || strings.ContainsAny(v, ", ") || !token68(v) {
+		return "", false
+	}
+	return keystore.Secret(v), true
 }
 
 // token68 is RFC 9110's token68: the Bearer credential syntax.
@@ -163,4 +255,27 @@ func visible(s string) bool {
 
 func sameSecret(a, b keystore.Secret) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// sourceOf is the row of a scheme.
+func sourceOf(scheme string) *credentialSource {
+	for i := range credentialSources {
+		if credentialSources[i].scheme == scheme {
+			return &credentialSources[i]
+		}
+	}
+	return nil
+}
+
+// presentCredentialHeaders lists the credential headers present. A request
+// may carry the same key in several (that is not ambiguous), and no copy may
+// reach the upstream.
+func presentCredentialHeaders(h map[string]string) []string {
+	var out []string
+	for _, k := range credentialHeaderNames {
+		if _, ok := h[k]; ok {
+			out = append(out, k)
+		}
+	}
+	return out
 }

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,11 +38,12 @@ type Minter interface {
 //
 // Both answer {"token_type":"Bearer","expires_in","access_token","refresh_token"}.
 //
-// A key may mint exactly when Check would let it through a key route: the
-// Authorizer decides, with the same policy, on a probe of path "/" (same
-// host), so a revoked key, an inactive site or account or a plan without
-// API access is refused with the code Check would give. A refresh is
-// decided the same way with the access token it mints.
+// A key may mint exactly when Check would let it through the key route the
+// policy declares for minting (config.routes.mint_route, see
+// policies.Policy.MintRoute), on the same host: a revoked key, an inactive
+// site or account or a plan without API access is refused with the code
+// Check would give. A refresh is decided the same way with the access token
+// it mints. A policy that declares no mint route lets nothing mint.
 type Exchange struct {
 	Authorizer *Authorizer
 	Tokens     Minter
@@ -87,9 +88,6 @@ func (m *ExchangeMetrics) observe(endpoint string, rep reply) {
 	m.outcomes.WithLabelValues(endpoint, code).Inc()
 }
 
-// mintProbePath is the key route a mint is decided on.
-const mintProbePath = "/"
-
 // exchangeTimeout bounds one exchange, store round trips included.
 const exchangeTimeout = 5 * time.Second
 
@@ -131,11 +129,11 @@ type tokenPair struct {
 	RefreshToken string `json:"refresh_token"`
 }
 
-func denial(status int, code, message string) reply {
-	return reply{deny: policies.Decision{Status: status, Code: code, Message: message, Rule: "token_exchange"}}
+// refuse is the exchange's own deny by name, shaped by the policy like
+// Check's denials.
+func (x *Exchange) refuse(name string) reply {
+	return reply{deny: Deny(x.Authorizer.policy(), name, "token_exchange")}
 }
-
-func badRequest(message string) reply { return denial(400, "INVALID_REQUEST", message) }
 
 // serve wraps an endpoint with what both share: the checks of answer, the
 // outcome metric and the response writer.
@@ -157,15 +155,19 @@ func (x *Exchange) serve(endpoint, transport string, handle func(ctx context.Con
 func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
 	if r.Method != http.MethodPost {
 		w.Header().Set("allow", http.MethodPost)
-		return denial(405, "METHOD_NOT_ALLOWED", "Use POST")
+		return x.refuse(denyMethod)
 	}
 	client := x.Throttle.Client(r)
 	if wait := x.Throttle.Acquire(client); wait > 0 {
-		rep := denial(429, "RATE_LIMITED", "Too many failed attempts; retry later")
-		rep.deny.ResponseHeaders = map[string]string{"retry-after": strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10)}
+		rep := x.refuse(denyThrottled)
+		rep.deny.ResponseHeaders = maps.Clone(rep.deny.ResponseHeaders)
+		if rep.deny.ResponseHeaders == nil {
+			rep.deny.ResponseHeaders = map[string]string{}
+		}
+		rep.deny.ResponseHeaders[HeaderRetryAfter] = seconds(wait)
 		return rep
 	}
-	rep := withBody(w, r, handle)
+	rep := x.withBody(w, r, handle)
 	// 400 and 401 are what guessing produces and keep the attempt
 	// taken; anything else (success, 403, 503) gives it back.
 	if rep.pair != nil || (rep.deny.Status != 400 && rep.deny.Status != 401) {
@@ -176,19 +178,15 @@ func (x *Exchange) answer(w http.ResponseWriter, r *http.Request, handle func(co
 
 // withBody reads the bounded body, checks its content type and hands it
 // to the endpoint.
-func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
+func (x *Exchange) withBody(w http.ResponseWriter, r *http.Request, handle func(context.Context, *http.Request, []byte) reply) reply {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExchangeBody))
-	var tooBig *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooBig):
-		return badRequest("The request body is larger than 4 KiB")
-	case err != nil:
-		return badRequest("The request body could not be read")
+	if err != nil {
+		return x.refuse(denyInvalidRequest) // too large or unreadable
 	}
 	if len(body) > 0 {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("content-type"))
 		if err != nil || mt != "application/json" {
-			return badRequest("The request body must be application/json")
+			return x.refuse(denyInvalidRequest)
 		}
 	}
 	// One bound for the whole exchange: the decision and the store
@@ -198,25 +196,23 @@ func withBody(w http.ResponseWriter, r *http.Request, handle func(context.Contex
 	return handle(ctx, r, body)
 }
 
-// field reads one string field of a JSON object body. Absent, null or
-// empty means missing.
-func field(body []byte, name string) (string, *reply) {
+// field reads one string field of a JSON object body; false when the
+// body is not an object or the field is absent, null, empty or not a
+// string.
+func field(body []byte, name string) (string, bool) {
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(body, &doc); err != nil || doc == nil {
-		rep := badRequest("The request body is not a JSON object")
-		return "", &rep
+		return "", false
 	}
 	raw, ok := doc[name]
 	if !ok || string(raw) == "null" {
-		rep := badRequest("The request body lacks " + strconv.Quote(name))
-		return "", &rep
+		return "", false
 	}
 	var v string
 	if err := json.Unmarshal(raw, &v); err != nil || v == "" {
-		rep := badRequest(strconv.Quote(name) + " must be a non-empty string")
-		return "", &rep
+		return "", false
 	}
-	return v, nil
+	return v, true
 }
 
 // mint exchanges an API key for a token pair. The key comes in the body,
@@ -224,20 +220,23 @@ func field(body []byte, name string) (string, *reply) {
 // X-API-Key); both at once must agree.
 func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply {
 	headers := map[string]string{}
-	for _, name := range []string{"authorization", "x-api-key"} {
+	for _, name := range credentialHeaderNames {
 		for _, v := range r.Header.Values(name) {
 			addHeader(headers, name, v)
 		}
 	}
-	req := Request{Method: r.Method, Host: r.Host, Path: mintProbePath, Headers: headers}
+	req := Request{Method: r.Method, Host: r.Host, Headers: headers}
 	if len(body) > 0 {
-		key, bad := field(body, "apiKey")
-		if bad != nil {
-			return *bad
+		key, ok := field(body, "apiKey")
+		if !ok {
+			return x.refuse(denyInvalidRequest)
 		}
 		req.BodyKey = keystore.Secret(key)
 	}
-	res := x.Authorizer.Authorize(ctx, req)
+	res, fail := x.decideMint(ctx, req)
+	if fail != nil {
+		return *fail
+	}
 	rep := x.mintFor(ctx, &res)
 	rep.res = &res
 	return rep
@@ -246,14 +245,14 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 // mintFor mints a pair for the key res allowed.
 func (x *Exchange) mintFor(ctx context.Context, res *Result) reply {
 	switch {
-	case res.Input.Credential.Kind == "token":
-		return denial(401, "INVALID_API_KEY", "Send the API key, not an access token, to mint tokens")
+	case res.Input.Credential.Kind == string(KindToken):
+		return x.refuse(denyTokenNotKey)
 	case !res.Decision.Allow:
 		return reply{deny: res.Decision}
 	case res.KeyID == "":
-		// A policy that makes the probe path public lets requests through
+		// A policy whose mint route is public lets requests through
 		// without a key; there is nothing to mint for.
-		return denial(401, "MISSING_API_KEY", "No API key provided in the request")
+		return x.refuse(denyMissingKey)
 	}
 	now := x.Authorizer.now()
 	refresh, digest, fail := x.newRefresh()
@@ -266,22 +265,42 @@ func (x *Exchange) mintFor(ctx context.Context, res *Result) reply {
 	}
 	if err := x.Refresh.IssueRefreshToken(ctx, res.KeyID, digest, now.Add(x.RefreshTTL)); err != nil {
 		x.Authorizer.Log.Error("token exchange: storing a refresh token failed", "err", err, "key_id", res.KeyID)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	return rep
 }
 
+// decideMint asks the policy its question for a mint: would req's
+// credential be allowed on the declared mint route? One policy snapshot
+// answers both which route and the decision.
+func (x *Exchange) decideMint(ctx context.Context, req Request) (Result, *reply) {
+	pol := x.Authorizer.policy()
+	route, ok := mintRoute(pol)
+	if !ok {
+		x.Authorizer.Log.Error("token exchange: the policy declares no config.routes.mint_route; refusing to mint")
+		rep := reply{deny: Deny(pol, denyPolicyError, "mint_route")}
+		return Result{}, &rep
+	}
+	req.Path = route
+	return x.Authorizer.authorize(ctx, pol, req), nil
+}
+
+// mintRoute is the policy's declared mint route.
+func mintRoute(pol Decider) (string, bool) {
+	if m, ok := pol.(interface{ MintRoute() (string, bool) }); ok {
+		return m.MintRoute()
+	}
+	return "", false
+}
+
 // refresh redeems a refresh token (once) for a new pair.
 func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) reply {
-	if len(body) == 0 {
-		return badRequest(`The request body must be {"refreshToken": "…"}`)
-	}
-	raw, bad := field(body, "refreshToken")
-	if bad != nil {
-		return *bad
+	raw, ok := field(body, "refreshToken")
+	if !ok {
+		return x.refuse(denyInvalidRequest)
 	}
 	if !x.Tokens.Format().LooksRefresh(raw) {
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	}
 	now := x.Authorizer.now()
 	next, digest, fail := x.newRefresh()
@@ -295,10 +314,10 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	peek, live, err := x.Refresh.PeekRefreshToken(ctx, digests, now)
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case err != nil:
 		x.Authorizer.Log.Error("token exchange: reading a refresh token failed", "err", err)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	// Decide on the new pair before the refresh token is used up: a deny or
 	// an outage here leaves it valid, so the client's retry is not reuse.
@@ -309,17 +328,19 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		}
 		// Decide on the new access token exactly as Check will: a key
 		// revoked, expired or rotated since the last refresh gets no pair.
-		res := x.Authorizer.Authorize(ctx, Request{Method: r.Method, Host: r.Host, Path: mintProbePath,
+		res, fail := x.decideMint(ctx, Request{Method: r.Method, Host: r.Host,
 			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
 		rep.res = &res
 		switch {
+		case fail != nil:
+			return *fail
 		case !res.Decision.Allow:
 			return reply{deny: res.Decision, res: &res}
 		case res.KeyID != peek.KeyID:
-			// Cannot happen with a policy that keeps the probe path a key
-			// route; refuse rather than hand out a pair nobody checked.
+			// Cannot happen with a policy whose mint route is a key route;
+			// refuse rather than hand out a pair nobody checked.
 			x.Authorizer.Log.Error("token exchange: the refresh probe resolved to another key", "key_id", peek.KeyID)
-			return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+			return x.refuse(denyInternal)
 		}
 	}
 	// Redeeming also answers for tokens that were not live: a used or
@@ -327,31 +348,25 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 	grant, err := x.Refresh.RedeemRefreshToken(ctx, digests, digest, now.Add(x.RefreshTTL))
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case errors.Is(err, keystore.ErrRefreshReused):
 		// RFC 9700 §4.14.2: a used refresh token came back, so one of its
 		// holders is not its owner. The key's live family is revoked.
 		x.Authorizer.Log.Warn("refresh token reused; the key's refresh tokens are revoked", "key_id", grant.KeyID, "family", grant.Family)
-		return invalidRefresh()
+		return x.refuse(denyRefreshInvalid)
 	case errors.Is(err, keystore.ErrRefreshExpired):
-		return denial(401, "TOKEN_EXPIRED", "The refresh token has expired")
+		return x.refuse(denyRefreshExpired)
 	case err != nil:
 		x.Authorizer.Log.Error("token exchange: redeeming a refresh token failed", "err", err)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	case !live || grant.KeyID != peek.KeyID:
 		// The token changed between the read and the redeem in a way no
 		// writer makes; hand out nothing that was not decided on.
 		x.Authorizer.Log.Error("token exchange: a refresh token changed while being redeemed", "key_id", grant.KeyID)
-		return denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		return x.refuse(denyInternal)
 	}
 	x.grace.remember(digests[0], *rep.pair, now, x.Grace)
 	return rep
-}
-
-func invalidRefresh() reply { return denial(401, "INVALID_TOKEN", "The refresh token is invalid") }
-
-func unavailable() reply {
-	return denial(503, "AUTHZ_UNAVAILABLE", "Authorization is temporarily unavailable")
 }
 
 // newRefresh makes a refresh token and the digest it is stored under.
@@ -359,7 +374,7 @@ func (x *Exchange) newRefresh() (string, keystore.Digest, *reply) {
 	raw, err := x.Tokens.Format().NewRefresh()
 	if err != nil {
 		x.Authorizer.Log.Error("token exchange: refresh token", "err", err)
-		rep := denial(500, "INTERNAL_ERROR", "Internal authorization error")
+		rep := x.refuse(denyInternal)
 		return "", "", &rep
 	}
 	return raw, x.Authorizer.Digester.Primary(raw), nil
@@ -370,7 +385,7 @@ func (x *Exchange) issue(keyID, mode, refresh string, now time.Time) reply {
 	access, claims, err := x.Tokens.Mint(keyID, mode, now, x.TTL)
 	if err != nil {
 		x.Authorizer.Log.Error("token exchange: minting an access token failed", "err", err, "key_id", keyID)
-		return unavailable()
+		return x.refuse(denyUnavailable)
 	}
 	return reply{pair: &tokenPair{TokenType: "Bearer", ExpiresIn: int64(claims.ExpiresAt.Sub(claims.IssuedAt) / time.Second),
 		AccessToken: access, RefreshToken: refresh}}

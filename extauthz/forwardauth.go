@@ -14,8 +14,6 @@ import (
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/propagation"
-
-	"github.com/keygate/keygate/policies"
 )
 
 // Forward-auth endpoints on the HTTP listener, one per proxy convention. Each
@@ -103,7 +101,7 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 		defer func() {
 			if p := recover(); p != nil {
 				f.Log.Error("panic in forward-auth; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				res = panicResult()
+				res = panicResult(f.Authorizer.policy())
 			}
 		}()
 		req, err := fromForwardAuth(r, c)
@@ -111,8 +109,7 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 			// The proxy in front is misconfigured (or bypassed): refuse, and
 			// say why in keygate's log rather than to the client.
 			f.Log.Warn("forward-auth request without the original request; denying", "err", err, "endpoint", pathOf(r.RequestURI))
-			return Result{Decision: policies.Decision{Status: 500, Code: "FORWARD_AUTH_MISCONFIGURED",
-				Message: "The proxy did not send the original request to the authorizer", Rule: "forward_auth"}}
+			return Result{Decision: Deny(f.Authorizer.policy(), denyForwardAuth, "forward_auth")}
 		}
 		return f.Authorizer.Authorize(ctx, req)
 	}()

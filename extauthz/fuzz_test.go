@@ -29,7 +29,7 @@ func FuzzExtractCredential(f *testing.F) {
 			h["x-api-key"] = apiKey
 		}
 		c, status := ExtractCredential(h)
-		if status != credOK {
+		if status != CredentialOK {
 			if c != (Credential{}) {
 				t.Fatalf("status %d with a credential %v", status, c.Value)
 			}

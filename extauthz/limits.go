@@ -6,6 +6,7 @@ import (
 	"errors"
 	"maps"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keygate/keygate/limits"
@@ -28,23 +29,10 @@ const (
 	HeaderRetryAfter    = "retry-after"
 )
 
-// LimitDenials gives the policy's refusal for an exhausted counter, by
-// code; policies.Engine implements it. Without it (or without the code),
-// keygate's built-in refusals apply.
-type LimitDenials interface {
-	LimitDenial(code string) (policies.Decision, bool)
-}
-
-// builtinDenials are the refusals used when the policy defines none.
-var builtinDenials = map[string]policies.Decision{
-	"RATE_LIMITED":   {Status: 429, Code: "RATE_LIMITED", Message: "Rate limit exceeded", Rule: "rate_limited"},
-	"QUOTA_EXCEEDED": {Status: 403, Code: "QUOTA_EXCEEDED", Message: "Monthly quota exceeded", Rule: "quota_exceeded"},
-}
-
 // chargeLimits charges the counters of an allow. It runs only after the
 // policy allowed, so a request refused for any other reason costs nothing.
 // It returns the allow with RateLimit-* response headers, or the refusal.
-func (a *Authorizer) chargeLimits(ctx context.Context, d policies.Decision, now time.Time) policies.Decision {
+func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, d policies.Decision, now time.Time) policies.Decision {
 	if a.Limits == nil || len(d.Limits) == 0 {
 		return d
 	}
@@ -57,12 +45,12 @@ func (a *Authorizer) chargeLimits(ctx context.Context, d policies.Decision, now 
 	case err != nil && (errors.Is(err, limits.ErrUnavailable) || ctx.Err() != nil):
 		// The limiter logs the outage once; this is per request.
 		a.Log.Debug("limit counters unavailable; denying", "err", err)
-		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Rate limiting is temporarily unavailable", Rule: "limits_unavailable"}
+		return Deny(pol, denyUnavailable, "limits_unavailable")
 	case err != nil:
 		a.Log.Error("policy limits rejected; denying", "err", err)
-		return policies.Decision{Status: 500, Code: "POLICY_ERROR", Message: "Authorization policy error", Rule: "policy_error"}
+		return Deny(pol, denyPolicyError, "policy_error")
 	case out.Denied != nil:
-		return a.limitDenial(d.Limits, *out.Denied, now)
+		return limitDenial(pol, d.Limits, *out.Denied, now)
 	}
 	if h := rateHeaders(out.Results); h != nil {
 		if d.ResponseHeaders != nil {
@@ -109,33 +97,24 @@ func seconds(d time.Duration) string {
 	return strconv.FormatInt(max(s, 0), 10)
 }
 
-// limitDenial is the refusal for an exhausted counter: the policy's
-// limit_denials entry for its code (or keygate's built-in one), with
-// Retry-After and RateLimit-* on a rate, and the reset time in the body of
-// a quota.
-func (a *Authorizer) limitDenial(ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
-	code := "RATE_LIMITED"
+// limitDenial is the refusal for an exhausted counter: the denial named by
+// its code (a rate's default RATE_LIMITED, a quota's QUOTA_EXCEEDED, when
+// the code has no row), with Retry-After and RateLimit-* on a rate, and the
+// reset time in the body of a quota.
+func limitDenial(pol Decider, ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
+	code := denyRateLimited
 	if r.Counter.Kind == limits.Quota {
-		code = "QUOTA_EXCEEDED"
+		code = denyQuotaExceeded
 	}
 	for _, l := range ls {
 		if l.Key == r.Counter.Key && limitCounter(l).Kind == r.Counter.Kind {
-			code = l.Code
+			if _, ok := denial(pol, l.Code); ok {
+				code = l.Code
+			}
 			break
 		}
 	}
-	d, ok := builtinDenials[code]
-	if p, isDenials := a.Policy.(LimitDenials); isDenials {
-		if pd, found := p.LimitDenial(code); found {
-			d, ok = pd, true
-		}
-	}
-	if !ok {
-		d = policies.Decision{Status: 429, Code: code, Message: "Limit exceeded", Rule: "limits"}
-		if r.Counter.Kind == limits.Quota {
-			d.Status = 403
-		}
-	}
+	d := Deny(pol, code, strings.ToLower(code))
 	var h map[string]string
 	if r.Counter.Kind == limits.Rate {
 		h = rateHeaders([]limits.Result{r})

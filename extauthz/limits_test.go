@@ -239,7 +239,7 @@ func BenchmarkAuthorizeLimits(b *testing.B) {
 	})
 }
 
-// plainDecider is a policy without limit_denials.
+// plainDecider is a policy without a denial table.
 type plainDecider struct{}
 
 func (plainDecider) Decide(context.Context, *policies.Input) (policies.Decision, error) {
@@ -249,20 +249,21 @@ func (plainDecider) Decide(context.Context, *policies.Input) (policies.Decision,
 func (plainDecider) PublicSite(string) (string, bool) { return "", false }
 
 func TestBuiltinLimitDenials(t *testing.T) {
-	a := &Authorizer{Policy: plainDecider{}}
+	pol := plainDecider{}
 	now := time.Date(2027, 1, 31, 12, 0, 0, 0, time.UTC)
 	rate := limits.Result{Counter: limits.Counter{Kind: limits.Rate, Key: "k", Limit: 10, Period: time.Minute, Cost: 1},
 		RetryAfter: 1500 * time.Millisecond, ResetAfter: time.Minute}
-	d := a.limitDenial([]policies.Limit{{Kind: "rate", Key: "k", Code: "RATE_LIMITED"}}, rate, now)
+	d := limitDenial(pol, []policies.Limit{{Kind: "rate", Key: "k", Code: "RATE_LIMITED"}}, rate, now)
 	if d.Status != 429 || d.Code != "RATE_LIMITED" || d.ResponseHeaders["retry-after"] != "2" || d.ResponseHeaders["ratelimit-reset"] != "60" {
 		t.Errorf("rate: %+v", d)
 	}
 	quota := limits.Result{Counter: limits.Counter{Kind: limits.Quota, Key: "q", Limit: 10, Cost: 1}}
-	d = a.limitDenial([]policies.Limit{{Kind: "quota", Key: "q", Code: "POSTS_USED_UP"}}, quota, now)
-	if d.Status != 403 || d.Code != "POSTS_USED_UP" {
+	d = limitDenial(pol, []policies.Limit{{Kind: "quota", Key: "q", Code: "POSTS_USED_UP"}}, quota, now)
+	// A code with no row in config.errors is refused as its kind's default.
+	if d.Status != 403 || d.Code != "QUOTA_EXCEEDED" {
 		t.Errorf("custom quota code: %+v", d)
 	}
-	if got, want := string(DenyBody(d)), `{"code":"POSTS_USED_UP","message":"Limit exceeded","reset_at":"2027-02-01T00:00:00Z"}`; got != want {
+	if got, want := string(DenyBody(d)), `{"code":"QUOTA_EXCEEDED","message":"Monthly quota exceeded for this site","reset_at":"2027-02-01T00:00:00Z"}`; got != want {
 		t.Errorf("body %s, want %s", got, want)
 	}
 }

@@ -94,12 +94,6 @@ func addHeader(m map[string]string, k, v string) {
 	m[k] = v
 }
 
-// credentialHeaders never reach the policy input, logs or the upstream
-// unless the policy keeps them.
-var credentialHeaders = map[string]bool{
-	"authorization": true, "x-api-key": true, "cookie": true, "proxy-authorization": true,
-}
-
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
 	c := Canonicalize(r)
@@ -116,7 +110,7 @@ func policyRequest(r Request) policies.Request {
 		if len(out.Headers) == maxInputHeaders {
 			break
 		}
-		if credentialHeaders[k] || strings.HasPrefix(k, ":") || len(v) > maxInputHeaderSize {
+		if secretHeaders[k] || strings.HasPrefix(k, ":") || len(v) > maxInputHeaderSize {
 			continue
 		}
 		out.Headers[k] = v

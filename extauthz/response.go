@@ -28,14 +28,14 @@ func DenyBody(d policies.Decision) []byte {
 }
 
 // DenyHeaders are the headers of a denied response: the policy's, plus
-// content-type, no caching, and a WWW-Authenticate challenge on 401
+// content-type (the decision's, application/json by default), no caching, and a WWW-Authenticate challenge on 401
 // (RFC 6750 §3) unless the policy set its own.
 func DenyHeaders(d policies.Decision, credentialSent bool) map[string]string {
 	h := make(map[string]string, len(d.ResponseHeaders)+3)
 	for k, v := range d.ResponseHeaders {
 		h[k] = v
 	}
-	h["content-type"] = "application/json"
+	h["content-type"] = contentType(d)
 	h["cache-control"] = "no-store"
 	if _, ok := h["www-authenticate"]; !ok && d.Status == 401 {
 		challenge := `Bearer realm="keygate"`

@@ -14,8 +14,6 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-
-	"github.com/keygate/keygate/policies"
 )
 
 // Metrics are the authorizer's Prometheus collectors.
@@ -66,7 +64,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	defer func() {
 		if p := recover(); p != nil {
 			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			resp = panicResult().CheckResponse()
+			resp = panicResult(s.Authorizer.policy()).CheckResponse()
 		}
 	}()
 	attrs := req.GetAttributes()
@@ -76,7 +74,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		defer func() {
 			if p := recover(); p != nil {
 				s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-				res = panicResult()
+				res = panicResult(s.Authorizer.policy())
 			}
 		}()
 		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
@@ -86,9 +84,10 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 	return res.CheckResponse(), nil
 }
 
-// panicResult is the deny for a request whose decision panicked.
-func panicResult() Result {
-	return Result{Decision: policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal authorization error", Rule: "panic"}}
+// panicResult is the deny for a request whose decision panicked, shaped by
+// pol's denials table.
+func panicResult(pol Decider) Result {
+	return Result{Decision: Deny(pol, denyInternal, "panic")}
 }
 
 // Register adds the authorization, health and reflection services to g.

@@ -400,9 +400,8 @@ func BenchmarkResolveTokenVsKey(b *testing.B) {
 			h := map[string]string{"authorization": "Bearer " + cred}
 			ctx := context.Background()
 			resolve := func() {
-				var in policies.Input
-				if _, facts := f.authz.resolveCredential(ctx, Request{Headers: h}, &in, tokenT0); facts == nil {
-					b.Fatalf("no facts: %s", in.Credential.Status)
+				if res := f.authz.resolve(ctx, Request{Headers: h}, tokenT0); res.facts == nil {
+					b.Fatalf("no facts: %s", res.status)
 				}
 			}
 			resolve()

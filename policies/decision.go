@@ -21,6 +21,10 @@ type Decision struct {
 	// Body replaces the default {"code","message"} deny body. Kept as
 	// encoded JSON: it is validated once and sent as is.
 	Body []byte
+	// ContentType is the deny body's media type: application/json (the
+	// default when empty) or an application/…+json type such as RFC 9457's
+	// application/problem+json.
+	ContentType string
 	// Rule names the rule that decided, for `keygate check` and logs.
 	Rule string
 	// Limits are the counters an allow charges (see decision_limits.go).
@@ -99,6 +103,12 @@ func parseDecision(v any) (Decision, error) {
 			return Decision{}, fmt.Errorf("%w: body must be a JSON object under %d bytes", ErrPolicy, maxBody)
 		}
 	}
+	if d.ContentType, err = strField(doc, "content_type", 128); err != nil {
+		return Decision{}, err
+	}
+	if !validContentType(d.ContentType) {
+		return Decision{}, fmt.Errorf("%w: content_type must be application/json or application/<name>+json, got %q", ErrPolicy, d.ContentType)
+	}
 	if d.Limits, err = limitsField(doc); err != nil {
 		return Decision{}, err
 	}
@@ -131,6 +141,26 @@ func strField(doc map[string]any, name string, max int) (string, error) {
 		return "", fmt.Errorf("%w: %s must be a single-line string of at most %d bytes", ErrPolicy, name, max)
 	}
 	return s, nil
+}
+
+// validContentType accepts "" (the default), application/json and the
+// structured-syntax +json types (RFC 6839): the body is always JSON.
+func validContentType(t string) bool {
+	if t == "" || t == "application/json" {
+		return true
+	}
+	name, ok := strings.CutPrefix(t, "application/")
+	name, json := strings.CutSuffix(name, "+json")
+	if !ok || !json || name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func validCode(c string) bool {

@@ -1,13 +1,10 @@
 package policies
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // Limit is one counter an allow decision charges, from the decision's
@@ -155,46 +152,4 @@ func numberField(doc map[string]any, name string, min, def int64) (int64, error)
 		return 0, fmt.Errorf("%w: %s must be an integer from %d to %d", ErrPolicy, name, min, int64(maxLimitNumber))
 	}
 	return i, nil
-}
-
-// LimitDenials is the rule holding the refusals for exhausted counters, by
-// code. It does not depend on input, so it is evaluated once per policy
-// load rather than on every decision.
-const LimitDenials = "data.keygate.authz.limit_denials"
-
-// evalLimitDenials evaluates LimitDenials with the decision query's options
-// (its own query option comes last and wins); a policy without the rule has
-// none, and keygate's built-in refusals apply.
-func evalLimitDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decision, error) {
-	rs, err := rego.New(append(opts[:len(opts):len(opts)], rego.Query(LimitDenials))...).Eval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("policies: %s: %w", LimitDenials, err)
-	}
-	if len(rs) != 1 || len(rs[0].Expressions) != 1 {
-		return nil, nil
-	}
-	doc, ok := rs[0].Expressions[0].Value.(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s must be an object", ErrPolicy, LimitDenials)
-	}
-	out := make(map[string]Decision, len(doc))
-	for code, v := range doc {
-		d, err := parseDecision(v)
-		if err != nil {
-			return nil, fmt.Errorf("%w (%s[%q])", err, LimitDenials, code)
-		}
-		if d.Allow {
-			return nil, fmt.Errorf("%w: %s[%q] must deny", ErrPolicy, LimitDenials, code)
-		}
-		d.Limits = nil
-		out[code] = d
-	}
-	return out, nil
-}
-
-// LimitDenial is the current policy's refusal for an exhausted counter
-// with this code; false when the policy defines none.
-func (e *Engine) LimitDenial(code string) (Decision, bool) {
-	d, ok := e.cur.Load().limitDenials[code]
-	return d, ok
 }

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -81,5 +82,30 @@ func TestLimitDenialsOfTheDefaultPolicy(t *testing.T) {
 	}
 	if _, ok := e.LimitDenial("NOPE"); ok {
 		t.Error("an unknown code has a denial")
+	}
+}
+
+// TestInvalidDenialRowsAreLeftOut: a config.errors row that is no valid
+// deny does not stop the policy from loading; keygate's built-in row
+// answers for it.
+func TestInvalidDenialRowsAreLeftOut(t *testing.T) {
+	b, err := Load(Default(), BuiltIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := b.Documents["keygate"].(map[string]any)["config"].(map[string]any)["errors"].(map[string]any)
+	errs["AUTHZ_UNAVAILABLE"] = map[string]any{"status": json.Number("302"), "message": "Moved"}
+	p, err := Compile(context.Background(), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := p.Denial("AUTHZ_UNAVAILABLE"); ok {
+		t.Errorf("invalid row kept: %+v", d)
+	}
+	if d, ok := BuiltinDenial("AUTHZ_UNAVAILABLE"); !ok || d.Status != 503 {
+		t.Errorf("built-in row: %+v %t", d, ok)
+	}
+	if _, ok := p.Denial("INTERNAL_ERROR"); !ok {
+		t.Error("valid rows must stay")
 	}
 }

@@ -92,8 +92,13 @@ type Policy struct {
 	Bundle       *Bundle
 	query        rego.PreparedEvalQuery
 	sitePrefixes []string
+	mintRoute    string
+	quotaCounter string
+	denials      map[string]Decision
 	paths        pathIndex
-	limitDenials map[string]Decision
+	// stats are the engine's memo counters, set when an engine installs
+	// the policy; nil for a policy used on its own.
+	stats *memoCounters
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
 }
@@ -127,15 +132,32 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
-	denials, err := evalLimitDenials(ctx, opts)
+	denials, err := evalDenials(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), limitDenials: denials,
-		paths: newPathIndex(b.Documents), memo: newMemo(ctx, modules, b.Documents)}, nil
+	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
+		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
+		paths:        newPathIndex(b.Documents),
+		memo:         newMemo(ctx, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
+
+// stringAt reads one string from nested data; anything else is "".
+func stringAt(doc map[string]any, path ...string) string {
+	var cur any = doc
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return ""
+		}
+		cur = m[p]
+	}
+	s, _ := cur.(string)
+	return s
+}
 
 // stringsAt reads a list of strings from nested data; anything else is nil.
 func stringsAt(doc map[string]any, path ...string) []string {
@@ -174,20 +196,52 @@ func (e *Engine) SetMemo(on bool) { e.noMemo.Store(!on) }
 // NewEngine starts with p.
 func NewEngine(p *Policy) *Engine {
 	e := &Engine{}
-	e.cur.Store(p)
+	e.Swap(p)
 	return e
 }
 
 // Swap installs p for every decision that starts after it returns.
-func (e *Engine) Swap(p *Policy) { e.cur.Store(p) }
+func (e *Engine) Swap(p *Policy) {
+	if p != nil && p.stats != &e.stats {
+		p.stats = &e.stats
+	}
+	e.cur.Store(p)
+}
 
 // Current is the policy in use.
 func (e *Engine) Current() *Policy { return e.cur.Load() }
 
+// Snapshot is the policy for one whole request: its decision, its public
+// site routes and the shape of keygate's own denials then all come from
+// the same load, even when a reload lands mid-request. With the memo
+// turned off it is a memo-less copy of the current policy.
+func (e *Engine) Snapshot() *Policy {
+	p := e.cur.Load()
+	if p.memo != nil && e.noMemo.Load() {
+		cp := *p
+		cp.memo = nil
+		return &cp
+	}
+	return p
+}
+
+// PublicSite is the current policy's PublicSite.
+func (e *Engine) PublicSite(path string) (string, bool) { return e.cur.Load().PublicSite(path) }
+
+// Decide is the current policy's Decide.
+func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
+	return e.Snapshot().Decide(ctx, in)
+}
+
+// DecideMemo is the current policy's DecideMemo.
+func (e *Engine) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
+	return e.Snapshot().DecideMemo(ctx, in)
+}
+
 // PublicSite reports whether path is a public site route and which site it
 // names, so the caller can fetch that site's facts before deciding.
-func (e *Engine) PublicSite(path string) (string, bool) {
-	for _, prefix := range e.cur.Load().sitePrefixes {
+func (p *Policy) PublicSite(path string) (string, bool) {
+	for _, prefix := range p.sitePrefixes {
 		if rest, ok := strings.CutPrefix(path, prefix); ok {
 			site, _, _ := strings.Cut(rest, "/")
 			return site, site != ""
@@ -196,13 +250,38 @@ func (e *Engine) PublicSite(path string) (string, bool) {
 	return "", false
 }
 
+// MintRoute is the key route the token exchange decides a mint on
+// (config.routes.mint_route): a key may mint tokens exactly when a request
+// with it to this route would be allowed. False when the policy declares
+// none, or a path that is not absolute; then nothing may mint.
+func (p *Policy) MintRoute() (string, bool) {
+	return p.mintRoute, strings.HasPrefix(p.mintRoute, "/")
+}
+
+// QuotaCounter names a site's monthly quota counter for a key mode, as the
+// policy's limits name it (config.limits.quota_counter, default
+// "site:{site}:{mode}"), so usage can be read back under the same name.
+func (p *Policy) QuotaCounter(site, mode string) string {
+	t := p.quotaCounter
+	if t == "" {
+		t = DefaultQuotaCounter
+	}
+	return strings.NewReplacer("{site}", site, "{mode}", mode).Replace(t)
+}
+
+// DefaultQuotaCounter is the built-in policy's quota counter template.
+const DefaultQuotaCounter = "site:{site}:{mode}"
+
+// QuotaCounter is the current policy's QuotaCounter.
+func (e *Engine) QuotaCounter(site, mode string) string { return e.cur.Load().QuotaCounter(site, mode) }
+
 // Decide evaluates the policy for in under ctx's deadline. An error means no
 // decision: the caller must deny.
 //
 // Decisions may be remembered and handed to several callers: treat the
 // maps and the body of a Decision as read-only.
-func (e *Engine) Decide(ctx context.Context, in *Input) (Decision, error) {
-	d, _, err := e.DecideMemo(ctx, in)
+func (p *Policy) Decide(ctx context.Context, in *Input) (Decision, error) {
+	d, _, err := p.DecideMemo(ctx, in)
 	return d, err
 }
 
@@ -219,20 +298,19 @@ const (
 )
 
 // DecideMemo is Decide that also reports whether the memo answered.
-func (e *Engine) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
-	p := e.cur.Load()
+func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
 	// The policy sees the path classified by its data; the caller's input
 	// stays as it was.
 	classified := *in
 	p.paths.classify(&classified.Request)
 	in = &classified
-	if p.memo == nil || e.noMemo.Load() {
-		e.stats.bypass.Add(1)
+	if p.memo == nil {
+		p.stats.bypassed()
 		d, err := p.decide(ctx, in)
 		return d, MemoOff, err
 	}
 	d, key, ok := p.memo.get(in)
-	e.stats.count(ok, key)
+	p.stats.count(ok, key)
 	if ok {
 		return d, MemoHit, nil
 	}
@@ -242,7 +320,6 @@ func (e *Engine) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	}
 	return d, MemoMiss, err
 }
-
 func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 	return p.decideValue(ctx, in.Value())
 }

@@ -68,7 +68,7 @@ func TestLoadDirReplacesBuiltinFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{
 		"data.yaml":     layerData,
-		"response.rego": strings.Replace(builtinFile(t, "response.rego"), `{"message": message}`, `{"msg": message}`, 1),
+		"response.rego": strings.Replace(builtinFile(t, "response.rego"), `{"message": e.message}`, `{"msg": e.message}`, 1),
 	})
 	b, err := LoadDir(dir)
 	if err != nil {

@@ -14,6 +14,9 @@ type MemoStats struct {
 type memoCounters struct{ hit, miss, bypass atomic.Uint64 }
 
 func (c *memoCounters) count(hit bool, key *memoScratch) {
+	if c == nil {
+		return
+	}
 	switch {
 	case hit:
 		c.hit.Add(1)
@@ -27,4 +30,10 @@ func (c *memoCounters) count(hit bool, key *memoScratch) {
 // MemoStats reports how decisions were served since the engine started.
 func (e *Engine) MemoStats() MemoStats {
 	return MemoStats{Hits: e.stats.hit.Load(), Misses: e.stats.miss.Load(), Bypasses: e.stats.bypass.Load()}
+}
+
+func (c *memoCounters) bypassed() {
+	if c != nil {
+		c.bypass.Add(1)
+	}
 }

@@ -14,7 +14,8 @@ import (
 type verdict struct {
 	Allow  bool
 	Status int
-	// Code is the deny body's "code" (or "error"."code"), if it has one.
+	// Code is the deny body's "code" (or "error"."code"), else the code the
+	// gRPC status carries.
 	Code string
 	// Body is the deny body, decoded.
 	Body map[string]any
@@ -53,7 +54,20 @@ func verdictOf(t *testing.T, resp *authv3.CheckResponse) verdict {
 	if e, ok := v.Body["error"].(map[string]any); ok && v.Code == "" {
 		v.Code, _ = e["code"].(string)
 	}
+	if v.Code == "" {
+		// A shape without a code (problem details): the gRPC status names it.
+		v.Code = resp.GetStatus().GetMessage()
+	}
 	return v
+}
+
+// message is the deny body's human text: "message", or a problem's "detail".
+func (v verdict) message() string {
+	if m, ok := v.Body["message"].(string); ok {
+		return m
+	}
+	m, _ := v.Body["detail"].(string)
+	return m
 }
 
 // decide sends one Check and returns its verdict.

@@ -96,7 +96,10 @@ func TestProfileAPIVideo(t *testing.T) {
 	expectDeny(t, "production key on sandbox.api.video", srv.decide(t, "GET", "/videos", basic("sandbox.api.video", live)), 403, "MODE_MISMATCH")
 	v := srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", live))
 	expectDeny(t, "the key as a Bearer token", v, 401, "INVALID_TOKEN")
-	if msg, _ := v.Body["message"].(string); !strings.Contains(msg, "/auth/api-key") {
+	if v.Headers["content-type"] != "application/problem+json" || v.Body["status"] != 401.0 {
+		t.Errorf("api.video answers 401 with RFC 9457 problem details: %v", v)
+	}
+	if msg := v.message(); !strings.Contains(msg, "/auth/api-key") {
 		t.Errorf("the 401 should point at /auth/api-key: %v", v.Body)
 	}
 	for _, path := range []string{"/auth/api-key", "/auth/refresh"} {
@@ -119,7 +122,7 @@ func TestProfileAPIVideoTokens(t *testing.T) {
 	} {
 		v := srv.decide(t, "GET", "/videos", h)
 		expectDeny(t, what, v, 401, "INVALID_TOKEN")
-		if msg, _ := v.Body["message"].(string); !strings.Contains(msg, "POST /auth/api-key") {
+		if msg := v.message(); !strings.Contains(msg, "POST /auth/api-key") || v.Headers["content-type"] != "application/problem+json" {
 			t.Errorf("%s: the 401 should say how to get a token: %v", what, v.Body)
 		}
 	}

@@ -36,7 +36,7 @@ func (e *environment) usageCommand() *cobra.Command {
 			return err
 		}
 		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			u, err := admin.ReadSiteUsage(ctx, st, site, at)
+			u, err := admin.ReadSiteUsage(ctx, st, pol, site, at)
 			if err != nil {
 				return storeError(err, "site", site)
 			}

@@ -363,6 +363,41 @@ test_body_shapes if {
 	decide_cfg(with_id, cfg({"body_shape": "error_object"})).body.error.request_id == "req_1"
 }
 
+test_problem_details_shape if {
+	inp := with_input({"account": {"plan": "free"}})
+	d := decide_cfg(inp, cfg({"body_shape": "problem"}))
+	d.body == {"type": "about:blank", "title": message("PLAN_REQUIRED"), "status": 403, "detail": message("PLAN_REQUIRED")}
+	d.content_type == "application/problem+json"
+	c := cfg({"body_shape": "problem", "problem_type_base": "https://docs.example.test/errors/"})
+	decide_cfg(inp, c).body.type == "https://docs.example.test/errors/plan-required"
+	own := cfg({"body_shape": "problem", "errors": {"PLAN_REQUIRED": {"type": "https://t.test/p", "title": "Plan"}}})
+	decide_cfg(inp, own).body == {"type": "https://t.test/p", "title": "Plan", "status": 403, "detail": message("PLAN_REQUIRED")}
+}
+
+test_content_type if {
+	inp := with_input({"account": {"plan": "free"}})
+	decide(inp).content_type == "application/json"
+	decide_cfg(inp, cfg({"content_type": "application/vnd.example+json"})).content_type == "application/vnd.example+json"
+	c := cfg({"errors": {"PLAN_REQUIRED": {"content_type": "application/problem+json"}}})
+	decide_cfg(inp, c).content_type == "application/problem+json"
+}
+
+# keygate's own denials (timeouts, outages, the token exchange) are rows of
+# config.errors, shaped like the rest.
+test_denials_table if {
+	d := authz.denials
+	d.AUTHZ_UNAVAILABLE == {
+		"allow": false, "status": 503, "code": "AUTHZ_UNAVAILABLE", "rule": "authz_unavailable",
+		"message": message("AUTHZ_UNAVAILABLE"), "content_type": "application/json",
+		"body": {"code": "AUTHZ_UNAVAILABLE", "message": message("AUTHZ_UNAVAILABLE")},
+	}
+	d.INVALID_REFRESH_TOKEN.code == "INVALID_TOKEN"
+	count(d) == count(data.keygate.config.errors)
+	p := authz.denials with data.keygate.config.body_shape as "problem"
+	p.INTERNAL_ERROR.content_type == "application/problem+json"
+	p.INTERNAL_ERROR.body.status == 500
+}
+
 test_error_with_own_body if {
 	c := cfg({"errors": {"PLAN_REQUIRED": {"body": {"message": "Upgrade", "upgrade_url": "https://example.test/pricing"}}}})
 	d := decide_cfg(with_input({"account": {"plan": "free"}}), c)

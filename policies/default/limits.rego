@@ -51,6 +51,18 @@ method_matches(c) if not c.methods
 
 method_matches(c) if input.request.method in c.methods
 
+# METADATA
+# title: quota_counter
+# description: |
+#   The name of a site's monthly quota counter for one key mode:
+#   config.limits.quota_counter with {site} and {mode} filled in. keygate
+#   reads the same template to show a site's usage (admin API, CLI).
+quota_counter(site, mode) := replace(replace(quota_counter_template, "{site}", site), "{mode}", mode)
+
+default quota_counter_template := "site:{site}:{mode}"
+
+quota_counter_template := limits_config.quota_counter if is_string(limits_config.quota_counter)
+
 rate_limit := [{
 	"kind": "rate",
 	"key": concat(":", ["key", input.key.id, input.key.mode]),
@@ -68,7 +80,7 @@ rate_limit := [{
 
 quota_limit := [{
 	"kind": "quota",
-	"key": concat(":", ["site", input.site.id, input.key.mode]),
+	"key": quota_counter(input.site.id, input.key.mode),
 	"limit": quota,
 	"period": "month",
 	"cost": cost,

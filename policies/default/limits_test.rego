@@ -156,3 +156,10 @@ test_string_numbers_are_ignored_not_sent if {
 		with data.keygate.config.limits.plans.plus as {"rate": "60"}
 	got == []
 }
+
+test_quota_counter_template if {
+	authz.quota_counter("acme", "test") == "site:acme:test"
+	got := authz.limits with input as key_input("plus", "live", "POST", "/v1/audio/generate")
+		with data.keygate.config.limits.quota_counter as "q/{mode}/{site}"
+	got[1].key == "q/live/s1"
+}
