@@ -53,25 +53,26 @@ func hasPlain(keys []storedSigningKey) bool {
 	return false
 }
 
-// sealPlainRows encrypts the rows written unencrypted, in place. The
-// update is conditional on the old value so two replicas migrating at once
-// do not seal twice.
-func (s *Store) sealPlainRows(ctx context.Context, tx *sql.Tx, keys []storedSigningKey) error {
+// dropPlainRows deletes the rows written unencrypted. Their secrets were
+// readable by anyone with a copy of the database from before sealing, so
+// they are never sealed in place and used again: a fresh sealed key takes
+// over (SigningKeys creates one when none is left to sign), and tokens the
+// plain keys signed stop verifying (clients mint or refresh again). The
+// delete is conditional on the old value so two replicas migrating at once
+// agree. It reports how many rows it deleted.
+func (s *Store) dropPlainRows(ctx context.Context, tx *sql.Tx, keys []storedSigningKey) (int, error) {
+	n := 0
 	for _, k := range keys {
 		if !isPlain(k.secret) {
 			continue
 		}
-		secret, err := s.digester.open(k.secret, k.id)
+		res, err := tx.ExecContext(ctx, `DELETE FROM signing_keys WHERE id = $1 AND secret = $2`, k.id, k.secret)
 		if err != nil {
-			return fmt.Errorf("keystore: signing key %s: %w", k.id, err)
+			return n, err
 		}
-		sealed, err := s.digester.seal(secret, k.id)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET secret = $1 WHERE id = $2 AND secret = $3`, sealed, k.id, k.secret); err != nil {
-			return err
+		if d, _ := res.RowsAffected(); d > 0 {
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }

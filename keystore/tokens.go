@@ -67,8 +67,12 @@ func (s *Store) SigningKeys(ctx context.Context, sch SigningSchedule) ([]Signing
 		if err != nil {
 			return err
 		}
-		if err := s.sealPlainRows(ctx, tx, keys); err != nil {
+		if dropped, err := s.dropPlainRows(ctx, tx, keys); err != nil {
 			return err
+		} else if dropped > 0 {
+			if keys, err = s.readSigningKeys(ctx, tx); err != nil {
+				return err
+			}
 		}
 		now := s.now()
 		for _, id := range retiredSigningKeys(keys, now, sch) {
@@ -194,8 +198,11 @@ func (s *Store) insertSigningKey(ctx context.Context, tx *sql.Tx, now, notBefore
 func (s *Store) openSigningKeys(keys []storedSigningKey) ([]SigningKey, error) {
 	out := make([]SigningKey, 0, len(keys))
 	for _, k := range keys {
-		if isPlain(k.secret) && len(s.digester.sealKeys()) == 0 {
-			return nil, ErrNoSealSecret
+		if isPlain(k.secret) {
+			if len(s.digester.sealKeys()) == 0 {
+				return nil, ErrNoSealSecret
+			}
+			continue // exposed: never signs or verifies (dropPlainRows)
 		}
 		secret, err := s.digester.open(k.secret, k.id)
 		if err != nil {
@@ -209,8 +216,9 @@ func (s *Store) openSigningKeys(keys []storedSigningKey) ([]SigningKey, error) {
 // Sealing: signing-key secrets are encrypted with AES-256-GCM under a key
 // derived from a secret that never enters the database (the seal secret,
 // else the pepper), with the signing key's id as additional data so rows
-// cannot be swapped. Rows stored "plain:" by older versions are sealed on
-// the next start that has a secret, and refused until then.
+// cannot be swapped. Rows stored "plain:" by older versions are refused,
+// and deleted (replaced by a fresh sealed key) on the next start that has a
+// secret: their secrets may be in any older copy of the database.
 const (
 	sealedPrefix = "sealed:"
 	plainPrefix  = "plain:"

@@ -118,9 +118,10 @@ func TestSigningKeyWithoutSecret(t *testing.T) {
 }
 
 // TestSigningKeyPlainRowsMigrated: a row an older keygate stored "plain:"
-// is refused while no secret is configured and sealed in place on the
-// first start that has one, keeping its secret (tokens it signed still
-// verify).
+// is refused while no secret is configured, and on the first start that
+// has one it is deleted and a fresh sealed key signs instead: the plain
+// secret may be in any older copy of the database, so it must never sign
+// or verify again.
 func TestSigningKeyPlainRowsMigrated(t *testing.T) {
 	dsn := backends[0].dsn(t)
 	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
@@ -144,15 +145,34 @@ func TestSigningKeyPlainRowsMigrated(t *testing.T) {
 	}
 	defer s2.Close()
 	keys, err := s2.SigningKeys(ctx, testSchedule)
-	if err != nil || len(keys) != 1 || !bytes.Equal(keys[0].Secret, old) {
-		t.Fatalf("after migration: %+v, %v", keys, err)
+	if err != nil || len(keys) != 1 || keys[0].ID == "sk_old" || bytes.Equal(keys[0].Secret, old) || keys[0].NotBefore.After(c.Now()) {
+		t.Fatalf("after migration: %+v, %v; want one fresh key that signs now", keys, err)
+	}
+	var n int
+	if err := s2.DB().QueryRow(`SELECT count(*) FROM signing_keys WHERE id = 'sk_old' OR secret LIKE 'plain:%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d plain or old rows left (%v)", n, err)
 	}
 	var stored string
-	if err := s2.DB().QueryRow(`SELECT secret FROM signing_keys WHERE id = 'sk_old'`).Scan(&stored); err != nil {
+	if err := s2.DB().QueryRow(`SELECT secret FROM signing_keys`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(stored, "sealed:") {
-		t.Fatalf("plain row not sealed on start: %q", stored[:8])
+		t.Fatalf("new key not sealed: %q", stored[:8])
+	}
+	// A plain row that shows up later (an old replica still writing) is
+	// never used to verify either.
+	if _, err := s2.DB().Exec(`INSERT INTO signing_keys (id, secret, created_at, not_before) VALUES ('sk_late', $1, $2, $2)`,
+		"plain:"+base64.StdEncoding.EncodeToString(old), c.Now().UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := s2.CurrentSigningKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range cur {
+		if k.ID == "sk_late" {
+			t.Fatal("a plain signing key was handed out")
+		}
 	}
 }
 

@@ -49,13 +49,22 @@ func newPathIndex(documents map[string]any) pathIndex {
 	return slices.Compact(out)
 }
 
+// atBoundary reports whether a path that starts with s and goes on with
+// rest has s as a route prefix: a prefix matches whole segments, so
+// "/v1/usage" matches "/v1/usage" and "/v1/usage/x" but not
+// "/v1/usage-export" (which an operator did not make free); one ending in
+// "/" matches whatever follows.
+func atBoundary(rest, s string) bool {
+	return rest == "" || strings.HasSuffix(s, "/") || rest[0] == '/'
+}
+
 // classify sets r.Prefixes, r.ExactPath and r.CaseFolded from r.Path.
 func (ix pathIndex) classify(r *Request) {
 	r.Prefixes, r.ExactPath, r.CaseFolded = noPrefixes, "", nil
 	for _, s := range ix {
 		rest, ok := strings.CutPrefix(r.Path, s)
-		if !ok {
-			if len(r.Path) >= len(s) && strings.EqualFold(r.Path[:len(s)], s) {
+		if !ok || !atBoundary(rest, s) {
+			if !ok && len(r.Path) >= len(s) && strings.EqualFold(r.Path[:len(s)], s) && atBoundary(r.Path[len(s):], s) {
 				r.CaseFolded = append(r.CaseFolded, s)
 			}
 			continue

@@ -83,7 +83,8 @@ func TestPathIndex(t *testing.T) {
 	}{
 		{"/v1/sites/s1/videos/9", "", map[string]string{"/v1/sites/": "s1"}},
 		{"/health", "/health", map[string]string{"/health": ""}},
-		{"/healthz/x", "", map[string]string{"/health": "z"}},
+		{"/healthz/x", "", map[string]string{}}, // whole segments only
+		{"/health/x", "", map[string]string{"/health": ""}},
 		{"/v1/videos/9", "", map[string]string{}},
 	} {
 		r := Request{Path: c.path}
@@ -96,5 +97,31 @@ func TestPathIndex(t *testing.T) {
 				t.Fatalf("%s: prefixes %v, want %v", c.path, r.Prefixes, c.prefixes)
 			}
 		}
+	}
+}
+
+// A data prefix matches whole path segments in keygate's classification,
+// as in the Rego fallback: "/v1/usage" (free) does not make
+// "/v1/usage-export" free, and "/V1/USAGE-export" is no case-only match.
+func TestClassificationMatchesWholeSegments(t *testing.T) {
+	e := engineFor(t, Default())
+	ctx := context.Background()
+	in := proInput()
+	for path, wantLimits := range map[string]int{
+		"/v1/usage": 0, "/v1/usage/daily": 0, "/v1/usage-export": 1, "/v1/usagereport": 1,
+	} {
+		in.Request.Path = path
+		d, err := e.Decide(ctx, in)
+		if err != nil || !d.Allow || len(d.Limits) != wantLimits {
+			t.Errorf("%s: allow %v, %d limits (%v), want %d", path, d.Allow, len(d.Limits), err, wantLimits)
+		}
+	}
+	in.Request.Path = "/V1/USAGE-export"
+	if d, err := e.Decide(ctx, in); err != nil || !d.Allow {
+		t.Errorf("/V1/USAGE-export: %+v, %v; it matches no route prefix, even ignoring case", d, err)
+	}
+	in.Request.Path = "/V1/USAGE/daily"
+	if d, err := e.Decide(ctx, in); err != nil || d.Code != "INVALID_PATH" {
+		t.Errorf("/V1/USAGE/daily: %+v, %v; want INVALID_PATH (a case-only match)", d, err)
 	}
 }

@@ -81,8 +81,8 @@ case_folded contains p if {
 case_folded contains p if {
 	not input.request.prefixes
 	some p in data_paths
-	not startswith(input.request.path, p)
-	startswith(lower(input.request.path), lower(p))
+	not route_prefix_of(input.request.path, p)
+	route_prefix_of(lower(input.request.path), lower(p))
 }
 
 # Every path prefix a decision depends on (exact public paths included).
@@ -124,9 +124,24 @@ path_prefixes := input.request.prefixes
 
 path_prefixes := {prefix: segment |
 	some prefix in data_paths
-	startswith(input.request.path, prefix)
+	route_prefix_of(input.request.path, prefix)
 	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
 } if not input.request.prefixes
+
+# route_prefix_of: prefix starts path at a segment boundary, as keygate's
+# classification does: "/v1/usage" is a prefix of "/v1/usage" and
+# "/v1/usage/x", not of "/v1/usage-export"; one ending in "/" is a prefix
+# of whatever follows it.
+route_prefix_of(path, prefix) if {
+	startswith(path, prefix)
+	segment_boundary(substring(path, count(prefix), -1), prefix)
+}
+
+segment_boundary(rest, _) if rest == ""
+
+segment_boundary(_, prefix) if endswith(prefix, "/")
+
+segment_boundary(rest, _) if startswith(rest, "/")
 
 exact_path := input.request.exact_path
 

@@ -163,3 +163,16 @@ test_quota_counter_template if {
 		with data.keygate.config.limits.quota_counter as "q/{mode}/{site}"
 	got[1].key == "q/live/s1"
 }
+
+# A prefix matches whole segments: /v1/usage is free, /v1/usage/x too, but
+# /v1/usage-export is an ordinary route that pays the default cost.
+test_cost_prefix_matches_whole_segments if {
+	every path in ["/v1/usage", "/v1/usage/daily"] {
+		got := authz.limits with input as key_input("plus", "live", "GET", path)
+		got == []
+	}
+	every path in ["/v1/usage-export", "/v1/usagereport"] {
+		got := authz.limits with input as key_input("plus", "live", "GET", path)
+		got[0].cost == data.keygate.config.limits.default_cost.rate
+	}
+}
