@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -248,12 +249,21 @@ func (l *Logger) entry(o *extauthz.Outcome) Entry {
 	return e
 }
 
-// redact hides a string that holds a secret's marker.
+// redact hides a string that holds a secret's marker, also when the
+// client percent-encoded it (kg%5Flive%5F…, up to twice).
 func (l *Logger) redact(s string) string {
-	for _, m := range l.cfg.Secrets {
-		if strings.Contains(s, m) {
-			return "[redacted]"
+	v := s
+	for range 3 {
+		for _, m := range l.cfg.Secrets {
+			if strings.Contains(v, m) {
+				return "[redacted]"
+			}
 		}
+		d, err := url.PathUnescape(v)
+		if err != nil || d == v {
+			break
+		}
+		v = d
 	}
 	return s
 }

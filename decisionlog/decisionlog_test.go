@@ -170,3 +170,23 @@ func TestReopen(t *testing.T) {
 		t.Errorf("rotated %+v, current %+v", old, cur)
 	}
 }
+
+// TestRedactEncoded: a key the client percent-encoded (once or twice) is
+// redacted like a plain one; ordinary escapes are left alone.
+func TestRedactEncoded(t *testing.T) {
+	l, _ := newLog(t, filepath.Join(t.TempDir(), "d.log"), 1, 0)
+	defer l.Close()
+	for in, want := range map[string]string{
+		"key=kg_live_abc":         "[redacted]",
+		"key=kg%5Flive%5Fabc":     "[redacted]",
+		"key=kg%255Flive%255Fabc": "[redacted]",
+		"q=%6Bg_test_x":           "[redacted]",
+		"q=caf%C3%A9&page=2":      "q=caf%C3%A9&page=2",
+		"q=100%":                  "q=100%",
+		"/v1/videos/vid%20one":    "/v1/videos/vid%20one",
+	} {
+		if got := l.redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
