@@ -298,10 +298,6 @@ func scrapeKeygate(t *testing.T) map[string]bool {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	cli("accounts", "create", "--id", "acme", "--plan", "pro")
-	cli("sites", "create", "--id", "acme-web", "--account", "acme")
-	key := strings.SplitN(cli("keys", "create", "--site", "acme-web", "--mode", "live"), "\n", 2)[0]
-
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := exec.CommandContext(ctx, bin, "serve", "--store", store, "--http-addr", httpAddr, "--grpc-addr", grpcAddr,
@@ -328,6 +324,11 @@ func scrapeKeygate(t *testing.T) map[string]bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// serve created the database; only it may (management commands refuse
+	// to create one), so the data comes once it is ready.
+	cli("accounts", "create", "--id", "acme", "--plan", "pro")
+	cli("sites", "create", "--id", "acme-web", "--account", "acme")
+	key := strings.SplitN(cli("keys", "create", "--site", "acme-web", "--mode", "live"), "\n", 2)[0]
 	do := func(method, path, body string, h map[string]string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
 		for k, v := range h {
