@@ -78,22 +78,17 @@ func (r *TestReport) Err() error {
 // testTimeout bounds one Rego test, as `opa test` does.
 const testTimeout = 5 * time.Second
 
-// RunTests runs the bundle's *_test.rego rules the way `opa test` would,
-// with keygate's capabilities (no network builtins). An error means the
-// tests could not run (say, they do not compile); failed tests are in the
-// report.
-func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
-	return runTests(ctx, b, coverage)
-}
-
 // maxExplained bounds how many failed tests are evaluated again to say why.
 const maxExplained = 20
 
-// runTests runs the tests, then evaluates each failed one again, traced and
-// without rule indexing (which would skip a body whose outcome it can tell
-// from the data), to fill its Failure and Trace. Tracing every test would
-// slow the passing ones down.
-func runTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
+// RunTests runs the bundle's *_test.rego rules the way `opa test` would,
+// with keygate's capabilities (no network builtins). An error means the
+// tests could not run (say, they do not compile); failed tests are in the
+// report. Each failed test is then evaluated again, traced and without rule
+// indexing (which would skip a body whose outcome it can tell from the
+// data), to fill its Failure and Trace; tracing every test would slow the
+// passing ones down.
+func RunTests(ctx context.Context, b *Bundle, coverage bool) (*TestReport, error) {
 	compiler := ast.NewCompiler().
 		WithCapabilities(Capabilities()).
 		WithEnablePrintStatements(false).
