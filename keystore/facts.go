@@ -70,6 +70,35 @@ type Key struct {
 	LastUsedAt *time.Time `json:"last_used_at"`
 	ExpiresAt  *time.Time `json:"expires_at"`
 	RevokedAt  *time.Time `json:"revoked_at"`
+	Entitlements
+}
+
+// Entitlements narrow what one key may do below what its site and plan allow
+// (issue 15). The zero value restricts nothing, so keys created before
+// entitlements existed keep working.
+type Entitlements struct {
+	// Scopes like "videos:read"; empty means unrestricted.
+	Scopes []string `json:"scopes,omitempty"`
+	// AllowedCIDRs are canonical netip.Prefix strings; empty allows any
+	// client address.
+	AllowedCIDRs []string `json:"allowed_cidrs,omitempty"`
+	// Meta is passed upstream as x-keygate-meta-<name>: at most 16 entries,
+	// names [a-z0-9-]{1,32}, values at most 256 visible ASCII characters.
+	Meta map[string]string `json:"meta,omitempty"`
+	// Limits override the site's, account's and plan's (key beats site beats
+	// account beats plan), by the same names.
+	Limits Limits `json:"limits,omitempty"`
+	// Remaining is the number of uses left; nil means unlimited.
+	Remaining *int64 `json:"remaining,omitempty"`
+	// Refill tops Remaining up to Refill.Amount each interval.
+	Refill *Refill `json:"refill,omitempty"`
+}
+
+// Refill restores a key's remaining uses to Amount every Interval
+// ("daily" or "monthly", UTC).
+type Refill struct {
+	Interval string `json:"interval"`
+	Amount   int64  `json:"amount"`
 }
 
 // Revoked reports whether the key was revoked at or before now.

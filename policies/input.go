@@ -42,6 +42,10 @@ type Request struct {
 	PathOK bool
 	// Origin is the parsed Origin header, else Referer; nil if neither parses.
 	Origin *Origin
+	// ClientAddress is the client's IP address (input.request.client_address):
+	// Envoy's source.address on gRPC, the address derived through
+	// --trusted-proxies on forward-auth; "" when unknown.
+	ClientAddress string
 	// Headers are the request headers minus credentials, lower-case names.
 	Headers map[string]string
 	// Prefixes and ExactPath classify Path by the policy's data (see
@@ -72,6 +76,13 @@ type Credential struct {
 type Key struct {
 	ID, Mode, Name   string
 	Revoked, Expired bool
+	// Entitlements (input.key.scopes, allowed_cidrs, meta, limits,
+	// remaining); absent from the input when empty or nil.
+	Scopes       []string
+	AllowedCIDRs []string
+	Meta         map[string]string
+	Limits       map[string]int64
+	Remaining    *int64
 }
 
 // Site is a site's facts.
