@@ -380,10 +380,11 @@ const exclusiveLockBase = 0x6b6579676100 // "keyga\0"
 // running job: on PostgreSQL it holds a session advisory lock on a
 // connection of its own, checked every check interval; fn's context ends
 // as soon as the lock may be lost, and Exclusive tries again until ctx ends.
-// SQLite is one process, so fn simply runs.
+// On SQLite, whose file several processes may share, a lease row does the
+// same (worker_lease.go).
 func (s *Store) Exclusive(ctx context.Context, job int, check time.Duration, fn func(context.Context) error) error {
 	if _, pg := s.db.Driver().(*stdlib.Driver); !pg {
-		return fn(ctx)
+		return s.exclusiveLease(ctx, job, check, fn)
 	}
 	for ctx.Err() == nil {
 		err := s.holdLock(ctx, exclusiveLockBase+int64(job), check, fn)
