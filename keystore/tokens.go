@@ -354,7 +354,8 @@ func (s *Store) PeekRefreshToken(ctx context.Context, digests []Digest, now time
 // RedeemRefreshToken uses a refresh token once: the token found under any
 // of digests dies and next (a new token's digest, same family) replaces
 // it. A token already used or revoked is reuse: every live token of its
-// key is revoked and ErrRefreshReused returned. An unused token past its
+// key is revoked (with a key.revoked event, reason reuse: reuse_event.go)
+// and ErrRefreshReused returned. An unused token past its
 // expiry is ErrRefreshExpired; an unknown one ErrNotFound.
 func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next Digest, expires time.Time) (RefreshGrant, error) {
 	if len(digests) == 0 {
@@ -383,8 +384,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// Reuse: kill whatever family the key has now. The revocation
 			// must commit, so the outcome is reported after the commit.
 			outcome = ErrRefreshReused
-			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
-			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
+			return reuseDetected(ctx, log, g.KeyID, g.Family)
 		case log.at >= exp:
 			outcome = ErrRefreshExpired
 			return nil
@@ -402,8 +402,7 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 			// (PostgreSQL, READ COMMITTED): the same token presented twice
 			// at once is reuse too.
 			outcome = ErrRefreshReused
-			log.note(EntityRefreshTokens, g.KeyID, reuseAction)
-			return revokeLiveRefresh(ctx, tx, g.KeyID, log.at)
+			return reuseDetected(ctx, log, g.KeyID, g.Family)
 		}
 		if err := pruneRefresh(ctx, tx, g.KeyID, log.at); err != nil {
 			return err
