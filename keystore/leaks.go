@@ -50,7 +50,8 @@ func (s *Store) ReportLeak(ctx context.Context, keyID string, l Leak) (action st
 		default:
 			action = LeakNotified
 		}
-		k.Source, k.Action = l.Source, action
+		k.Source, k.Action, k.Credential = l.Source, action, CredentialKey
+		log.note(EntityKey, keyID, leakAuditAction(CredentialKey, action, l.Source))
 		if err := log.events.emit(ctx, log, EventKeyLeaked, k); err != nil {
 			return err
 		}

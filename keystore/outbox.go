@@ -84,6 +84,9 @@ type KeyEvent struct {
 	Source string `json:"source,omitempty"`
 	// Action is what keygate did about a leak: revoked or notified.
 	Action string `json:"action,omitempty"`
+	// Credential is what leaked (key.leaked): key, access_token or
+	// refresh_token.
+	Credential string `json:"credential,omitempty"`
 }
 
 // SiteKeysRotatedEvent is the data of site.keys_rotated.

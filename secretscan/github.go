@@ -174,6 +174,8 @@ func ParseReports(body []byte) ([]Report, error) {
 type Store interface {
 	LookupKey(ctx context.Context, digests []keystore.Digest) (keystore.KeyFacts, error)
 	ReportLeak(ctx context.Context, keyID string, l keystore.Leak) (action string, first bool, err error)
+	PeekRefreshToken(ctx context.Context, digests []keystore.Digest, now time.Time) (keystore.RefreshGrant, bool, error)
+	ReportTokenLeak(ctx context.Context, keyID string, l keystore.TokenLeak) (action string, first bool, err error)
 }
 
 // Actions for leaked keys (--leaked-keys).
@@ -190,7 +192,12 @@ type Handler struct {
 	Format   keystore.Format
 	Digester *keystore.Digester
 	Action   string
-	Log      *slog.Logger
+	// Tokens verifies reported access tokens (nil when the token exchange
+	// is off: then none is recognised).
+	Tokens TokenVerifier
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	Log *slog.Logger
 	// Timeout bounds the store work of one request (default 10 s).
 	Timeout time.Duration
 }
@@ -238,6 +245,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // handle labels one report and acts on a true positive.
 func (h *Handler) handle(ctx context.Context, rep Report) (string, error) {
+	if label, ok, err := h.handleToken(ctx, rep); ok {
+		return label, err
+	}
 	// The checksum is public, so this filters only noise, not attackers;
 	// the signature already keeps strangers out.
 	parsed, err := h.Format.Parse(rep.Token)
@@ -251,21 +261,31 @@ func (h *Handler) handle(ctx context.Context, rep Report) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	revoke := h.Action == ActionRevoke || (h.Action == ActionDefault && parsed.Mode == keystore.ModeLive)
-	source := rep.URL
-	if source == "" {
-		source = rep.Source
-	}
-	action, first, err := h.Store.ReportLeak(ctx, facts.Key.ID, keystore.Leak{Source: source, Revoke: revoke})
+	revoke := h.revokes(parsed.Mode)
+	where := source(rep)
+	action, first, err := h.Store.ReportLeak(ctx, facts.Key.ID, keystore.Leak{Source: where, Revoke: revoke})
 	if err != nil {
 		return "", err
 	}
 	if first {
 		// The key id and display prefix only: never the token.
 		h.Log.Warn("leaked key reported by GitHub secret scanning", "key_id", facts.Key.ID, "prefix", facts.Key.Prefix,
-			"mode", parsed.Mode, "site", facts.Site.ID, "source", source, "action", action)
+			"mode", parsed.Mode, "site", facts.Site.ID, "source", where, "action", action)
 	}
 	return TruePositive, nil
+}
+
+// revokes applies --leaked-keys to a credential of a key of mode.
+func (h *Handler) revokes(mode keystore.Mode) bool {
+	return h.Action == ActionRevoke || (h.Action == ActionDefault && mode == keystore.ModeLive)
+}
+
+// source is where a report says the credential was found.
+func source(rep Report) string {
+	if rep.URL != "" {
+		return rep.URL
+	}
+	return rep.Source
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

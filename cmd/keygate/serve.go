@@ -179,7 +179,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	default:
 		authz.Tokens = keyring
 	}
-	leaks, err := cfg.secretScanning(c.store, c.format, authz.Digester, log)
+	leaks, err := cfg.secretScanning(c.store, c.format, authz.Digester, keyring, log)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/secretscan"
+	"github.com/keygate/keygate/tokens"
 	"github.com/keygate/keygate/webhooks"
 )
 
@@ -50,8 +51,9 @@ func (c webhookFlags) validate() error {
 }
 
 // secretScanning builds the leaked-key endpoint, or nil when
-// --github-scanning-keys is not set.
-func (c webhookFlags) secretScanning(store *keystore.Store, format keystore.Format, digester *keystore.Digester, log *slog.Logger) (http.Handler, error) {
+// --github-scanning-keys is not set. ring verifies reported access tokens
+// (nil when the token exchange is off).
+func (c webhookFlags) secretScanning(store *keystore.Store, format keystore.Format, digester *keystore.Digester, ring *tokens.Keyring, log *slog.Logger) (http.Handler, error) {
 	if c.githubScanningKeys == "" {
 		return nil, nil
 	}
@@ -60,7 +62,11 @@ func (c webhookFlags) secretScanning(store *keystore.Store, format keystore.Form
 		return nil, fmt.Errorf("--github-scanning-keys: %w", err)
 	}
 	log.Info("GitHub secret scanning endpoint on", "path", secretscan.GitHubPath, "public_keys", len(keys))
-	return &secretscan.Handler{Keys: keys, Store: store, Format: format, Digester: digester, Action: c.leakedKeys, Log: log}, nil
+	h := &secretscan.Handler{Keys: keys, Store: store, Format: format, Digester: digester, Action: c.leakedKeys, Log: log}
+	if ring != nil {
+		h.Tokens = ring
+	}
+	return h, nil
 }
 
 func (c webhookFlags) destinations() webhooks.Destinations {
