@@ -75,6 +75,7 @@ type fixture struct {
 	store  *keystore.Store
 	srv    *httptest.Server
 	github signer
+	h      *secretscan.Handler
 }
 
 func newFixture(t *testing.T, action string) *fixture {
@@ -106,7 +107,7 @@ func newFixture(t *testing.T, action string) *fixture {
 	if _, err := st.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://hooks.example.com", Events: []string{keystore.EventKeyLeaked, keystore.EventKeyRevoked}}, "whsec_x"); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{t: t, store: st, srv: srv, github: gh}
+	return &fixture{t: t, store: st, srv: srv, github: gh, h: h}
 }
 
 func (fx *fixture) key(mode keystore.Mode) (keystore.Key, string) {
