@@ -83,6 +83,11 @@ const deliveryRetention = 30 * 24 * time.Hour
 // webhookJob numbers the delivery worker's lock among keystore.Exclusive jobs.
 const webhookJob = 1
 
+// webhookLockCheck is how often the worker's lock is checked (PostgreSQL)
+// or its lease renewed (SQLite, where a crashed holder is replaced after
+// three of these).
+const webhookLockCheck = 2 * time.Second
+
 // runWebhooks runs the delivery worker on the one replica that holds the
 // lock; the others wait their turn (a replica that dies hands it over).
 func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, log *slog.Logger) {
@@ -94,7 +99,7 @@ func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, lo
 			_, err := store.PruneDeliveries(ctx, now.Add(-deliveryRetention), 1000)
 			return err
 		}}
-	_ = store.Exclusive(ctx, webhookJob, 5*time.Second, w.Run)
+	_ = store.Exclusive(ctx, webhookJob, webhookLockCheck, w.Run)
 }
 
 // webhooksCommand is `keygate webhooks create|list|delete|deliveries|retry|rotate-secret`.
