@@ -77,7 +77,9 @@ func (s *Store) holdLease(ctx context.Context, job int, holder string, check tim
 			return err
 		case <-tick.C:
 		}
-		got, err := s.takeLease(ctx, job, holder, check)
+		renewCtx, cancelRenew := context.WithTimeout(ctx, check)
+		got, err := s.takeLease(renewCtx, job, holder, check)
+		cancelRenew()
 		switch {
 		case err == nil && got:
 			renewed = s.now()
