@@ -14,13 +14,17 @@ import (
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
-// sqliteWebhookEnv is a SQLite env with an endpoint for key.created and
-// key.revoked registered by the CLI, verified by rcv, plus account acme and
+// sqliteWebhookEnv is a SQLite env with an endpoint for key.created,
+// key.revoked and the more event types registered by the CLI, verified by rcv, plus account acme and
 // site web.
-func sqliteWebhookEnv(t *testing.T, url string, rcv *hookReceiver) (*Env, string) {
+func sqliteWebhookEnv(t *testing.T, url string, rcv *hookReceiver, more ...string) (*Env, string) {
 	t.Helper()
 	env := NewEnv(t)
-	out := env.CLI("webhooks", "create", "--url", url, "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json")
+	args := []string{"webhooks", "create", "--url", url, "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json"}
+	for _, e := range more {
+		args = append(args, "--event", e)
+	}
+	out := env.CLI(args...)
 	var ep struct{ ID, Secret string }
 	if err := json.Unmarshal([]byte(out), &ep); err != nil {
 		t.Fatalf("create: %v %s", err, out)
