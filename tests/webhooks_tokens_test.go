@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"bytes"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +105,34 @@ func TestWebhookTokensReuseAndLeaks(t *testing.T) {
 	}
 	if logs := srv.Logs(); strings.Contains(logs, accessA) || strings.Contains(logs, refreshR) {
 		t.Fatal("a token in the logs")
+	}
+
+	// An unknown key id and an oversized body change nothing either.
+	keyU, _ := newTokenKey(t, env, "web", "live")
+	accessU, _ := srv.MintTokens(t, keyU)
+	small, _ := json.Marshal([]map[string]string{{"token": accessU, "type": "keygate_access_token", "url": "https://x"}})
+	big := append(append([]byte(nil), small...), bytes.Repeat([]byte(" "), 1<<20)...)
+	for _, tc := range []struct {
+		name, keyID string
+		body        []byte
+		status      int
+	}{
+		{"unknown key id", "gh-unknown", small, 401},
+		{"oversized", "e2e-key", big, 413},
+	} {
+		req, _ := http.NewRequest("POST", "http://"+srv.HTTPAddr+"/secret-scanning/github", bytes.NewReader(tc.body))
+		req.Header.Set("Github-Public-Key-Identifier", tc.keyID)
+		req.Header.Set("Github-Public-Key-Signature", github.sign(t, tc.body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	if got := srv.decideKey(t, keyU); got != "allow" {
+		t.Fatalf("key after rejected reports: %s", got)
 	}
 }
