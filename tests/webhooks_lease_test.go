@@ -19,7 +19,12 @@ import (
 // site web.
 func sqliteWebhookEnv(t *testing.T, url string, rcv *hookReceiver, more ...string) (*Env, string) {
 	t.Helper()
-	env := NewEnv(t)
+	return withWebhook(t, NewEnv(t), url, rcv, more...)
+}
+
+// withWebhook registers the endpoint and creates acme and web in env.
+func withWebhook(t *testing.T, env *Env, url string, rcv *hookReceiver, more ...string) (*Env, string) {
+	t.Helper()
 	args := []string{"webhooks", "create", "--url", url, "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json"}
 	for _, e := range more {
 		args = append(args, "--event", e)
@@ -148,13 +153,26 @@ func (h *holdingReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // keygate is killed (SIGKILL) while a receiver holds its delivery: nothing
 // recorded it as sent, so the restarted keygate sends it again under the
-// same webhook-id once the dead process's lease expired.
+// same webhook-id (on SQLite once the dead process's lease expired, on
+// PostgreSQL as soon as its lock's connection dropped).
 func TestWebhookKilledMidDelivery(t *testing.T) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			env := NewEnv(t)
+			if store == "postgres" {
+				env = webhookPostgresEnv(t)
+			}
+			killedMidDelivery(t, env)
+		})
+	}
+}
+
+func killedMidDelivery(t *testing.T, env *Env) {
 	rcv := newHookReceiver(t)
 	h := &holdingReceiver{rcv: rcv, held: make(chan struct{}), gone: make(chan struct{})}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	env, hook := sqliteWebhookEnv(t, srv.URL+"/hook", rcv)
+	env, hook := withWebhook(t, env, srv.URL+"/hook", rcv)
 	first := env.Serve("--allow-http-webhooks")
 	id := env.keyID(t)
 	select {
