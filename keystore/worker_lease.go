@@ -26,11 +26,12 @@ func (s *Store) exclusiveLease(ctx context.Context, job int, check time.Duration
 		return err
 	}
 	for ctx.Err() == nil {
-		got, err := s.takeLease(ctx, job, holder, check)
-		if err == nil && got {
-			err = s.holdLease(ctx, job, holder, check, fn)
+		// A failed take, a lease held by another, fn's end or a lost
+		// lease: contend again after check (fn sees a lost lease as its
+		// context ending while Exclusive's has not).
+		if got, err := s.takeLease(ctx, job, holder, check); err == nil && got {
+			_ = s.holdLease(ctx, job, holder, check, fn)
 		}
-		_ = err // a failed take or a lost lease: contend again after check
 		select {
 		case <-ctx.Done():
 		case <-time.After(check):

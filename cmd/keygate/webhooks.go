@@ -99,7 +99,13 @@ func (c webhookFlags) runWebhooks(ctx context.Context, store *keystore.Store, lo
 			_, err := store.PruneDeliveries(ctx, now.Add(-deliveryRetention), 1000)
 			return err
 		}}
-	_ = store.Exclusive(ctx, webhookJob, webhookLockCheck, w.Run)
+	_ = store.Exclusive(ctx, webhookJob, webhookLockCheck, func(held context.Context) error {
+		err := w.Run(held)
+		if ctx.Err() == nil {
+			log.Warn("webhook delivery worker stopped: its lock or lease was lost; contending for it again", "err", err)
+		}
+		return err
+	})
 }
 
 // webhooksCommand is `keygate webhooks create|list|delete|deliveries|retry|rotate-secret`.
