@@ -90,6 +90,20 @@ func TestWebhooksTwoServesOneSQLiteFile(t *testing.T) {
 	if workerActive(a) == workerActive(b) {
 		t.Fatalf("delivery worker active on A: %v, on B: %v; want exactly one", workerActive(a), workerActive(b))
 	}
+	// Nothing failed, so one worker sent each event once: a second one
+	// would have sent them again (same webhook-ids) by the time all are
+	// recorded as delivered.
+	Eventually(t, 10*time.Second, "every delivery recorded", func() bool {
+		for _, d := range env.deliveries(t, hook) {
+			if d.Status != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
+	if got, _, _ := rcv.snapshot(); len(got) != len(want) {
+		t.Fatalf("%d deliveries for %d events (a second worker sent them again): %q", len(got), len(want), got)
+	}
 	active, other := a, b
 	if workerActive(b) {
 		active, other = b, a
@@ -105,18 +119,23 @@ func TestWebhooksTwoServesOneSQLiteFile(t *testing.T) {
 		got, ids, _ := rcv.snapshot()
 		return len(unique(got, ids)) >= len(want)
 	})
+	// A delivery the stopped serve had sent but not yet seen answered is
+	// sent again by the other, under the same webhook-id (at least once).
 	got, ids, _ := rcv.snapshot()
-	if len(got) != len(want) {
-		t.Fatalf("%d deliveries for %d events (a second worker sent them again): %q", len(got), len(want), got)
-	}
 	if err := inOrder(unique(got, ids), want); err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range env.deliveries(t, hook) {
-		if d.Status != "delivered" || d.Attempts != 1 {
-			t.Fatalf("delivery %+v", d)
-		}
+	if len(got) > len(want)+1 {
+		t.Fatalf("%d deliveries for %d events: %q", len(got), len(want), got)
 	}
+	Eventually(t, 10*time.Second, "every delivery recorded", func() bool {
+		for _, d := range env.deliveries(t, hook) {
+			if d.Status != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // holdingReceiver holds the first delivery (accepts the connection, reads
