@@ -38,6 +38,8 @@ type hookReceiver struct {
 	// its webhook-id.
 	got []string
 	ids []string
+	// bodies are the verified deliveries' bodies, in arrival order.
+	bodies []string
 }
 
 func newHookReceiver(t *testing.T) *hookReceiver {
@@ -81,6 +83,7 @@ func (r *hookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.got = append(r.got, e.Type+" "+subject)
 	r.ids = append(r.ids, req.Header.Get("webhook-id"))
+	r.bodies = append(r.bodies, string(body))
 	w.WriteHeader(http.StatusNoContent)
 }
 
