@@ -6,8 +6,9 @@
 //
 // The account boundary is the whole point: a session of account A gets the
 // same 404 for B's key or site as for one that does not exist, after the
-// same single ownership query, which returns no row for either. Mutations are rate-limited per account and need
-// a session that may write (session.Role). Credentials are only ever
+// same single ownership query, which returns no row for either. Mutations
+// are rate-limited per account and need a session that may write
+// (session.Role). Credentials are only ever
 // "Authorization: Bearer <session token>"; cookies are ignored, so there is
 // no CSRF surface, and CORS is off unless origins are configured.
 package customer
