@@ -38,7 +38,7 @@ type hookReceiver struct {
 	// its webhook-id.
 	got []string
 	ids []string
-	// bodies are the verified deliveries' bodies, in arrival order.
+	// bodies are the verified payloads, in arrival order.
 	bodies []string
 }
 
