@@ -2,6 +2,8 @@ package tests
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -128,5 +130,58 @@ func TestCustomerWritesEmitWebhooks(t *testing.T) {
 	}
 	if strings.Contains(s.Logs(), "delivery failed") {
 		t.Errorf("deliveries failed:\n%s", s.Logs())
+	}
+}
+
+// TestCustomerErrorsTakeTheProfilesShape: through the binary, the customer
+// API's refusals are the running profile's denials: VideoGen's
+// {"message"} bodies (its "Unauthorized" for a bad session) and
+// api.video's RFC 9457 problem details as application/problem+json.
+func TestCustomerErrorsTakeTheProfilesShape(t *testing.T) {
+	idp := newIdentityProvider(t)
+	env := NewEnv(t)
+	_, bKeyID := seedAccounts(env)
+	a := idp.sign(idp.rsa, idp.claims("acc_a"))
+	for _, tc := range []struct {
+		profile, contentType           string
+		noSession, foreign, badRequest string
+	}{
+		{"videogen", "application/json", `{"message":"Unauthorized"}`, `{"message":"Not found"}`,
+			`{"detail":"\"mode\" must be \"live\" or \"test\"","message":"The request is invalid"}`},
+		{"apivideo", "application/problem+json",
+			`{"detail":"The session token is invalid or missing","status":401,"title":"The session token is invalid or missing","type":"https://docs.api.video/reference/invalid-token"}`,
+			`{"detail":"Not found","status":404,"title":"Not found","type":"https://docs.api.video/reference/not-found"}`,
+			`{"detail":"\"mode\" must be \"live\" or \"test\"","status":400,"title":"The request is invalid","type":"https://docs.api.video/reference/invalid-request"}`},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			s := env.Serve(append(idp.flags(), "--policies", profileDir(tc.profile))...)
+			for _, c := range []struct {
+				token, method, path, body string
+				status                    int
+				want                      string
+			}{
+				{"", "GET", "/v1/api-keys", "", 401, tc.noSession},
+				{a, "POST", "/v1/api-keys/" + bKeyID + "/revoke", "", 404, tc.foreign},
+				{a, "POST", "/v1/api-keys", `{"site":"site_a","mode":"prod"}`, 400, tc.badRequest},
+			} {
+				req, err := http.NewRequest(c.method, "http://"+s.HTTPAddr+c.path, strings.NewReader(c.body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.token != "" {
+					req.Header.Set("Authorization", "Bearer "+c.token)
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				raw, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				if res.StatusCode != c.status || res.Header.Get("Content-Type") != tc.contentType || string(raw) != c.want {
+					t.Errorf("%s %s: %d %s %s\nwant %d %s %s", c.method, c.path, res.StatusCode, res.Header.Get("Content-Type"), raw,
+						c.status, tc.contentType, c.want)
+				}
+			}
+		})
 	}
 }

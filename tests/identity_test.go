@@ -23,8 +23,8 @@ func TestIdentityOnlyFromAcceptedKey(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, path, origin, key string
-		wantSite, wantAccount  string
-		wantKey                bool
+		wantSite, wantAccount   string
+		wantKey                 bool
 	}{
 		{"A's key on B's public route", "/v1/public/other-web/player", "https://other.test", acme, "other-web", "other", false},
 		{"free-plan key on /health", "/health", "", free, "", "", false},
