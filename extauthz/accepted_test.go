@@ -2,6 +2,8 @@ package extauthz
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,5 +105,82 @@ func TestIdentityOnlyFromAcceptedCredential(t *testing.T) {
 				t.Errorf("usage = %v, want [%s]", u.ids, tc.wantKeyID)
 			}
 		})
+	}
+}
+
+// mintingDecider is a fakeDecider that declares a mint route.
+type mintingDecider struct {
+	fakeDecider
+	route string
+}
+
+func (d mintingDecider) MintRoute() (string, bool) { return d.route, d.route != "" }
+
+// TestAcceptedOwnPolicies: a whole policy of the operator's own, whose rule
+// names keygate does not know. Its key routes' allows are told apart by a
+// decision without the credential (a deny: the allow was the key's); on
+// its open routes a key is accepted only if the policy allows it on the
+// declared mint route, and never without one; a policy error gives no
+// identity.
+func TestAcceptedOwnPolicies(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+	facts := &keystore.KeyFacts{Key: keystore.Key{ID: "key_1", Mode: keystore.ModeLive}, Site: keystore.Site{ID: "s1", Active: true},
+		Account: keystore.Account{ID: "a1", Plan: "gold", Status: keystore.StatusActive}}
+	keyed := &policies.Input{Request: policies.Request{Method: "GET", Host: "api.test", PathOK: true},
+		Credential: policies.Credential{Status: policies.CredFound, Kind: "key", Scheme: "bearer"},
+		Key:        &policies.Key{ID: "key_1", Mode: "live"}, Account: &policies.Account{ID: "a1", Plan: "gold"}}
+	// open answers every path under /open/ and allows keys on /api/ only
+	// for plan gold on host api.test.
+	open := func(keyOK bool, fail error) fakeDecider {
+		return fakeDecider{decide: func(_ context.Context, in *policies.Input) (policies.Decision, error) {
+			if fail != nil && in.Credential.Status == policies.CredMissing {
+				return policies.Decision{}, fail
+			}
+			switch {
+			case strings.HasPrefix(in.Request.Path, "/open/"):
+				return policies.Decision{Allow: true, Status: 200, Rule: "anyone"}, nil
+			case in.Credential.Status == policies.CredFound && keyOK:
+				return policies.Decision{Allow: true, Status: 200, Rule: "customer_key"}, nil
+			}
+			return policies.Decision{Status: 401, Code: "NO", Rule: "nope"}, nil
+		}}
+	}
+	allow := func(pol Decider, path string) bool {
+		in := *keyed
+		in.Request.Path = path
+		d, err := pol.Decide(ctx, &in)
+		if err != nil || !d.Allow {
+			t.Fatalf("%s: the request itself must be allowed: %+v %v", path, d, err)
+		}
+		return accepted(ctx, pol, &in, d, facts, now)
+	}
+	for _, tc := range []struct {
+		name string
+		pol  Decider
+		path string
+		want bool
+	}{
+		{"key route of its own naming", mintingDecider{open(true, nil), "/api/"}, "/api/videos", true},
+		{"key route, no mint route needed", open(true, nil), "/api/videos", true},
+		{"open route, key accepted on the mint route", mintingDecider{open(true, nil), "/api/"}, "/open/x", true},
+		{"open route, key refused on the mint route", mintingDecider{open(false, nil), "/api/"}, "/open/x", false},
+		{"open route, no mint route declared", open(true, nil), "/open/x", false},
+		{"open route, policy error", mintingDecider{open(true, errors.New("boom")), "/api/"}, "/open/x", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := allow(tc.pol, tc.path); got != tc.want {
+				t.Errorf("accepted = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	expired := *facts
+	past := now.Add(-time.Hour)
+	expired.Key.ExpiresAt = &past
+	if accepted(ctx, open(true, nil), keyed, policies.Decision{Allow: true, Rule: keyRouteRule}, &expired, now) {
+		t.Error("an expired key was accepted on a key_route allow")
+	}
+	if accepted(ctx, open(true, nil), keyed, policies.Decision{Status: 403}, facts, now) {
+		t.Error("a deny accepted the key")
 	}
 }
