@@ -6,8 +6,9 @@
 //
 // The account boundary is the whole point: a session of account A gets the
 // same 404 for B's key or site as for one that does not exist, after the
-// same single store read. Mutations are rate-limited per account and need
-// a session that may write (session.Role). Credentials are only ever
+// same single ownership query, which returns no row for either. Mutations
+// are rate-limited per account and need a session that may write
+// (session.Role). Credentials are only ever
 // "Authorization: Bearer <session token>"; cookies are ignored, so there is
 // no CSRF surface, and CORS is off unless origins are configured.
 package customer
@@ -19,7 +20,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -272,12 +272,11 @@ func (e *badRequest) Error() string { return e.msg }
 
 func invalid(format string, args ...any) error { return &badRequest{msg: fmt.Sprintf(format, args...)} }
 
-// fail answers an error as Check answers a denial: the policy's body shape
-// (shapeDenial), extauthz.DenyHeaders (content-type, no-store,
+// fail answers an error as Check answers a denial: the running policy's
+// deny for it (denial) with extauthz.DenyHeaders (content-type, no-store,
 // WWW-Authenticate on 401, the decision's headers such as Retry-After).
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s session.Session, err error) {
-	d := problem(err)
-	shapeDenial(h.documents(), &d, r.Header.Get("X-Request-Id"))
+	d := h.denial(err, r.Header.Get("X-Request-Id"))
 	if d.Status >= 500 {
 		h.Log.Error("customer api failed", "method", r.Method, "path", r.URL.Path, "account", s.Account, "err", err)
 	} else if d.Status == http.StatusUnauthorized {
@@ -289,36 +288,6 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, s session.Session
 	}
 	w.WriteHeader(d.Status)
 	_, _ = w.Write(extauthz.DenyBody(d))
-}
-
-// problem is the one table from errors to status, code and message.
-func problem(err error) policies.Decision {
-	var rl *rateLimited
-	var br *badRequest
-	var ae *admin.Error
-	switch {
-	case errors.Is(err, session.ErrInvalid):
-		return policies.Decision{Status: 401, Code: "INVALID_TOKEN", Message: "Invalid or missing session token"}
-	case errors.Is(err, errReadOnly):
-		return policies.Decision{Status: 403, Code: "INSUFFICIENT_SCOPE", Message: "This session may only read"}
-	case errors.As(err, &rl):
-		secs := int64((rl.retryAfter + time.Second - 1) / time.Second)
-		return policies.Decision{Status: 429, Code: "RATE_LIMITED", Message: "Too many changes; retry later",
-			ResponseHeaders: map[string]string{"retry-after": strconv.FormatInt(max(secs, 1), 10)}}
-	case errors.Is(err, errNotFound), errors.Is(err, keystore.ErrNotFound):
-		return policies.Decision{Status: 404, Code: "NOT_FOUND", Message: "Not found"}
-	case errors.As(err, &br):
-		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: br.msg}
-	case errors.As(err, &ae):
-		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: ae.Message}
-	case errors.Is(err, keystore.ErrInvalid):
-		return policies.Decision{Status: 400, Code: "INVALID_REQUEST", Message: strings.ReplaceAll(err.Error(), "keystore: ", "")}
-	case errors.Is(err, keystore.ErrConflict):
-		return policies.Decision{Status: 409, Code: "CONFLICT", Message: "Conflicting change; retry"}
-	case errors.Is(err, session.ErrUnavailable), errors.Is(err, keystore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return policies.Decision{Status: 503, Code: "AUTHZ_UNAVAILABLE", Message: "Temporarily unavailable; retry later"}
-	}
-	return policies.Decision{Status: 500, Code: "INTERNAL_ERROR", Message: "Internal error"}
 }
 
 // forget drops revoked keys from this replica's cache.

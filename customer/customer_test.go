@@ -26,13 +26,14 @@ const (
 )
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
+	mux   *http.ServeMux
 	store *keystore.Store
 	key   *sessiontest.Key
 }
 
-func newFixture(t *testing.T, tune func(*customer.Handler)) *fixture {
+func newFixture(t testing.TB, tune func(*customer.Handler)) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	format, _ := keystore.NewFormat("kg")
@@ -75,7 +76,7 @@ func newFixture(t *testing.T, tune func(*customer.Handler)) *fixture {
 	h.Register(mux)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, store: st, key: k}
+	return &fixture{t: t, srv: srv, mux: mux, store: st, key: k}
 }
 
 func (f *fixture) token(account, role string) string {

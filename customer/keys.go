@@ -33,21 +33,14 @@ type KeyList struct {
 // "key", once.
 type CreatedKey = admin.CreatedKey
 
-// ownSite returns the site if it belongs to the session's account, and
-// errNotFound for a missing and a foreign site alike (one store read
-// either way).
-func (h *Handler) ownSite(ctx context.Context, s session.Session, id string) (keystore.Site, error) {
+// ownSite returns nil if the site belongs to the session's account, and
+// ErrNotFound for a missing and a foreign site alike, after the same one
+// query that returns no row for either (keystore.AccountOwnsSite).
+func (h *Handler) ownSite(ctx context.Context, s session.Session, id string) error {
 	if id == "" || len(id) > maxID {
-		return keystore.Site{}, errNotFound
+		return errNotFound
 	}
-	site, err := h.Store.Site(ctx, id)
-	if err != nil {
-		return keystore.Site{}, err
-	}
-	if site.AccountID != s.Account {
-		return keystore.Site{}, errNotFound
-	}
-	return site, nil
+	return h.Store.AccountOwnsSite(ctx, s.Account, id)
 }
 
 func (h *Handler) listKeys(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
@@ -65,7 +58,7 @@ func (h *Handler) listKeys(ctx context.Context, s session.Session, r *http.Reque
 		return 0, nil, invalid(`"after" is not a key id`)
 	}
 	if site := q.Get("site"); site != "" {
-		if _, err := h.ownSite(ctx, s, site); err != nil {
+		if err := h.ownSite(ctx, s, site); err != nil {
 			return 0, nil, err
 		}
 		keys, err := h.Store.Keys(ctx, site, after, limit)
@@ -144,7 +137,7 @@ func (h *Handler) createKey(ctx context.Context, s session.Session, r *http.Requ
 	if err != nil {
 		return 0, nil, invalid(`"mode" must be "live" or "test"`)
 	}
-	if _, err := h.ownSite(ctx, s, b.Site); err != nil {
+	if err := h.ownSite(ctx, s, b.Site); err != nil {
 		return 0, nil, err
 	}
 	k, secret, err := h.Store.CreateKey(ctx, keystore.KeySpec{SiteID: b.Site, Mode: mode, Name: b.Name, ExpiresAt: b.ExpiresAt})
@@ -154,9 +147,9 @@ func (h *Handler) createKey(ctx context.Context, s session.Session, r *http.Requ
 	return http.StatusCreated, CreatedKey{Key: k, Secret: secret.Reveal()}, nil
 }
 
-// revokeKey revokes one of the account's keys. The key, its site and its
-// account come from one store read, so a foreign id costs what a missing
-// one does.
+// revokeKey revokes one of the account's keys. Whether the account owns
+// the key is one query that returns no row for a foreign id as for a
+// missing one (keystore.AccountOwnsKey), so both cost the same.
 func (h *Handler) revokeKey(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
 	var none struct{}
 	if err := admin.Decode(r, &none, true); err != nil {
@@ -166,12 +159,8 @@ func (h *Handler) revokeKey(ctx context.Context, s session.Session, r *http.Requ
 	if id == "" || len(id) > maxID {
 		return 0, nil, errNotFound
 	}
-	facts, err := h.Store.LookupKeyID(ctx, id)
-	if err != nil {
+	if err := h.Store.AccountOwnsKey(ctx, s.Account, id); err != nil {
 		return 0, nil, err
-	}
-	if facts.Account.ID != s.Account {
-		return 0, nil, errNotFound
 	}
 	k, err := h.Store.RevokeKey(ctx, id)
 	if err != nil {
@@ -200,7 +189,7 @@ func (h *Handler) rotateKey(ctx context.Context, s session.Session, r *http.Requ
 	if err != nil {
 		return 0, nil, invalid(`"mode" must be "all", "live" or "test"`)
 	}
-	if _, err := h.ownSite(ctx, s, site); err != nil {
+	if err := h.ownSite(ctx, s, site); err != nil {
 		return 0, nil, err
 	}
 	k, secret, revoked, err := h.Store.RotateSiteKeys(ctx, spec, revoke, 0)
@@ -243,11 +232,10 @@ func (h *Handler) usage(ctx context.Context, s session.Session, r *http.Request)
 		return len(out.Usage) < maxListed, err
 	}
 	if site := r.URL.Query().Get("site"); site != "" {
-		own, err := h.ownSite(ctx, s, site)
-		if err != nil {
+		if err := h.ownSite(ctx, s, site); err != nil {
 			return 0, nil, err
 		}
-		_, err = add(own)
+		_, err := add(keystore.Site{ID: site, AccountID: s.Account})
 		return http.StatusOK, out, err
 	}
 	err := h.eachSite(ctx, s, add)

@@ -126,9 +126,11 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		a.Log.Error("policy gave no valid decision; denying", "err", err, "path", in.Request.Path)
 		d = policyError(ctx, pol, err)
 	}
-	// From here on only a credential that passed identifies the request.
-	if d.Allow && cred.facts != nil && identityFacts(cred.facts, now) == nil {
-		d.Limits = nil // a refused credential's counters are not charged
+	// From here on only a credential the policy accepted for this request
+	// identifies it (passed.go): one it did not is ignored as if absent.
+	if d.Allow && cred.facts != nil && !accepted(ctx, pol, in, d, cred.facts, now) {
+		d.Limits = nil   // a refused credential's counters are not charged
+		cred.facts = nil // nor does it give identity headers, usage or metadata
 	}
 	if d.Allow {
 		limitsCtx, span := a.span(ctx, "keygate.limits")
