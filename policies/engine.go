@@ -106,27 +106,17 @@ type Policy struct {
 // Compile prepares the decision query for a bundle. Test modules are left
 // out of the decision query; RunTests compiles them separately.
 func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
+	compiler, modules, err := compileBundle(b)
+	if err != nil {
+		return nil, err
+	}
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
+		rego.Compiler(compiler),
 		rego.Store(inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),
-	}
-	found := false
-	var modules []*ast.Module
-	for name, m := range b.Modules {
-		if isTestFile(name) {
-			continue
-		}
-		if m.Package.Path.String() == "data.keygate.authz" {
-			found = true
-		}
-		opts = append(opts, rego.ParsedModule(m))
-		modules = append(modules, m)
-	}
-	if !found {
-		return nil, fmt.Errorf("policies: %s: no module declares package keygate.authz", b.Source)
 	}
 	q, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
@@ -140,7 +130,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
 		paths:        newPathIndex(b.Documents),
-		memo:         newMemo(ctx, modules, b.Documents)}, nil
+		memo:         newMemo(ctx, compiler, modules, b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }

@@ -76,7 +76,7 @@ var ignorable = []struct {
 // x-request-id only when body_shape is error_object), and the residual
 // program, with every original rule it still refers to, is searched for
 // input refs. If partial evaluation fails, every module is searched.
-func newMemo(ctx context.Context, modules []*ast.Module, documents map[string]any) *memo {
+func newMemo(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module, documents map[string]any) *memo {
 	var reads [][]string
 	deterministic := true
 	var dataRefs []ast.Ref
@@ -119,9 +119,9 @@ func newMemo(ctx context.Context, modules []*ast.Module, documents map[string]an
 	if !deterministic {
 		return nil
 	}
-	residual, err := partialEval(ctx, modules, documents)
-	compiled, cerr := compileModules(modules)
-	if err == nil && cerr == nil {
+	residual, err := partialEval(ctx, compiler, documents)
+	if err == nil {
+		compiled := compiledModules(compiler)
 		reads, dataRefs = nil, nil
 		for _, x := range residual {
 			vis.Walk(x)
@@ -155,7 +155,7 @@ func newMemo(ctx context.Context, modules []*ast.Module, documents map[string]an
 
 // partialEval evaluates the decision with data known and the input unknown,
 // returning the residual queries and support modules.
-func partialEval(ctx context.Context, modules []*ast.Module, documents map[string]any) (_ []any, err error) {
+func partialEval(ctx context.Context, compiler *ast.Compiler, documents map[string]any) (_ []any, err error) {
 	// The analysis only narrows what a memo key holds; if partial evaluation
 	// breaks on some policy, the caller falls back to searching every module.
 	defer func() {
@@ -172,9 +172,7 @@ func partialEval(ctx context.Context, modules []*ast.Module, documents map[strin
 		rego.Capabilities(Capabilities()),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.Unknowns([]string{"input"}),
-	}
-	for _, m := range modules {
-		opts = append(opts, rego.ParsedModule(m))
+		rego.Compiler(compiler),
 	}
 	pq, err := rego.New(opts...).Partial(ctx)
 	if err != nil {
@@ -398,24 +396,6 @@ func (d Decision) clone() Decision {
 	d.Body = bytes.Clone(d.Body)
 	d.Limits = slices.Clone(d.Limits) // Limit holds values only
 	return d
-}
-
-// compileModules resolves every reference in the modules to its full path
-// (rules of the same package, imports).
-func compileModules(modules []*ast.Module) ([]*ast.Module, error) {
-	in := make(map[string]*ast.Module, len(modules))
-	for i, m := range modules {
-		in[fmt.Sprint(i)] = m.Copy()
-	}
-	c := ast.NewCompiler().WithCapabilities(Capabilities()).WithDefaultRegoVersion(ast.RegoV1)
-	if c.Compile(in); c.Failed() {
-		return nil, c.Errors
-	}
-	out := make([]*ast.Module, 0, len(c.Modules))
-	for _, m := range c.Modules {
-		out = append(out, m)
-	}
-	return out, nil
 }
 
 // classificationRef is input.request.prefixes, which keygate always sets.
