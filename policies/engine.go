@@ -292,7 +292,9 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	// The policy sees the path classified by its data; the caller's input
 	// stays as it was.
 	classified := *in
-	p.paths.classify(&classified.Request)
+	prefixes := getPrefixMap()
+	defer putPrefixMap(prefixes)
+	p.paths.classifyInto(&classified.Request, prefixes)
 	in = &classified
 	if p.memo == nil {
 		p.stats.bypassed()

@@ -120,9 +120,7 @@ func (m *memo) put(s *memoScratch, d Decision) {
 func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
 	switch v.Kind() {
 	case reflect.String:
-		b = append(b, 's')
-		b = binary.AppendUvarint(b, uint64(v.Len()))
-		return append(b, v.String()...), true
+		return appendString(b, v.String()), true
 	case reflect.Bool:
 		if v.Bool() {
 			return append(b, 'T'), true
@@ -169,6 +167,9 @@ func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
 		if v.Type().Key().Kind() != reflect.String {
 			return b, false
 		}
+		if m, ok := mapOfStrings(v); ok {
+			return appendStringMap(b, m), true
+		}
 		// Map order is random: encode the entries by sorted key.
 		keys := v.MapKeys()
 		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
@@ -196,4 +197,36 @@ func (d Decision) clone() Decision {
 	d.Body = bytes.Clone(d.Body)
 	d.Limits = slices.Clone(d.Limits) // Limit holds values only
 	return d
+}
+
+// appendStringMap is appendKey's encoding of a map[string]string (request
+// headers, the path classification) without reflection: sorted keys, each
+// key and value as appendKey encodes a string. Small maps sort on the stack.
+func appendStringMap(b []byte, m map[string]string) []byte {
+	var buf [8]string
+	keys := buf[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = appendString(b, m[k])
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = append(b, 's')
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// mapOfStrings is v as a map[string]string, when it is one that can be read.
+func mapOfStrings(v reflect.Value) (map[string]string, bool) {
+	if !v.CanInterface() {
+		return nil, false
+	}
+	m, ok := v.Interface().(map[string]string)
+	return m, ok
 }
