@@ -101,6 +101,9 @@ type Policy struct {
 	stats *memoCounters
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
+	// unread clear the request fields the policy provably never reads (the
+	// memo's analysis), so they are not converted for every evaluation.
+	unread []func(*Input)
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
@@ -126,11 +129,15 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+	mm := newMemo(ctx, compiler, modules, b.Documents)
+	var unread []func(*Input)
+	if mm != nil {
+		unread = mm.ignore
+	}
+	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
-		paths:        newPathIndex(b.Documents),
-		memo:         newMemo(ctx, compiler, modules, b.Documents)}, nil
+		paths:        newPathIndex(b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
@@ -295,6 +302,9 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	prefixes := getPrefixMap()
 	defer putPrefixMap(prefixes)
 	p.paths.classifyInto(&classified.Request, prefixes)
+	for _, clear := range p.unread {
+		clear(&classified)
+	}
 	in = &classified
 	if p.memo == nil {
 		p.stats.bypassed()
