@@ -104,6 +104,8 @@ type Policy struct {
 	// unread clear the request fields the policy provably never reads (the
 	// memo's analysis), so they are not converted for every evaluation.
 	unread []func(*Input)
+	// folded are the data-only rules' values, computed at load (fold.go).
+	folded []foldedValue
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
@@ -113,10 +115,11 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	store := inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
 		rego.Compiler(compiler),
-		rego.Store(inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))),
+		rego.Store(store),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),
@@ -134,7 +137,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if mm != nil {
 		unread = mm.ignore
 	}
-	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store), sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
 		paths:        newPathIndex(b.Documents)}, nil
@@ -328,7 +331,7 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 
 // decideValue evaluates the decision for an input already in OPA's form.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), p.evalCache())
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}
