@@ -44,16 +44,19 @@ func TestFoldSameDecisions(t *testing.T) {
 	unfolded.memo = nil
 	p.memo = nil
 	inputs := map[string]func(*Input){
-		"allow":          func(*Input) {},
-		"metered":        func(in *Input) { in.Request.Method, in.Request.Path = "POST", "/v1/audio/generate" },
-		"free plan":      func(in *Input) { in.Account.Plan = "free" },
-		"revoked":        func(in *Input) { in.Key.Revoked = true },
-		"site mismatch":  func(in *Input) { in.Request.Path = "/v1/sites/other/x" },
-		"public":         func(in *Input) { in.Request.Path = "/health" },
-		"public site":    func(in *Input) { in.Request.Path = "/v1/public/site-a/x" },
-		"bad path":       func(in *Input) { in.Request.PathOK = false },
-		"case folded":    func(in *Input) { in.Request.Path = "/V1/SITES/site-a" },
-		"missing":        func(in *Input) { in.Credential = Credential{Status: CredMissing}; in.Key, in.Site, in.Account = nil, nil, nil },
+		"allow":         func(*Input) {},
+		"metered":       func(in *Input) { in.Request.Method, in.Request.Path = "POST", "/v1/audio/generate" },
+		"free plan":     func(in *Input) { in.Account.Plan = "free" },
+		"revoked":       func(in *Input) { in.Key.Revoked = true },
+		"site mismatch": func(in *Input) { in.Request.Path = "/v1/sites/other/x" },
+		"public":        func(in *Input) { in.Request.Path = "/health" },
+		"public site":   func(in *Input) { in.Request.Path = "/v1/public/site-a/x" },
+		"bad path":      func(in *Input) { in.Request.PathOK = false },
+		"case folded":   func(in *Input) { in.Request.Path = "/V1/SITES/site-a" },
+		"missing": func(in *Input) {
+			in.Credential = Credential{Status: CredMissing}
+			in.Key, in.Site, in.Account = nil, nil, nil
+		},
 		"not accepted":   func(in *Input) { in.Credential.Scheme = "body"; in.Credential.Kind = "token" },
 		"site overrides": func(in *Input) { in.Site.Limits = map[string]int64{"rate": 7} },
 	}
