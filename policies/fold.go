@@ -45,7 +45,10 @@ func foldDataRules(ctx context.Context, c *ast.Compiler, store storage.Store) []
 			if !a.allPure(rules) {
 				continue
 			}
-			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key)).Eval(ctx)
+			// Evaluated as decisions are (strict builtin errors): a rule that
+			// errors is not folded, so every decision still meets the error.
+			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key),
+				rego.Capabilities(Capabilities()), rego.StrictBuiltinErrors(true), rego.SetRegoVersion(ast.RegoV1)).Eval(ctx)
 			if err != nil || len(rs) != 1 || len(rs[0].Expressions) != 1 {
 				continue
 			}

@@ -103,3 +103,22 @@ decision := {"allow": true, "rule": "r", "headers": {"x-flag": flag, "x-via": vi
 		t.Fatalf("headers %v, want %v", d.Headers, want)
 	}
 }
+
+// A data-only rule that errors under strict builtin errors is not folded:
+// decisions meet the error (and fail closed) as they did before folding.
+func TestFoldLeavesErringRules(t *testing.T) {
+	p := compileWithData(t, `package keygate.authz
+
+import rego.v1
+
+numbers := [n | some s in data.cfg.list; n := to_number(s)]
+
+decision := {"allow": true, "rule": "r", "headers": {"x-n": format_int(count(numbers), 10)}}
+`, map[string]any{"cfg": map[string]any{"list": []any{"1", "x"}}})
+	if got := foldedNames(p); len(got) != 0 {
+		t.Fatalf("folded %v", got)
+	}
+	if d, err := p.Decide(context.Background(), proInput()); err == nil {
+		t.Fatalf("decided %+v despite to_number(\"x\")", d)
+	}
+}
