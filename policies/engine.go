@@ -101,32 +101,28 @@ type Policy struct {
 	stats *memoCounters
 	// memo is nil when the policy may answer differently for one input.
 	memo *memo
+	// unread clear the request fields the policy provably never reads (the
+	// memo's analysis), so they are not converted for every evaluation.
+	unread []func(*Input)
+	// folded are the data-only rules' values, computed at load (fold.go).
+	folded []foldedValue
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
 // out of the decision query; RunTests compiles them separately.
 func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
+	compiler, modules, err := compileBundle(b)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))
 	opts := []func(*rego.Rego){
 		rego.Query(Entrypoint),
-		rego.Store(inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))),
+		rego.Compiler(compiler),
+		rego.Store(store),
 		rego.Capabilities(Capabilities()),
 		rego.StrictBuiltinErrors(true),
 		rego.SetRegoVersion(ast.RegoV1),
-	}
-	found := false
-	var modules []*ast.Module
-	for name, m := range b.Modules {
-		if isTestFile(name) {
-			continue
-		}
-		if m.Package.Path.String() == "data.keygate.authz" {
-			found = true
-		}
-		opts = append(opts, rego.ParsedModule(m))
-		modules = append(modules, m)
-	}
-	if !found {
-		return nil, fmt.Errorf("policies: %s: no module declares package keygate.authz", b.Source)
 	}
 	q, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
@@ -136,11 +132,15 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Bundle: b, query: q, sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+	mm := newMemo(ctx, compiler, modules, b.Documents)
+	var unread []func(*Input)
+	if mm != nil {
+		unread = mm.ignore
+	}
+	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store), sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
-		paths:        newPathIndex(b.Documents),
-		memo:         newMemo(ctx, modules, b.Documents)}, nil
+		paths:        newPathIndex(b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
@@ -302,7 +302,12 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	// The policy sees the path classified by its data; the caller's input
 	// stays as it was.
 	classified := *in
-	p.paths.classify(&classified.Request)
+	prefixes := getPrefixMap()
+	defer putPrefixMap(prefixes)
+	p.paths.classifyInto(&classified.Request, prefixes)
+	for _, clear := range p.unread {
+		clear(&classified)
+	}
 	in = &classified
 	if p.memo == nil {
 		p.stats.bypassed()
@@ -326,7 +331,7 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 
 // decideValue evaluates the decision for an input already in OPA's form.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input))
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), p.evalCache())
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

@@ -145,7 +145,7 @@ func fullInput() Input {
 // reflection, so fields added later are covered) and checks that the memo
 // key changes, except for the request fields the policy never reads.
 func TestMemoKeyCoversEveryField(t *testing.T) {
-	m := newMemo(context.Background(), nil, nil) // a policy that reads no input: every ignorable field is ignored
+	m := newMemo(context.Background(), nil, nil, nil) // a policy that reads no input: every ignorable field is ignored
 	in := fullInput()
 	in.Request.Prefixes, in.Request.ExactPath = map[string]string{"/v1/sites/": "acme"}, "/v1/sites/acme/x"
 	key := func() string {
@@ -267,7 +267,7 @@ func TestMemoAgreesWithEvaluation(t *testing.T) {
 }
 
 func TestMemoBounded(t *testing.T) {
-	m := newMemo(context.Background(), nil, nil)
+	m := newMemo(context.Background(), nil, nil, nil)
 	for i := range maxMemoEntries + 50 {
 		m.put(&memoScratch{key: []byte(strconv.Itoa(i))}, Decision{Allow: true})
 	}

@@ -59,7 +59,11 @@ func atBoundary(rest, s string) bool {
 }
 
 // classify sets r.Prefixes, r.ExactPath and r.CaseFolded from r.Path.
-func (ix pathIndex) classify(r *Request) {
+func (ix pathIndex) classify(r *Request) { ix.classifyInto(r, nil) }
+
+// classifyInto is classify that fills scratch (an empty map, or nil to
+// allocate one) when the path starts with any of the strings.
+func (ix pathIndex) classifyInto(r *Request, scratch map[string]string) {
 	r.Prefixes, r.ExactPath, r.CaseFolded = noPrefixes, "", nil
 	for _, s := range ix {
 		rest, ok := strings.CutPrefix(r.Path, s)
@@ -73,7 +77,10 @@ func (ix pathIndex) classify(r *Request) {
 			r.ExactPath = s
 		}
 		if len(r.Prefixes) == 0 {
-			r.Prefixes = make(map[string]string, 2)
+			r.Prefixes = scratch
+			if r.Prefixes == nil {
+				r.Prefixes = make(map[string]string, 2)
+			}
 		}
 		segment, _, _ := strings.Cut(rest, "/")
 		r.Prefixes[s] = segment

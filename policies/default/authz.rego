@@ -66,8 +66,8 @@ invalid_path if not input.request.path_ok
 #   refused (400 INVALID_PATH): a case-insensitive upstream would serve it
 #   as that route, so it must not dodge site scoping, plans or costs.
 invalid_path if {
-	some prefix in route_prefixes
-	case_folded[prefix]
+	some prefix in case_folded
+	route_prefixes[prefix]
 }
 
 # The data's path strings the path starts with only when letter case is
