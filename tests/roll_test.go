@@ -81,6 +81,7 @@ func TestKeysRoll(t *testing.T) {
 	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
 	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme", "--domain", "acme.com")
 	old := createKey(t, env, "acme-web", "live", "--scope", "videos:read", "--meta", "tier=gold")
+	env.Vars = append(env.Vars, "KEYGATE_ADMIN_TOKEN="+adminToken)
 	srv := env.Serve("--allow-http-webhooks")
 	allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(old.Key)))
 
@@ -143,5 +144,27 @@ func TestKeysRoll(t *testing.T) {
 	// A roll of an expired key is refused with a clear message.
 	if _, errOut, err := env.TryCLI("keys", "roll", old.ID); err == nil || !strings.Contains(errOut, "expired") {
 		t.Errorf("rolling the expired key: %v %s", err, errOut)
+	}
+
+	// The admin API on the running server: a roll without grace ends the
+	// rolled key at once; PATCH changes what GET shows.
+	third := srv.MustAdmin(t, "POST", "/admin/v1/keys/"+nu.ID+"/roll", `{"grace":"0s"}`, 201)
+	thirdKey, _ := third["key"].(string)
+	if third["old_key_id"] != nu.ID || thirdKey == "" {
+		t.Fatalf("admin roll: %v", third["old_key_id"])
+	}
+	Eventually(t, 5*time.Second, "the key rolled with no grace to be refused", func() bool {
+		return srv.Check(t, "GET", "/v1/videos", bearer(nu.Key)).GetDeniedResponse() != nil
+	})
+	wantDeny(t, srv.Check(t, "GET", "/v1/videos", bearer(nu.Key)), 401, "API_KEY_EXPIRED")
+	allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(thirdKey)))
+	thirdID := third["id"].(string)
+	srv.MustAdmin(t, "PATCH", "/admin/v1/keys/"+thirdID, `{"meta":{"tier":"silver"},"scopes":["videos:*"]}`, 200)
+	got := srv.MustAdmin(t, "GET", "/admin/v1/keys/"+thirdID, "", 200)
+	if meta, _ := got["meta"].(map[string]any); meta["tier"] != "silver" || got["key"] != nil {
+		t.Errorf("GET after PATCH: %v", got)
+	}
+	if out := env.CLI("keys", "show", thirdID); !strings.Contains(out, "videos:*") {
+		t.Errorf("keys show after PATCH:\n%s", out)
 	}
 }
