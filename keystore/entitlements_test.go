@@ -137,6 +137,15 @@ func TestStoreKeyEntitlements(t *testing.T) {
 			Entitlements: keystore.Entitlements{AllowedCIDRs: []string{"nope"}}})
 		wantErr(t, err, keystore.ErrInvalid)
 
+		imp, err := fx.store.ImportKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive,
+			Entitlements: keystore.Entitlements{Scopes: []string{"audio:*"}}}, "legacy-0123456789abcdef")
+		if err != nil || !cmp.Equal([]string{"audio:*"}, imp.Scopes) {
+			t.Errorf("imported key %+v %v", imp, err)
+		}
+		if f, err := fx.store.LookupKey(ctx, fx.dig.All("legacy-0123456789abcdef")); err != nil || !cmp.Equal([]string{"audio:*"}, f.Key.Scopes) {
+			t.Errorf("imported key facts %+v %v", f.Key, err)
+		}
+
 		// Existing keys (no entitlements) read back as the zero value.
 		plain, _ := fx.key("site1", keystore.ModeTest)
 		if got, _ := fx.store.Key(ctx, plain.ID); !cmp.Equal(keystore.Entitlements{}, got.Entitlements) {
