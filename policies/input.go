@@ -125,10 +125,7 @@ func (in *Input) Value() ast.Value {
 		)),
 	)
 	if in.Key != nil {
-		obj.Insert(t.key(ast.String("key")), t.term(ast.NewObject(
-			t.str(ast.String("id"), in.Key.ID), t.str(ast.String("mode"), in.Key.Mode), t.str(ast.String("name"), in.Key.Name),
-			t.boolean(ast.String("revoked"), in.Key.Revoked), t.boolean(ast.String("expired"), in.Key.Expired),
-		)))
+		obj.Insert(t.key(ast.String("key")), t.term(in.Key.value(t)))
 	}
 	if in.Site != nil {
 		obj.Insert(t.key(ast.String("site")), t.term(in.Site.value(t)))
@@ -176,6 +173,9 @@ func (r *Request) value(t *terms) ast.Value {
 			folded[i] = t.term(ast.String(s))
 		}
 		obj.Insert(t.key(ast.String("case_folded")), t.term(ast.NewArray(folded...)))
+	}
+	if r.ClientAddress != "" {
+		obj.Insert(t.key(ast.String("client_address")), t.term(ast.String(r.ClientAddress)))
 	}
 	if r.Origin != nil {
 		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(
