@@ -225,7 +225,7 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 			addHeader(headers, name, v)
 		}
 	}
-	req := Request{Method: r.Method, Host: r.Host, Headers: headers}
+	req := Request{Method: r.Method, Host: r.Host, Headers: headers, ClientAddress: x.Throttle.proxies().ClientAddr(r)}
 	if len(body) > 0 {
 		key, ok := field(body, "apiKey")
 		if !ok {

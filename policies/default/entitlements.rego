@@ -85,6 +85,7 @@ ip_not_allowed if {
 
 client_allowed(cidrs) if {
 	some cidr in cidrs
+	net.cidr_is_valid(cidr) # keygate validates them when stored; a bad one grants nothing
 	net.cidr_contains(cidr, input.request.client_address)
 }
 
