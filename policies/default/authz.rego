@@ -165,7 +165,12 @@ data_paths contains s if {
 # description: |
 #   A key route (neither public nor a public site route) allows when no
 #   key_denial holds, with the key_headers upstream.
-key_route_decision := key_denial_document(key_denial) if key_denial
+key_route_decision := deny_with(key_denial) if {
+	key_denial
+	not scope_denial
+}
+
+key_route_decision := object.union(deny_with(key_denial), {"body": scope_denial_body}) if scope_denial
 
 key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 

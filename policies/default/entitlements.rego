@@ -123,9 +123,8 @@ key_headers[name] := value if {
 	name := concat("", ["x-keygate-meta-", k])
 }
 
-# key_denial_document is the deny document of a key route denial; an
-# INSUFFICIENT_SCOPE names the scope the route requires in its body.
-key_denial_document(denial) := object.union(d, {"body": object.union(d.body, {"required_scope": required_scope})}) if {
-	denial[1] == "INSUFFICIENT_SCOPE"
-	d := deny_with(denial)
-} else := deny_with(denial)
+# scope_denial: the key route's denial is INSUFFICIENT_SCOPE, whose body
+# names the scope the route requires ("required_scope").
+scope_denial if key_denial[1] == "INSUFFICIENT_SCOPE"
+
+scope_denial_body := object.union(deny_with(key_denial).body, {"required_scope": required_scope})
