@@ -210,7 +210,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
-	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
+	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log, Proxies: cfg.clientProxies()}
 	// Bodies are small (token exchange ≤ 4 KiB, forward-auth none): a client
 	// that trickles one in is cut off rather than holding a connection.
 	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
