@@ -344,3 +344,47 @@ func TestKeyRateOverridesThePlan(t *testing.T) {
 		t.Fatalf("limits %+v", d.Limits)
 	}
 }
+
+// TestExchangeEntitlements: the token exchange mints for a scoped key (a
+// token carries its key's scopes, which then decide its requests), and
+// decides a key with allowed CIDRs by the address the request came from
+// (httptest's 192.0.2.1), on mint and on refresh.
+func TestExchangeEntitlements(t *testing.T) {
+	f := newTokenFixture(t)
+	e := &entitled{KeyFacts: f.cache, ent: keystore.Entitlements{Scopes: []string{"videos:read"}}}
+	f.authz.Facts = e
+	mint := func() (int, map[string]any) {
+		w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
+		var out map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil {
+			t.Fatalf("body %s", w.Body)
+		}
+		return w.Code, out
+	}
+	code, pair := mint()
+	if code != 200 {
+		t.Fatalf("scoped key mint: %d %v", code, pair)
+	}
+	bearer := map[string]string{"authorization": "Bearer " + pair["access_token"].(string)}
+	if r := f.authorize(bearer); !r.Decision.Allow {
+		t.Fatalf("token of a videos:read key on GET /v1/videos: %+v", r.Decision)
+	}
+	r := f.authz.Authorize(context.Background(), Request{Method: "POST", Host: "api.example.com", Path: "/v1/videos", Headers: bearer})
+	if r.Decision.Code != "INSUFFICIENT_SCOPE" {
+		t.Fatalf("token of a videos:read key on POST /v1/videos: %+v", r.Decision)
+	}
+
+	e.set(keystore.Entitlements{AllowedCIDRs: []string{"192.0.2.0/24"}})
+	code, pair = mint()
+	if code != 200 {
+		t.Fatalf("mint from inside the allowed CIDRs: %d %v", code, pair)
+	}
+	refresh := pair["refresh_token"].(string)
+	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+refresh+`"}`); w.Code != 200 {
+		t.Fatalf("refresh from inside: %d %s", w.Code, w.Body)
+	}
+	e.set(keystore.Entitlements{AllowedCIDRs: []string{"10.0.0.0/8"}})
+	if code, out := mint(); code != 403 || out["code"] != "IP_NOT_ALLOWED" {
+		t.Fatalf("mint from outside: %d %v", code, out)
+	}
+}
