@@ -67,7 +67,7 @@ func (s *Store) audit(ctx context.Context, tx *sql.Tx, op string, at int64, targ
 		if err != nil && err != sql.ErrNoRows {
 			return fmt.Errorf("audit: %w", err)
 		}
-		after, err := summary(ctx, tx, t.entity, t.id)
+		after, err := summary(ctx, tx, t.entity, t.id, at)
 		if err != nil {
 			return fmt.Errorf("audit: %w", err)
 		}
@@ -81,7 +81,7 @@ func (s *Store) audit(ctx context.Context, tx *sql.Tx, op string, at int64, targ
 
 // summary is the entity's state as JSON: what an operator needs to see a
 // change, never a digest or a secret.
-func summary(ctx context.Context, tx *sql.Tx, e Entity, id string) (sql.NullString, error) {
+func summary(ctx context.Context, tx *sql.Tx, e Entity, id string, at int64) (sql.NullString, error) {
 	var v any
 	switch e {
 	case EntityAccount:
@@ -113,7 +113,7 @@ func summary(ctx context.Context, tx *sql.Tx, e Entity, id string) (sql.NullStri
 		st.Domains, st.Limits = json.RawMessage(domains), json.RawMessage(limits)
 		v = st
 	case EntityKey:
-		k, err := scanKey(tx.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id))
+		k, err := scanKey(tx.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id), fromMillis(at))
 		if err != nil {
 			return gone(err)
 		}
@@ -125,7 +125,8 @@ func summary(ctx context.Context, tx *sql.Tx, e Entity, id string) (sql.NullStri
 			Prefix    string     `json:"prefix"`
 			ExpiresAt *time.Time `json:"expires_at,omitempty"`
 			RevokedAt *time.Time `json:"revoked_at,omitempty"`
-		}{k.ID, k.SiteID, k.Mode, k.Name, k.Prefix, k.ExpiresAt, k.RevokedAt}
+			Entitlements
+		}{k.ID, k.SiteID, k.Mode, k.Name, k.Prefix, k.ExpiresAt, k.RevokedAt, k.Entitlements}
 	default:
 		v = map[string]string{"key_id": id}
 	}

@@ -16,6 +16,8 @@ type KeySpec struct {
 	Mode      Mode
 	Name      string
 	ExpiresAt *time.Time
+	// Entitlements narrow what the key may do (the zero value: nothing).
+	Entitlements Entitlements
 }
 
 func (s *Store) validSpec(spec KeySpec) error {
@@ -28,7 +30,7 @@ func (s *Store) validSpec(spec KeySpec) error {
 	if spec.ExpiresAt != nil && !spec.ExpiresAt.After(s.now()) {
 		return fmt.Errorf("%w: expires_at is in the past", ErrInvalid)
 	}
-	return nil
+	return spec.Entitlements.Validate()
 }
 
 // CreateKey generates a key for a site and stores only its digest. The
@@ -133,14 +135,22 @@ func (s *Store) insertDigest(ctx context.Context, tx *sql.Tx, log txLog, spec Ke
 	if err != nil {
 		return Key{}, err
 	}
+	ent := spec.Entitlements.clone()
+	if err := ent.Normalize(); err != nil {
+		return Key{}, err
+	}
 	key := Key{ID: id, SiteID: spec.SiteID, Mode: spec.Mode, Name: spec.Name, Prefix: display,
-		CreatedAt: fromMillis(log.at), ExpiresAt: spec.ExpiresAt}
+		CreatedAt: fromMillis(log.at), ExpiresAt: spec.ExpiresAt, Entitlements: ent}
 	if key.ExpiresAt != nil {
 		t := key.ExpiresAt.UTC().Truncate(time.Millisecond)
 		key.ExpiresAt = &t
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO keys (id, digest, site_id, mode, name, prefix, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		key.ID, string(d), key.SiteID, string(key.Mode), key.Name, key.Prefix, log.at, optMillis(key.ExpiresAt))
+	cols, uses := ent.columns(), ent.usesColumns(fromMillis(log.at))
+	_, err = tx.ExecContext(ctx, `INSERT INTO keys (id, digest, site_id, mode, name, prefix, created_at, expires_at,
+		scopes, allowed_cidrs, meta, limits, remaining, refill_interval, refill_amount, refill_period)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		key.ID, string(d), key.SiteID, string(key.Mode), key.Name, key.Prefix, log.at, optMillis(key.ExpiresAt),
+		cols.scopes, cols.cidrs, cols.meta, cols.limits, uses.remaining, uses.interval, uses.amount, uses.period)
 	if err != nil {
 		if isUnique(err) {
 			return Key{}, fmt.Errorf("%w: a key with this digest", ErrConflict)
@@ -174,7 +184,7 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (Key, error) {
 			return err
 		}
 		var err error
-		if key, err = scanKey(tx.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id)); err != nil {
+		if key, err = scanKey(tx.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id), fromMillis(log.at)); err != nil {
 			return err
 		}
 		return log.add(ctx, EntityKey, id)
@@ -182,15 +192,22 @@ func (s *Store) RevokeKey(ctx context.Context, id string) (Key, error) {
 	return key, err
 }
 
-const keyColumns = `SELECT id, site_id, mode, name, prefix, created_at, last_used_at, expires_at, revoked_at FROM keys`
+var keyColumns = `SELECT id, site_id, mode, name, prefix, created_at, last_used_at, expires_at, revoked_at, ` + entitlementSelect("") + ` FROM keys`
 
-func scanKey(r rowScanner) (Key, error) {
+// scanKey reads a keyColumns row; now decides whether a refill is due.
+func scanKey(r rowScanner, now time.Time) (Key, error) {
 	var k Key
 	var mode string
 	var created int64
 	var used, expires, revoked sql.NullInt64
-	if err := r.Scan(&k.ID, &k.SiteID, &mode, &k.Name, &k.Prefix, &created, &used, &expires, &revoked); err != nil {
+	var ent entitlementScan
+	dest := append([]any{&k.ID, &k.SiteID, &mode, &k.Name, &k.Prefix, &created, &used, &expires, &revoked}, ent.dest()...)
+	if err := r.Scan(dest...); err != nil {
 		return Key{}, notFound(err)
+	}
+	var err error
+	if k.Entitlements, err = ent.entitlements(now); err != nil {
+		return Key{}, fmt.Errorf("key %s: %w", k.ID, err)
 	}
 	k.Mode, k.CreatedAt = Mode(mode), fromMillis(created)
 	k.LastUsedAt, k.ExpiresAt, k.RevokedAt = fromOptMillis(used), fromOptMillis(expires), fromOptMillis(revoked)
@@ -214,7 +231,7 @@ func (s *Store) Keys(ctx context.Context, siteID, after string, limit int) ([]Ke
 	defer rows.Close()
 	var out []Key
 	for rows.Next() {
-		k, err := scanKey(rows)
+		k, err := scanKey(rows, s.now())
 		if err != nil {
 			return nil, fmt.Errorf("keystore: list keys: %w", err)
 		}
@@ -225,7 +242,7 @@ func (s *Store) Keys(ctx context.Context, siteID, after string, limit int) ([]Ke
 
 // Key reads one key by id.
 func (s *Store) Key(ctx context.Context, id string) (Key, error) {
-	k, err := scanKey(s.db.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id))
+	k, err := scanKey(s.db.QueryRowContext(ctx, keyColumns+` WHERE id = $1`, id), s.now())
 	if err != nil {
 		return Key{}, fmt.Errorf("keystore: key %q: %w", id, err)
 	}

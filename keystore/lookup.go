@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-const factsQuery = `SELECT k.id, k.site_id, k.mode, k.name, k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
+var factsQuery = `SELECT k.id, k.site_id, k.mode, k.name, k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
 	s.id, s.account_id, s.domains, s.active, s.created_at, s.updated_at,
-	a.id, a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits
+	a.id, a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits, ` + entitlementSelect("k.") + `
 	FROM keys k JOIN sites s ON s.id = k.site_id JOIN accounts a ON a.id = s.account_id`
 
 // LookupKey finds the key stored under any of the digests (one per pepper).
@@ -43,11 +43,15 @@ func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFact
 	var kc, sc, su, ac, au int64
 	var used, expires, revoked sql.NullInt64
 	var siteLimits, accountLimits string
-	err := r.Scan(&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
+	var ent entitlementScan
+	err := r.Scan(append([]any{&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
 		&f.Site.ID, &f.Site.AccountID, &domains, &f.Site.Active, &sc, &su,
-		&f.Account.ID, &f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits)
+		&f.Account.ID, &f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits}, ent.dest()...)...)
 	if err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: %w", notFound(err))
+	}
+	if f.Key.Entitlements, err = ent.entitlements(s.now()); err != nil {
+		return KeyFacts{}, fmt.Errorf("keystore: lookup key: %w", err)
 	}
 	if f.Site.Limits, err = parseLimits(siteLimits); err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: site %w", err)
