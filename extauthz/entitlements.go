@@ -61,7 +61,20 @@ func (a *Authorizer) spendUse(ctx context.Context, pol Decider, d policies.Decis
 		a.Log.Warn("spending a key's use failed; denying", "err", err, "key_id", who.Key.ID)
 		return Deny(pol, denyUnavailable, "uses_unavailable")
 	case !ok:
+		a.forget(who.Key.ID)
 		return Deny(pol, denyUsageExhausted, "usage_exhausted")
 	}
 	return d
+}
+
+// forget drops a key's cached facts (keystore.Cache can), so that the next
+// request re-reads them: a key found used up is then refused by the policy
+// on every route, without waiting for the cache's TTL (spending a use
+// writes no change-log row).
+func (a *Authorizer) forget(keyID string) {
+	if c, ok := a.Facts.(interface {
+		Invalidate(keystore.Entity, string)
+	}); ok {
+		c.Invalidate(keystore.EntityKey, keyID)
+	}
 }

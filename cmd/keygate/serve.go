@@ -170,6 +170,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	defer closeLimiter()
 	authz := c.authz
 	authz.Usage, authz.Limits = usage, limiter
+	authz.Uses = c.store // keys' remaining uses, spent after the limits (issue 15)
 	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
 	switch {
 	case errors.Is(err, keystore.ErrNoSealSecret):
