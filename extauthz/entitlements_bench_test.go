@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
@@ -13,8 +14,8 @@ import (
 // BenchmarkCheckEntitlements is BenchmarkCheck (cached key, built-in
 // policy, Envoy-shaped requests each with its own x-request-id) for a key
 // without entitlements and for a scoped one (issue 15: within 10%), and
-// for one with allowed CIDRs from a few client addresses. Both go through
-// the same facts overlay, so entitlements are the only difference.
+// for one with allowed CIDRs from a few client addresses. Each key is
+// stored with its entitlements (SQLite) and read through the real cache.
 func BenchmarkCheckEntitlements(b *testing.B) {
 	for _, c := range []struct {
 		name string
@@ -26,12 +27,14 @@ func BenchmarkCheckEntitlements(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			f := newFixture(b)
-			a := *f.server.Authorizer
-			a.Facts = &entitled{KeyFacts: f.cache, ent: c.ent}
-			s := &Server{Authorizer: &a, Log: a.Log}
+			_, secret, err := f.store.CreateKey(context.Background(), keystore.KeySpec{SiteID: "acme-web", Mode: keystore.ModeLive, Entitlements: c.ent})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := f.server
 			reqs := make([]*authv3.CheckRequest, 1024)
 			for i := range reqs {
-				h := typicalHeaders("Bearer " + f.live.Reveal())
+				h := typicalHeaders("Bearer " + secret.Reveal())
 				h["x-request-id"] = "req-" + strconv.Itoa(i)
 				reqs[i] = checkFrom("GET", "/v1/videos?limit=10", "10.0.0."+strconv.Itoa(i%4), h)
 			}
