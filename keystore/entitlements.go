@@ -49,7 +49,7 @@ func (e *Entitlements) Normalize() error {
 		return err
 	}
 	if err := e.Limits.Validate(); err != nil {
-		return fmt.Errorf("limits: %w", err)
+		return fmt.Errorf("%w: limits: %s", ErrInvalid, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 	}
 	if err := validateUses(e.Remaining, e.Refill); err != nil {
 		return err

@@ -19,14 +19,15 @@ type createdKey struct {
 }
 
 func (e *environment) keysCommand() *cobra.Command {
-	return e.newGroup("keys", "create, list, show, revoke and import keys",
-		e.keyCreate(), e.keysList(), e.keyShow(), e.keyRevoke(), e.keyImport())
+	return e.newGroup("keys", "create, list, show, update, roll, revoke and import keys",
+		e.keyCreate(), e.keysList(), e.keyShow(), e.keyUpdate(), e.keyRoll(), e.keyRevoke(), e.keyImport())
 }
 
 // keyFlags are the flags of a new key (create, import).
 type keyFlags struct {
 	site, mode, name, expires string
 	asJSON                    bool
+	ent                       entFlags
 }
 
 func (k *keyFlags) register(fs *flagSet) {
@@ -35,6 +36,7 @@ func (k *keyFlags) register(fs *flagSet) {
 	fs.StringVar(&k.name, "name", "", "key name")
 	fs.StringVar(&k.expires, "expires-at", "", "RFC 3339 expiry time, e.g. 2030-01-02T15:04:05Z")
 	fs.BoolVar(&k.asJSON, "json", false, "print JSON")
+	k.ent.register(fs, false)
 }
 
 func (k *keyFlags) spec() (keystore.KeySpec, error) {
@@ -53,7 +55,8 @@ func (k *keyFlags) spec() (keystore.KeySpec, error) {
 		}
 		spec.ExpiresAt = &t
 	}
-	return spec, nil
+	spec.Entitlements, err = k.ent.entitlements()
+	return spec, err
 }
 
 func (e *environment) keyCreate() *cobra.Command {
@@ -84,10 +87,10 @@ func (e *environment) keyCreate() *cobra.Command {
 }
 
 func keyTable(w io.Writer, keys ...keystore.Key) {
-	fmt.Fprintln(w, "ID\tNAME\tPREFIX\tMODE\tSITE\tCREATED\tLAST USED\tEXPIRES\tREVOKED")
+	fmt.Fprintln(w, "ID\tNAME\tPREFIX\tMODE\tSITE\tCREATED\tLAST USED\tEXPIRES\tREVOKED\tSCOPES\tREMAINING")
 	for _, k := range keys {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Mode, k.SiteID,
-			k.CreatedAt.Format(time.RFC3339), optTime(k.LastUsedAt), optTime(k.ExpiresAt), optTime(k.RevokedAt))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Prefix, k.Mode, k.SiteID,
+			k.CreatedAt.Format(time.RFC3339), optTime(k.LastUsedAt), optTime(k.ExpiresAt), optTime(k.RevokedAt), scopesCell(k), remainingCell(k))
 	}
 }
 
@@ -138,7 +141,7 @@ func (e *environment) keyShow() *cobra.Command {
 			if err != nil {
 				return storeError(err, "key", args[0])
 			}
-			return e.output(asJSON, k, func(w io.Writer) { keyTable(w, k) })
+			return e.output(asJSON, k, func(w io.Writer) { keyTable(w, k); entitlementLines(w, k) })
 		})
 	})
 	sf.register(fs)
