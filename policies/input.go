@@ -44,7 +44,9 @@ type Request struct {
 	Origin *Origin
 	// ClientAddress is the client's IP address (input.request.client_address):
 	// Envoy's source.address on gRPC, the address derived through
-	// --trusted-proxies on forward-auth; "" when unknown.
+	// --trusted-proxies on forward-auth; "" when unknown. keygate sets it
+	// only for a key with allowed_cidrs: the memo keys on every field, so an
+	// address in every input would make each new client a memo miss.
 	ClientAddress string
 	// Headers are the request headers minus credentials, lower-case names.
 	Headers map[string]string
