@@ -104,6 +104,7 @@ func (h *Handler) register(mux router) {
 	h.limitRoutes(mux)
 	h.readRoutes(mux)
 	h.webhookRoutes(mux)
+	h.entitlementRoutes(mux)
 }
 
 // endpoint does the work of one route and returns the status and the JSON
@@ -304,6 +305,7 @@ type keyBody struct {
 	ExpiresAt *time.Time `json:"expires_at"`
 	// Key is the raw key, for import only.
 	Key string `json:"key"`
+	entitlementBody
 }
 
 func (b keyBody) spec() (keystore.KeySpec, error) {
@@ -329,6 +331,9 @@ func (h *Handler) createKey(ctx context.Context, r *http.Request) (int, any, err
 	if err != nil {
 		return 0, nil, err
 	}
+	if spec.Entitlements, err = b.entitlements(h.vocabulary()); err != nil {
+		return 0, nil, err
+	}
 	k, secret, err := h.Store.CreateKey(ctx, spec)
 	return http.StatusCreated, CreatedKey{Key: k, Secret: secret.Reveal()}, err
 }
@@ -345,6 +350,9 @@ func (h *Handler) importKey(ctx context.Context, r *http.Request) (int, any, err
 	}
 	if b.Key == "" {
 		return 0, nil, invalid(`"key" is required`)
+	}
+	if spec.Entitlements, err = b.entitlements(h.vocabulary()); err != nil {
+		return 0, nil, err
 	}
 	k, err := h.Store.ImportKey(ctx, spec, b.Key)
 	return http.StatusCreated, CreatedKey{Key: k}, err

@@ -45,6 +45,13 @@ func TestOpenAPIConformance(t *testing.T) {
 	f.must("GET", "/admin/v1/keys?site=web", "", 200)
 	f.must("GET", "/admin/v1/keys?site=web&limit=1", "", 200)
 	f.must("GET", "/admin/v1/keys/"+k.body["id"].(string), "", 200)
+	ek := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live","scopes":["videos:read","*:read"],"allowed_cidrs":["10.0.0.0/8","2001:db8::/32"],
+		"meta":{"tier":"gold"},"limits":{"rate":5,"burst":10},"remaining":3,"refill":{"interval":"monthly","amount":3}}`, 201)
+	ekID := ek.body["id"].(string)
+	f.must("PATCH", "/admin/v1/keys/"+ekID, `{"name":"dash","scopes":["videos:write"],"meta":{"tier":null,"ref":"x"},"limits":{"rate":null,"quota":9},"remaining":5}`, 200)
+	f.must("PATCH", "/admin/v1/keys/"+ekID, `{"allowed_cidrs":null,"limits":null,"refill":null}`, 200)
+	f.must("GET", "/admin/v1/keys/"+ekID, "", 200)
+	f.must("POST", "/admin/v1/keys/"+ekID+"/roll", `{"grace":"1h"}`, 201)
 	f.must("POST", "/admin/v1/sites/web/rotate-key", `{"mode":"test","grace":"1h"}`, 201)
 	f.must("POST", "/admin/v1/sites/web/rotate-key", "", 201)
 	f.must("POST", "/admin/v1/keys/"+k.body["id"].(string)+"/revoke", "", 200)
@@ -79,6 +86,8 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"GET", "/admin/v1/keys?site=web&limit=5000", "", 400},
 		{"PUT", "/admin/v1/sites/web/limits", `{"speed":1}`, 400},
 		{"POST", "/admin/v1/sites/web/rotate-key", `{"mode":"prod"}`, 400},
+		{"PATCH", "/admin/v1/keys/key_nope", `{"name":"x"}`, 404},
+		{"POST", "/admin/v1/keys/key_nope/roll", "", 404},
 	} {
 		if a := f.call(e.method, e.path, e.body); a.status != e.status {
 			t.Errorf("%s %s %s: %d, want %d: %s", e.method, e.path, e.body, a.status, e.status, a.raw)

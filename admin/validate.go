@@ -166,7 +166,8 @@ func invalidField(field, format string, args ...any) error {
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) && te.Field != "" {
-		return invalidField(te.Field, "%q must be %s, not %s", te.Field, jsonType(te.Type), te.Value)
+		f := strings.TrimPrefix(te.Field, "entitlementBody.") // embedded in keyBody
+		return invalidField(f, "%q must be %s, not %s", f, jsonType(te.Type), te.Value)
 	}
 	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		return invalidField(strings.Trim(msg, `"`), "unknown field %s", msg)

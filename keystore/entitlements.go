@@ -223,22 +223,11 @@ func validateMeta(m map[string]string) error {
 		if !ValidMetaName(k) {
 			return fmt.Errorf("%w: meta: name %q: want 1 to 32 of a-z, 0-9 and '-'", ErrInvalid, printable(k))
 		}
-		if len(v) > maxMetaValue || !visibleOrSpace(v) {
+		if len(v) > maxMetaValue || !visibleASCII(v) {
 			return fmt.Errorf("%w: meta: %s: value must be at most %d visible ASCII characters", ErrInvalid, k, maxMetaValue)
 		}
 	}
 	return nil
-}
-
-// visibleOrSpace is visible ASCII plus inner spaces: a header value that
-// needs no escaping and cannot be trimmed into another.
-func visibleOrSpace(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return s == strings.TrimSpace(s)
 }
 
 func validateUses(remaining *int64, refill *Refill) error {

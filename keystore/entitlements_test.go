@@ -47,9 +47,10 @@ func TestEntitlementsValidate(t *testing.T) {
 		{"cidr host name", keystore.Entitlements{AllowedCIDRs: []string{"example.com"}}, "allowed_cidrs"},
 		{"cidr zone", keystore.Entitlements{AllowedCIDRs: []string{"fe80::1%eth0/64"}}, "allowed_cidrs"},
 		{"33 cidrs", keystore.Entitlements{AllowedCIDRs: many(33, func(i int) string { return "10.0.0." + string(rune('0'+i%10)) + "/32" })}, "allowed_cidrs"},
-		{"meta", keystore.Entitlements{Meta: map[string]string{"tier": "gold", "billing-ref": "cus 123"}}, ""},
+		{"meta", keystore.Entitlements{Meta: map[string]string{"tier": "gold", "billing-ref": "cus_123"}}, ""},
 		{"meta upper name", keystore.Entitlements{Meta: map[string]string{"Tier": "gold"}}, "meta"},
 		{"meta underscore", keystore.Entitlements{Meta: map[string]string{"a_b": "x"}}, "meta"},
+		{"meta space", keystore.Entitlements{Meta: map[string]string{"tier": "go ld"}}, "meta"},
 		{"meta control", keystore.Entitlements{Meta: map[string]string{"tier": "go\r\nld"}}, "meta"},
 		{"meta non-ascii", keystore.Entitlements{Meta: map[string]string{"tier": "gölD"}}, "meta"},
 		{"meta long", keystore.Entitlements{Meta: map[string]string{"tier": strings.Repeat("x", 257)}}, "meta"},
@@ -136,6 +137,15 @@ func TestStoreKeyEntitlements(t *testing.T) {
 		_, _, err = fx.store.CreateKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive,
 			Entitlements: keystore.Entitlements{AllowedCIDRs: []string{"nope"}}})
 		wantErr(t, err, keystore.ErrInvalid)
+
+		imp, err := fx.store.ImportKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive,
+			Entitlements: keystore.Entitlements{Scopes: []string{"audio:*"}}}, "legacy-0123456789abcdef")
+		if err != nil || !cmp.Equal([]string{"audio:*"}, imp.Scopes) {
+			t.Errorf("imported key %+v %v", imp, err)
+		}
+		if f, err := fx.store.LookupKey(ctx, fx.dig.All("legacy-0123456789abcdef")); err != nil || !cmp.Equal([]string{"audio:*"}, f.Key.Scopes) {
+			t.Errorf("imported key facts %+v %v", f.Key, err)
+		}
 
 		// Existing keys (no entitlements) read back as the zero value.
 		plain, _ := fx.key("site1", keystore.ModeTest)

@@ -163,7 +163,9 @@ func writeUses(ctx context.Context, tx *sql.Tx, id string, old, ent Entitlements
 // whether the use was granted; a key without remaining uses is unmetered
 // (ok, remaining -1, no write). It appends nothing to the change log:
 // cached facts keep the remaining count they were read with, a hint for the
-// policy, not the count.
+// policy, not the count. Callers skip keys whose facts have no Remaining
+// (setting uses on a key is a change-log write, so the cache learns of it):
+// for such a key SpendUse costs a read to find it unmetered.
 func (s *Store) SpendUse(ctx context.Context, keyID string, now time.Time) (remaining int64, ok bool, err error) {
 	day, month := refillPeriod(RefillDaily, now), refillPeriod(RefillMonthly, now)
 	// due is true when a refill belongs to a period no spend has reached.

@@ -38,15 +38,15 @@ func TestKeysEntitlementsCLI(t *testing.T) {
 	c := newCLI(t).withDatabase()
 	k := decodeKey(t, c.must("keys", "create", "--site", "acme-web", "--mode", "live", "--json",
 		"--scope", "videos:read", "--scope", "audio:*", "--allow-cidr", "10.1.2.3/8", "--allow-cidr", "2001:db8::/48",
-		"--meta", "tier=gold", "--meta", "ref=cus 42", "--rate", "5", "--burst", "10", "--quota", "1000",
+		"--meta", "tier=gold", "--meta", "ref=cus_42", "--rate", "5", "--burst", "10", "--quota", "1000",
 		"--uses", "3", "--refill", "monthly:3"))
 	if strings.Join(k.Scopes, " ") != "audio:* videos:read" || strings.Join(k.AllowedCIDRs, " ") != "10.0.0.0/8 2001:db8::/48" ||
-		k.Meta["tier"] != "gold" || k.Meta["ref"] != "cus 42" || k.Limits["rate"] != 5 || k.Limits["burst"] != 10 || k.Limits["quota"] != 1000 ||
+		k.Meta["tier"] != "gold" || k.Meta["ref"] != "cus_42" || k.Limits["rate"] != 5 || k.Limits["burst"] != 10 || k.Limits["quota"] != 1000 ||
 		k.Remaining == nil || *k.Remaining != 3 || k.Refill == nil || k.Refill.Interval != "monthly" || k.Refill.Amount != 3 || k.Key == "" {
 		t.Fatalf("created %+v", k)
 	}
 	show := strings.Join(strings.Fields(c.must("keys", "show", k.ID)), " ")
-	for _, want := range []string{"scopes: audio:* videos:read", "allowed cidrs: 10.0.0.0/8 2001:db8::/48", "meta: ref=cus 42 tier=gold",
+	for _, want := range []string{"scopes: audio:* videos:read", "allowed cidrs: 10.0.0.0/8 2001:db8::/48", "meta: ref=cus_42 tier=gold",
 		"limits: burst=10 quota=1000 rate=5", "remaining: 3 (refill monthly:3)"} {
 		if !strings.Contains(show, want) {
 			t.Errorf("keys show lacks %q:\n%s", want, show)
