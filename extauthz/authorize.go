@@ -62,6 +62,9 @@ type Authorizer struct {
 	Observer Observer
 	// Tracer makes spans; nil (the default) means tracing is off.
 	Tracer *Tracer
+	// Uses spends keys' remaining uses; optional (nil: none spent, as in
+	// `keygate check`).
+	Uses UseSpender
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -118,6 +121,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		pub = a.publicSite(ctx, site)
 	}
 	in := newInput(req, cred, pub, now)
+	in.Request.ClientAddress = clientAddressFor(cred.facts, r.ClientAddress)
 
 	policyCtx, span := a.span(ctx, "keygate.policy")
 	d, memo, err := decide(policyCtx, pol, in)
@@ -135,6 +139,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 	if d.Allow {
 		limitsCtx, span := a.span(ctx, "keygate.limits")
 		d = a.chargeLimits(limitsCtx, pol, d, now)
+		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
 	res := a.result(r, in, cred, d, now)
@@ -317,8 +322,7 @@ func newInput(req policies.Request, cred resolution, pub *policies.Public, now t
 			site    policies.Site
 			account policies.Account
 		}{
-			key: policies.Key{ID: f.Key.ID, Mode: string(f.Key.Mode), Name: f.Key.Name,
-				Revoked: f.Key.Revoked(now), Expired: f.Key.Expired(now)},
+			key:     keyValue(&f.Key, now),
 			site:    siteValue(&f.Site),
 			account: accountValue(&f.Account),
 		}

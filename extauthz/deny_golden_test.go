@@ -181,6 +181,18 @@ func profileDenials(t *testing.T, dir string) map[string]shownDeny {
 	check("limit_store_down", stub(func(context.Context, *policies.Input) (policies.Decision, error) {
 		return policies.Decision{Allow: true, Status: 200, Limits: []policies.Limit{{Kind: "rate", Key: "k", Limit: 1, Period: time.Minute, Cost: 1}}}, nil
 	}), nil, downLimiter{})
+	// A key's last use spent by another replica, and a store that cannot
+	// spend one.
+	one := int64(1)
+	spendingAllow := stub(func(context.Context, *policies.Input) (policies.Decision, error) {
+		return policies.Decision{Allow: true, Status: 200, SpendUse: true}, nil
+	})
+	usesFacts := &entitled{KeyFacts: f.authz.Facts, ent: keystore.Entitlements{Remaining: &one}}
+	for name, sp := range map[string]*spender{"usage_exhausted": {}, "uses_store_down": {err: keystore.ErrUnavailable}} {
+		f.authz.Uses = sp
+		check(name, spendingAllow, usesFacts, nil)
+	}
+	f.authz.Uses = nil
 
 	// The token exchange, answering over HTTP.
 	a := *f.authz
@@ -225,7 +237,7 @@ func profileDenials(t *testing.T, dir string) map[string]shownDeny {
 func TestEveryDenialHasARow(t *testing.T) {
 	for _, name := range []string{denyUnavailable, denyInternal, denyPolicyError, denyForwardAuth, denyMissingKey,
 		denyInvalidRequest, denyMethod, denyThrottled, denyTokenNotKey, denyRefreshInvalid, denyRefreshExpired,
-		denyRateLimited, denyQuotaExceeded} {
+		denyRateLimited, denyQuotaExceeded, denyUsageExhausted} {
 		if _, ok := policies.BuiltinDenial(name); !ok {
 			t.Errorf("%s has no row in policies/default/data.yaml config.errors", name)
 		}

@@ -225,7 +225,7 @@ func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply
 			addHeader(headers, name, v)
 		}
 	}
-	req := Request{Method: r.Method, Host: r.Host, Headers: headers}
+	req := Request{Method: r.Method, Host: r.Host, Headers: headers, ClientAddress: x.Throttle.proxies().ClientAddr(r)}
 	if len(body) > 0 {
 		key, ok := field(body, "apiKey")
 		if !ok {
@@ -328,7 +328,7 @@ func (x *Exchange) refresh(ctx context.Context, r *http.Request, body []byte) re
 		}
 		// Decide on the new access token exactly as Check will: a key
 		// revoked, expired or rotated since the last refresh gets no pair.
-		res, fail := x.decideMint(ctx, Request{Method: r.Method, Host: r.Host,
+		res, fail := x.decideMint(ctx, Request{Method: r.Method, Host: r.Host, ClientAddress: x.Throttle.proxies().ClientAddr(r),
 			Headers: map[string]string{"authorization": "Bearer " + rep.pair.AccessToken}})
 		rep.res = &res
 		switch {

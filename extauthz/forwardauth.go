@@ -56,6 +56,9 @@ type ForwardAuth struct {
 	Authorizer *Authorizer
 	Metrics    *Metrics
 	Log        *slog.Logger
+	// Proxies says whose X-Forwarded-For names the client (for keys with
+	// allowed_cidrs); nil: the TCP peer is the client.
+	Proxies *Proxies
 }
 
 // Wrap serves the forward-auth endpoints and hands every other request to
@@ -111,6 +114,7 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 			f.Log.Warn("forward-auth request without the original request; denying", "err", err, "endpoint", pathOf(r.RequestURI))
 			return Result{Decision: Deny(f.Authorizer.policy(), denyForwardAuth, "forward_auth")}
 		}
+		req.ClientAddress = f.Proxies.ClientAddr(r)
 		return f.Authorizer.Authorize(ctx, req)
 	}()
 	f.Authorizer.finish(&o, &res)

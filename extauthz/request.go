@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -23,6 +24,11 @@ type Request struct {
 	// ({"apiKey"}). Only keygate sets it, never a client header; the policy
 	// sees its scheme as "body".
 	BodyKey keystore.Secret
+	// ClientAddress is the client's IP address: Envoy's source address on
+	// gRPC, the one derived through Proxies on forward-auth and the token
+	// exchange; the zero Addr when unknown. The policy sees it only for a
+	// key with allowed_cidrs (see clientAddressFor).
+	ClientAddress netip.Addr
 }
 
 // Bounds on what reaches the policy; Envoy has its own limits, these keep
@@ -67,6 +73,7 @@ func FromCheckRequest(req *authv3.CheckRequest) Request {
 	if r.Path == "" {
 		r.Path = r.Headers[":path"]
 	}
+	r.ClientAddress = sourceAddr(req.GetAttributes().GetSource().GetAddress().GetSocketAddress().GetAddress())
 	return r
 }
 

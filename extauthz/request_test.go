@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -143,12 +144,12 @@ func TestFromCheckRequest(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: tt.http}}}
-			if diff := cmp.Diff(tt.want, FromCheckRequest(req)); diff != "" {
+			if diff := cmp.Diff(tt.want, FromCheckRequest(req), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Fatalf("FromCheckRequest (-want +got):\n%s", diff)
 			}
 		})
 	}
-	if diff := cmp.Diff(Request{Headers: map[string]string{}}, FromCheckRequest(nil)); diff != "" {
+	if diff := cmp.Diff(Request{Headers: map[string]string{}}, FromCheckRequest(nil), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 		t.Fatalf("FromCheckRequest(nil) (-want +got):\n%s", diff)
 	}
 }

@@ -2,10 +2,8 @@ package extauthz
 
 import (
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 )
@@ -137,30 +135,11 @@ func (t *Throttle) evict(now time.Time, burst float64, max int) {
 	}
 }
 
-// Client is the address a request is throttled under: the TCP peer, or,
-// when the peer is a trusted proxy, the X-Forwarded-For entry Hops from the
-// right (what the outermost trusted proxy saw). Counting hops, rather than
-// skipping every trusted address, keeps a client inside the trusted ranges
-// from choosing its own identity with a forged header. IPv6 clients are
-// grouped by /64, the block one subscriber usually holds.
+// Client is the address a request is throttled under: the client's address
+// by the throttle's Trusted and Hops (see Proxies.ClientAddr). IPv6 clients
+// are grouped by /64, the block one subscriber usually holds.
 func (t *Throttle) Client(r *http.Request) netip.Addr {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	addr = addr.Unmap()
-	if t != nil && t.trusted(addr) {
-		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		if n := max(t.Hops, 1); len(hops) >= n {
-			if hop, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-n])); err == nil {
-				addr = hop.Unmap()
-			}
-		}
-	}
+	addr := t.proxies().ClientAddr(r)
 	if addr.Is6() {
 		p, _ := addr.Prefix(64)
 		return p.Addr()
@@ -168,11 +147,10 @@ func (t *Throttle) Client(r *http.Request) netip.Addr {
 	return addr
 }
 
-func (t *Throttle) trusted(a netip.Addr) bool {
-	for _, p := range t.Trusted {
-		if p.Contains(a) {
-			return true
-		}
+// proxies is whose X-Forwarded-For the throttle believes; nil trusts no one.
+func (t *Throttle) proxies() *Proxies {
+	if t == nil {
+		return nil
 	}
-	return false
+	return &Proxies{Trusted: t.Trusted, Hops: t.Hops}
 }

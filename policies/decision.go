@@ -32,6 +32,10 @@ type Decision struct {
 	// KeepCredentials lets the credential headers through to the upstream
 	// on allow; by default keygate removes them.
 	KeepCredentials bool
+	// SpendUse asks keygate to spend one of the key's remaining uses
+	// ("spend_use") once the allow has passed its limits; a key whose uses
+	// another replica just spent is then refused USAGE_EXHAUSTED.
+	SpendUse bool
 }
 
 // ErrPolicy marks a decision document that is missing or malformed; the
@@ -87,6 +91,11 @@ func parseDecision(v any) (Decision, error) {
 	if keep, ok := doc["keep_credentials"]; ok {
 		if d.KeepCredentials, ok = keep.(bool); !ok {
 			return Decision{}, fmt.Errorf("%w: keep_credentials must be a boolean", ErrPolicy)
+		}
+	}
+	if spend, ok := doc["spend_use"]; ok {
+		if d.SpendUse, ok = spend.(bool); !ok {
+			return Decision{}, fmt.Errorf("%w: spend_use must be a boolean", ErrPolicy)
 		}
 	}
 	if d.Headers, err = headerField(doc, "headers"); err != nil {

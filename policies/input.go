@@ -44,7 +44,9 @@ type Request struct {
 	Origin *Origin
 	// ClientAddress is the client's IP address (input.request.client_address):
 	// Envoy's source.address on gRPC, the address derived through
-	// --trusted-proxies on forward-auth; "" when unknown.
+	// --trusted-proxies on forward-auth; "" when unknown. keygate sets it
+	// only for a key with allowed_cidrs: the memo keys on every field, so an
+	// address in every input would make each new client a memo miss.
 	ClientAddress string
 	// Headers are the request headers minus credentials, lower-case names.
 	Headers map[string]string
@@ -125,10 +127,7 @@ func (in *Input) Value() ast.Value {
 		)),
 	)
 	if in.Key != nil {
-		obj.Insert(t.key(ast.String("key")), t.term(ast.NewObject(
-			t.str(ast.String("id"), in.Key.ID), t.str(ast.String("mode"), in.Key.Mode), t.str(ast.String("name"), in.Key.Name),
-			t.boolean(ast.String("revoked"), in.Key.Revoked), t.boolean(ast.String("expired"), in.Key.Expired),
-		)))
+		obj.Insert(t.key(ast.String("key")), t.term(in.Key.value(t)))
 	}
 	if in.Site != nil {
 		obj.Insert(t.key(ast.String("site")), t.term(in.Site.value(t)))
@@ -176,6 +175,9 @@ func (r *Request) value(t *terms) ast.Value {
 			folded[i] = t.term(ast.String(s))
 		}
 		obj.Insert(t.key(ast.String("case_folded")), t.term(ast.NewArray(folded...)))
+	}
+	if r.ClientAddress != "" {
+		obj.Insert(t.key(ast.String("client_address")), t.term(ast.String(r.ClientAddress)))
 	}
 	if r.Origin != nil {
 		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(

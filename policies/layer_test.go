@@ -51,7 +51,7 @@ func TestLoadDirLayered(t *testing.T) {
 	for name := range b.Modules {
 		files = append(files, name)
 	}
-	if diff := cmp.Diff([]string{"authz.rego", "extra.rego", "extra_test.rego", "limits.rego", "response.rego"}, slices.Sorted(slices.Values(files))); diff != "" {
+	if diff := cmp.Diff([]string{"authz.rego", "entitlements.rego", "extra.rego", "extra_test.rego", "limits.rego", "response.rego"}, slices.Sorted(slices.Values(files))); diff != "" {
 		t.Errorf("modules (-want +got):\n%s", diff)
 	}
 	cfg := b.Documents["keygate"].(map[string]any)["config"].(map[string]any)

@@ -148,6 +148,7 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 	m := newMemo(context.Background(), nil, nil, nil) // a policy that reads no input: every ignorable field is ignored
 	in := fullInput()
 	in.Request.Prefixes, in.Request.ExactPath = map[string]string{"/v1/sites/": "acme"}, "/v1/sites/acme/x"
+	withEntitlements(&in)
 	key := func() string {
 		b, ok := appendKey(nil, reflect.ValueOf(clearedAll(m, in)))
 		if !ok {
@@ -187,6 +188,11 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 			v.SetBool(!v.Bool())
 			check(path)
 			v.SetBool(!v.Bool())
+			leaves++
+		case reflect.Int64:
+			v.SetInt(v.Int() + 1)
+			check(path)
+			v.SetInt(v.Int() - 1)
 			leaves++
 		case reflect.Map:
 			if path == "Request.Headers" {

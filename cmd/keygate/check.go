@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -15,11 +16,15 @@ import (
 
 func (e *environment) checkCommand() *cobra.Command {
 	var cfg coreConfig
-	var method, path, host string
+	var method, path, host, client string
 	var headers stringList
 	c, fs := e.newLeaf("check", "explain the decision for one request (reads the store; asks no server)", e.noArgs,
 		func(ctx context.Context, _ []string) error {
-			return e.check(ctx, cfg, method, path, host, headers.values)
+			req, err := checkRequest(method, path, host, client, headers.values)
+			if err != nil {
+				return err
+			}
+			return e.check(ctx, cfg, req)
 		})
 	c.Long = `Explain the decision keygate would make for one request: the allow or deny,
 the rule that decided, the upstream or response headers and the policy input.
@@ -38,24 +43,13 @@ decision could not be made (store or policy unreadable).`
 	fs.StringVar(&path, "path", "/", "request path (with query)")
 	fs.StringVar(&host, "host", "localhost", "request host")
 	fs.VarP(&headers, "header", "H", `request header "Name: value" (repeatable), e.g. -H "Authorization: Bearer $KEY"`)
+	fs.StringVar(&client, "client-address", "", "the client's IP address, checked against a key's allowed CIDRs (unset: unknown, which such a key is refused)")
 	return c
 }
 
 // check explains the decision for one request, built by the same
 // constructor as serve's, without starting a server.
-func (e *environment) check(ctx context.Context, cfg coreConfig, method, path, host string, headers []string) (err error) {
-	req := extauthz.Request{Method: method, Host: host, Path: path, Headers: map[string]string{}}
-	for _, h := range headers {
-		name, value, ok := strings.Cut(h, ":")
-		if !ok {
-			return fmt.Errorf("%w: check: -H %q: want \"Name: value\"", errUsage, h)
-		}
-		name = strings.ToLower(strings.TrimSpace(name))
-		if old, dup := req.Headers[name]; dup {
-			value = old + "," + strings.TrimSpace(value)
-		}
-		req.Headers[name] = strings.TrimSpace(value)
-	}
+func (e *environment) check(ctx context.Context, cfg coreConfig, req extauthz.Request) (err error) {
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	c, err := e.newCore(ctx, cfg, log, false, nil, nil)
 	if err != nil {
@@ -108,4 +102,28 @@ func explain(res extauthz.Result) explanation {
 	}
 	x.Input, _ = res.Input.AsMap()
 	return x
+}
+
+// checkRequest is the request `keygate check` explains.
+func checkRequest(method, path, host, client string, headers []string) (extauthz.Request, error) {
+	req := extauthz.Request{Method: method, Host: host, Path: path, Headers: map[string]string{}}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok {
+			return req, fmt.Errorf("%w: check: -H %q: want \"Name: value\"", errUsage, h)
+		}
+		name = strings.ToLower(strings.TrimSpace(name))
+		if old, dup := req.Headers[name]; dup {
+			value = old + "," + strings.TrimSpace(value)
+		}
+		req.Headers[name] = strings.TrimSpace(value)
+	}
+	if client != "" {
+		addr, err := netip.ParseAddr(client)
+		if err != nil {
+			return req, fmt.Errorf("%w: check: --client-address %q: not an IP address", errUsage, client)
+		}
+		req.ClientAddress = addr.Unmap()
+	}
+	return req, nil
 }

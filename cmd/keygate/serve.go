@@ -170,6 +170,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	defer closeLimiter()
 	authz := c.authz
 	authz.Usage, authz.Limits = usage, limiter
+	authz.Uses = c.store // keys' remaining uses, spent after the limits (issue 15)
 	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
 	switch {
 	case errors.Is(err, keystore.ErrNoSealSecret):
@@ -210,7 +211,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
-	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log}
+	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log, Proxies: cfg.clientProxies()}
 	// Bodies are small (token exchange ≤ 4 KiB, forward-auth none): a client
 	// that trickles one in is cut off rather than holding a connection.
 	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,

@@ -30,7 +30,7 @@ func (t *tokenFlags) register(fs *flagSet) {
 	fs.DurationVar(&t.refreshTTL, "refresh-ttl", 30*24*time.Hour, "lifetime of an unused refresh token")
 	fs.DurationVar(&t.signingRotation, "token-key-rotation", 24*time.Hour, "age at which the token signing key gets a successor")
 	fs.IntVar(&t.failureBurst, "token-failure-burst", 10, "failed token-exchange attempts a client address may make before it is throttled (then one per 6s)")
-	fs.StringVar(&t.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (token-exchange throttle)")
+	fs.StringVar(&t.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For names the client (token-exchange throttle; keys' allowed CIDRs on forward-auth)")
 	fs.DurationVar(&t.refreshGrace, "refresh-grace", extauthz.DefaultRefreshGrace, "a refresh token presented again this soon after its refresh gets the same pair back (a retry whose answer was lost) instead of counting as reuse; 0 turns it off")
 	fs.IntVar(&t.trustedHops, "trusted-hops", 1, "trusted proxies in front of keygate, each appending to X-Forwarded-For: the client is that many entries from the right")
 }

@@ -165,7 +165,12 @@ data_paths contains s if {
 # description: |
 #   A key route (neither public nor a public site route) allows when no
 #   key_denial holds, with the key_headers upstream.
-key_route_decision := deny_with(key_denial) if key_denial
+key_route_decision := deny_with(key_denial) if {
+	key_denial
+	not scope_denial
+}
+
+key_route_decision := object.union(deny_with(key_denial), {"body": scope_denial_body}) if scope_denial
 
 key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 
@@ -207,6 +212,12 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 	site_mismatch
 } else := ["errors", "MODE_MISMATCH", "mode_mismatch"] if {
 	mode_mismatch
+} else := ["errors", "IP_NOT_ALLOWED", "ip_not_allowed"] if {
+	ip_not_allowed
+} else := ["errors", "INSUFFICIENT_SCOPE", "insufficient_scope"] if {
+	insufficient_scope
+} else := ["errors", "USAGE_EXHAUSTED", "usage_exhausted"] if {
+	usage_exhausted
 }
 
 # METADATA

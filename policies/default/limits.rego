@@ -26,10 +26,14 @@ limits := array.concat(rate_limit, quota_limit) if {
 # title: effective_limits
 # description: |
 #   The plan's limits ("rate", "period", "burst", "quota"), overridden by the
-#   account's, overridden by the site's. A name nobody sets has no limit.
+#   account's, overridden by the site's, overridden by the key's (key beats
+#   site beats account beats plan). A name nobody sets has no limit.
 effective_limits := object.union(
-	object.union(object.get(limits_config, ["plans", input.account.plan], {}), object.get(input.account, "limits", {})),
-	object.get(input.site, "limits", {}),
+	object.union(
+		object.union(object.get(limits_config, ["plans", input.account.plan], {}), object.get(input.account, "limits", {})),
+		object.get(input.site, "limits", {}),
+	),
+	object.get(input.key, "limits", {}),
 )
 
 # METADATA
@@ -80,7 +84,7 @@ rate_limit := [{
 
 quota_limit := [{
 	"kind": "quota",
-	"key": quota_counter(input.site.id, input.key.mode),
+	"key": quota_key,
 	"limit": quota,
 	"period": "month",
 	"cost": cost,
@@ -103,3 +107,14 @@ limit_denials[name] := deny_with(["errors", name, lower(name)]) if {
 	some name in {"RATE_LIMITED", "QUOTA_EXCEEDED"}
 	config.errors[name]
 }
+
+# METADATA
+# title: quota_key
+# description: |
+#   The quota counter a request charges: the site's (quota_counter), or,
+#   for a key with a quota of its own (input.key.limits.quota), the key's
+#   own monthly counter "key:<id>:<mode>:quota", which replaces the site's
+#   for that key's requests. (A key's rate is always its own counter.)
+quota_key := concat(":", ["key", input.key.id, input.key.mode, "quota"]) if {
+	is_number(input.key.limits.quota)
+} else := quota_counter(input.site.id, input.key.mode)

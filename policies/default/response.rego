@@ -90,6 +90,7 @@ allow_with(headers, rule) := {
 	"rule": rule,
 	"limits": limits,
 	"keep_credentials": keep_credentials,
+	"spend_use": spend_use,
 }
 
 # METADATA

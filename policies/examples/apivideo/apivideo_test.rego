@@ -67,3 +67,15 @@ test_token_exchange_is_public if {
 		decide(r).allow
 	}
 }
+
+# A restricted key's scopes name api.video's root resources: videos:read
+# lists and reads videos but cannot upload.
+test_restricted_key_scopes_name_root_resources if {
+	r := request("ws.api.video", "basic", "key", "live")
+	scoped := object.union(r, {"key": object.union(r.key, {"scopes": ["videos:read"]})})
+	decide(scoped).allow
+	d := decide(object.union(scoped, {"request": object.union(r.request, {"method": "POST", "path": "/videos/v1/source"})}))
+	outcome(d) == [403, "INSUFFICIENT_SCOPE"]
+	d.body.required_scope == "videos:write"
+	d.content_type == "application/problem+json"
+}
