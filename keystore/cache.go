@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,7 @@ type Cache struct {
 	negTTL time.Duration
 	stale  time.Duration
 	items  *ristretto.Cache[string, *entry]
+	byID   *idIndex
 	flight singleflight.Group
 
 	gen   atomic.Uint64
@@ -178,6 +180,8 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
+		byID: newIDIndex(), marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
 	items, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: cfg.MaxEntries * counterRatio,
 		// Every entry costs 1, so MaxEntries counts entries. Without
@@ -187,12 +191,13 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		MaxCost:            cfg.MaxEntries,
 		IgnoreInternalCost: true,
 		BufferItems:        64,
+		// An entry ristretto lets go of leaves the by-id index too.
+		OnExit: c.byID.drop,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
 	}
-	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		items: items, marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
+	c.items = items
 	c.gen.Store(1)
 	c.lastSync.Store(cfg.Now().UnixNano())
 	return c, nil
@@ -283,6 +288,9 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
 	var old entry
 	p, cached := c.items.Get(ck)
+	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
+		p, cached = c.byID.get(id)
+	}
 	if cached {
 		old = *p
 	}
@@ -360,11 +368,17 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			// No ristretto TTL: current() decides when it needs a re-read,
 			// and an outage still finds it within the stale-if-error bound.
 			// ristretto holds a pointer, so its per-item record (and the
-			// map slot holding it) stays small. A key is cached under the
-			// name it was asked by only (a digest, or an id for access
-			// tokens): a second entry per key would cost every key another
-			// ristretto record for the few that have tokens.
-			c.items.Set(ck, &e, 1)
+			// map slot holding it) stays small. A key read by digest is
+			// found by id through the index (indexed before the Set, so
+			// that ristretto's rejection or eviction of it, which may come
+			// at once, finds it there to drop).
+			byDigest := strings.HasPrefix(ck, "d:") && e.facts != nil
+			if byDigest {
+				c.byID.put(&e)
+			}
+			if !c.items.Set(ck, &e, 1) && byDigest {
+				c.byID.drop(&e)
+			}
 		case errors.Is(err, ErrNotFound):
 			e.facts, e.rec, e.extra = nil, "", nil
 			c.items.Set(ck, &e, 1)

@@ -3,6 +3,7 @@ package keystore
 import (
 	"context"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,49 @@ func TestCacheKeepsWholeKeys(t *testing.T) {
 		if hits, _ := c.Stats(); hits != 1 {
 			t.Fatalf("%s: hits = %d, want 1", name, hits)
 		}
+	}
+}
+
+// TestCacheByIDIndexFollowsRistretto: the by-id index holds only entries
+// ristretto holds (evicted and rejected ones leave it), and an invalidated
+// key is not answered from it.
+func TestCacheByIDIndexFollowsRistretto(t *testing.T) {
+	l := &storeLikeLoader{sites: 10}
+	c := newTestCache(t, l, CacheConfig{MaxEntries: 100})
+	ctx := context.Background()
+	for i := range 2000 {
+		if _, err := c.Key(ctx, []Digest{Digest("digest-" + strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+		if i%64 == 0 {
+			c.Wait()
+		}
+	}
+	c.Wait()
+	if n := c.byID.len(); n > 100 {
+		t.Fatalf("index holds %d entries; the cache holds at most 100", n)
+	}
+	// A key still cached by digest is found by id without a store read,
+	// until it is invalidated.
+	var id string
+	for i := range 2000 {
+		if e, ok := c.byID.get("key_" + strconv.Itoa(i)); ok {
+			id = e.keyID()
+			break
+		}
+	}
+	if id == "" {
+		t.Fatal("no key is indexed")
+	}
+	before := l.reads.Load()
+	if f, err := c.KeyID(ctx, id); err != nil || f.Key.ID != id {
+		t.Fatalf("KeyID(%s) = %+v, %v", id, f.Key, err)
+	}
+	if l.reads.Load() != before {
+		t.Fatal("an indexed key was read from the store")
+	}
+	c.Invalidate(EntityKey, id)
+	if f, err := c.KeyID(ctx, id); err != nil || f.Key.ID != id || l.reads.Load() != before+1 {
+		t.Fatalf("after invalidation: %+v, %v, %d reads", f.Key, err, l.reads.Load()-before)
 	}
 }
