@@ -24,8 +24,8 @@ type Loader interface {
 // CacheConfig sizes the cache and bounds how long entries live.
 type CacheConfig struct {
 	// MaxEntries bounds the number of cached entries (default 1,000,000:
-	// one per key, cached under the name it was asked by; a key read both
-	// by digest and, for its access tokens, by id takes two).
+	// one per key read by digest, which its access tokens find by id
+	// through an index; a key read only by id takes one of its own).
 	MaxEntries int64
 	// TTL bounds how long positive facts live even without a change-log
 	// event (default 5 minutes): a safety net, not the invalidation path.
