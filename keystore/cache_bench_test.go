@@ -138,8 +138,8 @@ func heapAndRSS(b *testing.B) (heap, rss uint64) {
 }
 
 // TestCacheHoldsMaxEntries: every entry costs one unit of MaxEntries, so a
-// cache sized for 10,000 entries keeps 4,000 keys, each cached by digest and
-// by id (ristretto's own per-item bookkeeping once made it hold about a
+// cache sized for 10,000 entries keeps 4,000 keys, one entry each (by
+// digest; ristretto's own per-item bookkeeping once made it hold about a
 // hundred).
 func TestCacheHoldsMaxEntries(t *testing.T) {
 	l := &storeLikeLoader{sites: 100}
