@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,9 +23,9 @@ type Loader interface {
 
 // CacheConfig sizes the cache and bounds how long entries live.
 type CacheConfig struct {
-	// MaxEntries bounds the number of cached entries (default 2,000,000:
-	// a key read by its digest takes two, by digest and by id, which
-	// share one record; a million keys fit).
+	// MaxEntries bounds the number of cached entries (default 1,000,000:
+	// one per key read by digest, which its access tokens find by id
+	// through an index; a key read only by id takes one of its own).
 	MaxEntries int64
 	// TTL bounds how long positive facts live even without a change-log
 	// event (default 5 minutes): a safety net, not the invalidation path.
@@ -60,6 +58,7 @@ type Cache struct {
 	negTTL time.Duration
 	stale  time.Duration
 	items  *ristretto.Cache[string, *entry]
+	byID   *idIndex
 	flight singleflight.Group
 
 	gen   atomic.Uint64
@@ -102,22 +101,75 @@ type mark struct {
 	at  time.Time
 }
 
-// entry is one cached answer, one allocation per cached key. A key entry
-// holds the key and a pointer to its site and account, which every cached
-// key of that site shares (see share): a million keys over a few thousand
-// sites cost a million Keys, not a million copies of their site and account.
+// entry is one cached answer: 48 bytes and, for a key, its packed record
+// (see cache_record.go). A key entry points to its site and account, which
+// every cached key of that site shares (see share): a million keys over a
+// few thousand sites cost a million records, not a million copies of their
+// site and account.
 type entry struct {
-	gen   uint64
-	at    time.Time // when the store read began
-	key   Key       // key entries only (ID "" otherwise)
+	gen uint64
+	at  int64 // when the store read began, Unix nanoseconds
+	// facts is nil for a negative ("no such key or site") entry.
 	facts *SiteFacts
-	err   error // ErrNotFound for negative entries
+	// rec is a key entry's packed key; extra holds its Entitlements when
+	// it has any, or the whole key when it could not be packed (rec "").
+	// Both are unset for a site entry.
+	rec   string
+	extra *Key
+}
+
+// errCachedNotFound answers from a negative entry.
+var errCachedNotFound = fmt.Errorf("keystore: lookup: %w (cached)", ErrNotFound)
+
+// keyID is the id of a key entry's key ("" for other entries).
+func (e *entry) keyID() string {
+	if e.rec == "" && e.extra != nil {
+		return e.extra.ID
+	}
+	return recordID(e.rec)
+}
+
+// newKeyEntry packs f into an entry whose site and account are shared.
+func (c *Cache) newKeyEntry(f KeyFacts) (entry, error) {
+	e := entry{facts: c.share(SiteFacts{Site: f.Site, Account: f.Account})}
+	rec, ok := packKey(f.Key, e.facts.Site.ID)
+	switch {
+	case !ok:
+		k := f.Key
+		e.extra = &k
+	case hasEntitlements(&f.Key.Entitlements):
+		e.rec, e.extra = rec, &Key{Entitlements: f.Key.Entitlements}
+	default:
+		e.rec = rec
+	}
+	return e, nil
+}
+
+// keyFactsOf rebuilds the facts a key entry holds.
+func keyFactsOf(e entry) (KeyFacts, error) {
+	if e.facts == nil {
+		return KeyFacts{}, errCachedNotFound
+	}
+	var k Key
+	switch {
+	case e.rec == "" && e.extra != nil:
+		k = *e.extra
+	default:
+		var ok bool
+		if k, ok = unpackKey(e.rec, e.facts.Site.ID); !ok {
+			return KeyFacts{}, fmt.Errorf("keystore: lookup: %w: corrupt cache record", ErrUnavailable)
+		}
+		if e.extra != nil {
+			k.Entitlements = e.extra.Entitlements
+		}
+	}
+	return KeyFacts{Key: k, Site: e.facts.Site, Account: e.facts.Account}, nil
 }
 
 // NewCache builds the cache in front of loader.
 func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = 2_000_000
+		cfg.MaxEntries = 1_000_000
 	}
 	if cfg.TTL <= 0 {
 		cfg.TTL = 5 * time.Minute
@@ -128,6 +180,8 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
+		byID: newIDIndex(), marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
 	items, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
 		NumCounters: cfg.MaxEntries * counterRatio,
 		// Every entry costs 1, so MaxEntries counts entries. Without
@@ -137,12 +191,13 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		MaxCost:            cfg.MaxEntries,
 		IgnoreInternalCost: true,
 		BufferItems:        64,
+		// An entry ristretto lets go of leaves the by-id index too.
+		OnExit: c.byID.drop,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
 	}
-	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		items: items, marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
+	c.items = items
 	c.gen.Store(1)
 	c.lastSync.Store(cfg.Now().UnixNano())
 	return c, nil
@@ -199,25 +254,14 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 	e, err := c.get(ctx, ck, func(ctx context.Context) (entry, error) {
 		f, err := load(ctx)
 		if err != nil {
-			return entry{err: err}, err
+			return entry{}, err
 		}
-		e := entry{key: f.Key, facts: c.share(SiteFacts{Site: f.Site, Account: f.Account})}
-		// The key's own copies of strings the shared facts hold already.
-		if e.key.SiteID == e.facts.Site.ID {
-			e.key.SiteID = e.facts.Site.ID
-		}
-		switch e.key.Mode {
-		case ModeLive:
-			e.key.Mode = ModeLive
-		case ModeTest:
-			e.key.Mode = ModeTest
-		}
-		return e, nil
+		return c.newKeyEntry(f)
 	})
 	if err != nil {
 		return KeyFacts{}, err
 	}
-	return KeyFacts{Key: e.key, Site: e.facts.Site, Account: e.facts.Account}, nil
+	return keyFactsOf(e)
 }
 
 // Site returns a site's facts.
@@ -225,12 +269,15 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 	e, err := c.get(ctx, "s:"+id, func(ctx context.Context) (entry, error) {
 		f, err := c.loader.LookupSite(ctx, id)
 		if err != nil {
-			return entry{err: err}, err
+			return entry{}, err
 		}
 		return entry{facts: c.share(f)}, nil
 	})
 	if err != nil {
 		return SiteFacts{}, err
+	}
+	if e.facts == nil {
+		return SiteFacts{}, errCachedNotFound
 	}
 	return *e.facts, nil
 }
@@ -241,6 +288,9 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
 	var old entry
 	p, cached := c.items.Get(ck)
+	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
+		p, cached = c.byID.get(id)
+	}
 	if cached {
 		old = *p
 	}
@@ -248,12 +298,15 @@ func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (
 	now := c.now()
 	if cached && c.current(old, now) {
 		c.hits.Add(1)
-		return old, old.err
+		if old.facts == nil {
+			return old, errCachedNotFound
+		}
+		return old, nil
 	}
 	e, err := c.fill(ctx, ck, load)
-	// now.Sub(old.at) bounds the entry's life as ristretto's TTL used to.
-	if err != nil && cached && old.err == nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
-		c.staleness(old, now) <= c.stale && now.Sub(old.at) <= c.ttl+c.stale {
+	// The entry's age bounds its life as ristretto's TTL used to.
+	if err != nil && cached && old.facts != nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
+		c.staleness(old, now) <= c.stale && now.Sub(time.Unix(0, old.at)) <= c.ttl+c.stale {
 		c.staleHits.Add(1)
 		return old, nil
 	}
@@ -263,11 +316,7 @@ func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (
 // staleness is how long ago the entry was last known to be right: since its
 // read, or since the last complete read of the change log, whichever is later.
 func (c *Cache) staleness(e entry, now time.Time) time.Duration {
-	known := e.at
-	if s := time.Unix(0, c.lastSync.Load()); s.After(known) {
-		known = s
-	}
-	return now.Sub(known)
+	return now.Sub(time.Unix(0, max(e.at, c.lastSync.Load())))
 }
 
 // current reports whether an unmarked entry may answer without a store read.
@@ -276,16 +325,17 @@ func (c *Cache) staleness(e entry, now time.Time) time.Duration {
 // another map slot): age is checked here, and an entry past it stays until
 // a fill replaces it or eviction needs its room.
 func (c *Cache) current(e entry, now time.Time) bool {
+	age := now.Sub(time.Unix(0, e.at))
 	if c.stale <= 0 {
-		if e.err != nil {
-			return now.Sub(e.at) <= c.negTTL
+		if e.facts == nil {
+			return age <= c.negTTL
 		}
-		return now.Sub(e.at) <= c.ttl
+		return age <= c.ttl
 	}
-	if e.err != nil {
+	if e.facts == nil {
 		return c.staleness(e, now) <= c.negTTL
 	}
-	return now.Sub(e.at) <= c.ttl && c.staleness(e, now) <= c.stale
+	return age <= c.ttl && c.staleness(e, now) <= c.stale
 }
 
 // fill loads once per cache key at a time and caches the answer unless it is
@@ -312,21 +362,25 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 		loadCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
 		defer cancel()
 		e, err := load(loadCtx)
-		e.gen, e.at = gen, at
+		e.gen, e.at = gen, at.UnixNano()
 		switch {
 		case err == nil:
 			// No ristretto TTL: current() decides when it needs a re-read,
 			// and an outage still finds it within the stale-if-error bound.
 			// ristretto holds a pointer, so its per-item record (and the
-			// map slot holding it) stays small.
-			c.items.Set(ck, &e, 1)
-			// A key found by digest is also cached by id: its access
-			// tokens (which name the id) then cost no store read either.
-			// Both entries point to one record.
-			if e.key.ID != "" && strings.HasPrefix(ck, "d:") {
-				c.items.Set("k:"+e.key.ID, &e, 1)
+			// map slot holding it) stays small. A key read by digest is
+			// found by id through the index (indexed before the Set, so
+			// that ristretto's rejection or eviction of it, which may come
+			// at once, finds it there to drop).
+			byDigest := strings.HasPrefix(ck, "d:") && e.facts != nil
+			if byDigest {
+				c.byID.put(&e)
+			}
+			if !c.items.Set(ck, &e, 1) && byDigest {
+				c.byID.drop(&e)
 			}
 		case errors.Is(err, ErrNotFound):
+			e.facts, e.rec, e.extra = nil, "", nil
 			c.items.Set(ck, &e, 1)
 		}
 		return e, err
@@ -344,99 +398,3 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 
 // fillTimeout bounds one store read for the cache, whoever is waiting.
 const fillTimeout = 2 * time.Second
-
-// fresh reports whether no invalidation touched the entry's key, site or
-// account since its store read began.
-func (c *Cache) fresh(e entry) bool {
-	if e.facts == nil {
-		return e.gen >= c.negMark.Load()
-	}
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if len(c.marks) == 0 {
-		return true
-	}
-	if e.key.ID != "" && c.marked(EntityKey, e.key.ID, e.gen) {
-		return false
-	}
-	return !c.marked(EntitySite, e.facts.Site.ID, e.gen) && !c.marked(EntityAccount, e.facts.Account.ID, e.gen)
-}
-
-func (c *Cache) marked(entity Entity, id string, gen uint64) bool {
-	m, ok := c.marks[entityRef{entity, id}]
-	return ok && m.gen > gen
-}
-
-// Invalidate makes every cached fact about the entity stale at once.
-func (c *Cache) Invalidate(entity Entity, id string) {
-	gen := c.gen.Add(1)
-	now := c.now()
-	c.mu.Lock()
-	// Concurrent invalidations may get here out of order: a mark only rises.
-	if old := c.marks[entityRef{entity, id}]; old.gen < gen {
-		c.marks[entityRef{entity, id}] = mark{gen: gen, at: now}
-	}
-	// A mark can be dropped once no entry it concerns can still exist: an
-	// entry filled before the mark lives at most ttl+stale from its Set,
-	// which may come a store read after the mark; one more ttl covers that
-	// read with room to spare. Pruning only when the map has doubled keeps
-	// bulk invalidations linear.
-	if len(c.marks) > c.pruneAt {
-		keep := 2*c.ttl + c.stale
-		for ref, m := range c.marks {
-			if now.Sub(m.at) > keep {
-				delete(c.marks, ref)
-			}
-		}
-		c.pruneAt = max(minPruneAt, 2*len(c.marks))
-	}
-	c.mu.Unlock()
-	switch entity {
-	case EntityKey:
-		c.raiseNegMark(gen)
-		c.items.Del("k:" + id)
-	case EntitySite:
-		// A negative "no such site" fill may be in flight while the site is
-		// created; like a key write, a site write retires negative entries.
-		c.raiseNegMark(gen)
-		c.items.Del("s:" + id)
-	}
-}
-
-// raiseNegMark moves negMark up to gen, never down, whatever order
-// concurrent invalidations arrive in.
-func (c *Cache) raiseNegMark(gen uint64) {
-	for {
-		old := c.negMark.Load()
-		if old >= gen || c.negMark.CompareAndSwap(old, gen) {
-			return
-		}
-	}
-}
-
-// share returns the one copy of f that cached entries hold: the copy already
-// shared for its site if it is equal in every field, else f itself, which
-// becomes the shared copy. Entries never change what they point to, so a
-// site write simply leaves the old copy to the entries it made stale.
-func (c *Cache) share(f SiteFacts) *SiteFacts {
-	id := f.Site.ID
-	c.sharedMu.Lock()
-	defer c.sharedMu.Unlock()
-	if p := c.shared[id].Value(); p != nil && reflect.DeepEqual(*p, f) {
-		return p
-	}
-	p := &f
-	c.shared[id] = weak.Make(p)
-	runtime.AddCleanup(p, c.unshare, id)
-	return p
-}
-
-// unshare forgets a site once its shared copy is gone (unless a newer copy
-// took its place).
-func (c *Cache) unshare(id string) {
-	c.sharedMu.Lock()
-	defer c.sharedMu.Unlock()
-	if c.shared[id].Value() == nil {
-		delete(c.shared, id)
-	}
-}

@@ -88,6 +88,7 @@ func (s *Store) TouchKeys(ctx context.Context, used map[string]time.Time) error 
 	if len(used) == 0 {
 		return nil
 	}
+	defer s.lockWrite()()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("keystore: touch keys: %w", err)

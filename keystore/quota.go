@@ -17,10 +17,12 @@ import (
 func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, limit int64, at time.Time) (int64, bool, error) {
 	if cost <= limit {
 		var used int64
-		err := s.db.QueryRowContext(ctx, `INSERT INTO quota_usage (counter, period, used, quota, updated_at) VALUES ($1, $2, $3, $4, $5)
+		unlock := s.lockWrite()
+		err := s.stmts.queryRow(ctx, s.db, `INSERT INTO quota_usage (counter, period, used, quota, updated_at) VALUES ($1, $2, $3, $4, $5)
 			ON CONFLICT (counter, period) DO UPDATE SET used = quota_usage.used + excluded.used, quota = excluded.quota, updated_at = excluded.updated_at
 			WHERE quota_usage.used + excluded.used <= excluded.quota
 			RETURNING used`, counter, period, cost, limit, millis(at)).Scan(&used)
+		unlock()
 		if err == nil {
 			return used, true, nil
 		}
@@ -29,7 +31,7 @@ func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, l
 		}
 	}
 	var used int64
-	err := s.db.QueryRowContext(ctx, `SELECT used FROM quota_usage WHERE counter = $1 AND period = $2`, counter, period).Scan(&used)
+	err := s.stmts.queryRow(ctx, s.db, `SELECT used FROM quota_usage WHERE counter = $1 AND period = $2`, counter, period).Scan(&used)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return 0, false, fmt.Errorf("keystore: charge quota: %w: %w", ErrUnavailable, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -35,7 +36,7 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("keystore: sqlite: %w", err)
 	}
-	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock()}
+	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock(), writeMu: &sync.Mutex{}}
 	if err := migrate(ctx, db, "migrations/sqlite"); err != nil {
 		db.Close()
 		return nil, err

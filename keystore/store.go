@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,6 +32,21 @@ type Store struct {
 	listen func(ctx context.Context, wake chan<- struct{}, log *slog.Logger)
 	// stmts holds the prepared key-facts lookups (the cache-miss path).
 	stmts stmtCache
+	// writeMu, on SQLite, serializes this process's request-path writes
+	// (quota charges, last_used batches): SQLite has one writer at a time,
+	// and a writer that finds the lock taken sleeps in its busy handler for
+	// 1 ms and more, where waiting on a mutex costs microseconds.
+	writeMu *sync.Mutex
+}
+
+// lockWrite takes writeMu when the store has one; call the result to
+// release it.
+func (s *Store) lockWrite() (unlock func()) {
+	if s.writeMu == nil {
+		return func() {}
+	}
+	s.writeMu.Lock()
+	return s.writeMu.Unlock
 }
 
 // Options configure a Store.

@@ -52,6 +52,18 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 	if create {
 		open = e.openOrCreate
 	}
+	// The policy compiles while the store side (migrations, change log,
+	// key filter) loads: with a second core the store side adds nothing to
+	// the start. The goroutine ends on its own if newCore fails first.
+	type policyStart struct {
+		rt  *policyRuntime
+		err error
+	}
+	policyc := make(chan policyStart, 1)
+	go func() {
+		rt, err := startPolicy(ctx, cfg.policies, log)
+		policyc <- policyStart{rt, err}
+	}()
 	format, digester, err := e.keyTools(cfg.storeFlags)
 	if err != nil {
 		return nil, err
@@ -89,7 +101,8 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 	if follow != nil {
 		follow.Cache, follow.Filter = c.cache, c.filter
 	}
-	if c.policy, err = startPolicy(ctx, cfg.policies, log); err != nil {
+	ps := <-policyc
+	if c.policy, err = ps.rt, ps.err; err != nil {
 		return nil, err
 	}
 	c.authz = &extauthz.Authorizer{Facts: c.cache, Policy: c.policy.engine, Format: format, Digester: digester, Log: log,

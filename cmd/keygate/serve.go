@@ -140,6 +140,11 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	stopPprof, err := startPprof(log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
 	var storeMetrics *storeMetrics
 	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower, func(l keystore.Loader) keystore.Loader {
@@ -195,6 +200,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
+		streamWorkers(),
 	)
 	grpcHealth := srv.Register(g)
 	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}

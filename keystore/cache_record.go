@@ -1,0 +1,179 @@
+package keystore
+
+import (
+	"encoding/binary"
+	"reflect"
+	"time"
+)
+
+// A cached key is packed into one string (its "record"): a million cached
+// keys then cost a million small strings instead of a million Key structs
+// with a string header per field and a 24-byte time.Time per timestamp.
+// The record holds, in order:
+//
+//	flags byte (recSiteID, recLastUsed, recExpires, recRevoked)
+//	ID, Name, Prefix, Mode and, with recSiteID, SiteID: each a uvarint
+//	length and the bytes
+//	CreatedAt and, per flag, LastUsedAt, ExpiresAt, RevokedAt: each a
+//	varint of Unix seconds and a uvarint of nanoseconds
+//
+// SiteID is left out when it is the shared site's id (always, for a store
+// that keeps its foreign keys). Times are restored in UTC without a
+// monotonic reading, as the store reads them; a key whose times are not
+// like that (a test loader's time.Now, say) is kept whole instead (see
+// entry.extra), as are its Entitlements when it has any.
+const (
+	recSiteID byte = 1 << iota
+	recLastUsed
+	recExpires
+	recRevoked
+)
+
+// packKey returns k's record, or ok false when k cannot be packed without
+// loss (a time with a zone or monotonic reading). siteID is the id of the
+// shared site the entry points to.
+func packKey(k Key, siteID string) (rec string, ok bool) {
+	var flags byte
+	if k.SiteID != siteID {
+		flags |= recSiteID
+	}
+	opt := [3]*time.Time{k.LastUsedAt, k.ExpiresAt, k.RevokedAt}
+	for i, t := range opt {
+		if t != nil {
+			flags |= recLastUsed << i
+		}
+	}
+	n := 1 + 5*binary.MaxVarintLen64 + len(k.ID) + len(k.Name) + len(k.Prefix) + len(k.Mode) + len(k.SiteID) + 4*2*binary.MaxVarintLen64
+	b := make([]byte, 1, n)
+	b[0] = flags
+	for _, s := range []string{k.ID, k.Name, k.Prefix, string(k.Mode)} {
+		b = appendString(b, s)
+	}
+	if flags&recSiteID != 0 {
+		b = appendString(b, k.SiteID)
+	}
+	if b, ok = appendTime(b, k.CreatedAt); !ok {
+		return "", false
+	}
+	for _, t := range opt {
+		if t == nil {
+			continue
+		}
+		if b, ok = appendTime(b, *t); !ok {
+			return "", false
+		}
+	}
+	return string(b), true
+}
+
+func appendString(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// appendTime encodes t if decoding gives back an identical time.Time.
+func appendTime(b []byte, t time.Time) ([]byte, bool) {
+	if t != time.Unix(t.Unix(), int64(t.Nanosecond())).UTC() {
+		return b, false
+	}
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond())), true
+}
+
+// recReader decodes a record; a record is only ever made by packKey, so a
+// short read is a bug, reported as ok false rather than a panic.
+type recReader struct {
+	rec string
+	off int
+	ok  bool
+}
+
+func (r *recReader) uvarint() uint64 {
+	var v uint64
+	for shift := uint(0); shift < 64 && r.off < len(r.rec); shift += 7 {
+		c := r.rec[r.off]
+		r.off++
+		v |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return v
+		}
+	}
+	r.ok, r.off = false, len(r.rec)
+	return 0
+}
+
+func (r *recReader) varint() int64 {
+	u := r.uvarint()
+	v := int64(u >> 1)
+	if u&1 != 0 {
+		v = ^v
+	}
+	return v
+}
+
+// str returns a substring of the record: no copy.
+func (r *recReader) str() string {
+	n := r.uvarint()
+	if n > uint64(len(r.rec)-r.off) {
+		r.ok, r.off = false, len(r.rec)
+		return ""
+	}
+	s := r.rec[r.off : r.off+int(n)]
+	r.off += int(n)
+	return s
+}
+
+func (r *recReader) time() time.Time {
+	s := r.varint()
+	ns := r.uvarint()
+	if ns >= 1e9 {
+		r.ok = false
+		return time.Time{}
+	}
+	return time.Unix(s, int64(ns)).UTC()
+}
+
+// recordID is the key id a record holds, without decoding the rest.
+func recordID(rec string) string {
+	if rec == "" {
+		return ""
+	}
+	r := recReader{rec: rec, off: 1, ok: true}
+	return r.str()
+}
+
+// unpackKey rebuilds the Key packKey packed; siteID fills SiteID when the
+// record does not carry its own. At most one allocation: the optional
+// timestamps, which share one array.
+func unpackKey(rec, siteID string) (Key, bool) {
+	if rec == "" {
+		return Key{}, false
+	}
+	r := recReader{rec: rec, off: 1, ok: true}
+	flags := rec[0]
+	k := Key{ID: r.str(), Name: r.str(), Prefix: r.str(), SiteID: siteID}
+	k.Mode = Mode(r.str())
+	if flags&recSiteID != 0 {
+		k.SiteID = r.str()
+	}
+	k.CreatedAt = r.time()
+	if flags&(recLastUsed|recExpires|recRevoked) != 0 {
+		var ts [3]time.Time
+		opt := [3]**time.Time{&k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt}
+		for i := range opt {
+			if flags&(recLastUsed<<i) != 0 {
+				ts[i] = r.time()
+			}
+		}
+		held := &ts // one allocation for all three
+		for i := range opt {
+			if flags&(recLastUsed<<i) != 0 {
+				*opt[i] = &held[i]
+			}
+		}
+	}
+	return k, r.ok && r.off == len(rec)
+}
+
+// hasEntitlements reports whether e restricts anything (any field set,
+// whatever fields Entitlements grows).
+func hasEntitlements(e *Entitlements) bool { return !reflect.ValueOf(e).Elem().IsZero() }
