@@ -170,7 +170,7 @@ key_route_decision := deny_with(key_denial) if {
 	not scope_denial
 }
 
-key_route_decision := object.union(deny_with(key_denial), {"body": scope_denial_body}) if scope_denial
+key_route_decision := scope_denial_decision if scope_denial
 
 key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 

@@ -127,4 +127,10 @@ key_headers[name] := value if {
 # names the scope the route requires ("required_scope").
 scope_denial if key_denial[1] == "INSUFFICIENT_SCOPE"
 
-scope_denial_body := object.union(deny_with(key_denial).body, {"required_scope": required_scope})
+# The denial is named by constants, not through key_denial, so that it is
+# shaped once from the data (keygate's memo analysis evaluates the policy
+# with the input unknown, and a denial named by an unknown expands into one
+# branch per config.errors entry).
+scope_denial_decision := object.union(d, {"body": object.union(d.body, {"required_scope": required_scope})}) if {
+	d := deny_with(["errors", "INSUFFICIENT_SCOPE", "insufficient_scope"])
+}
