@@ -78,7 +78,7 @@ func newTokenFixture(tb testing.TB) *tokenFixture {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.authz = &Authorizer{Facts: f.cache, Policy: builtinEngine(tb), Format: format, Digester: digester, Log: log, Now: f.clock.Now, Tokens: f.ring}
 	f.server = &Server{Authorizer: f.authz, Log: log}
-	f.exchange = &Exchange{Authorizer: f.authz, Tokens: f.ring, Refresh: store, TTL: time.Hour, RefreshTTL: 24 * time.Hour,
+	f.exchange = &Exchange{Gate: f.authz, Tokens: f.ring, Refresh: store, TTL: time.Hour, RefreshTTL: 24 * time.Hour,
 		Throttle: &Throttle{Now: f.clock.Now}}
 	return f
 }

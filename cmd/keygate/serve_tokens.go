@@ -89,7 +89,7 @@ func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, f
 	if err != nil {
 		return nil, nil, err
 	}
-	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL, Grace: t.refreshGrace,
+	x := &extauthz.Exchange{Gate: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL, Grace: t.refreshGrace,
 		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies, Hops: t.trustedHops}, Metrics: extauthz.NewExchangeMetrics(reg)}
 	return ring, x, nil
 }
