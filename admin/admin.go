@@ -84,37 +84,36 @@ type router interface {
 }
 
 // register adds every admin route: the one table of the admin API (its
-// openapi.json documents each row).
+// openapi.json documents each row). Rows are grouped by how the endpoint
+// is called: with the request's JSON body decoded (withBody), with the
+// request only, and per entity (limits).
 func (h *Handler) register(mux router) {
 	mux.HandleFunc("POST /admin/v1/accounts", h.handle(withBody(h.createAccount)))
-	mux.HandleFunc("GET /admin/v1/accounts", h.handle(h.listAccounts))
-	mux.HandleFunc("GET /admin/v1/accounts/{id}", h.handle(h.getAccount))
 	mux.HandleFunc("PATCH /admin/v1/accounts/{id}", h.handle(withBody(h.updateAccount)))
-	mux.HandleFunc("GET /admin/v1/accounts/{id}/limits", h.handle(h.limitsOf(keystore.EntityAccount)))
-	mux.HandleFunc("PUT /admin/v1/accounts/{id}/limits", h.handle(h.setLimits(keystore.EntityAccount)))
 	mux.HandleFunc("POST /admin/v1/sites", h.handle(withBody(h.createSite)))
-	mux.HandleFunc("GET /admin/v1/sites", h.handle(h.listSites))
-	mux.HandleFunc("GET /admin/v1/sites/{id}", h.handle(h.getSite))
 	mux.HandleFunc("PATCH /admin/v1/sites/{id}", h.handle(withBody(h.updateSite)))
-	mux.HandleFunc("POST /admin/v1/sites/{id}/rotate-key", h.handle(h.rotateKey))
-	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
-	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
-	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))
 	mux.HandleFunc("POST /admin/v1/keys", h.handle(withBody(h.createKey)))
 	mux.HandleFunc("POST /admin/v1/keys/import", h.handle(withBody(h.importKey)))
+	mux.HandleFunc("POST /admin/v1/webhooks", h.handle(withBody(h.createWebhook)))
+	mux.HandleFunc("PATCH /admin/v1/webhooks/{id}", h.handle(withBody(h.updateWebhook)))
+	mux.HandleFunc("GET /admin/v1/accounts", h.handle(h.listAccounts))
+	mux.HandleFunc("GET /admin/v1/accounts/{id}", h.handle(h.getAccount))
+	mux.HandleFunc("GET /admin/v1/sites", h.handle(h.listSites))
+	mux.HandleFunc("GET /admin/v1/sites/{id}", h.handle(h.getSite))
+	mux.HandleFunc("POST /admin/v1/sites/{id}/rotate-key", h.handle(h.rotateKey))
 	mux.HandleFunc("GET /admin/v1/keys", h.handle(h.listKeys))
 	mux.HandleFunc("GET /admin/v1/keys/{id}", h.handle(h.getKey))
 	mux.HandleFunc("POST /admin/v1/keys/{id}/revoke", h.handle(h.revokeKey))
 	mux.HandleFunc("GET /admin/v1/audit", h.handle(h.audit))
-	// Webhook endpoint URLs are checked against h.Webhooks (https and
-	// public addresses only, unless --allow-http-webhooks); the worker
-	// checks again at every dial.
-	mux.HandleFunc("POST /admin/v1/webhooks", h.handle(withBody(h.createWebhook)))
+	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
 	mux.HandleFunc("GET /admin/v1/webhooks", h.handle(h.listWebhooks))
 	mux.HandleFunc("GET /admin/v1/webhooks/{id}", h.handle(h.getWebhook))
-	mux.HandleFunc("PATCH /admin/v1/webhooks/{id}", h.handle(withBody(h.updateWebhook)))
 	mux.HandleFunc("DELETE /admin/v1/webhooks/{id}", h.handle(h.deleteWebhook))
 	mux.HandleFunc("GET /admin/v1/webhooks/{id}/deliveries", h.handle(h.listDeliveries))
 	mux.HandleFunc("POST /admin/v1/webhooks/{id}/deliveries/{delivery}/retry", h.handle(h.retryDelivery))
 	mux.HandleFunc("GET /admin/v1/openapi.json", h.openAPI)
+	mux.HandleFunc("GET /admin/v1/accounts/{id}/limits", h.handle(h.limitsOf(keystore.EntityAccount)))
+	mux.HandleFunc("PUT /admin/v1/accounts/{id}/limits", h.handle(h.setLimits(keystore.EntityAccount)))
+	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
+	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))
 }

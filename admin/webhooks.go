@@ -25,6 +25,9 @@ type webhookAnswer struct {
 	Secret string `json:"secret,omitempty"`
 }
 
+// checkURL checks a webhook endpoint's URL against h.Webhooks (https and
+// public addresses only, unless --allow-http-webhooks); the worker checks
+// again at every dial.
 func (h *Handler) checkURL(u *string) error {
 	if u == nil {
 		return nil
