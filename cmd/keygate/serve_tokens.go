@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -161,4 +162,20 @@ func (t *tokenFlags) runKeyring(ctx context.Context, store *keystore.Store, ring
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// tokenExchangeOrOff is tokenExchange with authz verifying the access tokens
+// it mints, or, without a secret to seal signing keys with, the exchange
+// off (nil, nil) and a warning that says why.
+func (t *tokenFlags) tokenExchangeOrOff(ctx context.Context, store *keystore.Store, format keystore.Format, authz *extauthz.Authorizer, reg prometheus.Registerer, log *slog.Logger) (*tokens.Keyring, *extauthz.Exchange, error) {
+	keyring, exchange, err := t.tokenExchange(ctx, store, format, authz, reg)
+	switch {
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		log.Warn(tokenExchangeOff)
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	}
+	authz.Tokens = keyring
+	return keyring, exchange, nil
 }
