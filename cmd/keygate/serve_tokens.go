@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/internal/every"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/tokens"
 )
@@ -137,31 +138,14 @@ func (t *tokenFlags) runKeyring(ctx context.Context, store *keystore.Store, ring
 	if ring == nil {
 		return // token exchange is off
 	}
-	tick := time.NewTicker(keyringReload)
-	defer tick.Stop()
-	failing := false
-	for {
-		select {
+	outage := every.Outage{Log: log, Down: "token signing keys: reload failed; keeping the current keys", Up: "token signing keys: reloaded"}
+	every.Tick(ctx, keyringReload, ring.Missed(), func(ctx context.Context) {
+		outage.Observe(ctx, reloadKeyring(ctx, store, ring, t.schedule()))
+		select { // early reloads at most once a second
 		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-ring.Missed():
-		}
-		err := reloadKeyring(ctx, store, ring, t.schedule())
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			log.Warn("token signing keys: reload failed; keeping the current keys", "err", err)
-			failing = true
-		case err == nil && failing:
-			log.Info("token signing keys: reloaded")
-			failing = false
-		}
-		select {
-		case <-ctx.Done():
-			return
 		case <-time.After(time.Second):
 		}
-	}
+	})
 }
 
 // tokenExchangeOrOff is tokenExchange with authz verifying the access tokens
