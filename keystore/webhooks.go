@@ -132,18 +132,10 @@ func (s *Store) UpdateWebhook(ctx context.Context, id string, u WebhookUpdate, o
 		if err != nil {
 			return err
 		}
-		if u.URL != nil {
-			ep.URL = *u.URL
-		}
-		if u.Events != nil {
-			ep.Events = *u.Events
-		}
-		if u.Description != nil {
-			ep.Description = *u.Description
-		}
-		if u.Disabled != nil {
-			ep.Disabled = *u.Disabled
-		}
+		patch(&ep.URL, u.URL)
+		patch(&ep.Events, u.Events)
+		patch(&ep.Description, u.Description)
+		patch(&ep.Disabled, u.Disabled)
 		if err := validWebhookText(ep); err != nil {
 			return err
 		}
