@@ -28,13 +28,6 @@ func caddySnippet(t *testing.T) string {
 	return block
 }
 
-// findCaddy returns the caddy binary, or skips: CI installs it (.ci/run).
-func findCaddy(t *testing.T) string {
-	t.Helper()
-	return findBinary(t, "caddy is not installed (apt-get install -y caddy; .ci/run does it): skipping the Caddy forward-auth test",
-		"caddy", "/usr/bin/caddy")
-}
-
 // startCaddy runs the README's snippet as the current user on a free
 // loopback port, with its admin endpoint and automatic HTTPS off and its
 // state in a temporary directory; it is stopped when the test ends. It

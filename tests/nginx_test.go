@@ -54,11 +54,10 @@ func TestNginxForwardAuthKeygateDown(t *testing.T) {
 	forwardAuthCase{name: "down", path: "/health", status: 503, code: "AUTHZ_UNAVAILABLE"}.run(t, proxy, up)
 }
 
-// findNginx returns the nginx binary, or skips: CI installs it (.ci/run).
+// findNginx returns the nginx binary, or skips.
 func findNginx(t *testing.T) string {
 	t.Helper()
-	return findBinary(t, "nginx is not installed (apt-get install -y nginx; .ci/run does it): skipping the nginx forward-auth test",
-		"nginx", "/usr/sbin/nginx")
+	return nginxProxy.find(t)
 }
 
 // startNginx runs nginx in the foreground as the current user, on a free

@@ -20,8 +20,8 @@ import (
 // configuration keygate ships or documents for it.
 type forwardAuthProxy struct {
 	name string
-	// find returns the proxy's binary, or skips the test.
-	find func(t *testing.T) string
+	// bins are where its binary may be (CI installs it: .ci/run).
+	bins []string
 	// start runs it in front of upstream, asking keygate; it returns the
 	// base URL and is stopped when the test ends.
 	start func(t *testing.T, bin, keygateAddr, upstreamAddr string) string
@@ -30,11 +30,24 @@ type forwardAuthProxy struct {
 	forwarded map[string]string
 }
 
-var forwardAuthProxies = []forwardAuthProxy{
-	{name: "nginx", find: findNginx, start: startNginx,
-		forwarded: map[string]string{"X-Original-URI": "/health", "X-Original-Method": "GET"}},
-	{name: "caddy", find: findCaddy, start: startCaddy,
-		forwarded: map[string]string{"X-Forwarded-Uri": "/health", "X-Forwarded-Method": "GET"}},
+var (
+	nginxProxy = forwardAuthProxy{name: "nginx", bins: []string{"nginx", "/usr/sbin/nginx"}, start: startNginx,
+		forwarded: map[string]string{"X-Original-URI": "/health", "X-Original-Method": "GET"}}
+	caddyProxy = forwardAuthProxy{name: "caddy", bins: []string{"caddy", "/usr/bin/caddy"}, start: startCaddy,
+		forwarded: map[string]string{"X-Forwarded-Uri": "/health", "X-Forwarded-Method": "GET"}}
+	forwardAuthProxies = []forwardAuthProxy{nginxProxy, caddyProxy}
+)
+
+// find returns the proxy's binary, or skips the test.
+func (p forwardAuthProxy) find(t *testing.T) string {
+	t.Helper()
+	for _, b := range p.bins {
+		if path, err := exec.LookPath(b); err == nil {
+			return path
+		}
+	}
+	t.Skipf("%s is not installed (apt-get install -y %[1]s; .ci/run does it): skipping its forward-auth test", p.name)
+	return ""
 }
 
 // TestForwardAuthProxies runs one table of requests through each real proxy
@@ -44,33 +57,42 @@ var forwardAuthProxies = []forwardAuthProxy{
 // the credential removed, and each deny with its status, JSON body and
 // headers.
 func TestForwardAuthProxies(t *testing.T) {
+	eachProxy(t, func(env *Env) string {
+		env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+		env.CLI("sites", "create", "--id", "acme-web", "--account", "acme", "--domain", "app.acme.test")
+		env.CLI("accounts", "create", "--id", "lapsed", "--plan", "pro", "--status", "trial_expired")
+		env.CLI("sites", "create", "--id", "lapsed-site", "--account", "lapsed", "--domain", "app.lapsed.test")
+		return env.NewKey("acme-web", "live")
+	}, forwardAuthCases)
+}
+
+// eachProxy runs, for each real proxy, setup (the store's data; it returns
+// the key the cases use), keygate serve, a recording upstream and the
+// proxy in front of both, then the cases in order.
+func eachProxy(t *testing.T, setup func(env *Env) string, cases func(key string, p forwardAuthProxy) []forwardAuthCase) {
 	for _, p := range forwardAuthProxies {
 		t.Run(p.name, func(t *testing.T) {
 			bin := p.find(t)
 			env := NewEnv(t)
-			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-			env.CLI("sites", "create", "--id", "acme-web", "--account", "acme", "--domain", "app.acme.test")
-			env.CLI("accounts", "create", "--id", "lapsed", "--plan", "pro", "--status", "trial_expired")
-			env.CLI("sites", "create", "--id", "lapsed-site", "--account", "lapsed", "--domain", "app.lapsed.test")
-			key := env.NewKey("acme-web", "live")
+			key := setup(env)
 			srv := env.Serve()
 			up := newRecordingUpstream(t)
 			proxy := p.start(t, bin, srv.HTTPAddr, up.addr())
-			for _, tt := range forwardAuthCases(key, p.forwarded) {
+			for _, tt := range cases(key, p) {
 				t.Run(tt.name, func(t *testing.T) { tt.run(t, proxy, up) })
 			}
 		})
 	}
 }
 
-// forwardAuthCases is the table every proxy must pass; forwarded are the
-// proxy's own headers, forged by the client.
-func forwardAuthCases(key string, forwarded map[string]string) []forwardAuthCase {
+// forwardAuthCases is the table every proxy must pass; the proxy's own
+// forwarded headers are forged by the client.
+func forwardAuthCases(key string, p forwardAuthProxy) []forwardAuthCase {
 	identity := map[string]string{
 		"x-keygate-account": "acme", "x-keygate-site": "acme-web", "x-keygate-mode": "live",
 		"x-keygate-plan": "pro", "x-keygate-concurrency": "3",
 	}
-	spoofed := merge(forwarded, map[string]string{"X-Keygate-Account": "evil", "X-Keygate-Key-Id": "key_forged", "X-Keygate-Mode": "test"})
+	spoofed := merge(p.forwarded, map[string]string{"X-Keygate-Account": "evil", "X-Keygate-Key-Id": "key_forged", "X-Keygate-Mode": "test"})
 	bearer := map[string]string{"Authorization": "Bearer " + key}
 	return []forwardAuthCase{
 		{
@@ -107,28 +129,21 @@ func forwardAuthCases(key string, forwarded map[string]string) []forwardAuthCase
 			status: 401, code: "INVALID_API_KEY",
 			client: map[string]string{"www-authenticate": `Bearer realm="keygate", error="invalid_token"`},
 		},
-		{
-			name: "402 TRIAL_EXPIRED on a public route",
-			path: "/v1/public/lapsed-site/player", headers: map[string]string{"Origin": "https://app.lapsed.test"},
-			status: 402, code: "TRIAL_EXPIRED",
-		},
-		{
-			name: "403 SITE_MISMATCH",
-			path: "/v1/sites/other-site/videos", headers: bearer,
-			status: 403, code: "SITE_MISMATCH",
-		},
-		{
-			name: "403 DOMAIN_NOT_ALLOWED",
-			path: "/v1/public/acme-web/player", headers: map[string]string{"Origin": "https://evil.test"},
-			status: 403, code: "DOMAIN_NOT_ALLOWED",
-		},
-		{
-			name: "400 INVALID_PATH: the raw URI reaches keygate, not the proxy's normalized one",
-			path: "/v1/sites/acme-web/../other-site/videos", headers: bearer,
-			status: 400, code: "INVALID_PATH",
-		},
+		deny("402 TRIAL_EXPIRED on a public route", "/v1/public/lapsed-site/player", origin("https://app.lapsed.test"), 402, "TRIAL_EXPIRED"),
+		deny("403 SITE_MISMATCH", "/v1/sites/other-site/videos", bearer, 403, "SITE_MISMATCH"),
+		deny("403 DOMAIN_NOT_ALLOWED", "/v1/public/acme-web/player", origin("https://evil.test"), 403, "DOMAIN_NOT_ALLOWED"),
+		deny("400 INVALID_PATH: the raw URI reaches keygate, not the proxy's normalized one",
+			"/v1/sites/acme-web/../other-site/videos", bearer, 400, "INVALID_PATH"),
 	}
 }
+
+// deny is a case the proxy must deny with status and code, the upstream
+// never called.
+func deny(name, path string, headers map[string]string, status int, code string) forwardAuthCase {
+	return forwardAuthCase{name: name, path: path, headers: headers, status: status, code: code}
+}
+
+func origin(o string) map[string]string { return map[string]string{"Origin": o} }
 
 // TestForwardAuthProxiesRateLimited: a 429 from a real counter reaches the
 // client through each proxy with its body, Retry-After and RateLimit-*
@@ -136,35 +151,19 @@ func forwardAuthCases(key string, forwarded map[string]string) []forwardAuthCase
 // The plan's rate is one request a minute here, so the second request is
 // refused.
 func TestForwardAuthProxiesRateLimited(t *testing.T) {
-	for _, p := range forwardAuthProxies {
-		t.Run(p.name, func(t *testing.T) {
-			bin := p.find(t)
-			env := NewEnv(t)
-			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-			env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
-			env.CLI("limits", "set", "--site", "acme-web", "--set", "rate=1", "--set", "burst=1")
-			key := env.NewKey("acme-web", "live")
-			srv := env.Serve()
-			up := newRecordingUpstream(t)
-			proxy := p.start(t, bin, srv.HTTPAddr, up.addr())
-			auth := map[string]string{"Authorization": "Bearer " + key}
-			forwardAuthCase{name: "first", path: "/v1/videos", headers: auth, status: 200, upstream: map[string]string{"x-keygate-site": "acme-web"}}.run(t, proxy, up)
-			forwardAuthCase{name: "429", path: "/v1/videos", headers: auth, status: 429, code: "RATE_LIMITED",
-				clientPresent: []string{"retry-after", "ratelimit-limit", "ratelimit-remaining"}}.run(t, proxy, up)
-		})
-	}
-}
-
-// findBinary returns the first of names on the PATH, or skips.
-func findBinary(t *testing.T, why string, names ...string) string {
-	t.Helper()
-	for _, p := range names {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
+	eachProxy(t, func(env *Env) string {
+		env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
+		env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+		env.CLI("limits", "set", "--site", "acme-web", "--set", "rate=1", "--set", "burst=1")
+		return env.NewKey("acme-web", "live")
+	}, func(key string, _ forwardAuthProxy) []forwardAuthCase {
+		auth := map[string]string{"Authorization": "Bearer " + key}
+		return []forwardAuthCase{
+			{name: "first", path: "/v1/videos", headers: auth, status: 200, upstream: map[string]string{"x-keygate-site": "acme-web"}},
+			{name: "429", path: "/v1/videos", headers: auth, status: 429, code: "RATE_LIMITED",
+				clientPresent: []string{"retry-after", "ratelimit-limit", "ratelimit-remaining"}},
 		}
-	}
-	t.Skip(why)
-	return ""
+	})
 }
 
 // runProxy starts cmd (a proxy in the foreground), stops it with SIGINT
