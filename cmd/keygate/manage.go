@@ -33,6 +33,19 @@ func (p *policyFlag) vocabulary(ctx context.Context) (admin.Vocabulary, error) {
 	return admin.VocabularyOf(pol), nil
 }
 
+// check checks a flag's value against the policy's vocabulary (plans,
+// limit names); a value it refuses is a usage error naming flag.
+func (p *policyFlag) check(ctx context.Context, flag string, check func(admin.Vocabulary) error) error {
+	v, err := p.vocabulary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := check(v); err != nil {
+		return usageOf(err, flag)
+	}
+	return nil
+}
+
 // usageOf turns a value the policy refuses into a usage error naming the flag.
 func usageOf(err error, flag string) error {
 	var fe *admin.FieldError
@@ -149,12 +162,8 @@ func (e *environment) accountWrite(sub string) *cobra.Command {
 			}
 		}
 		if plan != "" {
-			v, err := pf.vocabulary(ctx)
-			if err != nil {
+			if err := pf.check(ctx, "--plan", func(v admin.Vocabulary) error { return v.CheckPlan(plan) }); err != nil {
 				return err
-			}
-			if err := v.CheckPlan(plan); err != nil {
-				return usageOf(err, "--plan")
 			}
 		}
 		return e.withStore(ctx, sf, func(st *keystore.Store) error {
