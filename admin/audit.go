@@ -21,13 +21,9 @@ type AuditPage struct {
 // audit serves GET /admin/v1/audit?target=ID&after=SEQ&limit=N.
 func (h *Handler) audit(ctx context.Context, r *http.Request) (int, any, error) {
 	q := r.URL.Query()
-	limit := defaultLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > keystore.MaxAuditPage {
-			return 0, nil, invalid(`"limit" must be between 1 and %d`, keystore.MaxAuditPage)
-		}
-		limit = n
+	limit, err := limitQuery(r, defaultLimit, keystore.MaxAuditPage)
+	if err != nil {
+		return 0, nil, err
 	}
 	var after int64
 	if v := q.Get("after"); v != "" {

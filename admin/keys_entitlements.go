@@ -14,11 +14,6 @@ import (
 // Per-key entitlements (issue 15): the fields of POST /admin/v1/keys and
 // PATCH /admin/v1/keys/{id}, and POST /admin/v1/keys/{id}/roll.
 
-func (h *Handler) entitlementRoutes(mux router) {
-	mux.HandleFunc("PATCH /admin/v1/keys/{id}", h.handle(h.updateKey))
-	mux.HandleFunc("POST /admin/v1/keys/{id}/roll", h.handle(h.rollKey))
-}
-
 // entitlementBody are the entitlement fields of a new key.
 type entitlementBody struct {
 	Scopes       []string          `json:"scopes"`

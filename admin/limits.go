@@ -11,19 +11,6 @@ import (
 	"github.com/keygate/keygate/policies"
 )
 
-// limitRoutes adds the rate-limit and quota endpoints:
-//
-//	GET /admin/v1/sites/{id}/usage[?month=YYYY-MM]   → SiteUsage
-//	GET|PUT /admin/v1/sites/{id}/limits              → {"site", "limits": {"rate": 600, …}}
-//	GET|PUT /admin/v1/accounts/{id}/limits           → {"account", "limits": {…}}
-func (h *Handler) limitRoutes(mux router) {
-	mux.HandleFunc("GET /admin/v1/sites/{id}/usage", h.handle(h.siteUsage))
-	mux.HandleFunc("GET /admin/v1/sites/{id}/limits", h.handle(h.limitsOf(keystore.EntitySite)))
-	mux.HandleFunc("PUT /admin/v1/sites/{id}/limits", h.handle(h.setLimits(keystore.EntitySite)))
-	mux.HandleFunc("GET /admin/v1/accounts/{id}/limits", h.handle(h.limitsOf(keystore.EntityAccount)))
-	mux.HandleFunc("PUT /admin/v1/accounts/{id}/limits", h.handle(h.setLimits(keystore.EntityAccount)))
-}
-
 // SiteUsage is a site's quota usage in one calendar month (UTC), per mode.
 type SiteUsage struct {
 	Site     string      `json:"site"`

@@ -3,25 +3,11 @@ package admin
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/webhooks"
 )
-
-// webhookRoutes registers /admin/v1/webhooks/…. Endpoint URLs are checked
-// against h.Webhooks (https and public addresses only, unless
-// --allow-http-webhooks); the worker checks again at every dial.
-func (h *Handler) webhookRoutes(mux router) {
-	mux.HandleFunc("POST /admin/v1/webhooks", h.handle(h.createWebhook))
-	mux.HandleFunc("GET /admin/v1/webhooks", h.handle(h.listWebhooks))
-	mux.HandleFunc("GET /admin/v1/webhooks/{id}", h.handle(h.getWebhook))
-	mux.HandleFunc("PATCH /admin/v1/webhooks/{id}", h.handle(h.updateWebhook))
-	mux.HandleFunc("DELETE /admin/v1/webhooks/{id}", h.handle(h.deleteWebhook))
-	mux.HandleFunc("GET /admin/v1/webhooks/{id}/deliveries", h.handle(h.listDeliveries))
-	mux.HandleFunc("POST /admin/v1/webhooks/{id}/deliveries/{delivery}/retry", h.handle(h.retryDelivery))
-}
 
 type webhookBody struct {
 	URL         *string   `json:"url"`
@@ -39,6 +25,9 @@ type webhookAnswer struct {
 	Secret string `json:"secret,omitempty"`
 }
 
+// checkURL checks a webhook endpoint's URL against h.Webhooks (https and
+// public addresses only, unless --allow-http-webhooks); the worker checks
+// again at every dial.
 func (h *Handler) checkURL(u *string) error {
 	if u == nil {
 		return nil
@@ -51,11 +40,7 @@ func (h *Handler) checkURL(u *string) error {
 
 func trimWebhooks(err error) string { return strings.TrimPrefix(err.Error(), "webhooks: ") }
 
-func (h *Handler) createWebhook(ctx context.Context, r *http.Request) (int, any, error) {
-	var b webhookBody
-	if err := decode(r, &b, false); err != nil {
-		return 0, nil, err
-	}
+func (h *Handler) createWebhook(ctx context.Context, r *http.Request, b webhookBody) (int, any, error) {
 	if b.URL == nil || b.Events == nil {
 		return 0, nil, invalid(`"url" and "events" are required`)
 	}
@@ -99,11 +84,7 @@ func (h *Handler) getWebhook(ctx context.Context, r *http.Request) (int, any, er
 	return http.StatusOK, ep, nil
 }
 
-func (h *Handler) updateWebhook(ctx context.Context, r *http.Request) (int, any, error) {
-	var b webhookBody
-	if err := decode(r, &b, false); err != nil {
-		return 0, nil, err
-	}
+func (h *Handler) updateWebhook(ctx context.Context, r *http.Request, b webhookBody) (int, any, error) {
 	if err := h.checkURL(b.URL); err != nil {
 		return 0, nil, err
 	}
@@ -132,13 +113,9 @@ func (h *Handler) deleteWebhook(ctx context.Context, r *http.Request) (int, any,
 }
 
 func (h *Handler) listDeliveries(ctx context.Context, r *http.Request) (int, any, error) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return 0, nil, invalid("limit: want 1 to 1000")
-		}
-		limit = n
+	limit, err := limitQuery(r, 100, 1000)
+	if err != nil {
+		return 0, nil, err
 	}
 	ds, err := h.Store.WebhookDeliveries(ctx, r.PathValue("id"), limit)
 	if err != nil {

@@ -198,7 +198,7 @@ func profileDenials(t *testing.T, dir string) map[string]shownDeny {
 	a := *f.authz
 	a.Policy = policies.NewEngine(p)
 	fx := f.exchange
-	x := Exchange{Authorizer: &a, Tokens: fx.Tokens, Refresh: fx.Refresh, TTL: fx.TTL, RefreshTTL: fx.RefreshTTL,
+	x := Exchange{Gate: &a, Tokens: fx.Tokens, Refresh: fx.Refresh, TTL: fx.TTL, RefreshTTL: fx.RefreshTTL,
 		Metrics: fx.Metrics, Grace: fx.Grace}
 	refresh, _ := f.ring.Format().NewRefresh()
 	for _, c := range []struct{ name, method, path, ctype, body string }{

@@ -78,7 +78,7 @@ func newTokenFixture(tb testing.TB) *tokenFixture {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.authz = &Authorizer{Facts: f.cache, Policy: builtinEngine(tb), Format: format, Digester: digester, Log: log, Now: f.clock.Now, Tokens: f.ring}
 	f.server = &Server{Authorizer: f.authz, Log: log}
-	f.exchange = &Exchange{Authorizer: f.authz, Tokens: f.ring, Refresh: store, TTL: time.Hour, RefreshTTL: 24 * time.Hour,
+	f.exchange = &Exchange{Gate: f.authz, Tokens: f.ring, Refresh: store, TTL: time.Hour, RefreshTTL: 24 * time.Hour,
 		Throttle: &Throttle{Now: f.clock.Now}}
 	return f
 }
@@ -213,16 +213,32 @@ func TestExchangeStoreDown(t *testing.T) {
 	}
 }
 
-// TestExchangeRefreshExpiry: an unused refresh token dies at RefreshTTL,
-// on the injected clock.
-func TestExchangeRefreshExpiry(t *testing.T) {
-	f := newTokenFixture(t)
+// mintLive trades the fixture's live key for a pair, which must be given.
+func mintLive(t *testing.T, f *tokenFixture) *httptest.ResponseRecorder {
+	t.Helper()
 	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
 	if w.Code != 200 {
 		t.Fatalf("mint: %d %s", w.Code, w.Body)
 	}
+	return w
+}
+
+// refreshTokenOf is the refresh token of a pair answer.
+func refreshTokenOf(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
 	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
-	refresh, _, _ := strings.Cut(rest, `"`)
+	refresh, _, ok := strings.Cut(rest, `"`)
+	if !ok || refresh == "" {
+		t.Fatalf("no refresh token in %s", w.Body)
+	}
+	return refresh
+}
+
+// TestExchangeRefreshExpiry: an unused refresh token dies at RefreshTTL,
+// on the injected clock.
+func TestExchangeRefreshExpiry(t *testing.T) {
+	f := newTokenFixture(t)
+	refresh := refreshTokenOf(t, mintLive(t, f))
 	f.clock.Advance(24 * time.Hour)
 	if w := exchangePost(t, f.exchange, "/auth/refresh", `{"refreshToken":"`+refresh+`"}`); w.Code != 401 || !strings.Contains(w.Body.String(), `"TOKEN_EXPIRED"`) {
 		t.Fatalf("expired refresh token: %d %s", w.Code, w.Body)
@@ -233,12 +249,7 @@ func TestExchangeRefreshExpiry(t *testing.T) {
 // it was: the client's retry succeeds and is not taken for reuse.
 func TestExchangeRefreshOutageIsNotReuse(t *testing.T) {
 	f := newTokenFixture(t)
-	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
-	if w.Code != 200 {
-		t.Fatalf("mint: %d %s", w.Code, w.Body)
-	}
-	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
-	refresh, _, _ := strings.Cut(rest, `"`)
+	refresh := refreshTokenOf(t, mintLive(t, f))
 	body := `{"refreshToken":"` + refresh + `"}`
 
 	f.authz.Facts = downFacts{err: keystore.ErrUnavailable}
@@ -261,9 +272,7 @@ func TestExchangeRefreshOutageIsNotReuse(t *testing.T) {
 func TestExchangeRefreshRetryGrace(t *testing.T) {
 	f := newTokenFixture(t)
 	f.exchange.Grace = DefaultRefreshGrace
-	w := exchangePost(t, f.exchange, "/auth/api-key", `{"apiKey":"`+f.live.Reveal()+`"}`)
-	_, rest, _ := strings.Cut(w.Body.String(), `"refresh_token":"`)
-	refresh, _, _ := strings.Cut(rest, `"`)
+	refresh := refreshTokenOf(t, mintLive(t, f))
 	body := `{"refreshToken":"` + refresh + `"}`
 	first := exchangePost(t, f.exchange, "/auth/refresh", body)
 	if first.Code != 200 {
@@ -274,8 +283,7 @@ func TestExchangeRefreshRetryGrace(t *testing.T) {
 	if retry.Code != 200 || retry.Body.String() != first.Body.String() {
 		t.Fatalf("retry within the grace: %d %s, want the same pair %s", retry.Code, retry.Body, first.Body)
 	}
-	_, rest, _ = strings.Cut(first.Body.String(), `"refresh_token":"`)
-	next, _, _ := strings.Cut(rest, `"`)
+	next := refreshTokenOf(t, first)
 	f.clock.Advance(time.Second)
 	if w := exchangePost(t, f.exchange, "/auth/refresh", body); w.Code != 401 {
 		t.Fatalf("old token past the grace: %d %s, want 401 (reuse)", w.Code, w.Body)

@@ -54,12 +54,8 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 		if err != nil {
 			return err
 		}
-		if u.Plan != nil {
-			a.Plan = *u.Plan
-		}
-		if u.Status != nil {
-			a.Status = *u.Status
-		}
+		patch(&a.Plan, u.Plan)
+		patch(&a.Status, u.Status)
 		a.UpdatedAt = fromMillis(log.at)
 		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET plan = $1, status = $2, updated_at = $3 WHERE id = $4`,
 			a.Plan, string(a.Status), log.at, id); err != nil {

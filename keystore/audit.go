@@ -174,27 +174,18 @@ func (s *Store) Audit(ctx context.Context, target string, after int64, limit int
 	}
 	q += fmt.Sprintf(` ORDER BY seq LIMIT %d`, limit)
 	rows, err := s.db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: audit: %w: %w", ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
-		var e AuditEntry
-		var at int64
-		var entity string
-		var before, afterJSON sql.NullString
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &entity, &e.Target, &before, &afterJSON); err != nil {
-			return nil, fmt.Errorf("keystore: audit: %w", err)
-		}
-		e.At, e.Entity = fromMillis(at), Entity(entity)
-		e.Before, e.After = rawOrNull(before), rawOrNull(afterJSON)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("keystore: audit: %w: %w", ErrUnavailable, err)
-	}
-	return out, nil
+	return collect(rows, err, "audit", scanAudit)
+}
+
+func scanAudit(r rowScanner) (AuditEntry, error) {
+	var e AuditEntry
+	var at int64
+	var entity string
+	var before, afterJSON sql.NullString
+	err := r.Scan(&e.Seq, &at, &e.Actor, &e.Action, &entity, &e.Target, &before, &afterJSON)
+	e.At, e.Entity = fromMillis(at), Entity(entity)
+	e.Before, e.After = rawOrNull(before), rawOrNull(afterJSON)
+	return e, err
 }
 
 func rawOrNull(s sql.NullString) json.RawMessage {

@@ -9,25 +9,14 @@ import (
 // Changes returns change-log rows after seq, oldest first, at most limit.
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT seq, entity, entity_id, at FROM changes WHERE seq > $1 ORDER BY seq LIMIT $2`, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: changes: %w: %w", ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var out []Change
-	for rows.Next() {
+	return collect(rows, err, "changes", func(r rowScanner) (Change, error) {
 		var c Change
 		var entity string
 		var at int64
-		if err := rows.Scan(&c.Seq, &entity, &c.ID, &at); err != nil {
-			return nil, fmt.Errorf("keystore: changes: %w", err)
-		}
+		err := r.Scan(&c.Seq, &entity, &c.ID, &at)
 		c.Entity, c.At = Entity(entity), fromMillis(at)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("keystore: changes: %w: %w", ErrUnavailable, err)
-	}
-	return out, nil
+		return c, err
+	})
 }
 
 // LastChange is the newest change-log sequence number (0 when empty).

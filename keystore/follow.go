@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/keygate/keygate/internal/every"
 )
 
 // ChangeSource is the change log a Follower reads.
@@ -54,30 +56,10 @@ func (f *Follower) Start(ctx context.Context) error {
 // Run polls until ctx ends. A failed poll is logged and retried on the next
 // tick; the position only moves past rows that were applied.
 func (f *Follower) Run(ctx context.Context) {
-	interval := f.Interval
-	if interval <= 0 {
-		interval = 200 * time.Millisecond
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	failing := false
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-f.Wake:
-		}
-		err := f.Poll(ctx)
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			f.Log.Warn("change log unreachable; cached facts age until it is back", "err", err)
-			failing = true
-		case err == nil && failing:
-			f.Log.Info("change log reachable again")
-			failing = false
-		}
-	}
+	outage := every.Outage{Log: f.Log, Down: "change log unreachable; cached facts age until it is back", Up: "change log reachable again"}
+	every.Tick(ctx, every.Or(f.Interval, 200*time.Millisecond), f.Wake, func(ctx context.Context) {
+		outage.Observe(ctx, f.Poll(ctx))
+	})
 }
 
 // syncTracker is implemented by caches that bound staleness by the last

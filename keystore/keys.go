@@ -225,19 +225,8 @@ func (s *Store) Keys(ctx context.Context, siteID, after string, limit int) ([]Ke
 	}
 	q := keyColumns + ` WHERE site_id = $1 AND ($2 = '' OR (created_at, id) < (SELECT created_at, id FROM keys WHERE id = $2)) ORDER BY created_at DESC, id DESC LIMIT $3`
 	rows, err := s.db.QueryContext(ctx, q, siteID, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: list keys: %w: %w", ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var out []Key
-	for rows.Next() {
-		k, err := scanKey(rows, s.now())
-		if err != nil {
-			return nil, fmt.Errorf("keystore: list keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	return out, rows.Err()
+	now := s.now()
+	return collect(rows, err, "list keys", func(r rowScanner) (Key, error) { return scanKey(r, now) })
 }
 
 // Key reads one key by id.

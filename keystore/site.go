@@ -81,12 +81,8 @@ func (s *Store) UpdateSite(ctx context.Context, id string, u SiteUpdate) (Site, 
 		if err != nil {
 			return err
 		}
-		if u.Domains != nil {
-			site.Domains = *u.Domains
-		}
-		if u.Active != nil {
-			site.Active = *u.Active
-		}
+		patch(&site.Domains, u.Domains)
+		patch(&site.Active, u.Active)
 		site.UpdatedAt = fromMillis(log.at)
 		if _, err := tx.ExecContext(ctx, `UPDATE sites SET domains = $1, active = $2, updated_at = $3 WHERE id = $4`,
 			domainsJSON(site.Domains), site.Active, log.at, id); err != nil {

@@ -168,6 +168,13 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 
 type rowScanner interface{ Scan(dest ...any) error }
 
+// patch sets *field to *change when an update gives one (nil: unchanged).
+func patch[T any](field *T, change *T) {
+	if change != nil {
+		*field = *change
+	}
+}
+
 func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound

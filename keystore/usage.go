@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/internal/every"
 )
 
 // UsageWriter persists last-used times.
@@ -44,23 +46,10 @@ func (u *Usage) Record(id string, t time.Time) {
 // Run flushes every interval until ctx ends, then flushes once more with a
 // short deadline of its own so that shutdown loses nothing.
 func (u *Usage) Run(ctx context.Context) {
-	interval := u.Interval
-	if interval <= 0 {
-		interval = 30 * time.Second
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			u.Flush(flushCtx)
-			cancel()
-			return
-		case <-t.C:
-			u.Flush(ctx)
-		}
-	}
+	every.Tick(ctx, every.Or(u.Interval, 30*time.Second), nil, u.Flush)
+	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	u.Flush(flushCtx)
 }
 
 // Flush writes what is pending; on failure the batch is kept for next time.

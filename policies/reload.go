@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/internal/every"
 )
 
 // Reloader keeps an Engine on the newest good version of a policy
@@ -84,20 +86,7 @@ func (r *Reloader) Load(ctx context.Context) (*Policy, error) {
 
 // Run polls until ctx ends.
 func (r *Reloader) Run(ctx context.Context) {
-	interval := r.Interval
-	if interval <= 0 {
-		interval = 250 * time.Millisecond
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, _ = r.Reload(ctx)
-		}
-	}
+	every.Tick(ctx, every.Or(r.Interval, 250*time.Millisecond), nil, func(ctx context.Context) { _, _ = r.Reload(ctx) })
 }
 
 // Reload checks the directory once. It reports whether a new version was

@@ -104,12 +104,8 @@ func (e *environment) limitsSet() *cobra.Command {
 		if clearAll == (len(changes)+len(unset.values) > 0) {
 			return fmt.Errorf("%w: limits set: give --set NAME=N and/or --unset NAME, or --clear alone", errUsage)
 		}
-		v, err := pf.vocabulary(ctx)
-		if err != nil {
+		if err := pf.check(ctx, "--set", func(v admin.Vocabulary) error { return v.CheckLimits(changes) }); err != nil {
 			return err
-		}
-		if err := v.CheckLimits(changes); err != nil {
-			return usageOf(err, "--set")
 		}
 		return e.withStore(ctx, sf, func(st *keystore.Store) error {
 			l, err := st.LimitsOf(ctx, entity, id)

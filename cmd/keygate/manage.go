@@ -33,6 +33,19 @@ func (p *policyFlag) vocabulary(ctx context.Context) (admin.Vocabulary, error) {
 	return admin.VocabularyOf(pol), nil
 }
 
+// check checks a flag's value against the policy's vocabulary (plans,
+// limit names); a value it refuses is a usage error naming flag.
+func (p *policyFlag) check(ctx context.Context, flag string, check func(admin.Vocabulary) error) error {
+	v, err := p.vocabulary(ctx)
+	if err != nil {
+		return err
+	}
+	if err := check(v); err != nil {
+		return usageOf(err, flag)
+	}
+	return nil
+}
+
 // usageOf turns a value the policy refuses into a usage error naming the flag.
 func usageOf(err error, flag string) error {
 	var fe *admin.FieldError
@@ -149,12 +162,8 @@ func (e *environment) accountWrite(sub string) *cobra.Command {
 			}
 		}
 		if plan != "" {
-			v, err := pf.vocabulary(ctx)
-			if err != nil {
+			if err := pf.check(ctx, "--plan", func(v admin.Vocabulary) error { return v.CheckPlan(plan) }); err != nil {
 				return err
-			}
-			if err := v.CheckPlan(plan); err != nil {
-				return usageOf(err, "--plan")
 			}
 		}
 		return e.withStore(ctx, sf, func(st *keystore.Store) error {
@@ -196,39 +205,13 @@ func accountTable(w io.Writer, accounts ...keystore.Account) {
 }
 
 func (e *environment) accountsList() *cobra.Command {
-	var sf storeFlags
-	var lf listFlags
-	c, fs := e.newLeaf("list", "list accounts", e.noArgs, func(ctx context.Context, _ []string) error {
-		if err := lf.validate(); err != nil {
-			return err
-		}
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			list, err := st.Accounts(ctx, lf.after, lf.limit)
-			if err != nil {
-				return err
-			}
-			return e.output(lf.asJSON, page("accounts", list, lf.limit, func(a keystore.Account) string { return a.ID }),
-				func(w io.Writer) { accountTable(w, list...) })
-		})
-	})
-	sf.register(fs)
-	lf.register(fs, "accounts")
-	return c
+	return listing[keystore.Account]{plural: "accounts", short: "list accounts",
+		read: func(ctx context.Context, st *keystore.Store, after string, limit int) ([]keystore.Account, error) {
+			return st.Accounts(ctx, after, limit)
+		},
+		id: func(a keystore.Account) string { return a.ID }, table: accountTable}.command(e)
 }
 
 func (e *environment) accountShow() *cobra.Command {
-	var sf storeFlags
-	var asJSON bool
-	c, fs := e.newLeaf("show ID", "show one account", exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			a, err := st.Account(ctx, args[0])
-			if err != nil {
-				return storeError(err, "account", args[0])
-			}
-			return e.output(asJSON, a, func(w io.Writer) { accountTable(w, a) })
-		})
-	})
-	sf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return showCommand(e, "account", (*keystore.Store).Account, accountTable)
 }

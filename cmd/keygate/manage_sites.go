@@ -102,43 +102,21 @@ func parseBool(s string) (bool, error) {
 }
 
 func (e *environment) sitesList() *cobra.Command {
-	var sf storeFlags
-	var lf listFlags
 	var account string
-	c, fs := e.newLeaf("list", "list sites (of one account with --account)", e.noArgs, func(ctx context.Context, _ []string) error {
-		if err := lf.validate(); err != nil {
-			return err
-		}
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			list, err := st.Sites(ctx, account, lf.after, lf.limit)
+	return listing[keystore.Site]{plural: "sites", short: "list sites (of one account with --account)",
+		read: func(ctx context.Context, st *keystore.Store, after string, limit int) ([]keystore.Site, error) {
+			list, err := st.Sites(ctx, account, after, limit)
 			if err != nil {
-				return storeError(err, "account", account)
+				return nil, storeError(err, "account", account)
 			}
-			return e.output(lf.asJSON, page("sites", list, lf.limit, func(s keystore.Site) string { return s.ID }),
-				func(w io.Writer) { siteTable(w, list...) })
-		})
-	})
-	sf.register(fs)
-	lf.register(fs, "sites")
-	fs.StringVar(&account, "account", "", "only this account's sites")
-	return c
+			return list, nil
+		},
+		id: func(s keystore.Site) string { return s.ID }, table: siteTable,
+		flags: func(fs *flagSet) { fs.StringVar(&account, "account", "", "only this account's sites") }}.command(e)
 }
 
 func (e *environment) siteShow() *cobra.Command {
-	var sf storeFlags
-	var asJSON bool
-	c, fs := e.newLeaf("show ID", "show one site", exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			s, err := st.Site(ctx, args[0])
-			if err != nil {
-				return storeError(err, "site", args[0])
-			}
-			return e.output(asJSON, s, func(w io.Writer) { siteTable(w, s) })
-		})
-	})
-	sf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return showCommand(e, "site", (*keystore.Store).Site, siteTable)
 }
 
 func (e *environment) siteRotate() *cobra.Command {

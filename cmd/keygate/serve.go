@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,9 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
@@ -176,14 +172,9 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	authz := c.authz
 	authz.Usage, authz.Limits = usage, limiter
 	authz.Uses = c.store // keys' remaining uses, spent after the limits (issue 15)
-	keyring, exchange, err := cfg.tokenExchange(ctx, c.store, c.format, authz, reg)
-	switch {
-	case errors.Is(err, keystore.ErrNoSealSecret):
-		log.Warn(tokenExchangeOff)
-	case err != nil:
+	keyring, exchange, err := cfg.tokenExchangeOrOff(ctx, c.store, c.format, authz, reg, log)
+	if err != nil {
 		return err
-	default:
-		authz.Tokens = keyring
 	}
 	leaks, err := cfg.secretScanning(c.store, c.format, authz.Digester, keyring, log)
 	if err != nil {
@@ -197,11 +188,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
-	g := grpc.NewServer(
-		grpc.MaxRecvMsgSize(4<<20),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
-		streamWorkers(),
-	)
+	g := newGRPCServer()
 	grpcHealth := srv.Register(g)
 	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}
 	mux := http.NewServeMux()
@@ -218,50 +205,16 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log, Proxies: cfg.clientProxies()}
-	// Bodies are small (token exchange ≤ 4 KiB, forward-auth none): a client
-	// that trickles one in is cut off rather than holding a connection.
-	hs := &http.Server{Handler: forwardAuth.Wrap(mux), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
-
-	listeners := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
-	if cfg.adminToken != "" || len(cfg.adminTokens) > 0 {
-		listeners = append(listeners, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, cfg.adminTokens, c, cfg.destinations(), log)))
-	} else {
-		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN (or KEYGATE_ADMIN_TOKENS) to enable it")
-	}
-	if err := bind(listeners); err != nil {
+	listeners, err := cfg.listeners(c, g, newHTTPServer(forwardAuth.Wrap(mux)), log)
+	if err != nil {
 		return err
 	}
-
-	group, gctx := errgroup.WithContext(ctx)
-	for _, runner := range []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
+	runners := []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
 		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) },
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
-		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }} {
-		group.Go(func() error { runner(gctx); return nil })
-	}
-	for _, l := range listeners {
-		group.Go(l.serve)
-	}
-	group.Go(func() error {
-		<-gctx.Done()
-		if ctx.Err() != nil {
-			log.Info("shutting down")
-		}
-		shutdown(context.WithoutCancel(ctx), listeners)
-		return nil
-	})
-	serving := []any{}
-	for _, l := range listeners {
-		serving = append(serving, l.name, l.lis.Addr().String())
-	}
-	log.Info("keygate serving", append(serving, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)...)
-	if err := group.Wait(); err != nil {
-		log.Error("listener failed", "err", err)
-		return err
-	}
-	return nil
+		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
+	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 
 // newRegistry is the Prometheus registry with the process and cache metrics.

@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/webhooks"
@@ -96,4 +98,64 @@ func shutdown(ctx context.Context, ls []*listener) {
 func adminServer(token string, named map[string]string, c *core, dest webhooks.Destinations, log *slog.Logger) *http.Server {
 	return &http.Server{Handler: &admin.Handler{Store: c.store, Token: token, Tokens: named, Log: log, Policy: c.policy.engine, Webhooks: dest},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
+}
+
+// newGRPCServer is the ext_authz gRPC server: CheckRequests are small.
+func newGRPCServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(4<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
+		streamWorkers(),
+	)
+}
+
+// newHTTPServer serves h on the HTTP listener. Bodies are small (token
+// exchange ≤ 4 KiB, forward-auth none): a client that trickles one in is
+// cut off rather than holding a connection.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+}
+
+// listeners are serve's listeners, bound: gRPC, HTTP and, when an admin
+// token is set, the admin API.
+func (cfg *serveConfig) listeners(c *core, g *grpc.Server, hs *http.Server, log *slog.Logger) ([]*listener, error) {
+	ls := []*listener{grpcListener("grpc", cfg.grpcAddr, g), httpListener("http", cfg.httpAddr, hs)}
+	if cfg.adminToken != "" || len(cfg.adminTokens) > 0 {
+		ls = append(ls, httpListener("admin", cfg.adminAddr, adminServer(cfg.adminToken, cfg.adminTokens, c, cfg.destinations(), log)))
+	} else {
+		log.Info("admin API off: set KEYGATE_ADMIN_TOKEN (or KEYGATE_ADMIN_TOKENS) to enable it")
+	}
+	return ls, bind(ls)
+}
+
+// lifecycle runs every runner and serves every (bound) listener in one
+// errgroup: the first listener to fail, or ctx ending, shuts them all
+// down. attrs go on the "keygate serving" line.
+func lifecycle(ctx context.Context, listeners []*listener, runners []func(context.Context), log *slog.Logger, attrs ...any) error {
+	group, gctx := errgroup.WithContext(ctx)
+	for _, runner := range runners {
+		group.Go(func() error { runner(gctx); return nil })
+	}
+	for _, l := range listeners {
+		group.Go(l.serve)
+	}
+	group.Go(func() error {
+		<-gctx.Done()
+		if ctx.Err() != nil {
+			log.Info("shutting down")
+		}
+		shutdown(context.WithoutCancel(ctx), listeners)
+		return nil
+	})
+	serving := []any{}
+	for _, l := range listeners {
+		serving = append(serving, l.name, l.lis.Addr().String())
+	}
+	log.Info("keygate serving", append(serving, attrs...)...)
+	if err := group.Wait(); err != nil {
+		log.Error("listener failed", "err", err)
+		return err
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/internal/every"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/tokens"
 )
@@ -89,7 +91,7 @@ func (t *tokenFlags) tokenExchange(ctx context.Context, store *keystore.Store, f
 	if err != nil {
 		return nil, nil, err
 	}
-	x := &extauthz.Exchange{Authorizer: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL, Grace: t.refreshGrace,
+	x := &extauthz.Exchange{Gate: authz, Tokens: ring, Refresh: store, TTL: t.tokenTTL, RefreshTTL: t.refreshTTL, Grace: t.refreshGrace,
 		Throttle: &extauthz.Throttle{Burst: t.failureBurst, Trusted: proxies, Hops: t.trustedHops}, Metrics: extauthz.NewExchangeMetrics(reg)}
 	return ring, x, nil
 }
@@ -136,29 +138,28 @@ func (t *tokenFlags) runKeyring(ctx context.Context, store *keystore.Store, ring
 	if ring == nil {
 		return // token exchange is off
 	}
-	tick := time.NewTicker(keyringReload)
-	defer tick.Stop()
-	failing := false
-	for {
-		select {
+	outage := every.Outage{Log: log, Down: "token signing keys: reload failed; keeping the current keys", Up: "token signing keys: reloaded"}
+	every.Tick(ctx, keyringReload, ring.Missed(), func(ctx context.Context) {
+		outage.Observe(ctx, reloadKeyring(ctx, store, ring, t.schedule()))
+		select { // early reloads at most once a second
 		case <-ctx.Done():
-			return
-		case <-tick.C:
-		case <-ring.Missed():
-		}
-		err := reloadKeyring(ctx, store, ring, t.schedule())
-		switch {
-		case err != nil && !failing && ctx.Err() == nil:
-			log.Warn("token signing keys: reload failed; keeping the current keys", "err", err)
-			failing = true
-		case err == nil && failing:
-			log.Info("token signing keys: reloaded")
-			failing = false
-		}
-		select {
-		case <-ctx.Done():
-			return
 		case <-time.After(time.Second):
 		}
+	})
+}
+
+// tokenExchangeOrOff is tokenExchange with authz verifying the access tokens
+// it mints, or, without a secret to seal signing keys with, the exchange
+// off (nil, nil) and a warning that says why.
+func (t *tokenFlags) tokenExchangeOrOff(ctx context.Context, store *keystore.Store, format keystore.Format, authz *extauthz.Authorizer, reg prometheus.Registerer, log *slog.Logger) (*tokens.Keyring, *extauthz.Exchange, error) {
+	keyring, exchange, err := t.tokenExchange(ctx, store, format, authz, reg)
+	switch {
+	case errors.Is(err, keystore.ErrNoSealSecret):
+		log.Warn(tokenExchangeOff)
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
 	}
+	authz.Tokens = keyring
+	return keyring, exchange, nil
 }
