@@ -191,14 +191,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	g := newGRPCServer()
 	grpcHealth := srv.Register(g)
 	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}
-	mux := http.NewServeMux()
-	ready.register(mux)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /health", healthHandler(c.store, c.policy, shadowEval))
-	registerExchange(mux, exchange)
-	if leaks != nil {
-		mux.Handle("POST "+secretscan.GitHubPath, leaks)
-	}
+	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
 	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
 		return err
 	}
@@ -256,4 +249,18 @@ func loadPolicy(ctx context.Context, dir string) (*policies.Policy, error) {
 		return nil, err
 	}
 	return policies.Compile(ctx, b)
+}
+
+// serveMux holds the HTTP listener's own routes: probes, metrics, health,
+// the token exchange and the secret-scanning endpoint (nil: off).
+func serveMux(ready readiness, reg *prometheus.Registry, health http.HandlerFunc, exchange *extauthz.Exchange, leaks http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	ready.register(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /health", health)
+	registerExchange(mux, exchange)
+	if leaks != nil {
+		mux.Handle("POST "+secretscan.GitHubPath, leaks)
+	}
+	return mux
 }
