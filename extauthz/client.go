@@ -35,12 +35,20 @@ func (p *Proxies) ClientAddr(r *http.Request) netip.Addr {
 	}
 	addr = addr.Unmap().WithZone("")
 	if p != nil && p.trusted(addr) {
+		// A trusted proxy speaks for the client: when it names none (no
+		// X-Forwarded-For, fewer hops than configured, or an entry that
+		// is not an address), the client is unknown, never the proxy
+		// itself, which an allowlist of internal ranges would admit.
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-		if n := max(p.Hops, 1); len(hops) >= n {
-			if hop, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-n])); err == nil {
-				addr = hop.Unmap().WithZone("")
-			}
+		n := max(p.Hops, 1)
+		if len(hops) < n {
+			return netip.Addr{}
 		}
+		hop, err := netip.ParseAddr(strings.TrimSpace(hops[len(hops)-n]))
+		if err != nil {
+			return netip.Addr{}
+		}
+		return hop.Unmap().WithZone("")
 	}
 	return addr
 }

@@ -45,8 +45,12 @@ func TestEntitlementsFromTheStore(t *testing.T) {
 	if err != nil || got.Remaining == nil || *got.Remaining != 0 {
 		t.Fatalf("stored remaining: %v %v", got.Remaining, err)
 	}
-	// Found used up, the key is re-read: now every route refuses it.
-	if d := decide("GET", "/v1/videos/1").Decision; d.Code != "USAGE_EXHAUSTED" || d.Rule != "usage_exhausted" {
+	// Found used up, the key is re-read: the policy refuses it on metered
+	// routes before any spend, and routes that spend no use still answer.
+	if d := decide("POST", "/v1/audio/generate").Decision; d.Code != "USAGE_EXHAUSTED" || d.Rule != "usage_exhausted" {
+		t.Fatalf("metered after the last use: %+v", d)
+	}
+	if d := decide("GET", "/v1/videos/1").Decision; !d.Allow {
 		t.Fatalf("unmetered after the last use: %+v", d)
 	}
 	// An update (new uses, narrower scopes) applies once the change log

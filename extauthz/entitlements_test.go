@@ -323,16 +323,20 @@ func TestUsesFailClosed(t *testing.T) {
 }
 
 // TestExhaustedKeyIsRefusedByThePolicy: remaining 0 in the cached facts is
-// refused before any spend.
+// refused on a metered route before any spend; other routes still answer.
 func TestExhaustedKeyIsRefusedByThePolicy(t *testing.T) {
 	zero := int64(0)
 	f, a, _ := entitledFixture(t, keystore.Entitlements{Remaining: &zero})
 	sp := &spender{left: 5}
 	a.Uses = sp
 	h := map[string]string{"authorization": "Bearer " + f.live.Reveal()}
-	d := a.Authorize(context.Background(), FromCheckRequest(checkFrom("GET", "/v1/videos", "", h))).Decision
+	d := a.Authorize(context.Background(), FromCheckRequest(checkFrom("POST", "/v1/audio/generate", "", h))).Decision
 	if d.Allow || d.Code != "USAGE_EXHAUSTED" || d.Rule != "usage_exhausted" || sp.calls != 0 {
 		t.Fatalf("%+v, spends %d", d, sp.calls)
+	}
+	d = a.Authorize(context.Background(), FromCheckRequest(checkFrom("GET", "/v1/videos", "", h))).Decision
+	if !d.Allow || sp.calls != 0 {
+		t.Fatalf("unmetered route: %+v, spends %d", d, sp.calls)
 	}
 }
 

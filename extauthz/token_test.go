@@ -347,8 +347,10 @@ func TestThrottleClient(t *testing.T) {
 		{1, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9", "203.0.113.9"},
 		// Two proxies: the second from the right.
 		{2, "10.1.2.3:5555", "198.51.100.1, 203.0.113.9, 10.9.9.9", "203.0.113.9"},
-		{2, "10.1.2.3:5555", "203.0.113.9", "10.1.2.3"}, // fewer entries than hops: the peer
-		{1, "10.1.2.3:5555", "garbage", "10.1.2.3"},
+		// A trusted proxy that names no client: unknown (all such share
+		// one bucket), never the proxy's own address.
+		{2, "10.1.2.3:5555", "203.0.113.9", "invalid IP"}, // fewer entries than hops
+		{1, "10.1.2.3:5555", "garbage", "invalid IP"},
 		{1, "[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::"}, // IPv6 grouped by /64
 	}
 	for _, tc := range cases {

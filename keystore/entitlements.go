@@ -96,6 +96,9 @@ func (e Entitlements) clone() Entitlements {
 // 1 to 32 of the same characters and '*' ("videos:*" is any action on
 // videos, "*:read" reading anything).
 func ValidScope(s string) error {
+	if s == "*" {
+		return nil // every scope, as the built-in policy reads it
+	}
 	res, act, ok := strings.Cut(s, ":")
 	if !ok || res == "" || act == "" || len(res) > maxScopePart || len(act) > maxScopePart {
 		return fmt.Errorf("%w: scopes: %q: want <resource>:<action>, each 1 to 32 characters", ErrInvalid, printable(s))

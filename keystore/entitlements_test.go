@@ -35,7 +35,9 @@ func TestEntitlementsValidate(t *testing.T) {
 	}{
 		{"zero", keystore.Entitlements{}, ""},
 		{"scopes", keystore.Entitlements{Scopes: []string{"videos:read", "videos:*", "*:read", "a.b-c_d:x.y"}}, ""},
+		{"scope star", keystore.Entitlements{Scopes: []string{"*"}}, ""},
 		{"scope no colon", keystore.Entitlements{Scopes: []string{"videos"}}, "scopes"},
+		{"scope double star", keystore.Entitlements{Scopes: []string{"**"}}, "scopes"},
 		{"scope upper", keystore.Entitlements{Scopes: []string{"Videos:read"}}, "scopes"},
 		{"scope star in resource", keystore.Entitlements{Scopes: []string{"vid*:read"}}, "scopes"},
 		{"scope empty action", keystore.Entitlements{Scopes: []string{"videos:"}}, "scopes"},

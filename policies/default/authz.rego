@@ -98,6 +98,14 @@ route_prefixes contains r.prefix if some r in config.routes.plan_routes
 
 route_prefixes contains c.prefix if some c in object.get(config, ["limits", "costs"], [])
 
+# Scope overrides decide which scope a key needs: a case-only spelling of
+# one must not fall through to a weaker scope. (A case-only spelling of
+# config.scopes.resource_prefix needs no entry: it falls to
+# config.scopes.default, which only "*" grants.)
+route_prefixes contains r.prefix if some r in object.get(config, ["scopes", "routes"], [])
+
+route_prefixes contains r.path if some r in object.get(config, ["scopes", "routes"], [])
+
 # METADATA
 # title: public_route
 # description: A path in config.routes.public_paths, or under one of config.routes.public_prefixes, needs no credential.

@@ -67,7 +67,7 @@ scope_route_matches(r) if {
 }
 
 scope_action := "read" if {
-	input.request.method in object.get(scopes_config, "read_methods", ["GET", "HEAD"])
+	upper(input.request.method) in object.get(scopes_config, "read_methods", ["GET", "HEAD"])
 } else := "write"
 
 # METADATA
@@ -92,10 +92,15 @@ client_allowed(cidrs) if {
 # METADATA
 # title: usage_exhausted
 # description: |
-#   The key was created with a number of uses and none is left (403
-#   USAGE_EXHAUSTED). keygate spends a use on every allowed request that
-#   spend_use marks, after the limits passed, exactly once across replicas.
-usage_exhausted if input.key.remaining <= 0
+#   The key was created with a number of uses, none is left, and the
+#   request is on a metered route, the only ones that spend a use (403
+#   USAGE_EXHAUSTED; other routes still answer). keygate spends a use on
+#   every allowed request that spend_use marks, after the limits passed,
+#   exactly once across replicas.
+usage_exhausted if {
+	input.key.remaining <= 0
+	object.get(route_cost, "quota", 0) > 0
+}
 
 # METADATA
 # title: spend_use

@@ -150,10 +150,37 @@ test_key_state_before_entitlements if {
 }
 
 test_usage_exhausted if {
-	d := decide(ent({"remaining": 0}, "GET", "/v1/videos"))
+	metered := [c | some c in data.keygate.config.limits.costs; c.quota > 0][0]
+	method := object.get(metered, "methods", ["GET"])[0]
+	d := decide(ent({"remaining": 0}, method, metered.prefix))
 	deny(d) == [403, "USAGE_EXHAUSTED", "usage_exhausted"]
 	d.message == msg("USAGE_EXHAUSTED")
-	decide(ent({"remaining": 1}, "GET", "/v1/videos")).allow
+	decide(ent({"remaining": 1}, method, metered.prefix)).allow
+
+	# routes that spend no use still answer (a rolled key's grace, say)
+	decide(ent({"remaining": 0}, "GET", "/v1/videos")).allow
+}
+
+test_scope_override_case_spelling_is_refused if {
+	routes := [{"prefix": "/v1/videos/admin", "scope": "admin:all"}]
+	c := cfg({"scopes": object.union(data.keygate.config.scopes, {"routes": routes})})
+	key := {"scopes": ["videos:read"]}
+	deny(decide_cfg(ent(key, "GET", "/v1/videos/admin"), c)) == [403, "INSUFFICIENT_SCOPE", "insufficient_scope"]
+	deny(decide_cfg(ent(key, "GET", "/v1/videos/Admin"), c))[1] == "INVALID_PATH"
+	decide_cfg(ent(key, "GET", "/v1/videos/1"), c).allow
+}
+
+test_lower_case_method_meets_method_overrides if {
+	routes := [{"prefix": "/v1/audio/generate", "methods": ["POST"], "scope": "audio:generate"}]
+	c := cfg({"scopes": object.union(data.keygate.config.scopes, {"routes": routes})})
+	d := decide_cfg(ent({"scopes": ["audio:write"]}, "post", "/v1/audio/generate"), c)
+	d.body.required_scope == "audio:generate"
+	decide(ent({"scopes": ["videos:read"]}, "get", "/v1/videos")).allow
+}
+
+test_star_scope_grants_every_route if {
+	decide(ent({"scopes": ["*"]}, "GET", "/elsewhere")).allow
+	decide(ent({"scopes": ["*"]}, "DELETE", "/v1/videos/1")).allow
 }
 
 test_scope_before_usage if {

@@ -53,7 +53,9 @@ cost_matches(c) if {
 
 method_matches(c) if not c.methods
 
-method_matches(c) if input.request.method in c.methods
+# Methods compare upper-cased: an upstream that takes "post" for POST must
+# not let it dodge a cost or a scope listed for POST.
+method_matches(c) if upper(input.request.method) in c.methods
 
 # METADATA
 # title: quota_counter
