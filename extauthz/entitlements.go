@@ -69,7 +69,7 @@ func (a *Authorizer) spendUse(ctx context.Context, pol Decider, d policies.Decis
 
 // forget drops a key's cached facts (keystore.Cache can), so that the next
 // request re-reads them: a key found used up is then refused by the policy
-// on every route, without waiting for the cache's TTL (spending a use
+// on metered routes, without waiting for the cache's TTL (spending a use
 // writes no change-log row).
 func (a *Authorizer) forget(keyID string) {
 	if c, ok := a.Facts.(interface {

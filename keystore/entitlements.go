@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -68,27 +69,20 @@ func (e Entitlements) clone() Entitlements {
 	c := e
 	c.Scopes = slices.Clone(e.Scopes)
 	c.AllowedCIDRs = slices.Clone(e.AllowedCIDRs)
-	if e.Meta != nil {
-		c.Meta = make(map[string]string, len(e.Meta))
-		for k, v := range e.Meta {
-			c.Meta[k] = v
-		}
-	}
-	if e.Limits != nil {
-		c.Limits = make(Limits, len(e.Limits))
-		for k, v := range e.Limits {
-			c.Limits[k] = v
-		}
-	}
-	if e.Remaining != nil {
-		r := *e.Remaining
-		c.Remaining = &r
-	}
-	if e.Refill != nil {
-		r := *e.Refill
-		c.Refill = &r
-	}
+	c.Meta = maps.Clone(e.Meta)
+	c.Limits = maps.Clone(e.Limits)
+	c.Remaining = clonePtr(e.Remaining)
+	c.Refill = clonePtr(e.Refill)
 	return c
+}
+
+// clonePtr is a pointer to a copy of *p, nil for nil.
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // ValidScope accepts "<resource>:<action>": a resource of 1 to 32 of a-z,

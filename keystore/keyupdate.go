@@ -86,12 +86,10 @@ func (p KeyPatch) apply(e Entitlements) Entitlements {
 		e.Refill = nil
 	}
 	if p.Remaining != nil {
-		r := *p.Remaining
-		e.Remaining = &r
+		e.Remaining = clonePtr(p.Remaining)
 	}
 	if p.Refill != nil {
-		r := *p.Refill
-		e.Refill = &r
+		e.Refill = clonePtr(p.Refill)
 	}
 	return e
 }
