@@ -122,6 +122,25 @@ func TestEntitlementsThroughTheBinary(t *testing.T) {
 			t.Fatalf("POST: %d %v", status, body)
 		}
 	})
+	t.Run("scope re-spellings on both transports", func(t *testing.T) {
+		// Every spelling an upstream may take for a write to /v1/videos is
+		// refused for a videos:read key, whatever the refusal's code.
+		for _, w := range [][2]string{
+			{"POST", "/v1/%76ideos"}, {"POST", "/V1/videos"}, {"POST", "/v1/Videos"}, {"POST", "/v1//videos"},
+			{"POST", "/v1/./videos"}, {"POST", "/v1/videos/"}, {"POST", "/v1/videos%2Fx"}, {"post", "/v1/videos"},
+		} {
+			if got := decision(t, srv.Check(t, w[0], w[1], bearer(scoped))); got == "allow" {
+				t.Errorf("gRPC %s %s with videos:read: allowed", w[0], w[1])
+			}
+			if status, _, _ := srv.forwardAuth(t, w[0], w[1], scoped, "", nil); status == 200 {
+				t.Errorf("forward-auth %s %s with videos:read: allowed", w[0], w[1])
+			}
+		}
+		// A read spelled with an encoded letter is the same read.
+		if got := decision(t, srv.Check(t, "GET", "/v1/%76ideos/1", bearer(scoped))); got != "allow" {
+			t.Errorf("gRPC GET /v1/%%76ideos/1: %s", got)
+		}
+	})
 	t.Run("allowed CIDRs over gRPC", func(t *testing.T) {
 		deniedWith(t, srv.checkFrom(t, "GET", "/v1/videos", "192.0.2.1", bearer(cidr)), 403, "IP_NOT_ALLOWED")
 		deniedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(cidr)), 403, "IP_NOT_ALLOWED") // no address: refused
