@@ -66,7 +66,7 @@ func migrateLocked(ctx context.Context, db *sql.DB) error {
 		defer cancel()
 		_, _ = conn.ExecContext(unlockCtx, `SELECT pg_advisory_unlock($1)`, int64(migrateLockID))
 	}()
-	return migrate(ctx, db, "migrations/postgres")
+	return migrate(ctx, db, postgresDialect)
 }
 
 // lockWrites makes write transactions take turns. Sequence numbers are handed

@@ -2,7 +2,7 @@
 -- per entity a write changed, appended in the write's own transaction.
 -- Summaries never hold a secret: keys appear by id and display prefix.
 CREATE TABLE audit (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     {{serial_pk}},
     at      BIGINT NOT NULL,
     actor   TEXT NOT NULL,
     action  TEXT NOT NULL,

@@ -1,5 +1,5 @@
 -- Times are unix milliseconds (BIGINT) so that SQLite and PostgreSQL share
--- every query; domains are a JSON array of strings.
+-- every query; domains are a JSON array of strings kept as TEXT.
 CREATE TABLE accounts (
     id         TEXT PRIMARY KEY,
     plan       TEXT NOT NULL,
@@ -30,10 +30,15 @@ CREATE TABLE keys (
     revoked_at   BIGINT
 );
 
-CREATE INDEX keys_site ON keys (site_id);
+-- The two databases were first given different keys_site columns; 0020 makes
+-- them the same. The token keeps what each database has always run here.
+CREATE INDEX keys_site ON keys ({{init_keys_site_columns}});
 
+-- Followers read "seq > last"; writers take turns before appending (on
+-- PostgreSQL a transaction-level advisory lock, see postgres.go), so seq
+-- order is commit order and no follower can skip a row committed late.
 CREATE TABLE changes (
-    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq       {{serial_pk}},
     entity    TEXT NOT NULL,
     entity_id TEXT NOT NULL,
     at        BIGINT NOT NULL

@@ -1,6 +1,7 @@
--- The PostgreSQL twin of migrations/sqlite/0060_webhooks.sql. Events are
--- appended under the same advisory write lock as the change log, so seq
--- order is commit order.
+-- Webhooks (issue 16): endpoints, the transactional outbox of events, and
+-- one delivery row per (event, endpoint). Events and deliveries are written
+-- in the transaction of the change that causes them (outbox.go), under the
+-- same write lock as the change log, so seq order is commit order.
 CREATE TABLE webhook_endpoints (
     id               TEXT PRIMARY KEY,
     url              TEXT NOT NULL,
@@ -15,7 +16,7 @@ CREATE TABLE webhook_endpoints (
 );
 
 CREATE TABLE webhook_events (
-    seq        BIGSERIAL PRIMARY KEY,
+    seq        {{serial_pk}},
     id         TEXT NOT NULL UNIQUE,
     type       TEXT NOT NULL,
     payload    TEXT NOT NULL,
