@@ -56,54 +56,33 @@ func (s *Store) ReportTokenLeak(ctx context.Context, keyID string, l TokenLeak) 
 	if l.Credential != CredentialAccessToken && l.Credential != CredentialRefreshToken {
 		return "", false, fmt.Errorf("keystore: report token leak: %w: credential %q", ErrInvalid, l.Credential)
 	}
-	if len(l.Source) > 2048 {
-		l.Source = l.Source[:2048]
-	}
-	err = s.write(ctx, "report leak", func(tx *sql.Tx, log txLog) error {
-		k, err := keyEvent(ctx, tx, keyID)
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO token_leak_reports (digest, key_id, source, reported_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
-			string(l.Digest), keyID, l.Source, log.at)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		first = true
-		k.Credential = l.Credential
-		ev := TokenLeakEvent{KeyEvent: k}
-		if l.Credential == CredentialRefreshToken {
-			ev.RefreshFamily = l.Family
-			action, err = refreshLeak(ctx, log, keyID, l)
-			if err != nil {
-				return err
+	refresh := l.Credential == CredentialRefreshToken
+	return s.reportLeak(ctx, keyID, leakReport{
+		Leak:       l.Leak,
+		credential: l.Credential,
+		// A refresh token's leak revokes its family, never the key.
+		revokesKey: !refresh,
+		insert: func(tx *sql.Tx, source string, at int64) (sql.Result, error) {
+			return tx.ExecContext(ctx, `INSERT INTO token_leak_reports (digest, key_id, source, reported_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
+				string(l.Digest), keyID, source, at)
+		},
+		act: func(log txLog, k KeyEvent) (string, error) {
+			if refresh {
+				return refreshLeak(ctx, log, keyID, l)
 			}
-		} else {
-			exp := l.ExpiresAt.UTC()
-			ev.TokenExpiresAt = &exp
-			action = accessLeak(k, l, log.at)
-		}
-		ev.Source, ev.Action = l.Source, action
-		log.note(EntityKey, keyID, leakAuditAction(l.Credential, action, l.Source))
-		if err := log.events.emit(ctx, log, EventKeyLeaked, ev); err != nil {
-			return err
-		}
-		if l.Credential == CredentialRefreshToken || action != LeakRevoked {
-			return nil
-		}
-		// After key.leaked, so that receivers hear why first.
-		if _, err := tx.ExecContext(ctx, `UPDATE keys SET revoked_at = $1 WHERE id = $2`, log.at, keyID); err != nil {
-			return err
-		}
-		return log.add(WithRevokeReason(ctx, ReasonLeaked), EntityKey, keyID)
+			return accessLeak(k, l, log.at), nil
+		},
+		event: func(k KeyEvent) any {
+			ev := TokenLeakEvent{KeyEvent: k}
+			if refresh {
+				ev.RefreshFamily = l.Family
+			} else {
+				exp := l.ExpiresAt.UTC()
+				ev.TokenExpiresAt = &exp
+			}
+			return ev
+		},
 	})
-	if err != nil {
-		return "", false, err
-	}
-	return action, first, nil
 }
 
 // refreshLeak revokes the leaked token's family when asked.
