@@ -133,39 +133,13 @@ func (e *environment) keysList() *cobra.Command {
 }
 
 func (e *environment) keyShow() *cobra.Command {
-	var sf storeFlags
-	var asJSON bool
-	c, fs := e.newLeaf("show ID", "show one key (never the secret)", exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			k, err := st.Key(ctx, args[0])
-			if err != nil {
-				return storeError(err, "key", args[0])
-			}
-			return e.output(asJSON, k, func(w io.Writer) { keyTable(w, k); entitlementLines(w, k) })
-		})
-	})
-	sf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	return c
+	return idCommand(e, "show ID", "show one key (never the secret)", "key", (*keystore.Store).Key,
+		func(w io.Writer, k keystore.Key) { keyTable(w, k); entitlementLines(w, k) })
 }
 
 func (e *environment) keyRevoke() *cobra.Command {
-	var sf storeFlags
-	var asJSON bool
-	c, fs := e.newLeaf("revoke ID", "revoke a key now, on every replica", exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
-		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			key, err := st.RevokeKey(ctx, args[0])
-			if err != nil {
-				return storeError(err, "key", args[0])
-			}
-			if asJSON {
-				return e.printJSON(key)
-			}
-			fmt.Fprintf(e.stdout, "revoked key %s at %s\n", key.ID, key.RevokedAt.Format(time.RFC3339))
-			return nil
+	return idCommand(e, "revoke ID", "revoke a key now, on every replica", "key", (*keystore.Store).RevokeKey,
+		func(w io.Writer, k keystore.Key) {
+			fmt.Fprintf(w, "revoked key %s at %s\n", k.ID, k.RevokedAt.Format(time.RFC3339))
 		})
-	})
-	sf.register(fs)
-	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	return c
 }

@@ -12,15 +12,22 @@ import (
 // showCommand is `<noun> show ID`: read one object and print it as a table
 // (or JSON with --json); a missing one is named by noun.
 func showCommand[T any](e *environment, noun string, read func(*keystore.Store, context.Context, string) (T, error), table func(io.Writer, ...T)) *cobra.Command {
+	return idCommand(e, "show ID", "show one "+noun, noun, read, func(w io.Writer, v T) { table(w, v) })
+}
+
+// idCommand is a command on one object named by its id (`show ID`, `revoke
+// ID`): op reads or changes it, and the result is printed by text (or as
+// JSON with --json); a missing one is named by noun.
+func idCommand[T any](e *environment, use, short, noun string, op func(*keystore.Store, context.Context, string) (T, error), text func(io.Writer, T)) *cobra.Command {
 	var sf storeFlags
 	var asJSON bool
-	c, fs := e.newLeaf("show ID", "show one "+noun, exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
+	c, fs := e.newLeaf(use, short, exactArgs(1, "ID"), func(ctx context.Context, args []string) error {
 		return e.withStore(ctx, sf, func(st *keystore.Store) error {
-			v, err := read(st, ctx, args[0])
+			v, err := op(st, ctx, args[0])
 			if err != nil {
 				return storeError(err, noun, args[0])
 			}
-			return e.output(asJSON, v, func(w io.Writer) { table(w, v) })
+			return e.output(asJSON, v, func(w io.Writer) { text(w, v) })
 		})
 	})
 	sf.register(fs)
