@@ -66,14 +66,24 @@ func ReadSiteUsage(ctx context.Context, st *keystore.Store, names CounterNames, 
 	return out, nil
 }
 
+// UsageMonth is the month a usage request asks for (?month=YYYY-MM), or
+// now's when it names none.
+func UsageMonth(r *http.Request, now time.Time) (time.Time, error) {
+	m := r.URL.Query().Get("month")
+	if m == "" {
+		return now, nil
+	}
+	t, err := time.Parse("2006-01", m)
+	if err != nil {
+		return time.Time{}, invalid(`"month" must be YYYY-MM`)
+	}
+	return t, nil
+}
+
 func (h *Handler) siteUsage(ctx context.Context, r *http.Request) (int, any, error) {
-	at := time.Now()
-	if m := r.URL.Query().Get("month"); m != "" {
-		t, err := time.Parse("2006-01", m)
-		if err != nil {
-			return 0, nil, invalid(`"month" must be YYYY-MM`)
-		}
-		at = t
+	at, err := UsageMonth(r, time.Now())
+	if err != nil {
+		return 0, nil, err
 	}
 	var names CounterNames // nil: the built-in policy's counter names
 	if h.Policy != nil {

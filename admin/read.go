@@ -28,9 +28,12 @@ func (h *Handler) listAccounts(ctx context.Context, r *http.Request) (int, any, 
 		func(list []keystore.Account, next string) any { return AccountPage{Accounts: list, Next: next} })
 }
 
-func (h *Handler) getAccount(ctx context.Context, r *http.Request) (int, any, error) {
-	a, err := h.Store.Account(ctx, r.PathValue("id"))
-	return http.StatusOK, a, err
+// byID serves GET …/{id}: what read finds for the path's id.
+func byID[T any](h *Handler, read func(*keystore.Store, context.Context, string) (T, error)) endpoint {
+	return func(ctx context.Context, r *http.Request) (int, any, error) {
+		v, err := read(h.Store, ctx, r.PathValue("id"))
+		return http.StatusOK, v, err
+	}
 }
 
 func (h *Handler) listSites(ctx context.Context, r *http.Request) (int, any, error) {
@@ -40,16 +43,6 @@ func (h *Handler) listSites(ctx context.Context, r *http.Request) (int, any, err
 	},
 		func(s keystore.Site) string { return s.ID },
 		func(list []keystore.Site, next string) any { return SitePage{Sites: list, Next: next} })
-}
-
-func (h *Handler) getSite(ctx context.Context, r *http.Request) (int, any, error) {
-	s, err := h.Store.Site(ctx, r.PathValue("id"))
-	return http.StatusOK, s, err
-}
-
-func (h *Handler) getKey(ctx context.Context, r *http.Request) (int, any, error) {
-	k, err := h.Store.Key(ctx, r.PathValue("id"))
-	return http.StatusOK, k, err
 }
 
 // notFoundMessage names the object a 404 is about when the store's message

@@ -206,13 +206,9 @@ type UsageList struct {
 }
 
 func (h *Handler) usage(ctx context.Context, s session.Session, r *http.Request) (int, any, error) {
-	at := h.now()
-	if m := r.URL.Query().Get("month"); m != "" {
-		t, err := time.Parse("2006-01", m)
-		if err != nil {
-			return 0, nil, invalid(`"month" must be YYYY-MM`)
-		}
-		at = t
+	at, err := admin.UsageMonth(r, h.now())
+	if err != nil {
+		return 0, nil, err
 	}
 	out := UsageList{Usage: []admin.SiteUsage{}}
 	// One policy names the counters and gives the quota in force; without
@@ -238,6 +234,6 @@ func (h *Handler) usage(ctx context.Context, s session.Session, r *http.Request)
 		_, err := add(keystore.Site{ID: site, AccountID: s.Account})
 		return http.StatusOK, out, err
 	}
-	err := h.eachSite(ctx, s, add)
+	err = h.eachSite(ctx, s, add)
 	return http.StatusOK, out, err
 }
