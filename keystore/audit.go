@@ -25,11 +25,15 @@ func WithActor(ctx context.Context, actor string) context.Context {
 }
 
 // ActorFrom is the actor ctx carries, or "keygate".
-func ActorFrom(ctx context.Context) string {
-	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
-		return a
+func ActorFrom(ctx context.Context) string { return ctxString(ctx, actorKey{}, "keygate") }
+
+// ctxString is the non-empty string ctx carries under key, or def: what a
+// caller tells a write without changing every store call between them.
+func ctxString(ctx context.Context, key any, def string) string {
+	if v, ok := ctx.Value(key).(string); ok && v != "" {
+		return v
 	}
-	return "keygate"
+	return def
 }
 
 // EntityRefreshTokens names a key's refresh tokens in the audit trail

@@ -128,17 +128,8 @@ func notice(ctx context.Context, tx *sql.Tx, log txLog, subject, kind, typ strin
 
 func queryIDs(ctx context.Context, tx *sql.Tx, q string, args ...any) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return collect(rows, err, "ids", func(r rowScanner) (id string, err error) {
+		err = r.Scan(&id)
+		return id, err
+	})
 }

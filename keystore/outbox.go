@@ -44,10 +44,7 @@ func WithRevokeReason(ctx context.Context, reason string) context.Context {
 }
 
 func revokeReason(ctx context.Context) string {
-	if r, ok := ctx.Value(revokeReasonKey{}).(string); ok && r != "" {
-		return r
-	}
-	return ReasonRevoked
+	return ctxString(ctx, revokeReasonKey{}, ReasonRevoked)
 }
 
 // txEvents turns one write transaction's change-log rows into outbox
@@ -212,23 +209,17 @@ func (t *txEvents) emit(ctx context.Context, l txLog, typ string, data any) erro
 
 func subscribers(ctx context.Context, tx *sql.Tx) ([]subscriber, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT id, events FROM webhook_endpoints WHERE disabled = FALSE ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []subscriber
-	for rows.Next() {
+	return collect(rows, err, "subscribers", func(r rowScanner) (subscriber, error) {
 		var s subscriber
 		var events string
-		if err := rows.Scan(&s.id, &events); err != nil {
-			return nil, err
+		if err := r.Scan(&s.id, &events); err != nil {
+			return s, err
 		}
 		if err := json.Unmarshal([]byte(events), &s.events); err != nil {
-			return nil, fmt.Errorf("webhook %s: events: %w", s.id, err)
+			return s, fmt.Errorf("webhook %s: events: %w", s.id, err)
 		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+		return s, nil
+	})
 }
 
 // eventBody is the Standard Webhooks payload shape.

@@ -122,24 +122,13 @@ type querier interface {
 
 func (s *Store) readSigningKeys(ctx context.Context, q querier) ([]storedSigningKey, error) {
 	rows, err := q.QueryContext(ctx, `SELECT id, secret, created_at, not_before FROM signing_keys ORDER BY created_at DESC, id`)
-	if err != nil {
-		return nil, fmt.Errorf("keystore: signing keys: %w: %w", ErrUnavailable, err)
-	}
-	defer rows.Close()
-	var out []storedSigningKey
-	for rows.Next() {
+	return collect(rows, err, "signing keys", func(r rowScanner) (storedSigningKey, error) {
 		var k storedSigningKey
 		var created, notBefore int64
-		if err := rows.Scan(&k.id, &k.secret, &created, &notBefore); err != nil {
-			return nil, fmt.Errorf("keystore: signing keys: %w", err)
-		}
+		err := r.Scan(&k.id, &k.secret, &created, &notBefore)
 		k.createdAt, k.notBefore = fromMillis(created), fromMillis(notBefore)
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("keystore: signing keys: %w: %w", ErrUnavailable, err)
-	}
-	return out, nil
+		return k, err
+	})
 }
 
 // signingWorkDue reports whether a key must be created or deleted.
