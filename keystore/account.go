@@ -48,12 +48,7 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 			return Account{}, err
 		}
 	}
-	var out Account
-	err := s.write(ctx, "update account", func(tx *sql.Tx, log txLog) error {
-		a, err := readAccount(ctx, tx, id)
-		if err != nil {
-			return err
-		}
+	return update(ctx, s, "update account", id, readAccount, func(tx *sql.Tx, log txLog, a *Account) error {
 		patch(&a.Plan, u.Plan)
 		patch(&a.Status, u.Status)
 		a.UpdatedAt = fromMillis(log.at)
@@ -61,10 +56,8 @@ func (s *Store) UpdateAccount(ctx context.Context, id string, u AccountUpdate) (
 			a.Plan, string(a.Status), log.at, id); err != nil {
 			return err
 		}
-		out = a
 		return log.add(ctx, EntityAccount, id)
 	})
-	return out, err
 }
 
 // Account reads one account.

@@ -67,7 +67,7 @@ func (s *Store) RotateSiteKeyGrace(ctx context.Context, spec KeySpec, grace time
 }
 
 func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, log txLog, spec KeySpec) (Key, Secret, error) {
-	if _, err := scanSite(tx.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, spec.SiteID)); err != nil {
+	if _, err := readSite(ctx, tx, spec.SiteID); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return Key{}, "", fmt.Errorf("%w: site %q", ErrNotFound, spec.SiteID)
 		}
@@ -105,7 +105,7 @@ func (s *Store) ImportKey(ctx context.Context, spec KeySpec, raw string) (Key, e
 	display := raw[:min(8, len(raw)/4)]
 	var key Key
 	err := s.write(ctx, "import key", func(tx *sql.Tx, log txLog) error {
-		if _, err := scanSite(tx.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, spec.SiteID)); err != nil {
+		if _, err := readSite(ctx, tx, spec.SiteID); err != nil {
 			return err
 		}
 		var err error

@@ -71,7 +71,7 @@ func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFact
 
 // LookupSite reads a site with its account, for public routes.
 func (s *Store) LookupSite(ctx context.Context, id string) (SiteFacts, error) {
-	site, err := scanSite(s.db.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, id))
+	site, err := readSite(ctx, s.db, id)
 	if err != nil {
 		return SiteFacts{}, fmt.Errorf("keystore: lookup site: %w", err)
 	}

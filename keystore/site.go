@@ -75,12 +75,7 @@ func (s *Store) UpdateSite(ctx context.Context, id string, u SiteUpdate) (Site, 
 		}
 		u.Domains = &d
 	}
-	var out Site
-	err := s.write(ctx, "update site", func(tx *sql.Tx, log txLog) error {
-		site, err := scanSite(tx.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, id))
-		if err != nil {
-			return err
-		}
+	return update(ctx, s, "update site", id, readSite, func(tx *sql.Tx, log txLog, site *Site) error {
 		patch(&site.Domains, u.Domains)
 		patch(&site.Active, u.Active)
 		site.UpdatedAt = fromMillis(log.at)
@@ -88,21 +83,23 @@ func (s *Store) UpdateSite(ctx context.Context, id string, u SiteUpdate) (Site, 
 			domainsJSON(site.Domains), site.Active, log.at, id); err != nil {
 			return err
 		}
-		out = site
 		return log.add(ctx, EntitySite, id)
 	})
-	return out, err
 }
 
 const siteColumns = `SELECT id, account_id, domains, active, created_at, updated_at FROM sites`
 
 // Site reads one site.
 func (s *Store) Site(ctx context.Context, id string) (Site, error) {
-	site, err := scanSite(s.db.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, id))
+	site, err := readSite(ctx, s.db, id)
 	if err != nil {
 		return Site{}, fmt.Errorf("keystore: site %q: %w", id, err)
 	}
 	return site, nil
+}
+
+func readSite(ctx context.Context, q rowQuerier, id string) (Site, error) {
+	return scanSite(q.QueryRowContext(ctx, siteColumns+` WHERE id = $1`, id))
 }
 
 func scanSite(r rowScanner) (Site, error) {

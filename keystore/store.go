@@ -168,6 +168,25 @@ func (s *Store) write(ctx context.Context, op string, fn func(tx *sql.Tx, log tx
 
 type rowScanner interface{ Scan(dest ...any) error }
 
+// update is the read-modify-write of a partial update in one write
+// transaction: read finds row id, apply changes it and writes it back (and
+// logs the change), and the row is returned as apply left it.
+func update[T any](ctx context.Context, s *Store, op, id string, read func(context.Context, rowQuerier, string) (T, error), apply func(tx *sql.Tx, log txLog, row *T) error) (T, error) {
+	var out T
+	err := s.write(ctx, op, func(tx *sql.Tx, log txLog) error {
+		row, err := read(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if err := apply(tx, log, &row); err != nil {
+			return err
+		}
+		out = row
+		return nil
+	})
+	return out, err
+}
+
 // patch sets *field to *change when an update gives one (nil: unchanged).
 func patch[T any](field *T, change *T) {
 	if change != nil {

@@ -45,6 +45,10 @@ func validEvents(events []string) error {
 	return nil
 }
 
+func readWebhook(ctx context.Context, q rowQuerier, id string) (WebhookEndpoint, error) {
+	return scanWebhook(q.QueryRowContext(ctx, webhookColumns+` WHERE id = $1`, id))
+}
+
 func validWebhookText(ep WebhookEndpoint) error {
 	if ep.URL == "" || len(ep.URL) > 2048 {
 		return fmt.Errorf("%w: url: want 1 to 2048 bytes", ErrInvalid)
@@ -111,7 +115,7 @@ func scanWebhook(r rowScanner) (WebhookEndpoint, error) {
 
 // Webhook reads one endpoint (without its secrets).
 func (s *Store) Webhook(ctx context.Context, id string) (WebhookEndpoint, error) {
-	ep, err := scanWebhook(s.db.QueryRowContext(ctx, webhookColumns+` WHERE id = $1`, id))
+	ep, err := readWebhook(ctx, s.db, id)
 	if err != nil {
 		return WebhookEndpoint{}, fmt.Errorf("keystore: webhook %q: %w", id, err)
 	}
@@ -127,36 +131,33 @@ func (s *Store) Webhooks(ctx context.Context) ([]WebhookEndpoint, error) {
 // UpdateWebhook changes an endpoint. A new secret demotes the current one
 // to "previous", which keeps signing until overlap has passed.
 func (s *Store) UpdateWebhook(ctx context.Context, id string, u WebhookUpdate, overlap time.Duration) (WebhookEndpoint, error) {
-	err := s.write(ctx, "update webhook", func(tx *sql.Tx, log txLog) error {
-		ep, err := scanWebhook(tx.QueryRowContext(ctx, webhookColumns+` WHERE id = $1`, id))
-		if err != nil {
-			return err
-		}
+	_, err := update(ctx, s, "update webhook", id, readWebhook, func(tx *sql.Tx, log txLog, ep *WebhookEndpoint) error {
 		patch(&ep.URL, u.URL)
 		patch(&ep.Events, u.Events)
 		patch(&ep.Description, u.Description)
 		patch(&ep.Disabled, u.Disabled)
-		if err := validWebhookText(ep); err != nil {
+		if err := validWebhookText(*ep); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE webhook_endpoints SET url = $1, events = $2, description = $3, disabled = $4, updated_at = $5 WHERE id = $6`,
 			ep.URL, eventsJSON(ep.Events), ep.Description, ep.Disabled, log.at, id); err != nil {
 			return err
 		}
-		if u.Secret != nil {
-			sealed, err := s.digester.seal([]byte(*u.Secret), id)
-			if err != nil {
-				return err
-			}
-			_, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET old_secret = secret, old_secret_until = $1, secret = $2 WHERE id = $3`,
-				log.at+overlap.Milliseconds(), sealed, id)
+		if u.Secret == nil {
+			return nil
+		}
+		sealed, err := s.digester.seal([]byte(*u.Secret), id)
+		if err != nil {
 			return err
 		}
+		_, err = tx.ExecContext(ctx, `UPDATE webhook_endpoints SET old_secret = secret, old_secret_until = $1, secret = $2 WHERE id = $3`,
+			log.at+overlap.Milliseconds(), sealed, id)
 		return err
 	})
 	if err != nil {
 		return WebhookEndpoint{}, err
 	}
+	// Read again, as Webhook answers: updated_at and the secrets changed.
 	return s.Webhook(ctx, id)
 }
 
