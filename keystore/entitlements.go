@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 )
@@ -131,19 +130,24 @@ func printable(s string) string {
 }
 
 func normalizeScopes(in []string) ([]string, error) {
-	if len(in) > MaxScopes {
-		return nil, fmt.Errorf("%w: scopes: at most %d", ErrInvalid, MaxScopes)
+	return sortedSet("scopes", in, MaxScopes, func(s string) (string, error) { return s, ValidScope(s) })
+}
+
+// sortedSet is a list entitlement's stored form: at most limit items, each
+// as canon spells it, sorted without duplicates, nil when empty.
+func sortedSet(field string, in []string, limit int, canon func(string) (string, error)) ([]string, error) {
+	if len(in) > limit {
+		return nil, fmt.Errorf("%w: %s: at most %d", ErrInvalid, field, limit)
 	}
+	var out []string
 	for _, s := range in {
-		if err := ValidScope(s); err != nil {
+		c, err := canon(s)
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, c)
 	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := slices.Clone(in)
-	sort.Strings(out)
+	slices.Sort(out)
 	return slices.Compact(out), nil
 }
 
@@ -180,22 +184,10 @@ func ParseCIDR(s string) (netip.Prefix, error) {
 }
 
 func normalizeCIDRs(in []string) ([]string, error) {
-	if len(in) > MaxCIDRs {
-		return nil, fmt.Errorf("%w: allowed_cidrs: at most %d", ErrInvalid, MaxCIDRs)
-	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make([]string, 0, len(in))
-	for _, s := range in {
+	return sortedSet("allowed_cidrs", in, MaxCIDRs, func(s string) (string, error) {
 		p, err := ParseCIDR(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p.String())
-	}
-	sort.Strings(out)
-	return slices.Compact(out), nil
+		return p.String(), err
+	})
 }
 
 // ValidMetaName accepts 1 to 32 of a-z, 0-9 and '-' (it becomes part of
