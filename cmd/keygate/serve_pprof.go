@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,16 +33,17 @@ func startPprof(log *slog.Logger) (stop func(), err error) {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	l, err := net.Listen("tcp", addr)
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("KEYGATE_PPROF_ADDR: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l := httpListener("pprof", addr, &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second})
+	l.lis = lis
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := l.serve(); err != nil {
 			log.Warn("pprof listener stopped", "err", err)
 		}
 	}()
-	log.Info("pprof listening", "addr", l.Addr().String())
-	return func() { srv.Shutdown(context.Background()) }, nil //nolint:errcheck
+	log.Info("pprof listening", "addr", lis.Addr().String())
+	return func() { l.stop(context.Background()) }, nil
 }
