@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"regexp"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -44,22 +44,19 @@ func (e *environment) audit(ctx context.Context, st *keystore.Store, target stri
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		page := admin.AuditPage{Entries: entries}
-		if page.Entries == nil {
-			page.Entries = []keystore.AuditEntry{}
-		}
-		if len(entries) == limit {
-			page.Next = fmt.Sprint(entries[len(entries)-1].Seq)
-		}
-		return e.printJSON(page)
+	page := admin.AuditPage{Entries: entries}
+	if page.Entries == nil {
+		page.Entries = []keystore.AuditEntry{}
 	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tACTOR\tACTION\tENTITY\tTARGET\tAFTER")
-	for _, a := range entries {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Seq, a.At.Format(time.RFC3339), a.Actor, a.Action, a.Entity, a.Target, a.After)
+	if len(entries) == limit {
+		page.Next = fmt.Sprint(entries[len(entries)-1].Seq)
 	}
-	return tw.Flush()
+	return e.output(asJSON, page, func(w io.Writer) {
+		fmt.Fprintln(w, "SEQ\tTIME\tACTOR\tACTION\tENTITY\tTARGET\tAFTER")
+		for _, a := range entries {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Seq, a.At.Format(time.RFC3339), a.Actor, a.Action, a.Entity, a.Target, a.After)
+		}
+	})
 }
 
 // cliActor names the person behind a management command in the audit

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,11 +165,7 @@ func (e *environment) printLimits(entity keystore.Entity, id string, l keystore.
 	return e.output(asJSON, map[string]any{string(entity): id, "limits": l}, func(w io.Writer) {
 		fmt.Fprintf(w, "%s %s\n", entity, id)
 		fmt.Fprintln(w, "LIMIT\tVALUE")
-		names := make([]string, 0, len(l))
-		for name := range l {
-			names = append(names, name)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(l))
 		if len(names) == 0 {
 			fmt.Fprintln(w, "(none: the plan's limits apply)\t")
 		}
@@ -200,15 +197,11 @@ func parseOverrides(pairs []string) (keystore.Limits, error) {
 func mergeLimits(cur, set keystore.Limits, unset []string, clearAll bool) keystore.Limits {
 	out := keystore.Limits{}
 	if !clearAll {
-		for k, v := range cur {
-			out[k] = v
-		}
+		maps.Copy(out, cur)
 	}
 	for _, k := range unset {
 		delete(out, k)
 	}
-	for k, v := range set {
-		out[k] = v
-	}
+	maps.Copy(out, set)
 	return out
 }
