@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -22,12 +21,8 @@ func (s *Store) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, erro
 	case 1:
 		return s.lookupFacts(ctx, factsQuery+` WHERE k.digest = $1`, string(digests[0]))
 	}
-	args := make([]any, len(digests))
-	marks := make([]string, len(digests))
-	for i, d := range digests {
-		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
-	}
-	return s.lookupFacts(ctx, factsQuery+` WHERE k.digest IN (`+strings.Join(marks, ", ")+`)`, args...)
+	in, args := digestIn("k.digest", digests)
+	return s.lookupFacts(ctx, factsQuery+` WHERE `+in, args...)
 }
 
 // LookupKeyID finds a key by id, for credentials (access tokens) that name

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -47,17 +46,13 @@ func (s *Store) PeekRefreshToken(ctx context.Context, digests []Digest, now time
 	if len(digests) == 0 {
 		return RefreshGrant{}, false, ErrNotFound
 	}
-	args := make([]any, len(digests))
-	marks := make([]string, len(digests))
-	for i, d := range digests {
-		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
-	}
+	in, args := digestIn("r.digest", digests)
 	var g RefreshGrant
 	var mode string
 	var exp int64
 	var used, revoked sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT r.key_id, k.mode, r.family, r.expires_at, r.used_at, r.revoked_at
-		FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE r.digest IN (`+strings.Join(marks, ", ")+`)`, args...).
+		FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE `+in, args...).
 		Scan(&g.KeyID, &mode, &g.Family, &exp, &used, &revoked)
 	if err != nil {
 		return RefreshGrant{}, false, fmt.Errorf("keystore: peek refresh token: %w", notFound(err))
@@ -78,17 +73,13 @@ func (s *Store) RedeemRefreshToken(ctx context.Context, digests []Digest, next D
 	}
 	var g RefreshGrant
 	var outcome error
-	args := make([]any, len(digests))
-	marks := make([]string, len(digests))
-	for i, d := range digests {
-		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
-	}
+	in, args := digestIn("r.digest", digests)
 	err := s.write(ctx, "redeem refresh token", func(tx *sql.Tx, log txLog) error {
 		var digest, mode string
 		var exp int64
 		var used, revoked sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT r.digest, r.key_id, k.mode, r.family, r.expires_at, r.used_at, r.revoked_at
-			FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE r.digest IN (`+strings.Join(marks, ", ")+`)`, args...).
+			FROM refresh_tokens r JOIN keys k ON k.id = r.key_id WHERE `+in, args...).
 			Scan(&digest, &g.KeyID, &mode, &g.Family, &exp, &used, &revoked)
 		if err != nil {
 			return notFound(err)

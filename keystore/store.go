@@ -187,6 +187,17 @@ func update[T any](ctx context.Context, s *Store, op, id string, read func(conte
 	return out, err
 }
 
+// digestIn is the condition "column IN ($1, …, $n)" on digests with its
+// arguments: a credential is looked up under every pepper's digest at once.
+func digestIn(column string, digests []Digest) (string, []any) {
+	args := make([]any, len(digests))
+	marks := make([]string, len(digests))
+	for i, d := range digests {
+		args[i], marks[i] = string(d), fmt.Sprintf("$%d", i+1)
+	}
+	return column + " IN (" + strings.Join(marks, ", ") + ")", args
+}
+
 // patch sets *field to *change when an update gives one (nil: unchanged).
 func patch[T any](field *T, change *T) {
 	if change != nil {
