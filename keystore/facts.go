@@ -1,18 +1,8 @@
 package keystore
 
 import (
-	"errors"
 	"fmt"
 	"time"
-)
-
-// Errors the store returns; match them with errors.Is.
-var (
-	ErrNotFound = errors.New("keystore: not found")
-	ErrConflict = errors.New("keystore: already exists")
-	ErrInvalid  = errors.New("keystore: invalid")
-	// ErrUnavailable wraps any failure to reach the store.
-	ErrUnavailable = errors.New("keystore: store unavailable")
 )
 
 // AccountStatus is where an account stands with its subscription.

@@ -205,13 +205,6 @@ func patch[T any](field *T, change *T) {
 	}
 }
 
-func notFound(err error) error {
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
-
 // insert runs one INSERT of the entity id and appends it to the change
 // log; a duplicate id is ErrConflict.
 func insert(ctx context.Context, tx *sql.Tx, log txLog, e Entity, id, query string, args ...any) error {
