@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -57,11 +56,6 @@ type txEvents struct {
 	// subscribers is read once per transaction, on the first event.
 	subscribers []subscriber
 	loaded      bool
-}
-
-type subscriber struct {
-	id     string
-	events []string
 }
 
 // KeyEvent is the data of key.* events: ids and the display prefix, never
@@ -197,7 +191,7 @@ func (t *txEvents) emit(ctx context.Context, l txLog, typ string, data any) erro
 	}
 	var to []string
 	for _, s := range t.subscribers {
-		if slices.Contains(s.events, typ) {
+		if s.subscribes(typ) {
 			to = append(to, s.id)
 		}
 	}
@@ -205,21 +199,6 @@ func (t *txEvents) emit(ctx context.Context, l txLog, typ string, data any) erro
 		return nil
 	}
 	return insertEvent(ctx, l.tx, l.at, typ, data, to)
-}
-
-func subscribers(ctx context.Context, tx *sql.Tx) ([]subscriber, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, events FROM webhook_endpoints WHERE disabled = FALSE ORDER BY id`)
-	return collect(rows, err, "subscribers", func(r rowScanner) (subscriber, error) {
-		var s subscriber
-		var events string
-		if err := r.Scan(&s.id, &events); err != nil {
-			return s, err
-		}
-		if err := json.Unmarshal([]byte(events), &s.events); err != nil {
-			return s, fmt.Errorf("webhook %s: events: %w", s.id, err)
-		}
-		return s, nil
-	})
 }
 
 // eventBody is the Standard Webhooks payload shape.

@@ -102,8 +102,9 @@ func scanWebhook(r rowScanner) (WebhookEndpoint, error) {
 	if err := r.Scan(&ep.ID, &ep.URL, &events, &ep.Description, &ep.Disabled, &created, &updated, &oldUntil); err != nil {
 		return WebhookEndpoint{}, notFound(err)
 	}
-	if err := json.Unmarshal([]byte(events), &ep.Events); err != nil {
-		return WebhookEndpoint{}, fmt.Errorf("webhook %q: events: %w", ep.ID, err)
+	var err error
+	if ep.Events, err = decodeEvents(ep.ID, events); err != nil {
+		return WebhookEndpoint{}, err
 	}
 	ep.CreatedAt, ep.UpdatedAt = fromMillis(created), fromMillis(updated)
 	if oldUntil > 0 {
@@ -173,5 +174,38 @@ func (s *Store) DeleteWebhook(ctx context.Context, id string) error {
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1`, id)
 		return err
+	})
+}
+
+// decodeEvents reads an endpoint's events column (a JSON array of types).
+func decodeEvents(id, column string) ([]string, error) {
+	var events []string
+	if err := json.Unmarshal([]byte(column), &events); err != nil {
+		return nil, fmt.Errorf("webhook %q: events: %w", id, err)
+	}
+	return events, nil
+}
+
+// subscriber is an enabled endpoint as the outbox sees it: the event types
+// it wants.
+type subscriber struct {
+	id     string
+	events []string
+}
+
+func (s subscriber) subscribes(typ string) bool { return slices.Contains(s.events, typ) }
+
+// subscribers reads the enabled endpoints, for the outbox to address an
+// event to.
+func subscribers(ctx context.Context, tx *sql.Tx) ([]subscriber, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id, events FROM webhook_endpoints WHERE disabled = FALSE ORDER BY id`)
+	return collect(rows, err, "subscribers", func(r rowScanner) (subscriber, error) {
+		var s subscriber
+		var events string
+		err := r.Scan(&s.id, &events)
+		if err == nil {
+			s.events, err = decodeEvents(s.id, events)
+		}
+		return s, err
 	})
 }
