@@ -31,11 +31,11 @@ type serveConfig struct {
 	customerFlags
 	opsFlags
 	shadowConfig
+	logFlags
 	grpcAddr, httpAddr, adminAddr string
 	redis                         string
 	adminToken                    string            // KEYGATE_ADMIN_TOKEN, never a flag
 	adminTokens                   map[string]string // KEYGATE_ADMIN_TOKENS: named tokens, for the audit trail
-	logFormat, logLevel           string
 	pollInterval                  time.Duration
 	demo                          bool
 	decisionMemo                  bool
@@ -49,12 +49,11 @@ func (c *serveConfig) register(fs *flagSet) {
 	c.customerFlags.register(fs)
 	c.opsFlags.register(fs)
 	c.shadowConfig.register(fs)
+	c.logFlags.register(fs)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9191", "ext_authz gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", ":8080", "HTTP listen address: token endpoints, /health, /metrics, forward-auth")
 	fs.StringVar(&c.adminAddr, "admin-addr", "127.0.0.1:8081", "admin API listen address (needs KEYGATE_ADMIN_TOKEN)")
 	fs.StringVar(&c.redis, "redis", "", "redis://… for counters shared by replicas (default: in-process)")
-	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&c.pollInterval, "change-poll", 200*time.Millisecond, "how often to poll the store's change log")
 	fs.DurationVar(&c.staleIfError, "stale-if-error", 60*time.Second,
 		"while the store is unreachable, keep deciding cached keys for at most this long (0: until the cache TTL)")
@@ -95,7 +94,18 @@ func (c *serveConfig) validate(getenv func(string) string) error {
 	return nil
 }
 
-func (c *serveConfig) logger(w io.Writer) (*slog.Logger, error) {
+// logFlags choose serve's log lines: format and least level.
+type logFlags struct {
+	logFormat, logLevel string
+}
+
+func (c *logFlags) register(fs *flagSet) {
+	fs.StringVar(&c.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// logger writes to w as the flags ask.
+func (c *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level: %v", errUsage, err)
