@@ -57,7 +57,10 @@ type Cache struct {
 	ttl    time.Duration
 	negTTL time.Duration
 	stale  time.Duration
-	items  *ristretto.Cache[string, *entry]
+	items  *ristretto.Cache[string, *slotHead]
+	// epoch is when the cache was made (Unix nanoseconds): slots keep
+	// their read time relative to it (see seal).
+	epoch  int64
 	byID   *idIndex
 	flight singleflight.Group
 
@@ -101,11 +104,11 @@ type mark struct {
 	at  time.Time
 }
 
-// entry is one cached answer: 48 bytes and, for a key, its packed record
-// (see cache_record.go). A key entry points to its site and account, which
-// every cached key of that site shares (see share): a million keys over a
-// few thousand sites cost a million records, not a million copies of their
-// site and account.
+// entry is one cached answer as get and fill handle it; ristretto holds it
+// sealed in a slot (cache_slot.go). A key entry points to its site and
+// account, which every cached key of that site shares (see share): a
+// million keys over a few thousand sites cost a million slots, not a
+// million copies of their site and account.
 type entry struct {
 	gen uint64
 	at  int64 // when the store read began, Unix nanoseconds
@@ -181,8 +184,10 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		cfg.Now = time.Now
 	}
 	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		byID: newIDIndex(), marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
-	items, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
+	c.byID = newIDIndex(c.slotKeyID)
+	c.epoch = cfg.Now().UnixNano()
+	items, err := ristretto.NewCache(&ristretto.Config[string, *slotHead]{
 		NumCounters: cfg.MaxEntries * counterRatio,
 		// Every entry costs 1, so MaxEntries counts entries. Without
 		// IgnoreInternalCost ristretto would add its own per-item size to
@@ -286,13 +291,13 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 // when the store is unreachable, a positive entry still within the
 // stale-if-error bound answers instead (never one an invalidation marked).
 func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	var old entry
 	p, cached := c.items.Get(ck)
 	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
 		p, cached = c.byID.get(id)
 	}
+	var old entry
 	if cached {
-		old = *p
+		old, cached = c.open(p)
 	}
 	cached = cached && c.fresh(old)
 	now := c.now()
@@ -372,16 +377,22 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			// found by id through the index (indexed before the Set, so
 			// that ristretto's rejection or eviction of it, which may come
 			// at once, finds it there to drop).
+			h, ok := c.seal(e)
+			if !ok {
+				break
+			}
 			byDigest := strings.HasPrefix(ck, "d:") && e.facts != nil
 			if byDigest {
-				c.byID.put(&e)
+				c.byID.put(h)
 			}
-			if !c.items.Set(ck, &e, 1) && byDigest {
-				c.byID.drop(&e)
+			if !c.items.Set(ck, h, 1) && byDigest {
+				c.byID.drop(h)
 			}
 		case errors.Is(err, ErrNotFound):
 			e.facts, e.rec, e.extra = nil, "", nil
-			c.items.Set(ck, &e, 1)
+			if h, ok := c.seal(e); ok {
+				c.items.Set(ck, h, 1)
+			}
 		}
 		return e, err
 	})

@@ -13,21 +13,22 @@ import (
 // index when ristretto evicts, rejects, replaces or deletes it (OnExit), so
 // the index never holds more entries than the cache.
 type idIndex struct {
+	id   func(*slotHead) string
 	seed maphash.Seed
 	mu   sync.RWMutex
-	m    map[uint64]*entry
+	m    map[uint64]*slotHead
 }
 
-func newIDIndex() *idIndex {
-	return &idIndex{seed: maphash.MakeSeed(), m: map[uint64]*entry{}}
+func newIDIndex(id func(*slotHead) string) *idIndex {
+	return &idIndex{id: id, seed: maphash.MakeSeed(), m: map[uint64]*slotHead{}}
 }
 
 func (x *idIndex) hash(id string) uint64 { return maphash.String(x.seed, id) }
 
 // put indexes a key entry under its id (replacing what the id, or another
 // id with the same hash, had).
-func (x *idIndex) put(e *entry) {
-	id := e.keyID()
+func (x *idIndex) put(e *slotHead) {
+	id := x.id(e)
 	if id == "" {
 		return
 	}
@@ -39,12 +40,12 @@ func (x *idIndex) put(e *entry) {
 
 // get returns the entry indexed for id; a hash shared with another id is a
 // miss, never that other key's entry.
-func (x *idIndex) get(id string) (*entry, bool) {
+func (x *idIndex) get(id string) (*slotHead, bool) {
 	h := x.hash(id)
 	x.mu.RLock()
 	e := x.m[h]
 	x.mu.RUnlock()
-	if e == nil || e.keyID() != id {
+	if e == nil || x.id(e) != id {
 		return nil, false
 	}
 	return e, true
@@ -52,11 +53,11 @@ func (x *idIndex) get(id string) (*entry, bool) {
 
 // drop forgets e if the index still holds it (a newer entry for its id
 // stays).
-func (x *idIndex) drop(e *entry) {
+func (x *idIndex) drop(e *slotHead) {
 	if e == nil {
 		return
 	}
-	id := e.keyID()
+	id := x.id(e)
 	if id == "" {
 		return
 	}
@@ -72,7 +73,7 @@ func (x *idIndex) drop(e *entry) {
 func (x *idIndex) dropID(id string) {
 	h := x.hash(id)
 	x.mu.Lock()
-	if e := x.m[h]; e != nil && e.keyID() == id {
+	if e := x.m[h]; e != nil && x.id(e) == id {
 		delete(x.m, h)
 	}
 	x.mu.Unlock()

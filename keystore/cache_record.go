@@ -11,9 +11,10 @@ import (
 // with a string header per field and a 24-byte time.Time per timestamp.
 // The record holds, in order:
 //
-//	flags byte (recSiteID, recLastUsed, recExpires, recRevoked)
-//	ID, Name, Prefix, Mode and, with recSiteID, SiteID: each a uvarint
-//	length and the bytes
+//	flags byte (recSiteID, recLastUsed, recExpires, recRevoked, recLive,
+//	recTest)
+//	ID, Name, Prefix, Mode (unless recLive or recTest names it) and, with
+//	recSiteID, SiteID: each a uvarint length and the bytes
 //	CreatedAt and, per flag, LastUsedAt, ExpiresAt, RevokedAt: each a
 //	varint of Unix seconds and a uvarint of nanoseconds
 //
@@ -27,6 +28,8 @@ const (
 	recLastUsed
 	recExpires
 	recRevoked
+	recLive // Mode is ModeLive, not stored
+	recTest // Mode is ModeTest, not stored
 )
 
 // packKey returns k's record, or ok false when k cannot be packed without
@@ -37,6 +40,12 @@ func packKey(k Key, siteID string) (rec string, ok bool) {
 	if k.SiteID != siteID {
 		flags |= recSiteID
 	}
+	switch k.Mode {
+	case ModeLive:
+		flags |= recLive
+	case ModeTest:
+		flags |= recTest
+	}
 	opt := [3]*time.Time{k.LastUsedAt, k.ExpiresAt, k.RevokedAt}
 	for i, t := range opt {
 		if t != nil {
@@ -46,8 +55,11 @@ func packKey(k Key, siteID string) (rec string, ok bool) {
 	n := 1 + 5*binary.MaxVarintLen64 + len(k.ID) + len(k.Name) + len(k.Prefix) + len(k.Mode) + len(k.SiteID) + 4*2*binary.MaxVarintLen64
 	b := make([]byte, 1, n)
 	b[0] = flags
-	for _, s := range []string{k.ID, k.Name, k.Prefix, string(k.Mode)} {
+	for _, s := range []string{k.ID, k.Name, k.Prefix} {
 		b = appendString(b, s)
+	}
+	if flags&(recLive|recTest) == 0 {
+		b = appendString(b, string(k.Mode))
 	}
 	if flags&recSiteID != 0 {
 		b = appendString(b, k.SiteID)
@@ -151,7 +163,14 @@ func unpackKey(rec, siteID string) (Key, bool) {
 	r := recReader{rec: rec, off: 1, ok: true}
 	flags := rec[0]
 	k := Key{ID: r.str(), Name: r.str(), Prefix: r.str(), SiteID: siteID}
-	k.Mode = Mode(r.str())
+	switch {
+	case flags&recLive != 0:
+		k.Mode = ModeLive
+	case flags&recTest != 0:
+		k.Mode = ModeTest
+	default:
+		k.Mode = Mode(r.str())
+	}
 	if flags&recSiteID != 0 {
 		k.SiteID = r.str()
 	}

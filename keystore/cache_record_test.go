@@ -97,7 +97,7 @@ func TestCacheByIDIndexFollowsRistretto(t *testing.T) {
 	var id string
 	for i := range 2000 {
 		if e, ok := c.byID.get("key_" + strconv.Itoa(i)); ok {
-			id = e.keyID()
+			id = c.slotKeyID(e)
 			break
 		}
 	}

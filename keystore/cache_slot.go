@@ -1,0 +1,193 @@
+package keystore
+
+import (
+	"encoding/binary"
+	"unsafe"
+)
+
+// A cached answer is stored in ristretto as one allocation, its "slot": the
+// one pointer it needs (to the shared site and account facts) followed by
+// its bytes: kind, generation, read time and, for a key, its packed record
+// (cache_record.go). A million cached keys then cost a million slots of
+// 64 bytes or so, with no entry struct and no separate record string, and
+// ristretto's per-item record stays the size of a pointer.
+//
+// Go has no variable-length structs, so a slot is allocated as one of the
+// fixed-size types below (one per allocator size class up to 256 bytes)
+// and handled through its first field; its bytes are read in place, as a
+// string that points into the slot (so a cache hit copies nothing). A slot
+// is never written after it is made: readers need no lock.
+type slotHead struct {
+	// ref is a *SiteFacts, or for a slotWhole slot a *wholeKey; nil for a
+	// negative slot.
+	ref unsafe.Pointer
+}
+
+// wholeKey is what a slot points to when it holds a key's Entitlements, or
+// the whole key when it could not be packed (rare, so a second allocation).
+type wholeKey struct {
+	facts *SiteFacts
+	key   *Key
+}
+
+// Slot kinds (the first byte after the length).
+const (
+	slotNegative byte = 1 << iota // "no such key or site"
+	slotKey                       // a key: its record follows the header
+	slotWhole                     // ref is a *wholeKey
+)
+
+type (
+	slot32 struct {
+		h slotHead
+		b [24]byte
+	}
+	slot48 struct {
+		h slotHead
+		b [40]byte
+	}
+	slot64 struct {
+		h slotHead
+		b [56]byte
+	}
+	slot80 struct {
+		h slotHead
+		b [72]byte
+	}
+	slot96 struct {
+		h slotHead
+		b [88]byte
+	}
+	slot128 struct {
+		h slotHead
+		b [120]byte
+	}
+	slot160 struct {
+		h slotHead
+		b [152]byte
+	}
+	slot192 struct {
+		h slotHead
+		b [184]byte
+	}
+	slot256 struct {
+		h slotHead
+		b [248]byte
+	}
+)
+
+// maxSlotBytes is the most a slot holds after its pointer: one length byte
+// and up to 247 bytes (a longer key is kept whole).
+const maxSlotBytes = 248
+
+// newSlot allocates a slot with room for n bytes after its pointer.
+func newSlot(n int) (*slotHead, []byte) {
+	switch {
+	case n <= 24:
+		s := new(slot32)
+		return &s.h, s.b[:]
+	case n <= 40:
+		s := new(slot48)
+		return &s.h, s.b[:]
+	case n <= 56:
+		s := new(slot64)
+		return &s.h, s.b[:]
+	case n <= 72:
+		s := new(slot80)
+		return &s.h, s.b[:]
+	case n <= 88:
+		s := new(slot96)
+		return &s.h, s.b[:]
+	case n <= 120:
+		s := new(slot128)
+		return &s.h, s.b[:]
+	case n <= 152:
+		s := new(slot160)
+		return &s.h, s.b[:]
+	case n <= 184:
+		s := new(slot192)
+		return &s.h, s.b[:]
+	default:
+		s := new(slot256)
+		return &s.h, s.b[:]
+	}
+}
+
+// seal stores e in a new slot. Its read time is kept relative to the
+// cache's epoch, so that it takes a few bytes yet stays exact. ok is false
+// for an entry that cannot be stored (not cached then).
+func (c *Cache) seal(e entry) (_ *slotHead, ok bool) {
+	kind := byte(0)
+	switch {
+	case e.facts == nil:
+		kind, e.rec, e.extra = slotNegative, "", nil
+	case e.extra != nil:
+		kind = slotKey | slotWhole
+	case e.rec != "":
+		kind = slotKey
+	}
+	var hdr [1 + 2*binary.MaxVarintLen64]byte
+	b := append(hdr[:0], kind)
+	b = binary.AppendUvarint(b, e.gen)
+	b = binary.AppendVarint(b, e.at-c.epoch)
+	if 1+len(b)+len(e.rec) > maxSlotBytes {
+		// Too long to pack: keep the key whole.
+		k, ok := unpackKey(e.rec, e.facts.Site.ID)
+		if !ok {
+			return nil, false
+		}
+		if e.extra != nil {
+			k.Entitlements = e.extra.Entitlements
+		}
+		e.extra, e.rec = &k, ""
+		b[0] = slotKey | slotWhole
+	}
+	h, buf := newSlot(1 + len(b) + len(e.rec))
+	buf[0] = byte(len(b) + len(e.rec))
+	copy(buf[1+copy(buf[1:], b):], e.rec)
+	switch {
+	case e.extra != nil:
+		h.ref = unsafe.Pointer(&wholeKey{facts: e.facts, key: e.extra})
+	case e.facts != nil:
+		h.ref = unsafe.Pointer(e.facts)
+	}
+	return h, true
+}
+
+// open reads the entry a slot holds, without copying; ok is false for a
+// slot seal did not make (a bug), which the caller treats as a miss.
+func (c *Cache) open(h *slotHead) (e entry, ok bool) {
+	if h == nil {
+		return entry{}, false
+	}
+	p := unsafe.Add(unsafe.Pointer(h), unsafe.Sizeof(slotHead{}))
+	n := *(*byte)(p)
+	if n == 0 {
+		return entry{}, false
+	}
+	s := unsafe.String((*byte)(unsafe.Add(p, 1)), int(n))
+	r := recReader{rec: s, off: 1, ok: true}
+	kind := s[0]
+	e.gen = r.uvarint()
+	e.at = c.epoch + r.varint()
+	switch {
+	case kind&slotWhole != 0:
+		w := (*wholeKey)(h.ref)
+		e.facts, e.extra = w.facts, w.key
+	case kind&slotNegative == 0:
+		e.facts = (*SiteFacts)(h.ref)
+	}
+	if kind&slotKey != 0 {
+		e.rec = s[r.off:]
+	}
+	return e, r.ok
+}
+
+// slotKeyID is the id of the key a slot holds ("" for other slots).
+func (c *Cache) slotKeyID(h *slotHead) string {
+	e, ok := c.open(h)
+	if !ok {
+		return ""
+	}
+	return e.keyID()
+}
