@@ -239,25 +239,40 @@ func (c *Cache) BeginSync() (done func()) {
 func (c *Cache) Wait() { c.items.Wait() }
 
 // Key returns the facts of the key with these digests (primary first).
+// A hit allocates nothing: the answer points into the cached slot.
 func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	if len(digests) == 0 {
 		return KeyFacts{}, ErrNotFound
 	}
-	return c.keyFacts(ctx, "d:"+string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
-		return c.loader.LookupKey(ctx, digests)
-	})
+	ck := digestKey(digests[0])
+	l, hit := c.look(ck)
+	if hit {
+		return keyFactsOf(l.old)
+	}
+	return c.loadKey(ctx, ck, l, digests, "")
 }
 
 // KeyID returns the facts of the key with this id.
 func (c *Cache) KeyID(ctx context.Context, id string) (KeyFacts, error) {
-	return c.keyFacts(ctx, "k:"+id, func(ctx context.Context) (KeyFacts, error) {
-		return c.loader.LookupKeyID(ctx, id)
-	})
+	ck := "k:" + id
+	l, hit := c.look(ck)
+	if hit {
+		return keyFactsOf(l.old)
+	}
+	return c.loadKey(ctx, ck, l, nil, id)
 }
 
-func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Context) (KeyFacts, error)) (KeyFacts, error) {
-	e, err := c.get(ctx, ck, func(ctx context.Context) (entry, error) {
-		f, err := load(ctx)
+// loadKey is Key (digests set) or KeyID past a miss; apart, so that a hit
+// builds no closure.
+func (c *Cache) loadKey(ctx context.Context, ck string, l looked, digests []Digest, id string) (KeyFacts, error) {
+	e, err := c.get(ctx, ck, l, func(ctx context.Context) (entry, error) {
+		var f KeyFacts
+		var err error
+		if digests != nil {
+			f, err = c.loader.LookupKey(ctx, digests)
+		} else {
+			f, err = c.loader.LookupKeyID(ctx, id)
+		}
 		if err != nil {
 			return entry{}, err
 		}
@@ -269,17 +284,36 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 	return keyFactsOf(e)
 }
 
+// digestKey is the cache key of a digest: the digest itself, as hex holds
+// no ':' (which every other cache key has second), so a hit builds no
+// string; a digest with a ':' (never made by a Digester) gets a "d:".
+func digestKey(d Digest) string {
+	if strings.IndexByte(string(d), ':') < 0 {
+		return string(d)
+	}
+	return "d:" + string(d)
+}
+
+// isDigestKey reports whether a cache key is a digest's.
+func isDigestKey(ck string) bool { return len(ck) < 2 || ck[1] != ':' || ck[0] == 'd' }
+
 // Site returns a site's facts.
 func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
-	e, err := c.get(ctx, "s:"+id, func(ctx context.Context) (entry, error) {
-		f, err := c.loader.LookupSite(ctx, id)
+	ck := "s:" + id
+	l, hit := c.look(ck)
+	e := l.old
+	if !hit {
+		var err error
+		e, err = c.get(ctx, ck, l, func(ctx context.Context) (entry, error) {
+			f, err := c.loader.LookupSite(ctx, id)
+			if err != nil {
+				return entry{}, err
+			}
+			return entry{facts: c.share(f)}, nil
+		})
 		if err != nil {
-			return entry{}, err
+			return SiteFacts{}, err
 		}
-		return entry{facts: c.share(f)}, nil
-	})
-	if err != nil {
-		return SiteFacts{}, err
 	}
 	if e.facts == nil {
 		return SiteFacts{}, errCachedNotFound
@@ -287,30 +321,41 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 	return *e.facts, nil
 }
 
-// get answers from the cache when the entry is current, else from the store;
-// when the store is unreachable, a positive entry still within the
-// stale-if-error bound answers instead (never one an invalidation marked).
-func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
+// looked is what look found: the cached entry, if any that no invalidation
+// touched, and when.
+type looked struct {
+	old    entry
+	cached bool
+	now    time.Time
+}
+
+// look finds ck's entry; hit reports (and counts) that it may answer
+// without a store read.
+func (c *Cache) look(ck string) (l looked, hit bool) {
 	p, cached := c.items.Get(ck)
 	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
 		p, cached = c.byID.get(id)
 	}
-	var old entry
 	if cached {
-		old, cached = c.open(p)
+		l.old, cached = c.open(p)
 	}
-	cached = cached && c.fresh(old)
-	now := c.now()
-	if cached && c.current(old, now) {
+	l.cached = cached && c.fresh(l.old)
+	l.now = c.now()
+	if l.cached && c.current(l.old, l.now) {
 		c.hits.Add(1)
-		if old.facts == nil {
-			return old, errCachedNotFound
-		}
-		return old, nil
+		return l, true
 	}
+	return l, false
+}
+
+// get answers a miss from the store; when the store is unreachable, a
+// positive entry still within the stale-if-error bound answers instead
+// (never one an invalidation marked).
+func (c *Cache) get(ctx context.Context, ck string, l looked, load func(context.Context) (entry, error)) (entry, error) {
+	old, now := l.old, l.now
 	e, err := c.fill(ctx, ck, load)
 	// The entry's age bounds its life as ristretto's TTL used to.
-	if err != nil && cached && old.facts != nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
+	if err != nil && l.cached && old.facts != nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
 		c.staleness(old, now) <= c.stale && now.Sub(time.Unix(0, old.at)) <= c.ttl+c.stale {
 		c.staleHits.Add(1)
 		return old, nil
@@ -381,7 +426,7 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			if !ok {
 				break
 			}
-			byDigest := strings.HasPrefix(ck, "d:") && e.facts != nil
+			byDigest := isDigestKey(ck) && e.facts != nil
 			if byDigest {
 				c.byID.put(h)
 			}
