@@ -119,6 +119,8 @@ type entry struct {
 	// Both are unset for a site entry.
 	rec   string
 	extra *Key
+	// opt is a packed key's optional times, which its Key points to.
+	opt []time.Time
 }
 
 // errCachedNotFound answers from a negative entry.
@@ -135,15 +137,15 @@ func (e *entry) keyID() string {
 // newKeyEntry packs f into an entry whose site and account are shared.
 func (c *Cache) newKeyEntry(f KeyFacts) (entry, error) {
 	e := entry{facts: c.share(SiteFacts{Site: f.Site, Account: f.Account})}
-	rec, ok := packKey(f.Key, e.facts.Site.ID)
+	rec, opt, ok := packKey(f.Key, e.facts.Site.ID)
 	switch {
 	case !ok:
 		k := f.Key
 		e.extra = &k
 	case hasEntitlements(&f.Key.Entitlements):
-		e.rec, e.extra = rec, &Key{Entitlements: f.Key.Entitlements}
+		e.rec, e.opt, e.extra = rec, opt, &Key{Entitlements: f.Key.Entitlements}
 	default:
-		e.rec = rec
+		e.rec, e.opt = rec, opt
 	}
 	return e, nil
 }
@@ -159,7 +161,7 @@ func keyFactsOf(e entry) (KeyFacts, error) {
 		k = *e.extra
 	default:
 		var ok bool
-		if k, ok = unpackKey(e.rec, e.facts.Site.ID); !ok {
+		if k, ok = unpackKey(e.rec, e.facts.Site.ID, e.opt); !ok {
 			return KeyFacts{}, fmt.Errorf("keystore: lookup: %w: corrupt cache record", ErrUnavailable)
 		}
 		if e.extra != nil {

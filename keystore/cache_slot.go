@@ -2,6 +2,8 @@ package keystore
 
 import (
 	"encoding/binary"
+	"math/bits"
+	"time"
 	"unsafe"
 )
 
@@ -114,13 +116,14 @@ func newSlot(n int) (*slotHead, []byte) {
 }
 
 // seal stores e in a new slot. Its read time is kept relative to the
-// cache's epoch, so that it takes a few bytes yet stays exact. ok is false
-// for an entry that cannot be stored (not cached then).
+// cache's epoch, so that it takes a few bytes yet stays exact. A packed
+// key's optional times follow the string, 8-byte aligned, as time.Time
+// values. ok is false for an entry that cannot be stored (not cached then).
 func (c *Cache) seal(e entry) (_ *slotHead, ok bool) {
 	kind := byte(0)
 	switch {
 	case e.facts == nil:
-		kind, e.rec, e.extra = slotNegative, "", nil
+		kind, e.rec, e.extra, e.opt = slotNegative, "", nil, nil
 	case e.extra != nil:
 		kind = slotKey | slotWhole
 	case e.rec != "":
@@ -130,21 +133,27 @@ func (c *Cache) seal(e entry) (_ *slotHead, ok bool) {
 	b := append(hdr[:0], kind)
 	b = binary.AppendUvarint(b, e.gen)
 	b = binary.AppendVarint(b, e.at-c.epoch)
-	if 1+len(b)+len(e.rec) > maxSlotBytes {
+	if timesAt(1+len(b)+len(e.rec))+timeSize*len(e.opt) > maxSlotBytes {
 		// Too long to pack: keep the key whole.
-		k, ok := unpackKey(e.rec, e.facts.Site.ID)
+		k, ok := unpackKey(e.rec, e.facts.Site.ID, e.opt)
 		if !ok {
 			return nil, false
 		}
 		if e.extra != nil {
 			k.Entitlements = e.extra.Entitlements
 		}
-		e.extra, e.rec = &k, ""
+		e.extra, e.rec, e.opt = &k, "", nil
 		b[0] = slotKey | slotWhole
 	}
-	h, buf := newSlot(1 + len(b) + len(e.rec))
-	buf[0] = byte(len(b) + len(e.rec))
+	n := 1 + len(b) + len(e.rec)
+	h, buf := newSlot(timesAt(n) + timeSize*len(e.opt))
+	buf[0] = byte(n - 1)
 	copy(buf[1+copy(buf[1:], b):], e.rec)
+	for i, t := range e.opt {
+		// exactTime (packKey) made sure t holds no *Location: the slot's
+		// bytes are not scanned for pointers.
+		*(*time.Time)(unsafe.Pointer(&buf[timesAt(n)+i*timeSize])) = t
+	}
 	switch {
 	case e.extra != nil:
 		h.ref = unsafe.Pointer(&wholeKey{facts: e.facts, key: e.extra})
@@ -153,6 +162,12 @@ func (c *Cache) seal(e entry) (_ *slotHead, ok bool) {
 	}
 	return h, true
 }
+
+const timeSize = int(unsafe.Sizeof(time.Time{}))
+
+// timesAt is where, after n bytes, a slot's times start: 8-byte aligned,
+// as slots and their bytes (after one pointer) are.
+func timesAt(n int) int { return (n + 7) &^ 7 }
 
 // open reads the entry a slot holds, without copying; ok is false for a
 // slot seal did not make (a bug), which the caller treats as a miss.
@@ -177,8 +192,11 @@ func (c *Cache) open(h *slotHead) (e entry, ok bool) {
 	case kind&slotNegative == 0:
 		e.facts = (*SiteFacts)(h.ref)
 	}
-	if kind&slotKey != 0 {
+	if kind&slotKey != 0 && r.off < len(s) {
 		e.rec = s[r.off:]
+		if times := bits.OnesCount8(e.rec[0] & (recLastUsed | recExpires | recRevoked)); times > 0 {
+			e.opt = unsafe.Slice((*time.Time)(unsafe.Add(p, timesAt(1+int(n)))), times)
+		}
 	}
 	return e, r.ok
 }
