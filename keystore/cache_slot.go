@@ -39,80 +39,42 @@ const (
 	slotWhole                     // ref is a *wholeKey
 )
 
-type (
-	slot32 struct {
-		h slotHead
-		b [24]byte
-	}
-	slot48 struct {
-		h slotHead
-		b [40]byte
-	}
-	slot64 struct {
-		h slotHead
-		b [56]byte
-	}
-	slot80 struct {
-		h slotHead
-		b [72]byte
-	}
-	slot96 struct {
-		h slotHead
-		b [88]byte
-	}
-	slot128 struct {
-		h slotHead
-		b [120]byte
-	}
-	slot160 struct {
-		h slotHead
-		b [152]byte
-	}
-	slot192 struct {
-		h slotHead
-		b [184]byte
-	}
-	slot256 struct {
-		h slotHead
-		b [248]byte
-	}
-)
+// sized is a slot with room for an array A of bytes after its pointer.
+type sized[A any] struct {
+	h slotHead
+	b A
+}
+
+// newSized allocates a slot of one size.
+func newSized[A any]() (*slotHead, []byte) {
+	s := new(sized[A])
+	return &s.h, unsafe.Slice((*byte)(unsafe.Pointer(&s.b)), unsafe.Sizeof(s.b))
+}
+
+// slotSizes lists the slot sizes, smallest first: each fills an allocator
+// size class (32, 48, 64, 80, 96, 128, 160, 192 and 256 bytes).
+var slotSizes = [...]struct {
+	room int
+	make func() (*slotHead, []byte)
+}{
+	{24, newSized[[24]byte]}, {40, newSized[[40]byte]}, {56, newSized[[56]byte]},
+	{72, newSized[[72]byte]}, {88, newSized[[88]byte]}, {120, newSized[[120]byte]},
+	{152, newSized[[152]byte]}, {184, newSized[[184]byte]}, {maxSlotBytes, newSized[[maxSlotBytes]byte]},
+}
 
 // maxSlotBytes is the most a slot holds after its pointer: one length byte
 // and up to 247 bytes (a longer key is kept whole).
 const maxSlotBytes = 248
 
-// newSlot allocates a slot with room for n bytes after its pointer.
+// newSlot allocates the smallest slot with room for n (<= maxSlotBytes)
+// bytes after its pointer.
 func newSlot(n int) (*slotHead, []byte) {
-	switch {
-	case n <= 24:
-		s := new(slot32)
-		return &s.h, s.b[:]
-	case n <= 40:
-		s := new(slot48)
-		return &s.h, s.b[:]
-	case n <= 56:
-		s := new(slot64)
-		return &s.h, s.b[:]
-	case n <= 72:
-		s := new(slot80)
-		return &s.h, s.b[:]
-	case n <= 88:
-		s := new(slot96)
-		return &s.h, s.b[:]
-	case n <= 120:
-		s := new(slot128)
-		return &s.h, s.b[:]
-	case n <= 152:
-		s := new(slot160)
-		return &s.h, s.b[:]
-	case n <= 184:
-		s := new(slot192)
-		return &s.h, s.b[:]
-	default:
-		s := new(slot256)
-		return &s.h, s.b[:]
+	for _, s := range slotSizes {
+		if n <= s.room {
+			return s.make()
+		}
 	}
+	return slotSizes[len(slotSizes)-1].make()
 }
 
 // seal stores e in a new slot. Its read time is kept relative to the
