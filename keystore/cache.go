@@ -57,7 +57,10 @@ type Cache struct {
 	ttl    time.Duration
 	negTTL time.Duration
 	stale  time.Duration
-	items  *ristretto.Cache[string, *entry]
+	items  *ristretto.Cache[string, *slotHead]
+	// epoch is when the cache was made (Unix nanoseconds): slots keep
+	// their read time relative to it (see seal).
+	epoch  int64
 	byID   *idIndex
 	flight singleflight.Group
 
@@ -101,71 +104,6 @@ type mark struct {
 	at  time.Time
 }
 
-// entry is one cached answer: 48 bytes and, for a key, its packed record
-// (see cache_record.go). A key entry points to its site and account, which
-// every cached key of that site shares (see share): a million keys over a
-// few thousand sites cost a million records, not a million copies of their
-// site and account.
-type entry struct {
-	gen uint64
-	at  int64 // when the store read began, Unix nanoseconds
-	// facts is nil for a negative ("no such key or site") entry.
-	facts *SiteFacts
-	// rec is a key entry's packed key; extra holds its Entitlements when
-	// it has any, or the whole key when it could not be packed (rec "").
-	// Both are unset for a site entry.
-	rec   string
-	extra *Key
-}
-
-// errCachedNotFound answers from a negative entry.
-var errCachedNotFound = fmt.Errorf("keystore: lookup: %w (cached)", ErrNotFound)
-
-// keyID is the id of a key entry's key ("" for other entries).
-func (e *entry) keyID() string {
-	if e.rec == "" && e.extra != nil {
-		return e.extra.ID
-	}
-	return recordID(e.rec)
-}
-
-// newKeyEntry packs f into an entry whose site and account are shared.
-func (c *Cache) newKeyEntry(f KeyFacts) (entry, error) {
-	e := entry{facts: c.share(SiteFacts{Site: f.Site, Account: f.Account})}
-	rec, ok := packKey(f.Key, e.facts.Site.ID)
-	switch {
-	case !ok:
-		k := f.Key
-		e.extra = &k
-	case hasEntitlements(&f.Key.Entitlements):
-		e.rec, e.extra = rec, &Key{Entitlements: f.Key.Entitlements}
-	default:
-		e.rec = rec
-	}
-	return e, nil
-}
-
-// keyFactsOf rebuilds the facts a key entry holds.
-func keyFactsOf(e entry) (KeyFacts, error) {
-	if e.facts == nil {
-		return KeyFacts{}, errCachedNotFound
-	}
-	var k Key
-	switch {
-	case e.rec == "" && e.extra != nil:
-		k = *e.extra
-	default:
-		var ok bool
-		if k, ok = unpackKey(e.rec, e.facts.Site.ID); !ok {
-			return KeyFacts{}, fmt.Errorf("keystore: lookup: %w: corrupt cache record", ErrUnavailable)
-		}
-		if e.extra != nil {
-			k.Entitlements = e.extra.Entitlements
-		}
-	}
-	return KeyFacts{Key: k, Site: e.facts.Site, Account: e.facts.Account}, nil
-}
-
 // NewCache builds the cache in front of loader.
 func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	if cfg.MaxEntries <= 0 {
@@ -181,8 +119,10 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		cfg.Now = time.Now
 	}
 	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
-		byID: newIDIndex(), marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
-	items, err := ristretto.NewCache(&ristretto.Config[string, *entry]{
+		marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
+	c.byID = newIDIndex(c.slotKeyID)
+	c.epoch = cfg.Now().UnixNano()
+	items, err := ristretto.NewCache(&ristretto.Config[string, *slotHead]{
 		NumCounters: cfg.MaxEntries * counterRatio,
 		// Every entry costs 1, so MaxEntries counts entries. Without
 		// IgnoreInternalCost ristretto would add its own per-item size to
@@ -234,25 +174,40 @@ func (c *Cache) BeginSync() (done func()) {
 func (c *Cache) Wait() { c.items.Wait() }
 
 // Key returns the facts of the key with these digests (primary first).
+// A hit allocates nothing: the answer points into the cached slot.
 func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	if len(digests) == 0 {
 		return KeyFacts{}, ErrNotFound
 	}
-	return c.keyFacts(ctx, "d:"+string(digests[0]), func(ctx context.Context) (KeyFacts, error) {
-		return c.loader.LookupKey(ctx, digests)
-	})
+	ck := digestKey(digests[0])
+	l, hit := c.look(ck)
+	if hit {
+		return keyFactsOf(l.old)
+	}
+	return c.loadKey(ctx, ck, l, digests, "")
 }
 
 // KeyID returns the facts of the key with this id.
 func (c *Cache) KeyID(ctx context.Context, id string) (KeyFacts, error) {
-	return c.keyFacts(ctx, "k:"+id, func(ctx context.Context) (KeyFacts, error) {
-		return c.loader.LookupKeyID(ctx, id)
-	})
+	ck := "k:" + id
+	l, hit := c.look(ck)
+	if hit {
+		return keyFactsOf(l.old)
+	}
+	return c.loadKey(ctx, ck, l, nil, id)
 }
 
-func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Context) (KeyFacts, error)) (KeyFacts, error) {
-	e, err := c.get(ctx, ck, func(ctx context.Context) (entry, error) {
-		f, err := load(ctx)
+// loadKey is Key (digests set) or KeyID past a miss; apart, so that a hit
+// builds no closure.
+func (c *Cache) loadKey(ctx context.Context, ck string, l looked, digests []Digest, id string) (KeyFacts, error) {
+	e, err := c.get(ctx, ck, l, func(ctx context.Context) (entry, error) {
+		var f KeyFacts
+		var err error
+		if digests != nil {
+			f, err = c.loader.LookupKey(ctx, digests)
+		} else {
+			f, err = c.loader.LookupKeyID(ctx, id)
+		}
 		if err != nil {
 			return entry{}, err
 		}
@@ -266,15 +221,21 @@ func (c *Cache) keyFacts(ctx context.Context, ck string, load func(context.Conte
 
 // Site returns a site's facts.
 func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
-	e, err := c.get(ctx, "s:"+id, func(ctx context.Context) (entry, error) {
-		f, err := c.loader.LookupSite(ctx, id)
+	ck := "s:" + id
+	l, hit := c.look(ck)
+	e := l.old
+	if !hit {
+		var err error
+		e, err = c.get(ctx, ck, l, func(ctx context.Context) (entry, error) {
+			f, err := c.loader.LookupSite(ctx, id)
+			if err != nil {
+				return entry{}, err
+			}
+			return entry{facts: c.share(f)}, nil
+		})
 		if err != nil {
-			return entry{}, err
+			return SiteFacts{}, err
 		}
-		return entry{facts: c.share(f)}, nil
-	})
-	if err != nil {
-		return SiteFacts{}, err
 	}
 	if e.facts == nil {
 		return SiteFacts{}, errCachedNotFound
@@ -282,30 +243,41 @@ func (c *Cache) Site(ctx context.Context, id string) (SiteFacts, error) {
 	return *e.facts, nil
 }
 
-// get answers from the cache when the entry is current, else from the store;
-// when the store is unreachable, a positive entry still within the
-// stale-if-error bound answers instead (never one an invalidation marked).
-func (c *Cache) get(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	var old entry
+// looked is what look found: the cached entry, if any that no invalidation
+// touched, and when.
+type looked struct {
+	old    entry
+	cached bool
+	now    time.Time
+}
+
+// look finds ck's entry; hit reports (and counts) that it may answer
+// without a store read.
+func (c *Cache) look(ck string) (l looked, hit bool) {
 	p, cached := c.items.Get(ck)
 	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
 		p, cached = c.byID.get(id)
 	}
 	if cached {
-		old = *p
+		l.old, cached = c.open(p)
 	}
-	cached = cached && c.fresh(old)
-	now := c.now()
-	if cached && c.current(old, now) {
+	l.cached = cached && c.fresh(l.old)
+	l.now = c.now()
+	if l.cached && c.current(l.old, l.now) {
 		c.hits.Add(1)
-		if old.facts == nil {
-			return old, errCachedNotFound
-		}
-		return old, nil
+		return l, true
 	}
+	return l, false
+}
+
+// get answers a miss from the store; when the store is unreachable, a
+// positive entry still within the stale-if-error bound answers instead
+// (never one an invalidation marked).
+func (c *Cache) get(ctx context.Context, ck string, l looked, load func(context.Context) (entry, error)) (entry, error) {
+	old, now := l.old, l.now
 	e, err := c.fill(ctx, ck, load)
 	// The entry's age bounds its life as ristretto's TTL used to.
-	if err != nil && cached && old.facts != nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
+	if err != nil && l.cached && old.facts != nil && c.stale > 0 && errors.Is(err, ErrUnavailable) &&
 		c.staleness(old, now) <= c.stale && now.Sub(time.Unix(0, old.at)) <= c.ttl+c.stale {
 		c.staleHits.Add(1)
 		return old, nil
@@ -372,16 +344,22 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 			// found by id through the index (indexed before the Set, so
 			// that ristretto's rejection or eviction of it, which may come
 			// at once, finds it there to drop).
-			byDigest := strings.HasPrefix(ck, "d:") && e.facts != nil
-			if byDigest {
-				c.byID.put(&e)
+			h, ok := c.seal(e)
+			if !ok {
+				break
 			}
-			if !c.items.Set(ck, &e, 1) && byDigest {
-				c.byID.drop(&e)
+			byDigest := isDigestKey(ck) && e.facts != nil
+			if byDigest {
+				c.byID.put(h)
+			}
+			if !c.items.Set(ck, h, 1) && byDigest {
+				c.byID.drop(h)
 			}
 		case errors.Is(err, ErrNotFound):
 			e.facts, e.rec, e.extra = nil, "", nil
-			c.items.Set(ck, &e, 1)
+			if h, ok := c.seal(e); ok {
+				c.items.Set(ck, h, 1)
+			}
 		}
 		return e, err
 	})

@@ -11,11 +11,16 @@ import (
 // with a string header per field and a 24-byte time.Time per timestamp.
 // The record holds, in order:
 //
-//	flags byte (recSiteID, recLastUsed, recExpires, recRevoked)
-//	ID, Name, Prefix, Mode and, with recSiteID, SiteID: each a uvarint
-//	length and the bytes
-//	CreatedAt and, per flag, LastUsedAt, ExpiresAt, RevokedAt: each a
-//	varint of Unix seconds and a uvarint of nanoseconds
+//	flags byte (recSiteID, recLastUsed, recExpires, recRevoked, recLive,
+//	recTest)
+//	ID, Name, Prefix, Mode (unless recLive or recTest names it) and, with
+//	recSiteID, SiteID: each a uvarint length and the bytes
+//	CreatedAt: a varint of Unix seconds and a uvarint of nanoseconds
+//
+// The optional LastUsedAt, ExpiresAt and RevokedAt (those the flags name)
+// are not in the record but returned beside it, as time.Time values that
+// the cache stores in the slot after the record (cache_slot.go): a cache
+// hit then points the Key's time pointers at them instead of allocating.
 //
 // SiteID is left out when it is the shared site's id (always, for a store
 // that keeps its foreign keys). Times are restored in UTC without a
@@ -27,52 +32,69 @@ const (
 	recLastUsed
 	recExpires
 	recRevoked
+	recLive // Mode is ModeLive, not stored
+	recTest // Mode is ModeTest, not stored
 )
 
-// packKey returns k's record, or ok false when k cannot be packed without
-// loss (a time with a zone or monotonic reading). siteID is the id of the
-// shared site the entry points to.
-func packKey(k Key, siteID string) (rec string, ok bool) {
+// packKey returns k's record and optional times, or ok false when k cannot
+// be packed without loss (a time with a zone or monotonic reading). siteID
+// is the id of the shared site the entry points to.
+func packKey(k Key, siteID string) (rec string, opt []time.Time, ok bool) {
 	var flags byte
 	if k.SiteID != siteID {
 		flags |= recSiteID
 	}
-	opt := [3]*time.Time{k.LastUsedAt, k.ExpiresAt, k.RevokedAt}
-	for i, t := range opt {
+	switch k.Mode {
+	case ModeLive:
+		flags |= recLive
+	case ModeTest:
+		flags |= recTest
+	}
+	times := [3]*time.Time{k.LastUsedAt, k.ExpiresAt, k.RevokedAt}
+	for i, t := range times {
 		if t != nil {
 			flags |= recLastUsed << i
 		}
 	}
-	n := 1 + 5*binary.MaxVarintLen64 + len(k.ID) + len(k.Name) + len(k.Prefix) + len(k.Mode) + len(k.SiteID) + 4*2*binary.MaxVarintLen64
+	n := 1 + 5*binary.MaxVarintLen64 + len(k.ID) + len(k.Name) + len(k.Prefix) + len(k.Mode) + len(k.SiteID) + 2*binary.MaxVarintLen64
 	b := make([]byte, 1, n)
 	b[0] = flags
-	for _, s := range []string{k.ID, k.Name, k.Prefix, string(k.Mode)} {
+	for _, s := range []string{k.ID, k.Name, k.Prefix} {
 		b = appendString(b, s)
+	}
+	if flags&(recLive|recTest) == 0 {
+		b = appendString(b, string(k.Mode))
 	}
 	if flags&recSiteID != 0 {
 		b = appendString(b, k.SiteID)
 	}
 	if b, ok = appendTime(b, k.CreatedAt); !ok {
-		return "", false
+		return "", nil, false
 	}
-	for _, t := range opt {
+	for _, t := range times {
 		if t == nil {
 			continue
 		}
-		if b, ok = appendTime(b, *t); !ok {
-			return "", false
+		if !exactTime(*t) {
+			return "", nil, false
 		}
+		opt = append(opt, *t)
 	}
-	return string(b), true
+	return string(b), opt, true
 }
 
 func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
+// exactTime reports whether t is a UTC time without a monotonic reading
+// (which also means it holds no *Location): what the store reads, and what
+// the record and the slot keep exactly.
+func exactTime(t time.Time) bool { return t == time.Unix(t.Unix(), int64(t.Nanosecond())).UTC() }
+
 // appendTime encodes t if decoding gives back an identical time.Time.
 func appendTime(b []byte, t time.Time) ([]byte, bool) {
-	if t != time.Unix(t.Unix(), int64(t.Nanosecond())).UTC() {
+	if !exactTime(t) {
 		return b, false
 	}
 	b = binary.AppendVarint(b, t.Unix())
@@ -142,36 +164,39 @@ func recordID(rec string) string {
 }
 
 // unpackKey rebuilds the Key packKey packed; siteID fills SiteID when the
-// record does not carry its own. At most one allocation: the optional
-// timestamps, which share one array.
-func unpackKey(rec, siteID string) (Key, bool) {
+// record does not carry its own, and the Key's optional times point into
+// opt (which it must not change). No allocation.
+func unpackKey(rec, siteID string, opt []time.Time) (Key, bool) {
 	if rec == "" {
 		return Key{}, false
 	}
 	r := recReader{rec: rec, off: 1, ok: true}
 	flags := rec[0]
 	k := Key{ID: r.str(), Name: r.str(), Prefix: r.str(), SiteID: siteID}
-	k.Mode = Mode(r.str())
+	switch {
+	case flags&recLive != 0:
+		k.Mode = ModeLive
+	case flags&recTest != 0:
+		k.Mode = ModeTest
+	default:
+		k.Mode = Mode(r.str())
+	}
 	if flags&recSiteID != 0 {
 		k.SiteID = r.str()
 	}
 	k.CreatedAt = r.time()
-	if flags&(recLastUsed|recExpires|recRevoked) != 0 {
-		var ts [3]time.Time
-		opt := [3]**time.Time{&k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt}
-		for i := range opt {
-			if flags&(recLastUsed<<i) != 0 {
-				ts[i] = r.time()
-			}
+	j := 0
+	for i, p := range [3]**time.Time{&k.LastUsedAt, &k.ExpiresAt, &k.RevokedAt} {
+		if flags&(recLastUsed<<i) == 0 {
+			continue
 		}
-		held := &ts // one allocation for all three
-		for i := range opt {
-			if flags&(recLastUsed<<i) != 0 {
-				*opt[i] = &held[i]
-			}
+		if j == len(opt) {
+			return Key{}, false
 		}
+		*p = &opt[j]
+		j++
 	}
-	return k, r.ok && r.off == len(rec)
+	return k, r.ok && r.off == len(rec) && j == len(opt)
 }
 
 // hasEntitlements reports whether e restricts anything (any field set,

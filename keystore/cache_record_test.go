@@ -22,11 +22,11 @@ func TestPackKeyRoundTrip(t *testing.T) {
 		"zero time":    {ID: "key_5", SiteID: "web"},
 	}
 	for name, k := range cases {
-		rec, ok := packKey(k, "web")
+		rec, opt, ok := packKey(k, "web")
 		if !ok {
 			t.Fatalf("%s: not packable", name)
 		}
-		got, ok := unpackKey(rec, "web")
+		got, ok := unpackKey(rec, "web", opt)
 		if !ok || !reflect.DeepEqual(got, k) {
 			t.Errorf("%s: unpack = %+v, %v; want %+v", name, got, ok, k)
 		}
@@ -36,21 +36,28 @@ func TestPackKeyRoundTrip(t *testing.T) {
 	}
 	// A time with a zone or a monotonic reading would not survive packing.
 	for _, ct := range []time.Time{time.Now(), t0.In(time.FixedZone("x", 3600))} {
-		if _, ok := packKey(Key{ID: "k", CreatedAt: ct}, "web"); ok {
+		if _, _, ok := packKey(Key{ID: "k", CreatedAt: ct}, "web"); ok {
 			t.Errorf("packKey(%v) = ok; want refused", ct)
+		}
+		if _, _, ok := packKey(Key{ID: "k", LastUsedAt: &ct}, "web"); ok {
+			t.Errorf("packKey(last used %v) = ok; want refused", ct)
 		}
 	}
 	// A damaged record is refused, not a panic.
-	rec, _ := packKey(cases["all times"], "web")
+	rec, opt, _ := packKey(cases["all times"], "web")
 	for i := range len(rec) {
-		if _, ok := unpackKey(rec[:i], "web"); ok {
+		if _, ok := unpackKey(rec[:i], "web", opt); ok {
 			t.Errorf("truncated record of %d bytes decoded", i)
 		}
 	}
+	if _, ok := unpackKey(rec, "web", opt[1:]); ok {
+		t.Error("record decoded with a time missing")
+	}
 }
 
-// TestCacheKeepsWholeKeys: keys with entitlements, or with times packing
-// cannot keep, come back from the cache exactly as the store gave them.
+// TestCacheKeepsWholeKeys: keys with entitlements, optional times, or with
+// times packing cannot keep, come back from the cache exactly as the store
+// gave them.
 func TestCacheKeepsWholeKeys(t *testing.T) {
 	f := *sampleFacts()
 	rem := int64(7)
@@ -58,7 +65,14 @@ func TestCacheKeepsWholeKeys(t *testing.T) {
 	local := time.Now()
 	g := f
 	g.Key.Entitlements, g.Key.CreatedAt = Entitlements{}, local
-	for name, want := range map[string]KeyFacts{"entitlements": f, "local time": g} {
+	// Optional times (kept in the slot) and a name too long for one.
+	h, used, exp := f, benchT0.Add(time.Hour), benchT0.Add(24*time.Hour)
+	h.Key.Entitlements, h.Key.CreatedAt, h.Key.LastUsedAt, h.Key.ExpiresAt = Entitlements{}, benchT0, &used, &exp
+	long := h
+	long.Key.Name = strings.Repeat("n", 250)
+	e := f
+	e.Key.CreatedAt, e.Key.RevokedAt = benchT0, &used
+	for name, want := range map[string]KeyFacts{"entitlements": f, "local time": g, "times": h, "long name": long, "entitlements and times": e} {
 		c := newTestCache(t, &fakeLoader{key: &want}, CacheConfig{})
 		for i := range 2 {
 			got, err := c.Key(context.Background(), digests)
@@ -97,7 +111,7 @@ func TestCacheByIDIndexFollowsRistretto(t *testing.T) {
 	var id string
 	for i := range 2000 {
 		if e, ok := c.byID.get("key_" + strconv.Itoa(i)); ok {
-			id = e.keyID()
+			id = c.slotKeyID(e)
 			break
 		}
 	}
