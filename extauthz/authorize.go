@@ -143,7 +143,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now)
+	res := a.result(r, in, cred, d, now, st)
 	res.Memo = memo
 	return res
 }
@@ -164,7 +164,7 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 // and the client's forgeries and credentials removed. Only a credential
 // that passed (see identityFacts) gives the request an identity and a
 // usage record.
-func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time) Result {
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, st *requestState) Result {
 	res := Result{Decision: d, Input: in}
 	facts := cred.facts
 	if facts != nil {
@@ -179,10 +179,10 @@ func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d po
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
 	if !d.KeepCredentials {
-		if present := presentCredentialHeaders(r.Headers); len(res.Remove) == 0 {
-			res.Remove = present // usually no forgeries: no second slice
+		if len(res.Remove) == 0 { // usually no forgeries: no slice of its own
+			res.Remove = appendCredentialHeaders(st.remove[:0], r.Headers)
 		} else {
-			res.Remove = append(res.Remove, present...)
+			res.Remove = appendCredentialHeaders(res.Remove, r.Headers)
 		}
 	}
 	if who != nil && a.Usage != nil {

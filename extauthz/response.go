@@ -57,6 +57,9 @@ type checkResponse struct {
 	vals   [6]stringValue
 	ok     authv3.CheckResponse_OkResponse
 	okHTTP authv3.OkHttpResponse
+	// headers hold the response's header messages while they last: an
+	// allow's identity headers, or a deny's, fit.
+	headers headerSlots
 }
 
 // deniedResponse is the part of a deny's CheckResponse an allow does not need.
@@ -81,16 +84,16 @@ func (r Result) CheckResponse() *authv3.CheckResponse {
 		dm := new(deniedResponse)
 		dm.httpStatus.Code = typev3.StatusCode(d.Status)
 		dm.deniedHTTP.Status = &dm.httpStatus
-		dm.deniedHTTP.Headers = headerOptions(r.denyHeaders())
+		dm.deniedHTTP.Headers = m.headers.options(r.denyHeaders())
 		dm.deniedHTTP.Body = string(DenyBody(d))
 		dm.denied.DeniedResponse = &dm.deniedHTTP
 		m.resp.HttpResponse = &dm.denied
 		return &m.resp
 	}
 	m.status.Code = int32(codes.OK)
-	m.okHTTP.Headers = headerOptions(r.Upstream)
+	m.okHTTP.Headers = m.headers.options(r.Upstream)
 	m.okHTTP.HeadersToRemove = r.Remove
-	m.okHTTP.ResponseHeadersToAdd = headerOptions(d.ResponseHeaders)
+	m.okHTTP.ResponseHeadersToAdd = m.headers.options(d.ResponseHeaders)
 	m.ok.OkResponse = &m.okHTTP
 	m.resp.HttpResponse = &m.ok
 	return &m.resp
@@ -145,9 +148,23 @@ func (s *stringValue) set(v string) *structpb.Value {
 	return &s.v
 }
 
-// headerOptions sorts headers so responses are deterministic, and overwrites
-// any value the request already had.
-func headerOptions(h map[string]string) []*corev3.HeaderValueOption {
+// headerSlots are header messages allocated with the response they go in.
+type headerSlots struct {
+	msgs [8]headerMessages
+	ptrs [8]*corev3.HeaderValueOption
+	used int
+}
+
+// headerMessages are one header's two messages.
+type headerMessages struct {
+	opt   corev3.HeaderValueOption
+	value corev3.HeaderValue
+}
+
+// options renders h as header options, sorted so responses are
+// deterministic, each overwriting any value the request already had. The
+// messages come from the free slots, else from one new array.
+func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	if len(h) == 0 {
 		return nil
 	}
@@ -157,10 +174,15 @@ func headerOptions(h map[string]string) []*corev3.HeaderValueOption {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	// The messages live in one array: two allocations per response
-	// instead of two per header.
-	out := make([]*corev3.HeaderValueOption, len(keys))
-	msgs := make([]headerMessages, len(keys))
+	n := len(keys)
+	var out []*corev3.HeaderValueOption
+	var msgs []headerMessages
+	if end := s.used + n; end <= len(s.msgs) {
+		out, msgs = s.ptrs[s.used:end:end], s.msgs[s.used:end:end]
+		s.used = end
+	} else {
+		out, msgs = make([]*corev3.HeaderValueOption, n), make([]headerMessages, n)
+	}
 	for i, k := range keys {
 		m := &msgs[i]
 		m.value.Key, m.value.Value = k, h[k]
@@ -169,10 +191,4 @@ func headerOptions(h map[string]string) []*corev3.HeaderValueOption {
 		out[i] = &m.opt
 	}
 	return out
-}
-
-// headerMessages are one header's two messages.
-type headerMessages struct {
-	opt   corev3.HeaderValueOption
-	value corev3.HeaderValue
 }

@@ -19,4 +19,6 @@ type requestState struct {
 	// digests backs the key's digests, one per pepper (two during a
 	// pepper rotation; more spill to the heap).
 	digests [2]keystore.Digest
+	// remove backs Result.Remove: the credential headers the request sent.
+	remove [2]string
 }
