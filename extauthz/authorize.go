@@ -112,15 +112,16 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 	ctx, cancel := a.bound(ctx)
 	defer cancel()
 	now := a.now()
+	st := new(requestState)
 	req := policyRequest(r)
 	credCtx, span := a.span(ctx, "keygate.credential")
-	cred := a.resolve(credCtx, r, now)
+	cred := a.resolve(credCtx, r, now, st)
 	endSpan(span)
 	var pub *policies.Public
 	if site, ok := pol.PublicSite(req.Path); ok && req.PathOK {
 		pub = a.publicSite(ctx, site)
 	}
-	in := newInput(req, cred, pub, now)
+	in := newInput(req, cred, pub, now, st)
 	in.Request.ClientAddress = clientAddressFor(cred.facts, r.ClientAddress)
 
 	policyCtx, span := a.span(ctx, "keygate.policy")
@@ -142,7 +143,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now)
+	res := a.result(r, in, cred, d, now, st)
 	res.Memo = memo
 	return res
 }
@@ -163,7 +164,7 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 // and the client's forgeries and credentials removed. Only a credential
 // that passed (see identityFacts) gives the request an identity and a
 // usage record.
-func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time) Result {
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, st *requestState) Result {
 	res := Result{Decision: d, Input: in}
 	facts := cred.facts
 	if facts != nil {
@@ -178,7 +179,11 @@ func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d po
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
 	if !d.KeepCredentials {
-		res.Remove = append(res.Remove, presentCredentialHeaders(r.Headers)...)
+		if len(res.Remove) == 0 { // usually no forgeries: no slice of its own
+			res.Remove = appendCredentialHeaders(st.remove[:0], r.Headers)
+		} else {
+			res.Remove = appendCredentialHeaders(res.Remove, r.Headers)
+		}
 	}
 	if who != nil && a.Usage != nil {
 		a.Usage.Record(who.Key.ID, now)
@@ -209,22 +214,14 @@ func (a *Authorizer) now() time.Time {
 }
 
 // newInput assembles the policy input, in one place, from the values the
-// steps before produced.
-func newInput(req policies.Request, cred resolution, pub *policies.Public, now time.Time) *policies.Input {
-	in := &policies.Input{Request: req, Public: pub,
+// steps before produced, in the request's state.
+func newInput(req policies.Request, cred resolution, pub *policies.Public, now time.Time, st *requestState) *policies.Input {
+	in := &st.in
+	*in = policies.Input{Request: req, Public: pub,
 		Credential: policies.Credential{Status: cred.status, Kind: string(cred.kind), Scheme: cred.cred.Scheme}}
 	if f := cred.facts; f != nil {
-		// One allocation for the three parts of every key decision.
-		facts := &struct {
-			key     policies.Key
-			site    policies.Site
-			account policies.Account
-		}{
-			key:     keyValue(&f.Key, now),
-			site:    siteValue(&f.Site),
-			account: accountValue(&f.Account),
-		}
-		in.Key, in.Site, in.Account = &facts.key, &facts.site, &facts.account
+		st.key, st.site, st.account = keyValue(&f.Key, now), siteValue(&f.Site), accountValue(&f.Account)
+		in.Key, in.Site, in.Account = &st.key, &st.site, &st.account
 	}
 	return in
 }

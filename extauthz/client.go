@@ -65,6 +65,9 @@ func (p *Proxies) trusted(a netip.Addr) bool {
 // sourceAddr parses Envoy's source address (attributes.source.address.
 // socket_address.address); the zero Addr when it is missing or not an IP.
 func sourceAddr(s string) netip.Addr {
+	if s == "" {
+		return netip.Addr{} // no address: skip the parse error's allocation
+	}
 	addr, err := netip.ParseAddr(s)
 	if err != nil {
 		return netip.Addr{}

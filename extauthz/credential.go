@@ -271,7 +271,11 @@ func sourceOf(scheme string) *credentialSource {
 // may carry the same key in several (that is not ambiguous), and no copy may
 // reach the upstream.
 func presentCredentialHeaders(h map[string]string) []string {
-	var out []string
+	return appendCredentialHeaders(nil, h)
+}
+
+// appendCredentialHeaders is presentCredentialHeaders appended to out.
+func appendCredentialHeaders(out []string, h map[string]string) []string {
 	for _, k := range credentialHeaderNames {
 		if _, ok := h[k]; ok {
 			out = append(out, k)

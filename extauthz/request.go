@@ -105,24 +105,37 @@ func addHeader(m map[string]string, k, v string) {
 func policyRequest(r Request) policies.Request {
 	c := Canonicalize(r)
 	out := policies.Request{
-		Method:  r.Method,
-		Host:    c.Host,
-		Path:    c.Path,
-		Query:   c.Query,
-		PathOK:  c.OK,
-		Origin:  requestOrigin(r.Headers),
-		Headers: make(map[string]string, min(len(r.Headers), maxInputHeaders)),
+		Method: r.Method,
+		Host:   c.Host,
+		Path:   c.Path,
+		Query:  c.Query,
+		PathOK: c.OK,
+		Origin: requestOrigin(r.Headers),
 	}
+	// Sized exactly: Envoy's pseudo-headers and the credential are
+	// dropped, and a map of up to 8 entries is two allocations where one
+	// sized for every header sent would be four.
+	n := 0
+	for k, v := range r.Headers {
+		if policyHeader(k, v) {
+			n++
+		}
+	}
+	out.Headers = make(map[string]string, min(n, maxInputHeaders))
 	for k, v := range r.Headers {
 		if len(out.Headers) == maxInputHeaders {
 			break
 		}
-		if secretHeaders[k] || strings.HasPrefix(k, ":") || len(v) > maxInputHeaderSize {
-			continue
+		if policyHeader(k, v) {
+			out.Headers[k] = v
 		}
-		out.Headers[k] = v
 	}
 	return out
+}
+
+// policyHeader reports whether a request header reaches the policy input.
+func policyHeader(k, v string) bool {
+	return !secretHeaders[k] && !strings.HasPrefix(k, ":") && len(v) <= maxInputHeaderSize
 }
 
 // requestOrigin parses Origin, else Referer, into scheme, host and port.

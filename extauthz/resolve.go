@@ -41,7 +41,8 @@ var extractionStatus = [...]string{
 
 // resolve turns the request's credential into facts. Format and checksum
 // are checked before cache or store are touched.
-func (a *Authorizer) resolve(ctx context.Context, r Request, now time.Time) resolution {
+// The facts found are kept in st.
+func (a *Authorizer) resolve(ctx context.Context, r Request, now time.Time, st *requestState) resolution {
 	cred, status := ExtractCredential(r.Headers)
 	if status == CredentialMalformed {
 		cred, status = a.bareToken(r.Headers, cred, status)
@@ -60,15 +61,15 @@ func (a *Authorizer) resolve(ctx context.Context, r Request, now time.Time) reso
 		if _, err := a.Format.Parse(raw); err != nil {
 			return resolution{cred: cred, kind: KindKey, status: policies.CredMalformed}
 		}
-		return a.lookupKey(ctx, cred, raw)
+		return a.lookupKey(ctx, cred, raw, st)
 	case a.Tokens != nil && a.Tokens.Looks(raw):
-		return a.lookupToken(ctx, cred, raw, now)
+		return a.lookupToken(ctx, cred, raw, now, st)
 	case a.ImportedKeys && keystore.LooksImported(raw):
 		// Imported keys have no shape to check offline, so with the flag on
 		// any plausible string costs a cache lookup and, once per digest per
 		// negative TTL, a store read. Off (the default), garbage never
 		// touches cache or store.
-		return a.lookupKey(ctx, cred, raw)
+		return a.lookupKey(ctx, cred, raw, st)
 	default:
 		return resolution{cred: cred, status: policies.CredMalformed}
 	}
@@ -92,16 +93,17 @@ func withBodyKey(cred Credential, status CredentialStatus, key keystore.Secret) 
 }
 
 // lookupKey resolves a key through the cache by its digests.
-func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string) resolution {
-	digests := a.Digester.All(raw)
+func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string, st *requestState) resolution {
+	digests := a.Digester.AppendAll(st.digests[:0], raw)
 	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.Key(ctx, digests)
 	endSpan(span)
-	return a.found(resolution{cred: cred, kind: KindKey}, facts, err, digests[0].Short())
+	return a.found(resolution{cred: cred, kind: KindKey}, facts, err, digests[0].Short(), &st.facts)
 }
 
-// found completes a resolution with the outcome of a key lookup.
-func (a *Authorizer) found(res resolution, facts keystore.KeyFacts, err error, logRef string) resolution {
+// found completes a resolution with the outcome of a key lookup; the facts
+// found are kept in dst.
+func (a *Authorizer) found(res resolution, facts keystore.KeyFacts, err error, logRef string, dst *keystore.KeyFacts) resolution {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		res.status = policies.CredUnknown
@@ -109,7 +111,8 @@ func (a *Authorizer) found(res resolution, facts keystore.KeyFacts, err error, l
 		a.Log.Warn("key lookup failed", "err", err, "ref", logRef)
 		res.status = policies.CredUnavailable
 	default:
-		res.status, res.facts = policies.CredFound, &facts
+		*dst = facts
+		res.status, res.facts = policies.CredFound, dst
 	}
 	return res
 }

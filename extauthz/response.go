@@ -47,34 +47,56 @@ func DenyHeaders(d policies.Decision, credentialSent bool) map[string]string {
 	return h
 }
 
+// checkResponse holds the messages of one CheckResponse, so that every
+// Check allocates them at once instead of one by one (they are
+// write-once: nothing copies a message after it is filled).
+type checkResponse struct {
+	resp   authv3.CheckResponse
+	status rpcstatus.Status
+	meta   structpb.Struct
+	vals   [6]stringValue
+	ok     authv3.CheckResponse_OkResponse
+	okHTTP authv3.OkHttpResponse
+	// headers hold the response's header messages while they last: an
+	// allow's identity headers, or a deny's, fit.
+	headers headerSlots
+}
+
+// deniedResponse is the part of a deny's CheckResponse an allow does not need.
+type deniedResponse struct {
+	denied     authv3.CheckResponse_DeniedResponse
+	deniedHTTP authv3.DeniedHttpResponse
+	httpStatus typev3.HttpStatus
+}
+
 // CheckResponse renders a result for Envoy.
 func (r Result) CheckResponse() *authv3.CheckResponse {
 	d := r.Decision
-	meta := r.metadata()
+	m := new(checkResponse)
+	m.resp.DynamicMetadata = r.metadata(&m.meta, &m.vals)
+	m.resp.Status = &m.status
 	if !d.Allow {
 		code := codes.PermissionDenied
 		if d.Status == 401 {
 			code = codes.Unauthenticated
 		}
-		return &authv3.CheckResponse{
-			Status: &rpcstatus.Status{Code: int32(code), Message: d.Code},
-			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-				Headers: headerOptions(r.denyHeaders()),
-				Body:    string(DenyBody(d)),
-			}},
-			DynamicMetadata: meta,
-		}
+		m.status.Code, m.status.Message = int32(code), d.Code
+		dm := new(deniedResponse)
+		dm.httpStatus.Code = typev3.StatusCode(d.Status)
+		dm.deniedHTTP.Status = &dm.httpStatus
+		dm.deniedHTTP.Headers = m.headers.options(r.denyHeaders())
+		dm.deniedHTTP.Body = string(DenyBody(d))
+		dm.denied.DeniedResponse = &dm.deniedHTTP
+		m.resp.HttpResponse = &dm.denied
+		return &m.resp
 	}
-	return &authv3.CheckResponse{
-		Status: &rpcstatus.Status{Code: int32(codes.OK)},
-		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-			Headers:              headerOptions(r.Upstream),
-			HeadersToRemove:      r.Remove,
-			ResponseHeadersToAdd: headerOptions(d.ResponseHeaders),
-		}},
-		DynamicMetadata: meta,
-	}
+	m.status.Code = int32(codes.OK)
+	m.okHTTP.Headers = m.headers.options(r.Upstream)
+	m.okHTTP.HeadersToRemove = r.Remove
+	m.okHTTP.ResponseHeadersToAdd = m.headers.options(d.ResponseHeaders)
+	m.ok.OkResponse = &m.okHTTP
+	m.resp.HttpResponse = &m.ok
+	return &m.resp
 }
 
 // denyHeaders are a denied response's headers with the decision id.
@@ -90,15 +112,15 @@ func (r Result) credentialSent() bool {
 	return r.Input != nil && r.Input.Credential.Status != policies.CredMissing && r.Input.Credential.Status != ""
 }
 
-// metadata is what Envoy's access log can print (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:code)%).
-func (r Result) metadata() *structpb.Struct {
+// metadata is what Envoy's access log can print
+// (%DYNAMIC_METADATA(envoy.filters.http.ext_authz:code)%), built in s and
+// vals: every Check builds it, so its values share the response's
+// allocation instead of taking two each (structpb.NewStringValue).
+func (r Result) metadata(s *structpb.Struct, vals *[6]stringValue) *structpb.Struct {
 	code := r.Decision.Code
 	if r.Decision.Allow {
 		code = "OK"
 	}
-	// Every Check builds this, so its values share one allocation instead of
-	// two each (structpb.NewStringValue).
-	vals := new([6]stringValue)
 	f := make(map[string]*structpb.Value, 6)
 	f["code"] = vals[0].set(code)
 	f["rule"] = vals[1].set(r.Decision.Rule)
@@ -110,7 +132,8 @@ func (r Result) metadata() *structpb.Struct {
 		f["mode"] = vals[3].set(r.Mode)
 		f["site"] = vals[4].set(r.Site)
 	}
-	return &structpb.Struct{Fields: f}
+	s.Fields = f
+	return s
 }
 
 // stringValue is a structpb string Value and its kind in one allocation.
@@ -125,27 +148,47 @@ func (s *stringValue) set(v string) *structpb.Value {
 	return &s.v
 }
 
-// headerOptions sorts headers so responses are deterministic, and overwrites
-// any value the request already had.
-func headerOptions(h map[string]string) []*corev3.HeaderValueOption {
+// headerSlots are header messages allocated with the response they go in.
+type headerSlots struct {
+	msgs [8]headerMessages
+	ptrs [8]*corev3.HeaderValueOption
+	used int
+}
+
+// headerMessages are one header's two messages.
+type headerMessages struct {
+	opt   corev3.HeaderValueOption
+	value corev3.HeaderValue
+}
+
+// options renders h as header options, sorted so responses are
+// deterministic, each overwriting any value the request already had. The
+// messages come from the free slots, else from one new array.
+func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	if len(h) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(h))
+	var buf [16]string // the usual handful of names sorts on the stack
+	keys := buf[:0]
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	// The messages live in two arrays: three allocations per response
-	// instead of two per header.
-	out := make([]*corev3.HeaderValueOption, len(keys))
-	opts := make([]corev3.HeaderValueOption, len(keys))
-	values := make([]corev3.HeaderValue, len(keys))
+	n := len(keys)
+	var out []*corev3.HeaderValueOption
+	var msgs []headerMessages
+	if end := s.used + n; end <= len(s.msgs) {
+		out, msgs = s.ptrs[s.used:end:end], s.msgs[s.used:end:end]
+		s.used = end
+	} else {
+		out, msgs = make([]*corev3.HeaderValueOption, n), make([]headerMessages, n)
+	}
 	for i, k := range keys {
-		values[i].Key, values[i].Value = k, h[k]
-		opts[i].Header = &values[i]
-		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = &opts[i]
+		m := &msgs[i]
+		m.value.Key, m.value.Value = k, h[k]
+		m.opt.Header = &m.value
+		m.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &m.opt
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
-	"io"
 	"sync"
 )
 
@@ -55,7 +54,7 @@ func NewDigester(peppers ...[]byte) (*Digester, error) {
 	}
 	d := &Digester{peppers: peppers, macs: make([]sync.Pool, len(peppers))}
 	for i, p := range peppers {
-		d.macs[i].New = func() any { return hmac.New(sha256.New, p) }
+		d.macs[i].New = func() any { return &macState{mac: hmac.New(sha256.New, p)} }
 	}
 	return d, nil
 }
@@ -65,20 +64,42 @@ func (d *Digester) Primary(raw string) Digest { return d.digest(0, raw) }
 
 // All returns the digest under every pepper, primary first.
 func (d *Digester) All(raw string) []Digest {
-	out := make([]Digest, len(d.peppers))
+	return d.AppendAll(make([]Digest, 0, len(d.peppers)), raw)
+}
+
+// AppendAll is All appended to dst, for a caller that keeps the digests in
+// memory it already has (the authorizer's per-request state).
+func (d *Digester) AppendAll(dst []Digest, raw string) []Digest {
 	for i := range d.peppers {
-		out[i] = d.digest(i, raw)
+		dst = append(dst, d.digest(i, raw))
 	}
-	return out
+	return dst
+}
+
+// macState is a keyed HMAC with the buffers one digest needs: writing a
+// string to a hash.Hash, and summing into a slice, would each allocate
+// (the interface hides that they do not keep the memory).
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+	hex [2 * sha256.Size]byte
 }
 
 func (d *Digester) digest(i int, raw string) Digest {
-	m := d.macs[i].Get().(hash.Hash)
-	m.Reset()
-	io.WriteString(m, raw) //nolint:errcheck // a hash never fails to write
-	var sum [sha256.Size]byte
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], m.Sum(sum[:0]))
+	m := d.macs[i].Get().(*macState)
+	m.mac.Reset()
+	m.in = append(m.in[:0], raw...)
+	m.mac.Write(m.in) //nolint:errcheck // a hash never fails to write
+	hex.Encode(m.hex[:], m.mac.Sum(m.sum[:0]))
+	out := Digest(m.hex[:])
+	if cap(m.in) > maxPooledKey {
+		m.in = nil // an odd huge credential is not kept alive by the pool
+	}
+	clear(m.in[:cap(m.in)]) // nor is any key's text
 	d.macs[i].Put(m)
-	return Digest(out[:])
+	return out
 }
+
+// maxPooledKey bounds the key buffer a pooled macState keeps.
+const maxPooledKey = 1 << 10

@@ -93,7 +93,7 @@ func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
 	m.mu.RUnlock()
 	if hit {
 		m.scratch.Put(s)
-		return d.clone(), nil, true
+		return d, nil, true // shared, read-only: see clone
 	}
 	return Decision{}, s, false
 }
@@ -187,10 +187,14 @@ func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
 	return b, false
 }
 
-// clone gives every caller a Decision of its own, so that one that edits
-// its headers (adding rate-limit headers, say) cannot change what the memo
-// hands the next request. A field of reference type added to Decision must
-// be cloned here; TestDecisionClone fails until it is.
+// clone gives the memo a Decision of its own when it remembers one, so the
+// caller of that miss shares nothing with later hits. A hit is not cloned:
+// every hit of an entry shares its maps, slice and body (three allocations
+// saved on the hot path), so callers treat a Decision as read-only and build
+// new maps for what they add (rate-limit headers, the decision id);
+// TestMemoHitUnchanged (extauthz) fails when one writes through. A field of
+// reference type added to Decision must be cloned here; TestDecisionClone
+// fails until it is.
 func (d Decision) clone() Decision {
 	d.Headers = maps.Clone(d.Headers)
 	d.ResponseHeaders = maps.Clone(d.ResponseHeaders)

@@ -1,0 +1,24 @@
+package extauthz
+
+import (
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/policies"
+)
+
+// requestState is the memory one request's decision is built in, allocated
+// once per request instead of piece by piece (a memo-hit Check is mostly
+// allocation): the key's facts, the policy input with the key, site and
+// account it points to, and the key's digests. It is never reused: the
+// Result keeps Input for the decision log and observers.
+type requestState struct {
+	facts   keystore.KeyFacts
+	in      policies.Input
+	key     policies.Key
+	site    policies.Site
+	account policies.Account
+	// digests backs the key's digests, one per pepper (two during a
+	// pepper rotation; more spill to the heap).
+	digests [2]keystore.Digest
+	// remove backs Result.Remove: the credential headers the request sent.
+	remove [2]string
+}
