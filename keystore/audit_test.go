@@ -95,11 +95,8 @@ func TestStoreAudit(t *testing.T) {
 func TestStoreAuditRefreshReuse(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "acme-web")
-		key, _ := fx.key("acme-web", keystore.ModeLive)
+		key, _ := fx.refreshKey("acme-web", keystore.ModeLive)
 		exp := fx.clock.Now().Add(time.Hour)
-		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), exp); err != nil {
-			t.Fatal(err)
-		}
 		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r2"), exp); err != nil {
 			t.Fatal(err)
 		}

@@ -313,9 +313,7 @@ func TestStoreSpendUseRace(t *testing.T) {
 func TestStoreRollKey(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acct", "site1")
-		if _, err := fx.store.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://hooks.example.com/k", Events: []string{keystore.EventKeyRolled}}, "whsec_x"); err != nil {
-			t.Fatal(err)
-		}
+		fx.subscribe(keystore.EventKeyRolled)
 		exp := fx.clock.Now().Add(48 * time.Hour).Truncate(time.Millisecond)
 		old, oldSecret, err := fx.store.CreateKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive, Name: "ci", ExpiresAt: &exp,
 			Entitlements: keystore.Entitlements{Scopes: []string{"videos:read"}, Meta: map[string]string{"tier": "gold"}, Remaining: i64(7)}})

@@ -156,9 +156,7 @@ func TestOutboxEventsFromWrites(t *testing.T) {
 func TestOutboxRollsBackWithTheChange(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acct", "site1")
-		if _, err := fx.store.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://h.example.com", Events: []string{keystore.EventKeyCreated}}, "whsec_x"); err != nil {
-			t.Fatal(err)
-		}
+		fx.subscribe(keystore.EventKeyCreated)
 		if _, _, err := fx.store.CreateKey(ctx, keystore.KeySpec{SiteID: "nosuchsite", Mode: keystore.ModeLive}); !errors.Is(err, keystore.ErrNotFound) {
 			t.Fatalf("create key on a missing site: %v", err)
 		}

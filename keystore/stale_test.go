@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -52,7 +53,7 @@ type staleFixture struct {
 }
 
 func newStaleFixture(t *testing.T, stale time.Duration) *staleFixture {
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	l := &flakyLoader{keys: map[keystore.Digest]keystore.KeyFacts{
 		"known": {Key: keystore.Key{ID: "key_known"}, Site: keystore.Site{ID: "web"}, Account: keystore.Account{ID: "acme"}},
 		"other": {Key: keystore.Key{ID: "key_other"}, Site: keystore.Site{ID: "web"}, Account: keystore.Account{ID: "acme"}},

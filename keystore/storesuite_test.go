@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -29,23 +30,8 @@ var backends = []backend{
 	{"postgres", func(t *testing.T) string { return pgtest.NewDatabase(t, os.Getenv) }},
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// clock is the settable clock every store of these tests reads.
+type clock = testclock.Clock
 
 type fixture struct {
 	t     *testing.T
@@ -79,7 +65,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, fx *fixture)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			dsn := b.dsn(t)
-			c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+			c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 			s, d := open(t, dsn, c, "pepper-one-0123456789")
 			fn(t, &fixture{t: t, dsn: dsn, clock: c, store: s, dig: d})
 		})
@@ -439,24 +425,10 @@ func TestStoreKeysPagination(t *testing.T) {
 		}
 		want = append(same, want...)
 
-		var got []string
-		after := ""
-		for pages := 0; ; pages++ {
-			if pages > 10 {
-				t.Fatal("pagination does not end")
-			}
-			page, err := fx.store.Keys(ctx, "web", after, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, k := range page {
-				got = append(got, k.ID)
-			}
-			if len(page) < 2 {
-				break
-			}
-			after = page[len(page)-1].ID
+		keys := func(ctx context.Context, after string, limit int) ([]keystore.Key, error) {
+			return fx.store.Keys(ctx, "web", after, limit)
 		}
+		got := pageIDs(t, keys, func(k keystore.Key) string { return k.ID })
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("paged keys (-want +got):\n%s", diff)
 		}
@@ -593,7 +565,7 @@ func TestStoreConcurrentOpen(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			dsn := b.dsn(t)
-			c := &clock{now: time.Now()}
+			c := testclock.New(time.Now())
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
 			for range 4 {

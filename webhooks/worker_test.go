@@ -14,20 +14,9 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // receiver records verified deliveries; it answers 503 while down.
 type receiver struct {
@@ -74,7 +63,7 @@ func (r *receiver) setDown(down bool) { r.mu.Lock(); r.down = down; r.mu.Unlock(
 
 type fixture struct {
 	store *keystore.Store
-	clock *clock
+	clock *testclock.Clock
 	rcv   *receiver
 	srv   *httptest.Server
 	ep    keystore.WebhookEndpoint
@@ -82,7 +71,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	f, _ := keystore.NewFormat("kg")
 	d, _ := keystore.NewDigester()
 	d, _ = d.WithSealSecret([]byte("webhooks-test-seal-secret-0123456789"))
@@ -247,7 +236,7 @@ func TestBackoff(t *testing.T) {
 func TestWorkerSignsWithSendTime(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	fx.clock.now = time.Now()
+	fx.clock.Set(time.Now())
 	secret, _ := NewSecret()
 	wh, _ := standardwebhooks.NewWebhook(secret)
 	var verr error
