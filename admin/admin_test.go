@@ -3,15 +3,14 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/internal/apitest"
+	"github.com/keygate/keygate/internal/storetest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -26,17 +25,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f, _ := keystore.NewFormat("kg")
-	d, _ := keystore.NewDigester()
-	// Webhook secrets are sealed under a secret that is not in the store.
-	d, _ = d.WithSealSecret([]byte("admin-test-seal-secret-0123456789"))
-	s, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, d := storetest.Open(t, nil)
 	h := &admin.Handler{Store: s, Token: token, Tokens: map[string]string{"deploy-bot": botToken},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
+		Log: slog.New(slog.DiscardHandler), Policy: builtinEngine(t)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}
@@ -50,24 +41,16 @@ type answer struct {
 
 func (f *fixture) call(method, path, body string, auth ...string) answer {
 	f.t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	var header []string
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		header = append(header, "Content-Type", "application/json")
 	}
 	if len(auth) == 0 {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = append(header, "Authorization", "Bearer "+token)
 	} else if auth[0] != "" {
-		req.Header.Set("Authorization", auth[0])
+		header = append(header, "Authorization", auth[0])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := apitest.Do(f.t, f.srv.URL, method, path, body, header...)
 	a := answer{status: resp.StatusCode, raw: string(raw)}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		f.t.Errorf("%s %s: content-type %q", method, path, ct)

@@ -1,6 +1,8 @@
 package keystore_test
 
 import (
+	"bytes"
+	"testing"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
@@ -12,6 +14,18 @@ func (fx *fixture) subscribe(events ...string) {
 	fx.t.Helper()
 	if _, err := fx.store.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://hooks.example.com/k", Events: events}, "whsec_x"); err != nil {
 		fx.t.Fatal(err)
+	}
+}
+
+// wantNoSecret fails the test when data, which is written where secrets
+// must never be (the audit trail, webhook events), holds any of secrets. It
+// does not print data, which would put the secret in the test's log.
+func wantNoSecret(t *testing.T, what string, data []byte, secrets ...string) {
+	t.Helper()
+	for i, s := range secrets {
+		if bytes.Contains(data, []byte(s)) {
+			t.Fatalf("%s holds secret %d", what, i)
+		}
 	}
 }
 

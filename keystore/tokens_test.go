@@ -313,6 +313,30 @@ func TestRefreshTokenPepperRotation(t *testing.T) {
 	})
 }
 
+// TestStoreAuditRefreshReuse: revoking a key's refresh tokens on reuse is
+// in the trail; ordinary token traffic is not.
+func TestStoreAuditRefreshReuse(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "acme-web")
+		key, _ := fx.refreshKey("acme-web", keystore.ModeLive)
+		exp := fx.clock.Now().Add(time.Hour)
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r2"), exp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r3"), exp); !errors.Is(err, keystore.ErrRefreshReused) {
+			t.Fatalf("reuse: %v", err)
+		}
+		entries, err := fx.store.Audit(ctx, key.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 2 || entries[1].Entity != keystore.EntityRefreshTokens || entries[1].Actor != "keygate" ||
+			!strings.Contains(entries[1].Action, "reuse") {
+			t.Errorf("entries: %+v", entries)
+		}
+	})
+}
+
 // TestImportTokenShaped: an imported key shaped like a token would be read
 // as a token on Check and never work, so it is refused.
 func TestImportTokenShaped(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/keygate/keygate/internal/storetest"
 	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
@@ -72,14 +72,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
-	f, _ := keystore.NewFormat("kg")
-	d, _ := keystore.NewDigester()
-	d, _ = d.WithSealSecret([]byte("webhooks-test-seal-secret-0123456789"))
-	st, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d, Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := storetest.Open(t, c.Now)
 	secret, _ := NewSecret()
 	wh, _ := standardwebhooks.NewWebhook(secret)
 	rcv := &receiver{t: t, wh: wh}
