@@ -75,6 +75,15 @@ func (f *fixture) seed() {
 	f.must("POST", "/admin/v1/sites", `{"id":"web","account":"acme","domains":["acme.com"]}`, 201)
 }
 
+// seededFixture is a fixture whose store has account acme and its site web,
+// created through the API.
+func seededFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	f.seed()
+	return f
+}
+
 func TestAccounts(t *testing.T) {
 	f := newFixture(t)
 	a := f.must("POST", "/admin/v1/accounts", `{"id":"acme","plan":"pro","status":"trialing"}`, 201)
@@ -109,8 +118,7 @@ func TestSites(t *testing.T) {
 }
 
 func TestKeysLifecycle(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	a := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live","name":"prod","expires_at":"2999-01-01T00:00:00Z"}`, 201)
 	secret, _ := a.body["key"].(string)
 	id, _ := a.body["id"].(string)
@@ -140,8 +148,7 @@ func TestKeysLifecycle(t *testing.T) {
 }
 
 func TestKeysPagination(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	want := map[string]bool{}
 	for range 5 {
 		a := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"test"}`, 201)
@@ -171,8 +178,7 @@ func TestKeysPagination(t *testing.T) {
 }
 
 func TestRotateKey(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	old := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)
 	a := f.must("POST", "/admin/v1/sites/web/rotate-key", "", 201)
 	if !strings.HasPrefix(a.body["key"].(string), "kg_live_") {
@@ -192,8 +198,7 @@ func TestRotateKey(t *testing.T) {
 }
 
 func TestImportKey(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	const legacy = "sk_legacy_1234567890abcdef"
 	a := f.must("POST", "/admin/v1/keys/import", `{"site":"web","mode":"test","name":"old","key":"`+legacy+`"}`, 201)
 	if strings.Contains(a.raw, legacy) || a.body["mode"] != "test" {
@@ -208,8 +213,7 @@ func TestImportKey(t *testing.T) {
 
 // Every failure is a JSON {"code","message"} with the right status.
 func TestErrors(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	key := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)
 	_ = key
 	for _, tc := range []struct {
@@ -277,8 +281,7 @@ func TestErrors(t *testing.T) {
 
 // A store that is gone answers 503 STORE_UNAVAILABLE, not 500.
 func TestStoreUnavailable(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	f.store.Close()
 	a := f.call("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`)
 	if a.status != 503 || a.body["code"] != "STORE_UNAVAILABLE" {
