@@ -3,15 +3,14 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/internal/apitest"
+	"github.com/keygate/keygate/internal/storetest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -26,17 +25,9 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f, _ := keystore.NewFormat("kg")
-	d, _ := keystore.NewDigester()
-	// Webhook secrets are sealed under a secret that is not in the store.
-	d, _ = d.WithSealSecret([]byte("admin-test-seal-secret-0123456789"))
-	s, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s, d := storetest.Open(t, nil)
 	h := &admin.Handler{Store: s, Token: token, Tokens: map[string]string{"deploy-bot": botToken},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Policy: builtinEngine(t)}
+		Log: slog.New(slog.DiscardHandler), Policy: builtinEngine(t)}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &fixture{t: t, srv: srv, store: s, dig: d}
@@ -50,24 +41,16 @@ type answer struct {
 
 func (f *fixture) call(method, path, body string, auth ...string) answer {
 	f.t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		f.t.Fatal(err)
-	}
+	var header []string
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		header = append(header, "Content-Type", "application/json")
 	}
 	if len(auth) == 0 {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = append(header, "Authorization", "Bearer "+token)
 	} else if auth[0] != "" {
-		req.Header.Set("Authorization", auth[0])
+		header = append(header, "Authorization", auth[0])
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := apitest.Do(f.t, f.srv.URL, method, path, body, header...)
 	a := answer{status: resp.StatusCode, raw: string(raw)}
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		f.t.Errorf("%s %s: content-type %q", method, path, ct)
@@ -90,6 +73,15 @@ func (f *fixture) must(method, path, body string, status int) answer {
 func (f *fixture) seed() {
 	f.must("POST", "/admin/v1/accounts", `{"id":"acme","plan":"pro"}`, 201)
 	f.must("POST", "/admin/v1/sites", `{"id":"web","account":"acme","domains":["acme.com"]}`, 201)
+}
+
+// seededFixture is a fixture whose store has account acme and its site web,
+// created through the API.
+func seededFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := newFixture(t)
+	f.seed()
+	return f
 }
 
 func TestAccounts(t *testing.T) {
@@ -126,8 +118,7 @@ func TestSites(t *testing.T) {
 }
 
 func TestKeysLifecycle(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	a := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live","name":"prod","expires_at":"2999-01-01T00:00:00Z"}`, 201)
 	secret, _ := a.body["key"].(string)
 	id, _ := a.body["id"].(string)
@@ -157,8 +148,7 @@ func TestKeysLifecycle(t *testing.T) {
 }
 
 func TestKeysPagination(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	want := map[string]bool{}
 	for range 5 {
 		a := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"test"}`, 201)
@@ -188,8 +178,7 @@ func TestKeysPagination(t *testing.T) {
 }
 
 func TestRotateKey(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	old := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)
 	a := f.must("POST", "/admin/v1/sites/web/rotate-key", "", 201)
 	if !strings.HasPrefix(a.body["key"].(string), "kg_live_") {
@@ -209,8 +198,7 @@ func TestRotateKey(t *testing.T) {
 }
 
 func TestImportKey(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	const legacy = "sk_legacy_1234567890abcdef"
 	a := f.must("POST", "/admin/v1/keys/import", `{"site":"web","mode":"test","name":"old","key":"`+legacy+`"}`, 201)
 	if strings.Contains(a.raw, legacy) || a.body["mode"] != "test" {
@@ -225,8 +213,7 @@ func TestImportKey(t *testing.T) {
 
 // Every failure is a JSON {"code","message"} with the right status.
 func TestErrors(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	key := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201)
 	_ = key
 	for _, tc := range []struct {
@@ -294,8 +281,7 @@ func TestErrors(t *testing.T) {
 
 // A store that is gone answers 503 STORE_UNAVAILABLE, not 500.
 func TestStoreUnavailable(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	f.store.Close()
 	a := f.call("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`)
 	if a.status != 503 || a.body["code"] != "STORE_UNAVAILABLE" {

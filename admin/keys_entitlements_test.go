@@ -7,8 +7,7 @@ import (
 )
 
 func TestKeyEntitlementsAdmin(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	k := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live","scopes":["videos:read"],"allowed_cidrs":["10.1.2.3/8"],
 		"meta":{"tier":"gold"},"limits":{"rate":5},"remaining":3,"refill":{"interval":"daily","amount":3}}`, 201)
 	id, secret := k.body["id"].(string), k.body["key"].(string)
@@ -63,8 +62,7 @@ func TestKeyEntitlementsAdmin(t *testing.T) {
 }
 
 func TestKeyRollAdmin(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	k := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live","name":"ci","scopes":["videos:read"]}`, 201)
 	id := k.body["id"].(string)
 	before := time.Now()

@@ -100,8 +100,7 @@ func TestReadSide(t *testing.T) {
 // Writes are checked against the running policy's data: an unknown plan,
 // status or limit name is a 400 naming the field and the valid values.
 func TestValidationAgainstPolicy(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	for _, c := range []struct {
 		name, method, path, body, field, lists string
 	}{
@@ -127,8 +126,7 @@ func TestValidationAgainstPolicy(t *testing.T) {
 // Rotating the live key leaves the site's test keys working, and says what
 // it revoked.
 func TestRotateKeyByMode(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	live := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"live"}`, 201).body["id"]
 	test := f.must("POST", "/admin/v1/keys", `{"site":"web","mode":"test"}`, 201).body["id"]
 	r := f.must("POST", "/admin/v1/sites/web/rotate-key", `{"mode":"live"}`, 201)
@@ -146,8 +144,7 @@ func TestRotateKeyByMode(t *testing.T) {
 
 // Usage before the first metered request shows the plan's quota, not 0.
 func TestUsageShowsQuotaBeforeFirstUse(t *testing.T) {
-	f := newFixture(t)
-	f.seed() // plan pro: 10,000 a month
+	f := seededFixture(t) // plan pro: 10,000 a month
 	u := f.must("GET", "/admin/v1/sites/web/usage", "", 200)
 	for _, m := range u.body["usage"].([]any) {
 		m := m.(map[string]any)

@@ -10,8 +10,7 @@ import (
 )
 
 func TestWebhooks(t *testing.T) {
-	f := newFixture(t)
-	f.seed()
+	f := seededFixture(t)
 	// Production rules: https and public addresses only.
 	for _, body := range []string{
 		`{"url":"http://hooks.example.com/k","events":["key.created"]}`,

@@ -3,17 +3,17 @@ package customer_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/customer"
+	"github.com/keygate/keygate/internal/apitest"
+	"github.com/keygate/keygate/internal/storetest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/session"
@@ -36,13 +36,7 @@ type fixture struct {
 func newFixture(t testing.TB, tune func(*customer.Handler)) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	format, _ := keystore.NewFormat("kg")
-	dig, _ := keystore.NewDigester()
-	st, err := keystore.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: format, Digester: dig})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, _ := storetest.Open(t, nil)
 	for _, acc := range []string{"acc_a", "acc_b"} {
 		if _, err := st.CreateAccount(ctx, keystore.Account{ID: acc, Plan: "pro"}); err != nil {
 			t.Fatal(err)
@@ -63,7 +57,7 @@ func newFixture(t testing.TB, tune func(*customer.Handler)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	lim, err := limits.New(limits.Config{Quotas: st, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -100,19 +94,7 @@ type answer struct {
 
 func (f *fixture) do(method, path, body string, header ...string) answer {
 	f.t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
+	res, raw := apitest.Do(f.t, f.srv.URL, method, path, body, header...)
 	a := answer{status: res.StatusCode, header: res.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &a.body)
 	return a

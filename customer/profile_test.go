@@ -1,10 +1,10 @@
 package customer_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/keygate/keygate/customer"
+	"github.com/keygate/keygate/internal/policytest"
 	"github.com/keygate/keygate/policies"
 )
 
@@ -12,24 +12,7 @@ import (
 // the built-in policy), optionally changed by tune before it compiles.
 func profileEngine(t *testing.T, dir string, tune func(config map[string]any)) *policies.Engine {
 	t.Helper()
-	var b *policies.Bundle
-	var err error
-	if dir == "" {
-		b, err = policies.Load(policies.Default(), policies.BuiltIn)
-	} else {
-		b, err = policies.LoadDir(dir)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tune != nil {
-		tune(b.Documents["keygate"].(map[string]any)["config"].(map[string]any))
-	}
-	p, err := policies.Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return policies.NewEngine(p)
+	return policies.NewEngine(policytest.Compile(t, dir, tune))
 }
 
 // TestRefusalsFollowThePolicy: the customer API's refusals take status,

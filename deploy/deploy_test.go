@@ -38,13 +38,24 @@ var manifestTypes = map[string]func() any{
 	"HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 }
 
+// mustGlob lists the files pattern matches; a pattern that matches none
+// (a directory moved or emptied) fails the test rather than checking
+// nothing.
+func mustGlob(t *testing.T, pattern string) []string {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files match %s: %v", pattern, err)
+	}
+	return files
+}
+
 // loadManifests decodes every manifest strictly (an unknown or misspelt
 // field is an error) into its API type.
 func loadManifests(t *testing.T) map[string]any {
 	t.Helper()
-	files, _ := filepath.Glob("kubernetes/*.yaml")
 	out := map[string]any{}
-	for _, f := range files {
+	for _, f := range mustGlob(t, "kubernetes/*.yaml") {
 		if filepath.Base(f) == "kustomization.yaml" {
 			continue
 		}
@@ -167,12 +178,8 @@ func TestAlertRules(t *testing.T) {
 
 func alertMetrics(t *testing.T) map[string]string {
 	t.Helper()
-	files, _ := filepath.Glob("prometheus/*.yml")
-	if len(files) == 0 {
-		t.Fatal("no rule files")
-	}
 	names := map[string]string{}
-	for _, f := range files {
+	for _, f := range mustGlob(t, "prometheus/*.yml") {
 		groups, errs := rulefmt.ParseFile(f, false, model.UTF8Validation, promParser(), slog.New(slog.DiscardHandler))
 		for _, err := range errs {
 			t.Errorf("%s: %v", f, err)
@@ -218,12 +225,8 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "5m", "$instance", ".*
 // dashboardMetrics parses every panel query of every dashboard.
 func dashboardMetrics(t *testing.T) map[string]string {
 	t.Helper()
-	files, _ := filepath.Glob("grafana/*.json")
-	if len(files) == 0 {
-		t.Fatal("no dashboards")
-	}
 	names := map[string]string{}
-	for _, f := range files {
+	for _, f := range mustGlob(t, "grafana/*.json") {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/policytest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
@@ -15,17 +16,9 @@ import (
 // keys only.
 func hostModesEngine(t *testing.T) *policies.Engine {
 	t.Helper()
-	b, err := policies.Load(policies.Default(), policies.BuiltIn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	config := b.Documents["keygate"].(map[string]any)["config"].(map[string]any)
-	config["host_modes"] = map[string]any{"sandbox.example.test": "test"}
-	p, err := policies.Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return policies.NewEngine(p)
+	return policies.NewEngine(policytest.Compile(t, policies.BuiltIn, func(config map[string]any) {
+		config["host_modes"] = map[string]any{"sandbox.example.test": "test"}
+	}))
 }
 
 // TestIdentityOnlyFromAcceptedCredential: on routes that need no key, a key

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/keygate/keygate/internal/policytest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policies"
@@ -94,21 +95,7 @@ func TestDenialsFollowTheProfile(t *testing.T) {
 
 func profilePolicy(t *testing.T, dir string) *policies.Policy {
 	t.Helper()
-	var b *policies.Bundle
-	var err error
-	if dir == "built-in" {
-		b, err = policies.Load(policies.Default(), policies.BuiltIn)
-	} else {
-		b, err = policies.LoadDir(dir)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return policytest.Compile(t, dir, nil)
 }
 
 func profileDenials(t *testing.T, dir string) map[string]shownDeny {

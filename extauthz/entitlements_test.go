@@ -269,15 +269,24 @@ func TestMetaHeadersUpstream(t *testing.T) {
 	}
 }
 
+// usesFixture is an authorizer over a key with remaining uses, and the
+// headers that present the key.
+func usesFixture(t *testing.T, remaining int64) (*Authorizer, map[string]string) {
+	t.Helper()
+	f, a, _ := entitledFixture(t, keystore.Entitlements{Remaining: &remaining})
+	return a, map[string]string{"authorization": "Bearer " + f.live.Reveal()}
+}
+
+// authorize is a's answer to method path presented with headers h.
+func authorize(a *Authorizer, method, path string, h map[string]string) Result {
+	return a.Authorize(context.Background(), FromCheckRequest(checkFrom(method, path, "", h)))
+}
+
 func TestUsesAreSpentOnMeteredAllows(t *testing.T) {
-	three := int64(3)
-	f, a, _ := entitledFixture(t, keystore.Entitlements{Remaining: &three})
+	a, h := usesFixture(t, 3)
 	sp := &spender{left: 3}
 	a.Uses = sp
-	h := map[string]string{"authorization": "Bearer " + f.live.Reveal()}
-	metered := func() Result {
-		return a.Authorize(context.Background(), FromCheckRequest(checkFrom("POST", "/v1/audio/generate", "", h)))
-	}
+	metered := func() Result { return authorize(a, "POST", "/v1/audio/generate", h) }
 	for i := range 3 {
 		if res := metered(); !res.Decision.Allow {
 			t.Fatalf("metered request %d: %+v", i+1, res.Decision)
@@ -291,31 +300,25 @@ func TestUsesAreSpentOnMeteredAllows(t *testing.T) {
 		t.Fatalf("spends = %d, want 4", sp.calls)
 	}
 	// Unmetered routes spend nothing, used up or not.
-	if res := a.Authorize(context.Background(), FromCheckRequest(checkFrom("GET", "/v1/videos", "", h))); !res.Decision.Allow || sp.calls != 4 {
+	if res := authorize(a, "GET", "/v1/videos", h); !res.Decision.Allow || sp.calls != 4 {
 		t.Fatalf("unmetered: %+v, spends %d", res.Decision, sp.calls)
 	}
 	// A refused request spends nothing.
-	res = a.Authorize(context.Background(), FromCheckRequest(checkFrom("POST", "/v1/audio/generate", "", map[string]string{})))
+	res = authorize(a, "POST", "/v1/audio/generate", map[string]string{})
 	if res.Decision.Allow || sp.calls != 4 {
 		t.Fatalf("refused request: %+v, spends %d", res.Decision, sp.calls)
 	}
 }
 
 func TestUsesFailClosed(t *testing.T) {
-	one := int64(1)
-	f, a, _ := entitledFixture(t, keystore.Entitlements{Remaining: &one})
-	h := map[string]string{"authorization": "Bearer " + f.live.Reveal()}
-	for _, c := range []struct {
-		err    error
-		status int
-		code   string
-	}{
+	a, h := usesFixture(t, 1)
+	for _, c := range []failure{
 		{keystore.ErrUnavailable, 503, "AUTHZ_UNAVAILABLE"},
 		{errors.New("boom"), 503, "AUTHZ_UNAVAILABLE"},
 		{keystore.ErrNotFound, 403, "USAGE_EXHAUSTED"},
 	} {
 		a.Uses = &spender{left: 1, err: c.err}
-		d := a.Authorize(context.Background(), FromCheckRequest(checkFrom("POST", "/v1/audio/generate", "", h))).Decision
+		d := authorize(a, "POST", "/v1/audio/generate", h).Decision
 		if d.Allow || d.Status != c.status || d.Code != c.code {
 			t.Errorf("%v: %+v", c.err, d)
 		}
@@ -325,16 +328,14 @@ func TestUsesFailClosed(t *testing.T) {
 // TestExhaustedKeyIsRefusedByThePolicy: remaining 0 in the cached facts is
 // refused on a metered route before any spend; other routes still answer.
 func TestExhaustedKeyIsRefusedByThePolicy(t *testing.T) {
-	zero := int64(0)
-	f, a, _ := entitledFixture(t, keystore.Entitlements{Remaining: &zero})
+	a, h := usesFixture(t, 0)
 	sp := &spender{left: 5}
 	a.Uses = sp
-	h := map[string]string{"authorization": "Bearer " + f.live.Reveal()}
-	d := a.Authorize(context.Background(), FromCheckRequest(checkFrom("POST", "/v1/audio/generate", "", h))).Decision
+	d := authorize(a, "POST", "/v1/audio/generate", h).Decision
 	if d.Allow || d.Code != "USAGE_EXHAUSTED" || d.Rule != "usage_exhausted" || sp.calls != 0 {
 		t.Fatalf("%+v, spends %d", d, sp.calls)
 	}
-	d = a.Authorize(context.Background(), FromCheckRequest(checkFrom("GET", "/v1/videos", "", h))).Decision
+	d = authorize(a, "GET", "/v1/videos", h).Decision
 	if !d.Allow || sp.calls != 0 {
 		t.Fatalf("unmetered route: %+v, spends %d", d, sp.calls)
 	}

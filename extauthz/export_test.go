@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
 )
 
 // The external tests (ops_test.go, package extauthz_test) may import the
@@ -22,6 +23,19 @@ func NewOpsFixture(tb testing.TB, n int) (*Server, []*authv3.CheckRequest, func(
 		reqs[i] = envoyCheckRequest("GET", "/v1/videos?limit=10", h)
 	}
 	return f.server, reqs, f.cache.Wait
+}
+
+// CheckAllowed is a benchmark's loop: it sends reqs to s in turn, for as
+// long as b loops, and every answer must be an allow.
+func CheckAllowed(ctx context.Context, b *testing.B, s *Server, reqs []*authv3.CheckRequest) {
+	i := 0
+	for b.Loop() {
+		i++
+		resp, _ := s.Check(ctx, reqs[i%len(reqs)])
+		if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+			b.Fatalf("want allow, got %v", resp)
+		}
+	}
 }
 
 // EnvoyContext is a Check's context (with a deadline, as Envoy's are).

@@ -10,6 +10,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/internal/policytest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
@@ -111,13 +112,5 @@ func typicalHeaders(auth string) map[string]string {
 // builtinEngine is an engine with the built-in policy.
 func builtinEngine(tb testing.TB) *policies.Engine {
 	tb.Helper()
-	b, err := policies.Load(policies.Default(), "built-in")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p, err := policies.Compile(context.Background(), b)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return policies.NewEngine(p)
+	return policies.NewEngine(policytest.Compile(tb, policies.BuiltIn, nil))
 }

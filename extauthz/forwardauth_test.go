@@ -66,18 +66,7 @@ type forwardAuthFixture struct {
 
 func newForwardAuthFixture(t *testing.T, decide func(*policies.Input) policies.Decision) *forwardAuthFixture {
 	t.Helper()
-	format, err := keystore.NewFormat("kg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	digester, err := keystore.NewDigester()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := format.Generate(keystore.ModeLive)
-	if err != nil {
-		t.Fatal(err)
-	}
+	format, digester, key := newLiveKey(t)
 	facts := fakeFacts{digest: digester.Primary(key.Reveal()), facts: keystore.KeyFacts{
 		Key:     keystore.Key{ID: "key_1", SiteID: "acme-web", Mode: keystore.ModeLive},
 		Site:    keystore.Site{ID: "acme-web", AccountID: "acme", Active: true},

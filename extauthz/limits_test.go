@@ -6,13 +6,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policies"
@@ -78,6 +76,24 @@ func (f *limitsFixture) check(method, path string) Result {
 		Headers: map[string]string{"x-api-key": f.key}})
 }
 
+// allowed makes n requests for method path, which must all be allowed.
+func (f *limitsFixture) allowed(tb testing.TB, n int, method, path string) {
+	tb.Helper()
+	for i := range n {
+		if res := f.check(method, path); !res.Decision.Allow {
+			tb.Fatalf("%s %s request %d: %+v", method, path, i, res.Decision)
+		}
+	}
+}
+
+// failure is an error a dependency of Check returns and the refusal it must
+// give: never an allow.
+type failure struct {
+	err    error
+	status int
+	code   string
+}
+
 // countingLimiter records what it was asked to charge.
 type countingLimiter struct {
 	calls int
@@ -116,11 +132,7 @@ func TestLimitsChargedOnlyOnAllow(t *testing.T) {
 }
 
 func TestLimiterErrors(t *testing.T) {
-	for _, tt := range []struct {
-		err    error
-		status int
-		code   string
-	}{
+	for _, tt := range []failure{
 		{limits.ErrUnavailable, 503, "AUTHZ_UNAVAILABLE"},
 		{errors.New("limits: bad counter"), 500, "POLICY_ERROR"},
 	} {
@@ -136,11 +148,7 @@ func TestLimiterErrors(t *testing.T) {
 func TestRateLimitedResponse(t *testing.T) {
 	f := newLimitsFixture(t, keystore.Limits{"rate": 2})
 	f.withLimiter(t, limits.Config{})
-	for i := range 2 {
-		if res := f.check("GET", "/v1/videos"); !res.Decision.Allow {
-			t.Fatalf("request %d: %+v", i, res.Decision)
-		}
-	}
+	f.allowed(t, 2, "GET", "/v1/videos")
 	f.now = f.now.Add(5 * time.Second)
 	res := f.check("GET", "/v1/videos")
 	d := res.Decision
@@ -169,11 +177,7 @@ func TestRateLimitedResponse(t *testing.T) {
 func TestQuotaExceededResponse(t *testing.T) {
 	f := newLimitsFixture(t, keystore.Limits{"quota": 2})
 	f.withLimiter(t, limits.Config{})
-	for i := range 2 {
-		if res := f.check("POST", "/v1/audio/generate"); !res.Decision.Allow {
-			t.Fatalf("request %d: %+v", i, res.Decision)
-		}
-	}
+	f.allowed(t, 2, "POST", "/v1/audio/generate")
 	// Status polls are not metered.
 	if res := f.check("GET", "/v1/audio/generate"); !res.Decision.Allow {
 		t.Fatalf("unmetered GET refused: %+v", res.Decision)
@@ -223,18 +227,9 @@ func BenchmarkAuthorizeLimits(b *testing.B) {
 		run(b, f)
 	})
 	b.Run("redis", func(b *testing.B) {
-		url := os.Getenv("KEYGATE_TEST_REDIS")
-		if url == "" {
-			b.Skip("KEYGATE_TEST_REDIS not set")
-		}
-		opts, err := redis.ParseURL(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		client := redis.NewClient(opts)
-		defer client.Close()
+		client, prefix := redistest.Client(b)
 		f := newLimitsFixture(b, huge)
-		f.withLimiter(b, limits.Config{Redis: limits.NewRedis(client, "keygate-bench:")})
+		f.withLimiter(b, limits.Config{Redis: limits.NewRedis(client, prefix)})
 		run(b, f)
 	})
 }

@@ -38,18 +38,7 @@ var allowOnly = fstest.MapFS{"authz.rego": {Data: []byte("package keygate.authz\
 // BenchmarkCheckFullPolicy is a cache-hit Check (gRPC handler in process,
 // no network) under the full default policy, next to the allow-only policy.
 func BenchmarkCheckFullPolicy(b *testing.B) {
-	format, err := keystore.NewFormat("kg")
-	if err != nil {
-		b.Fatal(err)
-	}
-	digester, err := keystore.NewDigester()
-	if err != nil {
-		b.Fatal(err)
-	}
-	key, err := format.Generate(keystore.ModeLive)
-	if err != nil {
-		b.Fatal(err)
-	}
+	format, digester, key := newLiveKey(b)
 	facts := keystore.KeyFacts{
 		Key:     keystore.Key{ID: "key_bench", SiteID: "site-a", Mode: keystore.ModeLive},
 		Site:    keystore.Site{ID: "site-a", AccountID: "acct", Domains: []string{"example.com", "*.example.com"}, Active: true},

@@ -46,13 +46,7 @@ func (l *fakeLoader) snapshot(ctx context.Context) (*KeyFacts, *SiteFacts, error
 
 func (l *fakeLoader) LookupKey(ctx context.Context, _ []Digest) (KeyFacts, error) {
 	k, _, err := l.snapshot(ctx)
-	if err != nil {
-		return KeyFacts{}, err
-	}
-	if k == nil {
-		return KeyFacts{}, ErrNotFound
-	}
-	return *k, nil
+	return found(k, err)
 }
 
 func (l *fakeLoader) LookupKeyID(ctx context.Context, _ string) (KeyFacts, error) {
@@ -61,13 +55,20 @@ func (l *fakeLoader) LookupKeyID(ctx context.Context, _ string) (KeyFacts, error
 
 func (l *fakeLoader) LookupSite(ctx context.Context, _ string) (SiteFacts, error) {
 	_, s, err := l.snapshot(ctx)
+	return found(s, err)
+}
+
+// found answers as a store does for a row read: ErrNotFound when there is
+// none.
+func found[T any](row *T, err error) (T, error) {
+	var zero T
 	if err != nil {
-		return SiteFacts{}, err
+		return zero, err
 	}
-	if s == nil {
-		return SiteFacts{}, ErrNotFound
+	if row == nil {
+		return zero, ErrNotFound
 	}
-	return *s, nil
+	return *row, nil
 }
 
 func (l *fakeLoader) set(fn func(l *fakeLoader)) {

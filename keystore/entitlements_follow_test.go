@@ -2,9 +2,6 @@ package keystore
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -15,26 +12,15 @@ import (
 // roll) replaces them on the next poll of the change log.
 func TestFollowerSeesEntitlementChanges(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keygate.db")
-	digester, _ := NewDigester()
-	server := openTestStore(t, path, digester)
-	cli := openTestStore(t, path, digester)
-	seedSite(t, cli)
+	fx := newFollowFixture(t)
+	cli, cache := fx.cli, fx.cache
 	key, secret, err := cli.CreateKey(ctx, KeySpec{SiteID: "web", Mode: ModeLive,
 		Entitlements: Entitlements{Scopes: []string{"videos:read"}, Meta: map[string]string{"tier": "gold"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := NewCache(server, CacheConfig{MaxEntries: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
-	f := &Follower{Source: server, Cache: cache, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := f.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ds := digester.All(secret.Reveal())
+	f := fx.follow(t, cache)
+	ds := fx.digester.All(secret.Reveal())
 	got, err := cache.Key(ctx, ds)
 	if err != nil || !slices.Equal(got.Key.Scopes, []string{"videos:read"}) || got.Key.Meta["tier"] != "gold" {
 		t.Fatalf("cached facts %+v, %v", got.Key.Entitlements, err)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testclock"
 )
 
 // Two replicas contend for one job: only one runs it; when it stops, the
 // other takes over.
 func TestExclusivePostgres(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, os.Getenv)
-	c := &clock{now: time.Now()}
+	c := testclock.New(time.Now())
 	a, _ := open(t, dsn, c)
 	b, _ := open(t, dsn, c)
 	var mu sync.Mutex

@@ -10,6 +10,43 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// followFixture is a server's store handle with its cache, and a second
+// handle on the same SQLite database: a CLI in another process, whose writes
+// the server learns of only from the change log.
+type followFixture struct {
+	server, cli *Store
+	digester    *Digester
+	cache       *Cache
+}
+
+// newFollowFixture opens both handles, seeds site "web" and gives the
+// server a cache; nothing follows the change log until follow.
+func newFollowFixture(t *testing.T) *followFixture {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	digester, _ := NewDigester()
+	fx := &followFixture{server: openTestStore(t, path, digester), cli: openTestStore(t, path, digester), digester: digester}
+	seedSite(t, fx.cli)
+	cache, err := NewCache(fx.server, CacheConfig{MaxEntries: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cache.Close)
+	fx.cache = cache
+	return fx
+}
+
+// follow starts following the server's change log into inv; the writes
+// made before it starts are not replayed.
+func (fx *followFixture) follow(t *testing.T, inv Invalidator) *Follower {
+	t.Helper()
+	f := &Follower{Source: fx.server, Cache: inv, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := f.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 type recordingInvalidator struct{ got []Change }
 
 func (r *recordingInvalidator) Invalidate(e Entity, id string) {
@@ -21,27 +58,15 @@ func (r *recordingInvalidator) Invalidate(e Entity, id string) {
 // its cache stops serving the facts those writes changed.
 func TestFollowerSeesAnotherProcessesWrites(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "keygate.db")
-	digester, _ := NewDigester()
-	server := openTestStore(t, path, digester)
-	cli := openTestStore(t, path, digester)
-
-	seedSite(t, cli)
+	fx := newFollowFixture(t)
+	cli, cache := fx.cli, fx.cache
 	key, secret, err := cli.CreateKey(ctx, KeySpec{SiteID: "web", Mode: ModeLive})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cache, err := NewCache(server, CacheConfig{MaxEntries: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
 	rec := &recordingInvalidator{}
-	f := &Follower{Source: server, Cache: multiInvalidator{rec, cache}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	if err := f.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	ds := digester.All(secret.Reveal())
+	f := fx.follow(t, multiInvalidator{rec, cache})
+	ds := fx.digester.All(secret.Reveal())
 	if got, err := cache.Key(ctx, ds); err != nil || got.Key.RevokedAt != nil {
 		t.Fatalf("Key = %+v, %v", got, err)
 	}

@@ -1,12 +1,37 @@
 package keystore_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/keystore"
 )
+
+// pageIDs reads every page of a listing two at a time, each page after the
+// last id of the one before, and returns the ids in the order read.
+func pageIDs[T any](t *testing.T, list func(ctx context.Context, after string, limit int) ([]T, error), id func(T) string) []string {
+	t.Helper()
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("pagination does not end")
+		}
+		page, err := list(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range page {
+			got = append(got, id(v))
+		}
+		if len(page) < 2 {
+			return got
+		}
+		after = id(page[len(page)-1])
+	}
+}
 
 // Accounts and sites page by id on both databases, sites filtered by account.
 func TestStoreListAccountsAndSites(t *testing.T) {
@@ -15,21 +40,7 @@ func TestStoreListAccountsAndSites(t *testing.T) {
 			fx.site(fmt.Sprintf("acct-%d", i), fmt.Sprintf("site-%d", i))
 		}
 		fx.site("acct-1", "site-1b")
-		var got []string
-		after := ""
-		for {
-			page, err := fx.store.Accounts(ctx, after, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, a := range page {
-				got = append(got, a.ID)
-			}
-			if len(page) < 2 {
-				break
-			}
-			after = page[len(page)-1].ID
-		}
+		got := pageIDs(t, fx.store.Accounts, func(a keystore.Account) string { return a.ID })
 		if strings.Join(got, ",") != "acct-0,acct-1,acct-2,acct-3,acct-4" {
 			t.Errorf("accounts: %v", got)
 		}

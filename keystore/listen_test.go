@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -25,7 +26,7 @@ func waitWake(t *testing.T, wake <-chan struct{}, what string) {
 // connection is killed (so the follower re-reads what it may have missed).
 func TestListenPostgres(t *testing.T) {
 	dsn := pgtest.NewDatabase(t, os.Getenv)
-	c := &clock{now: time.Now()}
+	c := testclock.New(time.Now())
 	s, _ := open(t, dsn, c, "pepper-one-0123456789") // signing keys need a secret
 	if !s.Notifies() {
 		t.Fatal("postgres store does not report notifications")
@@ -78,7 +79,7 @@ func TestListenPostgres(t *testing.T) {
 }
 
 func TestListenSQLiteReturns(t *testing.T) {
-	s, _ := open(t, "sqlite:"+t.TempDir()+"/k.db", &clock{now: time.Now()})
+	s, _ := open(t, "sqlite:"+t.TempDir()+"/k.db", testclock.New(time.Now()))
 	if s.Notifies() {
 		t.Error("sqlite store claims notifications")
 	}

@@ -11,12 +11,25 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
+// drainedEvents drains the outbox and describes each event, its data decoded
+// as T, in the order the store hands them out.
+func drainedEvents[T any](t *testing.T, fx *fixture, describe func(typ string, data T) string) []string {
+	t.Helper()
+	var seen []string
+	for _, e := range drain(t, fx) {
+		var data T
+		if err := json.Unmarshal(e.Data, &data); err != nil {
+			t.Fatalf("%s data %s: %v", e.Type, e.Data, err)
+		}
+		seen = append(seen, describe(e.Type, data))
+	}
+	return seen
+}
+
 func TestNoticesKeyExpiry(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acct", "site1")
-		if _, err := fx.store.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://h.example.com", Events: []string{keystore.EventKeyExpiring, keystore.EventKeyExpired}}, "whsec_x"); err != nil {
-			t.Fatal(err)
-		}
+		fx.subscribe(keystore.EventKeyExpiring, keystore.EventKeyExpired)
 		in := func(d time.Duration) *time.Time { x := fx.clock.Now().Add(d); return &x }
 		soon, _, _ := fx.store.CreateKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive, ExpiresAt: in(3 * 24 * time.Hour)})
 		later, _, _ := fx.store.CreateKey(ctx, keystore.KeySpec{SiteID: "site1", Mode: keystore.ModeLive, ExpiresAt: in(30 * 24 * time.Hour)})
@@ -45,13 +58,7 @@ func TestNoticesKeyExpiry(t *testing.T) {
 		}
 		fx.clock.Add(20 * 24 * time.Hour) // later is within a week
 		scan()
-		got := drain(t, fx)
-		var seen []string
-		for _, e := range got {
-			var k keystore.KeyEvent
-			_ = json.Unmarshal(e.Data, &k)
-			seen = append(seen, e.Type+" "+k.ID)
-		}
+		seen := drainedEvents(t, fx, func(typ string, k keystore.KeyEvent) string { return typ + " " + k.ID })
 		want := []string{"key.expiring " + soon.ID, "key.expired " + soon.ID, "key.expiring " + later.ID}
 		if strings.Join(seen, "\n") != strings.Join(want, "\n") {
 			t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(seen, "\n"), strings.Join(want, "\n"))
@@ -65,9 +72,7 @@ func TestNoticesKeyExpiry(t *testing.T) {
 func TestNoticesQuotaThresholdAcrossReplicas(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acct", "site1")
-		if _, err := fx.store.CreateWebhook(ctx, keystore.WebhookEndpoint{URL: "https://h.example.com", Events: []string{keystore.EventQuotaThreshold}}, "whsec_x"); err != nil {
-			t.Fatal(err)
-		}
+		fx.subscribe(keystore.EventQuotaThreshold)
 		other, _ := open(t, fx.dsn, fx.clock, "pepper-one-0123456789")
 		const quota = 50
 		period := "2030-01"
@@ -94,16 +99,12 @@ func TestNoticesQuotaThresholdAcrossReplicas(t *testing.T) {
 		for err := range errs {
 			t.Fatal(err)
 		}
-		got := drain(t, fx)
-		var seen []string
-		for _, e := range got {
-			var q keystore.QuotaThresholdEvent
-			_ = json.Unmarshal(e.Data, &q)
+		seen := drainedEvents(t, fx, func(typ string, q keystore.QuotaThresholdEvent) string {
 			if q.Site != "site1" || q.Account != "acct" || q.Mode != "live" || q.Period != period || q.Quota != quota {
-				t.Fatalf("quota.threshold data %s", e.Data)
+				t.Fatalf("quota.threshold data %+v", q)
 			}
-			seen = append(seen, fmt.Sprintf("%s %d", e.Type, q.Threshold))
-		}
+			return fmt.Sprintf("%s %d", typ, q.Threshold)
+		})
 		if strings.Join(seen, ", ") != "quota.threshold 80, quota.threshold 100" {
 			t.Fatalf("events %q, want one at 80%% then one at 100%%", seen)
 		}

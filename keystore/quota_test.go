@@ -18,9 +18,7 @@ func testChargeQuota(t *testing.T, fx *fixture) {
 	var ok atomic.Int64
 	var wg sync.WaitGroup
 	for range 25 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			_, charged, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, limit, time.Now())
 			if err != nil {
 				t.Error(err)
@@ -28,7 +26,7 @@ func testChargeQuota(t *testing.T, fx *fixture) {
 			if charged {
 				ok.Add(1)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if ok.Load() != limit {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -52,7 +53,7 @@ type staleFixture struct {
 }
 
 func newStaleFixture(t *testing.T, stale time.Duration) *staleFixture {
-	c := &clock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	l := &flakyLoader{keys: map[keystore.Digest]keystore.KeyFacts{
 		"known": {Key: keystore.Key{ID: "key_known"}, Site: keystore.Site{ID: "web"}, Account: keystore.Account{ID: "acme"}},
 		"other": {Key: keystore.Key{ID: "key_other"}, Site: keystore.Site{ID: "web"}, Account: keystore.Account{ID: "acme"}},
@@ -88,10 +89,17 @@ func (f *staleFixture) want(d keystore.Digest, want, when string) {
 	}
 }
 
+// warm reads d while the store is up, wanting want, and waits until the
+// cache holds the answer.
+func (f *staleFixture) warm(d keystore.Digest, want string) {
+	f.t.Helper()
+	f.want(d, want, "store up")
+	f.cache.Wait()
+}
+
 func TestCacheStaleIfError(t *testing.T) {
 	f := newStaleFixture(t, time.Minute)
-	f.want("known", "ok", "store up")
-	f.cache.Wait()
+	f.warm("known", "ok")
 	f.loader.setDown(true)
 	f.clock.Add(59 * time.Second)
 	f.want("known", "ok", "outage, cached key within the bound")
@@ -110,8 +118,7 @@ func TestCacheStaleIfError(t *testing.T) {
 // its TTL is served stale while the store is down, within the bound.
 func TestCacheStaleAfterTTL(t *testing.T) {
 	f := newStaleFixture(t, time.Minute)
-	f.want("known", "ok", "store up")
-	f.cache.Wait()
+	f.warm("known", "ok")
 	f.clock.Add(5*time.Minute + 30*time.Second)
 	f.cache.BeginSync()() // the follower kept the log in sync until now
 	f.loader.setDown(true)
@@ -127,15 +134,13 @@ func TestCacheStaleAfterTTL(t *testing.T) {
 // An invalidated entry is never served, however short the outage.
 func TestCacheStaleNeverPastInvalidation(t *testing.T) {
 	f := newStaleFixture(t, time.Minute)
-	f.want("known", "ok", "store up")
-	f.cache.Wait()
+	f.warm("known", "ok")
 	f.loader.setDown(true)
 	f.cache.Invalidate(keystore.EntityKey, "key_known")
 	f.want("known", "unavailable", "outage after the key's invalidation")
 	f.cache.Invalidate(keystore.EntitySite, "web")
 	f.loader.setDown(false)
-	f.want("other", "ok", "store up")
-	f.cache.Wait()
+	f.warm("other", "ok")
 	f.loader.setDown(true)
 	f.cache.Invalidate(keystore.EntityAccount, "acme")
 	f.want("other", "unavailable", "outage after the account's invalidation")
@@ -146,8 +151,7 @@ func TestCacheStaleNeverPastInvalidation(t *testing.T) {
 // is down (the entry itself lives ttl+stale in ristretto).
 func TestCacheStaleNeverPastPrunedMark(t *testing.T) {
 	f := newStaleFixture(t, time.Minute)
-	f.want("known", "ok", "store up")
-	f.cache.Wait()
+	f.warm("known", "ok")
 	f.clock.Add(30 * time.Second)
 	f.cache.Invalidate(keystore.EntityKey, "key_known")
 	f.clock.Add(5*time.Minute + 31*time.Second)
@@ -163,8 +167,7 @@ func TestCacheStaleNeverPastPrunedMark(t *testing.T) {
 // unavailable, never a stale "unknown".
 func TestCacheStaleNegative(t *testing.T) {
 	f := newStaleFixture(t, time.Minute)
-	f.want("missing", "unknown", "store up")
-	f.cache.Wait()
+	f.warm("missing", "unknown")
 	f.loader.setDown(true)
 	f.want("missing", "unknown", "outage within the negative TTL")
 	f.clock.Add(6 * time.Second)
@@ -175,8 +178,7 @@ func TestCacheStaleNegative(t *testing.T) {
 // until their TTL whether or not the log is followed.
 func TestCacheStaleOff(t *testing.T) {
 	f := newStaleFixture(t, 0)
-	f.want("known", "ok", "store up")
-	f.cache.Wait()
+	f.warm("known", "ok")
 	f.loader.setDown(true)
 	f.clock.Add(4 * time.Minute)
 	f.want("known", "ok", "outage without a bound, within TTL")

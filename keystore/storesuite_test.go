@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/keygate/keygate/internal/pgtest"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -29,23 +30,8 @@ var backends = []backend{
 	{"postgres", func(t *testing.T) string { return pgtest.NewDatabase(t, os.Getenv) }},
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// clock is the settable clock every store of these tests reads.
+type clock = testclock.Clock
 
 type fixture struct {
 	t     *testing.T
@@ -79,7 +65,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, fx *fixture)) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			dsn := b.dsn(t)
-			c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+			c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 			s, d := open(t, dsn, c, "pepper-one-0123456789")
 			fn(t, &fixture{t: t, dsn: dsn, clock: c, store: s, dig: d})
 		})
@@ -88,13 +74,16 @@ func eachStore(t *testing.T, fn func(t *testing.T, fx *fixture)) {
 
 var ctx = context.Background()
 
-func (fx *fixture) site(account, site string) {
+// site creates account, unless it exists, and its active sites.
+func (fx *fixture) site(account string, sites ...string) {
 	fx.t.Helper()
 	if _, err := fx.store.CreateAccount(ctx, keystore.Account{ID: account, Plan: "pro"}); err != nil && !errors.Is(err, keystore.ErrConflict) {
 		fx.t.Fatal(err)
 	}
-	if _, err := fx.store.CreateSite(ctx, keystore.Site{ID: site, AccountID: account, Active: true}); err != nil {
-		fx.t.Fatal(err)
+	for _, site := range sites {
+		if _, err := fx.store.CreateSite(ctx, keystore.Site{ID: site, AccountID: account, Active: true}); err != nil {
+			fx.t.Fatal(err)
+		}
 	}
 }
 
@@ -105,6 +94,18 @@ func (fx *fixture) key(site string, mode keystore.Mode) (keystore.Key, string) {
 		fx.t.Fatal(err)
 	}
 	return k, secret.Reveal()
+}
+
+// wantRead fails the test when a read failed or returned other than want;
+// what names the read and the sides of its diff.
+func wantRead[T any](t *testing.T, what string, want, got T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("%s:\n%s", what, diff)
+	}
 }
 
 func wantErr(t *testing.T, err, want error) {
@@ -124,12 +125,7 @@ func TestStoreAccounts(t *testing.T) {
 			t.Errorf("default status %q, want active", a.Status)
 		}
 		got, err := fx.store.Account(ctx, "acme")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(a, got); diff != "" {
-			t.Errorf("read back (-created +read):\n%s", diff)
-		}
+		wantRead(t, "read back (-created +read)", a, got, err)
 
 		for _, tc := range []struct {
 			name string
@@ -206,12 +202,7 @@ func TestStoreSites(t *testing.T) {
 			t.Errorf("updated site %+v", u)
 		}
 		back, err := fx.store.Site(ctx, "web")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(u, back); diff != "" {
-			t.Errorf("read back (-updated +read):\n%s", diff)
-		}
+		wantRead(t, "read back (-updated +read)", u, back, err)
 		_, err = fx.store.UpdateSite(ctx, "nope", keystore.SiteUpdate{Active: &off})
 		wantErr(t, err, keystore.ErrNotFound)
 	})
@@ -254,12 +245,7 @@ func TestStoreKeys(t *testing.T) {
 			t.Errorf("LookupKey (-created +found):\n%s", diff)
 		}
 		byID, err := fx.store.LookupKeyID(ctx, k.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(f, byID); diff != "" {
-			t.Errorf("LookupKeyID (-digest +id):\n%s", diff)
-		}
+		wantRead(t, "LookupKeyID (-digest +id)", f, byID, err)
 		_, err = fx.store.LookupKey(ctx, fx.dig.All(raw+"x"))
 		wantErr(t, err, keystore.ErrNotFound)
 		_, err = fx.store.LookupKey(ctx, nil)
@@ -307,8 +293,7 @@ func TestStorePepperVersions(t *testing.T) {
 
 func TestStoreRotate(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
-		fx.site("acme", "web")
-		fx.site("acme", "other")
+		fx.site("acme", "web", "other")
 		a, _ := fx.key("web", keystore.ModeLive)
 		b, _ := fx.key("web", keystore.ModeTest)
 		keep, _ := fx.key("other", keystore.ModeLive)
@@ -421,8 +406,7 @@ var sortStrings = cmp.Transformer("sort", func(in []string) []string {
 
 func TestStoreKeysPagination(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
-		fx.site("acme", "web")
-		fx.site("acme", "other")
+		fx.site("acme", "web", "other")
 		fx.key("other", keystore.ModeLive)
 		var want []string
 		for range 5 {
@@ -439,24 +423,10 @@ func TestStoreKeysPagination(t *testing.T) {
 		}
 		want = append(same, want...)
 
-		var got []string
-		after := ""
-		for pages := 0; ; pages++ {
-			if pages > 10 {
-				t.Fatal("pagination does not end")
-			}
-			page, err := fx.store.Keys(ctx, "web", after, 2)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, k := range page {
-				got = append(got, k.ID)
-			}
-			if len(page) < 2 {
-				break
-			}
-			after = page[len(page)-1].ID
+		keys := func(ctx context.Context, after string, limit int) ([]keystore.Key, error) {
+			return fx.store.Keys(ctx, "web", after, limit)
 		}
+		got := pageIDs(t, keys, func(k keystore.Key) string { return k.ID })
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("paged keys (-want +got):\n%s", diff)
 		}
@@ -593,7 +563,7 @@ func TestStoreConcurrentOpen(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			dsn := b.dsn(t)
-			c := &clock{now: time.Now()}
+			c := testclock.New(time.Now())
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
 			for range 4 {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/tokens"
 )
@@ -106,7 +107,7 @@ func TestSigningKeySealing(t *testing.T) {
 // enough to mint tokens.
 func TestSigningKeyWithoutSecret(t *testing.T) {
 	dsn := backends[0].dsn(t)
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	s, _ := open(t, dsn, c)
 	if _, err := s.SigningKeys(ctx, testSchedule); !errors.Is(err, keystore.ErrNoSealSecret) {
 		t.Fatalf("SigningKeys without a secret: %v, want ErrNoSealSecret", err)
@@ -124,7 +125,7 @@ func TestSigningKeyWithoutSecret(t *testing.T) {
 // or verify again.
 func TestSigningKeyPlainRowsMigrated(t *testing.T) {
 	dsn := backends[0].dsn(t)
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	s, d := open(t, dsn, c)
 	old := bytes.Repeat([]byte{7}, 32)
 	if _, err := s.DB().Exec(`INSERT INTO signing_keys (id, secret, created_at, not_before) VALUES ('sk_old', $1, $2, $2)`,
@@ -222,13 +223,9 @@ func TestForgedTokenFromDatabaseRefused(t *testing.T) {
 func TestRefreshTokens(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "web")
-		key, _ := fx.key("web", keystore.ModeTest)
+		key, _ := fx.refreshKey("web", keystore.ModeTest)
 		exp := func() time.Time { return fx.clock.Now().Add(time.Hour) }
 		d := fx.dig.All
-
-		if err := fx.store.IssueRefreshToken(ctx, key.ID, d("r1")[0], exp()); err != nil {
-			t.Fatal(err)
-		}
 		g, err := fx.store.RedeemRefreshToken(ctx, d("r1"), d("r2")[0], exp())
 		if err != nil || g.KeyID != key.ID || g.Mode != keystore.ModeTest {
 			t.Fatalf("redeem r1: %+v, %v", g, err)
@@ -280,11 +277,8 @@ func wantErrIs(t *testing.T, what string, err, want error) {
 func TestRefreshTokenConcurrentRedeem(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "web")
-		key, _ := fx.key("web", keystore.ModeLive)
+		fx.refreshKey("web", keystore.ModeLive)
 		exp := fx.clock.Now().Add(time.Hour)
-		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), exp); err != nil {
-			t.Fatal(err)
-		}
 		errs := make(chan error, 8)
 		for i := range 8 {
 			go func() {
@@ -311,13 +305,34 @@ func TestRefreshTokenConcurrentRedeem(t *testing.T) {
 func TestRefreshTokenPepperRotation(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "web")
-		key, _ := fx.key("web", keystore.ModeLive)
-		if err := fx.store.IssueRefreshToken(ctx, key.ID, fx.dig.Primary("r1"), fx.clock.Now().Add(time.Hour)); err != nil {
-			t.Fatal(err)
-		}
+		fx.refreshKey("web", keystore.ModeLive)
 		s2, d2 := open(t, fx.dsn, fx.clock, "pepper-two-0123456789", "pepper-one-0123456789")
 		if _, err := s2.RedeemRefreshToken(ctx, d2.All("r1"), d2.Primary("r2"), fx.clock.Now().Add(time.Hour)); err != nil {
 			t.Fatalf("a token stored under the old pepper: %v", err)
+		}
+	})
+}
+
+// TestStoreAuditRefreshReuse: revoking a key's refresh tokens on reuse is
+// in the trail; ordinary token traffic is not.
+func TestStoreAuditRefreshReuse(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "acme-web")
+		key, _ := fx.refreshKey("acme-web", keystore.ModeLive)
+		exp := fx.clock.Now().Add(time.Hour)
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r2"), exp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fx.store.RedeemRefreshToken(ctx, fx.dig.All("r1"), fx.dig.Primary("r3"), exp); !errors.Is(err, keystore.ErrRefreshReused) {
+			t.Fatalf("reuse: %v", err)
+		}
+		entries, err := fx.store.Audit(ctx, key.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != 2 || entries[1].Entity != keystore.EntityRefreshTokens || entries[1].Actor != "keygate" ||
+			!strings.Contains(entries[1].Action, "reuse") {
+			t.Errorf("entries: %+v", entries)
 		}
 	})
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/testclock"
 )
 
 // leaseRunners records which of several contenders run a job, and how many
@@ -64,7 +66,7 @@ func expectQuiet(t *testing.T, ch chan string) {
 // lease expired unrenewed) and never while the lease is someone else's.
 func TestExclusiveSQLiteLease(t *testing.T) {
 	dsn := "sqlite:" + filepath.Join(t.TempDir(), "k.db")
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	a, _ := open(t, dsn, c)
 	b, _ := open(t, dsn, c)
 	r := newLeaseRunners()

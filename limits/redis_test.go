@@ -2,49 +2,21 @@ package limits
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-)
 
-// testRedis connects to KEYGATE_TEST_REDIS and returns a key prefix no other
-// test uses; it deletes the prefix's keys when the test ends.
-func testRedis(t testing.TB) (*redis.Client, string) {
-	t.Helper()
-	url := os.Getenv("KEYGATE_TEST_REDIS")
-	if url == "" {
-		t.Skip("KEYGATE_TEST_REDIS not set (e.g. redis://127.0.0.1:6379/0): skipping the Redis test")
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opts)
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "keygate-test:" + hex.EncodeToString(b) + ":"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		keys, _ := client.Keys(ctx, "rate:"+prefix+"*").Result()
-		if len(keys) > 0 {
-			client.Del(ctx, keys...)
-		}
-		client.Close()
-	})
-	return client, prefix
-}
+	"github.com/keygate/keygate/internal/redistest"
+)
 
 // Two replicas (two limiters, each with its own connection pool) sharing
 // one Redis let exactly the limit through a concurrent burst.
 func TestRedisBurstAcrossReplicasLetsExactlyLimitThrough(t *testing.T) {
-	c1, prefix := testRedis(t)
-	c2, _ := testRedis(t)
+	c1, prefix := redistest.Client(t)
+	c2, _ := redistest.Client(t)
 	const n = 25
 	replicas := make([]*Limiter, 2)
 	for i, c := range []*redis.Client{c1, c2} {
@@ -55,9 +27,7 @@ func TestRedisBurstAcrossReplicasLetsExactlyLimitThrough(t *testing.T) {
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for i := range n + 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			<-start
 			out, err := replicas[i%2].Charge(context.Background(), time.Now(), []Counter{rate})
 			switch {
@@ -68,7 +38,7 @@ func TestRedisBurstAcrossReplicasLetsExactlyLimitThrough(t *testing.T) {
 			default:
 				refused.Add(1)
 			}
-		}()
+		})
 	}
 	close(start)
 	wg.Wait()
@@ -84,7 +54,7 @@ func TestRedisBurstAcrossReplicasLetsExactlyLimitThrough(t *testing.T) {
 
 // Redis and the in-process fallback answer the same for the same history.
 func TestRedisMatchesMemory(t *testing.T) {
-	client, prefix := testRedis(t)
+	client, prefix := redistest.Client(t)
 	shared := NewRedis(client, prefix)
 	local := NewMemory()
 	c := Counter{Kind: Rate, Key: "key:k2:test", Limit: 4, Burst: 3, Period: time.Hour, Cost: 1}
@@ -120,7 +90,7 @@ func BenchmarkCharge(b *testing.B) {
 		}
 	})
 	b.Run("redis", func(b *testing.B) {
-		client, prefix := testRedis(b)
+		client, prefix := redistest.Client(b)
 		r := NewRedis(client, prefix)
 		b.ReportAllocs()
 		for b.Loop() {

@@ -9,10 +9,7 @@ import (
 // start (and on every reload): compiling it, preparing the decision query,
 // evaluating the denial tables and analysing it for the memo.
 func BenchmarkCompileDefault(b *testing.B) {
-	bundle, err := Load(Default(), "built-in")
-	if err != nil {
-		b.Fatal(err)
-	}
+	bundle := defaultBundle(b)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

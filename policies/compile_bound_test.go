@@ -12,10 +12,7 @@ import (
 // to ~4M allocations and a reload missed its one-second bound. Allocations,
 // not time, so the test does not depend on the machine.
 func TestCompileStaysBounded(t *testing.T) {
-	bundle, err := Load(Default(), "built-in")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bundle := defaultBundle(t)
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1, func() {
 		if _, err := Compile(ctx, bundle); err != nil {

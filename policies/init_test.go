@@ -10,8 +10,11 @@ import (
 )
 
 // copyDefault writes the built-in policy into a new directory, as a team
-// copying policies/default would, and returns it.
-func copyDefault(t *testing.T) string {
+// copying policies/default would, makes the team's edits to file and
+// returns the directory. Each edit replaces its first string with its
+// second; a first string no longer in the file fails the test, whose edits
+// then need updating.
+func copyDefault(t *testing.T, file string, edits [][2]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	err := fs.WalkDir(Default(), ".", func(p string, d fs.DirEntry, err error) error {
@@ -25,6 +28,21 @@ func copyDefault(t *testing.T) string {
 		return os.WriteFile(filepath.Join(dir, p), b, 0o644)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, file)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := string(data)
+	for _, r := range edits {
+		if !strings.Contains(edited, r[0]) {
+			t.Fatalf("%s no longer contains %q; update this test's edits", file, r[0])
+		}
+		edited = strings.Replace(edited, r[0], r[1], 1)
+	}
+	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -47,14 +65,7 @@ func runDirTests(t *testing.T, dir string) *TestReport {
 // wording) still passes its own tests: the built-in tests read data-driven
 // expectations from the data.
 func TestEditedDefaultCopyPassesItsTests(t *testing.T) {
-	dir := copyDefault(t)
-	p := filepath.Join(dir, "data.yaml")
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := string(data)
-	for _, r := range [][2]string{
+	dir := copyDefault(t, "data.yaml", [][2]string{
 		{"concurrency: 3", "concurrency: 4"},
 		{"concurrency: 1\n", "concurrency: 2\n"},
 		{"plus: {rate: 60,", "plus: {rate: 61,"},
@@ -64,15 +75,7 @@ func TestEditedDefaultCopyPassesItsTests(t *testing.T) {
 		{"message: Your plan doesn't include API access", "message: Upgrade to use the API"},
 		{"TRIAL_EXPIRED: {status: 402, message: Trial expired}", "TRIAL_EXPIRED: {status: 402, message: Your trial is over}"},
 		{"QUOTA_EXCEEDED: {status: 403, message: Monthly quota exceeded for this site}", "QUOTA_EXCEEDED: {status: 403, message: No quota left}"},
-	} {
-		if !strings.Contains(edited, r[0]) {
-			t.Fatalf("data.yaml no longer contains %q; update this test's edits", r[0])
-		}
-		edited = strings.Replace(edited, r[0], r[1], 1)
-	}
-	if err := os.WriteFile(p, []byte(edited), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	})
 	r := runDirTests(t, dir)
 	if err := r.Err(); err != nil {
 		for _, res := range r.Results {
@@ -90,20 +93,9 @@ func TestEditedDefaultCopyPassesItsTests(t *testing.T) {
 // A failed test says why: the failing expression with the values of its
 // operands, and the trace.
 func TestRunTestsExplainsFailure(t *testing.T) {
-	dir := copyDefault(t)
-	p := filepath.Join(dir, "authz_test.rego")
-	src, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := `d.headers == {"x-keygate-concurrency": concurrency("pro")}`
-	if !strings.Contains(string(src), old) {
-		t.Fatalf("authz_test.rego no longer contains %q", old)
-	}
-	broken := strings.Replace(string(src), old, `d.headers == {"x-keygate-concurrency": "7"}`, 1)
-	if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := copyDefault(t, "authz_test.rego", [][2]string{
+		{`d.headers == {"x-keygate-concurrency": concurrency("pro")}`, `d.headers == {"x-keygate-concurrency": "7"}`},
+	})
 	r := runDirTests(t, dir)
 	if r.Failed() != 1 {
 		t.Fatalf("%d failed, want 1", r.Failed())

@@ -31,13 +31,20 @@ func compileWithData(t *testing.T, src string, data map[string]any) *Policy {
 	return p
 }
 
-func defaultPolicy(t testing.TB) *Policy {
+// defaultBundle loads the built-in policy, as keygate does when no policy
+// directory is configured.
+func defaultBundle(t testing.TB) *Bundle {
 	t.Helper()
-	b, err := Load(Default(), "built-in")
+	b, err := Load(Default(), BuiltIn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Compile(context.Background(), b)
+	return b
+}
+
+func defaultPolicy(t testing.TB) *Policy {
+	t.Helper()
+	p, err := Compile(context.Background(), defaultBundle(t))
 	if err != nil {
 		t.Fatal(err)
 	}

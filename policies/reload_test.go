@@ -124,16 +124,14 @@ func TestReloadUnderLoad(t *testing.T) {
 	var bad atomic.Int64
 	var wg sync.WaitGroup
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for !stop.Load() {
 				d, err := r.Engine.Decide(context.Background(), proInput())
 				if c := d.Headers["x-keygate-concurrency"]; err != nil || !d.Allow || (c != "4" && c != "5") {
 					bad.Add(1)
 				}
 			}
-		}()
+		})
 	}
 	for i := range 10 {
 		c := []string{"5", "4"}[i%2]

@@ -19,7 +19,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/keygate/keygate/internal/storetest"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/secretscan"
 )
@@ -80,13 +82,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, action string) *fixture {
 	f, _ := keystore.NewFormat("kg")
-	d, _ := keystore.NewDigester()
-	d, _ = d.WithSealSecret([]byte("secretscan-test-seal-secret-012345"))
-	st, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, d := storetest.Open(t, nil)
 	gh := newSigner(t, "gh-current")
 	keys, err := secretscan.LoadPublicKeys(keysFile(t, gh, newSigner(t, "gh-old")))
 	if err != nil {
@@ -162,15 +158,8 @@ func TestGitHubReports(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("status %d: %s", status, raw)
 	}
-	var answers []secretscan.Answer
-	if err := json.Unmarshal([]byte(raw), &answers); err != nil {
-		t.Fatal(err)
-	}
-	var labels []string
-	for _, a := range answers {
-		labels = append(labels, a.Label)
-	}
-	if got := strings.Join(labels, " "); got != "true_positive true_positive true_positive false_positive false_positive false_positive" {
+	answers, got := labels(t, raw)
+	if got != "true_positive true_positive true_positive false_positive false_positive false_positive" {
 		t.Fatalf("labels %s", got)
 	}
 	if answers[0].TokenRaw != liveKey || answers[0].TokenType != "keygate_api_key" {
@@ -191,9 +180,7 @@ func TestGitHubReports(t *testing.T) {
 		"key.leaked " + test.ID + " notified",
 		"key.leaked " + revoked.ID + " already_revoked",
 	}
-	if strings.Join(events, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(want, "\n"))
-	}
+	wantLines(t, "events", events, want)
 
 	// A replay of the same signed report answers the same and does nothing.
 	status, raw2 := fx.post(body, fx.signed(body))
@@ -205,32 +192,85 @@ func TestGitHubReports(t *testing.T) {
 	}
 }
 
-// pending lists the outbox in order as "type key-id action-or-reason".
-func pending(t *testing.T, st *keystore.Store) []string {
+// outboxEvent is one event waiting in the store's webhook outbox.
+type outboxEvent struct {
+	Type string
+	Data struct {
+		keystore.KeyEvent
+		Family string     `json:"refresh_family"`
+		Exp    *time.Time `json:"token_expires_at"`
+	}
+}
+
+// what is the action a key.leaked event reports, or the reason a key was
+// revoked.
+func (e outboxEvent) what() string {
+	if e.Type == keystore.EventKeyRevoked {
+		return e.Data.Reason
+	}
+	return e.Data.Action
+}
+
+// outbox reads the store's webhook outbox in order; no event may carry a
+// token that was reported.
+func outbox(t *testing.T, st *keystore.Store) []outboxEvent {
+	t.Helper()
 	rows, err := st.DB().Query(`SELECT payload FROM webhook_events ORDER BY seq`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	var out []string
+	var out []outboxEvent
 	for rows.Next() {
 		var p string
-		_ = rows.Scan(&p)
-		var e struct {
-			Type string
-			Data keystore.KeyEvent
+		if err := rows.Scan(&p); err != nil {
+			t.Fatal(err)
 		}
-		_ = json.Unmarshal([]byte(p), &e)
-		what := e.Data.Action
-		if e.Type == keystore.EventKeyRevoked {
-			what = e.Data.Reason
+		var e outboxEvent
+		if err := json.Unmarshal([]byte(p), &e); err != nil {
+			t.Fatal(err)
 		}
+		if strings.Contains(p, "kg_at_") || strings.Contains(p, "kg_rt_") {
+			t.Errorf("a token in an event: %s", p)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// pending lists the outbox in order as "type key-id action-or-reason".
+func pending(t *testing.T, st *keystore.Store) []string {
+	t.Helper()
+	var out []string
+	for _, e := range outbox(t, st) {
 		if e.Type == keystore.EventKeyLeaked && !strings.HasPrefix(e.Data.Source, "https://github.com/o/r/") {
 			t.Errorf("key.leaked source %q", e.Data.Source)
 		}
-		out = append(out, e.Type+" "+e.Data.ID+" "+what)
+		out = append(out, e.Type+" "+e.Data.ID+" "+e.what())
 	}
 	return out
+}
+
+// wantLines fails the test unless got and want are the same lines.
+func wantLines(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("%s:\n%s\nwant:\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// labels decodes a report's answers and lists their labels in order.
+func labels(t *testing.T, raw string) ([]secretscan.Answer, string) {
+	t.Helper()
+	var answers []secretscan.Answer
+	if err := json.Unmarshal([]byte(raw), &answers); err != nil {
+		t.Fatalf("%v: %s", err, raw)
+	}
+	out := make([]string, len(answers))
+	for i, a := range answers {
+		out[i] = a.Label
+	}
+	return answers, strings.Join(out, " ")
 }
 
 func TestGitHubRejects(t *testing.T) {

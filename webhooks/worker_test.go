@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,20 +13,10 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/keygate/keygate/internal/storetest"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // receiver records verified deliveries; it answers 503 while down.
 type receiver struct {
@@ -74,7 +63,7 @@ func (r *receiver) setDown(down bool) { r.mu.Lock(); r.down = down; r.mu.Unlock(
 
 type fixture struct {
 	store *keystore.Store
-	clock *clock
+	clock *testclock.Clock
 	rcv   *receiver
 	srv   *httptest.Server
 	ep    keystore.WebhookEndpoint
@@ -82,15 +71,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	f, _ := keystore.NewFormat("kg")
-	d, _ := keystore.NewDigester()
-	d, _ = d.WithSealSecret([]byte("webhooks-test-seal-secret-0123456789"))
-	st, err := keystore.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "k.db"), keystore.Options{Format: f, Digester: d, Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	st, _ := storetest.Open(t, c.Now)
 	secret, _ := NewSecret()
 	wh, _ := standardwebhooks.NewWebhook(secret)
 	rcv := &receiver{t: t, wh: wh}
@@ -247,7 +229,7 @@ func TestBackoff(t *testing.T) {
 func TestWorkerSignsWithSendTime(t *testing.T) {
 	fx := newFixture(t)
 	ctx := context.Background()
-	fx.clock.now = time.Now()
+	fx.clock.Set(time.Now())
 	secret, _ := NewSecret()
 	wh, _ := standardwebhooks.NewWebhook(secret)
 	var verr error
