@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 // hookEvent is one delivered event as the receiver verified it.
@@ -55,17 +53,7 @@ func TestCustomerWritesEmitWebhooks(t *testing.T) {
 	idp := newIdentityProvider(t)
 	env := NewEnv(t)
 	rcv := newHookReceiver(t)
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/hook", "--event", "key.created", "--event", "key.revoked",
-		"--event", "site.keys_rotated", "--allow-http-webhooks", "--json")
-	var ep struct{ Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatalf("webhooks create: %v %s", err, out)
-	}
-	wh, err := standardwebhooks.NewWebhook(ep.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	rcv.subscribe(env, rcv.srv.URL+"/hook", "key.created", "key.revoked", "site.keys_rotated")
 	_, bKeyID := seedAccounts(env)
 	s := env.Serve(append(idp.flags(), "--allow-http-webhooks")...)
 	a := idp.sign(idp.ec, idp.claims("acc_a"))

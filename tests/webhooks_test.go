@@ -93,6 +93,37 @@ func (r *hookReceiver) set(fn func(r *hookReceiver)) {
 	fn(r)
 }
 
+// payloads are the verified bodies so far, in arrival order.
+func (r *hookReceiver) payloads() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.bodies...)
+}
+
+// endpoint is `keygate webhooks create --json`: the secret is shown once.
+type endpoint struct{ ID, Secret string }
+
+// subscribe registers url (plain http, as local receivers are) for events
+// with the CLI, and has r verify deliveries with the endpoint's secret.
+func (r *hookReceiver) subscribe(env *Env, url string, events ...string) endpoint {
+	env.t.Helper()
+	args := []string{"webhooks", "create", "--url", url, "--allow-http-webhooks", "--json"}
+	for _, e := range events {
+		args = append(args, "--event", e)
+	}
+	out := env.CLI(args...)
+	var ep endpoint
+	if err := json.Unmarshal([]byte(out), &ep); err != nil {
+		env.t.Fatalf("webhooks create: %v %s", err, out)
+	}
+	wh, err := standardwebhooks.NewWebhook(ep.Secret)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	r.set(func(r *hookReceiver) { r.wh = wh })
+	return ep
+}
+
 func (r *hookReceiver) snapshot() (got, ids []string, refused int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -306,13 +337,10 @@ func TestWebhooksCLI(t *testing.T) {
 	if _, _, err := env.TryCLI("webhooks", "create", "--url", "https://hooks.example.com", "--event", "key.nope"); err == nil {
 		t.Fatal("unknown event type accepted")
 	}
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/h", "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json")
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil || !strings.HasPrefix(ep.Secret, "whsec_") {
-		t.Fatalf("create: %v %s", err, out)
+	ep := rcv.subscribe(env, rcv.srv.URL+"/h", "key.created", "key.revoked")
+	if !strings.HasPrefix(ep.Secret, "whsec_") {
+		t.Fatalf("create: secret %q", ep.Secret)
 	}
-	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
 	if list := env.CLI("webhooks", "list"); !strings.Contains(list, ep.ID) || strings.Contains(list, ep.Secret) {
 		t.Fatalf("list: %s", list)
 	}
@@ -406,13 +434,7 @@ func TestQuotaThresholdPostgres(t *testing.T) {
 	plusSite(env)
 	live := env.NewKey("acme-web", "live")
 	env.CLI("limits", "set", "--site", "acme-web", "--set", "quota=10")
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL, "--event", "quota.threshold", "--allow-http-webhooks", "--json")
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatal(err)
-	}
-	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	ep := rcv.subscribe(env, rcv.srv.URL, "quota.threshold")
 	replicas := []*Server{env.Serve("--allow-http-webhooks"), env.Serve("--allow-http-webhooks")}
 
 	var wg sync.WaitGroup
