@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -256,22 +255,17 @@ func TestKeyUsesAcrossReplicasPostgres(t *testing.T) {
 		}
 	}
 	var ok, exhausted atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func(s *Server) {
-			defer wg.Done()
-			switch got := decision(t, s.Check(t, "POST", "/v1/audio/generate", auth)); got {
-			case "allow":
-				ok.Add(1)
-			case "403 USAGE_EXHAUSTED":
-				exhausted.Add(1)
-			default:
-				t.Errorf("metered request: %s", got)
-			}
-		}([]*Server{a, b}[i%2])
-	}
-	wg.Wait()
+	burst(10, func(i int) {
+		s := []*Server{a, b}[i%2]
+		switch got := decision(t, s.Check(t, "POST", "/v1/audio/generate", auth)); got {
+		case "allow":
+			ok.Add(1)
+		case "403 USAGE_EXHAUSTED":
+			exhausted.Add(1)
+		default:
+			t.Errorf("metered request: %s", got)
+		}
+	})
 	if ok.Load() != 3 || exhausted.Load() != 7 {
 		t.Fatalf("allowed %d, exhausted %d: want exactly 3 and 7", ok.Load(), exhausted.Load())
 	}

@@ -4,14 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
 	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -236,26 +234,17 @@ func TestRateLimitAcrossTwoReplicas(t *testing.T) {
 	replicas := []*Server{env.Serve("--policies", dir, "--redis", url), env.Serve("--policies", dir, "--redis", url)}
 
 	var ok, limited atomic.Int64
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n + 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp := replicas[i%2].Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key})
-			switch {
-			case allowed(resp):
-				ok.Add(1)
-			case resp.GetDeniedResponse().GetStatus().GetCode() == 429:
-				limited.Add(1)
-			default:
-				t.Errorf("unexpected answer: %v", resp)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	burst(n+10, func(i int) {
+		resp := replicas[i%2].Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key})
+		switch {
+		case allowed(resp):
+			ok.Add(1)
+		case resp.GetDeniedResponse().GetStatus().GetCode() == 429:
+			limited.Add(1)
+		default:
+			t.Errorf("unexpected answer: %v", resp)
+		}
+	})
 	if ok.Load() != n || limited.Load() != 10 {
 		t.Fatalf("allowed %d, limited %d; want %d and 10", ok.Load(), limited.Load(), n)
 	}
@@ -314,12 +303,7 @@ func TestRedisOutage(t *testing.T) {
 	})
 
 	t.Run("fail closed", func(t *testing.T) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := lis.Addr().String()
-		lis.Close()
+		closed := closedAddr(t)
 		env := NewEnv(t)
 		plusSite(env)
 		key := env.NewKey("acme-web", "live")

@@ -322,9 +322,8 @@ func closedAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
 	l.Close()
-	return addr
+	return l.Addr().String()
 }
 
 func merge(ms ...map[string]string) map[string]string {

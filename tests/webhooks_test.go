@@ -437,20 +437,14 @@ func TestQuotaThresholdPostgres(t *testing.T) {
 	ep := rcv.subscribe(env, rcv.srv.URL, "quota.threshold")
 	replicas := []*Server{env.Serve("--allow-http-webhooks"), env.Serve("--allow-http-webhooks")}
 
-	var wg sync.WaitGroup
 	allowedN := make([]int, 2)
-	for i, s := range replicas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 8 { // 16 attempts for a quota of 10
-				if allowed(s.Check(t, "POST", "/v1/audio/generate", map[string]string{"x-api-key": live})) {
-					allowedN[i]++
-				}
+	burst(len(replicas), func(i int) {
+		for range 8 { // 16 attempts for a quota of 10
+			if allowed(replicas[i].Check(t, "POST", "/v1/audio/generate", map[string]string{"x-api-key": live})) {
+				allowedN[i]++
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	if allowedN[0]+allowedN[1] != 10 {
 		t.Fatalf("%v requests allowed, want 10 in all", allowedN)
 	}
