@@ -86,8 +86,7 @@ func upstreamHeaders(resp *authv3.CheckResponse) map[string]string {
 func entitlementsEnv(t *testing.T) *Env {
 	t.Helper()
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	return env
 }
 
@@ -245,8 +244,7 @@ func TestKeyUsesAcrossReplicasPostgres(t *testing.T) {
 	env := postgresEnv(t)
 	a := env.Serve()
 	b := env.Serve()
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	_, key := entitledKey(t, env, "--uses", "3")
 	auth := map[string]string{"authorization": "Bearer " + key}
 	for _, s := range []*Server{a, b} { // unmetered: free, and caches the key on both

@@ -113,6 +113,14 @@ func (e *Env) NewKey(site, mode string, extra ...string) string {
 	return strings.TrimSpace(key)
 }
 
+// Seed creates account on plan and its site, with the CLI: where most
+// tests start.
+func (e *Env) Seed(account, plan, site string) {
+	e.t.Helper()
+	e.CLI("accounts", "create", "--id", account, "--plan", plan)
+	e.CLI("sites", "create", "--id", site, "--account", account)
+}
+
 // Server is a running `keygate serve` process.
 type Server struct {
 	GRPCAddr, HTTPAddr, AdminAddr string

@@ -114,8 +114,7 @@ const tinyRate = `    limits:
 `
 
 func plusSite(env *Env) {
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "plus")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "plus", "acme-web")
 }
 
 func TestRateLimitedThroughTheBinary(t *testing.T) {

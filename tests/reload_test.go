@@ -50,8 +50,7 @@ const (
 
 func TestPolicyHotReload(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	dir := writePolicyDir(t, map[string]string{"data.yaml": reloadData, "layer_test.rego": reloadTest})
 	srv := env.Serve("--policies", dir)
@@ -112,8 +111,7 @@ func TestPolicyHotReload(t *testing.T) {
 // Check fails, and every answer comes from a whole policy, old or new.
 func TestPolicyReloadUnderLoad(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	dir := writePolicyDir(t, map[string]string{"data.yaml": reloadDataWith("10"), "layer_test.rego": reloadTest})
 	srv := env.Serve("--policies", dir)

@@ -262,8 +262,7 @@ func (p *proxy) Up() {
 // database is back, without a restart.
 func TestStoreOutagePostgres(t *testing.T) {
 	env, p := postgresOutageEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	cached := env.NewKey("web", "live")
 	uncached := env.NewKey("web", "live")
 	const window = 10 * time.Second

@@ -151,8 +151,7 @@ func TestShadowPolicy(t *testing.T) {
 // time, never changes an answer.
 func TestShadowPolicyBrokenNeverAnswers(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	broken := writePolicyDir(t, map[string]string{"data.yaml": shadowNoPro, "layer_test.rego": shadowNoProTest, "bad.rego": "package keygate.authz\n\nthis is not rego\n"})
 	// A rule that errors on real traffic (a conflict only live inputs reach)

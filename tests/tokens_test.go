@@ -104,8 +104,7 @@ func checkAuth(t *testing.T, srv *Server, authorization string) (int, string, ma
 // tokenEnv is an account on plan pro with one site.
 func tokenEnv(t *testing.T) *Env {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	return env
 }
 
@@ -314,8 +313,7 @@ func TestTokenReplicas(t *testing.T) {
 				// PostgreSQL replicas share a token secret (none: no exchange).
 				env.Vars = append(env.Vars, "KEYGATE_TOKEN_SECRET=replicas-share-this-secret-0123")
 			}
-			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-			env.CLI("sites", "create", "--id", "web", "--account", "acme")
+			env.Seed("acme", "pro", "web")
 			key := env.NewKey("web", "live")
 			a, b := env.Serve(), env.Serve()
 

@@ -24,8 +24,7 @@ func sqliteWebhookEnv(t *testing.T, url string, rcv *hookReceiver, more ...strin
 func withWebhook(t *testing.T, env *Env, url string, rcv *hookReceiver, more ...string) (*Env, string) {
 	t.Helper()
 	ep := rcv.subscribe(env, url, append([]string{"key.created", "key.revoked"}, more...)...)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	return env, ep.ID
 }
 

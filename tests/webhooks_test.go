@@ -201,8 +201,7 @@ func TestWebhooksPostgres(t *testing.T) {
 	rcv.set(func(r *hookReceiver) { r.wh = wh })
 	hook := created["id"].(string)
 
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	keyID := func() string {
 		var k struct{ ID string }
 		if err := json.Unmarshal([]byte(env.CLI("keys", "create", "--site", "web", "--mode", "live", "--json")), &k); err != nil {
@@ -345,8 +344,7 @@ func TestWebhooksCLI(t *testing.T) {
 		t.Fatalf("list: %s", list)
 	}
 	env.Serve("--allow-http-webhooks")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	env.NewKey("web", "live")
 	Eventually(t, 30*time.Second, "key.created at the receiver", func() bool {
 		got, _, _ := rcv.snapshot()
