@@ -2,8 +2,6 @@ package tests
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -152,21 +150,13 @@ func TestCustomerErrorsTakeTheProfilesShape(t *testing.T) {
 				{a, "POST", "/v1/api-keys/" + bKeyID + "/revoke", "", 404, tc.foreign},
 				{a, "POST", "/v1/api-keys", `{"site":"site_a","mode":"prod"}`, 400, tc.badRequest},
 			} {
-				req, err := http.NewRequest(c.method, "http://"+s.HTTPAddr+c.path, strings.NewReader(c.body))
-				if err != nil {
-					t.Fatal(err)
-				}
+				auth := map[string]string{}
 				if c.token != "" {
-					req.Header.Set("Authorization", "Bearer "+c.token)
+					auth["Authorization"] = "Bearer " + c.token
 				}
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				if res.StatusCode != c.status || res.Header.Get("Content-Type") != tc.contentType || string(raw) != c.want {
-					t.Errorf("%s %s: %d %s %s\nwant %d %s %s", c.method, c.path, res.StatusCode, res.Header.Get("Content-Type"), raw,
+				status, header, raw := send(t, c.method, "http://"+s.HTTPAddr+c.path, c.body, auth)
+				if status != c.status || header.Get("Content-Type") != tc.contentType || string(raw) != c.want {
+					t.Errorf("%s %s: %d %s %s\nwant %d %s %s", c.method, c.path, status, header.Get("Content-Type"), raw,
 						c.status, tc.contentType, c.want)
 				}
 			}

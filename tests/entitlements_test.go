@@ -47,32 +47,23 @@ func (s *Server) checkFrom(t *testing.T, method, path, source string, headers ma
 // decoded JSON body of a deny and the response headers.
 func (s *Server) forwardAuth(t *testing.T, method, uri, key, xff string, extra map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+s.HTTPAddr+"/forward-auth", nil)
-	if err != nil {
-		t.Fatal(err)
+	forwarded := map[string]string{
+		"X-Forwarded-Method": method,
+		"X-Forwarded-Uri":    uri,
+		"X-Forwarded-Host":   "api.example.test",
+		"Authorization":      "Bearer " + key,
 	}
-	req.Header.Set("X-Forwarded-Method", method)
-	req.Header.Set("X-Forwarded-Uri", uri)
-	req.Header.Set("X-Forwarded-Host", "api.example.test")
-	req.Header.Set("Authorization", "Bearer "+key)
 	if xff != "" {
-		req.Header.Set("X-Forwarded-For", xff)
+		forwarded["X-Forwarded-For"] = xff
 	}
-	for k, v := range extra {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	status, header, raw := send(t, "GET", "http://"+s.HTTPAddr+"/forward-auth", "", forwarded, extra)
 	var body map[string]any
-	if resp.StatusCode != 200 {
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("forward-auth %d: body not JSON: %v", resp.StatusCode, err)
+	if status != 200 {
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Fatalf("forward-auth %d: body not JSON: %v", status, err)
 		}
 	}
-	return resp.StatusCode, body, resp.Header
+	return status, body, header
 }
 
 func upstreamHeaders(resp *authv3.CheckResponse) map[string]string {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -30,25 +29,16 @@ func (s *Server) Admin(t *testing.T, method, path, body string, auth ...string) 
 	if s.AdminAddr == "" {
 		t.Fatal("admin API is off (no admin= in the serving line)")
 	}
-	req, err := http.NewRequest(method, "http://"+s.AdminAddr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	authorization := "Bearer " + adminToken
 	if len(auth) > 0 {
-		req.Header.Set("Authorization", auth[0])
+		authorization = auth[0]
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, _, raw := send(t, method, "http://"+s.AdminAddr+path, body, map[string]string{"Authorization": authorization})
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: not JSON: %q", method, path, raw)
 	}
-	return resp.StatusCode, out
+	return status, out
 }
 
 // MustAdmin is Admin that fails the test on an unexpected status.

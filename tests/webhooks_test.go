@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -235,7 +234,7 @@ func TestWebhooksPostgres(t *testing.T) {
 			t.Fatalf("B before the leak: %s", got)
 		}
 		body := []byte(`[{"token":"` + k.Key + `","type":"keygate_live_key","url":"https://github.com/o/r/blob/main/.env","source":"content"}]`)
-		status, answer := github.post(t, a.HTTPAddr, body, github.sign(t, body))
+		status, answer := github.post(t, a.HTTPAddr, "e2e-key", body, github.sign(t, body))
 		if status != 200 || !strings.Contains(answer, `"label":"true_positive"`) {
 			t.Fatalf("report: %d %s", status, answer)
 		}
@@ -248,7 +247,7 @@ func TestWebhooksPostgres(t *testing.T) {
 		// A bad signature: 401 and nothing happens (a fresh key stays good).
 		k2 := env.NewKey("web", "live")
 		bad := []byte(`[{"token":"` + k2 + `","type":"keygate_live_key","url":"https://x","source":"content"}]`)
-		if status, _ := github.post(t, b.HTTPAddr, bad, github.sign(t, body)); status != 401 {
+		if status, _ := github.post(t, b.HTTPAddr, "e2e-key", bad, github.sign(t, body)); status != 401 {
 			t.Fatalf("bad signature: %d", status)
 		}
 		if got := a.decideKey(t, k2); got != "allow" {
@@ -256,7 +255,7 @@ func TestWebhooksPostgres(t *testing.T) {
 		}
 		// A replay: the same answer, no new event.
 		before, _, _ := rcv.snapshot()
-		if status, again := github.post(t, b.HTTPAddr, body, github.sign(t, body)); status != 200 || again != answer {
+		if status, again := github.post(t, b.HTTPAddr, "e2e-key", body, github.sign(t, body)); status != 200 || again != answer {
 			t.Fatalf("replay: %d %s", status, again)
 		}
 		ds := a.MustAdmin(t, "GET", "/admin/v1/webhooks/"+hook+"/deliveries", "", 200)["deliveries"].([]any)
@@ -411,17 +410,12 @@ func (g gitHubSigner) sign(t *testing.T, body []byte) string {
 	return base64.StdEncoding.EncodeToString(sig)
 }
 
-func (g gitHubSigner) post(t *testing.T, httpAddr string, body []byte, sig string) (int, string) {
-	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/secret-scanning/github", bytes.NewReader(body))
-	req.Header.Set("Github-Public-Key-Identifier", "e2e-key")
-	req.Header.Set("Github-Public-Key-Signature", sig)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
+// post sends a secret scanning report as GitHub does, signed by keyID.
+func (g gitHubSigner) post(t *testing.T, httpAddr, keyID string, body []byte, sig string) (int, string) {
+	t.Helper()
+	status, _, raw := send(t, "POST", "http://"+httpAddr+"/secret-scanning/github", string(body),
+		map[string]string{"Github-Public-Key-Identifier": keyID, "Github-Public-Key-Signature": sig})
+	return status, string(raw)
 }
 
 // Two replicas on PostgreSQL charge one site's monthly quota at once:
