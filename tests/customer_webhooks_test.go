@@ -1,46 +1,11 @@
 package tests
 
 import (
-	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
-
-// hookEvent is one delivered event as the receiver verified it.
-type hookEvent struct {
-	Type string `json:"type"`
-	Data struct {
-		ID            string   `json:"id"`
-		Site          string   `json:"site"`
-		Account       string   `json:"account"`
-		Reason        string   `json:"reason"`
-		NewKeyID      string   `json:"new_key_id"`
-		RevokedKeyIDs []string `json:"revoked_key_ids"`
-	} `json:"data"`
-}
-
-// events are the receiver's verified deliveries, at-least-once repeats
-// (same webhook-id) dropped.
-func (r *hookReceiver) events(t *testing.T) []hookEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[string]bool{}
-	var out []hookEvent
-	for i, id := range r.ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		var e hookEvent
-		if err := json.Unmarshal([]byte(r.bodies[i]), &e); err != nil {
-			t.Errorf("delivery %s: %v", id, err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
 
 // TestCustomerWritesEmitWebhooks: a dashboard session creates, revokes and
 // rotates through the binary's customer API, and the platform's receiver
