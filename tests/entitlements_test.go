@@ -3,9 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -167,8 +165,7 @@ func TestEntitlementsThroughTheBinary(t *testing.T) {
 	})
 	t.Run("check explains", func(t *testing.T) {
 		out, _, err := env.TryCLI("check", "--method", "POST", "--path", "/v1/videos", "-H", "Authorization: Bearer "+scoped)
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		if exitCode(err) != 3 {
 			t.Fatalf("check: %v, want exit 3", err)
 		}
 		var x struct {

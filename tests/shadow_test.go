@@ -2,9 +2,7 @@ package tests
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,8 +136,7 @@ func TestShadowPolicy(t *testing.T) {
 		t.Errorf("replay against the live policy changed %v decisions, want 0", n)
 	}
 	_, _, err := env.TryCLI("policy", "replay", "--policies", candidate, "--decision-log", logPath, "--fail-on-change")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+	if exitCode(err) != 3 {
 		t.Errorf("--fail-on-change with changes: %v, want exit status 3", err)
 	}
 	if _, _, err := env.TryCLI("policy", "replay", "--policies", live, "--decision-log", logPath, "--fail-on-change"); err != nil {
