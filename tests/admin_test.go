@@ -51,8 +51,7 @@ func TestAdminAPI(t *testing.T) {
 // it, a credential that is not a keygate key never reaches cache or store.
 func TestImportedKeys(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	const legacy = "sk_old_platform_9f8e7d6c5b4a3210"
 	if out, err := env.CLIStdin(legacy+"\n", "keys", "import", "--site", "web", "--mode", "test", "--name", "migrated"); err != nil {
 		t.Fatalf("keys import: %v\n%s", err, out)

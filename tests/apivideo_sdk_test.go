@@ -39,8 +39,7 @@ func TestAPIVideoSDK(t *testing.T) {
 	dir := installSDK(t, npm)
 
 	env := profileEnv(t, "av")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-project", "--account", "acme")
+	env.Seed("acme", "pro", "acme-project")
 	live, sandbox := env.NewKey("acme-project", "live"), env.NewKey("acme-project", "test")
 	srv := env.Serve("--policies", profileDir("apivideo-tokens"), "--token-ttl", "1s", "--refresh-ttl", "1h")
 

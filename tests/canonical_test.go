@@ -142,10 +142,8 @@ type spellingCase struct {
 func TestCanonicalRequestBothTransports(t *testing.T) {
 	nginxBin := findNginx(t)
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "blog", "--account", "acme")
-	env.CLI("accounts", "create", "--id", "other", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "victim", "--account", "other")
+	env.Seed("acme", "pro", "blog")
+	env.Seed("other", "pro", "victim")
 
 	const (
 		ok      = 200
@@ -268,8 +266,7 @@ func TestCanonicalRequestBothTransports(t *testing.T) {
 func TestRefusedKeyOnPublicRouteBothTransports(t *testing.T) {
 	nginxBin := findNginx(t)
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "blog", "--account", "acme")
+	env.Seed("acme", "pro", "blog")
 	var created struct{ ID, Key string }
 	if err := json.Unmarshal([]byte(env.CLI("keys", "create", "--site", "blog", "--mode", "live", "--json")), &created); err != nil {
 		t.Fatal(err)
@@ -295,8 +292,7 @@ func TestRefusedKeyOnPublicRouteBothTransports(t *testing.T) {
 // accepted once the change log reaches the server.
 func TestUnknownKeyFloodAndNewKey(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "blog", "--account", "acme")
+	env.Seed("acme", "pro", "blog")
 	known := env.NewKey("blog", "live")
 	srv := env.Serve()
 	if resp := srv.Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": known}); !allowed(resp) {

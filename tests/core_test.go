@@ -247,18 +247,28 @@ func TestCore(t *testing.T) {
 func TestDemo(t *testing.T) {
 	env := NewEnv(t)
 	srv := env.Serve("--demo")
-	keyLine := regexp.MustCompile(`(?m)^\s+(live|test)\s+(kg_(?:live|test)_[0-9A-Za-z]{36})\s`)
-	var keys [][]string
-	Eventually(t, 10*time.Second, "the demo keys on stdout", func() bool {
-		keys = keyLine.FindAllStringSubmatch(srv.Logs(), -1)
-		return len(keys) == 2
-	})
-	for _, k := range keys {
-		set, _ := allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(k[2])))
-		if set["x-keygate-mode"] != k[1] || set["x-keygate-site"] != "demo-site" || set["x-keygate-account"] != "demo" {
-			t.Errorf("demo %s key: identity %v", k[1], set)
+	for mode, key := range srv.demoKeys(t) {
+		set, _ := allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(key)))
+		if set["x-keygate-mode"] != mode || set["x-keygate-site"] != "demo-site" || set["x-keygate-account"] != "demo" {
+			t.Errorf("demo %s key: identity %v", mode, set)
 		}
 	}
+}
+
+var demoKeyLine = regexp.MustCompile(`(?m)^\s+(live|test)\s+(kg_(?:live|test)_[0-9A-Za-z]{36})\s`)
+
+// demoKeys waits for the live and the test key that `serve --demo`
+// prints, and returns them by mode.
+func (s *Server) demoKeys(t *testing.T) map[string]string {
+	t.Helper()
+	keys := map[string]string{}
+	Eventually(t, 10*time.Second, "the demo keys on stdout", func() bool {
+		for _, k := range demoKeyLine.FindAllStringSubmatch(s.Logs(), -1) {
+			keys[k[1]] = k[2]
+		}
+		return len(keys) == 2
+	})
+	return keys
 }
 
 func flip(c byte) string {

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -74,20 +73,12 @@ type customerCall struct {
 // Customer calls the customer API on s's HTTP port with a session token.
 func (s *Server) Customer(t *testing.T, token, method, path, body string) customerCall {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.HTTPAddr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	auth := map[string]string{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		auth["Authorization"] = "Bearer " + token
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	c := customerCall{status: res.StatusCode, raw: string(raw)}
+	status, _, raw := send(t, method, "http://"+s.HTTPAddr+path, body, auth)
+	c := customerCall{status: status, raw: string(raw)}
 	_ = json.Unmarshal(raw, &c.body)
 	return c
 }
@@ -243,19 +234,12 @@ func TestCustomerAPI(t *testing.T) {
 			t.Errorf("token exchange with the customer API on: %d", res.StatusCode)
 		}
 		for path, want := range map[string]int{"/ext-authz/v1/videos": 200, "/ext-authz/v1/api-keys": 401} {
-			req, _ := http.NewRequest("GET", "http://"+s.HTTPAddr+path, nil)
-			req.Header.Set("Authorization", "Bearer "+fresh)
+			credential := fresh
 			if path == "/ext-authz/v1/api-keys" {
-				req.Header.Set("Authorization", "Bearer "+a) // a session is no API key
+				credential = a // a session is no API key
 			}
-			res, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(res.Body)
-			res.Body.Close()
-			if res.StatusCode != want {
-				t.Errorf("forward-auth %s: %d %s, want %d", path, res.StatusCode, body, want)
+			if status, _, body := send(t, "GET", "http://"+s.HTTPAddr+path, "", bearer(credential)); status != want {
+				t.Errorf("forward-auth %s: %d %s, want %d", path, status, body, want)
 			}
 		}
 	})

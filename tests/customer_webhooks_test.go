@@ -1,50 +1,11 @@
 package tests
 
 import (
-	"encoding/json"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
-
-// hookEvent is one delivered event as the receiver verified it.
-type hookEvent struct {
-	Type string `json:"type"`
-	Data struct {
-		ID            string   `json:"id"`
-		Site          string   `json:"site"`
-		Account       string   `json:"account"`
-		Reason        string   `json:"reason"`
-		NewKeyID      string   `json:"new_key_id"`
-		RevokedKeyIDs []string `json:"revoked_key_ids"`
-	} `json:"data"`
-}
-
-// events are the receiver's verified deliveries, at-least-once repeats
-// (same webhook-id) dropped.
-func (r *hookReceiver) events(t *testing.T) []hookEvent {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	seen := map[string]bool{}
-	var out []hookEvent
-	for i, id := range r.ids {
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		var e hookEvent
-		if err := json.Unmarshal([]byte(r.bodies[i]), &e); err != nil {
-			t.Errorf("delivery %s: %v", id, err)
-		}
-		out = append(out, e)
-	}
-	return out
-}
 
 // TestCustomerWritesEmitWebhooks: a dashboard session creates, revokes and
 // rotates through the binary's customer API, and the platform's receiver
@@ -55,17 +16,7 @@ func TestCustomerWritesEmitWebhooks(t *testing.T) {
 	idp := newIdentityProvider(t)
 	env := NewEnv(t)
 	rcv := newHookReceiver(t)
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/hook", "--event", "key.created", "--event", "key.revoked",
-		"--event", "site.keys_rotated", "--allow-http-webhooks", "--json")
-	var ep struct{ Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatalf("webhooks create: %v %s", err, out)
-	}
-	wh, err := standardwebhooks.NewWebhook(ep.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	rcv.subscribe(env, rcv.srv.URL+"/hook", "key.created", "key.revoked", "site.keys_rotated")
 	_, bKeyID := seedAccounts(env)
 	s := env.Serve(append(idp.flags(), "--allow-http-webhooks")...)
 	a := idp.sign(idp.ec, idp.claims("acc_a"))
@@ -164,21 +115,13 @@ func TestCustomerErrorsTakeTheProfilesShape(t *testing.T) {
 				{a, "POST", "/v1/api-keys/" + bKeyID + "/revoke", "", 404, tc.foreign},
 				{a, "POST", "/v1/api-keys", `{"site":"site_a","mode":"prod"}`, 400, tc.badRequest},
 			} {
-				req, err := http.NewRequest(c.method, "http://"+s.HTTPAddr+c.path, strings.NewReader(c.body))
-				if err != nil {
-					t.Fatal(err)
-				}
+				auth := map[string]string{}
 				if c.token != "" {
-					req.Header.Set("Authorization", "Bearer "+c.token)
+					auth["Authorization"] = "Bearer " + c.token
 				}
-				res, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				raw, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				if res.StatusCode != c.status || res.Header.Get("Content-Type") != tc.contentType || string(raw) != c.want {
-					t.Errorf("%s %s: %d %s %s\nwant %d %s %s", c.method, c.path, res.StatusCode, res.Header.Get("Content-Type"), raw,
+				status, header, raw := send(t, c.method, "http://"+s.HTTPAddr+c.path, c.body, auth)
+				if status != c.status || header.Get("Content-Type") != tc.contentType || string(raw) != c.want {
+					t.Errorf("%s %s: %d %s %s\nwant %d %s %s", c.method, c.path, status, header.Get("Content-Type"), raw,
 						c.status, tc.contentType, c.want)
 				}
 			}

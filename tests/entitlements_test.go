@@ -3,11 +3,8 @@ package tests
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"os/exec"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,32 +45,23 @@ func (s *Server) checkFrom(t *testing.T, method, path, source string, headers ma
 // decoded JSON body of a deny and the response headers.
 func (s *Server) forwardAuth(t *testing.T, method, uri, key, xff string, extra map[string]string) (int, map[string]any, http.Header) {
 	t.Helper()
-	req, err := http.NewRequest("GET", "http://"+s.HTTPAddr+"/forward-auth", nil)
-	if err != nil {
-		t.Fatal(err)
+	forwarded := map[string]string{
+		"X-Forwarded-Method": method,
+		"X-Forwarded-Uri":    uri,
+		"X-Forwarded-Host":   "api.example.test",
+		"Authorization":      "Bearer " + key,
 	}
-	req.Header.Set("X-Forwarded-Method", method)
-	req.Header.Set("X-Forwarded-Uri", uri)
-	req.Header.Set("X-Forwarded-Host", "api.example.test")
-	req.Header.Set("Authorization", "Bearer "+key)
 	if xff != "" {
-		req.Header.Set("X-Forwarded-For", xff)
+		forwarded["X-Forwarded-For"] = xff
 	}
-	for k, v := range extra {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	status, header, raw := send(t, "GET", "http://"+s.HTTPAddr+"/forward-auth", "", forwarded, extra)
 	var body map[string]any
-	if resp.StatusCode != 200 {
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			t.Fatalf("forward-auth %d: body not JSON: %v", resp.StatusCode, err)
+	if status != 200 {
+		if err := json.Unmarshal(raw, &body); err != nil {
+			t.Fatalf("forward-auth %d: body not JSON: %v", status, err)
 		}
 	}
-	return resp.StatusCode, body, resp.Header
+	return status, body, header
 }
 
 func upstreamHeaders(resp *authv3.CheckResponse) map[string]string {
@@ -87,8 +75,7 @@ func upstreamHeaders(resp *authv3.CheckResponse) map[string]string {
 func entitlementsEnv(t *testing.T) *Env {
 	t.Helper()
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	return env
 }
 
@@ -178,8 +165,7 @@ func TestEntitlementsThroughTheBinary(t *testing.T) {
 	})
 	t.Run("check explains", func(t *testing.T) {
 		out, _, err := env.TryCLI("check", "--method", "POST", "--path", "/v1/videos", "-H", "Authorization: Bearer "+scoped)
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		if exitCode(err) != 3 {
 			t.Fatalf("check: %v, want exit 3", err)
 		}
 		var x struct {
@@ -246,8 +232,7 @@ func TestKeyUsesAcrossReplicasPostgres(t *testing.T) {
 	env := postgresEnv(t)
 	a := env.Serve()
 	b := env.Serve()
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	_, key := entitledKey(t, env, "--uses", "3")
 	auth := map[string]string{"authorization": "Bearer " + key}
 	for _, s := range []*Server{a, b} { // unmetered: free, and caches the key on both
@@ -256,22 +241,17 @@ func TestKeyUsesAcrossReplicasPostgres(t *testing.T) {
 		}
 	}
 	var ok, exhausted atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 10 {
-		wg.Add(1)
-		go func(s *Server) {
-			defer wg.Done()
-			switch got := decision(t, s.Check(t, "POST", "/v1/audio/generate", auth)); got {
-			case "allow":
-				ok.Add(1)
-			case "403 USAGE_EXHAUSTED":
-				exhausted.Add(1)
-			default:
-				t.Errorf("metered request: %s", got)
-			}
-		}([]*Server{a, b}[i%2])
-	}
-	wg.Wait()
+	burst(10, func(i int) {
+		s := []*Server{a, b}[i%2]
+		switch got := decision(t, s.Check(t, "POST", "/v1/audio/generate", auth)); got {
+		case "allow":
+			ok.Add(1)
+		case "403 USAGE_EXHAUSTED":
+			exhausted.Add(1)
+		default:
+			t.Errorf("metered request: %s", got)
+		}
+	})
 	if ok.Load() != 3 || exhausted.Load() != 7 {
 		t.Fatalf("allowed %d, exhausted %d: want exactly 3 and 7", ok.Load(), exhausted.Load())
 	}

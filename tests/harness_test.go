@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -58,6 +59,10 @@ type Env struct {
 	t     *testing.T
 	Store string
 	Vars  []string // extra KEYGATE_* variables for every process
+	// Dir is the processes' working directory ("": the test's).
+	Dir string
+	// environ replaces the test's own environment when set.
+	environ []string
 }
 
 // NewEnv makes a fresh SQLite store in a temporary directory. The database
@@ -78,9 +83,30 @@ func NewEnv(t *testing.T) *Env {
 
 func (e *Env) command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Env = append(os.Environ(), "KEYGATE_STORE="+e.Store)
+	cmd.Dir = e.Dir
+	cmd.Env = e.environ
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	if e.Store != "" {
+		cmd.Env = append(cmd.Env, "KEYGATE_STORE="+e.Store)
+	}
 	cmd.Env = append(cmd.Env, e.Vars...)
 	return cmd
+}
+
+// exitCode is the exit status a command's error carries: 0 for none, -1
+// when the process did not run to an exit.
+func exitCode(err error) int {
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit):
+		return exit.ExitCode()
+	default:
+		return -1
+	}
 }
 
 // CLI runs a keygate command to completion and returns its stdout; it fails
@@ -111,6 +137,14 @@ func (e *Env) NewKey(site, mode string, extra ...string) string {
 	out := e.CLI(append([]string{"keys", "create", "--site", site, "--mode", mode}, extra...)...)
 	key, _, _ := strings.Cut(out, "\n")
 	return strings.TrimSpace(key)
+}
+
+// Seed creates account on plan and its site, with the CLI: where most
+// tests start.
+func (e *Env) Seed(account, plan, site string) {
+	e.t.Helper()
+	e.CLI("accounts", "create", "--id", account, "--plan", plan)
+	e.CLI("sites", "create", "--id", site, "--account", account)
 }
 
 // Server is a running `keygate serve` process.

@@ -4,14 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/http"
 	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,8 +113,7 @@ const tinyRate = `    limits:
 `
 
 func plusSite(env *Env) {
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "plus")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "plus", "acme-web")
 }
 
 func TestRateLimitedThroughTheBinary(t *testing.T) {
@@ -236,26 +232,17 @@ func TestRateLimitAcrossTwoReplicas(t *testing.T) {
 	replicas := []*Server{env.Serve("--policies", dir, "--redis", url), env.Serve("--policies", dir, "--redis", url)}
 
 	var ok, limited atomic.Int64
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n + 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			resp := replicas[i%2].Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key})
-			switch {
-			case allowed(resp):
-				ok.Add(1)
-			case resp.GetDeniedResponse().GetStatus().GetCode() == 429:
-				limited.Add(1)
-			default:
-				t.Errorf("unexpected answer: %v", resp)
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
+	burst(n+10, func(i int) {
+		resp := replicas[i%2].Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": key})
+		switch {
+		case allowed(resp):
+			ok.Add(1)
+		case resp.GetDeniedResponse().GetStatus().GetCode() == 429:
+			limited.Add(1)
+		default:
+			t.Errorf("unexpected answer: %v", resp)
+		}
+	})
 	if ok.Load() != n || limited.Load() != 10 {
 		t.Fatalf("allowed %d, limited %d; want %d and 10", ok.Load(), limited.Load(), n)
 	}
@@ -314,12 +301,7 @@ func TestRedisOutage(t *testing.T) {
 	})
 
 	t.Run("fail closed", func(t *testing.T) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closed := lis.Addr().String()
-		lis.Close()
+		closed := closedAddr(t)
 		env := NewEnv(t)
 		plusSite(env)
 		key := env.NewKey("acme-web", "live")
@@ -358,14 +340,8 @@ func TestRateLimitedThroughNginx(t *testing.T) {
 		client: map[string]string{"ratelimit-limit": "3", "ratelimit-remaining": "0"},
 	}.run(t, proxy, up)
 	// Retry-After is about 20 minutes; its exact second depends on the clock.
-	req, _ := http.NewRequest("GET", proxy+"/v1/videos", nil)
-	req.Header.Set("X-API-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if retry, err := strconv.Atoi(resp.Header.Get("Retry-After")); resp.StatusCode != 429 || err != nil || retry < 1100 || retry > 1200 {
-		t.Errorf("status %d, Retry-After %q; want 429 and about 1200", resp.StatusCode, resp.Header.Get("Retry-After"))
+	status, header, _ := send(t, "GET", proxy+"/v1/videos", "", map[string]string{"X-API-Key": key})
+	if retry, err := strconv.Atoi(header.Get("Retry-After")); status != 429 || err != nil || retry < 1100 || retry > 1200 {
+		t.Errorf("status %d, Retry-After %q; want 429 and about 1200", status, header.Get("Retry-After"))
 	}
 }

@@ -1,14 +1,10 @@
 package tests
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,22 +18,14 @@ import (
 // quota before the first metered request.
 func TestNewcomerPath(t *testing.T) {
 	dir := t.TempDir()
+	newcomer := &Env{t: t, Dir: dir, environ: withoutKeygateVars()}
 	inDir := func(args ...string) (string, string, int) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, binary, args...)
-		cmd.Dir = dir
-		cmd.Env = withoutKeygateVars()
-		var out, errOut strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		err := cmd.Run()
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return out.String(), errOut.String(), exit.ExitCode()
-		} else if err != nil {
+		out, errOut, err := newcomer.TryCLI(args...)
+		code := exitCode(err)
+		if code < 0 {
 			t.Fatal(err)
 		}
-		return out.String(), errOut.String(), 0
+		return out, errOut, code
 	}
 
 	_, errOut, code := inDir("keys", "list", "--site", "demo-site")
@@ -50,11 +38,7 @@ func TestNewcomerPath(t *testing.T) {
 
 	env := &Env{t: t, Store: "sqlite:" + filepath.Join(dir, "keygate.db")}
 	srv := env.Serve("--demo")
-	m := regexp.MustCompile(`live  (kg_live_\S+)`).FindStringSubmatch(srv.Logs())
-	if m == nil {
-		t.Fatalf("serve --demo printed no live key:\n%s", srv.Logs())
-	}
-	key := m[1]
+	key := srv.demoKeys(t)["live"]
 
 	if out, _, code := inDir("check", "--path", "/v1/videos", "-H", "Authorization: Bearer "+key); code != 0 || !strings.Contains(out, `"allow": true`) {
 		t.Errorf("check with the demo key: exit %d\n%s", code, out)

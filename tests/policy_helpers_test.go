@@ -84,6 +84,15 @@ func expectDeny(t *testing.T, what string, v verdict, status int, code string) {
 	}
 }
 
+// expectAllowIn fails unless v is an allow that tells the upstream the
+// key's mode (x-keygate-mode).
+func expectAllowIn(t *testing.T, what string, v verdict, mode string) {
+	t.Helper()
+	if !v.Allow || v.Headers["x-keygate-mode"] != mode {
+		t.Errorf("%s: got %v; want an allow in mode %s", what, v, mode)
+	}
+}
+
 // writePolicyDir writes files into a fresh directory and returns it.
 func writePolicyDir(t *testing.T, files map[string]string) string {
 	t.Helper()

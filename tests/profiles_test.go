@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -46,8 +44,7 @@ func expectBody(t *testing.T, what string, v verdict, status int, body map[strin
 // TestProfileVideogen: seed 000. Bearer only; 401 is {"message":"Unauthorized"}.
 func TestProfileVideogen(t *testing.T) {
 	env := profileEnv(t, "vg")
-	env.CLI("accounts", "create", "--id", "studio", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "studio-app", "--account", "studio")
+	env.Seed("studio", "pro", "studio-app")
 	key := env.NewKey("studio-app", "live")
 	revoked := revokedKey(t, env, "studio-app")
 	if !strings.HasPrefix(key, "vg_live_") {
@@ -86,12 +83,8 @@ func TestProfileAPIVideo(t *testing.T) {
 	basic := func(host, key string) map[string]string {
 		return map[string]string{"host": host, "authorization": basicUser(key)}
 	}
-	if v := srv.decide(t, "GET", "/videos", basic("ws.api.video", live)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
-		t.Errorf("production key on ws.api.video: %v", v)
-	}
-	if v := srv.decide(t, "GET", "/videos", basic("sandbox.api.video", sandbox)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
-		t.Errorf("sandbox key on sandbox.api.video: %v", v)
-	}
+	expectAllowIn(t, "production key on ws.api.video", srv.decide(t, "GET", "/videos", basic("ws.api.video", live)), "live")
+	expectAllowIn(t, "sandbox key on sandbox.api.video", srv.decide(t, "GET", "/videos", basic("sandbox.api.video", sandbox)), "test")
 	expectDeny(t, "sandbox key on ws.api.video", srv.decide(t, "GET", "/videos", basic("ws.api.video", sandbox)), 403, "MODE_MISMATCH")
 	expectDeny(t, "production key on sandbox.api.video", srv.decide(t, "GET", "/videos", basic("sandbox.api.video", live)), 403, "MODE_MISMATCH")
 	v := srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", live))
@@ -138,8 +131,7 @@ func TestProfileAPIVideoTokens(t *testing.T) {
 func apiVideoServer(t *testing.T, profile string) (srv *Server, live, sandbox string) {
 	t.Helper()
 	env := profileEnv(t, "av")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-project", "--account", "acme")
+	env.Seed("acme", "pro", "acme-project")
 	live, sandbox = env.NewKey("acme-project", "live"), env.NewKey("acme-project", "test")
 	return env.Serve("--policies", profileDir(profile)), live, sandbox
 }
@@ -151,29 +143,21 @@ func tokensThroughProfile(t *testing.T, srv *Server, live, sandbox string) {
 	mint := func(key string) string {
 		t.Helper()
 		body, _ := json.Marshal(map[string]string{"apiKey": key})
-		resp, err := http.Post("http://"+srv.HTTPAddr+"/auth/api-key", "application/json", bytes.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed {
+		status, _, raw := send(t, "POST", "http://"+srv.HTTPAddr+"/auth/api-key", string(body), map[string]string{"content-type": "application/json"})
+		if status == 404 || status == 405 {
 			t.Skip("token exchange (POST /auth/api-key, issue 5) is not in this build yet")
 		}
 		var pair struct {
 			AccessToken string `json:"access_token"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&pair); err != nil || pair.AccessToken == "" {
-			t.Fatalf("POST /auth/api-key: status %d, %v", resp.StatusCode, err)
+		if err := json.Unmarshal(raw, &pair); err != nil || pair.AccessToken == "" {
+			t.Fatalf("POST /auth/api-key: status %d, %v", status, err)
 		}
 		return pair.AccessToken
 	}
 	liveToken, sandboxToken := mint(live), mint(sandbox)
-	if v := srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", liveToken)); !v.Allow || v.Headers["x-keygate-mode"] != "live" {
-		t.Errorf("production token on ws.api.video: %v", v)
-	}
-	if v := srv.decide(t, "GET", "/videos", bearerAt("sandbox.api.video", sandboxToken)); !v.Allow || v.Headers["x-keygate-mode"] != "test" {
-		t.Errorf("sandbox token on sandbox.api.video: %v", v)
-	}
+	expectAllowIn(t, "production token on ws.api.video", srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", liveToken)), "live")
+	expectAllowIn(t, "sandbox token on sandbox.api.video", srv.decide(t, "GET", "/videos", bearerAt("sandbox.api.video", sandboxToken)), "test")
 	expectDeny(t, "sandbox token on ws.api.video", srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", sandboxToken)), 403, "MODE_MISMATCH")
 	expectDeny(t, "tampered token", srv.decide(t, "GET", "/videos", bearerAt("ws.api.video", liveToken+"x")), 401, "INVALID_TOKEN")
 }
@@ -185,8 +169,7 @@ func TestProfileVoicgen(t *testing.T) {
 	env.CLI("accounts", "create", "--id", "news", "--plan", "enterprise")
 	env.CLI("sites", "create", "--id", "news-blog", "--account", "news", "--domain", "blog.news.example", "--domain", "*.news.example")
 	env.CLI("sites", "create", "--id", "news-shop", "--account", "news")
-	env.CLI("accounts", "create", "--id", "hobby", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "hobby-site", "--account", "hobby")
+	env.Seed("hobby", "pro", "hobby-site")
 	key, hobby := env.NewKey("news-blog", "live"), env.NewKey("hobby-site", "live")
 	if !strings.HasPrefix(key, "vg_live_") {
 		t.Fatalf("key %s… does not start with vg_live_", key[:8])
@@ -250,8 +233,7 @@ func TestProfileVibepeak(t *testing.T) {
 	env := profileEnv(t, "vpk")
 	keys := map[string]string{}
 	for _, plan := range []string{"free", "starter", "plus", "pro", "max"} {
-		env.CLI("accounts", "create", "--id", plan, "--plan", plan)
-		env.CLI("sites", "create", "--id", plan+"-ws", "--account", plan)
+		env.Seed(plan, plan, plan+"-ws")
 		keys[plan] = env.NewKey(plan+"-ws", "live")
 	}
 	test := env.NewKey("pro-ws", "test")

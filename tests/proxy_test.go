@@ -152,8 +152,7 @@ func origin(o string) map[string]string { return map[string]string{"Origin": o} 
 // refused.
 func TestForwardAuthProxiesRateLimited(t *testing.T) {
 	eachProxy(t, func(env *Env) string {
-		env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-		env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+		env.Seed("acme", "pro", "acme-web")
 		env.CLI("limits", "set", "--site", "acme-web", "--set", "rate=1", "--set", "burst=1")
 		return env.NewKey("acme-web", "live")
 	}, func(key string, _ forwardAuthProxy) []forwardAuthCase {
@@ -322,9 +321,8 @@ func closedAddr(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
 	l.Close()
-	return addr
+	return l.Addr().String()
 }
 
 func merge(ms ...map[string]string) map[string]string {

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,8 +50,7 @@ const (
 
 func TestPolicyHotReload(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	dir := writePolicyDir(t, map[string]string{"data.yaml": reloadData, "layer_test.rego": reloadTest})
 	srv := env.Serve("--policies", dir)
@@ -113,50 +111,40 @@ func TestPolicyHotReload(t *testing.T) {
 // Check fails, and every answer comes from a whole policy, old or new.
 func TestPolicyReloadUnderLoad(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	dir := writePolicyDir(t, map[string]string{"data.yaml": reloadDataWith("10"), "layer_test.rego": reloadTest})
 	srv := env.Serve("--policies", dir)
 
-	var stop atomic.Bool
 	var checks, grpcErrors, wrong atomic.Int64
 	var firstWrong atomic.Value
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				resp, err := srv.client.Check(ctx, CheckRequest("GET", "/v1/videos", bearer(key)))
-				cancel()
-				checks.Add(1)
-				if err != nil {
-					grpcErrors.Add(1)
-					continue
-				}
-				ok := resp.GetOkResponse()
-				c := ""
-				for _, h := range ok.GetHeaders() {
-					if h.GetHeader().GetKey() == "x-keygate-concurrency" {
-						c = h.GetHeader().GetValue()
-					}
-				}
-				if resp.GetStatus().GetCode() != 0 || len(c) != 2 || c < "10" || c > "20" {
-					wrong.Add(1)
-					firstWrong.CompareAndSwap(nil, resp.String())
-				}
+	stop := hammer(4, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := srv.client.Check(ctx, CheckRequest("GET", "/v1/videos", bearer(key)))
+		cancel()
+		checks.Add(1)
+		if err != nil {
+			grpcErrors.Add(1)
+			return
+		}
+		ok := resp.GetOkResponse()
+		c := ""
+		for _, h := range ok.GetHeaders() {
+			if h.GetHeader().GetKey() == "x-keygate-concurrency" {
+				c = h.GetHeader().GetValue()
 			}
-		}()
-	}
+		}
+		if resp.GetStatus().GetCode() != 0 || len(c) != 2 || c < "10" || c > "20" {
+			wrong.Add(1)
+			firstWrong.CompareAndSwap(nil, resp.String())
+		}
+	})
 	for i := 1; i <= 10; i++ {
 		want := float64(i)
 		writePolicyFiles(t, dir, map[string]string{"data.yaml": reloadDataWith(strconv.Itoa(10 + i))})
 		Eventually(t, 10*time.Second, "reload to succeed", func() bool { return srv.Metric(t, reloadOK) >= want })
 	}
-	stop.Store(true)
-	wg.Wait()
+	stop()
 	if got := srv.Metric(t, reloadOK); got != 10 {
 		t.Errorf("successful reloads = %v, want 10", got)
 	}

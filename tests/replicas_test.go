@@ -4,14 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,25 +26,16 @@ func (s *Server) Admin(t *testing.T, method, path, body string, auth ...string) 
 	if s.AdminAddr == "" {
 		t.Fatal("admin API is off (no admin= in the serving line)")
 	}
-	req, err := http.NewRequest(method, "http://"+s.AdminAddr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+adminToken)
+	authorization := "Bearer " + adminToken
 	if len(auth) > 0 {
-		req.Header.Set("Authorization", auth[0])
+		authorization = auth[0]
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	status, _, raw := send(t, method, "http://"+s.AdminAddr+path, body, map[string]string{"Authorization": authorization})
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatalf("%s %s: not JSON: %q", method, path, raw)
 	}
-	return resp.StatusCode, out
+	return status, out
 }
 
 // MustAdmin is Admin that fails the test on an unexpected status.
@@ -183,87 +170,12 @@ func TestReplicasPostgres(t *testing.T) {
 	})
 }
 
-// proxy is a TCP proxy the test can cut and restore, standing for a network
-// between keygate and PostgreSQL that fails.
-type proxy struct {
-	t        *testing.T
-	addr     string
-	upstream string
-	mu       sync.Mutex
-	lis      net.Listener
-	conns    []net.Conn
-}
-
-func startProxy(t *testing.T, upstream string) *proxy {
-	t.Helper()
-	p := &proxy{t: t, upstream: upstream}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = lis.Addr().String()
-	p.serve(lis)
-	t.Cleanup(p.Down)
-	return p
-}
-
-func (p *proxy) serve(lis net.Listener) {
-	p.mu.Lock()
-	p.lis = lis
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", p.upstream)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-		}
-	}()
-}
-
-// Down refuses new connections and cuts every open one.
-func (p *proxy) Down() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.lis != nil {
-		p.lis.Close()
-		p.lis = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// Up listens again on the same address.
-func (p *proxy) Up() {
-	p.t.Helper()
-	var lis net.Listener
-	Eventually(p.t, 10*time.Second, "the proxy port to be free again", func() bool {
-		var err error
-		lis, err = net.Listen("tcp", p.addr)
-		return err == nil
-	})
-	p.serve(lis)
-}
-
 // While PostgreSQL is unreachable, cached keys are decided for the
 // stale-if-error window, unknown keys get 503, and keygate recovers when the
 // database is back, without a restart.
 func TestStoreOutagePostgres(t *testing.T) {
 	env, p := postgresOutageEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	cached := env.NewKey("web", "live")
 	uncached := env.NewKey("web", "live")
 	const window = 10 * time.Second

@@ -2,53 +2,10 @@ package tests
 
 import (
 	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
-
-// rawReceiver keeps the verified bodies of every delivery.
-type rawReceiver struct {
-	t      *testing.T
-	srv    *httptest.Server
-	mu     sync.Mutex
-	wh     *standardwebhooks.Webhook
-	bodies []string
-}
-
-func newRawReceiver(t *testing.T) *rawReceiver {
-	r := &rawReceiver{t: t}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.wh == nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			return
-		}
-		if err := r.wh.Verify(body, req.Header); err != nil {
-			r.t.Errorf("delivery fails Standard Webhooks verification: %v", err)
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		r.bodies = append(r.bodies, string(body))
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *rawReceiver) got() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.bodies...)
-}
 
 // rolledKey is `keygate keys roll --json`.
 type rolledKey struct {
@@ -64,19 +21,8 @@ type rolledKey struct {
 // answers API_KEY_EXPIRED, and key.rolled reaches a webhook receiver.
 func TestKeysRoll(t *testing.T) {
 	env := NewEnv(t)
-	rcv := newRawReceiver(t)
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/h", "--event", "key.rolled", "--allow-http-webhooks", "--json")
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatalf("webhooks create: %v %s", err, out)
-	}
-	wh, err := standardwebhooks.NewWebhook(ep.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.mu.Lock()
-	rcv.wh = wh
-	rcv.mu.Unlock()
+	rcv := newHookReceiver(t)
+	rcv.subscribe(env, rcv.srv.URL+"/h", "key.rolled")
 
 	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
 	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme", "--domain", "acme.com")
@@ -85,7 +31,7 @@ func TestKeysRoll(t *testing.T) {
 	srv := env.Serve("--allow-http-webhooks")
 	allowedWith(t, srv.Check(t, "GET", "/v1/videos", bearer(old.Key)))
 
-	out = env.CLI("keys", "roll", old.ID, "--grace", "2s", "--json")
+	out := env.CLI("keys", "roll", old.ID, "--grace", "2s", "--json")
 	var nu rolledKey
 	if err := json.Unmarshal([]byte(out), &nu); err != nil || nu.Key == "" || nu.OldKeyID != old.ID || nu.ID == old.ID {
 		t.Fatalf("keys roll --json: %v %s", err, out)
@@ -112,7 +58,7 @@ func TestKeysRoll(t *testing.T) {
 
 	var body string
 	Eventually(t, 30*time.Second, "key.rolled at the receiver", func() bool {
-		for _, b := range rcv.got() {
+		for _, b := range rcv.payloads() {
 			if strings.Contains(b, `"type":"key.rolled"`) {
 				body = b
 				return true

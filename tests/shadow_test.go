@@ -2,9 +2,7 @@ package tests
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,8 +136,7 @@ func TestShadowPolicy(t *testing.T) {
 		t.Errorf("replay against the live policy changed %v decisions, want 0", n)
 	}
 	_, _, err := env.TryCLI("policy", "replay", "--policies", candidate, "--decision-log", logPath, "--fail-on-change")
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 3 {
+	if exitCode(err) != 3 {
 		t.Errorf("--fail-on-change with changes: %v, want exit status 3", err)
 	}
 	if _, _, err := env.TryCLI("policy", "replay", "--policies", live, "--decision-log", logPath, "--fail-on-change"); err != nil {
@@ -151,8 +148,7 @@ func TestShadowPolicy(t *testing.T) {
 // time, never changes an answer.
 func TestShadowPolicyBrokenNeverAnswers(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	broken := writePolicyDir(t, map[string]string{"data.yaml": shadowNoPro, "layer_test.rego": shadowNoProTest, "bad.rego": "package keygate.authz\n\nthis is not rego\n"})
 	// A rule that errors on real traffic (a conflict only live inputs reach)

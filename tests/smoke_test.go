@@ -10,8 +10,7 @@ import (
 // one deny.
 func TestSmoke(t *testing.T) {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "acme-web", "--account", "acme")
+	env.Seed("acme", "pro", "acme-web")
 	key := env.NewKey("acme-web", "live")
 	srv := env.Serve()
 

@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -25,25 +24,15 @@ func (r exchangeResponse) str(name string) string { s, _ := r.Body[name].(string
 // ExchangePost sends one request to the token exchange on the server's HTTP port.
 func (s *Server) ExchangePost(t *testing.T, path, contentType, body string, headers map[string]string) exchangeResponse {
 	t.Helper()
-	req, err := http.NewRequest("POST", "http://"+s.HTTPAddr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	typ := map[string]string{}
 	if contentType != "" {
-		req.Header.Set("content-type", contentType)
+		typ["content-type"] = contentType
 	}
-	for k, v := range headers {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	out := exchangeResponse{Status: resp.StatusCode, Header: resp.Header}
+	var out exchangeResponse
+	var raw []byte
+	out.Status, out.Header, raw = send(t, "POST", "http://"+s.HTTPAddr+path, body, typ, headers)
 	if err := json.Unmarshal(raw, &out.Body); err != nil {
-		t.Fatalf("POST %s: %d with a non-JSON body %q", path, resp.StatusCode, raw)
+		t.Fatalf("POST %s: %d with a non-JSON body %q", path, out.Status, raw)
 	}
 	return out
 }
@@ -104,8 +93,7 @@ func checkAuth(t *testing.T, srv *Server, authorization string) (int, string, ma
 // tokenEnv is an account on plan pro with one site.
 func tokenEnv(t *testing.T) *Env {
 	env := NewEnv(t)
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	return env
 }
 
@@ -158,15 +146,9 @@ func TestTokenMintUseRefresh(t *testing.T) {
 		}
 	}
 	// HTTP forward-auth (Envoy http_service convention) takes tokens too.
-	req, _ := http.NewRequest("GET", "http://"+srv.HTTPAddr+"/ext-authz/v1/videos", nil)
-	req.Header.Set("authorization", "Bearer "+access)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 || resp.Header.Get("x-keygate-key-id") != id {
-		t.Fatalf("forward-auth with a token: %d %v", resp.StatusCode, resp.Header)
+	status, header, _ := send(t, "GET", "http://"+srv.HTTPAddr+"/ext-authz/v1/videos", "", bearer(access))
+	if status != 200 || header.Get("x-keygate-key-id") != id {
+		t.Fatalf("forward-auth with a token: %d %v", status, header)
 	}
 	// Only the token format may go bare; a bare key stays malformed.
 	if status, code, _ := checkAuth(t, srv, key); status != 401 || code != "INVALID_API_KEY" {
@@ -314,8 +296,7 @@ func TestTokenReplicas(t *testing.T) {
 				// PostgreSQL replicas share a token secret (none: no exchange).
 				env.Vars = append(env.Vars, "KEYGATE_TOKEN_SECRET=replicas-share-this-secret-0123")
 			}
-			env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-			env.CLI("sites", "create", "--id", "web", "--account", "acme")
+			env.Seed("acme", "pro", "web")
 			key := env.NewKey("web", "live")
 			a, b := env.Serve(), env.Serve()
 

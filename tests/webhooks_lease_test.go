@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 // sqliteWebhookEnv is a SQLite env with an endpoint for key.created,
@@ -25,22 +23,8 @@ func sqliteWebhookEnv(t *testing.T, url string, rcv *hookReceiver, more ...strin
 // withWebhook registers the endpoint and creates acme and web in env.
 func withWebhook(t *testing.T, env *Env, url string, rcv *hookReceiver, more ...string) (*Env, string) {
 	t.Helper()
-	args := []string{"webhooks", "create", "--url", url, "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json"}
-	for _, e := range more {
-		args = append(args, "--event", e)
-	}
-	out := env.CLI(args...)
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatalf("create: %v %s", err, out)
-	}
-	wh, err := standardwebhooks.NewWebhook(ep.Secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	ep := rcv.subscribe(env, url, append([]string{"key.created", "key.revoked"}, more...)...)
+	env.Seed("acme", "pro", "web")
 	return env, ep.ID
 }
 

@@ -1,144 +1,13 @@
 package tests
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
-
-// hookReceiver is a local receiver that checks every delivery with the
-// published Standard Webhooks library, and can be "down" (503).
-type hookReceiver struct {
-	t    *testing.T
-	srv  *httptest.Server
-	mu   sync.Mutex
-	wh   *standardwebhooks.Webhook
-	down bool
-	// refused counts deliveries answered 503.
-	refused int
-	// got is every verified event in arrival order, "type keyID"; ids is
-	// its webhook-id.
-	got []string
-	ids []string
-	// bodies are the verified payloads, in arrival order.
-	bodies []string
-}
-
-func newHookReceiver(t *testing.T) *hookReceiver {
-	r := &hookReceiver{t: t}
-	r.srv = httptest.NewServer(r)
-	t.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *hookReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.down {
-		r.refused++
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	if r.wh == nil {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	if err := r.wh.Verify(body, req.Header); err != nil {
-		r.t.Errorf("delivery %s fails Standard Webhooks verification: %v", req.Header.Get("webhook-id"), err)
-		w.WriteHeader(http.StatusUnauthorized)
-		return
-	}
-	var e struct {
-		Type string `json:"type"`
-		Data struct {
-			ID        string `json:"id"`
-			Threshold int    `json:"threshold"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil {
-		r.t.Errorf("delivery body: %v", err)
-	}
-	subject := e.Data.ID
-	if e.Data.Threshold > 0 {
-		subject = fmt.Sprint(e.Data.Threshold)
-	}
-	r.got = append(r.got, e.Type+" "+subject)
-	r.ids = append(r.ids, req.Header.Get("webhook-id"))
-	r.bodies = append(r.bodies, string(body))
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (r *hookReceiver) set(fn func(r *hookReceiver)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	fn(r)
-}
-
-func (r *hookReceiver) snapshot() (got, ids []string, refused int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.got...), append([]string(nil), r.ids...), r.refused
-}
-
-// unique drops at-least-once repeats (same webhook-id) and returns the
-// events in first-arrival order.
-func unique(got, ids []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for i, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, got[i])
-		}
-	}
-	return out
-}
-
-// contains reports whether every event of want arrived, in want's order.
-func inOrder(got, want []string) error {
-	pos := map[string]int{}
-	for i, g := range got {
-		if _, dup := pos[g]; dup {
-			return fmt.Errorf("%q arrived twice under different ids", g)
-		}
-		pos[g] = i
-	}
-	last := -1
-	for _, w := range want {
-		i, ok := pos[w]
-		if !ok {
-			return fmt.Errorf("%q never arrived", w)
-		}
-		if i < last {
-			return fmt.Errorf("%q arrived out of order", w)
-		}
-		last = i
-	}
-	return nil
-}
-
-func workerActive(s *Server) bool {
-	return strings.Contains(s.Logs(), "webhook delivery worker active")
-}
 
 // Two replicas on PostgreSQL; the receiver registered through A's admin
 // API; keys created and revoked by the CLI (a third process). Every event
@@ -170,8 +39,7 @@ func TestWebhooksPostgres(t *testing.T) {
 	rcv.set(func(r *hookReceiver) { r.wh = wh })
 	hook := created["id"].(string)
 
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	keyID := func() string {
 		var k struct{ ID string }
 		if err := json.Unmarshal([]byte(env.CLI("keys", "create", "--site", "web", "--mode", "live", "--json")), &k); err != nil {
@@ -205,7 +73,7 @@ func TestWebhooksPostgres(t *testing.T) {
 			t.Fatalf("B before the leak: %s", got)
 		}
 		body := []byte(`[{"token":"` + k.Key + `","type":"keygate_live_key","url":"https://github.com/o/r/blob/main/.env","source":"content"}]`)
-		status, answer := github.post(t, a.HTTPAddr, body, github.sign(t, body))
+		status, answer := github.post(t, a.HTTPAddr, "e2e-key", body, github.sign(t, body))
 		if status != 200 || !strings.Contains(answer, `"label":"true_positive"`) {
 			t.Fatalf("report: %d %s", status, answer)
 		}
@@ -218,7 +86,7 @@ func TestWebhooksPostgres(t *testing.T) {
 		// A bad signature: 401 and nothing happens (a fresh key stays good).
 		k2 := env.NewKey("web", "live")
 		bad := []byte(`[{"token":"` + k2 + `","type":"keygate_live_key","url":"https://x","source":"content"}]`)
-		if status, _ := github.post(t, b.HTTPAddr, bad, github.sign(t, body)); status != 401 {
+		if status, _ := github.post(t, b.HTTPAddr, "e2e-key", bad, github.sign(t, body)); status != 401 {
 			t.Fatalf("bad signature: %d", status)
 		}
 		if got := a.decideKey(t, k2); got != "allow" {
@@ -226,7 +94,7 @@ func TestWebhooksPostgres(t *testing.T) {
 		}
 		// A replay: the same answer, no new event.
 		before, _, _ := rcv.snapshot()
-		if status, again := github.post(t, b.HTTPAddr, body, github.sign(t, body)); status != 200 || again != answer {
+		if status, again := github.post(t, b.HTTPAddr, "e2e-key", body, github.sign(t, body)); status != 200 || again != answer {
 			t.Fatalf("replay: %d %s", status, again)
 		}
 		ds := a.MustAdmin(t, "GET", "/admin/v1/webhooks/"+hook+"/deliveries", "", 200)["deliveries"].([]any)
@@ -306,19 +174,15 @@ func TestWebhooksCLI(t *testing.T) {
 	if _, _, err := env.TryCLI("webhooks", "create", "--url", "https://hooks.example.com", "--event", "key.nope"); err == nil {
 		t.Fatal("unknown event type accepted")
 	}
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL+"/h", "--event", "key.created", "--event", "key.revoked", "--allow-http-webhooks", "--json")
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil || !strings.HasPrefix(ep.Secret, "whsec_") {
-		t.Fatalf("create: %v %s", err, out)
+	ep := rcv.subscribe(env, rcv.srv.URL+"/h", "key.created", "key.revoked")
+	if !strings.HasPrefix(ep.Secret, "whsec_") {
+		t.Fatalf("create: secret %q", ep.Secret)
 	}
-	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
 	if list := env.CLI("webhooks", "list"); !strings.Contains(list, ep.ID) || strings.Contains(list, ep.Secret) {
 		t.Fatalf("list: %s", list)
 	}
 	env.Serve("--allow-http-webhooks")
-	env.CLI("accounts", "create", "--id", "acme", "--plan", "pro")
-	env.CLI("sites", "create", "--id", "web", "--account", "acme")
+	env.Seed("acme", "pro", "web")
 	env.NewKey("web", "live")
 	Eventually(t, 30*time.Second, "key.created at the receiver", func() bool {
 		got, _, _ := rcv.snapshot()
@@ -352,52 +216,6 @@ func TestWebhooksCLI(t *testing.T) {
 	}
 }
 
-// gitHubSigner plays GitHub's secret scanning: a P-256 key listed in a keys
-// file, signing report bodies.
-type gitHubSigner struct {
-	key      *ecdsa.PrivateKey
-	keysFile string
-}
-
-func newGitHubSigner(t *testing.T) gitHubSigner {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	doc, _ := json.Marshal(map[string]any{"public_keys": []map[string]any{{
-		"key_identifier": "e2e-key", "is_current": true,
-		"key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-	}}})
-	path := filepath.Join(t.TempDir(), "github-keys.json")
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return gitHubSigner{key: k, keysFile: path}
-}
-
-func (g gitHubSigner) sign(t *testing.T, body []byte) string {
-	sum := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, g.key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(sig)
-}
-
-func (g gitHubSigner) post(t *testing.T, httpAddr string, body []byte, sig string) (int, string) {
-	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/secret-scanning/github", bytes.NewReader(body))
-	req.Header.Set("Github-Public-Key-Identifier", "e2e-key")
-	req.Header.Set("Github-Public-Key-Signature", sig)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(raw)
-}
-
 // Two replicas on PostgreSQL charge one site's monthly quota at once:
 // quota.threshold arrives once at 80% and once at 100%.
 func TestQuotaThresholdPostgres(t *testing.T) {
@@ -406,29 +224,17 @@ func TestQuotaThresholdPostgres(t *testing.T) {
 	plusSite(env)
 	live := env.NewKey("acme-web", "live")
 	env.CLI("limits", "set", "--site", "acme-web", "--set", "quota=10")
-	out := env.CLI("webhooks", "create", "--url", rcv.srv.URL, "--event", "quota.threshold", "--allow-http-webhooks", "--json")
-	var ep struct{ ID, Secret string }
-	if err := json.Unmarshal([]byte(out), &ep); err != nil {
-		t.Fatal(err)
-	}
-	wh, _ := standardwebhooks.NewWebhook(ep.Secret)
-	rcv.set(func(r *hookReceiver) { r.wh = wh })
+	ep := rcv.subscribe(env, rcv.srv.URL, "quota.threshold")
 	replicas := []*Server{env.Serve("--allow-http-webhooks"), env.Serve("--allow-http-webhooks")}
 
-	var wg sync.WaitGroup
 	allowedN := make([]int, 2)
-	for i, s := range replicas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 8 { // 16 attempts for a quota of 10
-				if allowed(s.Check(t, "POST", "/v1/audio/generate", map[string]string{"x-api-key": live})) {
-					allowedN[i]++
-				}
+	burst(len(replicas), func(i int) {
+		for range 8 { // 16 attempts for a quota of 10
+			if allowed(replicas[i].Check(t, "POST", "/v1/audio/generate", map[string]string{"x-api-key": live})) {
+				allowedN[i]++
 			}
-		}()
-	}
-	wg.Wait()
+		}
+	})
 	if allowedN[0]+allowedN[1] != 10 {
 		t.Fatalf("%v requests allowed, want 10 in all", allowedN)
 	}
