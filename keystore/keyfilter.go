@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,12 @@ func (f *KeyFilter) rebuild(ctx context.Context) error {
 		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
+	for i := 0; rows.Next(); i++ {
+		if i%1024 == 1023 {
+			// A load of many keys runs beside requests on a server that
+			// may have one core: let them have it between batches.
+			runtime.Gosched()
+		}
 		// RawBytes: the digest is hashed in place, not kept.
 		var d sql.RawBytes
 		if err := rows.Scan(&d); err != nil {

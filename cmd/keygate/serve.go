@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,6 +137,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	resumeGC := sync.OnceFunc(pauseGC())
+	defer resumeGC()
 	stopPprof, err := startPprof(log)
 	if err != nil {
 		return err
@@ -204,11 +207,12 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	runners := []func(context.Context){follower.Run, usage.Run, listen,
 		afterServing(ready.served, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
-		afterServing(ready.served, c.policy.run),
+		afterServing(ready.served, func(ctx context.Context) { c.policy.run(ctx, builtinTestsDelay) }),
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
 		afterServing(ready.served, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
+	resumeGC()
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 
