@@ -106,6 +106,7 @@ func newGRPCServer() *grpc.Server {
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		streamWorkers(),
+		deepStacks(&deepPool{}),
 	)
 }
 
