@@ -191,7 +191,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
-	g := newGRPCServer()
+	deep := &deepPool{}
+	g := newGRPCServer(deep)
 	grpcHealth := srv.Register(g)
 	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{})}
 	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
@@ -201,7 +202,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log, Proxies: cfg.clientProxies()}
-	listeners, err := cfg.listeners(c, g, newHTTPServer(forwardAuth.Wrap(mux)), log)
+	listeners, err := cfg.listeners(c, g, newHTTPServer(deepHandler(deep, forwardAuth.Wrap(mux))), log)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"runtime"
 	"sync"
 
@@ -16,6 +17,14 @@ import (
 // goroutine of their own, so a slow store read never holds others up.
 func streamWorkers() grpc.ServerOption {
 	return grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0))))
+}
+
+// deepHandler runs h (forward-auth decides there) on a deepPool goroutine
+// instead of the connection's.
+func deepHandler(p *deepPool, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.run(func() { h.ServeHTTP(w, r) })
+	})
 }
 
 // deepStacks runs every unary handler (Check: policy evaluation recurses
@@ -43,13 +52,15 @@ type deepPool struct {
 
 type deepWorker struct {
 	jobs chan func()
-	done chan struct{}
+	done chan any // what the job panicked with, or nil
 }
 
 // maxIdleDeep bounds the goroutines a burst leaves behind.
 const maxIdleDeep = 256
 
-// run calls fn on a pooled goroutine and waits for it to return.
+// run calls fn on a pooled goroutine and waits for it to return. A panic
+// in fn is raised again here, on the caller's goroutine, where the server
+// (net/http) recovers it as it would have.
 func (p *deepPool) run(fn func()) {
 	p.mu.Lock()
 	var w *deepWorker
@@ -60,11 +71,20 @@ func (p *deepPool) run(fn func()) {
 	}
 	p.mu.Unlock()
 	if w == nil {
-		w = &deepWorker{jobs: make(chan func()), done: make(chan struct{})}
+		w = &deepWorker{jobs: make(chan func()), done: make(chan any)}
 		go p.work(w)
 	}
 	w.jobs <- fn
-	<-w.done
+	if v := <-w.done; v != nil {
+		panic(v)
+	}
+}
+
+// call runs fn, returning what it panicked with.
+func call(fn func()) (panicked any) {
+	defer func() { panicked = recover() }()
+	fn()
+	return nil
 }
 
 // work runs w's jobs until the pool has enough idle goroutines. It goes
@@ -72,14 +92,14 @@ func (p *deepPool) run(fn func()) {
 // takes it waits in the send to jobs until this done is received.
 func (p *deepPool) work(w *deepWorker) {
 	for fn := range w.jobs {
-		fn()
+		panicked := call(fn)
 		p.mu.Lock()
 		keep := len(p.idle) < maxIdleDeep
 		if keep {
 			p.idle = append(p.idle, w)
 		}
 		p.mu.Unlock()
-		w.done <- struct{}{}
+		w.done <- panicked
 		if !keep {
 			return
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,5 +40,24 @@ func TestDeepPool(t *testing.T) {
 		if p.idle[len(p.idle)-1] != top {
 			t.Fatal("sequential calls did not reuse the most recent goroutine")
 		}
+	}
+}
+
+// TestDeepPoolPanic: a job's panic reaches run's caller (where net/http
+// recovers it), and the goroutine goes on serving.
+func TestDeepPoolPanic(t *testing.T) {
+	var p deepPool
+	got := func() (v any) {
+		defer func() { v = recover() }()
+		p.run(func() { panic(http.ErrAbortHandler) })
+		return nil
+	}()
+	if got != http.ErrAbortHandler { //nolint:errorlint // the very value
+		t.Fatalf("recovered %v, want http.ErrAbortHandler", got)
+	}
+	ran := false
+	p.run(func() { ran = true })
+	if !ran || len(p.idle) != 1 {
+		t.Fatalf("after a panic: ran %v, %d idle goroutines", ran, len(p.idle))
 	}
 }
