@@ -82,19 +82,10 @@ const DefaultFilterFalsePositives = 0.001
 // the default rate): room to grow before the first rebuild.
 const minFilterCapacity = 1 << 17
 
-// NewKeyFilter loads every key digest of store. fpRate ≤ 0 means the default.
-// Call it after Follower.Start, so that keys created meanwhile reach the
-// filter through the change log.
-func NewKeyFilter(ctx context.Context, store *Store, fpRate float64) (*KeyFilter, error) {
-	f := NewUnloadedKeyFilter(store, fpRate)
-	if err := f.Load(ctx); err != nil {
-		return nil, err
-	}
-	return f, nil
-}
-
 // NewUnloadedKeyFilter is a key filter that has not read the store yet, so
-// that a server can answer before reading every digest (see Load).
+// that a server can answer before reading every digest (see Load). fpRate
+// ≤ 0 means the default. Load it after Follower.Start, so that keys created
+// meanwhile reach the filter through the change log.
 func NewUnloadedKeyFilter(store *Store, fpRate float64) *KeyFilter {
 	if fpRate <= 0 || fpRate >= 1 {
 		fpRate = DefaultFilterFalsePositives
