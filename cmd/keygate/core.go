@@ -44,9 +44,8 @@ type core struct {
 // (create) and its token secret file, and passes the change-log follower
 // (follow): its position is taken before the key filter is loaded (serve
 // loads it later), so a key created in between reaches the filter through
-// the change log. check
-// refuses to create anything, like every other command, and reads the
-// store without a filter. wrap, if set, wraps what the cache reads through
+// the change log. check refuses to create anything, like every other
+// command, and reads the store without a filter. wrap, if set, wraps what the cache reads through
 // (serve's store metrics).
 func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool, follow *keystore.Follower, wrap func(keystore.Loader) keystore.Loader) (_ *core, err error) {
 	open := e.openStore

@@ -208,7 +208,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	}
 	runners := []func(context.Context){follower.Run, usage.Run, listen,
 		afterServing(ready.served, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
-		afterServing(ready.served, func(ctx context.Context) { c.policy.run(ctx, builtinTestsDelay) }),
+		func(ctx context.Context) { c.policy.run(ctx, ready.served) },
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
 		afterServing(ready.served, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },

@@ -42,11 +42,11 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 }
 
 // run watches the directory until ctx ends. The built-in policy has
-// nothing to watch: its tests run once instead, after delay (off the
-// start-up path, and off the first decisions' CPU: they compile the policy
-// again), so that /health reports how many passed as it does for a
-// directory.
-func (p *policyRuntime) run(ctx context.Context, delay time.Duration) {
+// nothing to watch: its tests run once instead, builtinTestsDelay after
+// the first SERVING (off the start-up path, and off the first decisions'
+// CPU: they compile the policy again), so that /health reports how many
+// passed as it does for a directory.
+func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	if p.reloader != nil {
 		p.reloader.Run(ctx)
 		return
@@ -54,7 +54,12 @@ func (p *policyRuntime) run(ctx context.Context, delay time.Duration) {
 	select {
 	case <-ctx.Done():
 		return
-	case <-time.After(delay):
+	case <-served:
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(builtinTestsDelay):
 	}
 	report, err := policies.RunTests(ctx, p.engine.Current().Bundle, false)
 	if err != nil {

@@ -15,9 +15,10 @@ const builtinTestsDelay = 3 * time.Second
 
 // afterServing runs fn once the gRPC health service first reports SERVING
 // (readiness.served is closed), or not at all if ctx ends first. Start-up
-// work that no decision waits for (reading every key digest, the built-in
-// policy's tests) goes here: on one core it would otherwise share the CPU
-// with the path to the first decision.
+// work that no decision waits for (reading every key digest, webhook
+// deliveries; the built-in policy's tests wait the same way, in
+// policyRuntime.run) goes here: on one core it would otherwise share the
+// CPU with the path to the first decision.
 func afterServing(served <-chan struct{}, fn func(context.Context)) func(context.Context) {
 	return func(ctx context.Context) {
 		select {
