@@ -143,7 +143,8 @@ func waitServing(ctx context.Context, addr string, limit time.Duration) (time.Du
 }
 
 // Startup starts command, waits until the gRPC health service at addr
-// answers SERVING, prints how long that took, and stops the command.
+// answers SERVING, prints how long that took and the CPU time the process
+// had used by then (processCPU), and stops the command.
 func Startup(ctx context.Context, addr string, command []string, stdout, stderr io.Writer) error {
 	if len(command) == 0 {
 		return errors.New("bench: startup: no command")
@@ -161,7 +162,12 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 	if _, err := waitServing(ctx, addr, 5*time.Minute); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "SERVING after %s: %v\n", time.Since(began).Round(time.Millisecond), command)
+	took := time.Since(began)
+	cpu := "CPU unknown"
+	if d, err := processCPU(cmd.Process.Pid); err == nil {
+		cpu = "CPU " + d.Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(stdout, "SERVING after %s (%s): %v\n", took.Round(time.Millisecond), cpu, command)
 	return nil
 }
 

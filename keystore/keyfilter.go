@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,10 @@ type KeyFilter struct {
 	fpRate float64
 
 	mu sync.RWMutex
-	bf *bloom
+	bf *bloom // nil until Load has read the store
+	// pending holds digests learned before the first Load finished
+	// (change log, store reads), for Load to add to what it read.
+	pending []Digest
 
 	// Keys the filter has not learned yet (created a moment ago, on this
 	// replica or another, before the change log reached the filter) still
@@ -78,22 +82,37 @@ const DefaultFilterFalsePositives = 0.001
 // the default rate): room to grow before the first rebuild.
 const minFilterCapacity = 1 << 17
 
-// NewKeyFilter loads every key digest of store. fpRate ≤ 0 means the default.
-// Call it after Follower.Start, so that keys created meanwhile reach the
-// filter through the change log.
-func NewKeyFilter(ctx context.Context, store *Store, fpRate float64) (*KeyFilter, error) {
+// NewUnloadedKeyFilter is a key filter that has not read the store yet, so
+// that a server can answer before reading every digest (see Load). fpRate
+// ≤ 0 means the default. Load it after Follower.Start, so that keys created
+// meanwhile reach the filter through the change log.
+func NewUnloadedKeyFilter(store *Store, fpRate float64) *KeyFilter {
 	if fpRate <= 0 || fpRate >= 1 {
 		fpRate = DefaultFilterFalsePositives
 	}
 	f := &KeyFilter{store: store, fpRate: fpRate, now: store.now}
 	f.budget.level, f.budget.at = UnknownBurst, f.now()
-	if err := f.rebuild(ctx); err != nil {
-		return nil, err
-	}
-	return f, nil
+	return f
+}
+
+// Load reads every stored digest. Until it has, the filter rules nothing
+// out, and a key lookup it cannot vouch for spends the unknown-key budget
+// (a key found gives it back); past the budget the lookup is refused as
+// unavailable, so a flood during the load costs no more store reads than
+// after it. A failed Load leaves it so; call Load again.
+func (f *KeyFilter) Load(ctx context.Context) error { return f.rebuild(ctx) }
+
+// Loaded reports whether Load has finished.
+func (f *KeyFilter) Loaded() bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.bf != nil
 }
 
 // rebuild reads every digest into a new filter sized for twice their number.
+// Rebuilds run on the follower's goroutine, which is also the one that
+// runs Apply, or (Load) while Apply keeps what it learns in pending: no
+// digest is lost meanwhile.
 func (f *KeyFilter) rebuild(ctx context.Context) error {
 	var n int
 	if err := f.store.db.QueryRowContext(ctx, `SELECT count(*) FROM keys`).Scan(&n); err != nil {
@@ -105,20 +124,27 @@ func (f *KeyFilter) rebuild(ctx context.Context) error {
 		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var d string
+	for i := 0; rows.Next(); i++ {
+		if i%1024 == 1023 {
+			// A load of many keys runs beside requests on a server that
+			// may have one core: let them have it between batches.
+			runtime.Gosched()
+		}
+		// RawBytes: the digest is hashed in place, not kept.
+		var d sql.RawBytes
 		if err := rows.Scan(&d); err != nil {
 			return fmt.Errorf("keystore: key filter: %w", err)
 		}
-		bf.add(Digest(d))
+		bf.addBytes(d)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
 	}
-	// Rebuilds run before the follower starts or on its goroutine, which
-	// is also the one that runs Apply: no digest is added meanwhile.
 	f.mu.Lock()
-	f.bf = bf
+	for _, d := range f.pending {
+		bf.add(d)
+	}
+	f.bf, f.pending = bf, nil
 	f.mu.Unlock()
 	return nil
 }
@@ -137,48 +163,68 @@ func (f *KeyFilter) Apply(ctx context.Context, c Change) error {
 	case err != nil:
 		return fmt.Errorf("keystore: key filter: %w: %w", ErrUnavailable, err)
 	}
-	f.mu.Lock()
-	full := f.bf.add(Digest(d))
-	f.mu.Unlock()
-	if full {
+	if f.learn(Digest(d)) {
 		return f.rebuild(ctx)
 	}
 	return nil
 }
 
-// mayContain reports whether any of the digests may be a stored key.
-func (f *KeyFilter) mayContain(digests []Digest) bool {
+// learn adds digests and reports whether the filter is past its capacity.
+// Before the first load they wait in pending.
+func (f *KeyFilter) learn(digests ...Digest) (full bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.bf == nil {
+		f.pending = append(f.pending, digests...)
+		return false
+	}
+	for _, d := range digests {
+		full = f.bf.add(d) || full
+	}
+	return full
+}
+
+// mayContain reports whether any of the digests may be a stored key, and
+// whether the filter is loaded at all.
+func (f *KeyFilter) mayContain(digests []Digest) (may, loaded bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.bf == nil {
+		return false, false
+	}
 	for _, d := range digests {
 		if f.bf.has(d) {
-			return true
+			return true, true
 		}
 	}
-	return false
+	return false, true
 }
 
 // LookupKey answers "no such key" for digests the filter rules out, and
 // asks the store otherwise.
 func (f *KeyFilter) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
-	if f.mayContain(digests) {
+	may, loaded := f.mayContain(digests)
+	if may {
 		f.lookups.Add(1)
 		return f.store.LookupKey(ctx, digests)
 	}
 	if !f.spend() {
 		f.filtered.Add(1)
+		if !loaded {
+			// Not loaded yet, every key may be known: the budget bounds
+			// what a flood costs, and a known key refused meanwhile gets
+			// a 503 (not cached), never "no such key".
+			return KeyFacts{}, fmt.Errorf("keystore: key filter: %w: loading", ErrUnavailable)
+		}
 		return KeyFacts{}, ErrNotFound
 	}
 	f.lookups.Add(1)
 	facts, err := f.store.LookupKey(ctx, digests)
 	if err == nil {
-		// A key newer than the filter: learn it now, and give the read
-		// back, so that only unknown keys spend the budget.
-		f.mu.Lock()
-		for _, d := range digests {
-			f.bf.add(d)
-		}
-		f.mu.Unlock()
+		// A key newer than the filter (or read before it was loaded):
+		// learn it now, and give the read back, so that only unknown
+		// keys spend the budget.
+		f.learn(digests...)
 		f.refund()
 	}
 	return facts, err
@@ -224,11 +270,21 @@ func newBloom(capacity int, p float64) *bloom {
 }
 
 func digestHashes(d Digest) (uint64, uint64, bool) {
+	if len(d) < 32 {
+		return 0, 0, false
+	}
+	var h [32]byte
+	copy(h[:], d[:32])
+	return hashBytes(h[:])
+}
+
+// hashBytes is digestHashes of a hex digest held as bytes.
+func hashBytes(d []byte) (uint64, uint64, bool) {
 	var b [16]byte
 	if len(d) < 32 {
 		return 0, 0, false
 	}
-	if _, err := hex.Decode(b[:], []byte(d[:32])); err != nil {
+	if _, err := hex.Decode(b[:], d[:32]); err != nil {
 		return 0, 0, false
 	}
 	h1 := uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 | uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
@@ -239,6 +295,16 @@ func digestHashes(d Digest) (uint64, uint64, bool) {
 // add sets d's bits and reports whether the filter is past its capacity.
 func (b *bloom) add(d Digest) bool {
 	h1, h2, ok := digestHashes(d)
+	return b.addHashes(h1, h2, ok)
+}
+
+// addBytes is add for a digest read as bytes.
+func (b *bloom) addBytes(d []byte) bool {
+	h1, h2, ok := hashBytes(d)
+	return b.addHashes(h1, h2, ok)
+}
+
+func (b *bloom) addHashes(h1, h2 uint64, ok bool) bool {
 	if !ok {
 		return false
 	}

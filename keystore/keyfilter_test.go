@@ -19,28 +19,9 @@ func TestKeyFilterFlood(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "web")
 		_, known := fx.key("web", keystore.ModeLive)
-		follower := &keystore.Follower{Source: fx.store}
-		if err := follower.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
-		filter, err := keystore.NewKeyFilter(ctx, fx.store, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache, err := keystore.NewCache(filter, keystore.CacheConfig{Now: fx.clock.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer cache.Close()
-		follower.Cache, follower.Filter = cache, filter
-
-		f, _ := keystore.NewFormat("kg")
+		follower, filter, cache := filteredCache(t, fx, true)
 		for i := range 2000 {
-			raw, err := f.Generate(keystore.ModeLive)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := cache.Key(ctx, fx.dig.All(raw.Reveal())); !errors.Is(err, keystore.ErrNotFound) {
+			if _, err := cache.Key(ctx, fx.dig.All(unknownKey(t))); !errors.Is(err, keystore.ErrNotFound) {
 				t.Fatalf("unknown key %d: %v", i, err)
 			}
 		}
@@ -67,4 +48,83 @@ func TestKeyFilterFlood(t *testing.T) {
 			t.Fatalf("new key after the change log was read: %v", err)
 		}
 	})
+}
+
+// TestKeyFilterBeforeLoad: a filter that has not read the store yet finds
+// known keys without spending the unknown-key budget, refuses unknown keys
+// past the budget as unavailable (never "no such key", which the cache
+// would remember), and keeps what the change log taught it across Load.
+func TestKeyFilterBeforeLoad(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		fx.site("acme", "web")
+		_, known := fx.key("web", keystore.ModeLive)
+		follower, filter, cache := filteredCache(t, fx, false)
+		unavailable := 0
+		for i := range 200 {
+			_, err := cache.Key(ctx, fx.dig.All(unknownKey(t)))
+			switch {
+			case errors.Is(err, keystore.ErrUnavailable):
+				unavailable++
+			case !errors.Is(err, keystore.ErrNotFound):
+				t.Fatalf("unknown key %d before the load: %v", i, err)
+			}
+		}
+		if lookups, _ := filter.Stats(); lookups > keystore.UnknownBurst || unavailable != 200-keystore.UnknownBurst {
+			t.Fatalf("200 unknown keys before the load: %d store reads, %d unavailable; want %d reads", lookups, unavailable, keystore.UnknownBurst)
+		}
+		// A key created before the load, taught by the change log while
+		// the budget is spent: found once the load is done.
+		_, fresh := fx.key("web", keystore.ModeTest)
+		if err := follower.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if filter.Loaded() {
+			t.Fatal("loaded before Load")
+		}
+		if err := filter.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for name, raw := range map[string]string{"known": known, "fresh": fresh} {
+			if _, err := cache.Key(ctx, fx.dig.All(raw)); err != nil {
+				t.Errorf("%s key after the load: %v", name, err)
+			}
+		}
+		if _, err := cache.Key(ctx, fx.dig.All(unknownKey(t))); !errors.Is(err, keystore.ErrNotFound) {
+			t.Errorf("unknown key after the load: %v, want not found", err)
+		}
+	})
+}
+
+// filteredCache is serve's arrangement: a follower started before the key
+// filter (loaded, or not yet), and a cache reading through the filter.
+func filteredCache(t *testing.T, fx *fixture, loaded bool) (*keystore.Follower, *keystore.KeyFilter, *keystore.Cache) {
+	t.Helper()
+	follower := &keystore.Follower{Source: fx.store}
+	if err := follower.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	filter := keystore.NewUnloadedKeyFilter(fx.store, 0)
+	if loaded {
+		if err := filter.Load(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cache, err := keystore.NewCache(filter, keystore.CacheConfig{Now: fx.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cache.Close)
+	follower.Cache, follower.Filter = cache, filter
+	return follower, filter, cache
+}
+
+// unknownKey is a fresh well-formed key no store holds.
+func unknownKey(t *testing.T) string {
+	t.Helper()
+	f, _ := keystore.NewFormat("kg")
+	raw, err := f.Generate(keystore.ModeLive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw.Reveal()
 }

@@ -298,6 +298,11 @@ func TestUnknownKeyFloodAndNewKey(t *testing.T) {
 	if resp := srv.Check(t, "GET", "/v1/videos", map[string]string{"x-api-key": known}); !allowed(resp) {
 		t.Fatalf("known key refused: %v", resp)
 	}
+	// The filter is read after the first SERVING; until then the budget
+	// alone bounds the reads, and keys past it are refused with 503.
+	Eventually(t, 10*time.Second, "the key filter to load", func() bool {
+		return srv.Metric(t, "keygate_key_filter_loaded") == 1
+	})
 	before, start := srv.Metric(t, "keygate_store_lookups_total"), time.Now()
 	for range 2000 {
 		k, err := keystore.Format{Prefix: "kg"}.Generate(keystore.ModeLive)

@@ -42,10 +42,10 @@ type core struct {
 
 // newCore builds the core. serve creates a missing SQLite database
 // (create) and its token secret file, and passes the change-log follower
-// (follow): its position is taken before the key filter is loaded, so a
-// key created in between reaches the filter through the change log. check
-// refuses to create anything, like every other command, and reads the
-// store without a filter. wrap, if set, wraps what the cache reads through
+// (follow): its position is taken before the key filter is loaded (serve
+// loads it later), so a key created in between reaches the filter through
+// the change log. check refuses to create anything, like every other
+// command, and reads the store without a filter. wrap, if set, wraps what the cache reads through
 // (serve's store metrics).
 func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Logger, create bool, follow *keystore.Follower, wrap func(keystore.Loader) keystore.Loader) (_ *core, err error) {
 	open := e.openStore
@@ -87,9 +87,9 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 		if err := follow.Start(ctx); err != nil {
 			return nil, fmt.Errorf("reading the change log of %s: %w", storeKind(cfg.store), err)
 		}
-		if c.filter, err = keystore.NewKeyFilter(ctx, store, 0); err != nil {
-			return nil, err
-		}
+		// Loaded after the first SERVING (loadKeyFilter): reading every
+		// digest is most of a large store's start.
+		c.filter = keystore.NewUnloadedKeyFilter(store, 0)
 		loader = c.filter
 	}
 	if wrap != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -146,6 +147,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	if err != nil {
 		return err
 	}
+	resumeGC := sync.OnceFunc(pauseGC())
+	defer resumeGC()
 	stopPprof, err := startPprof(log)
 	if err != nil {
 		return err
@@ -198,9 +201,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	defer closeOps()
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
-	g := newGRPCServer()
+	deep := &deepPool{}
+	g := newGRPCServer(deep)
 	grpcHealth := srv.Register(g)
-	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache}
+	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{})}
 	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
 	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
 		return err
@@ -208,15 +212,18 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	// Forward-auth (nginx auth_request, Traefik/Caddy, Envoy http_service)
 	// sees the raw request target, before the mux's path cleaning.
 	forwardAuth := &extauthz.ForwardAuth{Authorizer: authz, Metrics: srv.Metrics, Log: log, Proxies: cfg.clientProxies()}
-	listeners, err := cfg.listeners(c, g, newHTTPServer(forwardAuth.Wrap(mux)), log)
+	listeners, err := cfg.listeners(c, g, newHTTPServer(deepHandler(deep, forwardAuth.Wrap(mux))), log)
 	if err != nil {
 		return err
 	}
-	runners := []func(context.Context){follower.Run, usage.Run, listen, c.policy.run,
+	runners := []func(context.Context){follower.Run, usage.Run, listen,
+		afterServing(ready.served, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
+		func(ctx context.Context) { c.policy.run(ctx, ready.served) },
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
-		func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) },
+		afterServing(ready.served, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
+	resumeGC()
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 
@@ -229,8 +236,15 @@ func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.
 			func() float64 { h, _ := cache.Stats(); return float64(h) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_store_lookups_total", Help: "Key and site facts read from the store (cache misses the key filter let through)."},
 			func() float64 { n, _ := filter.Stats(); return float64(n) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_key_filter_rejections_total", Help: "Key lookups answered 'no such key' by the key filter without a store read."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_key_filter_rejections_total", Help: "Key lookups answered 'no such key' by the key filter without a store read (or, before it is loaded, 'unavailable')."},
 			func() float64 { _, n := filter.Stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_key_filter_loaded", Help: "1 once the key filter has read every stored key digest (after start-up), else 0."},
+			func() float64 {
+				if filter.Loaded() {
+					return 1
+				}
+				return 0
+			}),
 	)
 	return reg
 }

@@ -101,11 +101,12 @@ func adminServer(token string, named map[string]string, c *core, dest webhooks.D
 }
 
 // newGRPCServer is the ext_authz gRPC server: CheckRequests are small.
-func newGRPCServer() *grpc.Server {
+func newGRPCServer(deep *deepPool) *grpc.Server {
 	return grpc.NewServer(
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		streamWorkers(),
+		deepStacks(deep),
 	)
 }
 

@@ -240,6 +240,9 @@ type readiness struct {
 	store  interface{ Ping(context.Context) error }
 	engine *policies.Engine
 	cache  *keystore.Cache
+	// served, when set, is closed the first time follow reports SERVING:
+	// start-up work that no decision waits for starts then (serve_start.go).
+	served chan struct{}
 }
 
 func (r readiness) check(ctx context.Context) (bool, map[string]string) {
@@ -296,6 +299,10 @@ func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Dur
 		if status != last {
 			hs.SetServingStatus("", status)
 			hs.SetServingStatus("envoy.service.auth.v3.Authorization", status)
+			if status == healthpb.HealthCheckResponse_SERVING && r.served != nil {
+				close(r.served)
+				r.served = nil
+			}
 			last = status
 		}
 		select {

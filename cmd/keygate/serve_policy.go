@@ -42,12 +42,24 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 }
 
 // run watches the directory until ctx ends. The built-in policy has
-// nothing to watch: its tests run once instead, off the start-up path, so
-// that /health reports how many passed as it does for a directory.
-func (p *policyRuntime) run(ctx context.Context) {
+// nothing to watch: its tests run once instead, builtinTestsDelay after
+// the first SERVING (off the start-up path, and off the first decisions'
+// CPU: they compile the policy again), so that /health reports how many
+// passed as it does for a directory.
+func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	if p.reloader != nil {
 		p.reloader.Run(ctx)
 		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-served:
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(builtinTestsDelay):
 	}
 	report, err := policies.RunTests(ctx, p.engine.Current().Bundle, false)
 	if err != nil {

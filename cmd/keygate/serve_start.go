@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// builtinTestsDelay is how long after the first SERVING the built-in
+// policy's tests wait: Envoy's first health checks and decisions come then.
+const builtinTestsDelay = 3 * time.Second
+
+// afterServing runs fn once the gRPC health service first reports SERVING
+// (readiness.served is closed), or not at all if ctx ends first. Start-up
+// work that no decision waits for (reading every key digest, webhook
+// deliveries; the built-in policy's tests wait the same way, in
+// policyRuntime.run) goes here: on one core it would otherwise share the
+// CPU with the path to the first decision.
+func afterServing(served <-chan struct{}, fn func(context.Context)) func(context.Context) {
+	return func(ctx context.Context) {
+		select {
+		case <-served:
+			fn(ctx)
+		case <-ctx.Done():
+		}
+	}
+}
+
+// loadKeyFilter reads every key digest into the key filter, retrying each
+// second until it has or ctx ends. Until then the filter rules nothing out
+// and the unknown-key budget bounds the store reads (KeyFilter.Load).
+func loadKeyFilter(ctx context.Context, f *keystore.KeyFilter, log *slog.Logger) {
+	for {
+		start := time.Now()
+		err := f.Load(ctx)
+		if err == nil {
+			log.Info("key filter loaded", "took", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		log.Warn("key filter not loaded; unknown keys are refused past the unknown-key budget until it is", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// startupMemoryLimit bounds the heap while pauseGC holds collections off.
+const startupMemoryLimit = 256 << 20
+
+// pauseGC holds the collector off (up to startupMemoryLimit, or a lower
+// GOMEMLIMIT) until resume is called. Start-up allocates mostly what it
+// keeps (the compiled policy, the store's statements); at the default
+// GOGC the heap doubles through several collections on the way there,
+// each scanning everything loaded so far, ~15% of the CPU to the first
+// SERVING on one core. With GOGC=off already, it does nothing.
+func pauseGC() (resume func()) {
+	limit := debug.SetMemoryLimit(-1)
+	percent := debug.SetGCPercent(-1)
+	if percent < 0 {
+		return func() {}
+	}
+	debug.SetMemoryLimit(min(limit, startupMemoryLimit))
+	return func() {
+		debug.SetMemoryLimit(limit)
+		debug.SetGCPercent(percent)
+	}
+}
