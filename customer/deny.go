@@ -2,10 +2,7 @@ package customer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"maps"
-	"strconv"
 	"strings"
 	"time"
 
@@ -75,16 +72,13 @@ func (h *Handler) denial(err error, requestID string) policies.Decision {
 	name, detail, retry := refusal(err)
 	d := extauthz.Deny(h.decider(), name, "customer_api")
 	if detail != "" {
-		d.Body = withMember(extauthz.DenyBody(d), nil, "detail", detail)
+		d.Body = extauthz.WithMember(extauthz.DenyBody(d), nil, "detail", detail)
 	}
 	if retry > 0 {
-		h := make(map[string]string, len(d.ResponseHeaders)+1)
-		maps.Copy(h, d.ResponseHeaders) // the policy's map is shared: copy
-		h[extauthz.HeaderRetryAfter] = strconv.FormatInt(int64((retry+time.Second-1)/time.Second), 10)
-		d.ResponseHeaders = h
+		d = extauthz.WithRetryAfter(d, retry)
 	}
 	if requestID != "" && len(requestID) <= 128 && configString(h.documents(), "body_shape") == "error_object" {
-		d.Body = withMember(extauthz.DenyBody(d), []string{"error"}, "request_id", requestID)
+		d.Body = extauthz.WithMember(extauthz.DenyBody(d), []string{"error"}, "request_id", requestID)
 	}
 	return d
 }
@@ -98,30 +92,6 @@ func (h *Handler) decider() extauthz.Decider {
 		return p
 	}
 	return nil
-}
-
-// withMember returns body with member name set to value in the object at
-// path (the top level for none). A body that is not such an object (a
-// policy's own "body" of another form) is returned unchanged.
-func withMember(body []byte, path []string, name, value string) []byte {
-	var top map[string]any
-	if err := json.Unmarshal(body, &top); err != nil || top == nil {
-		return body
-	}
-	obj := top
-	for _, p := range path {
-		next, ok := obj[p].(map[string]any)
-		if !ok {
-			return body
-		}
-		obj = next
-	}
-	obj[name] = value
-	out, err := json.Marshal(top)
-	if err != nil {
-		return body
-	}
-	return out
 }
 
 // configString is one string of the policy's data.keygate.config.

@@ -2,7 +2,6 @@ package extauthz
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"maps"
 	"strconv"
@@ -121,26 +120,9 @@ func limitDenial(pol Decider, ls []policies.Limit, r limits.Result, now time.Tim
 		h[HeaderRetryAfter] = seconds(max(r.RetryAfter, time.Second))
 	} else {
 		h = make(map[string]string, len(d.ResponseHeaders))
-		d.Body = withField(DenyBody(d), "reset_at", limits.MonthEnd(now).Format(time.RFC3339))
+		d.Body = WithMember(DenyBody(d), nil, "reset_at", limits.MonthEnd(now).Format(time.RFC3339))
 	}
 	maps.Copy(h, d.ResponseHeaders)
 	d.ResponseHeaders = h
 	return d
-}
-
-// withField adds one top-level field to a JSON object body. The body was
-// validated as an object (or built by DenyBody), so decoding only fails on
-// a bug; the body is then sent unchanged.
-func withField(body []byte, name, value string) []byte {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil {
-		return body
-	}
-	v, _ := json.Marshal(value) // a string always marshals
-	obj[name] = v
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return body
-	}
-	return out
 }
