@@ -331,7 +331,9 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 
 // decideValue evaluates the decision for an input already in OPA's form.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), p.evalCache())
+	cache, release := p.evalCache()
+	defer release()
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), cache)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

@@ -6,7 +6,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Rules whose value depends on the policy's data alone (config, the
@@ -135,38 +134,9 @@ func (a *foldAnalysis) isPure(r *ast.Rule) bool {
 	return pure
 }
 
-// foldedCache is a decision's virtual-document cache: the folded values,
-// then OPA's own cache for everything else. Under a `with` (a pushed
-// frame) the folded values stand aside, as they may not hold there.
-type foldedCache struct {
-	folded []foldedValue
-	inner  topdown.VirtualCache
-	frames int
-}
-
-func (c *foldedCache) Push() { c.frames++; c.inner.Push() }
-
-func (c *foldedCache) Pop() { c.frames--; c.inner.Pop() }
-
-func (c *foldedCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.frames == 0 {
-		for i := range c.folded {
-			if c.folded[i].ref.Equal(ref) {
-				return c.folded[i].value, false
-			}
-		}
-	}
-	return c.inner.Get(ref)
-}
-
-func (c *foldedCache) Put(ref ast.Ref, value *ast.Term) { c.inner.Put(ref, value) }
-
-func (c *foldedCache) Keys() []ast.Ref { return c.inner.Keys() }
-
-// evalCache is the option that starts a decision with the folded values.
-func (p *Policy) evalCache() rego.EvalOption {
-	if len(p.folded) == 0 {
-		return func(*rego.EvalContext) {}
-	}
-	return rego.EvalVirtualCache(&foldedCache{folded: p.folded, inner: topdown.NewVirtualCache()})
+// evalCache is the option that starts a decision with the folded values,
+// in a recycled cache (vcache.go); call release once the evaluation is over.
+func (p *Policy) evalCache() (rego.EvalOption, func()) {
+	c := newRuleCache(p.folded)
+	return rego.EvalVirtualCache(c), c.release
 }

@@ -128,9 +128,13 @@ public_route if {
 #   ignores the ids; without them (a test giving only a path) they are
 #   computed here. A rule may still read input.request.path: keygate then
 #   remembers decisions by the whole path.
-path_prefixes := input.request.prefixes
-
-path_prefixes := {prefix: segment |
+#
+#   (The fallback is an else branch, not a second rule: a decision then
+#   evaluates one rule here, not two. Its `not input.request.prefixes`
+#   tells keygate's memo analysis that it never holds when keygate decides.)
+path_prefixes := input.request.prefixes if {
+	input.request.prefixes
+} else := {prefix: segment |
 	some prefix in data_paths
 	route_prefix_of(input.request.path, prefix)
 	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
@@ -151,9 +155,9 @@ segment_boundary(_, prefix) if endswith(prefix, "/")
 
 segment_boundary(rest, _) if startswith(rest, "/")
 
-exact_path := input.request.exact_path
-
-exact_path := input.request.path if {
+exact_path := input.request.exact_path if {
+	input.request.prefixes
+} else := input.request.path if {
 	not input.request.prefixes
 	input.request.path in data_paths
 }
