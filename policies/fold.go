@@ -46,20 +46,24 @@ func foldDataRules(ctx context.Context, c *ast.Compiler, store storage.Store) []
 			}
 			// Evaluated as decisions are (strict builtin errors): a rule that
 			// errors is not folded, so every decision still meets the error.
-			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key),
+			// The value is kept as OPA's term: through JSON a set would
+			// come back an array.
+			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key), rego.GenerateJSON(keepTerm),
 				rego.Capabilities(Capabilities()), rego.StrictBuiltinErrors(true), rego.SetRegoVersion(ast.RegoV1)).Eval(ctx)
 			if err != nil || len(rs) != 1 || len(rs[0].Expressions) != 1 {
 				continue
 			}
-			v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
-			if err != nil {
+			t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+			if !ok {
 				continue
 			}
-			out = append(out, foldedValue{ref: path, value: ast.NewTerm(v)})
+			out = append(out, foldedValue{ref: path, value: t})
 		}
 	}
 	return out
 }
+
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // foldable: a complete rule without arguments whose path is ground.
 func foldable(r *ast.Rule, path ast.Ref) bool {

@@ -249,17 +249,18 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 #   listed with its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
 credential_not_accepted if {
 	input.credential.scheme != ""
-	not scheme_accepted
+	not accepted_kinds[input.credential.scheme]
 }
 
 credential_not_accepted if {
 	input.credential.kind != ""
-	not [input.credential.scheme, input.credential.kind] in config.credentials
+	not accepted_kinds[input.credential.scheme][input.credential.kind]
 }
 
-scheme_accepted if {
+# config.credentials as scheme → the kinds it takes. It reads only data, so
+# keygate computes it once per policy load and each decision looks it up.
+accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |
 	some [scheme, _] in config.credentials
-	scheme == input.credential.scheme
 }
 
 plan := config.plans[input.account.plan]
