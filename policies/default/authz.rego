@@ -69,24 +69,21 @@ invalid_path if not input.request.path_ok
 #   if letter case were ignored ("/V1/SITES/x", "/v1/Audio/generate") is
 #   refused (400 INVALID_PATH): a case-insensitive upstream would serve it
 #   as that route, so it must not dodge site scoping, plans or costs.
+#   keygate lists the data's path strings the path starts with only when
+#   case is ignored (input.request.case_folded, absent when none); a test
+#   that gives only a path has them computed here.
 invalid_path if {
-	some prefix in case_folded
+	some prefix in input.request.case_folded
+	input.request.prefixes
 	route_prefixes[prefix]
 }
 
-# The data's path strings the path starts with only when letter case is
-# ignored: keygate computes them (input.request.case_folded); a test that
-# gives only a path has them computed here.
-case_folded contains p if {
-	input.request.prefixes
-	some p in input.request.case_folded
-}
-
-case_folded contains p if {
+invalid_path if {
 	not input.request.prefixes
 	some p in data_paths
 	not route_prefix_of(input.request.path, p)
 	route_prefix_of(lower(input.request.path), lower(p))
+	route_prefixes[p]
 }
 
 # Every path prefix a decision depends on (exact public paths included).
@@ -199,19 +196,11 @@ key_route_decision := scope_denial_decision if {
 #   Why a key route is refused, first match wins. The order is part of the
 #   contract: credential problems before key state, key state before site and
 #   account state, entitlements and scoping last.
-key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
-	input.credential.status == "ambiguous"
-} else := ["errors", "MISSING_API_KEY", "credential_missing"] if {
-	input.credential.status == "missing"
+key_denial := credential_denials[input.credential.status] if {
+	input.credential.status in {"ambiguous", "missing"}
 } else := ["errors", "CREDENTIAL_NOT_ACCEPTED", "credential_not_accepted"] if {
 	credential_not_accepted
-} else := ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"] if {
-	input.credential.status == "unavailable"
-} else := ["errors", "INVALID_TOKEN", "token_invalid"] if {
-	input.credential.status == "invalid_token"
-} else := ["errors", "TOKEN_EXPIRED", "token_expired"] if {
-	input.credential.status == "expired_token"
-} else := ["errors", "INVALID_API_KEY", "key_invalid"] if {
+} else := object.get(credential_denials, input.credential.status, ["errors", "INVALID_API_KEY", "key_invalid"]) if {
 	input.credential.status != "found"
 } else := ["errors", "API_KEY_REVOKED", "key_revoked"] if {
 	input.key.revoked
@@ -237,6 +226,22 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 	insufficient_scope
 } else := ["errors", "USAGE_EXHAUSTED", "usage_exhausted"] if {
 	usage_exhausted
+}
+
+# METADATA
+# title: credential_denials
+# description: |
+#   The denial for each credential status but "found" (any other status:
+#   INVALID_API_KEY). "ambiguous" and "missing" come before
+#   credential_not_accepted, the others after it. (A lookup rather than one
+#   key_denial branch per status: an allow then evaluates three branches
+#   for the credential, not seven.)
+credential_denials := {
+	"ambiguous": ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"],
+	"missing": ["errors", "MISSING_API_KEY", "credential_missing"],
+	"unavailable": ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"],
+	"invalid_token": ["errors", "INVALID_TOKEN", "token_invalid"],
+	"expired_token": ["errors", "TOKEN_EXPIRED", "token_expired"],
 }
 
 # METADATA
