@@ -26,17 +26,13 @@ default decision := {
 	"rule": "default",
 }
 
-# One ordered chain, key routes first: an API request then evaluates one
-# branch here, not one rule per kind of route (the kinds exclude each other).
-decision := key_route_decision if {
-	route == "key"
-} else := site_route_decision if {
-	route == "public_site"
-} else := allow_with({}, "public_route") if {
-	route == "public"
-} else := deny_with(["errors", "INVALID_PATH", "invalid_path"]) if {
-	route == "invalid_path"
-}
+decision := deny_with(["errors", "INVALID_PATH", "invalid_path"]) if route == "invalid_path"
+
+decision := allow_with({}, "public_route") if route == "public"
+
+decision := site_route_decision if route == "public_site"
+
+decision := key_route_decision if route == "key"
 
 # METADATA
 # title: route
@@ -139,7 +135,9 @@ path_prefixes := input.request.prefixes if {
 	some prefix in data_paths
 	route_prefix_of(input.request.path, prefix)
 	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
-} if not input.request.prefixes
+} if {
+	not input.request.prefixes
+}
 
 # route_prefix_of: prefix starts path at a segment boundary, as keygate's
 # classification does: "/v1/usage" is a prefix of "/v1/usage" and
@@ -172,23 +170,20 @@ data_paths contains s if {
 # Key routes: the first failing check, in this order, decides. A denial
 # names an entry of config.errors; should that entry be missing, the deny
 # document is undefined and the default (500 POLICY_ERROR) answers: a
-# denial can never turn into an allow. key_route_decision is one chain, so
-# an allow evaluates three short branches; each branch still states its
-# whole condition, because a branch whose document is undefined passes on
-# to the next, which then must not hold.
+# denial can never turn into an allow.
 # METADATA
 # title: key_route
 # description: |
 #   A key route (neither public nor a public site route) allows when no
 #   key_denial holds, with the key_headers upstream.
-key_route_decision := scope_denial_decision if {
-	scope_denial
-} else := deny_with(key_denial) if {
+key_route_decision := deny_with(key_denial) if {
 	key_denial
 	not scope_denial
-} else := allow_with(key_headers, "key_route") if {
-	not key_denial
 }
+
+key_route_decision := scope_denial_decision if scope_denial
+
+key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 
 # METADATA
 # title: key_denial
