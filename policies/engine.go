@@ -15,6 +15,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
@@ -331,7 +332,10 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 
 // decideValue evaluates the decision for an input already in OPA's form.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), p.evalCache())
+	cache, release := p.evalCache()
+	defer release()
+	// No metrics: nobody reads them, and OPA would allocate a set per call.
+	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), cache, rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

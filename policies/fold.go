@@ -6,7 +6,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // Rules whose value depends on the policy's data alone (config, the
@@ -47,20 +46,24 @@ func foldDataRules(ctx context.Context, c *ast.Compiler, store storage.Store) []
 			}
 			// Evaluated as decisions are (strict builtin errors): a rule that
 			// errors is not folded, so every decision still meets the error.
-			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key),
+			// The value is kept as OPA's term: through JSON a set would
+			// come back an array.
+			rs, err := rego.New(rego.Compiler(c), rego.Store(store), rego.Query(key), rego.GenerateJSON(keepTerm),
 				rego.Capabilities(Capabilities()), rego.StrictBuiltinErrors(true), rego.SetRegoVersion(ast.RegoV1)).Eval(ctx)
 			if err != nil || len(rs) != 1 || len(rs[0].Expressions) != 1 {
 				continue
 			}
-			v, err := ast.InterfaceToValue(rs[0].Expressions[0].Value)
-			if err != nil {
+			t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+			if !ok {
 				continue
 			}
-			out = append(out, foldedValue{ref: path, value: ast.NewTerm(v)})
+			out = append(out, foldedValue{ref: path, value: t})
 		}
 	}
 	return out
 }
+
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // foldable: a complete rule without arguments whose path is ground.
 func foldable(r *ast.Rule, path ast.Ref) bool {
@@ -135,38 +138,9 @@ func (a *foldAnalysis) isPure(r *ast.Rule) bool {
 	return pure
 }
 
-// foldedCache is a decision's virtual-document cache: the folded values,
-// then OPA's own cache for everything else. Under a `with` (a pushed
-// frame) the folded values stand aside, as they may not hold there.
-type foldedCache struct {
-	folded []foldedValue
-	inner  topdown.VirtualCache
-	frames int
-}
-
-func (c *foldedCache) Push() { c.frames++; c.inner.Push() }
-
-func (c *foldedCache) Pop() { c.frames--; c.inner.Pop() }
-
-func (c *foldedCache) Get(ref ast.Ref) (*ast.Term, bool) {
-	if c.frames == 0 {
-		for i := range c.folded {
-			if c.folded[i].ref.Equal(ref) {
-				return c.folded[i].value, false
-			}
-		}
-	}
-	return c.inner.Get(ref)
-}
-
-func (c *foldedCache) Put(ref ast.Ref, value *ast.Term) { c.inner.Put(ref, value) }
-
-func (c *foldedCache) Keys() []ast.Ref { return c.inner.Keys() }
-
-// evalCache is the option that starts a decision with the folded values.
-func (p *Policy) evalCache() rego.EvalOption {
-	if len(p.folded) == 0 {
-		return func(*rego.EvalContext) {}
-	}
-	return rego.EvalVirtualCache(&foldedCache{folded: p.folded, inner: topdown.NewVirtualCache()})
+// evalCache is the option that starts a decision with the folded values,
+// in a recycled cache (vcache.go); call release once the evaluation is over.
+func (p *Policy) evalCache() (rego.EvalOption, func()) {
+	c := newRuleCache(p.folded)
+	return rego.EvalVirtualCache(c), c.release
 }

@@ -65,24 +65,21 @@ invalid_path if not input.request.path_ok
 #   if letter case were ignored ("/V1/SITES/x", "/v1/Audio/generate") is
 #   refused (400 INVALID_PATH): a case-insensitive upstream would serve it
 #   as that route, so it must not dodge site scoping, plans or costs.
+#   keygate lists the data's path strings the path starts with only when
+#   case is ignored (input.request.case_folded, absent when none); a test
+#   that gives only a path has them computed here.
 invalid_path if {
-	some prefix in case_folded
+	some prefix in input.request.case_folded
+	input.request.prefixes
 	route_prefixes[prefix]
 }
 
-# The data's path strings the path starts with only when letter case is
-# ignored: keygate computes them (input.request.case_folded); a test that
-# gives only a path has them computed here.
-case_folded contains p if {
-	input.request.prefixes
-	some p in input.request.case_folded
-}
-
-case_folded contains p if {
+invalid_path if {
 	not input.request.prefixes
 	some p in data_paths
 	not route_prefix_of(input.request.path, p)
 	route_prefix_of(lower(input.request.path), lower(p))
+	route_prefixes[p]
 }
 
 # Every path prefix a decision depends on (exact public paths included).
@@ -128,13 +125,19 @@ public_route if {
 #   ignores the ids; without them (a test giving only a path) they are
 #   computed here. A rule may still read input.request.path: keygate then
 #   remembers decisions by the whole path.
-path_prefixes := input.request.prefixes
-
-path_prefixes := {prefix: segment |
+#
+#   (The fallback is an else branch, not a second rule: a decision then
+#   evaluates one rule here, not two. Its `not input.request.prefixes`
+#   tells keygate's memo analysis that it never holds when keygate decides.)
+path_prefixes := input.request.prefixes if {
+	input.request.prefixes
+} else := {prefix: segment |
 	some prefix in data_paths
 	route_prefix_of(input.request.path, prefix)
 	segment := split(substring(input.request.path, count(prefix), -1), "/")[0]
-} if not input.request.prefixes
+} if {
+	not input.request.prefixes
+}
 
 # route_prefix_of: prefix starts path at a segment boundary, as keygate's
 # classification does: "/v1/usage" is a prefix of "/v1/usage" and
@@ -151,9 +154,9 @@ segment_boundary(_, prefix) if endswith(prefix, "/")
 
 segment_boundary(rest, _) if startswith(rest, "/")
 
-exact_path := input.request.exact_path
-
-exact_path := input.request.path if {
+exact_path := input.request.exact_path if {
+	input.request.prefixes
+} else := input.request.path if {
 	not input.request.prefixes
 	input.request.path in data_paths
 }
@@ -188,19 +191,11 @@ key_route_decision := allow_with(key_headers, "key_route") if not key_denial
 #   Why a key route is refused, first match wins. The order is part of the
 #   contract: credential problems before key state, key state before site and
 #   account state, entitlements and scoping last.
-key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
-	input.credential.status == "ambiguous"
-} else := ["errors", "MISSING_API_KEY", "credential_missing"] if {
-	input.credential.status == "missing"
+key_denial := credential_denials[input.credential.status] if {
+	input.credential.status in {"ambiguous", "missing"}
 } else := ["errors", "CREDENTIAL_NOT_ACCEPTED", "credential_not_accepted"] if {
 	credential_not_accepted
-} else := ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"] if {
-	input.credential.status == "unavailable"
-} else := ["errors", "INVALID_TOKEN", "token_invalid"] if {
-	input.credential.status == "invalid_token"
-} else := ["errors", "TOKEN_EXPIRED", "token_expired"] if {
-	input.credential.status == "expired_token"
-} else := ["errors", "INVALID_API_KEY", "key_invalid"] if {
+} else := object.get(credential_denials, input.credential.status, ["errors", "INVALID_API_KEY", "key_invalid"]) if {
 	input.credential.status != "found"
 } else := ["errors", "API_KEY_REVOKED", "key_revoked"] if {
 	input.key.revoked
@@ -229,6 +224,22 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 }
 
 # METADATA
+# title: credential_denials
+# description: |
+#   The denial for each credential status but "found" (any other status:
+#   INVALID_API_KEY). "ambiguous" and "missing" come before
+#   credential_not_accepted, the others after it. (A lookup rather than one
+#   key_denial branch per status: an allow then evaluates three branches
+#   for the credential, not seven.)
+credential_denials := {
+	"ambiguous": ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"],
+	"missing": ["errors", "MISSING_API_KEY", "credential_missing"],
+	"unavailable": ["errors", "AUTHZ_UNAVAILABLE", "store_unavailable"],
+	"invalid_token": ["errors", "INVALID_TOKEN", "token_invalid"],
+	"expired_token": ["errors", "TOKEN_EXPIRED", "token_expired"],
+}
+
+# METADATA
 # title: credential_not_accepted
 # description: |
 #   The credential arrived in a way this deployment does not take:
@@ -238,17 +249,18 @@ key_denial := ["errors", "AMBIGUOUS_CREDENTIALS", "credential_ambiguous"] if {
 #   listed with its scheme, is refused (error CREDENTIAL_NOT_ACCEPTED).
 credential_not_accepted if {
 	input.credential.scheme != ""
-	not scheme_accepted
+	not accepted_kinds[input.credential.scheme]
 }
 
 credential_not_accepted if {
 	input.credential.kind != ""
-	not [input.credential.scheme, input.credential.kind] in config.credentials
+	not accepted_kinds[input.credential.scheme][input.credential.kind]
 }
 
-scheme_accepted if {
+# config.credentials as scheme → the kinds it takes. It reads only data, so
+# keygate computes it once per policy load and each decision looks it up.
+accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |
 	some [scheme, _] in config.credentials
-	scheme == input.credential.scheme
 }
 
 plan := config.plans[input.account.plan]

@@ -20,7 +20,7 @@ scopes_config := object.get(config, "scopes", {})
 #   on videos. "videos:write" does not grant "videos:read". A key without
 #   scopes is unrestricted.
 insufficient_scope if {
-	scopes := object.get(input.key, "scopes", [])
+	scopes := input.key.scopes
 	count(scopes) > 0
 	required_scope != ""
 	not scope_granted(scopes, required_scope)
@@ -78,7 +78,7 @@ scope_action := "read" if {
 #   address is Envoy's source address on gRPC and, on forward-auth, the
 #   one derived through --trusted-proxies / --trusted-hops.
 ip_not_allowed if {
-	cidrs := object.get(input.key, "allowed_cidrs", [])
+	cidrs := input.key.allowed_cidrs
 	count(cidrs) > 0
 	not client_allowed(cidrs)
 }

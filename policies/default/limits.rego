@@ -43,13 +43,8 @@ effective_limits := object.union(
 #   the first entry of config.limits.costs whose prefix (and methods, if
 #   listed) match, else config.limits.default_cost.
 route_cost := limits_config.costs[i] if {
-	i := min({j | some j, c in limits_config.costs; cost_matches(c)})
+	i := min({j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)})
 } else := object.get(limits_config, "default_cost", {"rate": 1})
-
-cost_matches(c) if {
-	path_prefixes[c.prefix]
-	method_matches(c)
-}
 
 method_matches(c) if not c.methods
 
