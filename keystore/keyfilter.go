@@ -38,6 +38,8 @@ type KeyFilter struct {
 	// pending holds digests learned before the first Load finished
 	// (change log, store reads), for Load to add to what it read.
 	pending []Digest
+	// ready is closed when the first Load has finished.
+	ready chan struct{}
 
 	// Keys the filter has not learned yet (created a moment ago, on this
 	// replica or another, before the change log reached the filter) still
@@ -90,16 +92,18 @@ func NewUnloadedKeyFilter(store *Store, fpRate float64) *KeyFilter {
 	if fpRate <= 0 || fpRate >= 1 {
 		fpRate = DefaultFilterFalsePositives
 	}
-	f := &KeyFilter{store: store, fpRate: fpRate, now: store.now}
+	f := &KeyFilter{store: store, fpRate: fpRate, now: store.now, ready: make(chan struct{})}
 	f.budget.level, f.budget.at = UnknownBurst, f.now()
 	return f
 }
 
 // Load reads every stored digest. Until it has, the filter rules nothing
 // out, and a key lookup it cannot vouch for spends the unknown-key budget
-// (a key found gives it back); past the budget the lookup is refused as
-// unavailable, so a flood during the load costs no more store reads than
-// after it. A failed Load leaves it so; call Load again.
+// (a key found gives it back); past the budget the lookup waits for the
+// load and is then answered by the filter, or is refused as unavailable
+// when its context ends first. So a flood during the load costs no more
+// store reads than after it, and cannot make known keys fail. A failed
+// Load leaves it so; call Load again.
 func (f *KeyFilter) Load(ctx context.Context) error { return f.rebuild(ctx) }
 
 // Loaded reports whether Load has finished.
@@ -144,8 +148,12 @@ func (f *KeyFilter) rebuild(ctx context.Context) error {
 	for _, d := range f.pending {
 		bf.add(d)
 	}
+	first := f.bf == nil
 	f.bf, f.pending = bf, nil
 	f.mu.Unlock()
+	if first {
+		close(f.ready)
+	}
 	return nil
 }
 
@@ -209,13 +217,20 @@ func (f *KeyFilter) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, 
 		return f.store.LookupKey(ctx, digests)
 	}
 	if !f.spend() {
-		f.filtered.Add(1)
 		if !loaded {
-			// Not loaded yet, every key may be known: the budget bounds
-			// what a flood costs, and a known key refused meanwhile gets
-			// a 503 (not cached), never "no such key".
-			return KeyFacts{}, fmt.Errorf("keystore: key filter: %w: loading", ErrUnavailable)
+			// Not loaded yet, so any key may be known: wait for the load
+			// rather than refuse a known key because a flood spent the
+			// budget. A lookup whose context ends first gets a 503 (not
+			// cached), never "no such key".
+			select {
+			case <-f.ready:
+				return f.LookupKey(ctx, digests)
+			case <-ctx.Done():
+				f.filtered.Add(1)
+				return KeyFacts{}, fmt.Errorf("keystore: key filter: %w: loading: %w", ErrUnavailable, ctx.Err())
+			}
 		}
+		f.filtered.Add(1)
 		return KeyFacts{}, ErrNotFound
 	}
 	f.lookups.Add(1)

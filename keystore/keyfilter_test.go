@@ -1,8 +1,10 @@
 package keystore_test
 
 import (
+	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -50,28 +52,37 @@ func TestKeyFilterFlood(t *testing.T) {
 	})
 }
 
-// TestKeyFilterBeforeLoad: a filter that has not read the store yet finds
-// known keys without spending the unknown-key budget, refuses unknown keys
-// past the budget as unavailable (never "no such key", which the cache
-// would remember), and keeps what the change log taught it across Load.
+// TestKeyFilterBeforeLoad: a filter that has not read the store yet lets
+// unknown keys spend the unknown-key budget; past it a lookup waits for the
+// load, refused as unavailable (never "no such key", which the cache would
+// remember) if its context ends first. A known key arriving after a flood
+// spent the budget is found once the load is done, not refused, and what
+// the change log taught the filter meanwhile is kept across Load.
 func TestKeyFilterBeforeLoad(t *testing.T) {
 	eachStore(t, func(t *testing.T, fx *fixture) {
 		fx.site("acme", "web")
 		_, known := fx.key("web", keystore.ModeLive)
 		follower, filter, cache := filteredCache(t, fx, false)
-		unavailable := 0
-		for i := range 200 {
-			_, err := cache.Key(ctx, fx.dig.All(unknownKey(t)))
-			switch {
-			case errors.Is(err, keystore.ErrUnavailable):
-				unavailable++
-			case !errors.Is(err, keystore.ErrNotFound):
-				t.Fatalf("unknown key %d before the load: %v", i, err)
+		for i := range keystore.UnknownBurst {
+			if _, err := filter.LookupKey(ctx, fx.dig.All(unknownKey(t))); !errors.Is(err, keystore.ErrNotFound) {
+				t.Fatalf("unknown key %d within the budget, before the load: %v", i, err)
 			}
 		}
-		if lookups, _ := filter.Stats(); lookups > keystore.UnknownBurst || unavailable != 200-keystore.UnknownBurst {
-			t.Fatalf("200 unknown keys before the load: %d store reads, %d unavailable; want %d reads", lookups, unavailable, keystore.UnknownBurst)
+		short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+		if _, err := filter.LookupKey(short, fx.dig.All(unknownKey(t))); !errors.Is(err, keystore.ErrUnavailable) {
+			t.Fatalf("unknown key past the budget, before the load: %v, want unavailable", err)
 		}
+		if lookups, _ := filter.Stats(); lookups != keystore.UnknownBurst {
+			t.Fatalf("%d store reads before the load, want the budget's %d", lookups, keystore.UnknownBurst)
+		}
+		// The budget is spent (the clock stands still): a known key waits
+		// for the load instead of failing.
+		found := make(chan error, 1)
+		go func() {
+			_, err := cache.Key(ctx, fx.dig.All(known))
+			found <- err
+		}()
 		// A key created before the load, taught by the change log while
 		// the budget is spent: found once the load is done.
 		_, fresh := fx.key("web", keystore.ModeTest)
@@ -83,6 +94,9 @@ func TestKeyFilterBeforeLoad(t *testing.T) {
 		}
 		if err := filter.Load(ctx); err != nil {
 			t.Fatal(err)
+		}
+		if err := <-found; err != nil {
+			t.Errorf("known key waiting for the load: %v", err)
 		}
 		for name, raw := range map[string]string{"known": known, "fresh": fresh} {
 			if _, err := cache.Key(ctx, fx.dig.All(raw)); err != nil {
