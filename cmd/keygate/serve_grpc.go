@@ -75,10 +75,19 @@ func (p *deepPool) run(fn func()) {
 		go p.work(w)
 	}
 	w.jobs <- fn
-	if v := <-w.done; v != nil {
+	switch v := <-w.done; v.(type) {
+	case nil:
+	case goexited:
+		runtime.Goexit() // as fn would have ended the caller's goroutine
+	default:
 		panic(v)
 	}
 }
+
+// goexited is what a worker reports when its job called runtime.Goexit
+// (t.FailNow in a test handler, say): the worker's goroutine is gone, and
+// the caller's ends too, as it would have without the pool.
+type goexited struct{}
 
 // call runs fn, returning what it panicked with.
 func call(fn func()) (panicked any) {
@@ -92,16 +101,30 @@ func call(fn func()) (panicked any) {
 // takes it waits in the send to jobs until this done is received.
 func (p *deepPool) work(w *deepWorker) {
 	for fn := range w.jobs {
-		panicked := call(fn)
-		p.mu.Lock()
-		keep := len(p.idle) < maxIdleDeep
-		if keep {
-			p.idle = append(p.idle, w)
-		}
-		p.mu.Unlock()
-		w.done <- panicked
-		if !keep {
+		if !p.runJob(w, fn) {
 			return
 		}
 	}
+}
+
+// runJob runs one job and reports whether w stays in the pool. A job that
+// ends the goroutine (runtime.Goexit) skips the return but not the
+// deferred report, so its caller is never left waiting.
+func (p *deepPool) runJob(w *deepWorker, fn func()) (keep bool) {
+	returned := false
+	defer func() {
+		if !returned {
+			w.done <- goexited{}
+		}
+	}()
+	panicked := call(fn)
+	returned = true
+	p.mu.Lock()
+	keep = len(p.idle) < maxIdleDeep
+	if keep {
+		p.idle = append(p.idle, w)
+	}
+	p.mu.Unlock()
+	w.done <- panicked
+	return keep
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,5 +60,27 @@ func TestDeepPoolPanic(t *testing.T) {
 	p.run(func() { ran = true })
 	if !ran || len(p.idle) != 1 {
 		t.Fatalf("after a panic: ran %v, %d idle goroutines", ran, len(p.idle))
+	}
+}
+
+// TestDeepPoolGoexit: a job that ends its goroutine (runtime.Goexit, as
+// t.FailNow does) ends the caller's goroutine too, after its deferred
+// calls, instead of leaving it waiting forever; the pool still serves.
+func TestDeepPoolGoexit(t *testing.T) {
+	var p deepPool
+	ended := make(chan bool)
+	go func() {
+		after := false
+		defer func() { ended <- after }()
+		p.run(runtime.Goexit)
+		after = true
+	}()
+	if <-ended {
+		t.Fatal("the caller went on after its job called runtime.Goexit")
+	}
+	ran := false
+	p.run(func() { ran = true })
+	if !ran {
+		t.Fatal("the pool stopped serving after a Goexit")
 	}
 }
