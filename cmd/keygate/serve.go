@@ -143,17 +143,13 @@ a missing SQLite database.`
 // errgroup: the first listener to fail, or ctx ending, stops them all.
 // Logs go to e.stderr.
 func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
-	log, err := cfg.logger(e.stderr)
-	if err != nil {
-		return err
-	}
-	resumeGC := sync.OnceFunc(pauseGC())
-	defer resumeGC()
-	stopPprof, err := startPprof(log)
+	log, stopPprof, err := cfg.diagnostics(e.stderr)
 	if err != nil {
 		return err
 	}
 	defer stopPprof()
+	resumeGC := sync.OnceFunc(pauseGC())
+	defer resumeGC()
 	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
 	var storeMetrics *storeMetrics
 	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower, func(l keystore.Loader) keystore.Loader {
@@ -225,6 +221,18 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
 	resumeGC()
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
+}
+
+// diagnostics is serve's logger and, when KEYGATE_PPROF_ADDR asks for it,
+// the pprof listener (stop closes it).
+func (cfg serveConfig) diagnostics(stderr io.Writer) (log *slog.Logger, stop func(), err error) {
+	if log, err = cfg.logger(stderr); err != nil {
+		return nil, nil, err
+	}
+	if stop, err = startPprof(log); err != nil {
+		return nil, nil, err
+	}
+	return log, stop, nil
 }
 
 // newRegistry is the Prometheus registry with the process and cache metrics.
