@@ -55,7 +55,11 @@ func newLimitsFixture(tb testing.TB, siteLimits keystore.Limits) *limitsFixture 
 		tb.Fatal(err)
 	}
 	tb.Cleanup(cache.Close)
-	f := &limitsFixture{store: store, key: secret.Reveal(), now: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
+	// The authorizer's clock stands an hour before a month's end, in the
+	// future of every run: the store checks a new key's expiry against the
+	// real clock, and a key that has expired by the fixture's clock must
+	// still be creatable (2026-11-30 went off on that very evening).
+	f := &limitsFixture{store: store, key: secret.Reveal(), now: time.Date(2030, 11, 30, 23, 0, 0, 0, time.UTC)}
 	f.authz = &Authorizer{Facts: cache, Policy: builtinEngine(tb), Format: format, Digester: digester,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return f.now }}
 	return f
@@ -190,7 +194,7 @@ func TestQuotaExceededResponse(t *testing.T) {
 	if err := json.Unmarshal(DenyBody(d), &body); err != nil {
 		t.Fatal(err)
 	}
-	if body["code"] != "QUOTA_EXCEEDED" || body["message"] != "Monthly quota exceeded for this site" || body["reset_at"] != "2026-12-01T00:00:00Z" {
+	if body["code"] != "QUOTA_EXCEEDED" || body["message"] != "Monthly quota exceeded for this site" || body["reset_at"] != "2030-12-01T00:00:00Z" {
 		t.Errorf("body %v", body)
 	}
 	// December: the quota is back.
