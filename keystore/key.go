@@ -176,14 +176,14 @@ func checksum(s string) string {
 
 // checksumOf is checksum without the allocation, for Parse's hot path.
 func checksumOf(s string) [checksumChars]byte {
-	// A key fits the stack buffer; converting the string would allocate.
-	var buf [64]byte
-	var n uint32
-	if len(s) <= len(buf) {
-		n = crc32.ChecksumIEEE(buf[:copy(buf[:], s)])
-	} else {
-		n = crc32.ChecksumIEEE([]byte(s))
+	// CRC-32 (IEEE) byte by byte over the string itself: the key is short,
+	// and handing a buffer to crc32.ChecksumIEEE moves it to the heap (its
+	// implementation is chosen at run time), one allocation per Check.
+	n := ^uint32(0)
+	for i := 0; i < len(s); i++ {
+		n = crc32.IEEETable[byte(n)^s[i]] ^ n>>8
 	}
+	n = ^n
 	var out [checksumChars]byte
 	for i := checksumChars - 1; i >= 0; i-- {
 		out[i] = base62[n%62]
