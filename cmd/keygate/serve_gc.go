@@ -38,6 +38,7 @@ func gcPercentFor(live uint64) int {
 // hands over to the serving policy, stop restores what the process had.
 type gcControl struct {
 	getenv func(string) string
+	live   func() (uint64, bool) // the live heap the last collection found
 
 	mu      sync.Mutex
 	paused  bool
@@ -54,7 +55,7 @@ type gcControl struct {
 // each scanning everything loaded so far, ~15% of the CPU to the first
 // SERVING on one core. With GOGC=off already, it does nothing.
 func pauseGC(getenv func(string) string) *gcControl {
-	g := &gcControl{getenv: getenv}
+	g := &gcControl{getenv: getenv, live: liveHeap}
 	g.limit = debug.SetMemoryLimit(-1)
 	g.percent = debug.SetGCPercent(-1)
 	if g.percent < 0 {
@@ -111,15 +112,24 @@ func (g *gcControl) adjust() bool {
 }
 
 func (g *gcControl) adjustLocked() {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
+	live, ok := g.live()
+	if !ok {
 		return // not measured by this runtime: Go's policy as it is
 	}
-	if p := gcPercentFor(s[0].Value.Uint64()); p != g.current {
+	if p := gcPercentFor(live); p != g.current {
 		debug.SetGCPercent(p)
 		g.current = p
 	}
+}
+
+// liveHeap is the heap the last collection marked live.
+func liveHeap() (uint64, bool) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0, false
+	}
+	return s[0].Value.Uint64(), true
 }
 
 // gcSentinel is garbage as soon as it is made: its finalizer runs after
