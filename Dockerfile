@@ -8,8 +8,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # SQLite is pure Go (modernc.org/sqlite), so a static binary needs no cgo.
+# vtprotobuf: generated marshalling for Envoy's types (serve_codec.go).
 ENV CGO_ENABLED=0
-RUN go build -trimpath -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
+RUN go build -trimpath -tags vtprotobuf -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
  && go build -trimpath -ldflags="-s -w" -o /out/echo ./envoy/echo
 
 # The runtime is alpine rather than distroless for busybox wget (health

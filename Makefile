@@ -7,15 +7,20 @@ GO ?= go
 
 .PHONY: test build install policy-check deploy-check
 
+# vtprotobuf: go-control-plane's generated marshalling code for Envoy's
+# types, which serve's gRPC codec uses (cmd/keygate/serve_codec.go).
+TAGS ?= vtprotobuf
+
 build:
-	$(GO) build -o bin/keygate ./cmd/keygate
+	$(GO) build -tags '$(TAGS)' -o bin/keygate ./cmd/keygate
 
 install:
-	$(GO) install ./cmd/keygate
+	$(GO) install -tags '$(TAGS)' ./cmd/keygate
 
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/tests$$')
+	$(GO) test -race -count=1 -tags '$(TAGS)' -run 'ServerCodec' ./cmd/keygate
 	$(GO) test -count=1 -timeout 25m ./tests/
 	$(MAKE) policy-check
 	$(MAKE) deploy-check

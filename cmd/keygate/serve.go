@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -148,8 +147,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	defer stopPprof()
-	resumeGC := sync.OnceFunc(pauseGC())
-	defer resumeGC()
+	gc := pauseGC(e.getenv)
+	defer gc.stop()
 	follower := &keystore.Follower{Interval: cfg.pollInterval, Log: log}
 	var storeMetrics *storeMetrics
 	c, err := e.newCore(ctx, cfg.coreConfig, log, true, follower, func(l keystore.Loader) keystore.Loader {
@@ -219,7 +218,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		afterServing(ready.served, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
-	resumeGC()
+	gc.resume(log)
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 

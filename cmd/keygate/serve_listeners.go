@@ -107,6 +107,7 @@ func newGRPCServer(deep *deepPool) *grpc.Server {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second}),
 		streamWorkers(),
 		deepStacks(deep),
+		serverCodec(),
 	)
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
@@ -46,27 +45,5 @@ func loadKeyFilter(ctx context.Context, f *keystore.KeyFilter, log *slog.Logger)
 			return
 		case <-time.After(time.Second):
 		}
-	}
-}
-
-// startupMemoryLimit bounds the heap while pauseGC holds collections off.
-const startupMemoryLimit = 256 << 20
-
-// pauseGC holds the collector off (up to startupMemoryLimit, or a lower
-// GOMEMLIMIT) until resume is called. Start-up allocates mostly what it
-// keeps (the compiled policy, the store's statements); at the default
-// GOGC the heap doubles through several collections on the way there,
-// each scanning everything loaded so far, ~15% of the CPU to the first
-// SERVING on one core. With GOGC=off already, it does nothing.
-func pauseGC() (resume func()) {
-	limit := debug.SetMemoryLimit(-1)
-	percent := debug.SetGCPercent(-1)
-	if percent < 0 {
-		return func() {}
-	}
-	debug.SetMemoryLimit(min(limit, startupMemoryLimit))
-	return func() {
-		debug.SetMemoryLimit(limit)
-		debug.SetGCPercent(percent)
 	}
 }
