@@ -21,7 +21,7 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/tests$$')
 	$(GO) test -race -count=1 -tags '$(TAGS)' -run 'ServerCodec' ./cmd/keygate
-	$(GO) test -count=1 -timeout 25m ./tests/
+	$(GO) test -count=1 -tags '$(TAGS)' -timeout 25m ./tests/
 	$(MAKE) policy-check
 	$(MAKE) deploy-check
 

@@ -39,7 +39,7 @@ func TestReadmeInstallsBeforeUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	install := regexp.MustCompile(`(?m)^(go install \./cmd/keygate|make install)`).FindIndex(body)
+	install := regexp.MustCompile(`(?m)^(go install (-tags vtprotobuf )?\./cmd/keygate|make install)`).FindIndex(body)
 	use := regexp.MustCompile("(?m)^(\\$ )?keygate [a-z]").FindIndex(body)
 	if install == nil || use == nil || install[0] > use[0] {
 		t.Fatalf("README: the install command (at %v) must come before the first keygate command (at %v)", install, use)

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "keygate")
-	args := []string{"build", "-o", binary}
+	args := append([]string{"build", "-o", binary}, buildTags...)
 	if raceEnabled {
 		args = append(args, "-race")
 	}

@@ -1,0 +1,7 @@
+//go:build vtprotobuf
+
+package tests
+
+// buildTags are passed on to the keygate binary the tests build, so the
+// end-to-end tests run what `make build` and the Docker image ship.
+var buildTags = []string{"-tags", "vtprotobuf"}
