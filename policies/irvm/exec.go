@@ -1,0 +1,193 @@
+package irvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// Results of running a block or a statement. A value k >= 0 leaves the
+// current block and k more enclosing ones (an undefined statement is 0).
+const (
+	fell    = -1 // the block ran to its end; for a statement: go on
+	returns = -2 // a ReturnLocalStmt ran
+	failed  = -3 // an error; state.err holds it
+)
+
+// ErrConflict marks a rule or function that produced two values.
+var ErrConflict = errors.New("irvm: conflict")
+
+// state is one evaluation's: locals, memoized functions, results.
+type state struct {
+	p       *Program
+	stack   []*ast.Term
+	top     int32
+	memo    []*ast.Term
+	memoSet []bool
+	results []*ast.Term
+	retval  *ast.Term
+	err     error
+	bctx    topdown.BuiltinContext
+	// builtin results: out is the last, many collects a relation's.
+	out    *ast.Term
+	many   []*ast.Term
+	multi  bool
+	iterFn func(*ast.Term) error
+	noMet  metrics.Metrics
+}
+
+func (p *Program) newState() *state {
+	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), noMet: metrics.NoOp()}
+	st.iterFn = st.iter
+	return st
+}
+
+func (p *Program) getState() *state {
+	if st, ok := p.pool.Get().(*state); ok {
+		return st
+	}
+	return p.newState()
+}
+
+func (st *state) begin(ctx context.Context, input *ast.Term) {
+	st.bctx = topdown.BuiltinContext{Context: ctx, Metrics: st.noMet, Capabilities: st.p.caps}
+	st.stack[0], st.stack[1] = input, st.p.data
+	st.top = st.p.nlocals
+}
+
+// end clears what the evaluation held, so nothing outlives it in a pool.
+func (st *state) end() {
+	clear(st.stack)
+	clear(st.memo)
+	clear(st.memoSet)
+	clear(st.results)
+	st.results = st.results[:0]
+	st.retval, st.err, st.out, st.bctx = nil, nil, nil, topdown.BuiltinContext{}
+}
+
+// Eval evaluates the plan for input. It returns the first result the plan
+// added and how many it added: 0 when the query is undefined.
+func (p *Program) Eval(ctx context.Context, input ast.Value) (*ast.Term, int, error) {
+	st := p.getState()
+	defer func() {
+		st.end()
+		p.pool.Put(st)
+	}()
+	var in *ast.Term
+	if input != nil {
+		in = ast.NewTerm(input)
+	}
+	st.begin(ctx, in)
+	frame := st.stack[:p.nlocals]
+	if r := st.runBlocks(frame, p.plan); r == failed {
+		return nil, 0, st.err
+	} else if r != fell {
+		return nil, 0, fmt.Errorf("irvm: plan left by a break or return (%d)", r)
+	}
+	if len(st.results) == 0 {
+		return nil, 0, nil
+	}
+	return st.results[0], len(st.results), nil
+}
+
+// runBlocks runs a plan's or a function's blocks in turn.
+func (st *state) runBlocks(frame []*ast.Term, bs []block) int {
+	for _, b := range bs {
+		switch r := st.run(frame, b); {
+		case r == returns || r == failed:
+			return r
+		case r > 0:
+			st.err = errors.New("irvm: break out of a function")
+			return failed
+		}
+	}
+	return fell
+}
+
+// callFunc calls f with args, through its memo or constant.
+func (st *state) callFunc(f *function, args []*ast.Term) (*ast.Term, error) {
+	if f.constSet {
+		return f.constant, nil
+	}
+	if f.memo && st.memoSet[f.slot] {
+		return st.memo[f.slot], nil
+	}
+	base := st.top
+	if base+f.nlocals > int32(len(st.stack)) {
+		return nil, errors.New("irvm: stack exhausted")
+	}
+	st.top += f.nlocals
+	frame := st.stack[base:st.top]
+	for i, p := range f.params {
+		frame[p] = args[i]
+	}
+	r := st.runBlocks(frame, f.blocks)
+	var v *ast.Term
+	if r == returns {
+		v = st.retval
+	}
+	st.retval = nil
+	clear(frame)
+	st.top = base
+	if r == failed {
+		return nil, st.err
+	}
+	if f.memo {
+		st.memo[f.slot], st.memoSet[f.slot] = v, true
+	}
+	return v, nil
+}
+
+func (st *state) iter(t *ast.Term) error {
+	if st.multi {
+		st.many = append(st.many, t)
+		return nil
+	}
+	st.out = t
+	return nil
+}
+
+// callBuiltin calls one of OPA's builtins as topdown does with strict
+// builtin errors: an error is the evaluation's.
+func (st *state) callBuiltin(s *stmt, frame []*ast.Term) (*ast.Term, error) {
+	n := len(s.args)
+	base := st.top
+	if base+int32(n) > int32(len(st.stack)) {
+		return nil, errors.New("irvm: stack exhausted")
+	}
+	ops := st.stack[base : base+int32(n)]
+	for i, a := range s.args {
+		ops[i] = st.read(frame, a)
+		if ops[i] == nil {
+			clear(ops)
+			return nil, nil
+		}
+	}
+	st.out, st.multi, st.many = nil, s.builtin.relation, st.many[:0]
+	st.bctx.Location = s.loc
+	err := s.builtin.f(st.bctx, ops, st.iterFn)
+	clear(ops)
+	if err != nil {
+		return nil, fmt.Errorf("irvm: %s: %w", s.builtin.name, err)
+	}
+	if st.multi {
+		st.multi = false
+		out := ast.NewTerm(ast.NewArray(append([]*ast.Term(nil), st.many...)...))
+		clear(st.many)
+		return out, nil
+	}
+	out := st.out
+	st.out = nil
+	return out, nil
+}
+
+func (st *state) read(frame []*ast.Term, o operand) *ast.Term {
+	if o.konst != nil {
+		return o.konst
+	}
+	return frame[o.local]
+}
