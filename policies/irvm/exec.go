@@ -37,12 +37,17 @@ type state struct {
 	many   []*ast.Term
 	multi  bool
 	iterFn func(*ast.Term) error
-	noMet  metrics.Metrics
+	items  [][2]*ast.Term // scratch for makeItems
+	// scans are the scans in progress, innermost last (execScan).
+	scans      []scanning
+	scanPairFn func(k, v *ast.Term) bool
+	scanElemFn func(e *ast.Term) bool
+	noMet      metrics.Metrics
 }
 
 func (p *Program) newState() *state {
 	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), noMet: metrics.NoOp()}
-	st.iterFn = st.iter
+	st.iterFn, st.scanPairFn, st.scanElemFn = st.iter, st.scanPair, st.scanElem
 	return st
 }
 

@@ -134,7 +134,7 @@ func usesLocal(s *stmt, l int32) bool {
 	switch s.op {
 	case opBreak, opNop, opBlock, opNot:
 		return false
-	case opCallBuiltin:
+	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems:
 		for _, a := range s.args {
 			if isL(a) {
 				return true

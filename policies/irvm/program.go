@@ -60,6 +60,9 @@ const (
 	opSetAdd
 	opNop
 	opResultSetAdd
+	// Made by fuse: a collection made and filled at once.
+	opMakeObjectItems
+	opMakeArrayItems
 )
 
 // operand is a local (konst nil) or a constant.
@@ -175,7 +178,61 @@ func (c *compiler) block(b *ir.Block, maxLocal *int32) (block, error) {
 		}
 		out = append(out, ns)
 	}
-	return out, nil
+	return fuse(out), nil
+}
+
+// fuse turns a MakeObjectStmt followed by ObjectInsertStmts of distinct
+// constant keys into that object, made at once (and a MakeArrayStmt followed
+// by ArrayAppendStmts into that array): one allocation for all the items
+// instead of some per insert. No statement runs in between, and neither an
+// insert nor an append can be undefined, so nothing else can tell.
+func fuse(b block) block {
+	out := b[:0]
+	for i := 0; i < len(b); i++ {
+		s := b[i]
+		if s.op != opMakeObject && s.op != opMakeArray {
+			out = append(out, s)
+			continue
+		}
+		j := i + 1
+		var items []operand
+		for ; j < len(b) && fusable(s, b[j], items); j++ {
+			if s.op == opMakeObject {
+				items = append(items, b[j].a, b[j].b)
+			} else {
+				items = append(items, b[j].a)
+			}
+		}
+		if len(items) == 0 {
+			out = append(out, s)
+			continue
+		}
+		op := opMakeObjectItems
+		if s.op == opMakeArray {
+			op = opMakeArrayItems
+		}
+		out = append(out, stmt{op: op, target: s.target, args: items})
+		i = j - 1
+	}
+	return out
+}
+
+func fusable(mk, s stmt, items []operand) bool {
+	reads := func(o operand) bool { return o.konst == nil && o.local == mk.target }
+	switch {
+	case s.target != mk.target || reads(s.a) || reads(s.b):
+		return false
+	case mk.op == opMakeArray:
+		return s.op == opArrayAppend
+	case s.op != opObjectInsert || s.a.konst == nil:
+		return false
+	}
+	for i := 0; i < len(items); i += 2 {
+		if items[i].konst.Value.Compare(s.a.konst.Value) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // call resolves a CallStmt to a planned function or one of OPA's builtins.

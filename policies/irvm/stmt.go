@@ -90,6 +90,8 @@ func (st *state) execValue(frame []*ast.Term, s *stmt) int {
 		frame[s.target] = ast.NewTerm(ast.NewObject())
 	case opMakeSet:
 		frame[s.target] = ast.NewTerm(ast.NewSet())
+	case opMakeObjectItems, opMakeArrayItems:
+		return st.makeItems(frame, s)
 	case opEqual, opNotEqual:
 		a, b := st.read(frame, s.a), st.read(frame, s.b)
 		if a == nil || b == nil {
@@ -138,6 +140,33 @@ func (st *state) execBuild(frame []*ast.Term, s *stmt) int {
 	default:
 		return st.fail(fmt.Errorf("irvm: opcode %d", s.op))
 	}
+	return fell
+}
+
+// makeItems makes a fused collection (fuse).
+func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
+	if s.op == opMakeArrayItems {
+		elems := make([]*ast.Term, len(s.args))
+		for i, a := range s.args {
+			if elems[i] = st.read(frame, a); elems[i] == nil {
+				return st.fail(fmt.Errorf("irvm: append of an undefined value"))
+			}
+		}
+		frame[s.target] = ast.NewTerm(ast.NewArray(elems...))
+		return fell
+	}
+	items := st.items[:0]
+	for i := 0; i < len(s.args); i += 2 {
+		k, v := st.read(frame, s.args[i]), st.read(frame, s.args[i+1])
+		if v == nil {
+			clear(items)
+			return st.fail(fmt.Errorf("irvm: insert of an undefined value"))
+		}
+		items = append(items, [2]*ast.Term{k, v})
+	}
+	frame[s.target] = ast.NewTerm(ast.NewObject(items...))
+	clear(items)
+	st.items = items[:0]
 	return fell
 }
 
@@ -255,29 +284,31 @@ func isType(t *ast.Term, op opcode) bool {
 // execScan runs the scan's block for each element of a collection; the
 // block sits at the level of the loop, as in OPA's Wasm: leaving it (0)
 // goes on with the next element, leaving one more (1) ends the scan.
+//
+// Objects and sets are walked with Until and the state's own callbacks,
+// bound once per state, so a scan allocates nothing: the scan in progress
+// is the top of st.scans.
 func (st *state) execScan(frame []*ast.Term, s *stmt) int {
 	src := frame[s.a.local]
 	if src == nil {
 		return fell
 	}
-	r := fell
-	body := func(k, v *ast.Term) bool {
-		frame[s.target], frame[s.value] = k, v
-		r = st.run(frame, s.blocks[0])
-		return r != fell && r != 0
-	}
+	st.scans = append(st.scans, scanning{frame: frame, s: s, r: fell})
 	switch c := src.Value.(type) {
 	case *ast.Array:
 		for i := 0; i < c.Len(); i++ {
-			if body(ast.InternedTerm(i), c.Elem(i)) {
+			if st.scanPair(ast.InternedTerm(i), c.Elem(i)) {
 				break
 			}
 		}
 	case ast.Object:
-		c.Until(body)
+		c.Until(st.scanPairFn)
 	case ast.Set:
-		c.Until(func(e *ast.Term) bool { return body(e, e) })
+		c.Until(st.scanElemFn)
 	}
+	r := st.scans[len(st.scans)-1].r
+	st.scans[len(st.scans)-1] = scanning{}
+	st.scans = st.scans[:len(st.scans)-1]
 	switch {
 	case r == fell || r == 0 || r == 1:
 		return fell
@@ -286,3 +317,21 @@ func (st *state) execScan(frame []*ast.Term, s *stmt) int {
 	}
 	return r
 }
+
+type scanning struct {
+	frame []*ast.Term
+	s     *stmt
+	r     int
+}
+
+// scanPair runs the scan's block for one element; true ends the scan.
+func (st *state) scanPair(k, v *ast.Term) bool {
+	sc := &st.scans[len(st.scans)-1]
+	sc.frame[sc.s.target], sc.frame[sc.s.value] = k, v
+	r := st.run(sc.frame, sc.s.blocks[0])
+	sc = &st.scans[len(st.scans)-1] // nested scans may have grown the stack
+	sc.r = r
+	return r != fell && r != 0
+}
+
+func (st *state) scanElem(e *ast.Term) bool { return st.scanPair(e, e) }
