@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/keygate/keygate/policies/irvm"
@@ -121,4 +122,22 @@ func decideCompiled(ctx context.Context, prog *irvm.Program, input ast.Value) (D
 	var v ast.Value
 	obj.Foreach(func(_, t *ast.Term) { v = t.Value })
 	return parseDecisionValue(v)
+}
+
+// LogEvaluator logs which evaluator p decides with, once its compiled
+// evaluator is ready or known to be unavailable (then with the reason), so
+// an operator can tell.
+func LogEvaluator(log *slog.Logger, source string, p *Policy) {
+	if log == nil || p == nil {
+		return
+	}
+	go logEvaluator(log, source, p, p.WaitEvaluator(context.Background()))
+}
+
+func logEvaluator(log *slog.Logger, source string, p *Policy, ev string) {
+	if ev == EvalCompiled {
+		log.Info("policy evaluator", "source", source, "evaluator", ev)
+	} else {
+		log.Warn("policy evaluator", "source", source, "evaluator", ev, "reason", p.EvaluatorReason())
+	}
 }
