@@ -57,6 +57,12 @@ func startCompiled(c *ast.Compiler, store storage.Store) *compiled {
 	cp.reason.Store("planning")
 	go func() {
 		defer close(cp.done)
+		defer func() {
+			// A planner that panics leaves the policy to topdown.
+			if r := recover(); r != nil {
+				cp.reason.Store(fmt.Sprintf("planning failed: %v", r))
+			}
+		}()
 		prog, err := planCompiled(context.Background(), c, store)
 		if err != nil {
 			cp.reason.Store(err.Error())
@@ -108,19 +114,14 @@ func (p *Policy) program() *irvm.Program {
 
 // decideCompiled evaluates the decision with the compiled evaluator.
 func decideCompiled(ctx context.Context, prog *irvm.Program, input ast.Value) (Decision, error) {
-	res, n, err := prog.Eval(ctx, input)
+	res, n, err := prog.EvalValue(ctx, input)
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}
 	if n != 1 {
 		return Decision{}, fmt.Errorf("%w: %s is undefined", ErrPolicy, Entrypoint)
 	}
-	obj, ok := res.Value.(ast.Object)
-	if !ok || obj.Len() != 1 {
-		return Decision{}, fmt.Errorf("%w: %s is undefined", ErrPolicy, Entrypoint)
-	}
-	var v ast.Value
-	obj.Foreach(func(_, t *ast.Term) { v = t.Value })
+	v := res.Value
 	return parseDecisionValue(v)
 }
 

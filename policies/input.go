@@ -246,8 +246,25 @@ func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term {
 }
 
 func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
+	if term, ok := vocabulary[v]; ok {
+		return [2]*ast.Term{t.term(k), term}
+	}
 	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
 }
+
+// vocabulary are shared terms for the values most inputs carry (statuses,
+// kinds, schemes, modes, methods): turning a string into an ast.Value costs
+// an allocation, a shared term none. Nothing writes to an input's terms.
+var vocabulary = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{"",
+		CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken,
+		"key", "token", "bearer", "basic", "x-api-key", "bare", "live", "test", "active", "suspended", "closed",
+		"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "http", "https"} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
 
 func (t *terms) boolean(k ast.Value, v bool) [2]*ast.Term {
 	return [2]*ast.Term{t.term(k), ast.InternedTerm(v)} // shared true/false terms

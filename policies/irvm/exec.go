@@ -29,9 +29,12 @@ type state struct {
 	memo    []*ast.Term
 	memoSet []bool
 	results []*ast.Term
-	retval  *ast.Term
-	err     error
-	bctx    topdown.BuiltinContext
+	// resultKeys are the results' keys when the plan added them as one
+	// key and value (opResultSetAddItem), nil for a whole object.
+	resultKeys []*ast.Term
+	retval     *ast.Term
+	err        error
+	bctx       topdown.BuiltinContext
 	// builtin results: out is the last, many collects a relation's.
 	out    *ast.Term
 	many   []*ast.Term
@@ -70,15 +73,51 @@ func (st *state) end() {
 	clear(st.memo)
 	clear(st.memoSet)
 	clear(st.results)
-	st.results = st.results[:0]
+	clear(st.resultKeys)
+	st.results, st.resultKeys = st.results[:0], st.resultKeys[:0]
 	st.retval, st.err, st.out, st.bctx = nil, nil, nil, topdown.BuiltinContext{}
 }
 
 // Eval evaluates the plan for input. It returns the first result the plan
-// added and how many it added: 0 when the query is undefined.
+// added and how many it added: 0 when the query is undefined. A result is
+// an object of the query's variables, as OPA's Wasm gives it.
 func (p *Program) Eval(ctx context.Context, input ast.Value) (*ast.Term, int, error) {
+	return p.eval(ctx, input, func(st *state) *ast.Term {
+		if k := st.resultKeys[0]; k != nil {
+			return ast.NewTerm(ast.NewObject([2]*ast.Term{k, st.results[0]}))
+		}
+		return st.results[0]
+	})
+}
+
+// EvalValue is Eval for a query of one expression (such as a rule's path):
+// the value of the first result's only variable, without the object that
+// holds it.
+func (p *Program) EvalValue(ctx context.Context, input ast.Value) (*ast.Term, int, error) {
+	return p.eval(ctx, input, func(st *state) *ast.Term {
+		if st.resultKeys[0] != nil {
+			return st.results[0]
+		}
+		obj, ok := st.results[0].Value.(ast.Object)
+		if !ok || obj.Len() != 1 {
+			return nil
+		}
+		var v *ast.Term
+		obj.Foreach(func(_, t *ast.Term) { v = t })
+		return v
+	})
+}
+
+// eval runs the plan; first makes the first result from the state. A
+// panic in the evaluation (a plan this evaluator misreads) is an error,
+// never a crash or an answer.
+func (p *Program) eval(ctx context.Context, input ast.Value, first func(*state) *ast.Term) (res *ast.Term, n int, err error) {
 	st := p.getState()
 	defer func() {
+		if r := recover(); r != nil {
+			res, n, err = nil, 0, fmt.Errorf("irvm: evaluation failed: %v", r)
+			return // the state is dropped, not pooled
+		}
 		st.end()
 		p.pool.Put(st)
 	}()
@@ -96,7 +135,10 @@ func (p *Program) Eval(ctx context.Context, input ast.Value) (*ast.Term, int, er
 	if len(st.results) == 0 {
 		return nil, 0, nil
 	}
-	return st.results[0], len(st.results), nil
+	if res = first(st); res == nil {
+		return nil, 0, fmt.Errorf("irvm: the query's result is not one value")
+	}
+	return res, len(st.results), nil
 }
 
 // runBlocks runs a plan's or a function's blocks in turn.

@@ -50,7 +50,7 @@ func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capa
 	if err != nil {
 		return nil, err
 	}
-	prog.plan, prog.nlocals = plan, maxLocal+1
+	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
 	// Each frame, and the arguments of the call above it.
 	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
 	for _, f := range c.funcs {
@@ -63,6 +63,32 @@ func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capa
 	markPure(c.funcs)
 	prog.foldConstants(ctx)
 	return prog, nil
+}
+
+// addItems turns a plan's result of one variable, an object made only to
+// be added to the result set, into that key and value (opResultSetAddItem):
+// EvalValue then hands out the value without the object being made.
+func addItems(plan []block) []block {
+	for _, b := range plan {
+		for i := 0; i+1 < len(b); i++ {
+			mk, add := b[i], b[i+1]
+			if mk.op != opMakeObjectItems || len(mk.args) != 2 || add.op != opResultSetAdd || add.a.local != mk.target || usedAfter(b[i+2:], mk.target) {
+				continue
+			}
+			b[i] = stmt{op: opNop}
+			b[i+1] = stmt{op: opResultSetAddItem, a: mk.args[0], b: mk.args[1]}
+		}
+	}
+	return plan
+}
+
+func usedAfter(b block, l int32) bool {
+	for i := range b {
+		if usesLocal(&b[i], l) || len(b[i].blocks) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *compiler) function(fn *function, f *ir.Func) error {

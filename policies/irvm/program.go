@@ -63,6 +63,7 @@ const (
 	// Made by fuse: a collection made and filled at once.
 	opMakeObjectItems
 	opMakeArrayItems
+	opResultSetAddItem // a result of one key (a) and value (b)
 )
 
 // operand is a local (konst nil) or a constant.

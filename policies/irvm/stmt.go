@@ -53,6 +53,11 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		return returns
 	case opResultSetAdd:
 		st.results = append(st.results, frame[s.a.local])
+		st.resultKeys = append(st.resultKeys, nil)
+		return fell
+	case opResultSetAddItem:
+		st.results = append(st.results, st.read(frame, s.b))
+		st.resultKeys = append(st.resultKeys, st.read(frame, s.a))
 		return fell
 	case opNop:
 		return fell
