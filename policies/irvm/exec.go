@@ -69,7 +69,9 @@ func (st *state) begin(ctx context.Context, input *ast.Term) {
 
 // end clears what the evaluation held, so nothing outlives it in a pool.
 func (st *state) end() {
-	clear(st.stack)
+	// Function frames and arguments are cleared as calls return; the
+	// plan's own frame is what is left.
+	clear(st.stack[:st.p.nlocals])
 	clear(st.memo)
 	clear(st.memoSet)
 	clear(st.results)
@@ -225,6 +227,7 @@ func (st *state) callBuiltin(s *stmt, frame []*ast.Term) (*ast.Term, error) {
 		st.multi = false
 		out := ast.NewTerm(ast.NewArray(append([]*ast.Term(nil), st.many...)...))
 		clear(st.many)
+		st.many = st.many[:0]
 		return out, nil
 	}
 	out := st.out

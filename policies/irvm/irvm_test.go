@@ -165,3 +165,23 @@ func TestConflictError(t *testing.T) {
 		t.Fatalf("err %v, want a conflict", err)
 	}
 }
+
+// A pooled state holds nothing of the evaluation it served: frames are
+// cleared as calls return, the plan's frame at the end.
+func TestStateClearedAfterEval(t *testing.T) {
+	prog, _ := prepare(t, "f(a) := a if a > 1\ng := [n | some n in input.p; f(n)]\nx := {\"g\": g, \"w\": [p | walk(input, [p, _])]}", "data.t.x")
+	st := prog.newState()
+	st.begin(context.Background(), ast.MustParseTerm(`{"p": [1, 2, 3]}`))
+	if r := st.runBlocks(st.stack[:prog.nlocals], prog.plan); r != fell || len(st.results) != 1 {
+		t.Fatalf("run = %d, %d results", r, len(st.results))
+	}
+	st.end()
+	for i, v := range st.stack {
+		if v != nil {
+			t.Fatalf("stack[%d] = %v after end", i, v)
+		}
+	}
+	if len(st.scans) != 0 || len(st.many) != 0 || st.top != prog.nlocals {
+		t.Fatalf("scans %d, many %d, top %d", len(st.scans), len(st.many), st.top)
+	}
+}
