@@ -127,11 +127,16 @@ func (in *Input) Value() ast.Value {
 		n++
 	}
 	add(ast.String("request"), in.Request.value(t))
-	add(ast.String("credential"), ast.NewObject(
-		t.str(ast.String("status"), in.Credential.Status),
-		t.str(ast.String("kind"), in.Credential.Kind),
-		t.str(ast.String("scheme"), in.Credential.Scheme),
-	))
+	if cred, ok := credentials[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
+		items[n] = [2]*ast.Term{t.term(ast.String("credential")), cred}
+		n++
+	} else {
+		add(ast.String("credential"), ast.NewObject(
+			t.str(ast.String("status"), in.Credential.Status),
+			t.str(ast.String("kind"), in.Credential.Kind),
+			t.str(ast.String("scheme"), in.Credential.Scheme),
+		))
+	}
 	if in.Key != nil {
 		add(ast.String("key"), in.Key.value(t))
 	}
@@ -251,6 +256,25 @@ func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
 	}
 	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
 }
+
+// credentials are shared input.credential objects for every status, kind
+// and scheme keygate sets: a few hundred objects made once instead of one
+// per decision.
+var credentials = func() map[[3]string]*ast.Term {
+	m := map[[3]string]*ast.Term{}
+	for _, status := range []string{CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken} {
+		for _, kind := range []string{"key", "token", ""} {
+			for _, scheme := range []string{"bearer", "basic", "x-api-key", "bare", ""} {
+				m[[3]string{status, kind, scheme}] = ast.NewTerm(ast.NewObject(
+					[2]*ast.Term{ast.StringTerm("status"), vocabulary[status]},
+					[2]*ast.Term{ast.StringTerm("kind"), vocabulary[kind]},
+					[2]*ast.Term{ast.StringTerm("scheme"), vocabulary[scheme]},
+				))
+			}
+		}
+	}
+	return m
+}()
 
 // vocabulary are shared terms for the values most inputs carry (statuses,
 // kinds, schemes, modes, methods): turning a string into an ast.Value costs
