@@ -2,9 +2,13 @@ package policies
 
 import (
 	"context"
+	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // A reload installs a policy that decides with the compiled evaluator, and
@@ -71,5 +75,42 @@ func TestCompiledFailsClosed(t *testing.T) {
 				t.Fatalf("Decide = %+v, %v; want an error", d, err)
 			}
 		})
+	}
+}
+
+// Concurrent decisions share the compiled evaluator's constants and pooled
+// states: each must still get its own input's decision (run with -race).
+func TestCompiledConcurrent(t *testing.T) {
+	dps := diffPolicies(t)[:1]
+	p, gen := dps[0].p, dps[0].gen
+	rng := rand.New(rand.NewPCG(7, 7))
+	inputs := make([]*Input, 64)
+	want := make([]Decision, len(inputs))
+	wantErr := make([]bool, len(inputs))
+	for i := range inputs {
+		inputs[i] = classified(p, gen.input(rng))
+		d, err := p.decideTopdown(context.Background(), inputs[i].Value())
+		want[i], wantErr[i] = d, err != nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for r := 0; r < 20; r++ {
+				i := (g*7 + r*13) % len(inputs)
+				d, err := decideCompiled(context.Background(), p.program(), inputs[i].Value())
+				if (err != nil) != wantErr[i] || err == nil && !cmp.Equal(d, want[i]) {
+					errs <- describe(inputs[i])
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent decision differs for %s", e)
 	}
 }
