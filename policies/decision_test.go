@@ -33,6 +33,8 @@ func engineFor(tb testing.TB, fsys fs.FS) *Engine {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	// Decide as production does once the compiled evaluator is ready.
+	p.WaitEvaluator(context.Background())
 	return NewEngine(p)
 }
 

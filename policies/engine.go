@@ -107,6 +107,10 @@ type Policy struct {
 	unread []func(*Input)
 	// folded are the data-only rules' values, computed at load (fold.go).
 	folded []foldedValue
+	// ir is the compiled evaluator (compiled.go), built in the background;
+	// decisions use OPA's evaluator until it is ready, or for good when
+	// the plan cannot be run.
+	ir *compiled
 }
 
 // Compile prepares the decision query for a bundle. Test modules are left
@@ -138,7 +142,9 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if mm != nil {
 		unread = mm.ignore
 	}
-	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store), sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store),
+		ir:           startCompiled(compiler, store),
+		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
 		paths:        newPathIndex(b.Documents)}, nil
@@ -330,8 +336,17 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 	return p.decideValue(ctx, in.Value())
 }
 
-// decideValue evaluates the decision for an input already in OPA's form.
+// decideValue evaluates the decision for an input already in OPA's form,
+// with the compiled evaluator when it is ready.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
+	if prog := p.program(); prog != nil {
+		return decideCompiled(ctx, prog, input)
+	}
+	return p.decideTopdown(ctx, input)
+}
+
+// decideTopdown evaluates the decision with OPA's evaluator.
+func (p *Policy) decideTopdown(ctx context.Context, input ast.Value) (Decision, error) {
 	cache, release := p.evalCache()
 	defer release()
 	// No metrics: nobody reads them, and OPA would allocate a set per call.

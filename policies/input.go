@@ -118,34 +118,49 @@ type Public struct {
 // interface values without allocating.
 func (in *Input) Value() ast.Value {
 	t := &terms{}
-	obj := ast.NewObject(
-		t.item(ast.String("request"), in.Request.value(t)),
-		t.item(ast.String("credential"), ast.NewObject(
+	// Each object is made once with all its items: inserting into a made
+	// object costs an allocation per item, and more as its map grows.
+	var items [6][2]*ast.Term
+	n := 0
+	add := func(k ast.Value, v ast.Value) {
+		items[n] = t.item(k, v)
+		n++
+	}
+	add(ast.String("request"), in.Request.value(t))
+	if cred, ok := credentials[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
+		items[n] = [2]*ast.Term{t.term(ast.String("credential")), cred}
+		n++
+	} else {
+		add(ast.String("credential"), ast.NewObject(
 			t.str(ast.String("status"), in.Credential.Status),
 			t.str(ast.String("kind"), in.Credential.Kind),
 			t.str(ast.String("scheme"), in.Credential.Scheme),
-		)),
-	)
+		))
+	}
 	if in.Key != nil {
-		obj.Insert(t.key(ast.String("key")), t.term(in.Key.value(t)))
+		add(ast.String("key"), in.Key.value(t))
 	}
 	if in.Site != nil {
-		obj.Insert(t.key(ast.String("site")), t.term(in.Site.value(t)))
+		add(ast.String("site"), in.Site.value(t))
 	}
 	if in.Account != nil {
-		obj.Insert(t.key(ast.String("account")), t.term(in.Account.value(t)))
+		add(ast.String("account"), in.Account.value(t))
 	}
 	if in.Public != nil {
-		p := ast.NewObject(t.str(ast.String("status"), in.Public.Status))
+		var pub [3][2]*ast.Term
+		pub[0] = t.str(ast.String("status"), in.Public.Status)
+		m := 1
 		if in.Public.Site != nil {
-			p.Insert(t.key(ast.String("site")), t.term(in.Public.Site.value(t)))
+			pub[m] = t.item(ast.String("site"), in.Public.Site.value(t))
+			m++
 		}
 		if in.Public.Account != nil {
-			p.Insert(t.key(ast.String("account")), t.term(in.Public.Account.value(t)))
+			pub[m] = t.item(ast.String("account"), in.Public.Account.value(t))
+			m++
 		}
-		obj.Insert(t.key(ast.String("public")), t.term(p))
+		add(ast.String("public"), ast.NewObject(pub[:m]...))
 	}
-	return obj
+	return ast.NewObject(items[:n]...)
 }
 
 func (r *Request) value(t *terms) ast.Value {
@@ -153,39 +168,44 @@ func (r *Request) value(t *terms) ast.Value {
 	for k, v := range r.Headers {
 		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 	}
-	obj := ast.NewObject(
-		t.str(ast.String("method"), r.Method), t.str(ast.String("host"), r.Host),
-		t.str(ast.String("path"), r.Path), t.str(ast.String("query"), r.Query),
-		t.boolean(ast.String("path_ok"), r.PathOK),
-		t.item(ast.String("headers"), ast.NewObject(headers...)),
-	)
+	var items [11][2]*ast.Term
+	items[0], items[1] = t.str(ast.String("method"), r.Method), t.str(ast.String("host"), r.Host)
+	items[2], items[3] = t.str(ast.String("path"), r.Path), t.str(ast.String("query"), r.Query)
+	items[4] = t.boolean(ast.String("path_ok"), r.PathOK)
+	items[5] = t.item(ast.String("headers"), ast.NewObject(headers...))
+	n := 6
 	if r.Prefixes != nil {
 		prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
 		for k, v := range r.Prefixes {
 			prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 		}
-		obj.Insert(t.key(ast.String("prefixes")), t.term(ast.NewObject(prefixes...)))
+		items[n] = t.item(ast.String("prefixes"), ast.NewObject(prefixes...))
+		n++
 	}
 	if r.ExactPath != "" {
-		obj.Insert(t.key(ast.String("exact_path")), t.term(ast.String(r.ExactPath)))
+		items[n] = t.str(ast.String("exact_path"), r.ExactPath)
+		n++
 	}
 	if len(r.CaseFolded) > 0 {
 		folded := make([]*ast.Term, len(r.CaseFolded))
 		for i, s := range r.CaseFolded {
 			folded[i] = t.term(ast.String(s))
 		}
-		obj.Insert(t.key(ast.String("case_folded")), t.term(ast.NewArray(folded...)))
+		items[n] = t.item(ast.String("case_folded"), ast.NewArray(folded...))
+		n++
 	}
 	if r.ClientAddress != "" {
-		obj.Insert(t.key(ast.String("client_address")), t.term(ast.String(r.ClientAddress)))
+		items[n] = t.str(ast.String("client_address"), r.ClientAddress)
+		n++
 	}
 	if r.Origin != nil {
-		obj.Insert(t.key(ast.String("origin")), t.term(ast.NewObject(
+		items[n] = t.item(ast.String("origin"), ast.NewObject(
 			t.str(ast.String("scheme"), r.Origin.Scheme), t.str(ast.String("host"), r.Origin.Host),
 			t.str(ast.String("port"), r.Origin.Port), t.boolean(ast.String("default_port"), r.Origin.DefaultPort),
-		)))
+		))
+		n++
 	}
-	return obj
+	return ast.NewObject(items[:n]...)
 }
 
 func (s *Site) value(t *terms) ast.Value {
@@ -231,8 +251,44 @@ func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term {
 }
 
 func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
+	if term, ok := vocabulary[v]; ok {
+		return [2]*ast.Term{t.term(k), term}
+	}
 	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
 }
+
+// credentials are shared input.credential objects for every status, kind
+// and scheme keygate sets: a few hundred objects made once instead of one
+// per decision.
+var credentials = func() map[[3]string]*ast.Term {
+	m := map[[3]string]*ast.Term{}
+	for _, status := range []string{CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken} {
+		for _, kind := range []string{"key", "token", ""} {
+			for _, scheme := range []string{"bearer", "basic", "x-api-key", "bare", ""} {
+				m[[3]string{status, kind, scheme}] = ast.NewTerm(ast.NewObject(
+					[2]*ast.Term{ast.StringTerm("status"), vocabulary[status]},
+					[2]*ast.Term{ast.StringTerm("kind"), vocabulary[kind]},
+					[2]*ast.Term{ast.StringTerm("scheme"), vocabulary[scheme]},
+				))
+			}
+		}
+	}
+	return m
+}()
+
+// vocabulary are shared terms for the values most inputs carry (statuses,
+// kinds, schemes, modes, methods): turning a string into an ast.Value costs
+// an allocation, a shared term none. Nothing writes to an input's terms.
+var vocabulary = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, s := range []string{"",
+		CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken,
+		"key", "token", "bearer", "basic", "x-api-key", "bare", "live", "test", "active", "suspended", "closed",
+		"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "http", "https"} {
+		m[s] = ast.StringTerm(s)
+	}
+	return m
+}()
 
 func (t *terms) boolean(k ast.Value, v bool) [2]*ast.Term {
 	return [2]*ast.Term{t.term(k), ast.InternedTerm(v)} // shared true/false terms

@@ -48,6 +48,7 @@ func defaultPolicy(t testing.TB) *Policy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.WaitEvaluator(context.Background())
 	return p
 }
 

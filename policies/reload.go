@@ -149,6 +149,9 @@ func (r *Reloader) build(ctx context.Context) (*Policy, int, error) {
 	if len(report.Results) == 0 {
 		r.Log.Warn("policy directory has no Rego tests; nothing checks a reload", "source", r.Dir)
 	}
+	// The compiled evaluator was planned while the tests ran: the policy
+	// goes in with it, and the log says which evaluator decides.
+	logEvaluator(r.Log, r.Dir, p, p.WaitEvaluator(ctx))
 	return p, len(report.Results), nil
 }
 

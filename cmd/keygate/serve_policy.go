@@ -30,6 +30,7 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 		if err != nil {
 			return nil, err
 		}
+		policies.LogEvaluator(log, policies.BuiltIn, p)
 		rt := &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now()}
 		rt.builtinTests.Store(-1)
 		return rt, nil

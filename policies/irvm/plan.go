@@ -1,0 +1,58 @@
+package irvm
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// Target is the rego target name under which OPA hands its IR plan to this
+// package (rego.Target(irvm.Target)).
+const Target = "keygate-irvm"
+
+// planner captures the plan OPA builds for a query at PrepareForEval; the
+// query it prepares is never evaluated through rego.
+type planner struct{}
+
+func (planner) IsTarget(t string) bool { return t == Target }
+
+// captured hands each plan to the Plan call that asked for it: a plan is
+// keyed by the capture slot given to PrepareForEval through the context.
+type captureKey struct{}
+
+type capture struct{ policy *ir.Policy }
+
+func (planner) PrepareForEval(ctx context.Context, p *ir.Policy, _ ...rego.PrepareOption) (rego.TargetPluginEval, error) {
+	c, ok := ctx.Value(captureKey{}).(*capture)
+	if !ok {
+		return nil, errors.New("irvm: plan requested outside irvm.Plan")
+	}
+	c.policy = p
+	return unevaluable{}, nil
+}
+
+type unevaluable struct{}
+
+func (unevaluable) Eval(context.Context, *rego.EvalContext, ast.Value) (ast.Value, error) {
+	return nil, errors.New("irvm: a planned query is evaluated with irvm.Program, not rego")
+}
+
+var register sync.Once
+
+// Plan plans query over the compiled modules of c with OPA's planner.
+func Plan(ctx context.Context, query string, opts ...func(*rego.Rego)) (*ir.Policy, error) {
+	register.Do(func() { rego.RegisterPlugin(Target, planner{}) })
+	c := &capture{}
+	opts = append(opts, rego.Query(query), rego.Target(Target))
+	if _, err := rego.New(opts...).PrepareForEval(context.WithValue(ctx, captureKey{}, c)); err != nil {
+		return nil, err
+	}
+	if c.policy == nil {
+		return nil, errors.New("irvm: no plan")
+	}
+	return c.policy, nil
+}

@@ -1,0 +1,201 @@
+package irvm
+
+import (
+	"context"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+)
+
+// Prepare readies pol for evaluation over data, calling only the builtins
+// of caps. It fails with ErrUnsupported for a plan it would not evaluate
+// exactly as OPA does.
+//
+// Functions of (input, data) that never read input, directly or through
+// the functions they call, are evaluated here once: data is fixed for the
+// Program's life. One that fails to evaluate is left to every evaluation,
+// so each still meets its error.
+func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
+	if pol == nil || pol.Plans == nil || len(pol.Plans.Plans) != 1 || pol.Static == nil {
+		return nil, unsupported("want one plan")
+	}
+	c := &compiler{pol: pol, funcIdx: map[string]int32{}, caps: caps, decls: map[string]*ast.Builtin{}}
+	for _, b := range caps.Builtins {
+		c.decls[b.Name] = b
+	}
+	for _, s := range pol.Static.Strings {
+		c.strings = append(c.strings, ast.StringTerm(s.Value))
+	}
+	if pol.Funcs != nil {
+		for i, f := range pol.Funcs.Funcs {
+			if _, dup := c.funcIdx[f.Name]; dup {
+				return nil, unsupported("function %s planned twice", f.Name)
+			}
+			c.funcIdx[f.Name] = int32(i)
+			fn := &function{name: f.Name, ret: int32(f.Return), slot: -1}
+			for _, p := range f.Params {
+				fn.params = append(fn.params, int32(p))
+			}
+			c.funcs = append(c.funcs, fn)
+		}
+		for i, f := range pol.Funcs.Funcs {
+			if err := c.function(c.funcs[i], f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	prog := &Program{funcs: c.funcs, data: ast.NewTerm(data), caps: caps}
+	maxLocal := int32(ir.Data)
+	plan, err := c.blocks(pol.Plans.Plans[0].Blocks, &maxLocal)
+	if err != nil {
+		return nil, err
+	}
+	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
+	// Each frame, and the arguments of the call above it.
+	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
+	for _, f := range c.funcs {
+		prog.maxStack += f.nlocals
+		if f.memo {
+			f.slot = prog.memoN
+			prog.memoN++
+		}
+	}
+	markPure(c.funcs)
+	prog.foldConstants(ctx)
+	return prog, nil
+}
+
+// addItems turns a plan's result of one variable, an object made only to
+// be added to the result set, into that key and value (opResultSetAddItem):
+// EvalValue then hands out the value without the object being made.
+func addItems(plan []block) []block {
+	for _, b := range plan {
+		for i := 0; i+1 < len(b); i++ {
+			mk, add := b[i], b[i+1]
+			if mk.op != opMakeObjectItems || len(mk.args) != 2 || add.op != opResultSetAdd || add.a.local != mk.target || usedAfter(b[i+2:], mk.target) {
+				continue
+			}
+			b[i] = stmt{op: opNop}
+			b[i+1] = stmt{op: opResultSetAddItem, a: mk.args[0], b: mk.args[1]}
+		}
+	}
+	return plan
+}
+
+func usedAfter(b block, l int32) bool {
+	for i := range b {
+		if usesLocal(&b[i], l) || len(b[i].blocks) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *compiler) function(fn *function, f *ir.Func) error {
+	if len(fn.params) == 0 {
+		return unsupported("function %s without parameters", f.Name)
+	}
+	maxLocal := fn.ret
+	for _, p := range fn.params {
+		maxLocal = max(maxLocal, p)
+	}
+	bs, err := c.blocks(f.Blocks, &maxLocal)
+	if err != nil {
+		return err
+	}
+	fn.blocks, fn.nlocals = bs, maxLocal+1
+	fn.memo = len(fn.params) == 2
+	return nil
+}
+
+// markPure marks the memoized functions that never read their input
+// parameter: it is used only as the input argument of calls to functions
+// that are pure themselves.
+func markPure(funcs []*function) {
+	// reads[i]: function i may read input; start from "no" and grow to a
+	// fixed point (the call graph is acyclic, but this needs no order).
+	reads := make([]bool, len(funcs))
+	for changed := true; changed; {
+		changed = false
+		for i, f := range funcs {
+			if !reads[i] && readsInput(f, funcs, reads) {
+				reads[i], changed = true, true
+			}
+		}
+	}
+	for i, f := range funcs {
+		f.pure = f.memo && !reads[i]
+	}
+}
+
+func readsInput(f *function, funcs []*function, reads []bool) bool {
+	in := f.params[0]
+	var walk func(bs []block) bool
+	walk = func(bs []block) bool {
+		for _, b := range bs {
+			for i := range b {
+				s := &b[i]
+				if s.op == opCallFunc {
+					for j, a := range s.args {
+						if a.konst == nil && a.local == in && (j != 0 || reads[s.fn]) {
+							return true
+						}
+					}
+				} else if usesLocal(s, in) {
+					return true
+				}
+				if walk(s.blocks) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(f.blocks)
+}
+
+// usesLocal: s reads or writes local l other than through a call.
+func usesLocal(s *stmt, l int32) bool {
+	isL := func(o operand) bool { return o.konst == nil && o.local == l }
+	switch s.op {
+	case opBreak, opNop, opBlock, opNot:
+		return false
+	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems:
+		for _, a := range s.args {
+			if isL(a) {
+				return true
+			}
+		}
+		return s.target == l
+	case opMakeNumber, opMakeNull, opMakeArray, opMakeObject, opMakeSet, opAssignInt, opResetLocal:
+		return s.target == l
+	case opReturn, opResultSetAdd, opIsDefined, opIsUndefined, opIsArray, opIsObject, opIsSet:
+		return isL(s.a)
+	case opEqual, opNotEqual:
+		return isL(s.a) || isL(s.b)
+	case opScan:
+		return isL(s.a) || s.target == l || s.value == l
+	case opDot, opObjectInsert, opObjectInsertOnce:
+		return isL(s.a) || isL(s.b) || s.target == l
+	}
+	// opLen, opAssignVar, opAssignVarOnce, opArrayAppend, opSetAdd
+	return isL(s.a) || s.target == l
+}
+
+// foldConstants evaluates the pure functions once.
+func (p *Program) foldConstants(ctx context.Context) {
+	st := p.newState()
+	st.begin(ctx, nil)
+	for _, f := range p.funcs {
+		if !f.pure {
+			continue
+		}
+		v, err := st.callFunc(f, []*ast.Term{nil, p.data})
+		if err != nil {
+			continue
+		}
+		f.constant, f.constSet = v, true
+		p.Constants++
+	}
+	st.end()
+}

@@ -1,0 +1,369 @@
+// Package irvm evaluates a Rego query from OPA's IR plan (the plan OPA's
+// planner makes for its Wasm target) directly on OPA's ast values, calling
+// OPA's own builtins. It exists for speed: a decision of the built-in policy
+// costs OPA's topdown evaluator hundreds of allocations, mostly in
+// unification and its virtual-document cache, which a plan does not need.
+//
+// The statements follow the semantics of OPA's Wasm compiler
+// (internal/compiler/wasm), the plan's reference implementation: blocks,
+// breaks counted in enclosing blocks, a scan's block at the level of its
+// loop, functions of the two documents (input, data) memoized per
+// evaluation. Anything the evaluator does not implement (with, dynamic
+// calls, merges, print, non-deterministic or unknown builtins) makes
+// Prepare fail, and the caller keeps OPA's evaluator.
+package irvm
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// ErrUnsupported marks a plan this evaluator does not run.
+var ErrUnsupported = errors.New("irvm: unsupported")
+
+type opcode uint8
+
+const (
+	opReturn opcode = iota
+	opCallFunc
+	opCallBuiltin
+	opBlock
+	opBreak
+	opDot
+	opLen
+	opScan
+	opNot
+	opAssignInt
+	opAssignVar
+	opAssignVarOnce
+	opResetLocal
+	opMakeNull
+	opMakeNumber
+	opMakeArray
+	opMakeObject
+	opMakeSet
+	opEqual
+	opNotEqual
+	opIsArray
+	opIsObject
+	opIsSet
+	opIsDefined
+	opIsUndefined
+	opArrayAppend
+	opObjectInsert
+	opObjectInsertOnce
+	opSetAdd
+	opNop
+	opResultSetAdd
+	// Made by fuse: a collection made and filled at once.
+	opMakeObjectItems
+	opMakeArrayItems
+	opResultSetAddItem // a result of one key (a) and value (b)
+)
+
+// operand is a local (konst nil) or a constant.
+type operand struct {
+	local int32
+	konst *ast.Term
+}
+
+type stmt struct {
+	op      opcode
+	a, b    operand // sources: a (Source, A, Key, Value), b (B, Value)
+	target  int32   // Target, Result, Object, Array, Set, Key local of a scan
+	value   int32   // Value local of a scan
+	index   uint32  // BreakStmt's index
+	num     *ast.Term
+	blocks  []block // BlockStmt's; one for Scan and Not
+	fn      int32   // callee for opCallFunc
+	builtin *callee // callee for opCallBuiltin
+	args    []operand
+	loc     *ast.Location
+}
+
+type block []stmt
+
+type callee struct {
+	name     string
+	f        topdown.BuiltinFunc
+	relation bool
+}
+
+type function struct {
+	name    string
+	params  []int32
+	ret     int32
+	nlocals int32
+	blocks  []block
+	memo    bool // a function of (input, data): one value per evaluation
+	// slot is the function's memo slot; pure functions (no input read)
+	// have their value computed once, in constant.
+	slot     int32
+	pure     bool
+	constant *ast.Term
+	constSet bool
+}
+
+// Program is a prepared plan, safe for concurrent evaluations.
+type Program struct {
+	funcs    []*function
+	plan     []block
+	nlocals  int32 // the plan's own locals
+	maxStack int32
+	data     *ast.Term
+	memoN    int32
+	caps     *ast.Capabilities
+	pool     sync.Pool
+	// Constants says how many functions were computed once at Prepare.
+	Constants int
+}
+
+type compiler struct {
+	pol     *ir.Policy
+	strings []*ast.Term
+	funcIdx map[string]int32
+	funcs   []*function
+	caps    *ast.Capabilities
+	decls   map[string]*ast.Builtin
+	maxArgs int32
+}
+
+func unsupported(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnsupported, fmt.Sprintf(format, args...))
+}
+
+func (c *compiler) operand(o ir.Operand) (operand, error) {
+	switch v := o.Value.(type) {
+	case ir.Local:
+		return operand{local: int32(v)}, nil
+	case ir.StringIndex:
+		if int(v) < 0 || int(v) >= len(c.strings) {
+			return operand{}, unsupported("string index %d", v)
+		}
+		return operand{konst: c.strings[v]}, nil
+	case ir.Bool:
+		return operand{konst: ast.InternedTerm(bool(v))}, nil
+	}
+	return operand{}, unsupported("operand %T", o.Value)
+}
+
+func (c *compiler) blocks(bs []*ir.Block, maxLocal *int32) ([]block, error) {
+	out := make([]block, 0, len(bs))
+	for _, b := range bs {
+		nb, err := c.block(b, maxLocal)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, nb)
+	}
+	return out, nil
+}
+
+func (c *compiler) block(b *ir.Block, maxLocal *int32) (block, error) {
+	out := make(block, 0, len(b.Stmts))
+	for _, s := range b.Stmts {
+		ns, err := c.stmt(s, maxLocal)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range []int32{ns.a.local, ns.b.local, ns.target, ns.value} {
+			*maxLocal = max(*maxLocal, l)
+		}
+		for _, a := range ns.args {
+			*maxLocal = max(*maxLocal, a.local)
+		}
+		out = append(out, ns)
+	}
+	return fuse(out), nil
+}
+
+// fuse turns a MakeObjectStmt followed by ObjectInsertStmts of distinct
+// constant keys into that object, made at once (and a MakeArrayStmt followed
+// by ArrayAppendStmts into that array): one allocation for all the items
+// instead of some per insert. No statement runs in between, and neither an
+// insert nor an append can be undefined, so nothing else can tell.
+func fuse(b block) block {
+	out := b[:0]
+	for i := 0; i < len(b); i++ {
+		s := b[i]
+		if s.op != opMakeObject && s.op != opMakeArray {
+			out = append(out, s)
+			continue
+		}
+		j := i + 1
+		var items []operand
+		for ; j < len(b) && fusable(s, b[j], items); j++ {
+			if s.op == opMakeObject {
+				items = append(items, b[j].a, b[j].b)
+			} else {
+				items = append(items, b[j].a)
+			}
+		}
+		if len(items) == 0 {
+			out = append(out, s)
+			continue
+		}
+		op := opMakeObjectItems
+		if s.op == opMakeArray {
+			op = opMakeArrayItems
+		}
+		out = append(out, stmt{op: op, target: s.target, args: items})
+		i = j - 1
+	}
+	return out
+}
+
+func fusable(mk, s stmt, items []operand) bool {
+	reads := func(o operand) bool { return o.konst == nil && o.local == mk.target }
+	switch {
+	case s.target != mk.target || reads(s.a) || reads(s.b):
+		return false
+	case mk.op == opMakeArray:
+		return s.op == opArrayAppend
+	case s.op != opObjectInsert || s.a.konst == nil:
+		return false
+	}
+	for i := 0; i < len(items); i += 2 {
+		if items[i].konst.Value.Compare(s.a.konst.Value) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// call resolves a CallStmt to a planned function or one of OPA's builtins.
+func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
+	ns := stmt{target: int32(s.Result), loc: location(s.Location)}
+	for _, a := range s.Args {
+		o, err := c.operand(a)
+		if err != nil {
+			return stmt{}, err
+		}
+		ns.args = append(ns.args, o)
+	}
+	c.maxArgs = max(c.maxArgs, int32(len(ns.args)))
+	if i, ok := c.funcIdx[s.Func]; ok {
+		ns.op, ns.fn = opCallFunc, i
+		if len(c.funcs[i].params) != len(ns.args) {
+			return stmt{}, unsupported("call of %s with %d arguments", s.Func, len(ns.args))
+		}
+		return ns, nil
+	}
+	decl, ok := c.decls[s.Func]
+	if !ok || decl.Nondeterministic || decl.Name == "print" || decl.Name == "internal.print" {
+		return stmt{}, unsupported("builtin %s", s.Func)
+	}
+	f := topdown.GetBuiltin(s.Func)
+	if f == nil {
+		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
+	}
+	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation}
+	return ns, nil
+}
+
+func location(l ir.Location) *ast.Location {
+	return &ast.Location{Row: l.Row, Col: l.Col, Text: l.Text}
+}
+
+// stmt converts one IR statement.
+func (c *compiler) stmt(s ir.Stmt, maxLocal *int32) (stmt, error) {
+	switch s := s.(type) {
+	case *ir.CallStmt:
+		return c.call(s)
+	case *ir.BlockStmt:
+		bs, err := c.blocks(s.Blocks, maxLocal)
+		return stmt{op: opBlock, blocks: bs}, err
+	case *ir.ScanStmt:
+		b, err := c.block(s.Block, maxLocal)
+		return stmt{op: opScan, a: operand{local: int32(s.Source)}, target: int32(s.Key), value: int32(s.Value), blocks: []block{b}}, err
+	case *ir.NotStmt:
+		b, err := c.block(s.Block, maxLocal)
+		return stmt{op: opNot, blocks: []block{b}}, err
+	case *ir.BreakStmt:
+		return stmt{op: opBreak, index: s.Index}, nil
+	case *ir.ReturnLocalStmt:
+		return stmt{op: opReturn, a: operand{local: int32(s.Source)}}, nil
+	case *ir.ResultSetAddStmt:
+		return stmt{op: opResultSetAdd, a: operand{local: int32(s.Value)}}, nil
+	case *ir.NopStmt:
+		return stmt{op: opNop}, nil
+	case *ir.AssignIntStmt:
+		return stmt{op: opAssignInt, target: int32(s.Target), num: ast.InternedTerm(s.Value)}, nil
+	case *ir.MakeNumberIntStmt:
+		return stmt{op: opMakeNumber, target: int32(s.Target), num: ast.InternedTerm(s.Value)}, nil
+	case *ir.MakeNumberRefStmt:
+		if s.Index < 0 || s.Index >= len(c.strings) {
+			return stmt{}, unsupported("number ref %d", s.Index)
+		}
+		return stmt{op: opMakeNumber, target: int32(s.Target), num: ast.NewTerm(ast.Number(c.pol.Static.Strings[s.Index].Value))}, nil
+	case *ir.MakeNullStmt:
+		return stmt{op: opMakeNull, target: int32(s.Target)}, nil
+	case *ir.MakeArrayStmt:
+		return stmt{op: opMakeArray, target: int32(s.Target), index: uint32(max(s.Capacity, 0))}, nil
+	case *ir.MakeObjectStmt:
+		return stmt{op: opMakeObject, target: int32(s.Target)}, nil
+	case *ir.MakeSetStmt:
+		return stmt{op: opMakeSet, target: int32(s.Target)}, nil
+	case *ir.ResetLocalStmt:
+		return stmt{op: opResetLocal, target: int32(s.Target)}, nil
+	case *ir.IsDefinedStmt:
+		return stmt{op: opIsDefined, a: operand{local: int32(s.Source)}}, nil
+	case *ir.IsUndefinedStmt:
+		return stmt{op: opIsUndefined, a: operand{local: int32(s.Source)}}, nil
+	}
+	return c.operandStmt(s)
+}
+
+// operandStmt converts the statements whose sources are operands.
+func (c *compiler) operandStmt(s ir.Stmt) (stmt, error) {
+	var ns stmt
+	var a, b ir.Operand
+	twoOps := false
+	switch s := s.(type) {
+	case *ir.DotStmt:
+		ns, a, b, twoOps = stmt{op: opDot, target: int32(s.Target)}, s.Source, s.Key, true
+	case *ir.LenStmt:
+		ns, a = stmt{op: opLen, target: int32(s.Target)}, s.Source
+	case *ir.AssignVarStmt:
+		ns, a = stmt{op: opAssignVar, target: int32(s.Target)}, s.Source
+	case *ir.AssignVarOnceStmt:
+		ns, a = stmt{op: opAssignVarOnce, target: int32(s.Target), loc: location(s.Location)}, s.Source
+	case *ir.EqualStmt:
+		ns, a, b, twoOps = stmt{op: opEqual}, s.A, s.B, true
+	case *ir.NotEqualStmt:
+		ns, a, b, twoOps = stmt{op: opNotEqual}, s.A, s.B, true
+	case *ir.IsArrayStmt:
+		ns, a = stmt{op: opIsArray}, s.Source
+	case *ir.IsObjectStmt:
+		ns, a = stmt{op: opIsObject}, s.Source
+	case *ir.IsSetStmt:
+		ns, a = stmt{op: opIsSet}, s.Source
+	case *ir.ArrayAppendStmt:
+		ns, a = stmt{op: opArrayAppend, target: int32(s.Array)}, s.Value
+	case *ir.SetAddStmt:
+		ns, a = stmt{op: opSetAdd, target: int32(s.Set)}, s.Value
+	case *ir.ObjectInsertStmt:
+		ns, a, b, twoOps = stmt{op: opObjectInsert, target: int32(s.Object)}, s.Key, s.Value, true
+	case *ir.ObjectInsertOnceStmt:
+		ns, a, b, twoOps = stmt{op: opObjectInsertOnce, target: int32(s.Object), loc: location(s.Location)}, s.Key, s.Value, true
+	default:
+		// WithStmt, CallDynamicStmt, ObjectMergeStmt and any statement
+		// added to the IR later.
+		return stmt{}, unsupported("statement %T", s)
+	}
+	var err error
+	if ns.a, err = c.operand(a); err != nil {
+		return stmt{}, err
+	}
+	if twoOps {
+		if ns.b, err = c.operand(b); err != nil {
+			return stmt{}, err
+		}
+	}
+	return ns, nil
+}
