@@ -132,7 +132,9 @@ func LogEvaluator(log *slog.Logger, source string, p *Policy) {
 	if log == nil || p == nil {
 		return
 	}
-	go logEvaluator(log, source, p, p.WaitEvaluator(context.Background()))
+	// The wait is inside the goroutine: a go statement evaluates its
+	// arguments first, and serve must not wait for the plan.
+	go func() { logEvaluator(log, source, p, p.WaitEvaluator(context.Background())) }()
 }
 
 func logEvaluator(log *slog.Logger, source string, p *Policy, ev string) {

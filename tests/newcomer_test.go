@@ -58,6 +58,20 @@ func TestNewcomerPath(t *testing.T) {
 		defer resp.Body.Close()
 		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Reload.Tests > 0
 	})
+	// The built-in policy decides with the compiled evaluator once its IR
+	// plan is ready (shortly after start-up), and says so.
+	var evaluator struct {
+		Evaluator string `json:"policy_evaluator"`
+	}
+	Eventually(t, 30*time.Second, "the built-in policy to decide with the compiled evaluator", func() bool {
+		resp, err := http.Get("http://" + srv.HTTPAddr + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&evaluator) == nil && evaluator.Evaluator == "compiled" &&
+			srv.Metric(t, "keygate_policy_compiled") == 1
+	})
 	out, _, _ := inDir("policy", "test")
 	if !strings.Contains(out, "\n"+strconv.Itoa(health.Reload.Tests)+" passed, 0 failed\n") {
 		t.Errorf("/health counts %d tests; policy test says %s", health.Reload.Tests, out)

@@ -261,7 +261,7 @@ func healthHandler(store *keystore.Store, policy *policyRuntime, shadow *shadow.
 		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 		defer cancel()
 		body := map[string]any{"status": "ok", "store": "ok", "policy": policy.engine.Current().Bundle.Source,
-			"policy_reload": policy.status()}
+			"policy_reload": policy.status(), "policy_evaluator": policy.engine.Current().Evaluator()}
 		if shadow != nil {
 			body["shadow"] = shadow.Status()
 		}

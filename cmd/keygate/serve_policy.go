@@ -71,8 +71,8 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 
 // register exports reload outcomes:
 // keygate_policy_reload_total{result="success"|"failure"},
-// keygate_policy_last_reload_success (1 when the newest attempt worked) and
-// keygate_policy_loaded_timestamp_seconds.
+// keygate_policy_last_reload_success (1 when the newest attempt worked),
+// keygate_policy_loaded_timestamp_seconds and keygate_policy_compiled.
 func (p *policyRuntime) register(reg prometheus.Registerer) {
 	status := p.status
 	for _, result := range []string{"success", "failure"} {
@@ -108,6 +108,14 @@ func (p *policyRuntime) register(reg prometheus.Registerer) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "keygate_policy_loaded_timestamp_seconds", Help: "When the policy in use was installed (unix seconds).",
 		}, func() float64 { return float64(status().LoadedAt.UnixNano()) / 1e9 }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_policy_compiled", Help: "1 when the policy in use decides with keygate's compiled evaluator (its IR plan), 0 with OPA's topdown evaluator (until the plan is ready, or a policy the compiled evaluator does not run: the log says why).",
+		}, func() float64 {
+			if p.engine.Current().Evaluator() == policies.EvalCompiled {
+				return 1
+			}
+			return 0
+		}),
 	)
 }
 
