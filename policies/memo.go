@@ -183,4 +183,3 @@ func (d Decision) clone() Decision {
 	d.Limits = slices.Clone(d.Limits) // Limit holds values only
 	return d
 }
-
