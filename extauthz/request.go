@@ -112,30 +112,31 @@ func policyRequest(r Request) policies.Request {
 		PathOK: c.OK,
 		Origin: requestOrigin(r.Headers),
 	}
-	// Sized exactly: Envoy's pseudo-headers and the credential are
-	// dropped, and a map of up to 8 entries is two allocations where one
-	// sized for every header sent would be four.
-	n := 0
+	// One pass over Envoy's map: the headers that reach the policy are
+	// gathered on the stack, then go into a map sized exactly (Envoy's
+	// pseudo-headers and the credential are dropped, and a map of up to 8
+	// entries is two allocations where one sized for every header sent
+	// would be four).
+	var buf [16][2]string
+	kept := buf[:0]
 	for k, v := range r.Headers {
-		if policyHeader(k, v) {
-			n++
-		}
-	}
-	out.Headers = make(map[string]string, min(n, maxInputHeaders))
-	for k, v := range r.Headers {
-		if len(out.Headers) == maxInputHeaders {
+		if len(kept) == maxInputHeaders {
 			break
 		}
 		if policyHeader(k, v) {
-			out.Headers[k] = v
+			kept = append(kept, [2]string{k, v})
 		}
+	}
+	out.Headers = make(map[string]string, len(kept))
+	for _, kv := range kept {
+		out.Headers[kv[0]] = kv[1]
 	}
 	return out
 }
 
 // policyHeader reports whether a request header reaches the policy input.
 func policyHeader(k, v string) bool {
-	return !secretHeaders[k] && !strings.HasPrefix(k, ":") && len(v) <= maxInputHeaderSize
+	return !strings.HasPrefix(k, ":") && !secretHeader(k) && len(v) <= maxInputHeaderSize
 }
 
 // requestOrigin parses Origin, else Referer, into scheme, host and port.
