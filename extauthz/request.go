@@ -103,6 +103,14 @@ func addHeader(m map[string]string, k, v string) {
 
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
+	req, _ := scanRequest(r, nil)
+	return req
+}
+
+// scanRequest is policyRequest that also appends to forged the x-keygate-*
+// headers the client sent (see clientIdentityHeaders), in the same pass
+// over the headers: every header is seen, however many there are.
+func scanRequest(r Request, forged []string) (policies.Request, []string) {
 	c := Canonicalize(r)
 	out := policies.Request{
 		Method: r.Method,
@@ -120,10 +128,10 @@ func policyRequest(r Request) policies.Request {
 	var buf [16][2]string
 	kept := buf[:0]
 	for k, v := range r.Headers {
-		if len(kept) == maxInputHeaders {
-			break
+		if strings.HasPrefix(k, identityPrefix) {
+			forged = append(forged, k)
 		}
-		if policyHeader(k, v) {
+		if len(kept) < maxInputHeaders && policyHeader(k, v) {
 			kept = append(kept, [2]string{k, v})
 		}
 	}
@@ -131,7 +139,7 @@ func policyRequest(r Request) policies.Request {
 	for _, kv := range kept {
 		out.Headers[kv[0]] = kv[1]
 	}
-	return out
+	return out, forged
 }
 
 // policyHeader reports whether a request header reaches the policy input.
@@ -153,10 +161,21 @@ func requestOrigin(h map[string]string) *policies.Origin {
 		return nil
 	}
 	o := &policies.Origin{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Hostname()), Port: u.Port()}
-	def := map[string]string{"http": "80", "https": "443"}[o.Scheme]
+	def := defaultPort(o.Scheme)
 	if o.Port == "" {
 		o.Port = def
 	}
 	o.DefaultPort = def != "" && o.Port == def
 	return o
+}
+
+// defaultPort is a scheme's default port, "" for a scheme without one.
+func defaultPort(scheme string) string {
+	switch scheme {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
 }
