@@ -176,7 +176,7 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	for k, v := range h {
 		kv = append(kv, [2]string{k, v})
 	}
-	slices.SortFunc(kv, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	sortByName(kv)
 	n := len(kv)
 	var out []*corev3.HeaderValueOption
 	var msgs []headerMessages
@@ -194,4 +194,19 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 		out[i] = &m.opt
 	}
 	return out
+}
+
+// sortByName sorts headers by name: by insertion for the handful a response
+// usually has (cheaper than a sort calling a comparison func), else by
+// slices.SortFunc.
+func sortByName(kv [][2]string) {
+	if len(kv) > 16 {
+		slices.SortFunc(kv, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+		return
+	}
+	for i := 1; i < len(kv); i++ {
+		for j := i; j > 0 && kv[j][0] < kv[j-1][0]; j-- {
+			kv[j], kv[j-1] = kv[j-1], kv[j]
+		}
+	}
 }
