@@ -2,6 +2,7 @@ package policies
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
@@ -295,5 +296,27 @@ func TestUnreadOf(t *testing.T) {
 		if !reflect.DeepEqual(want, got) {
 			t.Errorf("set %06b: clearing by unreadOf differs from the funcs", set)
 		}
+	}
+}
+
+// TestMemoHitAllocatesNothing: a memo hit allocates nothing of its own, the
+// input's classified copy included (it stays on the stack: DecideMemo clears
+// unread fields by a bit set, not through funcs it cannot see into). The
+// bound is below one allocation per decision, not zero, so that a pool
+// emptied by a collection mid-run does not fail the test.
+func TestMemoHitAllocatesNothing(t *testing.T) {
+	p := defaultPolicy(t)
+	in := fullInput()
+	in.Request.Path = "/v1/videos/vid_1"
+	ctx := context.Background()
+	if _, res, err := p.DecideMemo(ctx, &in); err != nil || res != MemoMiss {
+		t.Fatalf("first decision: %v, %v", res, err)
+	}
+	if allocs := testing.AllocsPerRun(200, func() {
+		if _, res, _ := p.DecideMemo(ctx, &in); res != MemoHit {
+			t.Fatalf("not a memo hit: %v", res)
+		}
+	}); allocs >= 1 {
+		t.Errorf("a memo hit allocates %.2f times", allocs)
 	}
 }
