@@ -61,10 +61,14 @@ func (l *lazySeries[K, V]) get(k K, resolve func() V) V {
 		return v.(V)
 	}
 	v := resolve()
-	if l.n.Load() < maxResolvedSeries {
-		if _, loaded := l.m.LoadOrStore(k, v); !loaded {
-			l.n.Add(1)
-		}
+	// A place is taken before the series is stored, so that racing
+	// decisions cannot store more than the bound.
+	if l.n.Add(1) > maxResolvedSeries {
+		l.n.Add(-1)
+		return v
+	}
+	if _, loaded := l.m.LoadOrStore(k, v); loaded {
+		l.n.Add(-1)
 	}
 	return v
 }
