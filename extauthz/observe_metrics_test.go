@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,5 +51,33 @@ func TestOpsMetricsSeries(t *testing.T) {
 	}
 	if n := m.resolved.decisions.n.Load(); n != maxResolvedSeries {
 		t.Errorf("%d decision series resolved, bound is %d", n, maxResolvedSeries)
+	}
+}
+
+// TestOpsMetricsConcurrent: decisions counted from many goroutines at once
+// all land, and no more series are kept than the bound.
+func TestOpsMetricsConcurrent(t *testing.T) {
+	m := NewOpsMetrics(prometheus.NewRegistry())
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				code := "C" + strconv.Itoa(g*150+i) // goroutines overlap on half their codes
+				m.Observe(Outcome{Transport: TransportGRPC, Result: Result{Decision: policies.Decision{Code: code, Rule: "r"}}})
+			}
+		}()
+	}
+	wg.Wait()
+	if n := m.resolved.decisions.n.Load(); n > maxResolvedSeries {
+		t.Errorf("%d decision series kept, bound is %d", n, maxResolvedSeries)
+	}
+	total := 0.0
+	for i := range 7*150 + 300 {
+		total += testutil.ToFloat64(m.decisions.WithLabelValues(TransportGRPC, "C"+strconv.Itoa(i), "r"))
+	}
+	if total != 8*300 {
+		t.Errorf("%v decisions counted, want %d", total, 8*300)
 	}
 }
