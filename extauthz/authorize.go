@@ -11,7 +11,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
@@ -113,7 +112,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 	defer cancel()
 	now := a.now()
 	st := new(requestState)
-	req := policyRequest(r)
+	req, forged := scanRequest(r, st.forged[:0])
 	credCtx, span := a.span(ctx, "keygate.credential")
 	cred := a.resolve(credCtx, r, now, st)
 	endSpan(span)
@@ -143,7 +142,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now, st)
+	res := a.result(r, in, cred, d, now, forged, st)
 	res.Memo = memo
 	return res
 }
@@ -164,7 +163,7 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 // and the client's forgeries and credentials removed. Only a credential
 // that passed (see identityFacts) gives the request an identity and a
 // usage record.
-func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, st *requestState) Result {
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, forged []string, st *requestState) Result {
 	res := Result{Decision: d, Input: in}
 	facts := cred.facts
 	if facts != nil {
@@ -175,7 +174,7 @@ func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d po
 		return res
 	}
 	res.Upstream = identity(who, in.Public, d.Headers)
-	res.Remove = clientIdentityHeaders(r.Headers, res.Upstream)
+	res.Remove = clientIdentityHeaders(forged, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
 	if !d.KeepCredentials {
@@ -281,13 +280,14 @@ func identity(f *keystore.KeyFacts, pub *policies.Public, fromPolicy map[string]
 	return out
 }
 
-// clientIdentityHeaders lists the x-keygate-* headers the client sent that
-// keygate does not overwrite, so that none reaches the upstream. (Envoy
-// applies removals after sets, so a header keygate sets must not be listed.)
-func clientIdentityHeaders(h map[string]string, set map[string]string) []string {
+// clientIdentityHeaders lists the x-keygate-* headers the client sent
+// (forged, found by scanRequest) that keygate does not overwrite, so that
+// none reaches the upstream. (Envoy applies removals after sets, so a header
+// keygate sets must not be listed.)
+func clientIdentityHeaders(forged []string, set map[string]string) []string {
 	var out []string
-	for k := range h {
-		if _, ours := set[k]; !ours && strings.HasPrefix(k, identityPrefix) {
+	for _, k := range forged {
+		if _, ours := set[k]; !ours {
 			out = append(out, k)
 		}
 	}

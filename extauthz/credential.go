@@ -71,16 +71,17 @@ var credentialHeaderNames = func() []string {
 	return out
 }()
 
-// secretHeaders never reach the policy input, logs or the upstream unless
-// the policy keeps them: the credential headers, and the secrets a browser
-// or proxy sends that keygate does not read.
-var secretHeaders = func() map[string]bool {
-	m := map[string]bool{"cookie": true, "proxy-authorization": true}
-	for _, h := range credentialHeaderNames {
-		m[h] = true
-	}
-	return m
-}()
+// secretHeaderNames never reach the policy input, logs or the upstream
+// unless the policy keeps them: the credential headers, and the secrets a
+// browser or proxy sends that keygate does not read.
+var secretHeaderNames = append([]string{"cookie", "proxy-authorization"}, credentialHeaderNames...)
+
+// secretHeader reports whether k is one of secretHeaderNames. A handful of
+// comparisons, most ending at the length, cost less than hashing k, and
+// every header of every request is asked about.
+func secretHeader(k string) bool {
+	return contains(secretHeaderNames, k)
+}
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -142,6 +142,9 @@ type OpsMetrics struct {
 	decisions *prometheus.CounterVec
 	memo      *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+	// resolved holds the series above once resolved, so that a decision
+	// hashes no label values (observe_metrics.go).
+	resolved resolvedSeries
 }
 
 // NewOpsMetrics registers the collectors with reg.
@@ -160,20 +163,18 @@ func NewOpsMetrics(reg prometheus.Registerer) *OpsMetrics {
 		}, []string{"transport"}),
 	}
 	reg.MustRegister(m.decisions, m.memo, m.duration)
-	for _, r := range []string{"hit", "miss", "off"} {
-		m.memo.WithLabelValues(r) // present from the start, so ratios are defined
-	}
+	m.resolveMemoSeries() // present from the start, so ratios are defined
 	return m
 }
 
 // Observe implements Observer.
 func (m *OpsMetrics) Observe(o Outcome) {
 	res := &o.Result
-	m.decisions.WithLabelValues(o.Transport, codeOf(res), res.Decision.Rule).Inc()
+	m.decided(o.Transport, codeOf(res), res.Decision.Rule).Inc()
 	if res.Memo != "" {
-		m.memo.WithLabelValues(res.Memo).Inc()
+		m.memoResult(res.Memo).Inc()
 	}
-	m.duration.WithLabelValues(o.Transport).Observe(o.Duration.Seconds())
+	m.took(o.Transport).Observe(o.Duration.Seconds())
 }
 
 // crockford is the ULID alphabet (no I, L, O, U).

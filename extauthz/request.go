@@ -103,6 +103,14 @@ func addHeader(m map[string]string, k, v string) {
 
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
+	req, _ := scanRequest(r, nil)
+	return req
+}
+
+// scanRequest is policyRequest that also appends to forged the x-keygate-*
+// headers the client sent (see clientIdentityHeaders), in the same pass
+// over the headers: every header is seen, however many there are.
+func scanRequest(r Request, forged []string) (policies.Request, []string) {
 	c := Canonicalize(r)
 	out := policies.Request{
 		Method: r.Method,
@@ -112,30 +120,31 @@ func policyRequest(r Request) policies.Request {
 		PathOK: c.OK,
 		Origin: requestOrigin(r.Headers),
 	}
-	// Sized exactly: Envoy's pseudo-headers and the credential are
-	// dropped, and a map of up to 8 entries is two allocations where one
-	// sized for every header sent would be four.
-	n := 0
+	// One pass over Envoy's map: the headers that reach the policy are
+	// gathered on the stack, then go into a map sized exactly (Envoy's
+	// pseudo-headers and the credential are dropped, and a map of up to 8
+	// entries is two allocations where one sized for every header sent
+	// would be four).
+	var buf [16][2]string
+	kept := buf[:0]
 	for k, v := range r.Headers {
-		if policyHeader(k, v) {
-			n++
+		if strings.HasPrefix(k, identityPrefix) {
+			forged = append(forged, k)
+		}
+		if len(kept) < maxInputHeaders && policyHeader(k, v) {
+			kept = append(kept, [2]string{k, v})
 		}
 	}
-	out.Headers = make(map[string]string, min(n, maxInputHeaders))
-	for k, v := range r.Headers {
-		if len(out.Headers) == maxInputHeaders {
-			break
-		}
-		if policyHeader(k, v) {
-			out.Headers[k] = v
-		}
+	out.Headers = make(map[string]string, len(kept))
+	for _, kv := range kept {
+		out.Headers[kv[0]] = kv[1]
 	}
-	return out
+	return out, forged
 }
 
 // policyHeader reports whether a request header reaches the policy input.
 func policyHeader(k, v string) bool {
-	return !secretHeaders[k] && !strings.HasPrefix(k, ":") && len(v) <= maxInputHeaderSize
+	return !strings.HasPrefix(k, ":") && !secretHeader(k) && len(v) <= maxInputHeaderSize
 }
 
 // requestOrigin parses Origin, else Referer, into scheme, host and port.
@@ -152,10 +161,21 @@ func requestOrigin(h map[string]string) *policies.Origin {
 		return nil
 	}
 	o := &policies.Origin{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Hostname()), Port: u.Port()}
-	def := map[string]string{"http": "80", "https": "443"}[o.Scheme]
+	def := defaultPort(o.Scheme)
 	if o.Port == "" {
 		o.Port = def
 	}
 	o.DefaultPort = def != "" && o.Port == def
 	return o
+}
+
+// defaultPort is a scheme's default port, "" for a scheme without one.
+func defaultPort(scheme string) string {
+	switch scheme {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
 }

@@ -2,6 +2,8 @@ package extauthz
 
 import (
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -171,5 +173,30 @@ func TestPolicyRequestDropsCredentialsAndBoundsHeaders(t *testing.T) {
 	}
 	if got.Host != "api.example.com" || got.Path != "/v1/x" || got.Query != "a=b" || !got.PathOK {
 		t.Errorf("request = %+v", got)
+	}
+}
+
+// TestScanRequestFindsEveryForgery: a forged identity header is found
+// however many headers come with it, past the policy input's bound too.
+func TestScanRequestFindsEveryForgery(t *testing.T) {
+	h := map[string]string{"x-keygate-plan": "enterprise", "x-keygate-site": "other"}
+	for i := range maxInputHeaders + 50 {
+		h["x-filler-"+strconv.Itoa(i)] = "v"
+	}
+	var forged []string
+	for range 20 { // map order is random: a scan that stopped early would miss one soon
+		req, found := scanRequest(Request{Path: "/", Headers: h}, nil)
+		slices.Sort(found)
+		if !slices.Equal(found, []string{"x-keygate-plan", "x-keygate-site"}) {
+			t.Fatalf("forged = %v", found)
+		}
+		if len(req.Headers) != maxInputHeaders {
+			t.Fatalf("%d headers reached the policy input, bound is %d", len(req.Headers), maxInputHeaders)
+		}
+		forged = found
+	}
+	got := clientIdentityHeaders(forged, map[string]string{"x-keygate-site": "mine"})
+	if !slices.Equal(got, []string{"x-keygate-plan"}) {
+		t.Errorf("removed %v, want the forged plan only (keygate sets the site)", got)
 	}
 }

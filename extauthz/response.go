@@ -3,6 +3,7 @@ package extauthz
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -168,13 +169,15 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	if len(h) == 0 {
 		return nil
 	}
-	var buf [16]string // the usual handful of names sorts on the stack
-	keys := buf[:0]
-	for k := range h {
-		keys = append(keys, k)
+	// The usual handful of headers sorts on the stack, each name with its
+	// value, so that no value is looked up again.
+	var buf [16][2]string
+	kv := buf[:0]
+	for k, v := range h {
+		kv = append(kv, [2]string{k, v})
 	}
-	slices.Sort(keys)
-	n := len(keys)
+	sortByName(kv)
+	n := len(kv)
 	var out []*corev3.HeaderValueOption
 	var msgs []headerMessages
 	if end := s.used + n; end <= len(s.msgs) {
@@ -183,12 +186,27 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	} else {
 		out, msgs = make([]*corev3.HeaderValueOption, n), make([]headerMessages, n)
 	}
-	for i, k := range keys {
+	for i, kv := range kv {
 		m := &msgs[i]
-		m.value.Key, m.value.Value = k, h[k]
+		m.value.Key, m.value.Value = kv[0], kv[1]
 		m.opt.Header = &m.value
 		m.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		out[i] = &m.opt
 	}
 	return out
+}
+
+// sortByName sorts headers by name: by insertion for the handful a response
+// usually has (cheaper than a sort calling a comparison func), else by
+// slices.SortFunc.
+func sortByName(kv [][2]string) {
+	if len(kv) > 16 {
+		slices.SortFunc(kv, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+		return
+	}
+	for i := 1; i < len(kv); i++ {
+		for j := i; j > 0 && kv[j][0] < kv[j-1][0]; j-- {
+			kv[j], kv[j-1] = kv[j-1], kv[j]
+		}
+	}
 }

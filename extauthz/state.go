@@ -21,4 +21,6 @@ type requestState struct {
 	digests [2]keystore.Digest
 	// remove backs Result.Remove: the credential headers the request sent.
 	remove [2]string
+	// forged backs the x-keygate-* headers a client sent (usually none).
+	forged [2]string
 }

@@ -142,7 +142,9 @@ type Parsed struct {
 // mode), so that a caller can tell "malformed key of ours" from "something
 // else", such as an access token or an imported key.
 func (f Format) Looks(raw string) bool {
-	return strings.HasPrefix(raw, f.Prefix+"_live_") || strings.HasPrefix(raw, f.Prefix+"_test_")
+	// No concatenation: every credential of every request is asked about.
+	rest, ok := strings.CutPrefix(raw, f.Prefix)
+	return ok && (strings.HasPrefix(rest, "_live_") || strings.HasPrefix(rest, "_test_"))
 }
 
 // Parse checks prefix, mode, length, alphabet and checksum. It never touches
@@ -157,7 +159,7 @@ func (f Format) Parse(raw string) (Parsed, error) {
 		return Parsed{}, ErrMalformed
 	}
 	for i := 0; i < len(body); i++ {
-		if strings.IndexByte(base62, body[i]) < 0 {
+		if !isBase62(body[i]) {
 			return Parsed{}, ErrMalformed
 		}
 	}
@@ -166,6 +168,12 @@ func (f Format) Parse(raw string) (Parsed, error) {
 		return Parsed{}, ErrBadChecksum
 	}
 	return Parsed{Mode: Mode(raw[len(f.Prefix)+1 : head-1]), Display: raw[:head+displayChars]}, nil
+}
+
+// isBase62 reports whether c is in base62, by range rather than by a search
+// of the alphabet for each of a key's characters.
+func isBase62(c byte) bool {
+	return '0' <= c && c <= '9' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z'
 }
 
 // checksum is the CRC32 (IEEE) of s in fixed-width base62.

@@ -306,27 +306,31 @@ const (
 
 // DecideMemo is Decide that also reports whether the memo answered.
 func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
-	// The policy sees the path classified by its data; the caller's input
-	// stays as it was.
+	// The policy sees the path classified by its data and none of the
+	// fields it never reads; the caller's input stays as it was.
 	classified := *in
 	prefixes := getPrefixMap()
 	defer putPrefixMap(prefixes)
 	p.paths.classifyInto(&classified.Request, prefixes)
-	for _, clear := range p.unread {
-		clear(&classified)
-	}
-	in = &classified
 	if p.memo == nil {
 		p.stats.bypassed()
-		d, err := p.decide(ctx, in)
+		off := classified // the clear funcs take it to the heap; it is evaluated anyway
+		for _, clear := range p.unread {
+			clear(&off)
+		}
+		d, err := p.decide(ctx, &off)
 		return d, MemoOff, err
 	}
-	d, key, ok := p.memo.get(in)
+	// The memo's analysis made p.unread: clearing by its set of fields
+	// keeps classified on the stack (a memo hit is a handful of
+	// allocations, this was one of them).
+	p.memo.unreadFields().clear(&classified)
+	d, key, ok := p.memo.get(&classified)
 	p.stats.count(ok, key)
 	if ok {
 		return d, MemoHit, nil
 	}
-	d, err := p.decide(ctx, in)
+	d, err := p.decide(ctx, &classified)
 	if err == nil && key != nil {
 		p.memo.put(key, d)
 	}

@@ -2,12 +2,8 @@ package policies
 
 import (
 	"bytes"
-	"encoding/binary"
 	"maps"
-	"math"
-	"reflect"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -19,11 +15,12 @@ import (
 //     uuid.*, print, …), so its answer is a function of input and data;
 //   - data is fixed for the life of a Policy (a reload builds a new Policy,
 //     and with it a new, empty memo);
-//   - the memo key encodes every field of Input, generically by reflection
-//     (a field added to Input later is included without anyone remembering
-//     to), except for request fields that no rule can reach: those the
-//     policy never references, not as input.request.<field>, nor through a
-//     shorter ref (input.request, input) or an import.
+//   - the memo key encodes every field of Input (appendInput, written out
+//     by hand; TestMemoKeyEncodesEveryField fails when a field is added to
+//     Input that it does not encode), except for request fields that no
+//     rule can reach: those the policy never references, not as
+//     input.request.<field>, nor through a shorter ref (input.request,
+//     input) or an import.
 //
 // Key facts that change over time reach the policy only as input fields
 // (key.revoked, key.expired, site.active, …), so a revocation or an expiry
@@ -31,8 +28,13 @@ import (
 type memo struct {
 	// ignore clears the request fields the policy provably never reads.
 	ignore []func(*Input)
-	// scratch pools *memoScratch: a key's buffer and the input copy it is
-	// encoded from, reused so a lookup allocates nothing.
+	// unread is ignore as a set of fields (see unreadOf), worked out once:
+	// clearing by it calls no func value, through which an input would
+	// escape to the heap.
+	unreadOnce sync.Once
+	unread     unreadFields
+	// scratch pools *memoScratch: a key's buffer, reused so a lookup
+	// allocates nothing.
 	scratch sync.Pool
 
 	mu      sync.RWMutex
@@ -45,46 +47,100 @@ const (
 	maxMemoKey     = 2048
 )
 
+// unreadFields is a set of the ignorable request fields, one bit each.
+type unreadFields uint8
+
+const (
+	unreadHeaders unreadFields = 1 << iota
+	unreadQuery
+	unreadMethod
+	unreadOrigin
+	unreadHost
+	unreadPath
+)
+
 // ignorable are the input fields that vary per request without usually
 // mattering to a decision, with how to clear them from a key.
 var ignorable = []struct {
 	path  []string
 	clear func(*Input)
 }{
-	{[]string{"request", "headers"}, func(in *Input) { in.Request.Headers = nil }},
-	{[]string{"request", "query"}, func(in *Input) { in.Request.Query = "" }},
-	{[]string{"request", "method"}, func(in *Input) { in.Request.Method = "" }},
-	{[]string{"request", "origin"}, func(in *Input) { in.Request.Origin = nil }},
-	{[]string{"request", "host"}, func(in *Input) { in.Request.Host = "" }},
+	{[]string{"request", "headers"}, func(in *Input) { unreadHeaders.clear(in) }},
+	{[]string{"request", "query"}, func(in *Input) { unreadQuery.clear(in) }},
+	{[]string{"request", "method"}, func(in *Input) { unreadMethod.clear(in) }},
+	{[]string{"request", "origin"}, func(in *Input) { unreadOrigin.clear(in) }},
+	{[]string{"request", "host"}, func(in *Input) { unreadHost.clear(in) }},
 	// A policy that reads input.request.prefixes and exact_path instead
 	// (see pathIndex) is keyed on those: ids in paths then cost nothing.
-	{[]string{"request", "path"}, func(in *Input) { in.Request.Path = "" }},
+	{[]string{"request", "path"}, func(in *Input) { unreadPath.clear(in) }},
+}
+
+// clear zeroes the fields of in that f holds.
+func (f unreadFields) clear(in *Input) {
+	r := &in.Request
+	if f&unreadHeaders != 0 {
+		r.Headers = nil
+	}
+	if f&unreadQuery != 0 {
+		r.Query = ""
+	}
+	if f&unreadMethod != 0 {
+		r.Method = ""
+	}
+	if f&unreadOrigin != 0 {
+		r.Origin = nil
+	}
+	if f&unreadHost != 0 {
+		r.Host = ""
+	}
+	if f&unreadPath != 0 {
+		r.Path = ""
+	}
+}
+
+// unreadOf finds which fields the clear funcs zero, by running each on an
+// input that sets them all. A func that zeroes none of them (an ignorable
+// field added without a bit) leaves its field in the key: a lost hit, never
+// a wrong one.
+func unreadOf(clears []func(*Input)) unreadFields {
+	var f unreadFields
+	for _, clear := range clears {
+		probe := Input{Request: Request{Headers: map[string]string{}, Query: "q", Method: "m", Origin: &Origin{}, Host: "h", Path: "p"}}
+		clear(&probe)
+		r := probe.Request
+		for bit, zeroed := range map[unreadFields]bool{unreadHeaders: r.Headers == nil, unreadQuery: r.Query == "",
+			unreadMethod: r.Method == "", unreadOrigin: r.Origin == nil, unreadHost: r.Host == "", unreadPath: r.Path == ""} {
+			if zeroed {
+				f |= bit
+			}
+		}
+	}
+	return f
+}
+
+// unreadFields is the set of fields the memo's policy never reads.
+func (m *memo) unreadFields() unreadFields {
+	m.unreadOnce.Do(func() { m.unread = unreadOf(m.ignore) })
+	return m.unread
 }
 
 type memoScratch struct {
 	key []byte
-	in  Input
 }
 
 // get returns the remembered decision for in, or the key to put a new one
-// under (nil when in cannot be memoized).
+// under (nil when in cannot be memoized). The fields the policy never reads
+// are left out of the key whether or not in has them.
 func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
-	s := m.scratch.Get().(*memoScratch)
-	s.in = *in
-	for _, clear := range m.ignore {
-		clear(&s.in)
-	}
-	if len(s.in.Request.Headers) > 0 {
+	unread := m.unreadFields()
+	if len(in.Request.Headers) > 0 && unread&unreadHeaders == 0 {
 		// The policy reads headers, and requests differ in some header
 		// (x-request-id) every time: remembering would only evict.
-		s.in = Input{}
-		m.scratch.Put(s)
 		return Decision{}, nil, false
 	}
-	var ok bool
-	s.key, ok = appendKey(s.key[:0], reflect.ValueOf(&s.in).Elem())
-	s.in = Input{} // keep no request alive in the pool
-	if !ok || len(s.key) > maxMemoKey {
+	s := m.scratch.Get().(*memoScratch)
+	s.key = appendInput(s.key[:0], in, unread)
+	if len(s.key) > maxMemoKey {
 		m.scratch.Put(s)
 		return Decision{}, nil, false
 	}
@@ -112,81 +168,6 @@ func (m *memo) put(s *memoScratch, d Decision) {
 	m.scratch.Put(s)
 }
 
-// appendKey encodes v injectively: every value is tagged with its kind and
-// strings carry their length, so two different inputs never share a key.
-// Maps are encoded by sorted key. Kinds it cannot encode faithfully
-// (interfaces, funcs, maps with non-string keys) make the input
-// unmemoizable.
-func appendKey(b []byte, v reflect.Value) ([]byte, bool) {
-	switch v.Kind() {
-	case reflect.String:
-		return appendString(b, v.String()), true
-	case reflect.Bool:
-		if v.Bool() {
-			return append(b, 'T'), true
-		}
-		return append(b, 'F'), true
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return binary.AppendVarint(append(b, 'i'), v.Int()), true
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		return binary.AppendUvarint(append(b, 'u'), v.Uint()), true
-	case reflect.Float32, reflect.Float64:
-		return binary.BigEndian.AppendUint64(append(b, 'f'), math.Float64bits(v.Float())), true
-	case reflect.Pointer:
-		if v.IsNil() {
-			return append(b, 'n'), true
-		}
-		return appendKey(append(b, 'p'), v.Elem())
-	case reflect.Struct:
-		b = append(b, '{')
-		for i := range v.NumField() {
-			var ok bool
-			if b, ok = appendKey(b, v.Field(i)); !ok {
-				return b, false
-			}
-		}
-		return append(b, '}'), true
-	case reflect.Slice, reflect.Array:
-		if v.Kind() == reflect.Slice && v.IsNil() {
-			return append(b, 'n'), true
-		}
-		b = binary.AppendUvarint(append(b, '['), uint64(v.Len()))
-		for i := range v.Len() {
-			var ok bool
-			if b, ok = appendKey(b, v.Index(i)); !ok {
-				return b, false
-			}
-		}
-		return b, true
-	case reflect.Map:
-		// nil and empty maps both give an empty object.
-		b = binary.AppendUvarint(append(b, 'm'), uint64(v.Len()))
-		if v.Len() == 0 {
-			return b, true
-		}
-		if v.Type().Key().Kind() != reflect.String {
-			return b, false
-		}
-		if m, ok := mapOfStrings(v); ok {
-			return appendStringMap(b, m), true
-		}
-		// Map order is random: encode the entries by sorted key.
-		keys := v.MapKeys()
-		slices.SortFunc(keys, func(x, y reflect.Value) int { return strings.Compare(x.String(), y.String()) })
-		for _, k := range keys {
-			var ok bool
-			if b, ok = appendKey(b, k); !ok {
-				return b, false
-			}
-			if b, ok = appendKey(b, v.MapIndex(k)); !ok {
-				return b, false
-			}
-		}
-		return b, true
-	}
-	return b, false
-}
-
 // clone gives the memo a Decision of its own when it remembers one, so the
 // caller of that miss shares nothing with later hits. A hit is not cloned:
 // every hit of an entry shares its maps, slice and body (three allocations
@@ -201,36 +182,4 @@ func (d Decision) clone() Decision {
 	d.Body = bytes.Clone(d.Body)
 	d.Limits = slices.Clone(d.Limits) // Limit holds values only
 	return d
-}
-
-// appendStringMap is appendKey's encoding of a map[string]string (request
-// headers, the path classification) without reflection: sorted keys, each
-// key and value as appendKey encodes a string. Small maps sort on the stack.
-func appendStringMap(b []byte, m map[string]string) []byte {
-	var buf [8]string
-	keys := buf[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b = appendString(b, k)
-		b = appendString(b, m[k])
-	}
-	return b
-}
-
-func appendString(b []byte, s string) []byte {
-	b = append(b, 's')
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-// mapOfStrings is v as a map[string]string, when it is one that can be read.
-func mapOfStrings(v reflect.Value) (map[string]string, bool) {
-	if !v.CanInterface() {
-		return nil, false
-	}
-	m, ok := v.Interface().(map[string]string)
-	return m, ok
 }
