@@ -114,3 +114,43 @@ func TestCompiledConcurrent(t *testing.T) {
 		t.Errorf("concurrent decision differs for %s", e)
 	}
 }
+
+// The plan runs every body of a rule where topdown stops at the first that
+// proves it: a builtin error in a later body fails the plan but not
+// topdown, which then decides (an allow here, as before irvm). A deadline
+// that passed during a compiled evaluation is still an error.
+func TestCompiledErrorDecidedByTopdown(t *testing.T) {
+	src := `package keygate.authz
+
+import rego.v1
+
+ok if true
+
+ok if to_number(input.request.method) > 0
+
+decision := {"allow": true, "rule": "ok"} if ok
+`
+	e := engineFor(t, fstest.MapFS{"authz.rego": {Data: []byte(src)}})
+	p := e.Current()
+	if ev := p.Evaluator(); ev != EvalCompiled {
+		t.Fatalf("evaluator %s (%s)", ev, p.EvaluatorReason())
+	}
+	in := proInput()
+	in.Request.Method = "GET"
+	if _, n, err := p.program().Eval(context.Background(), in.Value()); err == nil {
+		t.Fatalf("the plan itself answered (%d results): the test no longer shows the difference", n)
+	}
+	d, err := e.Decide(context.Background(), in)
+	if err != nil || !d.Allow {
+		t.Fatalf("Decide = %+v, %v; want topdown's allow", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	in.Request.Method = "1" // the plan answers: to_number("1") > 0
+	if d, err := p.decideValue(context.Background(), in.Value()); err != nil || !d.Allow {
+		t.Fatalf("decideValue = %+v, %v; want the plan's allow", d, err)
+	}
+	if d, err := p.decideValue(ctx, in.Value()); err == nil || d.Allow {
+		t.Fatalf("decideValue after the deadline = %+v, %v; want an error", d, err)
+	}
+}

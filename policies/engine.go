@@ -344,7 +344,19 @@ func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 // with the compiled evaluator when it is ready.
 func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, error) {
 	if prog := p.program(); prog != nil {
-		return decideCompiled(ctx, prog, input)
+		d, err := decideCompiled(ctx, prog, input)
+		if err == nil {
+			// irvm does not watch the context while it runs: a decision
+			// finished past the request's deadline is refused (fail closed).
+			if err := ctx.Err(); err != nil {
+				return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
+			}
+			return d, nil
+		}
+		// The plan runs every rule body where topdown stops at the first
+		// that proves a rule, so a builtin error in a body topdown never
+		// reaches fails the plan: topdown, the reference, decides then.
+		// An error there too is the policy's error, a deny.
 	}
 	return p.decideTopdown(ctx, input)
 }
