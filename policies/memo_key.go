@@ -160,19 +160,14 @@ func appendStrings(b []byte, ss []string) []byte {
 // input.request.prefixes is), else its length and its entries by sorted
 // key. Small maps sort on the stack.
 func appendStringMap(b []byte, m map[string]string) []byte {
-	if m == nil {
-		return append(b, 'n')
-	}
-	b = binary.AppendUvarint(append(b, 'm'), uint64(len(m)))
-	var buf [8]string
-	for _, k := range sortedKeys(buf[:0], m) {
-		b = appendString(b, k)
-		b = appendString(b, m[k])
-	}
-	return b
+	return appendMap(b, m, appendString)
 }
 
 func appendInt64Map(b []byte, m map[string]int64) []byte {
+	return appendMap(b, m, appendInt64)
+}
+
+func appendMap[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
 	if m == nil {
 		return append(b, 'n')
 	}
@@ -180,7 +175,7 @@ func appendInt64Map(b []byte, m map[string]int64) []byte {
 	var buf [8]string
 	for _, k := range sortedKeys(buf[:0], m) {
 		b = appendString(b, k)
-		b = appendInt64(b, m[k])
+		b = value(b, m[k])
 	}
 	return b
 }
