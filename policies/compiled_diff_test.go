@@ -55,9 +55,7 @@ func diffPolicies(tb testing.TB) []diffPolicy {
 func classified(p *Policy, in *Input) *Input {
 	c := *in
 	p.paths.classifyInto(&c.Request, map[string]string{})
-	for _, clear := range p.unread {
-		clear(&c)
-	}
+	p.unread.clear(&c)
 	return &c
 }
 

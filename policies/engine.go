@@ -104,7 +104,7 @@ type Policy struct {
 	memo *memo
 	// unread clear the request fields the policy provably never reads (the
 	// memo's analysis), so they are not converted for every evaluation.
-	unread []func(*Input)
+	unread unreadFields
 	// folded are the data-only rules' values, computed at load (fold.go).
 	folded []foldedValue
 	// ir is the compiled evaluator (compiled.go), built in the background;
@@ -138,9 +138,9 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	mm := newMemo(ctx, compiler, modules, b.Documents)
-	var unread []func(*Input)
+	var unread unreadFields
 	if mm != nil {
-		unread = mm.ignore
+		unread = mm.unread
 	}
 	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store),
 		ir:           startCompiled(compiler, store),
@@ -314,17 +314,13 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	p.paths.classifyInto(&classified.Request, prefixes)
 	if p.memo == nil {
 		p.stats.bypassed()
-		off := classified // the clear funcs take it to the heap; it is evaluated anyway
-		for _, clear := range p.unread {
-			clear(&off)
-		}
-		d, err := p.decide(ctx, &off)
+		p.unread.clear(&classified)
+		d, err := p.decide(ctx, &classified)
 		return d, MemoOff, err
 	}
-	// The memo's analysis made p.unread: clearing by its set of fields
-	// keeps classified on the stack (a memo hit is a handful of
-	// allocations, this was one of them).
-	p.memo.unreadFields().clear(&classified)
+	// Clearing by a set of fields keeps classified on the stack (a memo
+	// hit is a handful of allocations, a heap copy was one of them).
+	p.unread.clear(&classified)
 	d, key, ok := p.memo.get(&classified)
 	p.stats.count(ok, key)
 	if ok {

@@ -26,13 +26,10 @@ import (
 // (key.revoked, key.expired, site.active, …), so a revocation or an expiry
 // changes the key instead of being hidden by it.
 type memo struct {
-	// ignore clears the request fields the policy provably never reads.
-	ignore []func(*Input)
-	// unread is ignore as a set of fields (see unreadOf), worked out once:
-	// clearing by it calls no func value, through which an input would
-	// escape to the heap.
-	unreadOnce sync.Once
-	unread     unreadFields
+	// unread are the request fields the policy provably never reads: a
+	// set of bits, so clearing them calls no func value (through which an
+	// input would escape to the heap).
+	unread unreadFields
 	// scratch pools *memoScratch: a key's buffer, reused so a lookup
 	// allocates nothing.
 	scratch sync.Pool
@@ -60,19 +57,19 @@ const (
 )
 
 // ignorable are the input fields that vary per request without usually
-// mattering to a decision, with how to clear them from a key.
+// mattering to a decision, each with its bit.
 var ignorable = []struct {
-	path  []string
-	clear func(*Input)
+	path []string
+	bit  unreadFields
 }{
-	{[]string{"request", "headers"}, func(in *Input) { unreadHeaders.clear(in) }},
-	{[]string{"request", "query"}, func(in *Input) { unreadQuery.clear(in) }},
-	{[]string{"request", "method"}, func(in *Input) { unreadMethod.clear(in) }},
-	{[]string{"request", "origin"}, func(in *Input) { unreadOrigin.clear(in) }},
-	{[]string{"request", "host"}, func(in *Input) { unreadHost.clear(in) }},
+	{[]string{"request", "headers"}, unreadHeaders},
+	{[]string{"request", "query"}, unreadQuery},
+	{[]string{"request", "method"}, unreadMethod},
+	{[]string{"request", "origin"}, unreadOrigin},
+	{[]string{"request", "host"}, unreadHost},
 	// A policy that reads input.request.prefixes and exact_path instead
 	// (see pathIndex) is keyed on those: ids in paths then cost nothing.
-	{[]string{"request", "path"}, func(in *Input) { unreadPath.clear(in) }},
+	{[]string{"request", "path"}, unreadPath},
 }
 
 // clear zeroes the fields of in that f holds.
@@ -98,31 +95,8 @@ func (f unreadFields) clear(in *Input) {
 	}
 }
 
-// unreadOf finds which fields the clear funcs zero, by running each on an
-// input that sets them all. A func that zeroes none of them (an ignorable
-// field added without a bit) leaves its field in the key: a lost hit, never
-// a wrong one.
-func unreadOf(clears []func(*Input)) unreadFields {
-	var f unreadFields
-	for _, clear := range clears {
-		probe := Input{Request: Request{Headers: map[string]string{}, Query: "q", Method: "m", Origin: &Origin{}, Host: "h", Path: "p"}}
-		clear(&probe)
-		r := probe.Request
-		for bit, zeroed := range map[unreadFields]bool{unreadHeaders: r.Headers == nil, unreadQuery: r.Query == "",
-			unreadMethod: r.Method == "", unreadOrigin: r.Origin == nil, unreadHost: r.Host == "", unreadPath: r.Path == ""} {
-			if zeroed {
-				f |= bit
-			}
-		}
-	}
-	return f
-}
-
 // unreadFields is the set of fields the memo's policy never reads.
-func (m *memo) unreadFields() unreadFields {
-	m.unreadOnce.Do(func() { m.unread = unreadOf(m.ignore) })
-	return m.unread
-}
+func (m *memo) unreadFields() unreadFields { return m.unread }
 
 type memoScratch struct {
 	key []byte

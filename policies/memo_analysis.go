@@ -93,7 +93,7 @@ func newMemo(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module,
 	mm.scratch.New = func() any { return &memoScratch{key: make([]byte, 0, 512)} }
 	for _, f := range ignorable {
 		if !readsPath(reads, f.path) {
-			mm.ignore = append(mm.ignore, f.clear)
+			mm.unread |= f.bit
 		}
 	}
 	return mm

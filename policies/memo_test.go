@@ -58,7 +58,7 @@ func ignored(m *memo) []string {
 	for _, f := range ignorable {
 		probe := clearedAll(m, fullInput())
 		also := probe
-		f.clear(&also)
+		f.bit.clear(&also)
 		if reflect.DeepEqual(probe, also) {
 			out = append(out, f.path[1])
 		}
@@ -67,9 +67,7 @@ func ignored(m *memo) []string {
 }
 
 func clearedAll(m *memo, in Input) Input {
-	for _, clear := range m.ignore {
-		clear(&in)
-	}
+	m.unread.clear(&in)
 	return in
 }
 
