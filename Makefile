@@ -19,8 +19,8 @@ install:
 
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/tests$$')
-	$(GO) test -race -count=1 -tags '$(TAGS)' -run 'ServerCodec' ./cmd/keygate
+	$(GO) test -race -count=1 -tags '$(TAGS)' $$($(GO) list ./... | grep -v '/tests$$')
+	$(GO) test -race -count=1 -run 'ServerCodec' ./cmd/keygate
 	$(GO) test -count=1 -tags '$(TAGS)' -timeout 25m ./tests/
 	$(MAKE) policy-check
 	$(MAKE) deploy-check

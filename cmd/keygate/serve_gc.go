@@ -25,27 +25,43 @@ const (
 	gcMaxPercent = 400
 )
 
-// gcPercentFor is the GOGC that lets a heap of live bytes grow by
-// gcHeadroom, within 100 and gcMaxPercent.
-func gcPercentFor(live uint64) int {
-	if live == 0 {
+// gcPercentFor is the GOGC that lets the heap grow by gcHeadroom past
+// the last collection's live heap, within 100 and gcMaxPercent. base is
+// what the runtime multiplies GOGC by: the live heap plus the stacks and
+// globals it scanned (its heap goal is live + base×GOGC/100).
+func gcPercentFor(base uint64) int {
+	if base == 0 {
 		return gcMaxPercent
 	}
-	return int(min(max(gcHeadroom*100/live, 100), gcMaxPercent))
+	return int(min(max(gcHeadroom*100/base, 100), gcMaxPercent))
 }
 
-// gcControl is serve's hold on the collector: pauseGC starts it, resume
-// hands over to the serving policy, stop restores what the process had.
-type gcControl struct {
-	getenv func(string) string
-	live   func() (uint64, bool) // the live heap the last collection found
-
+// gcHold is the process's one hold on the collector. Every serve in the
+// process shares it (tests run several): the first pauseGC saves the
+// settings the process had, the last stop puts them back, so one serve
+// stopping neither restores what another still tunes nor leaves its own
+// GOGC behind.
+type gcHold struct {
 	mu      sync.Mutex
+	base    func() (uint64, bool) // gcBase, replaced by tests
+	holders int
 	paused  bool
-	limit   int64 // the memory limit before pauseGC
-	percent int   // GOGC before pauseGC (-1: off)
-	tuning  bool  // the serving policy is on
-	current int   // the percent it set last
+	tuning  bool
+	gen     int   // counts starts of the serving policy: stale finalizers stop
+	limit   int64 // the memory limit before the first pauseGC
+	percent int   // GOGC before the first pauseGC (-1: off)
+	current int   // the percent the serving policy set last
+}
+
+var collector = &gcHold{base: gcBase}
+
+// gcControl is one serve's share of the hold: pauseGC takes it, resume
+// hands over to the serving policy, stop lets go of it.
+type gcControl struct {
+	h       *gcHold
+	getenv  func(string) string
+	resumed bool
+	stopped bool
 }
 
 // pauseGC holds the collector off (up to startupMemoryLimit, or a lower
@@ -53,17 +69,22 @@ type gcControl struct {
 // keeps (the compiled policy, the store's statements); at the default
 // GOGC the heap doubles through several collections on the way there,
 // each scanning everything loaded so far, ~15% of the CPU to the first
-// SERVING on one core. With GOGC=off already, it does nothing.
+// SERVING on one core. With GOGC=off already, or while another serve in
+// the process holds the collector, it changes nothing.
 func pauseGC(getenv func(string) string) *gcControl {
-	g := &gcControl{getenv: getenv, live: liveHeap}
-	g.limit = debug.SetMemoryLimit(-1)
-	g.percent = debug.SetGCPercent(-1)
-	if g.percent < 0 {
-		return g
+	h := collector
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.holders++
+	if h.holders == 1 {
+		h.limit = debug.SetMemoryLimit(-1)
+		h.percent = debug.SetGCPercent(-1)
+		if h.percent >= 0 { // GOGC=off stays off
+			h.paused = true
+			debug.SetMemoryLimit(min(h.limit, startupMemoryLimit))
+		}
 	}
-	g.paused = true
-	debug.SetMemoryLimit(min(g.limit, startupMemoryLimit))
-	return g
+	return &gcControl{h: h, getenv: getenv}
 }
 
 // resume ends the pause and, unless GOGC is set (then Go's own policy
@@ -71,78 +92,103 @@ func pauseGC(getenv func(string) string) *gcControl {
 // GOGC is set from the live heap (gcPercentFor). GOMEMLIMIT, when set,
 // still bounds the heap as Go documents.
 func (g *gcControl) resume(log *slog.Logger) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.paused {
+	h := g.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if g.resumed || g.stopped || !h.paused {
+		g.resumed = true
 		return
 	}
-	g.paused = false
-	debug.SetMemoryLimit(g.limit)
-	debug.SetGCPercent(g.percent)
+	g.resumed, h.paused = true, false
+	debug.SetMemoryLimit(h.limit)
+	debug.SetGCPercent(h.percent)
 	if g.getenv("GOGC") != "" {
 		return
 	}
-	g.tuning, g.current = true, g.percent
-	g.adjustLocked()
-	armGC(g)
+	h.tuning, h.current = true, h.percent
+	h.gen++
+	h.adjustLocked()
+	armGC(h, h.gen)
 	log.Debug("collector: GOGC follows the live heap (set GOGC to fix it)", "headroom_mib", gcHeadroom>>20, "max_percent", gcMaxPercent)
 }
 
-// stop ends the pause or the serving policy and restores the collector
-// settings the process had before pauseGC.
+// stop lets go of g's share; the last one out ends the pause or the
+// serving policy and restores the settings the process had.
 func (g *gcControl) stop() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if !g.paused && !g.tuning {
+	h := g.h
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if g.stopped {
 		return
 	}
-	g.paused, g.tuning = false, false
-	debug.SetMemoryLimit(g.limit)
-	debug.SetGCPercent(g.percent)
-}
-
-// adjust sets GOGC from the live heap the last collection found.
-func (g *gcControl) adjust() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.tuning {
-		g.adjustLocked()
+	g.stopped = true
+	h.holders--
+	if h.holders > 0 {
+		return
 	}
-	return g.tuning
+	if h.paused || h.tuning {
+		debug.SetMemoryLimit(h.limit)
+		debug.SetGCPercent(h.percent)
+	}
+	h.paused, h.tuning = false, false
 }
 
-func (g *gcControl) adjustLocked() {
-	live, ok := g.live()
+// adjust sets GOGC from the last collection's live heap, while the
+// serving policy started as gen is on.
+func (h *gcHold) adjust(gen int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.tuning || h.gen != gen {
+		return false
+	}
+	h.adjustLocked()
+	return true
+}
+
+func (h *gcHold) adjustLocked() {
+	base, ok := h.base()
 	if !ok {
 		return // not measured by this runtime: Go's policy as it is
 	}
-	if p := gcPercentFor(live); p != g.current {
+	if p := gcPercentFor(base); p != h.current {
 		debug.SetGCPercent(p)
-		g.current = p
+		h.current = p
 	}
 }
 
-// liveHeap is the heap the last collection marked live.
-func liveHeap() (uint64, bool) {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0, false
+// gcBase is what GOGC multiplies after the last collection: the heap it
+// marked live plus the stacks and globals it scanned.
+func gcBase() (uint64, bool) {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"},
+		{Name: "/gc/scan/globals:bytes"},
 	}
-	return s[0].Value.Uint64(), true
+	metrics.Read(s)
+	var sum uint64
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindUint64 {
+			return 0, false
+		}
+		sum += v.Value.Uint64()
+	}
+	return sum, true
 }
 
 // gcSentinel is garbage as soon as it is made: its finalizer runs after
 // the next collection. It holds a pointer, so the tiny allocator never
 // packs it with other objects (which could keep it alive).
-type gcSentinel struct{ g *gcControl }
+type gcSentinel struct {
+	h   *gcHold
+	gen int
+}
 
-// armGC makes g adjust after the next collection, and again after each
-// one while the serving policy is on.
-func armGC(g *gcControl) {
-	runtime.SetFinalizer(&gcSentinel{g: g}, func(s *gcSentinel) {
-		if s.g.adjust() {
-			armGC(s.g)
+// armGC makes h adjust after the next collection, and again after each
+// one while the serving policy started as gen is on.
+func armGC(h *gcHold, gen int) {
+	runtime.SetFinalizer(&gcSentinel{h: h, gen: gen}, func(s *gcSentinel) {
+		if s.h.adjust(s.gen) {
+			armGC(s.h, s.gen)
 		}
 	})
 }

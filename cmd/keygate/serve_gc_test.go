@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 )
@@ -67,8 +68,8 @@ func TestGCControl(t *testing.T) {
 	var live atomic.Uint64
 	live.Store(32 << 20)
 
+	defer setBase(func() (uint64, bool) { return live.Load(), true })()
 	g := pauseGC(gogc(""))
-	g.live = func() (uint64, bool) { return live.Load(), true }
 	if got := gcPercent(); got != -1 {
 		t.Fatalf("paused: GOGC %d, want off", got)
 	}
@@ -106,8 +107,8 @@ func TestGCControl(t *testing.T) {
 // Go's policy as set; only the start-up pause happens.
 func TestGCControlGOGCSet(t *testing.T) {
 	before := gcPercent()
+	defer setBase(func() (uint64, bool) { return 1 << 20, true })()
 	g := pauseGC(gogc("150"))
-	g.live = func() (uint64, bool) { return 1 << 20, true }
 	g.resume(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	for i := 0; i < 5; i++ {
 		runtime.GC()
@@ -117,4 +118,67 @@ func TestGCControlGOGCSet(t *testing.T) {
 		t.Fatalf("GOGC set: GOGC %d, want %d as the process had it", got, before)
 	}
 	g.stop()
+}
+
+// setBase makes the serving policy read base instead of the runtime's
+// figures, until the returned func puts gcBase back.
+func setBase(base func() (uint64, bool)) func() {
+	collector.mu.Lock()
+	defer collector.mu.Unlock()
+	collector.base = base
+	return func() {
+		collector.mu.Lock()
+		defer collector.mu.Unlock()
+		collector.base = gcBase
+	}
+}
+
+// TestGCControlOverlapping: two serves in one process share the hold.
+// The first to stop leaves the other's policy running; the last restores
+// what the process had, not what the other serve found when it started.
+func TestGCControlOverlapping(t *testing.T) {
+	before := gcPercent()
+	defer debug.SetGCPercent(before)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var live atomic.Uint64
+	live.Store(32 << 20)
+	defer setBase(func() (uint64, bool) { return live.Load(), true })()
+
+	a := pauseGC(gogc(""))
+	a.resume(log)
+	b := pauseGC(gogc(""))
+	if got := gcPercent(); got != 200 {
+		t.Fatalf("second serve starting: GOGC %d, want the first's 200 kept", got)
+	}
+	b.resume(log)
+	a.stop()
+	live.Store(16 << 20)
+	if got := collectUntil(400); got != 400 {
+		t.Fatalf("first serve stopped: GOGC %d, want 400 (the second's policy still on)", got)
+	}
+	b.stop()
+	if got := gcPercent(); got != before {
+		t.Fatalf("both stopped: GOGC %d, want %d as the process had it", got, before)
+	}
+	b.stop() // a second stop changes nothing
+	if got := gcPercent(); got != before {
+		t.Fatalf("stopped twice: GOGC %d, want %d", got, before)
+	}
+}
+
+// TestGCBase: the base the serving policy divides its headroom by counts
+// what the runtime multiplies GOGC by, the scanned stacks and globals as
+// well as the live heap.
+func TestGCBase(t *testing.T) {
+	runtime.GC()
+	base, ok := gcBase()
+	if !ok {
+		t.Skip("this runtime does not report the heap goal's inputs")
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/globals:bytes"}}
+	metrics.Read(s)
+	live, globals := s[0].Value.Uint64(), s[1].Value.Uint64()
+	if globals == 0 || base < live+globals {
+		t.Fatalf("gcBase = %d, want at least live %d + globals %d", base, live, globals)
+	}
 }
