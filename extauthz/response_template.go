@@ -2,6 +2,9 @@ package extauthz
 
 import (
 	"hash/maphash"
+	"maps"
+	"slices"
+	"strings"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -9,6 +12,8 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/keygate/keygate/policies"
 )
 
 // Allow templates: the CheckResponse messages an allow repeats request after
@@ -24,11 +29,14 @@ import (
 // none), and nothing else sees a CheckResponse
 // (TestTemplatesSharedUnchanged re-marshals old responses to catch a writer).
 //
-// A template is found by the caller and rule, and used only when it
-// renders exactly what the result holds (allowTemplate.renders), so a
-// stale or colliding slot costs a rebuild, never a wrong header.
+// A template is made where an allow's upstream headers are (Authorizer.
+// upstream), found by the caller and rule, and used only when it was made
+// from the same caller, rule, policy headers and metadata; Server.Check
+// renders from it only when the result still holds exactly its headers
+// (allowTemplate.renders). A stale or colliding slot costs a rebuild, never
+// a wrong header.
 
-// templateSlots bounds the templates kept: each is ~1.5 KB, so at most ~6
+// templateSlots bounds the templates kept: each is ~2 KB, so at most ~8
 // MB however many keys call; a slot two callers share is rebuilt by turns.
 const templateSlots = 4096
 
@@ -38,17 +46,27 @@ type allowTemplates struct {
 	slots [templateSlots]atomic.Pointer[allowTemplate]
 }
 
-// allowTemplate is what an allow's response shares with every other of the
-// same caller, identity headers and rule.
+// allowTemplate is what an allow's result and response share with every
+// other of the same caller, rule and policy headers.
 type allowTemplate struct {
-	// What it was rendered from, compared on every use.
-	rule, keyID, mode, site string
-	// upstream are the upstream header options but the decision id's,
-	// sorted by name; the decision id's goes at idAt.
-	upstream []*corev3.HeaderValueOption
-	idAt     int
-	status   rpcstatus.Status
-	// vals are the metadata values: code, rule, key_id, mode, site.
+	// What it was made from, compared on every use.
+	caller caller
+	policy map[string]string // the policy's upstream headers
+	rule   string
+	// keyID, mode and site are the result's, for the metadata.
+	keyID, mode, site string
+
+	// upstream are the upstream headers but the decision id: each allow's
+	// Result.Upstream is a copy.
+	upstream map[string]string
+	// options are upstream rendered, sorted by name; the decision id's
+	// goes at idAt.
+	options []*corev3.HeaderValueOption
+	idAt    int
+	status  rpcstatus.Status
+	// meta are the metadata fields but the decision id, with values in vals
+	// (code, rule, key_id, mode, site).
+	meta map[string]*structpb.Value
 	vals [5]stringValue
 }
 
@@ -64,74 +82,101 @@ type allowResponse struct {
 	ptrs     [8]*corev3.HeaderValueOption
 }
 
-// checkResponse renders r for Envoy, an allow from its template when it has
-// one (else it makes one for the next allow); the same bytes as
-// r.CheckResponse().
-func (s *Server) checkResponse(r Result) *authv3.CheckResponse {
-	// Templates are for allows whose decision id is among the upstream
-	// headers, as finish leaves them; anything else renders as it is.
-	if !r.Decision.Allow || r.DecisionID == "" || r.Upstream[HeaderDecisionID] != r.DecisionID {
-		return r.CheckResponse()
-	}
-	tt := s.templates.Load()
+// upstream is res's upstream headers for an allow d by c, a copy of its
+// template's (a copy of a small map is one memory copy, where building it
+// hashes every name), and the template; without templates (tt nil: not
+// the gRPC transport) they are built and there is none.
+func (tt *allowTemplates) upstream(res *Result, c caller, d policies.Decision) (map[string]string, *allowTemplate) {
 	if tt == nil {
-		s.templates.CompareAndSwap(nil, &allowTemplates{seed: maphash.MakeSeed()})
-		tt = s.templates.Load()
+		return identity(c, d.Headers), nil
 	}
-	slot := &tt.slots[tt.index(&r)]
+	slot := &tt.slots[tt.index(c, d.Rule)]
 	t := slot.Load()
-	if t == nil || !t.renders(&r) {
-		t = newAllowTemplate(&r)
+	if t == nil || !t.madeFrom(res, c, d) {
+		t = newAllowTemplate(res, c, d)
 		slot.Store(t)
 	}
-	return t.render(&r)
+	return maps.Clone(t.upstream), t
 }
 
-// index is r's slot: its caller (the key, or the site of a public route)
-// and rule.
-func (tt *allowTemplates) index(r *Result) uint64 {
-	caller := r.KeyID
-	if caller == "" {
-		caller = r.Site
+// index is the slot of c's allows by rule.
+func (tt *allowTemplates) index(c caller, rule string) uint64 {
+	who := c.keyID
+	if who == "" {
+		who = c.site
 	}
-	h := maphash.String(tt.seed, caller) ^ maphash.String(tt.seed, r.Decision.Rule)*0x9E3779B97F4A7C15
+	h := maphash.String(tt.seed, who) ^ maphash.String(tt.seed, rule)*0x9E3779B97F4A7C15
 	return h % templateSlots
 }
 
-// newAllowTemplate renders r's shared messages. r is an allow with a
-// decision id among its upstream headers.
-func newAllowTemplate(r *Result) *allowTemplate {
-	t := &allowTemplate{rule: r.Decision.Rule, keyID: r.KeyID, mode: r.Mode, site: r.Site}
-	t.status.Code = int32(codes.OK)
-	for i, v := range [...]string{"OK", t.rule, t.keyID, t.mode, t.site} {
-		t.vals[i].set(v)
+// madeFrom reports whether t was made for res's allow d by c.
+func (t *allowTemplate) madeFrom(res *Result, c caller, d policies.Decision) bool {
+	return t.caller == c && t.rule == d.Rule && t.keyID == res.KeyID && t.mode == res.Mode && t.site == res.Site &&
+		sameHeaders(t.policy, d.Headers)
+}
+
+func sameHeaders(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	buf := make([][2]string, 0, len(r.Upstream))
-	kv := sortedHeaders(r.Upstream, buf)
-	msgs := make([]headerMessages, 0, len(kv)-1)
-	t.upstream = make([]*corev3.HeaderValueOption, 0, len(kv)-1)
-	for i, h := range kv {
-		if h[0] == HeaderDecisionID {
-			t.idAt = i
-			continue
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
 		}
-		msgs = append(msgs, headerMessages{})
-		t.upstream = append(t.upstream, msgs[len(msgs)-1].set(h[0], h[1]))
+	}
+	return true
+}
+
+// newAllowTemplate renders the shared parts of res's allow d by c.
+func newAllowTemplate(res *Result, c caller, d policies.Decision) *allowTemplate {
+	t := &allowTemplate{caller: c, policy: maps.Clone(d.Headers), rule: d.Rule, keyID: res.KeyID, mode: res.Mode, site: res.Site}
+	t.upstream = identity(c, d.Headers)
+	// A policy header of that name is overwritten by each request's id.
+	delete(t.upstream, HeaderDecisionID)
+	t.status.Code = int32(codes.OK)
+	t.meta = t.newMetadata()
+	kv := sortedHeaders(t.upstream, make([][2]string, 0, len(t.upstream)+1))
+	t.idAt, _ = slices.BinarySearchFunc(kv, HeaderDecisionID, func(h [2]string, name string) int { return strings.Compare(h[0], name) })
+	msgs := make([]headerMessages, len(kv))
+	t.options = make([]*corev3.HeaderValueOption, len(kv))
+	for i, h := range kv {
+		t.options[i] = msgs[i].set(h[0], h[1])
 	}
 	return t
 }
 
-// renders reports whether t renders r's shared parts: the same metadata
-// values and, but for r's decision id (which checkResponse found among
-// them), the same upstream headers.
+// allowTemplates is s's table of templates, made on first use.
+func (s *Server) allowTemplates() *allowTemplates {
+	if tt := s.templates.Load(); tt != nil {
+		return tt
+	}
+	s.templates.CompareAndSwap(nil, &allowTemplates{seed: maphash.MakeSeed()})
+	return s.templates.Load()
+}
+
+// checkResponse renders r for Envoy: from its template when r still holds
+// what the template renders, else as Result.CheckResponse; the same bytes
+// either way.
+func (s *Server) checkResponse(r Result) *authv3.CheckResponse {
+	if t := r.template; t != nil && t.renders(&r) {
+		return t.render(&r)
+	}
+	return r.CheckResponse()
+}
+
+// renders reports whether t renders r: an allow with t's metadata values,
+// and t's upstream headers and r's decision id as its upstream headers.
 func (t *allowTemplate) renders(r *Result) bool {
+	if !r.Decision.Allow || r.DecisionID == "" || r.Upstream[HeaderDecisionID] != r.DecisionID {
+		return false
+	}
 	if r.Decision.Rule != t.rule || r.KeyID != t.keyID || r.Mode != t.mode || r.Site != t.site {
 		return false
 	}
-	if len(r.Upstream) != len(t.upstream)+1 { // +1: the decision id
+	if len(r.Upstream) != len(t.options)+1 { // +1: the decision id
 		return false
 	}
-	for _, o := range t.upstream {
+	for _, o := range t.options {
 		if v, ok := r.Upstream[o.Header.Key]; !ok || v != o.Header.Value {
 			return false
 		}
@@ -145,16 +190,16 @@ func (t *allowTemplate) render(r *Result) *authv3.CheckResponse {
 	m := new(allowResponse)
 	m.resp.Status = &t.status
 	m.resp.DynamicMetadata = t.metadata(&m.meta, m.id.set(r.DecisionID))
-	n := len(t.upstream) + 1
+	n := len(t.options) + 1
 	var h []*corev3.HeaderValueOption
 	if n <= len(m.ptrs) {
 		h = m.ptrs[:n:n]
 	} else {
 		h = make([]*corev3.HeaderValueOption, n)
 	}
-	copy(h, t.upstream[:t.idAt])
+	copy(h, t.options[:t.idAt])
 	h[t.idAt] = m.idHeader.set(HeaderDecisionID, r.DecisionID)
-	copy(h[t.idAt+1:], t.upstream[t.idAt:])
+	copy(h[t.idAt+1:], t.options[t.idAt:])
 	m.okHTTP.Headers = h
 	m.okHTTP.HeadersToRemove = r.Remove
 	if len(r.Decision.ResponseHeaders) > 0 { // rate headers: the request's own
@@ -165,18 +210,26 @@ func (t *allowTemplate) render(r *Result) *authv3.CheckResponse {
 	return &m.resp
 }
 
-// metadata is Result.metadata's Struct, with the shared values and the
-// request's decision id.
+// metadata is Result.metadata's Struct: a copy of t's fields (a copy of a
+// small map is one memory copy, where six insertions hash six names) with
+// the request's decision id.
 func (t *allowTemplate) metadata(s *structpb.Struct, id *structpb.Value) *structpb.Struct {
-	f := make(map[string]*structpb.Value, 6)
-	f["code"] = &t.vals[0].v
-	f["rule"] = &t.vals[1].v
+	f := maps.Clone(t.meta)
 	f["decision_id"] = id
-	if t.keyID != "" {
-		f["key_id"] = &t.vals[2].v
-		f["mode"] = &t.vals[3].v
-		f["site"] = &t.vals[4].v
-	}
 	s.Fields = f
 	return s
+}
+
+// newMetadata is the metadata fields but the decision id, with t's values;
+// room for the decision id is made now so that each copy has it.
+func (t *allowTemplate) newMetadata() map[string]*structpb.Value {
+	f := make(map[string]*structpb.Value, 6)
+	f["code"] = t.vals[0].set("OK")
+	f["rule"] = t.vals[1].set(t.rule)
+	if t.keyID != "" {
+		f["key_id"] = t.vals[2].set(t.keyID)
+		f["mode"] = t.vals[3].set(t.mode)
+		f["site"] = t.vals[4].set(t.site)
+	}
+	return f
 }

@@ -8,6 +8,8 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policies"
@@ -18,7 +20,7 @@ import (
 func decided(t *testing.T, s *Server, r Request) Result {
 	t.Helper()
 	ctx, o := s.Authorizer.begin(context.Background(), TransportGRPC, nil)
-	res := s.Authorizer.Authorize(ctx, r)
+	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, s.allowTemplates())
 	s.Authorizer.finish(&o, &res)
 	return res
 }
@@ -105,18 +107,19 @@ func allowHeaders(resp *authv3.CheckResponse) []any {
 	return append(out, nil)
 }
 
-// TestTemplateRendersOnlyItsOwn: a template is used only for a result with
-// exactly its headers and metadata values; any difference (a plan that
-// changed, a header more or less, another mode, a key id that shares the
-// slot) renders the result's own.
+// TestTemplateRendersOnlyItsOwn: a template renders only a result that
+// holds exactly its headers and metadata values; any difference made after
+// the result took its template (a header changed, added or removed, another
+// mode, rule or decision id, rate headers) renders the result's own.
 func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 	s := &Server{}
 	base := func() Result {
-		return Result{Decision: policies.Decision{Allow: true, Status: 200, Rule: "allow"},
-			KeyID: "key_1", Mode: "live", Site: "site_1", DecisionID: "01DECISION",
-			Upstream: map[string]string{HeaderAccount: "acct", HeaderPlan: "pro", HeaderKeyID: "key_1",
-				HeaderDecisionID: "01DECISION", "x-tier": "gold"},
-			Remove: []string{"authorization"}}
+		d := policies.Decision{Allow: true, Status: 200, Rule: "allow", Headers: map[string]string{"x-tier": "gold"}}
+		r := Result{Decision: d, KeyID: "key_1", Mode: "live", Site: "site_1", DecisionID: "01DECISION", Remove: []string{"authorization"}}
+		c := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
+		r.Upstream, r.template = s.allowTemplates().upstream(&r, c, d)
+		r.Upstream[HeaderDecisionID] = r.DecisionID // as finish does
+		return r
 	}
 	edits := []func(r *Result){
 		func(r *Result) {},
@@ -130,6 +133,7 @@ func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 		func(r *Result) { r.Upstream[HeaderDecisionID] = "01FORGED" },
 		func(r *Result) { r.Decision.ResponseHeaders = map[string]string{"ratelimit-remaining": "1"} },
 		func(r *Result) { r.KeyID, r.Mode, r.Site = "", "", "" },
+		func(r *Result) { r.Decision.Allow = false },
 	}
 	var all []rendered
 	for range 2 {
@@ -137,10 +141,42 @@ func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 			r := base()
 			edit(&r)
 			all = append(all, sameAsUntemplated(t, s, r))
-			// Then the unedited result, whose template the edit may have
-			// replaced.
-			all = append(all, sameAsUntemplated(t, s, base()))
 		}
 	}
 	unchangedSince(t, all)
+}
+
+// TestTemplateUpstreamIsIdentity: the upstream headers an allow takes from
+// a template are those identity builds for its caller and policy headers,
+// whichever allows used the slot before (the same key id and rule with
+// another plan, site, mode or policy headers share one).
+func TestTemplateUpstreamIsIdentity(t *testing.T) {
+	tt := (&Server{}).allowTemplates()
+	key := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
+	callers := []caller{key, {}, {public: true, account: "acct", site: "site_1", mode: "live", plan: "pro"}}
+	for _, edit := range []func(c *caller){
+		func(c *caller) { c.plan = "free" }, func(c *caller) { c.site = "site_2" },
+		func(c *caller) { c.mode = "test" }, func(c *caller) { c.account = "other" },
+		func(c *caller) { c.key, c.public = false, true },
+	} {
+		c := key
+		edit(&c)
+		callers = append(callers, c)
+	}
+	headers := []map[string]string{nil, {"x-tier": "gold"}, {"x-tier": "silver"}, {"x-tier": "gold", "x-more": "1"},
+		{HeaderAccount: "forged", HeaderDecisionID: "forged"}}
+	for range 2 {
+		for _, c := range callers {
+			for _, h := range headers {
+				d := policies.Decision{Allow: true, Rule: "allow", Headers: h}
+				res := Result{Decision: d, KeyID: c.keyID}
+				got, _ := tt.upstream(&res, c, d)
+				want := identity(c, h)
+				delete(want, HeaderDecisionID) // finish sets the request's
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("caller %+v, policy headers %v (-want +got):\n%s", c, h, diff)
+				}
+			}
+		}
+	}
 }

@@ -61,8 +61,8 @@ type Server struct {
 	Metrics    *Metrics
 	Log        *slog.Logger
 
-	// templates are the allow responses' shared messages
-	// (response_template.go), made on first use.
+	// templates are the allows' shared upstream headers and response
+	// messages (response_template.go), made on first use.
 	templates atomic.Pointer[allowTemplates]
 }
 
@@ -86,7 +86,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 				res = panicResult(s.Authorizer.policy())
 			}
 		}()
-		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), FromCheckRequest(req), s.allowTemplates())
 	}()
 	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
