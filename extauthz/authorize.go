@@ -109,14 +109,15 @@ func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
 	return a.authorize(ctx, a.policy(), r, nil)
 }
 
-// authorize decides r with pol, the one policy of this request. An allow's
-// upstream headers come from a template in tt when tt is not nil.
-func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, tt *allowTemplates) Result {
+// authorize decides r with pol, the one policy of this request; ec is set
+// when r came to the gRPC server (an allow's upstream headers then come
+// from a template).
+func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *envoyCheck) Result {
 	ctx, cancel := a.bound(ctx)
 	defer cancel()
 	now := a.now()
 	st := new(requestState)
-	req, forged := scanRequest(r, st.forged[:0])
+	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0])
 	credCtx, span := a.span(ctx, "keygate.credential")
 	cred := a.resolve(credCtx, r, now, st)
 	endSpan(span)
@@ -146,7 +147,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, tt *
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now, forged, st, tt)
+	res := a.result(r, in, cred, d, now, forged, st, ec.allowTemplates())
 	res.Memo = memo
 	return res
 }

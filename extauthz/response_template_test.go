@@ -20,7 +20,7 @@ import (
 func decided(t *testing.T, s *Server, r Request) Result {
 	t.Helper()
 	ctx, o := s.Authorizer.begin(context.Background(), TransportGRPC, nil)
-	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, s.allowTemplates())
+	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()})
 	s.Authorizer.finish(&o, &res)
 	return res
 }

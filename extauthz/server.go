@@ -86,7 +86,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 				res = panicResult(s.Authorizer.policy())
 			}
 		}()
-		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), FromCheckRequest(req), s.allowTemplates())
+		r, ec := envoyRequest(req, s.allowTemplates())
+		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec)
 	}()
 	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
