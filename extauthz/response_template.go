@@ -26,13 +26,14 @@ import (
 // A template holds those messages once; responses share them. Sharing is
 // safe because nothing writes to a message once it is rendered: the gRPC
 // codec only reads (protobuf-go's size cache is atomic; vtprotobuf keeps
-// none), and nothing else sees a CheckResponse
-// (TestTemplatesSharedUnchanged re-marshals old responses to catch a writer).
+// none), and nothing else sees a CheckResponse (TestTemplatedAllowSameBytes
+// re-marshals responses sent before to catch a writer).
 //
-// A template is made where an allow's upstream headers are (Authorizer.
-// upstream), found by the caller and rule, and used only when it was made
-// from the same caller, rule, policy headers and metadata; Server.Check
-// renders from it only when the result still holds exactly its headers
+// A template is made where an allow's upstream headers are
+// (allowTemplates.upstream, on the gRPC server's requests only), found by
+// the caller and rule, and used only when it was made from the same caller,
+// rule, policy headers and metadata values; Server.Check renders from it
+// only when the result still holds exactly its headers
 // (allowTemplate.renders). A stale or colliding slot costs a rebuild, never
 // a wrong header.
 
