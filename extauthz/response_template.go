@@ -37,7 +37,7 @@ import (
 // (allowTemplate.renders). A stale or colliding slot costs a rebuild, never
 // a wrong header.
 
-// templateSlots bounds the templates kept: each is ~2 KB, so at most ~8
+// templateSlots bounds the templates kept: each is ~2.5 KB, so at most ~10
 // MB however many keys call; a slot two callers share is rebuilt by turns.
 const templateSlots = 4096
 
