@@ -82,6 +82,9 @@ type Result struct {
 	DecisionID string
 	// Memo says whether the policy's memo answered (hit, miss, off).
 	Memo string
+
+	// template renders an allow's shared parts (response_template.go).
+	template *allowTemplate
 }
 
 // Identity headers keygate sets from its own facts; a policy cannot override
@@ -103,16 +106,18 @@ const (
 // credential resolved to facts, the input assembled once from those values,
 // the decision, the limits it asks for, and the answer.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
-	return a.authorize(ctx, a.policy(), r)
+	return a.authorize(ctx, a.policy(), r, nil)
 }
 
-// authorize decides r with pol, the one policy of this request.
-func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Result {
+// authorize decides r with pol, the one policy of this request; ec is set
+// when r came to the gRPC server (an allow's upstream headers then come
+// from a template).
+func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *envoyCheck) Result {
 	ctx, cancel := a.bound(ctx)
 	defer cancel()
 	now := a.now()
 	st := new(requestState)
-	req, forged := scanRequest(r, st.forged[:0])
+	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0])
 	credCtx, span := a.span(ctx, "keygate.credential")
 	cred := a.resolve(credCtx, r, now, st)
 	endSpan(span)
@@ -142,7 +147,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request) Resu
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now, forged, st)
+	res := a.result(r, in, cred, d, now, forged, st, ec.allowTemplates())
 	res.Memo = memo
 	return res
 }
@@ -163,7 +168,7 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 // and the client's forgeries and credentials removed. Only a credential
 // that passed (see identityFacts) gives the request an identity and a
 // usage record.
-func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, forged []string, st *requestState) Result {
+func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, forged []string, st *requestState, tt *allowTemplates) Result {
 	res := Result{Decision: d, Input: in}
 	facts := cred.facts
 	if facts != nil {
@@ -173,7 +178,7 @@ func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d po
 	if !d.Allow {
 		return res
 	}
-	res.Upstream = identity(who, in.Public, d.Headers)
+	res.Upstream, res.template = tt.upstream(&res, callerOf(who, in.Public), d)
 	res.Remove = clientIdentityHeaders(forged, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
@@ -257,25 +262,40 @@ func (a *Authorizer) publicSite(ctx context.Context, id string) *policies.Public
 	return &policies.Public{Status: policies.CredFound, Site: siteInput(&f.Site), Account: accountInput(&f.Account)}
 }
 
+// caller is who an allow's identity headers name: the key's facts, or the
+// site of a public route; the zero caller has none.
+type caller struct {
+	// key: a key's identity (with its id); public: a public site's.
+	key, public                      bool
+	account, site, keyID, mode, plan string
+}
+
+// callerOf is f's caller, else pub's site's.
+func callerOf(f *keystore.KeyFacts, pub *policies.Public) caller {
+	switch {
+	case f != nil:
+		return caller{key: true, account: f.Account.ID, site: f.Site.ID, keyID: f.Key.ID, mode: string(f.Key.Mode), plan: f.Account.Plan}
+	case pub != nil && pub.Site != nil:
+		return caller{public: true, account: pub.Account.ID, site: pub.Site.ID, mode: string(keystore.ModeLive), plan: pub.Account.Plan}
+	}
+	return caller{}
+}
+
 // identity builds the upstream headers of an allow: the policy's, then the
-// identity facts on top so that no policy or client can forge them.
-func identity(f *keystore.KeyFacts, pub *policies.Public, fromPolicy map[string]string) map[string]string {
+// identity of c on top so that no policy or client can forge them.
+func identity(c caller, fromPolicy map[string]string) map[string]string {
 	out := make(map[string]string, len(fromPolicy)+6)
 	for k, v := range fromPolicy {
 		out[k] = v
 	}
-	switch {
-	case f != nil:
-		out[HeaderAccount] = f.Account.ID
-		out[HeaderSite] = f.Site.ID
-		out[HeaderKeyID] = f.Key.ID
-		out[HeaderMode] = string(f.Key.Mode)
-		out[HeaderPlan] = f.Account.Plan
-	case pub != nil && pub.Site != nil:
-		out[HeaderAccount] = pub.Account.ID
-		out[HeaderSite] = pub.Site.ID
-		out[HeaderMode] = string(keystore.ModeLive)
-		out[HeaderPlan] = pub.Account.Plan
+	if c.key {
+		out[HeaderKeyID] = c.keyID
+	}
+	if c.key || c.public {
+		out[HeaderAccount] = c.account
+		out[HeaderSite] = c.site
+		out[HeaderMode] = c.mode
+		out[HeaderPlan] = c.plan
 	}
 	return out
 }

@@ -43,9 +43,54 @@ const (
 // `headers` and, when Envoy is set to encode_raw_headers, from `header_map`
 // (raw values); both are read so neither mode loses a credential.
 func FromCheckRequest(req *authv3.CheckRequest) Request {
+	return fromCheckRequest(req, lowerCaseKeys)
+}
+
+// envoyRequest is FromCheckRequest for Server.Check: Envoy's header map is
+// used as is, its names not checked, since scanRequest, which reads every
+// name anyway, checks them (a pass over the map was ~8% of a memo-hit
+// Check); should one not be lower case, authorize translates the request
+// again with FromCheckRequest (see scanned). It returns the envoyCheck
+// authorize needs for that.
+func envoyRequest(req *authv3.CheckRequest, tt *allowTemplates) (Request, envoyCheck) {
+	r := fromCheckRequest(req, func(map[string]string) bool { return true })
+	ec := envoyCheck{templates: tt}
+	if len(req.GetAttributes().GetRequest().GetHttp().GetHeaderMap().GetHeaders()) == 0 {
+		ec.unchecked = req
+	}
+	return r, ec
+}
+
+// envoyCheck is what authorize knows of a request that came to the gRPC
+// server: the server's templates, and the CheckRequest whose header map
+// the request's Headers are, as Envoy sent it, when its names are not yet
+// known to be lower case (nil otherwise). A nil *envoyCheck is another
+// transport's request.
+type envoyCheck struct {
+	templates *allowTemplates
+	unchecked *authv3.CheckRequest
+}
+
+func (ec *envoyCheck) allowTemplates() *allowTemplates {
+	if ec == nil {
+		return nil
+	}
+	return ec.templates
+}
+
+func (ec *envoyCheck) uncheckedRequest() *authv3.CheckRequest {
+	if ec == nil {
+		return nil
+	}
+	return ec.unchecked
+}
+
+// fromCheckRequest is FromCheckRequest; Envoy's header map is used as is
+// when lowerCase says its names are.
+func fromCheckRequest(req *authv3.CheckRequest, lowerCase func(map[string]string) bool) Request {
 	h := req.GetAttributes().GetRequest().GetHttp()
 	r := Request{Method: h.GetMethod(), Host: h.GetHost(), Path: h.GetPath()}
-	if len(h.GetHeaderMap().GetHeaders()) == 0 && lowerCaseKeys(h.GetHeaders()) {
+	if len(h.GetHeaderMap().GetHeaders()) == 0 && lowerCase(h.GetHeaders()) {
 		// What Envoy sends: use its map as is (nothing writes to it).
 		r.Headers = h.GetHeaders()
 		if r.Headers == nil {
@@ -79,13 +124,40 @@ func FromCheckRequest(req *authv3.CheckRequest) Request {
 
 func lowerCaseKeys(h map[string]string) bool {
 	for k := range h {
-		for i := 0; i < len(k); i++ {
-			if k[i] >= 'A' && k[i] <= 'Z' {
-				return false
-			}
+		if hasUpper(k) {
+			return false
 		}
 	}
 	return true
+}
+
+// hasUpper reports whether s has an upper-case ASCII letter. Every Check
+// asks it of every header name, so it reads eight bytes at a time.
+func hasUpper(s string) bool {
+	for ; len(s) >= 8; s = s[8:] {
+		w := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+			uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+		if upperBytes(w) != 0 {
+			return true
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// upperBytes has the high bit set of each byte of w that is 'A'..'Z'. The
+// sums add to each byte's low seven bits, so no carry reaches the next
+// byte; a byte whose own high bit is set is not ASCII.
+func upperBytes(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	low := w &^ highs
+	atLeastA := low + (0x80-'A')*ones
+	pastZ := low + (0x80-'Z'-1)*ones
+	return atLeastA &^ pastZ &^ w & highs
 }
 
 // addHeader joins repeated names with a comma, as Envoy does, so a second
@@ -103,14 +175,27 @@ func addHeader(m map[string]string, k, v string) {
 
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
-	req, _ := scanRequest(r, nil)
+	req, _, _ := scanRequest(r, nil, false)
 	return req
+}
+
+// scanned is scanRequest for r as it should be: when r's header names are
+// those of unchecked (not nil) and one is not lower case, r is translated
+// again with FromCheckRequest and scanned again, and that r is returned.
+func scanned(r Request, unchecked *authv3.CheckRequest, forged []string) (Request, policies.Request, []string) {
+	req, forged, upper := scanRequest(r, forged, unchecked != nil)
+	if upper {
+		r = FromCheckRequest(unchecked)
+		req, forged, _ = scanRequest(r, forged[:0], false)
+	}
+	return r, req, forged
 }
 
 // scanRequest is policyRequest that also appends to forged the x-keygate-*
 // headers the client sent (see clientIdentityHeaders), in the same pass
-// over the headers: every header is seen, however many there are.
-func scanRequest(r Request, forged []string) (policies.Request, []string) {
+// over the headers: every header is seen, however many there are. With
+// checkNames, it reports whether a name has an upper-case letter.
+func scanRequest(r Request, forged []string, checkNames bool) (_ policies.Request, _ []string, upper bool) {
 	c := Canonicalize(r)
 	out := policies.Request{
 		Method: r.Method,
@@ -128,6 +213,7 @@ func scanRequest(r Request, forged []string) (policies.Request, []string) {
 	var buf [16][2]string
 	kept := buf[:0]
 	for k, v := range r.Headers {
+		upper = upper || checkNames && hasUpper(k)
 		if strings.HasPrefix(k, identityPrefix) {
 			forged = append(forged, k)
 		}
@@ -139,7 +225,7 @@ func scanRequest(r Request, forged []string) (policies.Request, []string) {
 	for _, kv := range kept {
 		out.Headers[kv[0]] = kv[1]
 	}
-	return out, forged
+	return out, forged, upper
 }
 
 // policyHeader reports whether a request header reaches the policy input.

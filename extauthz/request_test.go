@@ -1,7 +1,11 @@
 package extauthz
 
 import (
+	"bytes"
+	"context"
+	"maps"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -10,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/keygate/keygate/policies"
 )
@@ -185,7 +190,7 @@ func TestScanRequestFindsEveryForgery(t *testing.T) {
 	}
 	var forged []string
 	for range 20 { // map order is random: a scan that stopped early would miss one soon
-		req, found := scanRequest(Request{Path: "/", Headers: h}, nil)
+		req, found, _ := scanRequest(Request{Path: "/", Headers: h}, nil, false)
 		slices.Sort(found)
 		if !slices.Equal(found, []string{"x-keygate-plan", "x-keygate-site"}) {
 			t.Fatalf("forged = %v", found)
@@ -198,5 +203,58 @@ func TestScanRequestFindsEveryForgery(t *testing.T) {
 	got := clientIdentityHeaders(forged, map[string]string{"x-keygate-site": "mine"})
 	if !slices.Equal(got, []string{"x-keygate-plan"}) {
 		t.Errorf("removed %v, want the forged plan only (keygate sets the site)", got)
+	}
+}
+
+// TestHasUpper: the eight-bytes-at-a-time check agrees with a byte-by-byte
+// one for every byte value at every position of names up to 17 bytes.
+func TestHasUpper(t *testing.T) {
+	naive := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 'A' && s[i] <= 'Z' {
+				return true
+			}
+		}
+		return false
+	}
+	for n := 1; n <= 17; n++ {
+		for pos := range n {
+			for c := range 256 {
+				for _, fill := range []byte{'a', 0xff, '@', '['} {
+					b := bytes.Repeat([]byte{fill}, n)
+					b[pos] = byte(c)
+					if s := string(b); hasUpper(s) != naive(s) {
+						t.Fatalf("hasUpper(%q) = %v", s, hasUpper(s))
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestCheckUpperCaseNames: Check reads Envoy's header map without first
+// checking its names (scanRequest does); a map with upper-case names is
+// decided as its lower-cased translation (FromCheckRequest) is: repeated
+// names joined, forged identity headers removed, credentials found.
+func TestCheckUpperCaseNames(t *testing.T) {
+	f := newFixture(t)
+	live, test := f.live.Reveal(), f.test.Reveal()
+	ulid := regexp.MustCompile(`[0-9A-HJKMNP-TV-Z]{26}`)
+	for i, h := range []map[string]string{
+		{"Authorization": "Bearer " + live},
+		{"X-Api-Key": live, "X-Keygate-Account": "evil", "accept": "application/json"},
+		{"authorization": "Bearer " + live, "Authorization": "Bearer " + test},
+		{"X-KEYGATE-MODE": "test", "x-api-key": test},
+	} {
+		upper := envoyCheckRequest("GET", "/v1/videos", h)
+		lower := envoyCheckRequest("GET", "/v1/videos", FromCheckRequest(upper).Headers)
+		var got [2]string
+		for j, req := range []*authv3.CheckRequest{upper, lower} {
+			resp, _ := f.server.Check(context.Background(), req)
+			got[j] = ulid.ReplaceAllString(prototext.Format(resp), "DECISION_ID")
+		}
+		if got[0] != got[1] { // keys appear in neither: the upstream never sees them
+			t.Errorf("headers %d (names %v):\n got %s\nwant %s", i, slices.Collect(maps.Keys(h)), got[0], got[1])
+		}
 	}
 }

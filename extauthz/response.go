@@ -164,7 +164,8 @@ type headerMessages struct {
 
 // options renders h as header options, sorted so responses are
 // deterministic, each overwriting any value the request already had. The
-// messages come from the free slots, else from one new array.
+// messages come from the free slots (if s is not nil), else from one new
+// array.
 func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	if len(h) == 0 {
 		return nil
@@ -172,28 +173,46 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	// The usual handful of headers sorts on the stack, each name with its
 	// value, so that no value is looked up again.
 	var buf [16][2]string
-	kv := buf[:0]
-	for k, v := range h {
-		kv = append(kv, [2]string{k, v})
-	}
-	sortByName(kv)
+	kv := sortedHeaders(h, buf[:0])
 	n := len(kv)
 	var out []*corev3.HeaderValueOption
 	var msgs []headerMessages
-	if end := s.used + n; end <= len(s.msgs) {
+	if end := s.free(n); end > 0 {
 		out, msgs = s.ptrs[s.used:end:end], s.msgs[s.used:end:end]
 		s.used = end
 	} else {
 		out, msgs = make([]*corev3.HeaderValueOption, n), make([]headerMessages, n)
 	}
 	for i, kv := range kv {
-		m := &msgs[i]
-		m.value.Key, m.value.Value = kv[0], kv[1]
-		m.opt.Header = &m.value
-		m.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		out[i] = &m.opt
+		out[i] = msgs[i].set(kv[0], kv[1])
 	}
 	return out
+}
+
+// free takes n free slots, returning where they end (0 when too few are
+// free).
+func (s *headerSlots) free(n int) int {
+	if s == nil || s.used+n > len(s.msgs) {
+		return 0
+	}
+	return s.used + n
+}
+
+// sortedHeaders appends h's headers to kv, sorted by name.
+func sortedHeaders(h map[string]string, kv [][2]string) [][2]string {
+	for k, v := range h {
+		kv = append(kv, [2]string{k, v})
+	}
+	sortByName(kv)
+	return kv
+}
+
+// set fills m as the header k: v, overwriting any value the request had.
+func (m *headerMessages) set(k, v string) *corev3.HeaderValueOption {
+	m.value.Key, m.value.Value = k, v
+	m.opt.Header = &m.value
+	m.opt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+	return &m.opt
 }
 
 // sortByName sorts headers by name: by insertion for the handful a response

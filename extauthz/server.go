@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -59,6 +60,10 @@ type Server struct {
 	Authorizer *Authorizer
 	Metrics    *Metrics
 	Log        *slog.Logger
+
+	// templates are the allows' shared upstream headers and response
+	// messages (response_template.go), made on first use.
+	templates atomic.Pointer[allowTemplates]
 }
 
 // Check answers Envoy. It never returns an error: Envoy treats gRPC errors
@@ -81,11 +86,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 				res = panicResult(s.Authorizer.policy())
 			}
 		}()
-		return s.Authorizer.Authorize(ctx, FromCheckRequest(req))
+		r, ec := envoyRequest(req, s.allowTemplates())
+		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec)
 	}()
 	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, time.Since(start))
-	return res.CheckResponse(), nil
+	return s.checkResponse(res), nil
 }
 
 // panicResult is the deny for a request whose decision panicked, shaped by

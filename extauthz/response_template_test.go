@@ -1,0 +1,182 @@
+package extauthz
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/limits"
+	"github.com/keygate/keygate/policies"
+)
+
+// decided is what Server.Check does before it renders: the result with its
+// decision id.
+func decided(t *testing.T, s *Server, r Request) Result {
+	t.Helper()
+	ctx, o := s.Authorizer.begin(context.Background(), TransportGRPC, nil)
+	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()})
+	s.Authorizer.finish(&o, &res)
+	return res
+}
+
+// wire is the bytes gRPC would send for resp.
+func wire(t *testing.T, resp *authv3.CheckResponse) []byte {
+	t.Helper()
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rendered is a response and its bytes when it was rendered.
+type rendered struct {
+	resp  *authv3.CheckResponse
+	bytes []byte
+}
+
+// sameAsUntemplated renders res as Server.Check does and fails unless the
+// bytes are those Result.CheckResponse renders without a template.
+func sameAsUntemplated(t *testing.T, s *Server, res Result) rendered {
+	t.Helper()
+	got := s.checkResponse(res)
+	b := wire(t, got)
+	if want := wire(t, res.CheckResponse()); !bytes.Equal(b, want) {
+		t.Fatalf("templated response differs:\n got %v\nwant %v", got, res.CheckResponse())
+	}
+	return rendered{got, b}
+}
+
+// unchangedSince fails if a response's bytes changed after it was rendered:
+// something wrote through a message responses share.
+func unchangedSince(t *testing.T, all []rendered) {
+	t.Helper()
+	for i, r := range all {
+		if b := wire(t, r.resp); !bytes.Equal(b, r.bytes) {
+			t.Fatalf("response %d changed after it was sent:\n now %v", i, r.resp)
+		}
+	}
+}
+
+// TestTemplatedAllowSameBytes: an allow rendered from its template is byte
+// for byte what Result.CheckResponse renders (first use, reuse, other keys,
+// modes, forged identity headers, public routes, rate headers), and no
+// later Check changes a response sent before (templates share messages).
+func TestTemplatedAllowSameBytes(t *testing.T) {
+	f := newFixture(t)
+	live, test := f.live.Reveal(), f.test.Reveal()
+	requests := []Request{
+		{Method: "GET", Host: "api.example.com", Path: "/v1/videos?limit=10", Headers: map[string]string{"authorization": "Bearer " + live}},
+		{Method: "GET", Host: "api.example.com", Path: "/v1/videos/1", Headers: map[string]string{"x-api-key": test}},
+		{Method: "GET", Host: "api.example.com", Path: "/v1/sites/acme-web/videos", Headers: map[string]string{"x-api-key": live,
+			"x-keygate-account": "evil", "x-keygate-decision-id": "forged", "x-keygate-admin": "1"}},
+		{Method: "GET", Host: "api.example.com", Path: "/health", Headers: map[string]string{"x-keygate-account": "evil"}},
+		{Method: "GET", Host: "api.example.com", Path: "/v1/videos", Headers: map[string]string{}},
+	}
+	var all []rendered
+	for range 3 { // the first round makes the templates, the others reuse them
+		for _, r := range requests {
+			all = append(all, sameAsUntemplated(t, f.server, decided(t, f.server, r)))
+		}
+	}
+	if a, b := allowHeaders(all[0].resp), allowHeaders(all[len(requests)].resp); a[0] != b[0] {
+		t.Fatal("the same allow twice shares no header message: not testing templates")
+	}
+
+	lf := newLimitsFixture(t, keystore.Limits{"rate": 3})
+	lf.withLimiter(t, limits.Config{})
+	s := &Server{Authorizer: lf.authz, Log: lf.authz.Log}
+	for range 5 { // allows with RateLimit-* headers, then refusals
+		r := Request{Method: "GET", Host: "api.example.test", Path: "/v1/videos", Headers: map[string]string{"x-api-key": lf.key}}
+		all = append(all, sameAsUntemplated(t, s, decided(t, s, r)))
+	}
+	unchangedSince(t, all)
+}
+
+func allowHeaders(resp *authv3.CheckResponse) []any {
+	var out []any
+	for _, h := range resp.GetOkResponse().GetHeaders() {
+		out = append(out, h)
+	}
+	return append(out, nil)
+}
+
+// TestTemplateRendersOnlyItsOwn: a template renders only a result that
+// holds exactly its headers and metadata values; any difference made after
+// the result took its template (a header changed, added or removed, another
+// mode, rule or decision id, rate headers) renders the result's own.
+func TestTemplateRendersOnlyItsOwn(t *testing.T) {
+	s := &Server{}
+	base := func() Result {
+		d := policies.Decision{Allow: true, Status: 200, Rule: "allow", Headers: map[string]string{"x-tier": "gold"}}
+		r := Result{Decision: d, KeyID: "key_1", Mode: "live", Site: "site_1", DecisionID: "01DECISION", Remove: []string{"authorization"}}
+		c := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
+		r.Upstream, r.template = s.allowTemplates().upstream(&r, c, d)
+		r.Upstream[HeaderDecisionID] = r.DecisionID // as finish does
+		return r
+	}
+	edits := []func(r *Result){
+		func(r *Result) {},
+		func(r *Result) { r.Upstream[HeaderPlan] = "free" },
+		func(r *Result) { delete(r.Upstream, "x-tier") },
+		func(r *Result) { r.Upstream["x-zzz"] = "more" },
+		func(r *Result) { delete(r.Upstream, "x-tier"); r.Upstream["x-tier2"] = "gold" },
+		func(r *Result) { r.Mode = "test" },
+		func(r *Result) { r.Decision.Rule = "other" },
+		func(r *Result) { r.DecisionID, r.Upstream[HeaderDecisionID] = "01OTHER", "01OTHER" },
+		func(r *Result) { r.Upstream[HeaderDecisionID] = "01FORGED" },
+		func(r *Result) { r.Decision.ResponseHeaders = map[string]string{"ratelimit-remaining": "1"} },
+		func(r *Result) { r.KeyID, r.Mode, r.Site = "", "", "" },
+		func(r *Result) { r.Decision.Allow = false },
+	}
+	var all []rendered
+	for range 2 {
+		for _, edit := range edits {
+			r := base()
+			edit(&r)
+			all = append(all, sameAsUntemplated(t, s, r))
+		}
+	}
+	unchangedSince(t, all)
+}
+
+// TestTemplateUpstreamIsIdentity: the upstream headers an allow takes from
+// a template are those identity builds for its caller and policy headers,
+// whichever allows used the slot before (the same key id and rule with
+// another plan, site, mode or policy headers share one).
+func TestTemplateUpstreamIsIdentity(t *testing.T) {
+	tt := (&Server{}).allowTemplates()
+	key := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
+	callers := []caller{key, {}, {public: true, account: "acct", site: "site_1", mode: "live", plan: "pro"}}
+	for _, edit := range []func(c *caller){
+		func(c *caller) { c.plan = "free" }, func(c *caller) { c.site = "site_2" },
+		func(c *caller) { c.mode = "test" }, func(c *caller) { c.account = "other" },
+		func(c *caller) { c.key, c.public = false, true },
+	} {
+		c := key
+		edit(&c)
+		callers = append(callers, c)
+	}
+	headers := []map[string]string{nil, {"x-tier": "gold"}, {"x-tier": "silver"}, {"x-tier": "gold", "x-more": "1"},
+		{HeaderAccount: "forged", HeaderDecisionID: "forged"}}
+	for range 2 {
+		for _, c := range callers {
+			for _, h := range headers {
+				d := policies.Decision{Allow: true, Rule: "allow", Headers: h}
+				res := Result{Decision: d, KeyID: c.keyID}
+				got, _ := tt.upstream(&res, c, d)
+				want := identity(c, h)
+				delete(want, HeaderDecisionID) // finish sets the request's
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("caller %+v, policy headers %v (-want +got):\n%s", c, h, diff)
+				}
+			}
+		}
+	}
+}
