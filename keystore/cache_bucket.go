@@ -17,19 +17,23 @@ import (
 // and a bucket that grows goes through admission and makes room by
 // evicting other buckets, whole.
 //
-// A published bucket never changes: adding, replacing or removing a key
-// builds a new one under the bucket's lock, publishes it in dir, and hands
-// it to ristretto as a new entry (Del of the old one, then Set of the new),
-// because ristretto updates an entry's cost without evicting anything,
-// which would let a full cache grow without bound. Each bucket has a
+// A published bucket's keys never change: adding or removing a key makes
+// a new bucket under the bucket's lock (adding reuses the array when it has
+// room), publishes it in dir, and hands it to ristretto as a new entry (Del
+// of the old one, then Set of the new), because ristretto updates an
+// entry's cost without evicting anything, which would let a full cache grow
+// without bound. A key read again only has its slot swapped in place: same
+// keys, same cost, nothing for ristretto to decide. Each bucket has a
 // ristretto key of its own (its place in dir, and above bit 32 a sequence
 // number): a Del and Set of one key could cross a Set of it still queued
 // inside ristretto and lose the new bucket. ristretto's admission sketch
-// counts by the key's low bits only, so every bucket of a place shares
-// the read counts its place collected. ristretto applies a Set later, on
-// its own goroutine, so lookups read dir, not ristretto: dir holds the
-// buckets ristretto holds or is about to, and a bucket leaves it when
-// ristretto lets go of it (exit), unless a newer bucket took its place.
+// counts by the key's low bits only, so every bucket of a place inherits
+// the reads its place collected (its doorkeeper bloom filter hashes every
+// bit, so it credits no bucket: comparisons stay even). ristretto applies
+// a Set later, on its own goroutine, so lookups read dir, not ristretto:
+// dir holds the buckets ristretto holds or is about to, and a bucket leaves
+// it when ristretto lets go of it (exit), unless a newer bucket took its
+// place.
 //
 // A slot, not the bucket, carries what invalidation needs (generation and
 // read time, cache_marks.go), so a bucket copies slot pointers around
@@ -74,9 +78,14 @@ const bucketLocks = 64
 // bucket (what it suggests per entry).
 const countersPerBucket = 10
 
+// maxBuckets bounds the bucket count: a bucket's place must fit below bit
+// 32 of its ristretto key, and ristretto's sketch (10 counters a bucket,
+// rounded up to a power of two) must not reach those bits.
+const maxBuckets = 1 << 26
+
 func newBuckets(maxEntries int64) *buckets {
 	n := uint64(1)
-	for int64(n)*keysPerBucket < maxEntries {
+	for n < maxBuckets && int64(n)*keysPerBucket < maxEntries {
 		n <<= 1
 	}
 	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1}
