@@ -26,6 +26,7 @@ type CacheConfig struct {
 	// MaxEntries bounds the number of cached entries (default 1,000,000:
 	// one per key read by digest, which its access tokens find by id
 	// through an index; a key read only by id takes one of its own).
+	// ristretto admits and evicts them in buckets of ~32 (cache_bucket.go).
 	MaxEntries int64
 	// TTL bounds how long positive facts live even without a change-log
 	// event (default 5 minutes): a safety net, not the invalidation path.
@@ -57,7 +58,10 @@ type Cache struct {
 	ttl    time.Duration
 	negTTL time.Duration
 	stale  time.Duration
-	items  *ristretto.Cache[string, *slotHead]
+	// items decides which buckets (cache_bucket.go) stay; lookups read
+	// them in buckets.dir.
+	items   *ristretto.Cache[uint64, *bucket]
+	buckets *buckets
 	// epoch is when the cache was made (Unix nanoseconds): slots keep
 	// their read time relative to it (see seal).
 	epoch  int64
@@ -84,12 +88,6 @@ type Cache struct {
 	sharedMu sync.Mutex
 	shared   map[string]weak.Pointer[SiteFacts]
 }
-
-// counterRatio is how many admission counters ristretto keeps per entry
-// (it suggests 10; its sketch and bloom filter cost about a byte per
-// counter whether the cache is full or not, so fewer keep a large cache
-// within its memory budget at a small loss in admission accuracy).
-const counterRatio = 2
 
 // minPruneAt is the smallest marks count worth a pruning scan.
 const minPruneAt = 1024
@@ -121,18 +119,20 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 	c := &Cache{loader: loader, now: cfg.Now, ttl: cfg.TTL, negTTL: cfg.NegativeTTL, stale: max(cfg.StaleIfError, 0),
 		marks: map[entityRef]mark{}, pruneAt: minPruneAt, shared: map[string]weak.Pointer[SiteFacts]{}}
 	c.byID = newIDIndex(c.slotKeyID)
+	c.buckets = newBuckets(cfg.MaxEntries)
 	c.epoch = cfg.Now().UnixNano()
-	items, err := ristretto.NewCache(&ristretto.Config[string, *slotHead]{
-		NumCounters: cfg.MaxEntries * counterRatio,
-		// Every entry costs 1, so MaxEntries counts entries. Without
-		// IgnoreInternalCost ristretto would add its own per-item size to
-		// each cost and the cache would fill at a small fraction of
+	items, err := ristretto.NewCache(&ristretto.Config[uint64, *bucket]{
+		// The admission sketch counts reads of buckets, not keys.
+		NumCounters: int64(len(c.buckets.dir)) * countersPerBucket,
+		// A bucket costs the entries in it, so MaxEntries counts entries.
+		// Without IgnoreInternalCost ristretto would add its own per-item
+		// size to each cost and the cache would fill at a fraction of
 		// MaxEntries.
 		MaxCost:            cfg.MaxEntries,
 		IgnoreInternalCost: true,
 		BufferItems:        64,
-		// An entry ristretto lets go of leaves the by-id index too.
-		OnExit: c.byID.drop,
+		// A bucket ristretto lets go of leaves dir and the by-id index.
+		OnExit: c.exit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)
@@ -254,7 +254,7 @@ type looked struct {
 // look finds ck's entry; hit reports (and counts) that it may answer
 // without a store read.
 func (c *Cache) look(ck string) (l looked, hit bool) {
-	p, cached := c.items.Get(ck)
+	p, cached := c.lookup(ck)
 	if id, byID := strings.CutPrefix(ck, "k:"); !cached && byID {
 		p, cached = c.byID.get(id)
 	}
@@ -339,26 +339,17 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 		case err == nil:
 			// No ristretto TTL: current() decides when it needs a re-read,
 			// and an outage still finds it within the stale-if-error bound.
-			// ristretto holds a pointer, so its per-item record (and the
-			// map slot holding it) stays small. A key read by digest is
-			// found by id through the index (indexed before the Set, so
-			// that ristretto's rejection or eviction of it, which may come
-			// at once, finds it there to drop).
+			// A key read by digest is also found by id, through the index.
 			h, ok := c.seal(e)
 			if !ok {
 				break
 			}
 			byDigest := isDigestKey(ck) && e.facts != nil
-			if byDigest {
-				c.byID.put(h)
-			}
-			if !c.items.Set(ck, h, 1) && byDigest {
-				c.byID.drop(h)
-			}
+			c.store(ck, h, byDigest)
 		case errors.Is(err, ErrNotFound):
 			e.facts, e.rec, e.extra = nil, "", nil
 			if h, ok := c.seal(e); ok {
-				c.items.Set(ck, h, 1)
+				c.store(ck, h, false)
 			}
 		}
 		return e, err

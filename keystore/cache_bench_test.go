@@ -228,3 +228,50 @@ func BenchmarkCacheHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCacheHitFull: hits on keys spread over a full cache (32,768
+// keys in as many entries), so each lookup finds its key among a full
+// bucket's and the cache's memory is not all in the CPU's caches.
+func BenchmarkCacheHitFull(b *testing.B) {
+	const keys = 32_768
+	l := &storeLikeLoader{sites: 1000}
+	c, err := NewCache(l, CacheConfig{MaxEntries: keys})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	ds := make([][]Digest, keys)
+	for i := range ds {
+		ds[i] = []Digest{Digest("digest-" + strconv.Itoa(i))}
+		if _, err := c.Key(ctx, ds[i]); err != nil {
+			b.Fatal(err)
+		}
+		if i%1024 == 0 {
+			c.Wait()
+		}
+	}
+	c.Wait()
+	before := l.reads.Load()
+	b.ReportAllocs()
+	hitLoop(b, c, ds)
+	if reads := l.reads.Load() - before; reads > int64(b.N)/100 {
+		b.Fatalf("%d of %d reads missed", reads, b.N)
+	}
+}
+
+// hitLoop is BenchmarkCacheHitFull's timed loop, apart so that callgrind
+// can count it alone (--toggle-collect='*hitLoop*').
+//
+//go:noinline
+func hitLoop(b *testing.B, c *Cache, ds [][]Digest) {
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		// A stride coprime with the count visits every key in turn.
+		i = (i + 7919) % len(ds)
+		if _, err := c.Key(ctx, ds[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

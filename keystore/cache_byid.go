@@ -11,9 +11,9 @@ import (
 // key. It is an open-addressing table of slot pointers (linear probing,
 // at most 3/4 full: 8 to 16 bytes per key, against ~38 for a Go map of
 // hashes), each slot verified against the id it holds, and follows
-// ristretto: a slot leaves the index when ristretto evicts, rejects,
-// replaces or deletes it (OnExit), so the index never holds more keys than
-// the cache.
+// ristretto: a slot leaves the index when ristretto evicts, rejects or
+// deletes its bucket or a fill replaces it (exit and change,
+// cache_bucket.go), so the index never holds more keys than the cache.
 type idIndex struct {
 	id   func(*slotHead) string
 	seed maphash.Seed

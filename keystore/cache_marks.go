@@ -55,13 +55,13 @@ func (c *Cache) Invalidate(entity Entity, id string) {
 	switch entity {
 	case EntityKey:
 		c.raiseNegMark(gen)
-		c.items.Del("k:" + id)
+		c.remove("k:" + id)
 		c.byID.dropID(id)
 	case EntitySite:
 		// A negative "no such site" fill may be in flight while the site is
 		// created; like a key write, a site write retires negative entries.
 		c.raiseNegMark(gen)
-		c.items.Del("s:" + id)
+		c.remove("s:" + id)
 	}
 }
 
