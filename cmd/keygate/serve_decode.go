@@ -79,9 +79,31 @@ func str(typ protowire.Type, b []byte, dst *string) int {
 	if n < 0 || !utf8.Valid(v) {
 		return -1
 	}
-	*dst = string(v)
+	*dst = intern(v)
 	return n
 }
+
+// intern is string(v), without an allocation for the header names and
+// values that every request repeats (a map lookup by string(v) does not
+// copy v).
+func intern(v []byte) string {
+	if s, ok := interned[string(v)]; ok {
+		return s
+	}
+	return string(v)
+}
+
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{":authority", ":method", ":path", ":scheme", "accept", "accept-encoding",
+		"authorization", "content-length", "content-type", "cookie", "origin", "referer", "user-agent",
+		"x-api-key", "x-envoy-expected-rq-timeout-ms", "x-envoy-internal", "x-forwarded-for",
+		"x-forwarded-proto", "x-request-id", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+		"http", "https", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3", "application/json", "*/*", "gzip"} {
+		m[s] = s
+	}
+	return m
+}()
 
 // byteString decodes a bytes field: a copy, non-nil when present but empty
 // as proto.Unmarshal leaves it.
