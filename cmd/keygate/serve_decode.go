@@ -28,10 +28,7 @@ func decodeCheckRequest(b []byte, m *authv3.CheckRequest) bool {
 		if num != 1 {
 			return -1
 		}
-		if m.Attributes == nil {
-			m.Attributes = &authv3.AttributeContext{}
-		}
-		return message(typ, b, m.Attributes, decodeAttributes)
+		return message(typ, b, ensure(&m.Attributes), decodeAttributes)
 	})
 }
 
