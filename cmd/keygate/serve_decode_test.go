@@ -115,6 +115,24 @@ func TestDecodeCheckRequest(t *testing.T) {
 	}
 }
 
+// TestDecodeCheckRequestCopies: nothing decoded points into the input,
+// which the codec returns to gRPC's buffer pool once decoded.
+func TestDecodeCheckRequestCopies(t *testing.T) {
+	for _, headerMap := range []bool{false, true} {
+		want := envoyCheckRequest(headerMap)
+		want.Attributes.Request.Http.RawBody = []byte("raw")
+		b, _ := proto.Marshal(want)
+		got := &authv3.CheckRequest{}
+		if !decodeCheckRequest(b, got) {
+			t.Fatal("fell back")
+		}
+		clear(b)
+		if !proto.Equal(got, want) {
+			t.Errorf("after the input was overwritten:\n%v\nwant\n%v", got, want)
+		}
+	}
+}
+
 // FuzzDecodeCheckRequest is the differential test: go test -fuzz
 // FuzzDecodeCheckRequest ./cmd/keygate.
 func FuzzDecodeCheckRequest(f *testing.F) {
