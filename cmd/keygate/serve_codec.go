@@ -75,8 +75,12 @@ func marshalCheckResponse(r *authv3.CheckResponse) ([]byte, bool) {
 		len(r.ProtoReflect().GetUnknown()) > 0 || !utf8.ValidString(st.GetMessage()) {
 		return nil, false
 	}
-	// rest is r without its status: the generated code does the rest.
-	rest := &authv3.CheckResponse{HttpResponse: r.HttpResponse, DynamicMetadata: r.DynamicMetadata}
+	// rest is r without its status: the generated code does the rest (none
+	// without the build tag: the proto codec then marshals r).
+	rest, ok := any(&authv3.CheckResponse{HttpResponse: r.HttpResponse, DynamicMetadata: r.DynamicMetadata}).(vtMessage)
+	if !ok {
+		return nil, false
+	}
 	code := uint64(int64(st.Code)) // int32: a negative code is ten bytes
 	n := 0
 	if code != 0 {
