@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -9,7 +10,9 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/encoding"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -54,7 +57,33 @@ func checkResponses() []*authv3.CheckResponse {
 			Body:    `{"code":"INVALID_API_KEY","message":"Invalid API key"}`,
 		}},
 	}
-	return []*authv3.CheckResponse{allow, deny, {}}
+	odd := &authv3.CheckResponse{Status: &status.Status{Code: -3, Message: "x"}} // a negative code is ten bytes
+	bare := &authv3.CheckResponse{Status: &status.Status{}}
+	detailed := &authv3.CheckResponse{Status: &status.Status{Code: 7, Details: []*anypb.Any{{TypeUrl: "type.googleapis.com/x", Value: []byte{1}}}}}
+	return []*authv3.CheckResponse{allow, deny, {}, odd, bare, detailed}
+}
+
+// TestServerCodecStatusNotReflected: a response's status is marshalled
+// without protobuf-go's reflection (which allocates), and a status message
+// that is not valid UTF-8 is still proto.Marshal's error.
+func TestServerCodecStatusNotReflected(t *testing.T) {
+	c := vtCodec{proto: encoding.GetCodecV2("proto")}
+	bad := &authv3.CheckResponse{Status: &status.Status{Code: 3, Message: "bad \xff"}}
+	if _, err := c.Marshal(bad); err == nil {
+		t.Error("a status message that is not UTF-8 marshalled")
+	}
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	deny, ok := any(checkResponses()[1]).(vtMessage)
+	if !ok {
+		t.Skip("built without -tags vtprotobuf: no generated code")
+	}
+	got := testing.AllocsPerRun(50, func() { data, _ := c.Marshal(deny); data.Free() })
+	generated := testing.AllocsPerRun(50, func() { data, _ := marshalVT(deny); data.Free() })
+	if got >= generated {
+		t.Errorf("marshalling a denial allocates %v times, the generated code (status reflected) %v", got, generated)
+	}
 }
 
 // TestServerCodec: what the server's codec marshals is what the proto
@@ -90,18 +119,28 @@ func TestServerCodec(t *testing.T) {
 
 // BenchmarkServerCodec marshals an allow's CheckResponse as serve does
 // (go test -tags vtprotobuf for the generated code; without the tag this
-// is the proto codec). Sub-benchmark proto is gRPC's own codec.
+// is the proto codec); generated is the generated code alone (status
+// reflected), proto gRPC's own codec.
 func BenchmarkServerCodec(b *testing.B) {
 	allow := checkResponses()[0]
 	for _, c := range []struct {
-		name  string
-		codec encoding.CodecV2
-	}{{"serve", vtCodec{proto: encoding.GetCodecV2("proto")}}, {"proto", encoding.GetCodecV2("proto")}} {
+		name    string
+		marshal func(any) (mem.BufferSlice, error)
+	}{
+		{"serve", vtCodec{proto: encoding.GetCodecV2("proto")}.Marshal},
+		{"generated", func(v any) (mem.BufferSlice, error) {
+			if m, ok := v.(vtMessage); ok {
+				return marshalVT(m)
+			}
+			return nil, errors.New("built without -tags vtprotobuf: no generated code")
+		}},
+		{"proto", encoding.GetCodecV2("proto").Marshal},
+	} {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			n := 0
 			for b.Loop() {
-				data, err := c.codec.Marshal(allow)
+				data, err := c.marshal(allow)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func socketPeer(addr string, port uint32) *authv3.AttributeContext_Peer {
+	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+		SocketAddress: &corev3.SocketAddress{Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}}
+}
+
+// envoyCheckRequest is what Envoy's ext_authz filter sends for a request
+// (headers as a map, or as header_map with encode_raw_headers), with the
+// empty metadata it sends when no namespaces are configured.
+func envoyCheckRequest(headerMap bool) *authv3.CheckRequest {
+	dst := socketPeer("10.0.0.2", 8443)
+	dst.Principal = "spiffe://cluster.local/ns/api/sa/gw"
+	http := &authv3.AttributeContext_HttpRequest{
+		Id: "8d3f5b7e-0d2a-4c5e-9b1e-3c1f8a9e2b4d", Method: "POST", Path: "/v1/audio/generate?x=1",
+		Host: "api.example.com", Scheme: "https", Protocol: "HTTP/2", Size: 512, Query: "x=1",
+	}
+	hdrs := map[string]string{":authority": "api.example.com", ":method": "POST", ":path": "/v1/audio/generate?x=1",
+		"authorization": "Bearer kg_live_abcdefghijklmnopqrstuvwxyz0123456789", "x-request-id": http.Id,
+		"user-agent": "curl/8.5.0", "origin": "https://app.example.com", "content-type": "application/json"}
+	if headerMap {
+		http.HeaderMap = &corev3.HeaderMap{}
+		for k, v := range hdrs {
+			http.HeaderMap.Headers = append(http.HeaderMap.Headers, &corev3.HeaderValue{Key: k, RawValue: []byte(v)})
+		}
+	} else {
+		http.Headers = hdrs
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:            socketPeer("203.0.113.9", 52114),
+		Destination:       dst,
+		Request:           &authv3.AttributeContext_Request{Time: &timestamppb.Timestamp{Seconds: 1764558000, Nanos: 123456789}, Http: http},
+		ContextExtensions: map[string]string{"site": "site_1", "route": "audio"},
+		MetadataContext:   &corev3.Metadata{},
+		TlsSession:        &authv3.AttributeContext_TLSSession{Sni: "api.example.com"},
+	}}
+}
+
+// decodeSeeds are encodings of realistic requests, and of what a fuzzer
+// finds slowly: repeated fields (merged sub-messages, the other oneof
+// member), map entries missing a key or value, a wrong wire type, an
+// unknown field, metadata, invalid UTF-8, truncated input, huge lengths.
+func decodeSeeds() [][]byte {
+	enc := func(m proto.Message) []byte { b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m); return b }
+	full, raw := enc(envoyCheckRequest(false)), enc(envoyCheckRequest(true))
+	pipe := enc(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{
+		Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/envoy.sock", Mode: 0o600}}}}}})
+	named := enc(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{
+		Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Protocol: corev3.SocketAddress_UDP, PortSpecifier: &corev3.SocketAddress_NamedPort{NamedPort: "https"}, Ipv4Compat: true}}}}}})
+	meta := envoyCheckRequest(false)
+	meta.Attributes.MetadataContext.FilterMetadata = map[string]*structpb.Struct{"envoy.filters.http.jwt_authn": {}}
+	invalid := bytes.Replace(bytes.Clone(full), []byte("curl/8.5.0"), []byte("curl/8.5\xff0"), 1)
+	// field 1 (attributes), field 4 (request), field 2 (http), field 3 (headers) entry with only a value.
+	valueOnly := protowire.AppendTag(nil, 2, protowire.BytesType)
+	valueOnly = protowire.AppendString(valueOnly, "v")
+	nest := func(num protowire.Number, b []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), b)
+	}
+	entry := nest(1, nest(4, nest(2, nest(3, valueOnly))))
+	wrongType := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 7)
+	unknown := append(bytes.Clone(full), protowire.AppendVarint(protowire.AppendTag(nil, 99, protowire.VarintType), 1)...)
+	huge := append(protowire.AppendTag(nil, 1, protowire.BytesType), 0xff, 0xff, 0xff, 0xff, 0x0f)
+	return [][]byte{nil, full, raw, pipe, named, enc(meta), invalid, entry, wrongType, unknown, huge,
+		append(bytes.Clone(full), raw...), append(bytes.Clone(pipe), named...), append(bytes.Clone(named), pipe...),
+		append(bytes.Clone(full), full...), full[:len(full)/2], full[:len(full)-1], nest(1, nil), {0}}
+}
+
+// checkDecode: decodeCheckRequest either leaves b to proto.Unmarshal or
+// decodes what proto.Unmarshal decodes, and the server's codec agrees with
+// proto.Unmarshal (both error, or equal messages).
+func checkDecode(t *testing.T, b []byte) (fast bool) {
+	want := &authv3.CheckRequest{}
+	wantErr := proto.Unmarshal(b, want)
+	got := &authv3.CheckRequest{}
+	if fast = decodeCheckRequest(b, got); fast && (wantErr != nil || !proto.Equal(got, want)) {
+		t.Fatalf("decoded %x as\n%v\nproto.Unmarshal: %v\n%v", b, got, wantErr, want)
+	}
+	got = &authv3.CheckRequest{Attributes: &authv3.AttributeContext{TlsSession: &authv3.AttributeContext_TLSSession{Sni: "left over"}}}
+	err := vtCodec{proto: encoding.GetCodecV2("proto")}.Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, got)
+	if (err != nil) != (wantErr != nil) || (err == nil && !proto.Equal(got, want)) {
+		t.Fatalf("codec decoded %x as\n%v (%v)\nproto.Unmarshal: %v\n%v", b, got, err, wantErr, want)
+	}
+	return fast
+}
+
+// TestDecodeCheckRequest: Envoy's requests take the fast path and decode
+// as proto.Unmarshal does; what it does not handle falls back.
+func TestDecodeCheckRequest(t *testing.T) {
+	seeds := decodeSeeds()
+	for i, b := range seeds {
+		fast := checkDecode(t, b)
+		if i <= 4 && !fast {
+			t.Errorf("seed %d: Envoy's request fell back to proto.Unmarshal", i)
+		}
+	}
+	for _, i := range []int{5, 6, 8, 9, 10} { // metadata, invalid UTF-8, wrong wire type, unknown field, huge length
+		if decodeCheckRequest(seeds[i], &authv3.CheckRequest{}) {
+			t.Errorf("seed %d decoded, want a fall back", i)
+		}
+	}
+}
+
+// TestDecodeCheckRequestCopies: nothing decoded points into the input,
+// which the codec returns to gRPC's buffer pool once decoded.
+func TestDecodeCheckRequestCopies(t *testing.T) {
+	for _, headerMap := range []bool{false, true} {
+		want := envoyCheckRequest(headerMap)
+		want.Attributes.Request.Http.RawBody = []byte("raw")
+		b, _ := proto.Marshal(want)
+		got := &authv3.CheckRequest{}
+		if !decodeCheckRequest(b, got) {
+			t.Fatal("fell back")
+		}
+		clear(b)
+		if !proto.Equal(got, want) {
+			t.Errorf("after the input was overwritten:\n%v\nwant\n%v", got, want)
+		}
+	}
+}
+
+// FuzzDecodeCheckRequest is the differential test: go test -fuzz
+// FuzzDecodeCheckRequest ./cmd/keygate.
+func FuzzDecodeCheckRequest(f *testing.F) {
+	for _, b := range decodeSeeds() {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) { checkDecode(t, b) })
+}
+
+// TestDecodeCheckRequestAllocs: Envoy's request decodes in fewer
+// allocations than proto.Unmarshal's.
+func TestDecodeCheckRequestAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under -race")
+	}
+	b, _ := proto.Marshal(envoyCheckRequest(false))
+	fast := testing.AllocsPerRun(50, func() { decodeCheckRequest(b, &authv3.CheckRequest{}) })
+	slow := testing.AllocsPerRun(50, func() { _ = proto.Unmarshal(b, &authv3.CheckRequest{}) })
+	if fast >= slow {
+		t.Errorf("decodeCheckRequest: %v allocs, proto.Unmarshal %v", fast, slow)
+	}
+}
+
+// BenchmarkDecodeCheckRequest: the server's codec against gRPC's proto
+// codec on Envoy's request.
+func BenchmarkDecodeCheckRequest(b *testing.B) {
+	data, _ := proto.Marshal(envoyCheckRequest(false))
+	for _, c := range []struct {
+		name  string
+		codec encoding.CodecV2
+	}{{"serve", vtCodec{proto: encoding.GetCodecV2("proto")}}, {"proto", encoding.GetCodecV2("proto")}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &authv3.CheckRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

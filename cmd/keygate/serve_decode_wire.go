@@ -1,0 +1,138 @@
+package main
+
+import (
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// The wire-format pieces decodeCheckRequest is built from. Each decodes
+// one field's value and returns the bytes it took, or -1 for "not handled
+// here": the whole request then goes to proto.Unmarshal.
+
+// fieldFunc decodes the value of field num (wire type typ) at the start of
+// b and returns the bytes it took, or -1: not handled here.
+type fieldFunc func(num protowire.Number, typ protowire.Type, b []byte) int
+
+// fields runs f on every field of the encoded message b.
+func fields(b []byte, f fieldFunc) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		b = b[n:]
+		if n = f(num, typ, b); n < 0 {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// message decodes a length-delimited sub-message into dst, merging into
+// what an earlier occurrence of the field decoded (proto's rule).
+func message[T any](typ protowire.Type, b []byte, dst *T, decode func([]byte, *T) bool) int {
+	if typ != protowire.BytesType {
+		return -1
+	}
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 || !decode(v, dst) {
+		return -1
+	}
+	return n
+}
+
+// str decodes a proto3 string: valid UTF-8, or proto.Unmarshal's error.
+func str(typ protowire.Type, b []byte, dst *string) int {
+	if typ != protowire.BytesType {
+		return -1
+	}
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 || !utf8.Valid(v) {
+		return -1
+	}
+	*dst = intern(v)
+	return n
+}
+
+// intern is string(v), without an allocation for the header names and
+// values that every request repeats (a map lookup by string(v) does not
+// copy v).
+func intern(v []byte) string {
+	if s, ok := interned[string(v)]; ok {
+		return s
+	}
+	return string(v)
+}
+
+var interned = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{":authority", ":method", ":path", ":scheme", "accept", "accept-encoding",
+		"authorization", "content-length", "content-type", "cookie", "origin", "referer", "user-agent",
+		"x-api-key", "x-envoy-expected-rq-timeout-ms", "x-envoy-internal", "x-forwarded-for",
+		"x-forwarded-proto", "x-request-id", "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS",
+		"http", "https", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/3", "application/json", "*/*", "gzip"} {
+		m[s] = s
+	}
+	return m
+}()
+
+// byteString decodes a bytes field: a copy, non-nil when present but empty
+// as proto.Unmarshal leaves it.
+func byteString(typ protowire.Type, b []byte, dst *[]byte) int {
+	if typ != protowire.BytesType {
+		return -1
+	}
+	v, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return -1
+	}
+	*dst = append([]byte{}, v...)
+	return n
+}
+
+// varint decodes a varint-typed field's raw value; the caller converts it
+// as protobuf-go does (truncating to 32 bits, v != 0 for bool).
+func varint(typ protowire.Type, b []byte, dst *uint64) int {
+	if typ != protowire.VarintType {
+		return -1
+	}
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return -1
+	}
+	*dst = v
+	return n
+}
+
+// stringMapEntry decodes one map<string, string> entry into *dst. An
+// entry with a field other than key and value falls back (protobuf-go
+// skips those, but its rules for them are not worth copying).
+func stringMapEntry(typ protowire.Type, b []byte, dst *map[string]string) int {
+	if typ != protowire.BytesType {
+		return -1
+	}
+	e, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return -1
+	}
+	var k, v string
+	ok := fields(e, func(num protowire.Number, typ protowire.Type, b []byte) int {
+		switch num {
+		case 1:
+			return str(typ, b, &k)
+		case 2:
+			return str(typ, b, &v)
+		}
+		return -1
+	})
+	if !ok {
+		return -1
+	}
+	if *dst == nil {
+		*dst = map[string]string{}
+	}
+	(*dst)[k] = v
+	return n
+}
