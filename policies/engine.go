@@ -69,7 +69,14 @@ type Bundle struct {
 
 // Load reads every .rego, data.json and data.yaml file under fsys, the way
 // `opa test DIR` does, so the same directory works with both.
-func Load(fsys fs.FS, source string) (*Bundle, error) {
+func Load(fsys fs.FS, source string) (*Bundle, error) { return load(fsys, source, true) }
+
+// LoadWithoutTests is Load leaving the _test.rego files out: all that
+// deciding needs (RunTests needs Load's bundle). Serve starts the built-in
+// policy with it: its tests were ~40% of the Rego parsed before SERVING.
+func LoadWithoutTests(fsys fs.FS, source string) (*Bundle, error) { return load(fsys, source, false) }
+
+func load(fsys fs.FS, source string, tests bool) (*Bundle, error) {
 	res, err := loader.NewFileLoader().
 		WithFS(fsys).
 		WithProcessAnnotation(true).
@@ -80,7 +87,7 @@ func Load(fsys fs.FS, source string) (*Bundle, error) {
 			if info.IsDir() {
 				return strings.HasPrefix(info.Name(), ".") && info.Name() != "."
 			}
-			return !policyFile(info.Name())
+			return !policyFile(info.Name()) || (!tests && isTestFile(info.Name()))
 		})
 	if err != nil {
 		return nil, fmt.Errorf("policies: load %s: %w", source, err)
@@ -111,11 +118,30 @@ type Policy struct {
 	// decisions use OPA's evaluator until it is ready, or for good when
 	// the plan cannot be run.
 	ir *compiled
+	// pending is what the analyses above need, kept while a CompileFirst
+	// policy waits for them (complete.go); nil once they are done.
+	pending *pending
 }
 
-// Compile prepares the decision query for a bundle. Test modules are left
+// Compile prepares the decision query for a bundle, with every load-time
+// analysis done (CompileFirst, then its completion). Test modules are left
 // out of the decision query; RunTests compiles them separately.
 func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
+	p, err := CompileFirst(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	return p.complete(ctx), nil
+}
+
+// CompileFirst compiles what the first correct decision needs: the policy
+// compiled and checked, its decision query prepared and its denial tables.
+// The rest (the memo's analysis, the data-only rules' values, the
+// compiled evaluator's plan) only makes decisions cheaper and may follow
+// (Engine.Complete); until then the policy decides with OPA's evaluator,
+// without a memo, and decides alike (TestFirstDecidesAsComplete).
+// A policy CompileFirst refuses, Compile refuses, and the other way round.
+func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
 	compiler, modules, err := compileBundle(b)
 	if err != nil {
 		return nil, err
@@ -137,13 +163,7 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	mm := newMemo(ctx, compiler, modules, b.Documents)
-	var unread unreadFields
-	if mm != nil {
-		unread = mm.unread
-	}
-	return &Policy{Bundle: b, query: q, unread: unread, memo: mm, folded: foldDataRules(ctx, compiler, store),
-		ir:           startCompiled(compiler, store),
+	return &Policy{Bundle: b, query: q, pending: &pending{compiler: compiler, modules: modules, store: store},
 		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
 		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
 		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
