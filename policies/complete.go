@@ -2,16 +2,55 @@ package policies
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // A policy's load-time analyses split in two: what the first correct
 // decision needs (CompileFirst) and what only makes decisions cheaper
 // (complete). At start-up keygate reports SERVING after the first part and
-// runs the second once it serves: on one core the memo's partial
-// evaluation alone was about half the CPU to SERVING.
+// runs the second once it serves: before, the second part was about half
+// of serve's CPU to SERVING (README, "Measuring it", note 2).
+
+// CompileFirst compiles what the first correct decision needs: the policy
+// compiled and checked, its decision query prepared and its denial tables.
+// The rest (the memo's analysis, the data-only rules' values, the
+// compiled evaluator's plan) only makes decisions cheaper and may follow
+// (Engine.Complete); until then the policy decides with OPA's evaluator,
+// without a memo, and decides alike (TestFirstDecidesAsComplete).
+// A policy CompileFirst refuses, Compile refuses, and the other way round.
+func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
+	compiler, modules, err := compileBundle(b)
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))
+	opts := []func(*rego.Rego){
+		rego.Query(Entrypoint),
+		rego.Compiler(compiler),
+		rego.Store(store),
+		rego.Capabilities(Capabilities()),
+		rego.StrictBuiltinErrors(true),
+		rego.SetRegoVersion(ast.RegoV1),
+	}
+	q, err := rego.New(opts...).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
+	}
+	denials, err := evalDenials(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Policy{Bundle: b, query: q, pending: &pending{compiler: compiler, modules: modules, store: store},
+		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
+		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
+		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
+		paths:        newPathIndex(b.Documents)}, nil
+}
 
 // pending is a CompileFirst policy's compiled form, kept for complete.
 type pending struct {

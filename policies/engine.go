@@ -17,7 +17,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // Entrypoint is the one rule keygate evaluates.
@@ -132,42 +131,6 @@ func Compile(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	return p.complete(ctx), nil
-}
-
-// CompileFirst compiles what the first correct decision needs: the policy
-// compiled and checked, its decision query prepared and its denial tables.
-// The rest (the memo's analysis, the data-only rules' values, the
-// compiled evaluator's plan) only makes decisions cheaper and may follow
-// (Engine.Complete); until then the policy decides with OPA's evaluator,
-// without a memo, and decides alike (TestFirstDecidesAsComplete).
-// A policy CompileFirst refuses, Compile refuses, and the other way round.
-func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
-	compiler, modules, err := compileBundle(b)
-	if err != nil {
-		return nil, err
-	}
-	store := inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))
-	opts := []func(*rego.Rego){
-		rego.Query(Entrypoint),
-		rego.Compiler(compiler),
-		rego.Store(store),
-		rego.Capabilities(Capabilities()),
-		rego.StrictBuiltinErrors(true),
-		rego.SetRegoVersion(ast.RegoV1),
-	}
-	q, err := rego.New(opts...).PrepareForEval(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
-	}
-	denials, err := evalDenials(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &Policy{Bundle: b, query: q, pending: &pending{compiler: compiler, modules: modules, store: store},
-		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
-		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
-		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
-		paths:        newPathIndex(b.Documents)}, nil
 }
 
 func isTestFile(name string) bool { return strings.HasSuffix(name, "_test.rego") }
