@@ -32,7 +32,7 @@ func firstAndComplete(t *testing.T, dp diffPolicy) (first, full *Policy) {
 // DecideMemo as requests are: SERVING before the analyses must never change
 // an answer.
 func TestFirstDecidesAsComplete(t *testing.T) {
-	n := 600
+	n := 300
 	if testing.Short() {
 		n = 100
 	}
