@@ -21,6 +21,11 @@ type policyRuntime struct {
 	// builtinTests is how many built-in Rego tests passed when run was
 	// started (-1 until they have run), for /health.
 	builtinTests atomic.Int64
+	// completed is closed once the policy in use is complete (at once for
+	// DIR; for the built-in policy by run, after the first SERVING). The
+	// other work that follows SERVING waits for it, so that on two cores
+	// one stays free for the first requests and health checks.
+	completed chan struct{}
 }
 
 // startPolicy compiles the built-in policy as far as its first correct
@@ -37,7 +42,7 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 		if err != nil {
 			return nil, err
 		}
-		rt := &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now(), log: log}
+		rt := &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now(), log: log, completed: make(chan struct{})}
 		rt.builtinTests.Store(-1)
 		return rt, nil
 	}
@@ -45,7 +50,9 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 	if _, err := r.Load(ctx); err != nil {
 		return nil, err
 	}
-	return &policyRuntime{engine: r.Engine, reloader: r}, nil
+	done := make(chan struct{})
+	close(done)
+	return &policyRuntime{engine: r.Engine, reloader: r, completed: done}, nil
 }
 
 // run watches the directory until ctx ends. The built-in policy has
@@ -66,6 +73,7 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	case <-served:
 	}
 	policies.LogEvaluator(p.log, policies.BuiltIn, p.engine.Complete(ctx))
+	close(p.completed)
 	select {
 	case <-ctx.Done():
 		return

@@ -29,15 +29,22 @@ func TestStartPolicyCompletesOnceServing(t *testing.T) {
 			t.Fatal("start-up policy parsed its tests")
 		}
 	}
+	select {
+	case <-rt.completed:
+		t.Fatal("completed before serving")
+	default:
+	}
 	served := make(chan struct{})
 	done := make(chan struct{})
 	go func() { rt.run(ctx, served); close(done) }()
 	close(served)
-	// A bound for a hang, not a speed assertion.
-	for deadline := time.Now().Add(time.Minute); !rt.engine.Current().Completed(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("not completed after SERVING")
-		}
+	select {
+	case <-rt.completed:
+	case <-time.After(time.Minute): // a bound for a hang, not a speed assertion
+		t.Fatal("not completed after SERVING")
+	}
+	if !rt.engine.Current().Completed() {
+		t.Fatal("completed closed before the policy in use was complete")
 	}
 	if p := rt.engine.Current(); p.WaitEvaluator(ctx) != policies.EvalCompiled {
 		t.Fatalf("completed policy decides with %s: %s", p.Evaluator(), p.EvaluatorReason())
