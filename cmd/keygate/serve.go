@@ -212,7 +212,6 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	runners := []func(context.Context){follower.Run, usage.Run, listen,
-		// After the policy's completion, which follows SERVING (serve_policy.go).
 		afterServing(c.policy.completed, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
 		func(ctx context.Context) { c.policy.run(ctx, ready.served) },
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
