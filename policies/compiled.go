@@ -86,6 +86,9 @@ func (p *Policy) Evaluator() string {
 // EvaluatorReason says why a policy decides with OPA's evaluator ("" when
 // it does not).
 func (p *Policy) EvaluatorReason() string {
+	if p.pending != nil {
+		return "not planned yet: start-up compiles the plan once serving"
+	}
 	if p.ir == nil {
 		return "compiled evaluator off"
 	}

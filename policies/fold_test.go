@@ -123,3 +123,25 @@ decision := {"allow": true, "rule": "r", "headers": {"x-n": format_int(count(num
 		t.Fatalf("decided %+v despite to_number(\"x\")", d)
 	}
 }
+
+// A data-only rule that verifies certificates is not folded: the
+// verification reads the clock, so its load-time answer would outlive a
+// certificate's expiry until the next reload.
+func TestFoldLeavesClockReadingRules(t *testing.T) {
+	p := compileWithData(t, `package keygate.authz
+
+import rego.v1
+
+verified := crypto.x509.parse_and_verify_certificates(data.cfg.pem)
+
+ok := verified[0]
+
+decision := {"allow": true, "rule": "r", "headers": {"x-ok": sprintf("%v", [ok])}}
+`, map[string]any{"cfg": map[string]any{"pem": "not a certificate"}})
+	if got := foldedNames(p); len(got) != 0 {
+		t.Fatalf("folded %v", got)
+	}
+	if p.memo != nil {
+		t.Fatal("memo on for a policy that reads the clock")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/keygate/keygate/policies/irvm"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
@@ -199,12 +200,12 @@ func builtinName(ref ast.Ref) string {
 // keeping (print and trace output would vanish on a memo hit).
 func deterministicBuiltin(name string) bool {
 	switch name {
-	case "print", "internal.print", "trace",
-		// Not flagged by OPA, but certificate verification reads the clock.
-		"crypto.x509.parse_and_verify_certificates", "crypto.x509.parse_and_verify_certificates_with_options":
+	case "print", "internal.print", "trace":
 		return false
 	}
-	return !ast.BuiltinMap[name].Nondeterministic
+	// Not flagged by OPA, but reading the clock all the same: folded at
+	// load (fold.go) or remembered, its answer would outlive its truth.
+	return !ast.BuiltinMap[name].Nondeterministic && !irvm.ReadsClock(name)
 }
 
 // classificationRef is input.request.prefixes, which keygate always sets.

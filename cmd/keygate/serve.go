@@ -212,10 +212,10 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	runners := []func(context.Context){follower.Run, usage.Run, listen,
-		afterServing(ready.served, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
+		afterServing(c.policy.completed, func(ctx context.Context) { loadKeyFilter(ctx, c.filter, log) }),
 		func(ctx context.Context) { c.policy.run(ctx, ready.served) },
 		func(ctx context.Context) { cfg.runKeyring(ctx, c.store, keyring, log) },
-		afterServing(ready.served, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
+		afterServing(c.policy.completed, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
 	gc.resume(log)

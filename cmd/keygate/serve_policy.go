@@ -17,21 +17,32 @@ type policyRuntime struct {
 	engine   *policies.Engine
 	reloader *policies.Reloader // nil for the built-in policy
 	loadedAt time.Time          // of the built-in policy
+	log      *slog.Logger       // the built-in policy's evaluator is logged once complete
 	// builtinTests is how many built-in Rego tests passed when run was
 	// started (-1 until they have run), for /health.
 	builtinTests atomic.Int64
+	// completed is closed once the policy in use is complete (at once for
+	// DIR; for the built-in policy by run, after the first SERVING). The
+	// other work that follows SERVING waits for it, so that on two cores
+	// one stays free for the first requests and health checks.
+	completed chan struct{}
 }
 
-// startPolicy compiles the built-in policy, or loads DIR the way every
-// reload will (compile, then DIR's Rego tests must pass).
+// startPolicy compiles the built-in policy as far as its first correct
+// decision needs (policies.CompileFirst: run completes it once serving), or
+// loads DIR the way every reload will (compile, then DIR's Rego tests must
+// pass).
 func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRuntime, error) {
 	if dir == "" {
-		p, err := loadPolicy(ctx, "")
+		b, err := policies.LoadWithoutTests(policies.Default(), policies.BuiltIn)
 		if err != nil {
 			return nil, err
 		}
-		policies.LogEvaluator(log, policies.BuiltIn, p)
-		rt := &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now()}
+		p, err := policies.CompileFirst(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		rt := &policyRuntime{engine: policies.NewEngine(p), loadedAt: time.Now(), log: log, completed: make(chan struct{})}
 		rt.builtinTests.Store(-1)
 		return rt, nil
 	}
@@ -39,14 +50,18 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 	if _, err := r.Load(ctx); err != nil {
 		return nil, err
 	}
-	return &policyRuntime{engine: r.Engine, reloader: r}, nil
+	done := make(chan struct{})
+	close(done)
+	return &policyRuntime{engine: r.Engine, reloader: r, completed: done}, nil
 }
 
 // run watches the directory until ctx ends. The built-in policy has
-// nothing to watch: its tests run once instead, builtinTestsDelay after
-// the first SERVING (off the start-up path, and off the first decisions'
-// CPU: they compile the policy again), so that /health reports how many
-// passed as it does for a directory.
+// nothing to watch: once serving, it completes the policy's analyses (the
+// memo, folding, the compiled evaluator; decisions until then are OPA's,
+// alike but dearer), then runs its tests once, builtinTestsDelay after the
+// first SERVING (off the start-up path, and off the first decisions' CPU:
+// they compile the policy again), so that /health reports how many passed
+// as it does for a directory.
 func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	if p.reloader != nil {
 		p.reloader.Run(ctx)
@@ -57,12 +72,19 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 		return
 	case <-served:
 	}
+	policies.LogEvaluator(p.log, policies.BuiltIn, p.engine.Complete(ctx))
+	close(p.completed)
 	select {
 	case <-ctx.Done():
 		return
 	case <-time.After(builtinTestsDelay):
 	}
-	report, err := policies.RunTests(ctx, p.engine.Current().Bundle, false)
+	// Read again with its tests: the policy in use was loaded without them.
+	b, err := loadBundle("")
+	if err != nil {
+		return
+	}
+	report, err := policies.RunTests(ctx, b, false)
 	if err != nil {
 		return
 	}

@@ -159,6 +159,42 @@ func TestConstants(t *testing.T) {
 	}
 }
 
+// A rule of data alone that verifies certificates is not computed once:
+// the verification reads the clock, so a certificate that expires after
+// Prepare would stay valid until the next reload. Neither is a rule that
+// reaches it through another function.
+func TestClockReadingBuiltinNotConstant(t *testing.T) {
+	for name, src := range map[string]string{
+		"direct":  "v := crypto.x509.parse_and_verify_certificates(concat(\"\", data.cfg.names))\nx := v[0]",
+		"options": "v := crypto.x509.parse_and_verify_certificates_with_options(concat(\"\", data.cfg.names), {})\nx := v[0]",
+		"through": "v := crypto.x509.parse_and_verify_certificates(concat(\"\", data.cfg.names))\nw := [v[0]]\nx := w[0]",
+	} {
+		t.Run(name, func(t *testing.T) {
+			prog, opts := prepare(t, src, "data.t.x")
+			if prog.Constants != 0 {
+				t.Fatalf("%d constants, want 0", prog.Constants)
+			}
+			got, want := both(t, prog, opts, "{}")
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+}
+
+// ReadsClock names builtins OPA still has: a rename on an upgrade must not
+// silently turn folding of the renamed builtin back on.
+func TestReadsClockNamesExist(t *testing.T) {
+	for _, name := range []string{"crypto.x509.parse_and_verify_certificates", "crypto.x509.parse_and_verify_certificates_with_options"} {
+		if !ReadsClock(name) {
+			t.Errorf("ReadsClock(%s) false", name)
+		}
+		if _, ok := ast.BuiltinMap[name]; !ok {
+			t.Errorf("%s is no longer an OPA builtin: re-check ReadsClock", name)
+		}
+	}
+}
+
 // A conflict is reported as ErrConflict with the rule's location.
 func TestConflictError(t *testing.T) {
 	prog, _ := prepare(t, "x := 1 if input.a\nx := 2 if input.a", "data.t.x")

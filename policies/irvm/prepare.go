@@ -11,8 +11,8 @@ import (
 // of caps. It fails with ErrUnsupported for a plan it would not evaluate
 // exactly as OPA does.
 //
-// Functions of (input, data) that never read input, directly or through
-// the functions they call, are evaluated here once: data is fixed for the
+// Functions of (input, data) that never read input or the clock, directly
+// or through the functions they call, are evaluated here once: data is fixed for the
 // Program's life. One that fails to evaluate is left to every evaluation,
 // so each still meets its error.
 func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
@@ -110,7 +110,8 @@ func (c *compiler) function(fn *function, f *ir.Func) error {
 
 // markPure marks the memoized functions that never read their input
 // parameter: it is used only as the input argument of calls to functions
-// that are pure themselves.
+// that are pure themselves. A call of a clock-reading builtin counts as a
+// read of input: like input, the clock differs between evaluations.
 func markPure(funcs []*function) {
 	// reads[i]: function i may read input; start from "no" and grow to a
 	// fixed point (the call graph is acyclic, but this needs no order).
@@ -135,6 +136,9 @@ func readsInput(f *function, funcs []*function, reads []bool) bool {
 		for _, b := range bs {
 			for i := range b {
 				s := &b[i]
+				if s.op == opCallBuiltin && s.builtin.clock {
+					return true
+				}
 				if s.op == opCallFunc {
 					for j, a := range s.args {
 						if a.konst == nil && a.local == in && (j != 0 || reads[s.fn]) {

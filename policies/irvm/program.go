@@ -92,6 +92,7 @@ type callee struct {
 	name     string
 	f        topdown.BuiltinFunc
 	relation bool
+	clock    bool // ReadsClock: a function calling it is never folded
 }
 
 type function struct {
@@ -262,7 +263,7 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 	if f == nil {
 		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
 	}
-	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation}
+	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func)}
 	return ns, nil
 }
 
