@@ -128,16 +128,21 @@ func decideCompiled(ctx context.Context, prog *irvm.Program, input ast.Value) (D
 	return parseDecisionValue(v)
 }
 
-// LogEvaluator logs which evaluator p decides with, once its compiled
-// evaluator is ready or known to be unavailable (then with the reason), so
-// an operator can tell.
-func LogEvaluator(log *slog.Logger, source string, p *Policy) {
+// LogEvaluator waits until p's compiled evaluator is ready or known to
+// be unavailable and logs which evaluator p decides with (with the reason
+// when it is topdown), so an operator can tell; nothing once ctx ends. It
+// returns only then: a caller that must not wait for the plan runs it on a
+// goroutine it waits for before its logger's writer goes (a log line
+// written after serve returned raced a test's buffer).
+func LogEvaluator(ctx context.Context, log *slog.Logger, source string, p *Policy) {
 	if log == nil || p == nil {
 		return
 	}
-	// The wait is inside the goroutine: a go statement evaluates its
-	// arguments first, and serve must not wait for the plan.
-	go func() { logEvaluator(log, source, p, p.WaitEvaluator(context.Background())) }()
+	ev := p.WaitEvaluator(ctx)
+	if ctx.Err() != nil {
+		return
+	}
+	logEvaluator(log, source, p, ev)
 }
 
 func logEvaluator(log *slog.Logger, source string, p *Policy, ev string) {

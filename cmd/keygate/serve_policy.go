@@ -72,8 +72,9 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 		return
 	case <-served:
 	}
-	policies.LogEvaluator(p.log, policies.BuiltIn, p.engine.Complete(ctx))
+	full := p.engine.Complete(ctx)
 	close(p.completed)
+	policies.LogEvaluator(ctx, p.log, policies.BuiltIn, full)
 	select {
 	case <-ctx.Done():
 		return
