@@ -128,3 +128,21 @@ func TestMemoEvictsConcurrently(t *testing.T) {
 		t.Fatalf("%d bytes, budget %d", bytes, m.table.budget)
 	}
 }
+
+// TestMemoStatsSize: the engine reports what its policy's memo holds, and
+// a reload's new memo starts empty.
+func TestMemoStatsSize(t *testing.T) {
+	e := NewEngine(defaultPolicy(t))
+	for _, in := range distinctKeyInputs(3) {
+		if _, err := e.Decide(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := e.MemoStats(); s.Entries != 3 || s.Bytes <= 0 || s.Bytes > defaultMemoBudget || s.Evictions != 0 {
+		t.Fatalf("after 3 keys: %+v", s)
+	}
+	e.Swap(defaultPolicy(t))
+	if s := e.MemoStats(); s.Entries != 0 || s.Bytes != 0 || s.Misses != 3 {
+		t.Fatalf("after a reload: %+v", s)
+	}
+}
