@@ -7,8 +7,10 @@ import (
 )
 
 // defaultMemoBudget bounds the heap of one memo's entries and interned
-// parts. An entry of the built-in policy costs ~0.5 KB (BenchmarkMemoKeys),
-// so 64 MiB hold the decisions of ~100,000 active keys.
+// parts. An entry of the built-in policy costs ~460 bytes
+// (BenchmarkMemoKeys), so 64 MiB hold ~140,000 decisions: those of ~70,000
+// active keys under the load tool's realistic traffic (a key is decided
+// apart per route class and credential form, ~2 entries a key).
 const defaultMemoBudget = 64 << 20
 
 // memoTable holds a memo's entries within a budget of bytes, evicting by
@@ -29,12 +31,14 @@ type memoTable struct {
 	evictions atomic.Uint64
 }
 
-// memoSlot is one entry; size 0 marks a free slot.
+// memoSlot is one entry; size 0 marks a free slot. Its decision is its
+// shape, which entries share, and its limits, which name its key.
 type memoSlot struct {
-	key  string
-	d    Decision
-	size int64
-	used atomic.Bool // hit since the hand last passed
+	key    string
+	shape  *Decision
+	limits []Limit
+	size   int64
+	used   atomic.Bool // hit since the hand last passed
 }
 
 // Per-entry overhead besides the key's bytes and the decision's own heap:
@@ -55,7 +59,9 @@ func (t *memoTable) lookup(key []byte) (Decision, bool) {
 	if !s.used.Load() { // a store only when it changes: hits share the line
 		s.used.Store(true)
 	}
-	return s.d, true
+	d := *s.shape
+	d.Limits = s.limits
+	return d, true
 }
 
 // add remembers d under key, evicting until the budget has room; an entry
@@ -76,7 +82,7 @@ func (t *memoTable) add(key []byte, d Decision) {
 		t.intern.budget = t.budget / 8
 	}
 	internedBefore := t.intern.bytes
-	kept, own := t.intern.decision(d)
+	shape, limits, own := t.intern.decision(d)
 	size := int64(len(key)) + memoEntryOverhead + own
 	t.bytes += t.intern.bytes - internedBefore
 	for t.bytes+size > t.budget && len(t.index) > 0 {
@@ -87,7 +93,7 @@ func (t *memoTable) add(key []byte, d Decision) {
 	}
 	k := string(key)
 	i := t.slot()
-	t.slots[i] = memoSlot{key: k, d: kept, size: size}
+	t.slots[i] = memoSlot{key: k, shape: shape, limits: limits, size: size}
 	t.index[k] = i
 	t.bytes += size
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -144,5 +145,27 @@ func TestMemoStatsSize(t *testing.T) {
 	e.Swap(defaultPolicy(t))
 	if s := e.MemoStats(); s.Entries != 0 || s.Bytes != 0 || s.Misses != 3 {
 		t.Fatalf("after a reload: %+v", s)
+	}
+}
+
+// TestDecisionShape: decisionShape holds every field of Decision but its
+// limits, so that two decisions that differ anywhere else never share a
+// shape.
+func TestDecisionShape(t *testing.T) {
+	var want, got []string
+	for f := range reflect.TypeFor[Decision]().Fields() {
+		if f.Name != "Limits" {
+			want = append(want, strings.ToLower(f.Name))
+		}
+	}
+	for f := range reflect.TypeFor[decisionShape]().Fields() {
+		if f.Name != "hasBody" {
+			got = append(got, strings.ToLower(f.Name))
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(want, got) {
+		t.Fatalf("decisionShape holds %v, Decision has %v", got, want)
 	}
 }
