@@ -65,7 +65,7 @@ func (t *memoTable) lookup(key []byte) (Decision, bool) {
 }
 
 // add remembers d under key, evicting until the budget has room; an entry
-// larger than the whole budget is not remembered.
+// that would not fit in the whole budget is not remembered.
 func (t *memoTable) add(key []byte, d Decision) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -85,11 +85,11 @@ func (t *memoTable) add(key []byte, d Decision) {
 	shape, limits, own := t.intern.decision(d)
 	size := int64(len(key)) + memoEntryOverhead + own
 	t.bytes += t.intern.bytes - internedBefore
-	for t.bytes+size > t.budget && len(t.index) > 0 {
-		t.evict()
+	if t.intern.bytes+size > t.budget {
+		return // it would not fit in the emptied table: evict nothing for it
 	}
-	if t.bytes+size > t.budget {
-		return
+	for t.bytes+size > t.budget {
+		t.evict()
 	}
 	k := string(key)
 	i := t.slot()

@@ -169,3 +169,22 @@ func TestDecisionShape(t *testing.T) {
 		t.Fatalf("decisionShape holds %v, Decision has %v", got, want)
 	}
 }
+
+// TestMemoTooLargeEvictsNothing: an entry larger than the budget is not
+// remembered, and does not empty the memo trying to make room for it.
+func TestMemoTooLargeEvictsNothing(t *testing.T) {
+	m := newMemo(context.Background(), nil, nil, nil)
+	m.table.budget = 64 << 10
+	for i := range 10 {
+		m.put(memoKey(i), keyedDecision(i))
+	}
+	huge := keyedDecision(-1)
+	huge.Headers = map[string]string{}
+	for i := range 32 {
+		huge.Headers["x-h"+strconv.Itoa(i)] = strings.Repeat("v", 4096)
+	}
+	m.put(memoKey(-1), huge)
+	if n, _, evictions := m.table.stats(); n != 10 || evictions != 0 {
+		t.Fatalf("%d entries, %d evictions after a put larger than the budget", n, evictions)
+	}
+}
