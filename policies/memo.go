@@ -25,6 +25,11 @@ import (
 // Key facts that change over time reach the policy only as input fields
 // (key.revoked, key.expired, site.active, …), so a revocation or an expiry
 // changes the key instead of being hidden by it.
+//
+// The entries live in a table bounded by bytes (memo_table.go): traffic from
+// tens of thousands of keys needs tens of thousands of entries, which a
+// count sized for the worst entry could not give, and CLOCK eviction keeps
+// the keys that come back over those seen once.
 type memo struct {
 	// unread are the request fields the policy provably never reads: a
 	// set of bits, so clearing them calls no func value (through which an
@@ -34,15 +39,14 @@ type memo struct {
 	// allocates nothing.
 	scratch sync.Pool
 
-	mu      sync.RWMutex
+	table memoTable
+	// entries is not used: newMemo (memo_analysis.go) still makes it, and
+	// goes with that line.
 	entries map[string]Decision
 }
 
-// Bounds: a memo costs at most maxMemoEntries × (maxMemoKey + a decision).
-const (
-	maxMemoEntries = 10_000
-	maxMemoKey     = 2048
-)
+// maxMemoKey bounds one key; the table's budget bounds them all.
+const maxMemoKey = 2048
 
 // unreadFields is a set of the ignorable request fields, one bit each.
 type unreadFields uint8
@@ -118,9 +122,7 @@ func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
 		m.scratch.Put(s)
 		return Decision{}, nil, false
 	}
-	m.mu.RLock()
-	d, hit := m.entries[string(s.key)]
-	m.mu.RUnlock()
+	d, hit := m.table.lookup(s.key)
 	if hit {
 		m.scratch.Put(s)
 		return d, nil, true // shared, read-only: see clone
@@ -130,15 +132,7 @@ func (m *memo) get(in *Input) (Decision, *memoScratch, bool) {
 
 // put remembers d under the key get returned, and recycles the scratch.
 func (m *memo) put(s *memoScratch, d Decision) {
-	m.mu.Lock()
-	if len(m.entries) >= maxMemoEntries {
-		for k := range m.entries { // an arbitrary victim: map order is random
-			delete(m.entries, k)
-			break
-		}
-	}
-	m.entries[string(s.key)] = d.clone()
-	m.mu.Unlock()
+	m.table.add(s.key, d)
 	m.scratch.Put(s)
 }
 

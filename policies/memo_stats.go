@@ -9,6 +9,12 @@ type MemoStats struct {
 	// policy is not deterministic, or the input cannot be a key (the policy
 	// reads headers that differ per request, or the key is too long).
 	Hits, Misses, Bypasses uint64
+	// Entries and Bytes are what the current policy's memo holds (Bytes
+	// as estimated against its budget), Evictions the entries it dropped
+	// for room; all three start again at 0 with a reload's new memo.
+	Entries   int
+	Bytes     int64
+	Evictions uint64
 }
 
 type memoCounters struct{ hit, miss, bypass atomic.Uint64 }
@@ -29,7 +35,11 @@ func (c *memoCounters) count(hit bool, key *memoScratch) {
 
 // MemoStats reports how decisions were served since the engine started.
 func (e *Engine) MemoStats() MemoStats {
-	return MemoStats{Hits: e.stats.hit.Load(), Misses: e.stats.miss.Load(), Bypasses: e.stats.bypass.Load()}
+	s := MemoStats{Hits: e.stats.hit.Load(), Misses: e.stats.miss.Load(), Bypasses: e.stats.bypass.Load()}
+	if p := e.Current(); p != nil && p.memo != nil {
+		s.Entries, s.Bytes, s.Evictions = p.memo.table.stats()
+	}
+	return s
 }
 
 func (c *memoCounters) bypassed() {

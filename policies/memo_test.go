@@ -269,18 +269,38 @@ func TestMemoAgreesWithEvaluation(t *testing.T) {
 			}
 		}
 	}
-	if n := len(p.memo.entries); n != len(inputs) {
+	if n := memoLen(p.memo); n != len(inputs) {
 		t.Errorf("%d memo entries for %d distinct inputs", n, len(inputs))
 	}
 }
 
+// memoLen is how many entries m holds.
+func memoLen(m *memo) int {
+	n, _, _ := m.table.stats()
+	return n
+}
+
+// memoBytes is the heap m estimates its entries hold.
+func memoBytes(m *memo) int64 {
+	_, bytes, _ := m.table.stats()
+	return bytes
+}
+
+// TestMemoBounded: the entries' estimated bytes stay within the budget
+// however many are put, and a key over maxMemoKey is not remembered.
 func TestMemoBounded(t *testing.T) {
 	m := newMemo(context.Background(), nil, nil, nil)
-	for i := range maxMemoEntries + 50 {
-		m.put(&memoScratch{key: []byte(strconv.Itoa(i))}, Decision{Allow: true})
+	m.table.budget = 1 << 20
+	d := Decision{Allow: true, Headers: map[string]string{"x-a": "1"}, Limits: []Limit{{Kind: "rate", Key: "k"}}}
+	for i := range 50_000 {
+		m.put(&memoScratch{key: []byte(strconv.Itoa(i) + strings.Repeat("k", i%300))}, d)
+		if _, bytes, _ := m.table.stats(); bytes > m.table.budget {
+			t.Fatalf("after %d puts: %d bytes, budget %d", i+1, bytes, m.table.budget)
+		}
 	}
-	if n := len(m.entries); n != maxMemoEntries {
-		t.Fatalf("%d entries, bound is %d", n, maxMemoEntries)
+	n, _, evictions := m.table.stats()
+	if n == 0 || evictions == 0 || n+int(evictions) != 50_000 {
+		t.Fatalf("%d entries, %d evictions for 50,000 puts", n, evictions)
 	}
 	in := fullInput()
 	in.Key.Name = strings.Repeat("a", maxMemoKey)
@@ -365,14 +385,14 @@ func TestSetMemoOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := len(p.memo.entries); n != 0 {
+	if n := memoLen(p.memo); n != 0 {
 		t.Fatalf("memo off, yet %d decisions were remembered", n)
 	}
 	e.SetMemo(true)
 	if _, err := e.Decide(ctx, &in); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(p.memo.entries); n != 1 {
+	if n := memoLen(p.memo); n != 1 {
 		t.Fatalf("memo back on: %d entries, want 1", n)
 	}
 }

@@ -121,6 +121,15 @@ func (p *policyRuntime) register(reg prometheus.Registerer) {
 	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_decision_memo_entries", Help: "Decisions the current policy's memo holds.",
+		}, func() float64 { return float64(p.engine.MemoStats().Entries) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "keygate_decision_memo_bytes", Help: "Estimated heap the current policy's memo holds (bounded by its 64 MiB budget).",
+		}, func() float64 { return float64(p.engine.MemoStats().Bytes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keygate_decision_memo_evictions_total", Help: "Decisions the memo dropped to stay within its budget (restarts at 0 when a policy reload builds a new memo).",
+		}, func() float64 { return float64(p.engine.MemoStats().Evictions) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "keygate_policy_last_reload_success", Help: "1 if the newest policy reload (or the start-up load) succeeded, else 0.",
 		}, func() float64 {
 			if status().LastOK {
