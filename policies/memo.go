@@ -40,9 +40,6 @@ type memo struct {
 	scratch sync.Pool
 
 	table memoTable
-	// entries is not used: newMemo (memo_analysis.go) still makes it, and
-	// goes with that line.
-	entries map[string]Decision
 }
 
 // maxMemoKey bounds one key; the table's budget bounds them all.

@@ -90,7 +90,7 @@ func newMemo(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module,
 			}
 		}
 	}
-	mm := &memo{entries: make(map[string]Decision)}
+	mm := &memo{}
 	mm.scratch.New = func() any { return &memoScratch{key: make([]byte, 0, 512)} }
 	for _, f := range ignorable {
 		if !readsPath(reads, f.path) {
