@@ -87,7 +87,7 @@ func checkDecode(t *testing.T, b []byte) (fast bool) {
 	want := &authv3.CheckRequest{}
 	wantErr := proto.Unmarshal(b, want)
 	got := &authv3.CheckRequest{}
-	if fast = decodeCheckRequest(b, got); fast && (wantErr != nil || !proto.Equal(got, want)) {
+	if fast = decodeCheckRequest(b, got); fast && (wantErr != nil || !proto.Equal(got, want) || !sameNilBytes(got, want)) {
 		t.Fatalf("decoded %x as\n%v\nproto.Unmarshal: %v\n%v", b, got, wantErr, want)
 	}
 	got = &authv3.CheckRequest{Attributes: &authv3.AttributeContext{TlsSession: &authv3.AttributeContext_TLSSession{Sni: "left over"}}}
@@ -96,6 +96,41 @@ func checkDecode(t *testing.T, b []byte) (fast bool) {
 		t.Fatalf("codec decoded %x as\n%v (%v)\nproto.Unmarshal: %v\n%v", b, got, err, wantErr, want)
 	}
 	return fast
+}
+
+// sameNilBytes: the bytes fields are nil in got where they are in want
+// (proto.Equal takes an empty slice for nil).
+func sameNilBytes(got, want *authv3.CheckRequest) bool {
+	g, w := got.GetAttributes().GetRequest().GetHttp(), want.GetAttributes().GetRequest().GetHttp()
+	if (g.GetRawBody() == nil) != (w.GetRawBody() == nil) {
+		return false
+	}
+	gh, wh := g.GetHeaderMap().GetHeaders(), w.GetHeaderMap().GetHeaders()
+	for i := range min(len(gh), len(wh)) {
+		if (gh[i].GetRawValue() == nil) != (wh[i].GetRawValue() == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestDecodeCheckRequestEmptyBytes: an empty raw_value or raw_body decodes
+// as nil, as proto.Unmarshal leaves it.
+func TestDecodeCheckRequestEmptyBytes(t *testing.T) {
+	m := envoyCheckRequest(true)
+	m.Attributes.Request.Http.HeaderMap.Headers[0].RawValue = nil
+	b, _ := proto.Marshal(m)
+	hv := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "x-empty")
+	hv = protowire.AppendBytes(protowire.AppendTag(hv, 3, protowire.BytesType), nil) // raw_value, present and empty
+	hm := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), hv)
+	http := protowire.AppendBytes(protowire.AppendTag(nil, 13, protowire.BytesType), hm) // header_map
+	http = protowire.AppendBytes(protowire.AppendTag(http, 12, protowire.BytesType), nil) // raw_body, present and empty
+	req := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), http)
+	attrs := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), req)
+	b = append(b, protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), attrs)...)
+	if !checkDecode(t, b) {
+		t.Fatal("fell back to proto.Unmarshal")
+	}
 }
 
 // TestDecodeCheckRequest: Envoy's requests take the fast path and decode

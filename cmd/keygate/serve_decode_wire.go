@@ -78,8 +78,9 @@ var interned = func() map[string]string {
 	return m
 }()
 
-// byteString decodes a bytes field: a copy, non-nil when present but empty
-// as proto.Unmarshal leaves it.
+// byteString decodes a bytes field: a copy, nil when empty, as
+// proto.Unmarshal leaves a proto3 bytes field (proto.Equal does not tell
+// nil from empty; a reader testing for nil would).
 func byteString(typ protowire.Type, b []byte, dst *[]byte) int {
 	if typ != protowire.BytesType {
 		return -1
@@ -88,7 +89,7 @@ func byteString(typ protowire.Type, b []byte, dst *[]byte) int {
 	if n < 0 {
 		return -1
 	}
-	*dst = append([]byte{}, v...)
+	*dst = append([]byte(nil), v...)
 	return n
 }
 
