@@ -123,7 +123,7 @@ func TestDecodeCheckRequestEmptyBytes(t *testing.T) {
 	hv := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "x-empty")
 	hv = protowire.AppendBytes(protowire.AppendTag(hv, 3, protowire.BytesType), nil) // raw_value, present and empty
 	hm := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), hv)
-	http := protowire.AppendBytes(protowire.AppendTag(nil, 13, protowire.BytesType), hm) // header_map
+	http := protowire.AppendBytes(protowire.AppendTag(nil, 13, protowire.BytesType), hm)  // header_map
 	http = protowire.AppendBytes(protowire.AppendTag(http, 12, protowire.BytesType), nil) // raw_body, present and empty
 	req := protowire.AppendBytes(protowire.AppendTag(nil, 2, protowire.BytesType), http)
 	attrs := protowire.AppendBytes(protowire.AppendTag(nil, 4, protowire.BytesType), req)
