@@ -189,12 +189,12 @@ func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 
 // KeyID returns the facts of the key with this id.
 func (c *Cache) KeyID(ctx context.Context, id string) (KeyFacts, error) {
-	ck := "k:" + id
+	ck := "k:" + id // on the stack: a hit allocates nothing
 	l, hit := c.look(ck)
 	if hit {
 		return keyFactsOf(l.old)
 	}
-	return c.loadKey(ctx, ck, l, nil, id)
+	return c.loadKey(ctx, strings.Clone(ck), l, nil, id) // the load keeps it
 }
 
 // loadKey is Key (digests set) or KeyID past a miss; apart, so that a hit

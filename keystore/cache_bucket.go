@@ -83,12 +83,29 @@ const countersPerBucket = 10
 // rounded up to a power of two) must not reach those bits.
 const maxBuckets = 1 << 26
 
+// minBuckets: a small cache (tests) still has buckets of a few keys, so
+// that ristretto refusing one (its cost past MaxCost) drops a few keys,
+// not the whole cache.
+const minBuckets = 64
+
 func newBuckets(maxEntries int64) *buckets {
 	n := uint64(1)
-	for n < maxBuckets && int64(n)*keysPerBucket < maxEntries {
+	for n < maxBuckets && (int64(n)*keysPerBucket < maxEntries || n < minBuckets && int64(n) < maxEntries) {
 		n <<= 1
 	}
 	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1}
+}
+
+// nextSeq numbers a new bucket: every bucket of a place has a ristretto
+// key of its own, so a Del of one never crosses a queued Set of the next
+// (an odd-only sequence gave two buckets in a row the same key), and
+// never 0, so no bucket's key is the bare place lookups count reads on.
+func (x *buckets) nextSeq() uint64 {
+	for {
+		if s := uint64(uint32(x.seq.Add(1))); s != 0 {
+			return s
+		}
+	}
 }
 
 func (x *buckets) hash(ck string) cacheHash {
@@ -161,7 +178,7 @@ func (c *Cache) change(h cacheHash, s *slotHead, indexed bool) {
 			nb = without(old, e)
 		}
 		if nb != nil {
-			nb.key = p | uint64(x.seq.Add(1)|1)<<32
+			nb.key = p | x.nextSeq()<<32
 		}
 		// ristretto may let go of old meanwhile (exit clears dir): then
 		// its keys are gone and the new bucket starts from nothing.

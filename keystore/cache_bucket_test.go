@@ -134,6 +134,43 @@ func TestCacheStaysWithinMaxEntries(t *testing.T) {
 	}
 }
 
+// TestSmallCacheKeepsItsKeys: a cache of a few keys is many buckets of a
+// few, so one more key than it holds costs a key or two, not the cache (one
+// bucket of all the keys, refused once it outgrew MaxCost, emptied it).
+func TestSmallCacheKeepsItsKeys(t *testing.T) {
+	c := newTestCache(t, &storeLikeLoader{sites: 3}, CacheConfig{MaxEntries: 20})
+	ctx := context.Background()
+	for i := range 21 {
+		if _, err := c.Key(ctx, []Digest{Digest("digest-" + strconv.Itoa(i))}); err != nil {
+			t.Fatal(err)
+		}
+		c.Wait()
+	}
+	if n := c.cachedKeys(); n < 15 || n > 20 {
+		t.Fatalf("a 20-key cache holds %d keys after 21 were read; want most of 20", n)
+	}
+}
+
+// TestBucketSeqUnique: buckets made one after another at a place have
+// ristretto keys of their own, none of them the bare place.
+func TestBucketSeqUnique(t *testing.T) {
+	x := newBuckets(1000)
+	seen := map[uint64]bool{}
+	for range 1000 {
+		s := x.nextSeq()
+		if s == 0 || seen[s] {
+			t.Fatalf("sequence %d repeated or zero", s)
+		}
+		seen[s] = true
+	}
+	x.seq.Store(^uint32(0) - 1)
+	for range 3 {
+		if s := x.nextSeq(); s == 0 {
+			t.Fatal("sequence wrapped to 0")
+		}
+	}
+}
+
 // TestCacheHeapPerKey: a cache full of keys (100,000) costs well under
 // ristretto's ~180 B of bookkeeping per entry plus keygate's ~85 B per key:
 // ristretto keeps one entry per bucket of keys.
@@ -197,7 +234,7 @@ func TestCacheHitAllocatesNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if hits, misses := c.Stats(); byDigest != 0 || misses != 1 || hits < 200 {
+	if hits, misses := c.Stats(); byDigest != 0 || byID != 0 || misses != 1 || hits < 200 {
 		t.Fatalf("allocs by digest %v, by id %v; hits %d, misses %d", byDigest, byID, hits, misses)
 	}
 }
