@@ -37,9 +37,18 @@ import (
 // (allowTemplate.renders). A stale or colliding slot costs a rebuild, never
 // a wrong header.
 
-// templateSlots bounds the templates kept: each is ~2.5 KB, so at most ~10
-// MB however many keys call; a slot two callers share is rebuilt by turns.
-const templateSlots = 4096
+// templateSlots bounds the templates kept, and maxTemplatePolicyBytes the
+// policy headers one may hold (a template keeps them, their upstream copy
+// and their messages: ~2.5 KB for the built-in policy's usual headers, ~5
+// KB at the cap), so the table holds at most ~25 MB however many keys call
+// and whatever headers a policy sets (up to 32 of 4 KB each: ~144 KB a
+// template, 590 MB for the table, without the cap). An allow with larger
+// policy headers is rendered without a template, as before templates. A
+// slot two callers share is rebuilt by turns.
+const (
+	templateSlots          = 4096
+	maxTemplatePolicyBytes = 1024
+)
 
 // allowTemplates is a direct-mapped table of allow templates.
 type allowTemplates struct {
@@ -88,7 +97,7 @@ type allowResponse struct {
 // hashes every name), and the template; without templates (tt nil: not
 // the gRPC transport) they are built and there is none.
 func (tt *allowTemplates) upstream(res *Result, c caller, d policies.Decision) (map[string]string, *allowTemplate) {
-	if tt == nil {
+	if tt == nil || headerBytes(d.Headers) > maxTemplatePolicyBytes {
 		return identity(c, d.Headers), nil
 	}
 	slot := &tt.slots[tt.index(c, d.Rule)]
@@ -114,6 +123,15 @@ func (tt *allowTemplates) index(c caller, rule string) uint64 {
 func (t *allowTemplate) madeFrom(res *Result, c caller, d policies.Decision) bool {
 	return t.caller == c && t.rule == d.Rule && t.keyID == res.KeyID && t.mode == res.Mode && t.site == res.Site &&
 		sameHeaders(t.policy, d.Headers)
+}
+
+// headerBytes is the size of h's names and values.
+func headerBytes(h map[string]string) int {
+	n := 0
+	for k, v := range h {
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 func sameHeaders(a, b map[string]string) bool {

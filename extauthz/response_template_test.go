@@ -3,6 +3,9 @@ package extauthz
 import (
 	"bytes"
 	"context"
+	"hash/maphash"
+	"maps"
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -85,9 +88,13 @@ func TestTemplatedAllowSameBytes(t *testing.T) {
 			all = append(all, sameAsUntemplated(t, f.server, decided(t, f.server, r)))
 		}
 	}
-	if a, b := allowHeaders(all[0].resp), allowHeaders(all[len(requests)].resp); a[0] != b[0] {
+	// Twice in a row, so no other request's slot can collide in between.
+	again := []rendered{sameAsUntemplated(t, f.server, decided(t, f.server, requests[0])),
+		sameAsUntemplated(t, f.server, decided(t, f.server, requests[0]))}
+	if a, b := allowHeaders(again[0].resp), allowHeaders(again[1].resp); a[0] != b[0] {
 		t.Fatal("the same allow twice shares no header message: not testing templates")
 	}
+	all = append(all, again...)
 
 	lf := newLimitsFixture(t, keystore.Limits{"rate": 3})
 	lf.withLimiter(t, limits.Config{})
@@ -178,5 +185,30 @@ func TestTemplateUpstreamIsIdentity(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestTemplateSkipsLargePolicyHeaders: an allow whose policy headers pass
+// maxTemplatePolicyBytes gets its headers built, without a template (the
+// table's memory bound), and a small one still gets a template.
+func TestTemplateSkipsLargePolicyHeaders(t *testing.T) {
+	tt := &allowTemplates{seed: maphash.MakeSeed()}
+	res := &Result{KeyID: "key_1", Mode: "live", Site: "site_1"}
+	c := caller{key: true, account: "acct_1", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
+	big := map[string]string{"x-meta": strings.Repeat("v", maxTemplatePolicyBytes)}
+	up, tmpl := tt.upstream(res, c, policies.Decision{Rule: "key_route", Headers: big})
+	if tmpl != nil {
+		t.Fatal("policy headers past the cap got a template")
+	}
+	if !maps.Equal(up, identity(c, big)) {
+		t.Fatalf("upstream %v, want %v", up, identity(c, big))
+	}
+	for i := range tt.slots {
+		if tt.slots[i].Load() != nil {
+			t.Fatalf("slot %d holds a template", i)
+		}
+	}
+	if _, tmpl = tt.upstream(res, c, policies.Decision{Rule: "key_route", Headers: map[string]string{"x-meta": "v"}}); tmpl == nil {
+		t.Fatal("small policy headers got no template")
 	}
 }
