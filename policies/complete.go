@@ -81,7 +81,12 @@ func (p *Policy) complete(ctx context.Context) *Policy {
 // Complete completes the policy in use if it came from CompileFirst, and
 // installs the result unless another policy was installed meanwhile (a
 // reload's is complete already). It returns the policy in use then.
+// Callers take turns: the analyses and the compiled plan share the first
+// policy's compiler (planning sets its evaluation mode), and a second
+// caller then finds the policy complete.
 func (e *Engine) Complete(ctx context.Context) *Policy {
+	e.completing.Lock()
+	defer e.completing.Unlock()
 	p := e.cur.Load()
 	if p == nil || p.pending == nil {
 		return p

@@ -71,13 +71,16 @@ func TestCompleteWhileDeciding(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	inputs := make([]*Input, 32)
 	want := make([]Decision, len(inputs))
+	wantErr := make([]bool, len(inputs))
 	for i := range inputs {
 		inputs[i] = dp.gen.input(rng)
-		want[i], _ = dp.p.Decide(context.Background(), inputs[i])
+		var err error
+		want[i], err = dp.p.Decide(context.Background(), inputs[i])
+		wantErr[i] = err != nil
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	errs := make(chan string, 4)
+	errs := make(chan string, 8)
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -89,12 +92,21 @@ func TestCompleteWhileDeciding(t *testing.T) {
 				default:
 				}
 				i := (g*7 + r*13) % len(inputs)
-				if d, err := e.Decide(context.Background(), inputs[i]); err == nil && !cmp.Equal(d, want[i]) {
+				if d, err := e.Decide(context.Background(), inputs[i]); (err != nil) != wantErr[i] || err == nil && !cmp.Equal(d, want[i]) {
 					errs <- describe(inputs[i])
 					return
 				}
 			}
 		}(g)
+	}
+	// Completions at once as well: they take turns (the analyses and the
+	// plan share the first policy's compiler; two at once raced on it).
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.Complete(context.Background()).WaitEvaluator(context.Background())
+		}()
 	}
 	e.Complete(context.Background()).WaitEvaluator(context.Background())
 	close(stop)

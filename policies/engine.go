@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -177,6 +178,8 @@ type Engine struct {
 	// a policy ever need every evaluation to run.
 	noMemo atomic.Bool
 	stats  memoCounters
+	// completing makes Complete's callers take turns.
+	completing sync.Mutex
 }
 
 // SetMemo turns remembering decisions of deterministic policies on (the
