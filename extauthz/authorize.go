@@ -64,6 +64,24 @@ type Authorizer struct {
 	// Uses spends keys' remaining uses; optional (nil: none spent, as in
 	// `keygate check`).
 	Uses UseSpender
+	// DropUnreadHeaders leaves the request's headers out of the policy
+	// input when the policy deciding provably never reads them
+	// (policies.Policy.ReadsHeaders): building that map was ~8% of a
+	// memo-hit Check. Off by default, since Result.Input shows them (the
+	// decision log, a shadow policy, `keygate check`); serve turns it on
+	// when neither a decision log nor a shadow policy is configured.
+	DropUnreadHeaders bool
+}
+
+// inputHeaders reports whether pol's input gets the request's headers.
+// pol is the snapshot that decides the request, so a reload to a policy
+// that reads headers never sees an input made for one that does not.
+func (a *Authorizer) inputHeaders(pol Decider) bool {
+	if !a.DropUnreadHeaders {
+		return true
+	}
+	r, ok := pol.(interface{ ReadsHeaders() bool })
+	return !ok || r.ReadsHeaders()
 }
 
 // Result is a decision with everything a transport needs to answer.
@@ -117,7 +135,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 	defer cancel()
 	now := a.now()
 	st := new(requestState)
-	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0])
+	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0], a.inputHeaders(pol))
 	credCtx, span := a.span(ctx, "keygate.credential")
 	cred := a.resolve(credCtx, r, now, st)
 	endSpan(span)

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"flag"
 	"strconv"
 	"testing"
 	"time"
@@ -76,6 +77,7 @@ func BenchmarkCheckMiss(b *testing.B) {
 // the Check's cost, not the loop's (it was two allocations per request).
 func BenchmarkCheckPolicy(b *testing.B) {
 	f := newFixture(b)
+	f.server.Authorizer.DropUnreadHeaders = !*keepHeaders
 	ctx := envoyContext(b)
 	req := envoyCheckRequest("GET", "/v1/videos/0", typicalHeaders("Bearer "+f.live.Reveal()))
 	f.server.Check(ctx, req) //nolint:errcheck // warms the key cache
@@ -89,6 +91,12 @@ func BenchmarkCheckPolicy(b *testing.B) {
 		return req
 	})
 }
+
+// keepHeaders: the memo-hit benchmarks run as serve does by default (no
+// decision log, no shadow policy: the built-in policy's input gets no
+// headers); -keep-headers measures the input with them, as with a
+// decision log.
+var keepHeaders = flag.Bool("keep-headers", false, "memo-hit benchmarks: give the policy input the request's headers")
 
 // envoyContext carries a deadline, as every Check from Envoy does (its
 // ext_authz timeout travels as grpc-timeout).

@@ -175,18 +175,20 @@ func addHeader(m map[string]string, k, v string) {
 
 // policyRequest builds the request part of the policy input.
 func policyRequest(r Request) policies.Request {
-	req, _, _ := scanRequest(r, nil, false)
+	req, _, _ := scanRequest(r, nil, false, true)
 	return req
 }
 
 // scanned is scanRequest for r as it should be: when r's header names are
 // those of unchecked (not nil) and one is not lower case, r is translated
 // again with FromCheckRequest and scanned again, and that r is returned.
-func scanned(r Request, unchecked *authv3.CheckRequest, forged []string) (Request, policies.Request, []string) {
-	req, forged, upper := scanRequest(r, forged, unchecked != nil)
+// Without headers, the policy input gets none (see
+// Authorizer.DropUnreadHeaders).
+func scanned(r Request, unchecked *authv3.CheckRequest, forged []string, headers bool) (Request, policies.Request, []string) {
+	req, forged, upper := scanRequest(r, forged, unchecked != nil, headers)
 	if upper {
 		r = FromCheckRequest(unchecked)
-		req, forged, _ = scanRequest(r, forged[:0], false)
+		req, forged, _ = scanRequest(r, forged[:0], false, headers)
 	}
 	return r, req, forged
 }
@@ -195,7 +197,7 @@ func scanned(r Request, unchecked *authv3.CheckRequest, forged []string) (Reques
 // headers the client sent (see clientIdentityHeaders), in the same pass
 // over the headers: every header is seen, however many there are. With
 // checkNames, it reports whether a name has an upper-case letter.
-func scanRequest(r Request, forged []string, checkNames bool) (_ policies.Request, _ []string, upper bool) {
+func scanRequest(r Request, forged []string, checkNames, headers bool) (_ policies.Request, _ []string, upper bool) {
 	c := Canonicalize(r)
 	out := policies.Request{
 		Method: r.Method,
@@ -217,9 +219,12 @@ func scanRequest(r Request, forged []string, checkNames bool) (_ policies.Reques
 		if strings.HasPrefix(k, identityPrefix) {
 			forged = append(forged, k)
 		}
-		if len(kept) < maxInputHeaders && policyHeader(k, v) {
+		if headers && len(kept) < maxInputHeaders && policyHeader(k, v) {
 			kept = append(kept, [2]string{k, v})
 		}
+	}
+	if !headers {
+		return out, forged, upper
 	}
 	out.Headers = make(map[string]string, len(kept))
 	for _, kv := range kept {

@@ -14,8 +14,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"google.golang.org/protobuf/encoding/prototext"
 
+	"github.com/keygate/keygate/internal/policytest"
 	"github.com/keygate/keygate/policies"
 )
 
@@ -190,7 +192,7 @@ func TestScanRequestFindsEveryForgery(t *testing.T) {
 	}
 	var forged []string
 	for range 20 { // map order is random: a scan that stopped early would miss one soon
-		req, found, _ := scanRequest(Request{Path: "/", Headers: h}, nil, false)
+		req, found, _ := scanRequest(Request{Path: "/", Headers: h}, nil, false, true)
 		slices.Sort(found)
 		if !slices.Equal(found, []string{"x-keygate-plan", "x-keygate-site"}) {
 			t.Fatalf("forged = %v", found)
@@ -256,5 +258,36 @@ func TestCheckUpperCaseNames(t *testing.T) {
 		if got[0] != got[1] { // keys appear in neither: the upstream never sees them
 			t.Errorf("headers %d (names %v):\n got %s\nwant %s", i, slices.Collect(maps.Keys(h)), got[0], got[1])
 		}
+	}
+}
+
+// TestDropUnreadHeaders: with DropUnreadHeaders, a policy that provably
+// never reads headers gets none in its input, and decides alike; one that
+// reads them (deny bodies echoing x-request-id) still gets them, and off
+// (the default) every policy does.
+func TestDropUnreadHeaders(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.server.Authorizer
+	r := Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos",
+		Headers: map[string]string{"x-api-key": f.live.Reveal(), "x-custom": "v", "x-request-id": "req-1"}}
+	missing := Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos", Headers: map[string]string{"x-request-id": "req-1"}}
+
+	kept := a.Authorize(ctx, r)
+	if kept.Input.Request.Headers["x-custom"] != "v" {
+		t.Fatalf("default: input headers %v, want x-custom", kept.Input.Request.Headers)
+	}
+	a.DropUnreadHeaders = true
+	dropped := a.Authorize(ctx, r)
+	if dropped.Input.Request.Headers != nil {
+		t.Fatalf("built-in policy, headers dropped: input headers %v, want none", dropped.Input.Request.Headers)
+	}
+	if !cmp.Equal(dropped.Decision, kept.Decision) || !cmp.Equal(dropped.Upstream, kept.Upstream, cmpopts.IgnoreMapEntries(func(k, _ string) bool { return k == HeaderDecisionID })) {
+		t.Fatalf("decided differently without headers:\n%+v\n%+v", dropped.Decision, kept.Decision)
+	}
+
+	a.Policy = policies.NewEngine(policytest.Compile(t, policies.BuiltIn, func(c map[string]any) { c["body_shape"] = "error_object" }))
+	if res := a.Authorize(ctx, missing); res.Input.Request.Headers["x-request-id"] != "req-1" || !strings.Contains(string(res.Decision.Body), "req-1") {
+		t.Fatalf("a policy reading x-request-id: input headers %v, body %s", res.Input.Request.Headers, res.Decision.Body)
 	}
 }

@@ -28,6 +28,7 @@ func BenchmarkCheckMemoMiss(b *testing.B) {
 // every decision is a memo hit.
 func BenchmarkCheckDistinctIDs(b *testing.B) {
 	f := newFixture(b)
+	f.server.Authorizer.DropUnreadHeaders = !*keepHeaders
 	ctx := envoyContext(b)
 	reqs := make([]*authv3.CheckRequest, 4096)
 	for i := range reqs {

@@ -161,3 +161,29 @@ func TestLoadWithoutTests(t *testing.T) {
 		t.Fatalf("bundles differ: %d modules + %d tests against %d", len(b.Modules), tests, len(all.Modules))
 	}
 }
+
+// TestReadsHeaders: only a complete policy whose analysis proved headers
+// unread says it does not read them; a first policy (no analysis yet) and
+// one whose deny bodies echo x-request-id do.
+func TestReadsHeaders(t *testing.T) {
+	ctx := context.Background()
+	b := defaultBundle(t)
+	first, err := CompileFirst(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.ReadsHeaders() {
+		t.Error("a first policy, not analysed yet, says it reads no headers")
+	}
+	if full := NewEngine(first).Complete(ctx); full.ReadsHeaders() {
+		t.Error("the built-in policy, complete, says it reads headers")
+	}
+	b.Documents["keygate"].(map[string]any)["config"].(map[string]any)["body_shape"] = "error_object"
+	echo, err := Compile(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !echo.ReadsHeaders() {
+		t.Error("a policy echoing x-request-id says it reads no headers")
+	}
+}

@@ -47,3 +47,12 @@ func (c *memoCounters) bypassed() {
 		c.bypass.Add(1)
 	}
 }
+
+// ReadsHeaders reports whether p may read input.request.headers: false
+// only once p is complete and its analysis proved no rule reaches them
+// (the proof the memo relies on to leave headers out of its key), so
+// that a caller may leave them out of the input. A policy that is not
+// complete yet, or not memoizable, may read them.
+func (p *Policy) ReadsHeaders() bool {
+	return p.memo == nil || p.unread&unreadHeaders == 0
+}
