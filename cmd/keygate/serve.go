@@ -194,9 +194,6 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		return err
 	}
 	defer closeOps()
-	// The decision log and the shadow policy read the input's headers;
-	// without them, a policy that never reads headers is given none.
-	authz.DropUnreadHeaders = cfg.opsFlags.decisionLog == "" && shadowEval == nil
 	srv := &extauthz.Server{Authorizer: authz, Metrics: extauthz.NewMetrics(reg), Log: log}
 
 	deep := &deepPool{}

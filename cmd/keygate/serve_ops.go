@@ -54,6 +54,9 @@ func (o *opsFlags) validate() error {
 // flushes and closes them (after the listeners stopped).
 func (o *opsFlags) startOps(ctx context.Context, authz *extauthz.Authorizer, format keystore.Format, shadowEval *shadow.Evaluator, reg prometheus.Registerer, log *slog.Logger) (func(), error) {
 	observers := extauthz.Observers{extauthz.NewOpsMetrics(reg)}
+	// The decision log and the shadow policy read the input's headers;
+	// without them, a policy that never reads headers is given none.
+	authz.DropUnreadHeaders = o.decisionLog == "" && shadowEval == nil
 	var logged extauthz.Observer // the decision log, when on
 	var closers []func()
 	if o.decisionLog != "" {
