@@ -3,7 +3,6 @@ package irvm
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -41,11 +40,14 @@ func (unevaluable) Eval(context.Context, *rego.EvalContext, ast.Value) (ast.Valu
 	return nil, errors.New("irvm: a planned query is evaluated with irvm.Program, not rego")
 }
 
-var register sync.Once
+// The target is registered while packages initialise: rego.RegisterPlugin
+// writes a global map that every rego.PrepareForEval reads, unguarded, so
+// registering it lazily (at the first Plan) raced with decisions and
+// compiles running on other goroutines (found by -race in CI).
+func init() { rego.RegisterPlugin(Target, planner{}) }
 
 // Plan plans query over the compiled modules of c with OPA's planner.
 func Plan(ctx context.Context, query string, opts ...func(*rego.Rego)) (*ir.Policy, error) {
-	register.Do(func() { rego.RegisterPlugin(Target, planner{}) })
 	c := &capture{}
 	opts = append(opts, rego.Query(query), rego.Target(Target))
 	if _, err := rego.New(opts...).PrepareForEval(context.WithValue(ctx, captureKey{}, c)); err != nil {
