@@ -97,12 +97,18 @@ type allowResponse struct {
 // hashes every name), and the template; without templates (tt nil: not
 // the gRPC transport) they are built and there is none.
 func (tt *allowTemplates) upstream(res *Result, c caller, d policies.Decision) (map[string]string, *allowTemplate) {
-	if tt == nil || headerBytes(d.Headers) > maxTemplatePolicyBytes {
+	if tt == nil {
 		return identity(c, d.Headers), nil
 	}
 	slot := &tt.slots[tt.index(c, d.Rule)]
 	t := slot.Load()
 	if t == nil || !t.madeFrom(res, c, d) {
+		// Sized only when a template would be made: no stored template
+		// holds policy headers past the cap, so a decision with such
+		// headers never matches one above.
+		if headerBytes(d.Headers) > maxTemplatePolicyBytes {
+			return identity(c, d.Headers), nil
+		}
 		t = newAllowTemplate(res, c, d)
 		slot.Store(t)
 	}
