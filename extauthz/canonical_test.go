@@ -37,6 +37,8 @@ func TestCanonicalize(t *testing.T) {
 		{"host trailing dot", "api.example.com.", "/", "/", "api.example.com", true},
 		{"host trailing dot and port", "api.example.com.:443", "/", "/", "api.example.com", true},
 		{"host two trailing dots", "api.example.com..", "/", "", "", false},
+		{"host Kelvin sign is not k", "api.example.\u212Aom", "/", "", "", false},
+		{"host dotless i is not i", "apı.example.com", "/", "", "", false},
 		{"host ipv4", "127.0.0.1:8080", "/", "/", "127.0.0.1", true},
 		{"host ipv6", "[::1]:8080", "/", "/", "::1", true},
 		{"host empty", "", "/", "/", "", true},

@@ -163,7 +163,7 @@ func upperBytes(w uint64) uint64 {
 // addHeader joins repeated names with a comma, as Envoy does, so a second
 // Authorization header is seen rather than silently dropped.
 func addHeader(m map[string]string, k, v string) {
-	k = strings.ToLower(k)
+	k = lowerASCII(k)
 	if old, ok := m[k]; ok {
 		if old == v {
 			return
@@ -248,16 +248,25 @@ func requestOrigin(h map[string]string) *policies.Origin {
 		return nil
 	}
 	u, err := url.Parse(v)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return nil
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" || !isASCII(u.Host) {
+		return nil // a browser sends an internationalised name as punycode
 	}
-	o := &policies.Origin{Scheme: strings.ToLower(u.Scheme), Host: strings.ToLower(u.Hostname()), Port: u.Port()}
+	o := &policies.Origin{Scheme: lowerASCII(u.Scheme), Host: lowerASCII(u.Hostname()), Port: u.Port()}
 	def := defaultPort(o.Scheme)
 	if o.Port == "" {
 		o.Port = def
 	}
 	o.DefaultPort = def != "" && o.Port == def
 	return o
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // defaultPort is a scheme's default port, "" for a scheme without one.

@@ -99,6 +99,8 @@ func TestRequestOrigin(t *testing.T) {
 		{"opaque", map[string]string{"origin": "mailto:x@a.com"}, nil},
 		{"too long", map[string]string{"origin": "https://" + strings.Repeat("a", 3000) + ".com"}, nil},
 		{"control byte", map[string]string{"origin": "https://a.com\x00.evil.com"}, nil},
+		{"Kelvin sign is not k", map[string]string{"origin": "https://\u212A.example.com"}, nil},
+		{"percent-encoded Kelvin sign", map[string]string{"origin": "https://%E2%84%AA.example.com"}, nil},
 		{"unknown scheme keeps its port", map[string]string{"origin": "ftp://a.com"},
 			&policies.Origin{Scheme: "ftp", Host: "a.com"}},
 	}
@@ -147,6 +149,12 @@ func TestFromCheckRequest(t *testing.T) {
 			http: &authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
 				{Key: "authorization", RawValue: []byte("Bearer a")}, {Key: "authorization", RawValue: []byte("Bearer b")}}}},
 			want: Request{Headers: map[string]string{"authorization": "Bearer a,Bearer b"}},
+		},
+		{
+			name: "only ASCII letters are lower-cased: a Kelvin sign is not a k",
+			http: &authv3.AttributeContext_HttpRequest{Headers: map[string]string{"X-API-\u212Aey": "a"},
+				HeaderMap: &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "X-Api-\u212Aey", RawValue: []byte("b")}}}},
+			want: Request{Headers: map[string]string{"x-api-\u212Aey": "a,b"}},
 		},
 		{name: "empty", http: nil, want: Request{Headers: map[string]string{}}},
 	}
