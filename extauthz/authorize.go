@@ -137,14 +137,19 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 	st := new(requestState)
 	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0], a.inputHeaders(pol))
 	credCtx, span := a.span(ctx, "keygate.credential")
-	cred := a.resolve(credCtx, r, now, st)
+	var facts keystore.KeyFacts // on the stack: see resolve
+	cred := a.resolve(credCtx, r, now, st, &facts)
 	endSpan(span)
+	var f *keystore.KeyFacts // the credential's facts, when it has some
+	if cred.found {
+		f = &facts
+	}
 	var pub *policies.Public
 	if site, ok := pol.PublicSite(req.Path); ok && req.PathOK {
 		pub = a.publicSite(ctx, site)
 	}
-	in := newInput(req, cred, pub, now, st)
-	in.Request.ClientAddress = clientAddressFor(cred.facts, r.ClientAddress)
+	in := newInput(req, cred, f, pub, now, st)
+	in.Request.ClientAddress = clientAddressFor(f, r.ClientAddress)
 
 	policyCtx, span := a.span(ctx, "keygate.policy")
 	d, memo, err := decide(policyCtx, pol, in)
@@ -155,17 +160,17 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 	}
 	// From here on only a credential the policy accepted for this request
 	// identifies it (passed.go): one it did not is ignored as if absent.
-	if d.Allow && cred.facts != nil && !accepted(ctx, pol, in, d, cred.facts, now) {
-		d.Limits = nil   // a refused credential's counters are not charged
-		cred.facts = nil // nor does it give identity headers, usage or metadata
+	if d.Allow && f != nil && !accepted(ctx, pol, in, d, f, now) {
+		d.Limits = nil // a refused credential's counters are not charged
+		f = nil        // nor does it give identity headers, usage or metadata
 	}
 	if d.Allow {
 		limitsCtx, span := a.span(ctx, "keygate.limits")
 		d = a.chargeLimits(limitsCtx, pol, d, now)
-		d = a.spendUse(limitsCtx, pol, d, identityFacts(cred.facts, now), now)
+		d = a.spendUse(limitsCtx, pol, d, identityFacts(f, now), now)
 		endSpan(span)
 	}
-	res := a.result(r, in, cred, d, now, forged, st, ec.allowTemplates())
+	res := a.result(r, in, f, d, now, forged, st, ec.allowTemplates())
 	res.Memo = memo
 	return res
 }
@@ -186,9 +191,8 @@ func (a *Authorizer) bound(ctx context.Context) (context.Context, context.Cancel
 // and the client's forgeries and credentials removed. Only a credential
 // that passed (see identityFacts) gives the request an identity and a
 // usage record.
-func (a *Authorizer) result(r Request, in *policies.Input, cred resolution, d policies.Decision, now time.Time, forged []string, st *requestState, tt *allowTemplates) Result {
+func (a *Authorizer) result(r Request, in *policies.Input, facts *keystore.KeyFacts, d policies.Decision, now time.Time, forged []string, st *requestState, tt *allowTemplates) Result {
 	res := Result{Decision: d, Input: in}
-	facts := cred.facts
 	if facts != nil {
 		res.KeyID, res.Mode, res.Site = facts.Key.ID, string(facts.Key.Mode), facts.Site.ID
 	}
@@ -237,11 +241,11 @@ func (a *Authorizer) now() time.Time {
 
 // newInput assembles the policy input, in one place, from the values the
 // steps before produced, in the request's state.
-func newInput(req policies.Request, cred resolution, pub *policies.Public, now time.Time, st *requestState) *policies.Input {
+func newInput(req policies.Request, cred resolution, f *keystore.KeyFacts, pub *policies.Public, now time.Time, st *requestState) *policies.Input {
 	in := &st.in
 	*in = policies.Input{Request: req, Public: pub,
 		Credential: policies.Credential{Status: cred.status, Kind: string(cred.kind), Scheme: cred.cred.Scheme}}
-	if f := cred.facts; f != nil {
+	if f != nil {
 		st.key, st.site, st.account = keyValue(&f.Key, now), siteValue(&f.Site), accountValue(&f.Account)
 		in.Key, in.Site, in.Account = &st.key, &st.site, &st.account
 	}

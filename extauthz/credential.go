@@ -224,11 +224,8 @@ func token68(s string) bool {
 		return false
 	}
 	i := 0
-	for ; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
-			break
-		}
+	for i < len(s) && token68Chars[s[i]] {
+		i++
 	}
 	if i == 0 {
 		return false
@@ -240,6 +237,16 @@ func token68(s string) bool {
 	}
 	return true
 }
+
+// token68Chars are the characters of token68 before its '=' padding: one
+// table lookup a character, where the range tests and a search of
+// "-._~+/" took several (every key's '_' reached the search).
+var token68Chars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", byte(c)) >= 0
+	}
+	return t
+}()
 
 // visible accepts non-empty printable ASCII without spaces or commas.
 func visible(s string) bool {

@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"encoding/base64"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -121,6 +122,26 @@ func TestCredentialSourcesTable(t *testing.T) {
 		}
 		if got := presentCredentialHeaders(h); len(got) != 1 || got[0] != src.header {
 			t.Errorf("%s: stripped %v", src.header, got)
+		}
+	}
+}
+
+// TestToken68Syntax: token68 is RFC 9110's grammar, 1*( ALPHA / DIGIT /
+// "-" / "." / "_" / "~" / "+" / "/" ) *"=", for every byte in every
+// position of a short value.
+func TestToken68Syntax(t *testing.T) {
+	grammar := regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
+	for c := range 256 {
+		b := string([]byte{byte(c)})
+		for _, v := range []string{b, "a" + b, b + "a", "a" + b + "=", "a=" + b, b + "==", "kg_live_" + b} {
+			if got, want := token68(v), grammar.MatchString(v); got != want {
+				t.Errorf("token68(%q) = %v, want %v", v, got, want)
+			}
+		}
+	}
+	for _, v := range []string{"", "=", "==", "a", "a==", "a=b", " a", "a b"} {
+		if got, want := token68(v), grammar.MatchString(v); got != want {
+			t.Errorf("token68(%q) = %v, want %v", v, got, want)
 		}
 	}
 }

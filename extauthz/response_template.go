@@ -34,8 +34,8 @@ import (
 // the caller and rule, and used only when it was made from the same caller,
 // rule, policy headers and metadata values; Server.Check renders from it
 // only when the result still holds exactly its headers
-// (allowTemplate.renders). A stale or colliding slot costs a rebuild, never
-// a wrong header.
+// (allowTemplate.renders). A stale or colliding slot costs an allow
+// rendered without a template, or a rebuild, never a wrong header.
 
 // templateSlots bounds the templates kept, and maxTemplatePolicyBytes the
 // policy headers one may hold (a template keeps them, their upstream copy
@@ -43,11 +43,19 @@ import (
 // KB at the cap), so the table holds at most ~25 MB however many keys call
 // and whatever headers a policy sets (up to 32 of 4 KB each: ~144 KB a
 // template, 590 MB for the table, without the cap). An allow with larger
-// policy headers is rendered without a template, as before templates. A
-// slot two callers share is rebuilt by turns.
+// policy headers is rendered without a template, as before templates.
+//
+// A slot two hot callers share would be rebuilt by turns, each allow
+// paying for a template (17 allocations) instead of the 7 of an allow
+// rendered without one. So a slot's template is replaced only after
+// replaceAfterMisses allows in a row that it did not match: the caller
+// that holds it keeps it while it is used, the other is rendered without
+// a template, and a caller that stopped calling (or a template a reload
+// outdated) gives its slot up after a few allows.
 const (
 	templateSlots          = 4096
 	maxTemplatePolicyBytes = 1024
+	replaceAfterMisses     = 4
 )
 
 // allowTemplates is a direct-mapped table of allow templates.
@@ -59,6 +67,12 @@ type allowTemplates struct {
 // allowTemplate is what an allow's result and response share with every
 // other of the same caller, rule and policy headers.
 type allowTemplate struct {
+	// misses counts the allows in a row that found t in their slot and
+	// did not match it (see replaceAfterMisses); a match resets it. It is
+	// the one field that changes after t is made, and it is only a hint:
+	// racing updates cost a template at most.
+	misses atomic.Int32
+
 	// What it was made from, compared on every use.
 	caller caller
 	policy map[string]string // the policy's upstream headers
@@ -102,16 +116,24 @@ func (tt *allowTemplates) upstream(res *Result, c caller, d policies.Decision) (
 	}
 	slot := &tt.slots[tt.index(c, d.Rule)]
 	t := slot.Load()
-	if t == nil || !t.madeFrom(res, c, d) {
+	switch {
+	case t != nil && t.madeFrom(res, c, d):
+		if t.misses.Load() != 0 { // a write only when there is one to undo
+			t.misses.Store(0)
+		}
+		return maps.Clone(t.upstream), t
+	case t != nil && t.misses.Add(1) < replaceAfterMisses:
+		// Another caller holds the slot and used it lately: this allow
+		// is rendered without a template rather than evicting it.
+		return identity(c, d.Headers), nil
+	case headerBytes(d.Headers) > maxTemplatePolicyBytes:
 		// Sized only when a template would be made: no stored template
 		// holds policy headers past the cap, so a decision with such
 		// headers never matches one above.
-		if headerBytes(d.Headers) > maxTemplatePolicyBytes {
-			return identity(c, d.Headers), nil
-		}
-		t = newAllowTemplate(res, c, d)
-		slot.Store(t)
+		return identity(c, d.Headers), nil
 	}
+	t = newAllowTemplate(res, c, d)
+	slot.Store(t)
 	return maps.Clone(t.upstream), t
 }
 

@@ -38,6 +38,7 @@ func BenchmarkCheckDistinctIDs(b *testing.B) {
 	}
 	f.server.Check(ctx, reqs[0]) //nolint:errcheck // warms the key cache
 	f.cache.Wait()
+	settle(ctx, f)
 	engine := f.server.Authorizer.Policy.(*policies.Engine)
 	before := engine.MemoStats()
 	allowLoop(ctx, b, f, func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] })

@@ -21,7 +21,7 @@ type AccessTokens interface {
 // reads its key's facts through the cache like a key would be: revoking,
 // expiring or rotating the key ends its tokens at once, and the policy
 // decides on the key's current facts, not on what the token says.
-func (a *Authorizer) lookupToken(ctx context.Context, cred Credential, raw string, now time.Time, st *requestState) resolution {
+func (a *Authorizer) lookupToken(ctx context.Context, cred Credential, raw string, now time.Time, dst *keystore.KeyFacts) resolution {
 	res := resolution{cred: cred, kind: KindToken}
 	claims, err := a.Tokens.Verify(raw, now)
 	switch {
@@ -41,7 +41,7 @@ func (a *Authorizer) lookupToken(ctx context.Context, cred Credential, raw strin
 		res.status = policies.CredInvalidToken
 		return res
 	}
-	return a.found(res, facts, err, claims.KeyID, &st.facts)
+	return a.found(res, facts, err, claims.KeyID, dst)
 }
 
 // bareToken applies the "bare" row of credentialSources: an access token

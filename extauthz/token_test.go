@@ -410,7 +410,7 @@ func BenchmarkResolveTokenVsKey(b *testing.B) {
 			h := map[string]string{"authorization": "Bearer " + cred}
 			ctx := context.Background()
 			resolve := func() {
-				if res := f.authz.resolve(ctx, Request{Headers: h}, tokenT0, new(requestState)); res.facts == nil {
+				if res := f.authz.resolve(ctx, Request{Headers: h}, tokenT0, new(requestState), new(keystore.KeyFacts)); !res.found {
 					b.Fatalf("no facts: %s", res.status)
 				}
 			}
