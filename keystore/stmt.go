@@ -206,15 +206,25 @@ func (p *pinnedStmt) run(dc any) (int64, error) {
 	}
 	p.dest[0] = nil
 	err = rows.Next(p.dest[:])
-	// Close resets the statement, which finishes (commits) a write that
-	// returned its row before it was done: its error is the commit's.
-	if cerr := rows.Close(); cerr != nil && (err == nil || errors.Is(err, io.EOF)) {
+	if err == nil {
+		// Step on to the statement's end, where it commits. Left to the
+		// reset in Close, the commit would skip SQLite's WAL hook: no write
+		// of the charge would ever checkpoint, and on a server whose writes
+		// are mostly charges the log grew until the next key-usage flush,
+		// every commit paying a longer probe of the log's index.
+		var tail [1]driver.Value
+		if err = rows.Next(tail[:]); errors.Is(err, io.EOF) {
+			err = nil
+		} else if err == nil {
+			err = errors.New("keystore: a statement meant to return one row returned more")
+		}
+	} else if errors.Is(err, io.EOF) {
+		err = sql.ErrNoRows
+	}
+	if cerr := rows.Close(); err == nil {
 		err = cerr
 	}
-	switch {
-	case errors.Is(err, io.EOF):
-		return 0, sql.ErrNoRows
-	case err != nil:
+	if err != nil {
 		return 0, err
 	}
 	n, ok := p.dest[0].(int64)
