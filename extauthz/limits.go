@@ -81,11 +81,12 @@ func rateHeaders(results []limits.Result) map[string]string {
 	if tight == nil {
 		return nil
 	}
+	limit := strconv.FormatInt(tight.Counter.Limit, 10)
 	return map[string]string{
-		HeaderRateLimit:     strconv.FormatInt(tight.Counter.Limit, 10),
+		HeaderRateLimit:     limit,
 		HeaderRateRemaining: strconv.FormatInt(max(tight.Remaining, 0), 10),
 		HeaderRateReset:     seconds(tight.ResetAfter),
-		HeaderRatePolicy:    strconv.FormatInt(tight.Counter.Limit, 10) + ";w=" + seconds(tight.Counter.Period),
+		HeaderRatePolicy:    limit + ";w=" + seconds(tight.Counter.Period),
 	}
 }
 

@@ -205,36 +205,43 @@ func TestQuotaExceededResponse(t *testing.T) {
 }
 
 // BenchmarkAuthorizeLimits is a cache-hit decision of the default policy
-// without limits, with the rate counted in-process, and counted in Redis
-// (KEYGATE_TEST_REDIS). The plan's rate is raised so nothing is refused.
+// without limits, with the rate counted in-process, counted in Redis
+// (KEYGATE_TEST_REDIS), and a metered request (the rate in-process, the
+// quota charged in SQLite). The plan's limits are raised so nothing is
+// refused.
 func BenchmarkAuthorizeLimits(b *testing.B) {
-	run := func(b *testing.B, f *limitsFixture) {
+	run := func(b *testing.B, f *limitsFixture, method, path string) {
 		f.authz.Now = nil
 		f.authz.Budget = 10 * time.Second // a loaded machine must not turn into 503s
-		if res := f.check("GET", "/v1/videos"); !res.Decision.Allow {
+		if res := f.check(method, path); !res.Decision.Allow {
 			b.Fatalf("warm-up: %+v", res.Decision)
 		}
 		f.authz.Facts.(*keystore.Cache).Wait()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
-			if res := f.check("GET", "/v1/videos"); !res.Decision.Allow {
+			if res := f.check(method, path); !res.Decision.Allow {
 				b.Fatalf("%+v", res.Decision)
 			}
 		}
 	}
-	huge := keystore.Limits{"rate": 1_000_000_000}
-	b.Run("none", func(b *testing.B) { run(b, newLimitsFixture(b, huge)) })
+	huge := keystore.Limits{"rate": 1_000_000_000, "quota": 1_000_000_000}
+	b.Run("none", func(b *testing.B) { run(b, newLimitsFixture(b, huge), "GET", "/v1/videos") })
 	b.Run("in-process", func(b *testing.B) {
 		f := newLimitsFixture(b, huge)
 		f.withLimiter(b, limits.Config{})
-		run(b, f)
+		run(b, f, "GET", "/v1/videos")
+	})
+	b.Run("metered", func(b *testing.B) {
+		f := newLimitsFixture(b, huge)
+		f.withLimiter(b, limits.Config{})
+		run(b, f, "POST", "/v1/audio/generate")
 	})
 	b.Run("redis", func(b *testing.B) {
 		client, prefix := redistest.Client(b)
 		f := newLimitsFixture(b, huge)
 		f.withLimiter(b, limits.Config{Redis: limits.NewRedis(client, prefix)})
-		run(b, f)
+		run(b, f, "GET", "/v1/videos")
 	})
 }
 

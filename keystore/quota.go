@@ -16,12 +16,8 @@ import (
 // changes nothing and returns the current usage and false.
 func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, limit int64, at time.Time) (int64, bool, error) {
 	if cost <= limit {
-		var used int64
 		unlock := s.lockWrite()
-		err := s.stmts.queryRow(ctx, s.db, `INSERT INTO quota_usage (counter, period, used, quota, updated_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (counter, period) DO UPDATE SET used = quota_usage.used + excluded.used, quota = excluded.quota, updated_at = excluded.updated_at
-			WHERE quota_usage.used + excluded.used <= excluded.quota
-			RETURNING used`, counter, period, cost, limit, millis(at)).Scan(&used)
+		used, err := s.stmts.writeInt64(ctx, s.db, chargeQuota, counter, period, cost, limit, millis(at))
 		unlock()
 		if err == nil {
 			return used, true, nil
@@ -37,6 +33,12 @@ func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, l
 	}
 	return used, false, nil
 }
+
+// chargeQuota is the charge: an upsert whose update is conditional.
+const chargeQuota = `INSERT INTO quota_usage (counter, period, used, quota, updated_at) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (counter, period) DO UPDATE SET used = quota_usage.used + excluded.used, quota = excluded.quota, updated_at = excluded.updated_at
+	WHERE quota_usage.used + excluded.used <= excluded.quota
+	RETURNING used`
 
 // QuotaUsage is one quota counter's usage in one month.
 type QuotaUsage struct {

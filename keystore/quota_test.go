@@ -1,12 +1,15 @@
 package keystore_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -106,5 +109,76 @@ func testLimitOverrides(t *testing.T, fx *fixture) {
 	}
 	if err := s.SetLimits(ctx, keystore.EntitySite, "nope", keystore.Limits{"rate": 1}); !errors.Is(err, keystore.ErrNotFound) {
 		t.Errorf("unknown site: want keystore.ErrNotFound, got %v", err)
+	}
+}
+
+// TestStoreChargeQuotaReplicas: two stores on one database (two replicas,
+// or a server and the CLI) charging one counter at once never take it past
+// its limit, and the usage read back is exactly what they were told was
+// charged.
+func TestStoreChargeQuotaReplicas(t *testing.T) {
+	eachStore(t, func(t *testing.T, fx *fixture) {
+		other, _ := open(t, fx.dsn, fx.clock, "pepper-one-0123456789")
+		const limit = 15
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 40 {
+			s := fx.store
+			if i%2 == 1 {
+				s = other
+			}
+			wg.Go(func() {
+				_, charged, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, limit, time.Now())
+				if err != nil {
+					t.Error(err)
+				}
+				if charged {
+					ok.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		got, err := other.QuotaUsage(ctx, "2026-11", "site:s1:live")
+		if ok.Load() != limit || err != nil || len(got) != 1 || got[0].Used != limit {
+			t.Fatalf("%d charges allowed; usage %+v, %v; want %d", ok.Load(), got, err, limit)
+		}
+	})
+}
+
+// TestSQLiteChargeQuotaWaitsForLock: a charge that finds another process
+// writing waits for it, within its context: when the context ends first the
+// charge fails (and counts nothing), and once the lock is free it goes
+// through.
+func TestSQLiteChargeQuotaWaitsForLock(t *testing.T) {
+	dsn := backends[0].dsn(t)
+	c := testclock.New(time.Date(2026, 11, 3, 4, 5, 6, 0, time.UTC))
+	s, _ := open(t, dsn, c, "pepper-one-0123456789")
+	other, _ := open(t, dsn, c, "pepper-one-0123456789")
+	if _, _, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, 10, c.Now()); err != nil {
+		t.Fatal(err) // the pinned connection exists before the lock is taken
+	}
+	tx, err := other.DB().BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	if _, _, err := s.ChargeQuota(short, "site:s1:live", "2026-11", 1, 10, c.Now()); !errors.Is(err, keystore.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("charge against a held lock past its deadline: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		used, charged, err := s.ChargeQuota(ctx, "site:s1:live", "2026-11", 1, 10, c.Now())
+		if err == nil && (!charged || used != 2) {
+			err = fmt.Errorf("used %d charged %t, want 2 true", used, charged)
+		}
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it find the lock taken (it passes either way)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,9 +6,18 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
+
+// sqliteBusyTimeout is how long a connection waits for another one's
+// write lock before it gives up (SQLITE_BUSY).
+const sqliteBusyTimeout = 5 * time.Second
+
+// sqliteBusy is SQLITE_BUSY, the primary result code of a lock wait that
+// gave up.
+const sqliteBusy = 5
 
 // OpenSQLite opens (creating if needed) the embedded SQLite store at path, in
 // WAL mode so that management commands in another process can write while a
@@ -18,7 +27,7 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("keystore: sqlite: empty path")
 	}
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
@@ -28,6 +37,7 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("keystore: sqlite: %w", err)
 	}
 	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock(), writeMu: &sync.Mutex{}}
+	s.stmts.pinWrites = true
 	if err := migrate(ctx, db, sqliteDialect); err != nil {
 		db.Close()
 		return nil, err

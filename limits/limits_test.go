@@ -159,6 +159,53 @@ func TestRateRefusalChargesNoQuota(t *testing.T) {
 	}
 }
 
+// TestUnknownKindChargesNothing: a counter of an unknown kind is an error
+// before any counter is charged, wherever it stands in the list.
+func TestUnknownKindChargesNothing(t *testing.T) {
+	q := &fakeQuotas{}
+	l, _ := newLimiter(t, Config{Quotas: q})
+	rate := Counter{Kind: Rate, Key: "key:k1:live", Limit: 1, Period: time.Hour, Cost: 1}
+	quota := Counter{Kind: Quota, Key: "site:s1:live", Limit: 100, Cost: 1}
+	odd := Counter{Kind: Kind(9), Key: "odd", Limit: 1, Cost: 1}
+	if _, err := l.Charge(context.Background(), t0, []Counter{rate, quota, odd}); err == nil {
+		t.Fatal("a counter of unknown kind was accepted")
+	}
+	if q.calls != 0 {
+		t.Errorf("quota charged %d times, want 0", q.calls)
+	}
+	if r, _ := l.local.charge(context.Background(), t0, rate); !r.Allowed {
+		t.Error("the rate was charged before the error")
+	}
+}
+
+// TestChargeAllocs: charging a rate and a quota allocates only the
+// results it returns (a sorted copy of the counters cost two more).
+func TestChargeAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts differ under the race detector")
+	}
+	l, _ := newLimiter(t, Config{Quotas: &fakeQuotas{}})
+	counters := []Counter{
+		{Kind: Quota, Key: "site:s1:live", Limit: 1 << 40, Cost: 1},
+		{Kind: Rate, Key: "key:k1:live", Limit: 1 << 40, Period: time.Minute, Cost: 1},
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if out, err := l.Charge(context.Background(), t0, counters); err != nil || out.Denied != nil {
+			t.Fatal(out, err)
+		}
+	})
+	quotaAllocs := testing.AllocsPerRun(100, func() {
+		if out, err := l.Charge(context.Background(), t0, counters[:1]); err != nil || out.Denied != nil {
+			t.Fatal(out, err)
+		}
+	})
+	// The quota's own allocations (the month's name, the fake store's map
+	// key) are the same either way; the rate adds none.
+	if allocs > quotaAllocs {
+		t.Fatalf("rate and quota: %v allocations, the quota alone %v", allocs, quotaAllocs)
+	}
+}
+
 func TestExhaustedQuotaSparesRateAndStore(t *testing.T) {
 	q := &fakeQuotas{}
 	l, _ := newLimiter(t, Config{Quotas: q})
