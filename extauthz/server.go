@@ -68,8 +68,10 @@ type Server struct {
 
 // Check answers Envoy. It never returns an error: Envoy treats gRPC errors
 // as "authz failed", which failure_mode_allow would turn into an allow.
+//
+// Its time is the outcome's (begin to finish): one clock read each end
+// serves the metrics, the decision log and the trace.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
-	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
 			s.Log.Error("panic in Check; denying", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -90,7 +92,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec)
 	}()
 	s.Authorizer.finish(&o, &res)
-	s.Metrics.observe(res, time.Since(start))
+	s.Metrics.observe(res, o.Duration)
 	return s.checkResponse(res), nil
 }
 

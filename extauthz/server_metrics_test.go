@@ -22,3 +22,31 @@ func TestMetricsCountByCode(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckDurationIsTheOutcomes: keygate_check_duration_seconds observes
+// the duration the decision log and the trace carry (Check reads the clock
+// once at each end, not once more for the metric).
+func TestCheckDurationIsTheOutcomes(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	f.server.Metrics = NewMetrics(reg)
+	rec := &recorder{}
+	f.server.Authorizer.Observer = rec
+	f.server.Check(envoyContext(t), envoyCheckRequest("GET", "/v1/videos", typicalHeaders("Bearer "+f.live.Reveal()))) //nolint:errcheck // never fails
+	o := rec.only(t)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "keygate_check_duration_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() != 1 || h.GetSampleSum() != o.Duration.Seconds() {
+			t.Errorf("observed %d, sum %v s; the outcome took %v s", h.GetSampleCount(), h.GetSampleSum(), o.Duration.Seconds())
+		}
+		return
+	}
+	t.Fatal("keygate_check_duration_seconds not gathered")
+}

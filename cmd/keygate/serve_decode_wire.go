@@ -30,6 +30,27 @@ func fields(b []byte, f fieldFunc) bool {
 	return true
 }
 
+// countField is how many times field num occurs in the encoded message b
+// (as far as b is well-formed: the decode that follows finds the rest).
+func countField(b []byte, num protowire.Number) int {
+	count := 0
+	for len(b) > 0 {
+		n, typ, tag := protowire.ConsumeTag(b)
+		if tag < 0 {
+			break
+		}
+		v := protowire.ConsumeFieldValue(n, typ, b[tag:])
+		if v < 0 {
+			break
+		}
+		if n == num {
+			count++
+		}
+		b = b[tag+v:]
+	}
+	return count
+}
+
 // message decodes a length-delimited sub-message into dst, merging into
 // what an earlier occurrence of the field decoded (proto's rule).
 func message[T any](typ protowire.Type, b []byte, dst *T, decode func([]byte, *T) bool) int {
