@@ -96,3 +96,25 @@ func TestStartBuiltinTopdownWaits(t *testing.T) {
 		t.Fatalf("topdown after the compile: %+v, %v", d, err)
 	}
 }
+
+// BenchmarkStartBuiltin is what serve does for the built-in policy before
+// SERVING; BenchmarkCompileFirstBuiltin what it did before the artifact.
+func BenchmarkStartBuiltin(b *testing.B) {
+	for b.Loop() {
+		if _, err := StartBuiltin(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCompileFirstBuiltin(b *testing.B) {
+	for b.Loop() {
+		bb, err := LoadWithoutTests(Default(), BuiltIn)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := CompileFirst(context.Background(), bb); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

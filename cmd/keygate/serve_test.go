@@ -30,7 +30,8 @@ func TestServeLifecycleCapturedLogs(t *testing.T) {
 			func(k string) string { return env[k] }, &logs, &logs)
 	}()
 	deadline := time.After(30 * time.Second)
-	for !strings.Contains(logs.String(), `msg="keygate serving"`) {
+	// The first SERVING logs the CPU used to reach it (README, "Measuring it").
+	for !strings.Contains(logs.String(), `msg="keygate serving"`) || !strings.Contains(logs.String(), `msg="first SERVING"`) {
 		select {
 		case err := <-done:
 			t.Fatalf("serve returned %v before serving:\n%s", err, logs.String())
@@ -38,6 +39,9 @@ func TestServeLifecycleCapturedLogs(t *testing.T) {
 			t.Fatalf("serve did not start:\n%s", logs.String())
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	if _, cpu, _ := strings.Cut(logs.String(), `msg="first SERVING" cpu_to_serving=`); !strings.HasSuffix(strings.Fields(cpu+" x")[0], "s") {
+		t.Errorf("the first SERVING line has no cpu_to_serving:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "admin=127.0.0.1:") {
 		t.Errorf("the serving line does not name the admin listener:\n%s", logs.String())
