@@ -108,7 +108,7 @@ func TestRunAgainstNoop(t *testing.T) {
 func TestScanServingCPU(t *testing.T) {
 	for log, want := range map[string]time.Duration{
 		"time=x level=INFO msg=\"keygate serving\"\ntime=x level=INFO msg=\"first SERVING\" cpu_to_serving=12.34ms\n": 12340 * time.Microsecond,
-		`{"msg":"first SERVING","cpu_to_serving":9876000}` + "\n":                                                        9876 * time.Microsecond,
+		`{"msg":"first SERVING","cpu_to_serving":9876000}` + "\n":                                                     9876 * time.Microsecond,
 		"no such line\n": 0,
 	} {
 		var out bytes.Buffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestServeLifecycleCapturedLogs(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	if _, cpu, _ := strings.Cut(logs.String(), `msg="first SERVING" cpu_to_serving=`); !strings.HasSuffix(strings.Fields(cpu+" x")[0], "s") {
+	if !regexp.MustCompile(`msg="first SERVING" cpu_to_serving=[0-9.]+[µm]?s\n`).MatchString(logs.String()) {
 		t.Errorf("the first SERVING line has no cpu_to_serving:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "admin=127.0.0.1:") {
