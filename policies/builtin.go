@@ -7,7 +7,6 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
-	"github.com/open-policy-agent/opa/v1/util"
 
 	"github.com/keygate/keygate/policies/irvm"
 )
@@ -24,10 +23,11 @@ import (
 
 // builtinArtifact is what builtin_artifact.go holds.
 type builtinArtifact struct {
-	// data is the built-in data documents (data.yaml), as JSON.
-	data string
-	// denials are evalDenialDocs' documents, as a JSON array.
-	denials string
+	// data makes the built-in data documents (data.yaml) afresh, as the
+	// loader reads them: a start decodes no YAML or JSON.
+	data func() map[string]any
+	// denials makes evalDenialDocs' documents afresh.
+	denials func() []any
 	// plan is the decision's IR plan, as Compile plans it. The builtins'
 	// declarations are left out: irvm calls a builtin by name, through
 	// the capabilities.
@@ -48,14 +48,7 @@ func StartBuiltin(ctx context.Context) (*Policy, error) {
 }
 
 func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
-	var docs map[string]any
-	if err := util.UnmarshalJSON([]byte(a.data), &docs); err != nil {
-		return nil, fmt.Errorf("policies: built-in data: %w", err)
-	}
-	var denialDocs []any
-	if err := util.UnmarshalJSON([]byte(a.denials), &denialDocs); err != nil {
-		return nil, fmt.Errorf("policies: built-in denials: %w", err)
-	}
+	docs, denialDocs := a.data(), a.denials()
 	if len(denialDocs) != len(denialTables) {
 		return nil, fmt.Errorf("policies: built-in denials: %d tables, want %d", len(denialDocs), len(denialTables))
 	}

@@ -2,12 +2,799 @@
 
 package policies
 
-import "github.com/open-policy-agent/opa/v1/ir"
+import (
+	"encoding/json"
+
+	"github.com/open-policy-agent/opa/v1/ir"
+)
 
 // builtinPlan is the built-in policy's build-time artifact (builtin.go).
 var builtinPlan = builtinArtifact{
-	data:    "{\"keygate\":{\"config\":{\"body_shape\":\"code_message\",\"content_type\":\"\",\"credentials\":[[\"bearer\",\"key\"],[\"bearer\",\"token\"],[\"bare\",\"token\"],[\"basic\",\"key\"],[\"x-api-key\",\"key\"],[\"x-api-key\",\"token\"],[\"body\",\"key\"]],\"errors\":{\"AMBIGUOUS_CREDENTIALS\":{\"message\":\"The request carries more than one different credential\",\"status\":400},\"API_KEY_EXPIRED\":{\"message\":\"The API key has expired\",\"status\":401},\"API_KEY_REVOKED\":{\"message\":\"The API key has been revoked\",\"status\":401},\"AUTHZ_UNAVAILABLE\":{\"message\":\"Authorization is temporarily unavailable\",\"status\":503},\"CONFLICT\":{\"message\":\"Conflicting change; retry\",\"status\":409},\"CREDENTIAL_NOT_ACCEPTED\":{\"code\":\"INVALID_API_KEY\",\"message\":\"The API key cannot be sent this way on this API\",\"status\":401},\"CUSTOMER_INVALID_REQUEST\":{\"code\":\"INVALID_REQUEST\",\"message\":\"The request is invalid\",\"status\":400},\"DOMAIN_NOT_ALLOWED\":{\"message\":\"This domain is not allowed for the site\",\"status\":403},\"EXCHANGE_THROTTLED\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many failed attempts; retry later\",\"status\":429},\"FORWARD_AUTH_MISCONFIGURED\":{\"message\":\"The proxy did not send the original request to the authorizer\",\"status\":500},\"INSUFFICIENT_SCOPE\":{\"message\":\"The API key lacks the scope this route requires\",\"status\":403},\"INTERNAL_ERROR\":{\"message\":\"Internal authorization error\",\"status\":500},\"INVALID_API_KEY\":{\"message\":\"The API key is malformed or doesn't exist\",\"status\":401},\"INVALID_PATH\":{\"message\":\"The request path is not in canonical form\",\"status\":400},\"INVALID_REFRESH_TOKEN\":{\"code\":\"INVALID_TOKEN\",\"message\":\"The refresh token is invalid\",\"status\":401},\"INVALID_REQUEST\":{\"message\":\"The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\\\"apiKey\\\": \\\"…\\\"} or {\\\"refreshToken\\\": \\\"…\\\"}\",\"status\":400},\"INVALID_TOKEN\":{\"message\":\"The access token is invalid\",\"status\":401},\"IP_NOT_ALLOWED\":{\"message\":\"The API key cannot be used from this address\",\"status\":403},\"METHOD_NOT_ALLOWED\":{\"message\":\"Use POST\",\"status\":405},\"MISSING_API_KEY\":{\"message\":\"No API key provided in the request\",\"status\":401},\"MODE_MISMATCH\":{\"message\":\"This host does not accept keys of this mode\",\"status\":403},\"NOT_FOUND\":{\"message\":\"Not found\",\"status\":404},\"PLAN_REQUIRED\":{\"message\":\"Your plan doesn't include API access\",\"status\":403},\"POLICY_ERROR\":{\"message\":\"Authorization policy error\",\"status\":500},\"QUOTA_EXCEEDED\":{\"message\":\"Monthly quota exceeded for this site\",\"status\":403},\"RATE_LIMITED\":{\"message\":\"Rate limit exceeded; retry after the time in Retry-After\",\"status\":429},\"REFRESH_TOKEN_EXPIRED\":{\"code\":\"TOKEN_EXPIRED\",\"message\":\"The refresh token has expired\",\"status\":401},\"ROUTE_PLAN_REQUIRED\":{\"code\":\"PLAN_REQUIRED\",\"message\":\"Your plan doesn't include this endpoint\",\"status\":403},\"SESSION_INVALID\":{\"code\":\"INVALID_TOKEN\",\"message\":\"The session token is invalid or missing\",\"status\":401},\"SESSION_READ_ONLY\":{\"code\":\"INSUFFICIENT_SCOPE\",\"message\":\"This session may only read\",\"status\":403},\"SITE_INACTIVE\":{\"message\":\"The site is inactive\",\"status\":401},\"SITE_MISMATCH\":{\"message\":\"The API key belongs to another site\",\"status\":403},\"SUBSCRIPTION_INACTIVE\":{\"message\":\"Subscription inactive\",\"status\":401},\"TOKEN_EXPIRED\":{\"message\":\"The access token has expired\",\"status\":401},\"TOKEN_NOT_ACCEPTED\":{\"code\":\"INVALID_API_KEY\",\"message\":\"Send the API key, not an access token, to mint tokens\",\"status\":401},\"TRIAL_EXPIRED\":{\"message\":\"Trial expired\",\"status\":401},\"USAGE_EXHAUSTED\":{\"message\":\"The API key has no uses left\",\"status\":403}},\"host_modes\":{},\"limits\":{\"costs\":[{\"methods\":[\"POST\"],\"prefix\":\"/v1/audio/generate\",\"quota\":1,\"rate\":5},{\"prefix\":\"/v1/usage\",\"rate\":0}],\"default_cost\":{\"quota\":0,\"rate\":1},\"overridable\":[\"rate\",\"burst\",\"quota\"],\"plans\":{\"max\":{\"period\":\"1m\",\"quota\":100000,\"rate\":1000},\"plus\":{\"period\":\"1m\",\"quota\":1000,\"rate\":60},\"pro\":{\"period\":\"1m\",\"quota\":10000,\"rate\":300}},\"quota_counter\":\"site:{site}:{mode}\"},\"mode_headers\":{},\"plans\":{\"enterprise\":{\"api\":true,\"concurrency\":20},\"free\":{\"api\":false},\"max\":{\"api\":true,\"concurrency\":5},\"plus\":{\"api\":true,\"concurrency\":1},\"pro\":{\"api\":true,\"concurrency\":3},\"starter\":{\"api\":false}},\"problem_type_base\":\"\",\"public_errors\":{\"SITE_INACTIVE\":{\"message\":\"The site is inactive\",\"status\":403},\"SUBSCRIPTION_INACTIVE\":{\"message\":\"Subscription inactive\",\"status\":402},\"TRIAL_EXPIRED\":{\"message\":\"Trial expired\",\"status\":402}},\"routes\":{\"mint_route\":\"/\",\"plan_routes\":[],\"public_paths\":[\"/health\"],\"public_prefixes\":[\"/auth/\"],\"public_site_prefixes\":[\"/v1/public/\"],\"site_scoped_prefixes\":[\"/v1/sites/\"]},\"scopes\":{\"default\":\"*\",\"read_methods\":[\"GET\",\"HEAD\"],\"resource_prefix\":\"/v1/\",\"routes\":[]},\"strip_credentials\":true}}}",
-	denials: "[{\"QUOTA_EXCEEDED\":{\"allow\":false,\"body\":{\"code\":\"QUOTA_EXCEEDED\",\"message\":\"Monthly quota exceeded for this site\"},\"code\":\"QUOTA_EXCEEDED\",\"content_type\":\"application/json\",\"message\":\"Monthly quota exceeded for this site\",\"rule\":\"quota_exceeded\",\"status\":403},\"RATE_LIMITED\":{\"allow\":false,\"body\":{\"code\":\"RATE_LIMITED\",\"message\":\"Rate limit exceeded; retry after the time in Retry-After\"},\"code\":\"RATE_LIMITED\",\"content_type\":\"application/json\",\"message\":\"Rate limit exceeded; retry after the time in Retry-After\",\"rule\":\"rate_limited\",\"status\":429}},{\"AMBIGUOUS_CREDENTIALS\":{\"allow\":false,\"body\":{\"code\":\"AMBIGUOUS_CREDENTIALS\",\"message\":\"The request carries more than one different credential\"},\"code\":\"AMBIGUOUS_CREDENTIALS\",\"content_type\":\"application/json\",\"message\":\"The request carries more than one different credential\",\"rule\":\"ambiguous_credentials\",\"status\":400},\"API_KEY_EXPIRED\":{\"allow\":false,\"body\":{\"code\":\"API_KEY_EXPIRED\",\"message\":\"The API key has expired\"},\"code\":\"API_KEY_EXPIRED\",\"content_type\":\"application/json\",\"message\":\"The API key has expired\",\"rule\":\"api_key_expired\",\"status\":401},\"API_KEY_REVOKED\":{\"allow\":false,\"body\":{\"code\":\"API_KEY_REVOKED\",\"message\":\"The API key has been revoked\"},\"code\":\"API_KEY_REVOKED\",\"content_type\":\"application/json\",\"message\":\"The API key has been revoked\",\"rule\":\"api_key_revoked\",\"status\":401},\"AUTHZ_UNAVAILABLE\":{\"allow\":false,\"body\":{\"code\":\"AUTHZ_UNAVAILABLE\",\"message\":\"Authorization is temporarily unavailable\"},\"code\":\"AUTHZ_UNAVAILABLE\",\"content_type\":\"application/json\",\"message\":\"Authorization is temporarily unavailable\",\"rule\":\"authz_unavailable\",\"status\":503},\"CONFLICT\":{\"allow\":false,\"body\":{\"code\":\"CONFLICT\",\"message\":\"Conflicting change; retry\"},\"code\":\"CONFLICT\",\"content_type\":\"application/json\",\"message\":\"Conflicting change; retry\",\"rule\":\"conflict\",\"status\":409},\"CREDENTIAL_NOT_ACCEPTED\":{\"allow\":false,\"body\":{\"code\":\"INVALID_API_KEY\",\"message\":\"The API key cannot be sent this way on this API\"},\"code\":\"INVALID_API_KEY\",\"content_type\":\"application/json\",\"message\":\"The API key cannot be sent this way on this API\",\"rule\":\"credential_not_accepted\",\"status\":401},\"CUSTOMER_INVALID_REQUEST\":{\"allow\":false,\"body\":{\"code\":\"INVALID_REQUEST\",\"message\":\"The request is invalid\"},\"code\":\"INVALID_REQUEST\",\"content_type\":\"application/json\",\"message\":\"The request is invalid\",\"rule\":\"customer_invalid_request\",\"status\":400},\"DOMAIN_NOT_ALLOWED\":{\"allow\":false,\"body\":{\"code\":\"DOMAIN_NOT_ALLOWED\",\"message\":\"This domain is not allowed for the site\"},\"code\":\"DOMAIN_NOT_ALLOWED\",\"content_type\":\"application/json\",\"message\":\"This domain is not allowed for the site\",\"rule\":\"domain_not_allowed\",\"status\":403},\"EXCHANGE_THROTTLED\":{\"allow\":false,\"body\":{\"code\":\"RATE_LIMITED\",\"message\":\"Too many failed attempts; retry later\"},\"code\":\"RATE_LIMITED\",\"content_type\":\"application/json\",\"message\":\"Too many failed attempts; retry later\",\"rule\":\"exchange_throttled\",\"status\":429},\"FORWARD_AUTH_MISCONFIGURED\":{\"allow\":false,\"body\":{\"code\":\"FORWARD_AUTH_MISCONFIGURED\",\"message\":\"The proxy did not send the original request to the authorizer\"},\"code\":\"FORWARD_AUTH_MISCONFIGURED\",\"content_type\":\"application/json\",\"message\":\"The proxy did not send the original request to the authorizer\",\"rule\":\"forward_auth_misconfigured\",\"status\":500},\"INSUFFICIENT_SCOPE\":{\"allow\":false,\"body\":{\"code\":\"INSUFFICIENT_SCOPE\",\"message\":\"The API key lacks the scope this route requires\"},\"code\":\"INSUFFICIENT_SCOPE\",\"content_type\":\"application/json\",\"message\":\"The API key lacks the scope this route requires\",\"rule\":\"insufficient_scope\",\"status\":403},\"INTERNAL_ERROR\":{\"allow\":false,\"body\":{\"code\":\"INTERNAL_ERROR\",\"message\":\"Internal authorization error\"},\"code\":\"INTERNAL_ERROR\",\"content_type\":\"application/json\",\"message\":\"Internal authorization error\",\"rule\":\"internal_error\",\"status\":500},\"INVALID_API_KEY\":{\"allow\":false,\"body\":{\"code\":\"INVALID_API_KEY\",\"message\":\"The API key is malformed or doesn't exist\"},\"code\":\"INVALID_API_KEY\",\"content_type\":\"application/json\",\"message\":\"The API key is malformed or doesn't exist\",\"rule\":\"invalid_api_key\",\"status\":401},\"INVALID_PATH\":{\"allow\":false,\"body\":{\"code\":\"INVALID_PATH\",\"message\":\"The request path is not in canonical form\"},\"code\":\"INVALID_PATH\",\"content_type\":\"application/json\",\"message\":\"The request path is not in canonical form\",\"rule\":\"invalid_path\",\"status\":400},\"INVALID_REFRESH_TOKEN\":{\"allow\":false,\"body\":{\"code\":\"INVALID_TOKEN\",\"message\":\"The refresh token is invalid\"},\"code\":\"INVALID_TOKEN\",\"content_type\":\"application/json\",\"message\":\"The refresh token is invalid\",\"rule\":\"invalid_refresh_token\",\"status\":401},\"INVALID_REQUEST\":{\"allow\":false,\"body\":{\"code\":\"INVALID_REQUEST\",\"message\":\"The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\\\"apiKey\\\": \\\"…\\\"} or {\\\"refreshToken\\\": \\\"…\\\"}\"},\"code\":\"INVALID_REQUEST\",\"content_type\":\"application/json\",\"message\":\"The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\\\"apiKey\\\": \\\"…\\\"} or {\\\"refreshToken\\\": \\\"…\\\"}\",\"rule\":\"invalid_request\",\"status\":400},\"INVALID_TOKEN\":{\"allow\":false,\"body\":{\"code\":\"INVALID_TOKEN\",\"message\":\"The access token is invalid\"},\"code\":\"INVALID_TOKEN\",\"content_type\":\"application/json\",\"message\":\"The access token is invalid\",\"rule\":\"invalid_token\",\"status\":401},\"IP_NOT_ALLOWED\":{\"allow\":false,\"body\":{\"code\":\"IP_NOT_ALLOWED\",\"message\":\"The API key cannot be used from this address\"},\"code\":\"IP_NOT_ALLOWED\",\"content_type\":\"application/json\",\"message\":\"The API key cannot be used from this address\",\"rule\":\"ip_not_allowed\",\"status\":403},\"METHOD_NOT_ALLOWED\":{\"allow\":false,\"body\":{\"code\":\"METHOD_NOT_ALLOWED\",\"message\":\"Use POST\"},\"code\":\"METHOD_NOT_ALLOWED\",\"content_type\":\"application/json\",\"message\":\"Use POST\",\"rule\":\"method_not_allowed\",\"status\":405},\"MISSING_API_KEY\":{\"allow\":false,\"body\":{\"code\":\"MISSING_API_KEY\",\"message\":\"No API key provided in the request\"},\"code\":\"MISSING_API_KEY\",\"content_type\":\"application/json\",\"message\":\"No API key provided in the request\",\"rule\":\"missing_api_key\",\"status\":401},\"MODE_MISMATCH\":{\"allow\":false,\"body\":{\"code\":\"MODE_MISMATCH\",\"message\":\"This host does not accept keys of this mode\"},\"code\":\"MODE_MISMATCH\",\"content_type\":\"application/json\",\"message\":\"This host does not accept keys of this mode\",\"rule\":\"mode_mismatch\",\"status\":403},\"NOT_FOUND\":{\"allow\":false,\"body\":{\"code\":\"NOT_FOUND\",\"message\":\"Not found\"},\"code\":\"NOT_FOUND\",\"content_type\":\"application/json\",\"message\":\"Not found\",\"rule\":\"not_found\",\"status\":404},\"PLAN_REQUIRED\":{\"allow\":false,\"body\":{\"code\":\"PLAN_REQUIRED\",\"message\":\"Your plan doesn't include API access\"},\"code\":\"PLAN_REQUIRED\",\"content_type\":\"application/json\",\"message\":\"Your plan doesn't include API access\",\"rule\":\"plan_required\",\"status\":403},\"POLICY_ERROR\":{\"allow\":false,\"body\":{\"code\":\"POLICY_ERROR\",\"message\":\"Authorization policy error\"},\"code\":\"POLICY_ERROR\",\"content_type\":\"application/json\",\"message\":\"Authorization policy error\",\"rule\":\"policy_error\",\"status\":500},\"QUOTA_EXCEEDED\":{\"allow\":false,\"body\":{\"code\":\"QUOTA_EXCEEDED\",\"message\":\"Monthly quota exceeded for this site\"},\"code\":\"QUOTA_EXCEEDED\",\"content_type\":\"application/json\",\"message\":\"Monthly quota exceeded for this site\",\"rule\":\"quota_exceeded\",\"status\":403},\"RATE_LIMITED\":{\"allow\":false,\"body\":{\"code\":\"RATE_LIMITED\",\"message\":\"Rate limit exceeded; retry after the time in Retry-After\"},\"code\":\"RATE_LIMITED\",\"content_type\":\"application/json\",\"message\":\"Rate limit exceeded; retry after the time in Retry-After\",\"rule\":\"rate_limited\",\"status\":429},\"REFRESH_TOKEN_EXPIRED\":{\"allow\":false,\"body\":{\"code\":\"TOKEN_EXPIRED\",\"message\":\"The refresh token has expired\"},\"code\":\"TOKEN_EXPIRED\",\"content_type\":\"application/json\",\"message\":\"The refresh token has expired\",\"rule\":\"refresh_token_expired\",\"status\":401},\"ROUTE_PLAN_REQUIRED\":{\"allow\":false,\"body\":{\"code\":\"PLAN_REQUIRED\",\"message\":\"Your plan doesn't include this endpoint\"},\"code\":\"PLAN_REQUIRED\",\"content_type\":\"application/json\",\"message\":\"Your plan doesn't include this endpoint\",\"rule\":\"route_plan_required\",\"status\":403},\"SESSION_INVALID\":{\"allow\":false,\"body\":{\"code\":\"INVALID_TOKEN\",\"message\":\"The session token is invalid or missing\"},\"code\":\"INVALID_TOKEN\",\"content_type\":\"application/json\",\"message\":\"The session token is invalid or missing\",\"rule\":\"session_invalid\",\"status\":401},\"SESSION_READ_ONLY\":{\"allow\":false,\"body\":{\"code\":\"INSUFFICIENT_SCOPE\",\"message\":\"This session may only read\"},\"code\":\"INSUFFICIENT_SCOPE\",\"content_type\":\"application/json\",\"message\":\"This session may only read\",\"rule\":\"session_read_only\",\"status\":403},\"SITE_INACTIVE\":{\"allow\":false,\"body\":{\"code\":\"SITE_INACTIVE\",\"message\":\"The site is inactive\"},\"code\":\"SITE_INACTIVE\",\"content_type\":\"application/json\",\"message\":\"The site is inactive\",\"rule\":\"site_inactive\",\"status\":401},\"SITE_MISMATCH\":{\"allow\":false,\"body\":{\"code\":\"SITE_MISMATCH\",\"message\":\"The API key belongs to another site\"},\"code\":\"SITE_MISMATCH\",\"content_type\":\"application/json\",\"message\":\"The API key belongs to another site\",\"rule\":\"site_mismatch\",\"status\":403},\"SUBSCRIPTION_INACTIVE\":{\"allow\":false,\"body\":{\"code\":\"SUBSCRIPTION_INACTIVE\",\"message\":\"Subscription inactive\"},\"code\":\"SUBSCRIPTION_INACTIVE\",\"content_type\":\"application/json\",\"message\":\"Subscription inactive\",\"rule\":\"subscription_inactive\",\"status\":401},\"TOKEN_EXPIRED\":{\"allow\":false,\"body\":{\"code\":\"TOKEN_EXPIRED\",\"message\":\"The access token has expired\"},\"code\":\"TOKEN_EXPIRED\",\"content_type\":\"application/json\",\"message\":\"The access token has expired\",\"rule\":\"token_expired\",\"status\":401},\"TOKEN_NOT_ACCEPTED\":{\"allow\":false,\"body\":{\"code\":\"INVALID_API_KEY\",\"message\":\"Send the API key, not an access token, to mint tokens\"},\"code\":\"INVALID_API_KEY\",\"content_type\":\"application/json\",\"message\":\"Send the API key, not an access token, to mint tokens\",\"rule\":\"token_not_accepted\",\"status\":401},\"TRIAL_EXPIRED\":{\"allow\":false,\"body\":{\"code\":\"TRIAL_EXPIRED\",\"message\":\"Trial expired\"},\"code\":\"TRIAL_EXPIRED\",\"content_type\":\"application/json\",\"message\":\"Trial expired\",\"rule\":\"trial_expired\",\"status\":401},\"USAGE_EXHAUSTED\":{\"allow\":false,\"body\":{\"code\":\"USAGE_EXHAUSTED\",\"message\":\"The API key has no uses left\"},\"code\":\"USAGE_EXHAUSTED\",\"content_type\":\"application/json\",\"message\":\"The API key has no uses left\",\"rule\":\"usage_exhausted\",\"status\":403}}]",
+	data: func() map[string]any {
+		return map[string]any{
+			"keygate": map[string]any{
+				"config": map[string]any{
+					"body_shape":   "code_message",
+					"content_type": "",
+					"credentials": []any{
+						[]any{
+							"bearer",
+							"key",
+						},
+						[]any{
+							"bearer",
+							"token",
+						},
+						[]any{
+							"bare",
+							"token",
+						},
+						[]any{
+							"basic",
+							"key",
+						},
+						[]any{
+							"x-api-key",
+							"key",
+						},
+						[]any{
+							"x-api-key",
+							"token",
+						},
+						[]any{
+							"body",
+							"key",
+						},
+					},
+					"errors": map[string]any{
+						"AMBIGUOUS_CREDENTIALS": map[string]any{
+							"message": "The request carries more than one different credential",
+							"status":  json.Number("400"),
+						},
+						"API_KEY_EXPIRED": map[string]any{
+							"message": "The API key has expired",
+							"status":  json.Number("401"),
+						},
+						"API_KEY_REVOKED": map[string]any{
+							"message": "The API key has been revoked",
+							"status":  json.Number("401"),
+						},
+						"AUTHZ_UNAVAILABLE": map[string]any{
+							"message": "Authorization is temporarily unavailable",
+							"status":  json.Number("503"),
+						},
+						"CONFLICT": map[string]any{
+							"message": "Conflicting change; retry",
+							"status":  json.Number("409"),
+						},
+						"CREDENTIAL_NOT_ACCEPTED": map[string]any{
+							"code":    "INVALID_API_KEY",
+							"message": "The API key cannot be sent this way on this API",
+							"status":  json.Number("401"),
+						},
+						"CUSTOMER_INVALID_REQUEST": map[string]any{
+							"code":    "INVALID_REQUEST",
+							"message": "The request is invalid",
+							"status":  json.Number("400"),
+						},
+						"DOMAIN_NOT_ALLOWED": map[string]any{
+							"message": "This domain is not allowed for the site",
+							"status":  json.Number("403"),
+						},
+						"EXCHANGE_THROTTLED": map[string]any{
+							"code":    "RATE_LIMITED",
+							"message": "Too many failed attempts; retry later",
+							"status":  json.Number("429"),
+						},
+						"FORWARD_AUTH_MISCONFIGURED": map[string]any{
+							"message": "The proxy did not send the original request to the authorizer",
+							"status":  json.Number("500"),
+						},
+						"INSUFFICIENT_SCOPE": map[string]any{
+							"message": "The API key lacks the scope this route requires",
+							"status":  json.Number("403"),
+						},
+						"INTERNAL_ERROR": map[string]any{
+							"message": "Internal authorization error",
+							"status":  json.Number("500"),
+						},
+						"INVALID_API_KEY": map[string]any{
+							"message": "The API key is malformed or doesn't exist",
+							"status":  json.Number("401"),
+						},
+						"INVALID_PATH": map[string]any{
+							"message": "The request path is not in canonical form",
+							"status":  json.Number("400"),
+						},
+						"INVALID_REFRESH_TOKEN": map[string]any{
+							"code":    "INVALID_TOKEN",
+							"message": "The refresh token is invalid",
+							"status":  json.Number("401"),
+						},
+						"INVALID_REQUEST": map[string]any{
+							"message": "The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\"apiKey\": \"…\"} or {\"refreshToken\": \"…\"}",
+							"status":  json.Number("400"),
+						},
+						"INVALID_TOKEN": map[string]any{
+							"message": "The access token is invalid",
+							"status":  json.Number("401"),
+						},
+						"IP_NOT_ALLOWED": map[string]any{
+							"message": "The API key cannot be used from this address",
+							"status":  json.Number("403"),
+						},
+						"METHOD_NOT_ALLOWED": map[string]any{
+							"message": "Use POST",
+							"status":  json.Number("405"),
+						},
+						"MISSING_API_KEY": map[string]any{
+							"message": "No API key provided in the request",
+							"status":  json.Number("401"),
+						},
+						"MODE_MISMATCH": map[string]any{
+							"message": "This host does not accept keys of this mode",
+							"status":  json.Number("403"),
+						},
+						"NOT_FOUND": map[string]any{
+							"message": "Not found",
+							"status":  json.Number("404"),
+						},
+						"PLAN_REQUIRED": map[string]any{
+							"message": "Your plan doesn't include API access",
+							"status":  json.Number("403"),
+						},
+						"POLICY_ERROR": map[string]any{
+							"message": "Authorization policy error",
+							"status":  json.Number("500"),
+						},
+						"QUOTA_EXCEEDED": map[string]any{
+							"message": "Monthly quota exceeded for this site",
+							"status":  json.Number("403"),
+						},
+						"RATE_LIMITED": map[string]any{
+							"message": "Rate limit exceeded; retry after the time in Retry-After",
+							"status":  json.Number("429"),
+						},
+						"REFRESH_TOKEN_EXPIRED": map[string]any{
+							"code":    "TOKEN_EXPIRED",
+							"message": "The refresh token has expired",
+							"status":  json.Number("401"),
+						},
+						"ROUTE_PLAN_REQUIRED": map[string]any{
+							"code":    "PLAN_REQUIRED",
+							"message": "Your plan doesn't include this endpoint",
+							"status":  json.Number("403"),
+						},
+						"SESSION_INVALID": map[string]any{
+							"code":    "INVALID_TOKEN",
+							"message": "The session token is invalid or missing",
+							"status":  json.Number("401"),
+						},
+						"SESSION_READ_ONLY": map[string]any{
+							"code":    "INSUFFICIENT_SCOPE",
+							"message": "This session may only read",
+							"status":  json.Number("403"),
+						},
+						"SITE_INACTIVE": map[string]any{
+							"message": "The site is inactive",
+							"status":  json.Number("401"),
+						},
+						"SITE_MISMATCH": map[string]any{
+							"message": "The API key belongs to another site",
+							"status":  json.Number("403"),
+						},
+						"SUBSCRIPTION_INACTIVE": map[string]any{
+							"message": "Subscription inactive",
+							"status":  json.Number("401"),
+						},
+						"TOKEN_EXPIRED": map[string]any{
+							"message": "The access token has expired",
+							"status":  json.Number("401"),
+						},
+						"TOKEN_NOT_ACCEPTED": map[string]any{
+							"code":    "INVALID_API_KEY",
+							"message": "Send the API key, not an access token, to mint tokens",
+							"status":  json.Number("401"),
+						},
+						"TRIAL_EXPIRED": map[string]any{
+							"message": "Trial expired",
+							"status":  json.Number("401"),
+						},
+						"USAGE_EXHAUSTED": map[string]any{
+							"message": "The API key has no uses left",
+							"status":  json.Number("403"),
+						},
+					},
+					"host_modes": map[string]any{},
+					"limits": map[string]any{
+						"costs": []any{
+							map[string]any{
+								"methods": []any{
+									"POST",
+								},
+								"prefix": "/v1/audio/generate",
+								"quota":  json.Number("1"),
+								"rate":   json.Number("5"),
+							},
+							map[string]any{
+								"prefix": "/v1/usage",
+								"rate":   json.Number("0"),
+							},
+						},
+						"default_cost": map[string]any{
+							"quota": json.Number("0"),
+							"rate":  json.Number("1"),
+						},
+						"overridable": []any{
+							"rate",
+							"burst",
+							"quota",
+						},
+						"plans": map[string]any{
+							"max": map[string]any{
+								"period": "1m",
+								"quota":  json.Number("100000"),
+								"rate":   json.Number("1000"),
+							},
+							"plus": map[string]any{
+								"period": "1m",
+								"quota":  json.Number("1000"),
+								"rate":   json.Number("60"),
+							},
+							"pro": map[string]any{
+								"period": "1m",
+								"quota":  json.Number("10000"),
+								"rate":   json.Number("300"),
+							},
+						},
+						"quota_counter": "site:{site}:{mode}",
+					},
+					"mode_headers": map[string]any{},
+					"plans": map[string]any{
+						"enterprise": map[string]any{
+							"api":         true,
+							"concurrency": json.Number("20"),
+						},
+						"free": map[string]any{
+							"api": false,
+						},
+						"max": map[string]any{
+							"api":         true,
+							"concurrency": json.Number("5"),
+						},
+						"plus": map[string]any{
+							"api":         true,
+							"concurrency": json.Number("1"),
+						},
+						"pro": map[string]any{
+							"api":         true,
+							"concurrency": json.Number("3"),
+						},
+						"starter": map[string]any{
+							"api": false,
+						},
+					},
+					"problem_type_base": "",
+					"public_errors": map[string]any{
+						"SITE_INACTIVE": map[string]any{
+							"message": "The site is inactive",
+							"status":  json.Number("403"),
+						},
+						"SUBSCRIPTION_INACTIVE": map[string]any{
+							"message": "Subscription inactive",
+							"status":  json.Number("402"),
+						},
+						"TRIAL_EXPIRED": map[string]any{
+							"message": "Trial expired",
+							"status":  json.Number("402"),
+						},
+					},
+					"routes": map[string]any{
+						"mint_route":  "/",
+						"plan_routes": []any{},
+						"public_paths": []any{
+							"/health",
+						},
+						"public_prefixes": []any{
+							"/auth/",
+						},
+						"public_site_prefixes": []any{
+							"/v1/public/",
+						},
+						"site_scoped_prefixes": []any{
+							"/v1/sites/",
+						},
+					},
+					"scopes": map[string]any{
+						"default": "*",
+						"read_methods": []any{
+							"GET",
+							"HEAD",
+						},
+						"resource_prefix": "/v1/",
+						"routes":          []any{},
+					},
+					"strip_credentials": true,
+				},
+			},
+		}
+	},
+	denials: func() []any {
+		return []any{
+			map[string]any{
+				"QUOTA_EXCEEDED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "QUOTA_EXCEEDED",
+						"message": "Monthly quota exceeded for this site",
+					},
+					"code":         "QUOTA_EXCEEDED",
+					"content_type": "application/json",
+					"message":      "Monthly quota exceeded for this site",
+					"rule":         "quota_exceeded",
+					"status":       json.Number("403"),
+				},
+				"RATE_LIMITED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "RATE_LIMITED",
+						"message": "Rate limit exceeded; retry after the time in Retry-After",
+					},
+					"code":         "RATE_LIMITED",
+					"content_type": "application/json",
+					"message":      "Rate limit exceeded; retry after the time in Retry-After",
+					"rule":         "rate_limited",
+					"status":       json.Number("429"),
+				},
+			},
+			map[string]any{
+				"AMBIGUOUS_CREDENTIALS": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "AMBIGUOUS_CREDENTIALS",
+						"message": "The request carries more than one different credential",
+					},
+					"code":         "AMBIGUOUS_CREDENTIALS",
+					"content_type": "application/json",
+					"message":      "The request carries more than one different credential",
+					"rule":         "ambiguous_credentials",
+					"status":       json.Number("400"),
+				},
+				"API_KEY_EXPIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "API_KEY_EXPIRED",
+						"message": "The API key has expired",
+					},
+					"code":         "API_KEY_EXPIRED",
+					"content_type": "application/json",
+					"message":      "The API key has expired",
+					"rule":         "api_key_expired",
+					"status":       json.Number("401"),
+				},
+				"API_KEY_REVOKED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "API_KEY_REVOKED",
+						"message": "The API key has been revoked",
+					},
+					"code":         "API_KEY_REVOKED",
+					"content_type": "application/json",
+					"message":      "The API key has been revoked",
+					"rule":         "api_key_revoked",
+					"status":       json.Number("401"),
+				},
+				"AUTHZ_UNAVAILABLE": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "AUTHZ_UNAVAILABLE",
+						"message": "Authorization is temporarily unavailable",
+					},
+					"code":         "AUTHZ_UNAVAILABLE",
+					"content_type": "application/json",
+					"message":      "Authorization is temporarily unavailable",
+					"rule":         "authz_unavailable",
+					"status":       json.Number("503"),
+				},
+				"CONFLICT": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "CONFLICT",
+						"message": "Conflicting change; retry",
+					},
+					"code":         "CONFLICT",
+					"content_type": "application/json",
+					"message":      "Conflicting change; retry",
+					"rule":         "conflict",
+					"status":       json.Number("409"),
+				},
+				"CREDENTIAL_NOT_ACCEPTED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_API_KEY",
+						"message": "The API key cannot be sent this way on this API",
+					},
+					"code":         "INVALID_API_KEY",
+					"content_type": "application/json",
+					"message":      "The API key cannot be sent this way on this API",
+					"rule":         "credential_not_accepted",
+					"status":       json.Number("401"),
+				},
+				"CUSTOMER_INVALID_REQUEST": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_REQUEST",
+						"message": "The request is invalid",
+					},
+					"code":         "INVALID_REQUEST",
+					"content_type": "application/json",
+					"message":      "The request is invalid",
+					"rule":         "customer_invalid_request",
+					"status":       json.Number("400"),
+				},
+				"DOMAIN_NOT_ALLOWED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "DOMAIN_NOT_ALLOWED",
+						"message": "This domain is not allowed for the site",
+					},
+					"code":         "DOMAIN_NOT_ALLOWED",
+					"content_type": "application/json",
+					"message":      "This domain is not allowed for the site",
+					"rule":         "domain_not_allowed",
+					"status":       json.Number("403"),
+				},
+				"EXCHANGE_THROTTLED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "RATE_LIMITED",
+						"message": "Too many failed attempts; retry later",
+					},
+					"code":         "RATE_LIMITED",
+					"content_type": "application/json",
+					"message":      "Too many failed attempts; retry later",
+					"rule":         "exchange_throttled",
+					"status":       json.Number("429"),
+				},
+				"FORWARD_AUTH_MISCONFIGURED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "FORWARD_AUTH_MISCONFIGURED",
+						"message": "The proxy did not send the original request to the authorizer",
+					},
+					"code":         "FORWARD_AUTH_MISCONFIGURED",
+					"content_type": "application/json",
+					"message":      "The proxy did not send the original request to the authorizer",
+					"rule":         "forward_auth_misconfigured",
+					"status":       json.Number("500"),
+				},
+				"INSUFFICIENT_SCOPE": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INSUFFICIENT_SCOPE",
+						"message": "The API key lacks the scope this route requires",
+					},
+					"code":         "INSUFFICIENT_SCOPE",
+					"content_type": "application/json",
+					"message":      "The API key lacks the scope this route requires",
+					"rule":         "insufficient_scope",
+					"status":       json.Number("403"),
+				},
+				"INTERNAL_ERROR": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INTERNAL_ERROR",
+						"message": "Internal authorization error",
+					},
+					"code":         "INTERNAL_ERROR",
+					"content_type": "application/json",
+					"message":      "Internal authorization error",
+					"rule":         "internal_error",
+					"status":       json.Number("500"),
+				},
+				"INVALID_API_KEY": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_API_KEY",
+						"message": "The API key is malformed or doesn't exist",
+					},
+					"code":         "INVALID_API_KEY",
+					"content_type": "application/json",
+					"message":      "The API key is malformed or doesn't exist",
+					"rule":         "invalid_api_key",
+					"status":       json.Number("401"),
+				},
+				"INVALID_PATH": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_PATH",
+						"message": "The request path is not in canonical form",
+					},
+					"code":         "INVALID_PATH",
+					"content_type": "application/json",
+					"message":      "The request path is not in canonical form",
+					"rule":         "invalid_path",
+					"status":       json.Number("400"),
+				},
+				"INVALID_REFRESH_TOKEN": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_TOKEN",
+						"message": "The refresh token is invalid",
+					},
+					"code":         "INVALID_TOKEN",
+					"content_type": "application/json",
+					"message":      "The refresh token is invalid",
+					"rule":         "invalid_refresh_token",
+					"status":       json.Number("401"),
+				},
+				"INVALID_REQUEST": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_REQUEST",
+						"message": "The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\"apiKey\": \"…\"} or {\"refreshToken\": \"…\"}",
+					},
+					"code":         "INVALID_REQUEST",
+					"content_type": "application/json",
+					"message":      "The request body must be a JSON object of at most 4 KiB sent as application/json, such as {\"apiKey\": \"…\"} or {\"refreshToken\": \"…\"}",
+					"rule":         "invalid_request",
+					"status":       json.Number("400"),
+				},
+				"INVALID_TOKEN": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_TOKEN",
+						"message": "The access token is invalid",
+					},
+					"code":         "INVALID_TOKEN",
+					"content_type": "application/json",
+					"message":      "The access token is invalid",
+					"rule":         "invalid_token",
+					"status":       json.Number("401"),
+				},
+				"IP_NOT_ALLOWED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "IP_NOT_ALLOWED",
+						"message": "The API key cannot be used from this address",
+					},
+					"code":         "IP_NOT_ALLOWED",
+					"content_type": "application/json",
+					"message":      "The API key cannot be used from this address",
+					"rule":         "ip_not_allowed",
+					"status":       json.Number("403"),
+				},
+				"METHOD_NOT_ALLOWED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "METHOD_NOT_ALLOWED",
+						"message": "Use POST",
+					},
+					"code":         "METHOD_NOT_ALLOWED",
+					"content_type": "application/json",
+					"message":      "Use POST",
+					"rule":         "method_not_allowed",
+					"status":       json.Number("405"),
+				},
+				"MISSING_API_KEY": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "MISSING_API_KEY",
+						"message": "No API key provided in the request",
+					},
+					"code":         "MISSING_API_KEY",
+					"content_type": "application/json",
+					"message":      "No API key provided in the request",
+					"rule":         "missing_api_key",
+					"status":       json.Number("401"),
+				},
+				"MODE_MISMATCH": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "MODE_MISMATCH",
+						"message": "This host does not accept keys of this mode",
+					},
+					"code":         "MODE_MISMATCH",
+					"content_type": "application/json",
+					"message":      "This host does not accept keys of this mode",
+					"rule":         "mode_mismatch",
+					"status":       json.Number("403"),
+				},
+				"NOT_FOUND": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "NOT_FOUND",
+						"message": "Not found",
+					},
+					"code":         "NOT_FOUND",
+					"content_type": "application/json",
+					"message":      "Not found",
+					"rule":         "not_found",
+					"status":       json.Number("404"),
+				},
+				"PLAN_REQUIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "PLAN_REQUIRED",
+						"message": "Your plan doesn't include API access",
+					},
+					"code":         "PLAN_REQUIRED",
+					"content_type": "application/json",
+					"message":      "Your plan doesn't include API access",
+					"rule":         "plan_required",
+					"status":       json.Number("403"),
+				},
+				"POLICY_ERROR": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "POLICY_ERROR",
+						"message": "Authorization policy error",
+					},
+					"code":         "POLICY_ERROR",
+					"content_type": "application/json",
+					"message":      "Authorization policy error",
+					"rule":         "policy_error",
+					"status":       json.Number("500"),
+				},
+				"QUOTA_EXCEEDED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "QUOTA_EXCEEDED",
+						"message": "Monthly quota exceeded for this site",
+					},
+					"code":         "QUOTA_EXCEEDED",
+					"content_type": "application/json",
+					"message":      "Monthly quota exceeded for this site",
+					"rule":         "quota_exceeded",
+					"status":       json.Number("403"),
+				},
+				"RATE_LIMITED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "RATE_LIMITED",
+						"message": "Rate limit exceeded; retry after the time in Retry-After",
+					},
+					"code":         "RATE_LIMITED",
+					"content_type": "application/json",
+					"message":      "Rate limit exceeded; retry after the time in Retry-After",
+					"rule":         "rate_limited",
+					"status":       json.Number("429"),
+				},
+				"REFRESH_TOKEN_EXPIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "TOKEN_EXPIRED",
+						"message": "The refresh token has expired",
+					},
+					"code":         "TOKEN_EXPIRED",
+					"content_type": "application/json",
+					"message":      "The refresh token has expired",
+					"rule":         "refresh_token_expired",
+					"status":       json.Number("401"),
+				},
+				"ROUTE_PLAN_REQUIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "PLAN_REQUIRED",
+						"message": "Your plan doesn't include this endpoint",
+					},
+					"code":         "PLAN_REQUIRED",
+					"content_type": "application/json",
+					"message":      "Your plan doesn't include this endpoint",
+					"rule":         "route_plan_required",
+					"status":       json.Number("403"),
+				},
+				"SESSION_INVALID": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_TOKEN",
+						"message": "The session token is invalid or missing",
+					},
+					"code":         "INVALID_TOKEN",
+					"content_type": "application/json",
+					"message":      "The session token is invalid or missing",
+					"rule":         "session_invalid",
+					"status":       json.Number("401"),
+				},
+				"SESSION_READ_ONLY": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INSUFFICIENT_SCOPE",
+						"message": "This session may only read",
+					},
+					"code":         "INSUFFICIENT_SCOPE",
+					"content_type": "application/json",
+					"message":      "This session may only read",
+					"rule":         "session_read_only",
+					"status":       json.Number("403"),
+				},
+				"SITE_INACTIVE": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "SITE_INACTIVE",
+						"message": "The site is inactive",
+					},
+					"code":         "SITE_INACTIVE",
+					"content_type": "application/json",
+					"message":      "The site is inactive",
+					"rule":         "site_inactive",
+					"status":       json.Number("401"),
+				},
+				"SITE_MISMATCH": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "SITE_MISMATCH",
+						"message": "The API key belongs to another site",
+					},
+					"code":         "SITE_MISMATCH",
+					"content_type": "application/json",
+					"message":      "The API key belongs to another site",
+					"rule":         "site_mismatch",
+					"status":       json.Number("403"),
+				},
+				"SUBSCRIPTION_INACTIVE": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "SUBSCRIPTION_INACTIVE",
+						"message": "Subscription inactive",
+					},
+					"code":         "SUBSCRIPTION_INACTIVE",
+					"content_type": "application/json",
+					"message":      "Subscription inactive",
+					"rule":         "subscription_inactive",
+					"status":       json.Number("401"),
+				},
+				"TOKEN_EXPIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "TOKEN_EXPIRED",
+						"message": "The access token has expired",
+					},
+					"code":         "TOKEN_EXPIRED",
+					"content_type": "application/json",
+					"message":      "The access token has expired",
+					"rule":         "token_expired",
+					"status":       json.Number("401"),
+				},
+				"TOKEN_NOT_ACCEPTED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "INVALID_API_KEY",
+						"message": "Send the API key, not an access token, to mint tokens",
+					},
+					"code":         "INVALID_API_KEY",
+					"content_type": "application/json",
+					"message":      "Send the API key, not an access token, to mint tokens",
+					"rule":         "token_not_accepted",
+					"status":       json.Number("401"),
+				},
+				"TRIAL_EXPIRED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "TRIAL_EXPIRED",
+						"message": "Trial expired",
+					},
+					"code":         "TRIAL_EXPIRED",
+					"content_type": "application/json",
+					"message":      "Trial expired",
+					"rule":         "trial_expired",
+					"status":       json.Number("401"),
+				},
+				"USAGE_EXHAUSTED": map[string]any{
+					"allow": false,
+					"body": map[string]any{
+						"code":    "USAGE_EXHAUSTED",
+						"message": "The API key has no uses left",
+					},
+					"code":         "USAGE_EXHAUSTED",
+					"content_type": "application/json",
+					"message":      "The API key has no uses left",
+					"rule":         "usage_exhausted",
+					"status":       json.Number("403"),
+				},
+			},
+		}
+	},
 	plan: &ir.Policy{Static: &ir.Static{Strings: []*ir.StringConst{
 		&ir.StringConst{Value: "^term1"},
 		&ir.StringConst{Value: "request"},
