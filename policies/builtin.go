@@ -19,7 +19,9 @@ import (
 // every start: parsing and compiling its Rego, planning its decision and
 // evaluating its denial tables were most of serve's CPU to SERVING.
 // TestBuiltinArtifact fails when the file is stale against a fresh
-// derivation, so a policy edit cannot ship without it.
+// derivation, so a policy edit cannot ship without it. (A change to
+// builtinArtifact's fields regenerates from `var builtinPlan =
+// builtinArtifact{}`: the generator is that test, and it must compile.)
 
 // builtinArtifact is what builtin_artifact.go holds.
 type builtinArtifact struct {

@@ -118,3 +118,30 @@ func BenchmarkCompileFirstBuiltin(b *testing.B) {
 		}
 	}
 }
+
+// Decisions keep running on the started policy, OPA's evaluator included,
+// while Complete compiles and analyses the policy (under -race: they share
+// the compile).
+func TestStartBuiltinCompleteWhileDeciding(t *testing.T) {
+	dp := diffPolicies(t)[0]
+	started, err := StartBuiltin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(started)
+	done := make(chan *Policy)
+	go func() { done <- e.Complete(context.Background()) }()
+	rng := rand.New(rand.NewPCG(8, 8))
+	for i := 0; i < 40; i++ {
+		in := dp.gen.input(rng)
+		want, werr := dp.p.Decide(context.Background(), in)
+		got, gerr := e.Decide(context.Background(), in)
+		td, terr := started.decideTopdown(context.Background(), classified(started, in).Value())
+		if (werr != nil) != (gerr != nil) || werr == nil && !cmp.Equal(got, want) || terr != nil && werr == nil {
+			t.Fatalf("input %d: engine %+v, %v; topdown %+v, %v; Compile %+v, %v", i, got, gerr, td, terr, want, werr)
+		}
+	}
+	if full := <-done; !full.Completed() {
+		t.Fatal("not completed")
+	}
+}
