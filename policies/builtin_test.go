@@ -15,8 +15,8 @@ import (
 // with the memo; its data, denials and explanations are Compile's too.
 func TestStartBuiltinDecidesAsCompile(t *testing.T) {
 	ctx := context.Background()
-	dp := diffPolicies(t)[0]
-	full := dp.p
+	full := defaultPolicy(t)
+	gen := newInputGen(full.Bundle.Documents)
 	started, err := StartBuiltin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -38,10 +38,10 @@ func TestStartBuiltinDecidesAsCompile(t *testing.T) {
 		n = 100
 	}
 	rng := rand.New(rand.NewPCG(5, 12))
-	decideAlike(t, "started", full, started, dp.gen, rng, n)
+	decideAlike(t, "started", full, started, gen, rng, n)
 	for i := 0; i < n/3; i++ {
 		// OPA's evaluator behind the plan: the policy compiled on demand.
-		v := dp.gen.input(rng).Value()
+		v := gen.input(rng).Value()
 		want, werr := full.decideTopdown(ctx, v)
 		got, gerr := started.decideTopdown(ctx, v)
 		if (werr != nil) != (gerr != nil) || werr == nil && !cmp.Equal(got, want) {
@@ -62,7 +62,7 @@ func TestStartBuiltinDecidesAsCompile(t *testing.T) {
 	if done.program() != started.program() {
 		t.Fatal("Complete planned again instead of keeping the artifact's plan")
 	}
-	decideAlike(t, "completed", full, done, dp.gen, rng, n)
+	decideAlike(t, "completed", full, done, gen, rng, n)
 }
 
 func decideAlike(t *testing.T, name string, want, got *Policy, gen *inputGen, rng *rand.Rand, n int) {
@@ -123,7 +123,8 @@ func BenchmarkCompileFirstBuiltin(b *testing.B) {
 // while Complete compiles and analyses the policy (under -race: they share
 // the compile).
 func TestStartBuiltinCompleteWhileDeciding(t *testing.T) {
-	dp := diffPolicies(t)[0]
+	full := defaultPolicy(t)
+	gen := newInputGen(full.Bundle.Documents)
 	started, err := StartBuiltin(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +134,8 @@ func TestStartBuiltinCompleteWhileDeciding(t *testing.T) {
 	go func() { done <- e.Complete(context.Background()) }()
 	rng := rand.New(rand.NewPCG(8, 8))
 	for i := 0; i < 40; i++ {
-		in := dp.gen.input(rng)
-		want, werr := dp.p.Decide(context.Background(), in)
+		in := gen.input(rng)
+		want, werr := full.Decide(context.Background(), in)
 		got, gerr := e.Decide(context.Background(), in)
 		td, terr := started.decideTopdown(context.Background(), classified(started, in).Value())
 		if (werr != nil) != (gerr != nil) || werr == nil && !cmp.Equal(got, want) || terr != nil && werr == nil {
