@@ -102,3 +102,25 @@ func TestRunAgainstNoop(t *testing.T) {
 		t.Fatalf("realistic traffic classes: %v", classes)
 	}
 }
+
+// Startup prints the CPU a process logs at SERVING (keygate serve's
+// cpu_to_serving, text or JSON logs) and passes every log line through.
+func TestScanServingCPU(t *testing.T) {
+	for log, want := range map[string]time.Duration{
+		"time=x level=INFO msg=\"keygate serving\"\ntime=x level=INFO msg=\"first SERVING\" cpu_to_serving=12.34ms\n": 12340 * time.Microsecond,
+		`{"msg":"first SERVING","cpu_to_serving":9876000}` + "\n":                                                     9876 * time.Microsecond,
+		"no such line\n": 0,
+	} {
+		var out bytes.Buffer
+		found := make(chan time.Duration, 1)
+		scanServingCPU(strings.NewReader(log), &out, found)
+		var got time.Duration
+		select {
+		case got = <-found:
+		default:
+		}
+		if got != want || out.String() != log {
+			t.Errorf("%q: found %v, passed %q; want %v", log, got, out.String(), want)
+		}
+	}
+}

@@ -142,35 +142,6 @@ func waitServing(ctx context.Context, addr string, limit time.Duration) (time.Du
 	return 0, fmt.Errorf("bench: %s not SERVING after %s", addr, limit)
 }
 
-// Startup starts command, waits until the gRPC health service at addr
-// answers SERVING, prints how long that took and the CPU time the process
-// had used by then (processCPU), and stops the command.
-func Startup(ctx context.Context, addr string, command []string, stdout, stderr io.Writer) error {
-	if len(command) == 0 {
-		return errors.New("bench: startup: no command")
-	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, stderr
-	began := time.Now()
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("bench: startup: %w", err)
-	}
-	defer func() {
-		cmd.Process.Kill() //nolint:errcheck // it is ours and must go
-		cmd.Wait()         //nolint:errcheck // killed
-	}()
-	if _, err := waitServing(ctx, addr, 5*time.Minute); err != nil {
-		return err
-	}
-	took := time.Since(began)
-	cpu := "CPU unknown"
-	if d, err := processCPU(cmd.Process.Pid); err == nil {
-		cpu = "CPU " + d.Round(time.Millisecond).String()
-	}
-	fmt.Fprintf(stdout, "SERVING after %s (%s): %v\n", took.Round(time.Millisecond), cpu, command)
-	return nil
-}
-
 func serving(ctx context.Context, addr string) bool {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/keygate/keygate/policies/irvm"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
 )
@@ -32,8 +33,7 @@ type compiled struct {
 // planCompiled plans the decision over the compiled policy and prepares it
 // for irvm.
 func planCompiled(ctx context.Context, c *ast.Compiler, store storage.Store) (*irvm.Program, error) {
-	pol, err := irvm.Plan(ctx, Entrypoint, rego.Compiler(c), rego.Store(store), rego.Capabilities(Capabilities()),
-		rego.StrictBuiltinErrors(true), rego.SetRegoVersion(ast.RegoV1))
+	pol, err := planDecision(ctx, c, store)
 	if err != nil {
 		return nil, err
 	}
@@ -48,6 +48,12 @@ func planCompiled(ctx context.Context, c *ast.Compiler, store storage.Store) (*i
 		}
 	}
 	return irvm.Prepare(ctx, pol, data, Capabilities())
+}
+
+// planDecision is OPA's IR plan of the decision over the compiled policy.
+func planDecision(ctx context.Context, c *ast.Compiler, store storage.Store) (*ir.Policy, error) {
+	return irvm.Plan(ctx, Entrypoint, rego.Compiler(c), rego.Store(store), rego.Capabilities(Capabilities()),
+		rego.StrictBuiltinErrors(true), rego.SetRegoVersion(ast.RegoV1))
 }
 
 // startCompiled builds the compiled evaluator; decisions use OPA's until it

@@ -24,9 +24,33 @@ import (
 // without a memo, and decides alike (TestFirstDecidesAsComplete).
 // A policy CompileFirst refuses, Compile refuses, and the other way round.
 func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
-	compiler, modules, err := compileBundle(b)
+	fc, opts, err := compileQuery(ctx, b)
 	if err != nil {
 		return nil, err
+	}
+	denials, err := evalDenials(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := newPolicy(b, denials)
+	p.query, p.pending = fc.query, &fc.pending
+	return p, nil
+}
+
+// firstCompile is a bundle compiled for OPA's evaluator: its prepared
+// decision query and what the analyses of complete need.
+type firstCompile struct {
+	bundle *Bundle
+	query  rego.PreparedEvalQuery
+	pending
+}
+
+// compileQuery compiles b and prepares its decision query; opts are the
+// query's options, for the denial tables.
+func compileQuery(ctx context.Context, b *Bundle) (*firstCompile, []func(*rego.Rego), error) {
+	compiler, modules, err := compileBundle(b)
+	if err != nil {
+		return nil, nil, err
 	}
 	store := inmem.NewFromObjectWithOpts(b.Documents, inmem.OptReturnASTValuesOnRead(true))
 	opts := []func(*rego.Rego){
@@ -39,24 +63,29 @@ func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
 	}
 	q, err := rego.New(opts...).PrepareForEval(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
+		return nil, nil, fmt.Errorf("policies: compile %s: %w", b.Source, err)
 	}
-	denials, err := evalDenials(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &Policy{Bundle: b, query: q, pending: &pending{compiler: compiler, modules: modules, store: store},
-		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"), denials: denials,
-		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
-		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
-		paths:        newPathIndex(b.Documents)}, nil
+	return &firstCompile{bundle: b, query: q, pending: pending{compiler: compiler, modules: modules, store: store}}, opts, nil
 }
 
-// pending is a CompileFirst policy's compiled form, kept for complete.
+// newPolicy is b's policy before anything is compiled: what its data says
+// directly, and its denial tables.
+func newPolicy(b *Bundle, denials map[string]Decision) *Policy {
+	return &Policy{Bundle: b, denials: denials,
+		sitePrefixes: stringsAt(b.Documents, "keygate", "config", "routes", "public_site_prefixes"),
+		mintRoute:    stringAt(b.Documents, "keygate", "config", "routes", "mint_route"),
+		quotaCounter: stringAt(b.Documents, "keygate", "config", "limits", "quota_counter"),
+		paths:        newPathIndex(b.Documents)}
+}
+
+// pending is a CompileFirst policy's compiled form, kept for complete; for
+// the built-in policy started from its build-time artifact (StartBuiltin),
+// only the compile that will make it (builtin).
 type pending struct {
 	compiler *ast.Compiler
 	modules  []*ast.Module
 	store    storage.Store
+	builtin  *builtinCompile
 }
 
 // complete is p with the analyses CompileFirst left out: the memo (and the
@@ -70,11 +99,21 @@ func (p *Policy) complete(ctx context.Context) *Policy {
 	full := *p
 	full.pending = nil
 	pd := p.pending
-	if full.memo = newMemo(ctx, pd.compiler, pd.modules, p.Bundle.Documents); full.memo != nil {
+	if pd.builtin != nil {
+		// Its plan came prepared; the analyses need the policy compiled.
+		fc, err := pd.builtin.get(ctx)
+		if err != nil {
+			return p // ctx ended: p decides on, with OPA's evaluator behind the plan
+		}
+		full.Bundle, full.query, pd = fc.bundle, fc.query, &fc.pending
+	}
+	if full.memo = newMemo(ctx, pd.compiler, pd.modules, full.Bundle.Documents); full.memo != nil {
 		full.unread = full.memo.unread
 	}
 	full.folded = foldDataRules(ctx, pd.compiler, pd.store)
-	full.ir = startCompiled(pd.compiler, pd.store)
+	if full.ir == nil {
+		full.ir = startCompiled(pd.compiler, pd.store)
+	}
 	return &full
 }
 

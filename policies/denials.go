@@ -30,8 +30,22 @@ const (
 // own query option comes last and wins). A policy with neither has none,
 // and keygate's built-in denials apply; so do invalid rows.
 func evalDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decision, error) {
-	out := map[string]Decision{}
-	for _, rule := range [...]string{LimitDenials, Denials} {
+	docs, err := evalDenialDocs(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return denialsFrom(docs)
+}
+
+// denialTables are the tables, evaluated first (LimitDenials) to last.
+var denialTables = [...]string{LimitDenials, Denials}
+
+// evalDenialDocs evaluates each table's document (nil when undefined), in
+// the order of denialTables: the built-in policy's are derived at build
+// time (builtin.go), everything else's at load.
+func evalDenialDocs(ctx context.Context, opts []func(*rego.Rego)) ([]any, error) {
+	docs := make([]any, len(denialTables))
+	for i, rule := range denialTables {
 		rs, err := rego.New(append(opts[:len(opts):len(opts)], rego.Query(rule))...).Eval(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("policies: %s: %w", rule, err)
@@ -39,9 +53,26 @@ func evalDenials(ctx context.Context, opts []func(*rego.Rego)) (map[string]Decis
 		if len(rs) != 1 || len(rs[0].Expressions) != 1 {
 			continue
 		}
-		doc, ok := rs[0].Expressions[0].Value.(map[string]any)
-		if !ok {
+		// nil stands for undefined in docs: a table that is null is no
+		// object, as denialsFrom says of any other non-object.
+		if docs[i] = rs[0].Expressions[0].Value; docs[i] == nil {
 			return nil, fmt.Errorf("%w: %s must be an object", ErrPolicy, rule)
+		}
+	}
+	return docs, nil
+}
+
+// denialsFrom reads the tables' documents into denials; a later table's
+// row replaces an earlier one's.
+func denialsFrom(docs []any) (map[string]Decision, error) {
+	out := map[string]Decision{}
+	for i, v := range docs {
+		if v == nil {
+			continue
+		}
+		doc, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s must be an object", ErrPolicy, denialTables[i])
 		}
 		for name, v := range doc {
 			// A row that is no valid deny (say a config.errors entry with a

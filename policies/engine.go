@@ -345,10 +345,20 @@ func (p *Policy) decideValue(ctx context.Context, input ast.Value) (Decision, er
 
 // decideTopdown evaluates the decision with OPA's evaluator.
 func (p *Policy) decideTopdown(ctx context.Context, input ast.Value) (Decision, error) {
+	q := p.query
+	if p.pending != nil && p.pending.builtin != nil {
+		// Started from the build-time artifact: the policy is compiled for
+		// this evaluator after SERVING (StartBuiltin), or now.
+		fc, err := p.pending.builtin.get(ctx)
+		if err != nil {
+			return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
+		}
+		q = fc.query
+	}
 	cache, release := p.evalCache()
 	defer release()
 	// No metrics: nobody reads them, and OPA would allocate a set per call.
-	rs, err := p.query.Eval(ctx, rego.EvalParsedInput(input), cache, rego.EvalMetrics(metrics.NoOp()))
+	rs, err := q.Eval(ctx, rego.EvalParsedInput(input), cache, rego.EvalMetrics(metrics.NoOp()))
 	if err != nil {
 		return Decision{}, fmt.Errorf("policies: evaluate: %w", err)
 	}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -28,6 +29,14 @@ type RuleDoc struct {
 // excluded). It is for `keygate check`, not for the request path.
 func (p *Policy) Explain(rule string) RuleDoc {
 	doc := RuleDoc{Rule: rule}
+	if p.pending != nil && p.pending.builtin != nil {
+		// Started from the build-time artifact, which keeps no modules.
+		fc, err := p.pending.builtin.get(context.Background())
+		if err != nil {
+			return doc
+		}
+		p = &Policy{Bundle: fc.bundle}
+	}
 	names := make([]string, 0, len(p.Bundle.Modules))
 	for name := range p.Bundle.Modules {
 		if !isTestFile(name) {

@@ -246,6 +246,8 @@ type readiness struct {
 	// served, when set, is closed the first time follow reports SERVING:
 	// start-up work that no decision waits for starts then (serve_start.go).
 	served chan struct{}
+	// onServed, when set, runs just before served is closed.
+	onServed func()
 }
 
 func (r readiness) check(ctx context.Context) (bool, map[string]string) {
@@ -303,6 +305,9 @@ func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Dur
 			hs.SetServingStatus("", status)
 			hs.SetServingStatus("envoy.service.auth.v3.Authorization", status)
 			if status == healthpb.HealthCheckResponse_SERVING && r.served != nil {
+				if r.onServed != nil {
+					r.onServed()
+				}
 				close(r.served)
 				r.served = nil
 			}

@@ -28,17 +28,13 @@ type policyRuntime struct {
 	completed chan struct{}
 }
 
-// startPolicy compiles the built-in policy as far as its first correct
-// decision needs (policies.CompileFirst: run completes it once serving), or
+// startPolicy starts the built-in policy from what was derived from it at
+// build time (policies.StartBuiltin: run completes it once serving), or
 // loads DIR the way every reload will (compile, then DIR's Rego tests must
 // pass).
 func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRuntime, error) {
 	if dir == "" {
-		b, err := policies.LoadWithoutTests(policies.Default(), policies.BuiltIn)
-		if err != nil {
-			return nil, err
-		}
-		p, err := policies.CompileFirst(ctx, b)
+		p, err := policies.StartBuiltin(ctx)
 		if err != nil {
 			return nil, err
 		}

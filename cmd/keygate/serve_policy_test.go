@@ -10,8 +10,8 @@ import (
 	"github.com/keygate/keygate/policies"
 )
 
-// The built-in policy starts compiled as far as its first decision needs
-// (no memo, OPA's evaluator, decided alike) and without its tests; run
+// The built-in policy starts from its build-time artifact (its plan
+// decides, no memo, no Rego parsed or compiled, so no tests either); run
 // completes it once serving.
 func TestStartPolicyCompletesOnceServing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -21,13 +21,11 @@ func TestStartPolicyCompletesOnceServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := rt.engine.Current()
-	if first.Completed() || first.Evaluator() != policies.EvalTopdown {
-		t.Fatalf("start-up policy completed before serving (evaluator %s)", first.Evaluator())
+	if first.Completed() || first.Evaluator() != policies.EvalCompiled {
+		t.Fatalf("start-up policy completed before serving, or without its plan (evaluator %s)", first.Evaluator())
 	}
-	for name := range first.Bundle.Modules {
-		if strings.HasSuffix(name, "_test.rego") {
-			t.Fatal("start-up policy parsed its tests")
-		}
+	if len(first.Bundle.Modules) != 0 {
+		t.Fatal("start-up policy parsed its Rego")
 	}
 	select {
 	case <-rt.completed:
@@ -45,6 +43,11 @@ func TestStartPolicyCompletesOnceServing(t *testing.T) {
 	}
 	if !rt.engine.Current().Completed() {
 		t.Fatal("completed closed before the policy in use was complete")
+	}
+	for name := range rt.engine.Current().Bundle.Modules {
+		if strings.HasSuffix(name, "_test.rego") {
+			t.Fatal("the completed policy parsed its tests")
+		}
 	}
 	if p := rt.engine.Current(); p.WaitEvaluator(ctx) != policies.EvalCompiled {
 		t.Fatalf("completed policy decides with %s: %s", p.Evaluator(), p.EvaluatorReason())

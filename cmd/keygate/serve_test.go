@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,7 +31,8 @@ func TestServeLifecycleCapturedLogs(t *testing.T) {
 			func(k string) string { return env[k] }, &logs, &logs)
 	}()
 	deadline := time.After(30 * time.Second)
-	for !strings.Contains(logs.String(), `msg="keygate serving"`) {
+	// The first SERVING logs the CPU used to reach it (README, "Measuring it").
+	for !strings.Contains(logs.String(), `msg="keygate serving"`) || !strings.Contains(logs.String(), `msg="first SERVING"`) {
 		select {
 		case err := <-done:
 			t.Fatalf("serve returned %v before serving:\n%s", err, logs.String())
@@ -38,6 +40,9 @@ func TestServeLifecycleCapturedLogs(t *testing.T) {
 			t.Fatalf("serve did not start:\n%s", logs.String())
 		case <-time.After(10 * time.Millisecond):
 		}
+	}
+	if !regexp.MustCompile(`msg="first SERVING" cpu_to_serving=[0-9.]+[µm]?s\n`).MatchString(logs.String()) {
+		t.Errorf("the first SERVING line has no cpu_to_serving:\n%s", logs.String())
 	}
 	if !strings.Contains(logs.String(), "admin=127.0.0.1:") {
 		t.Errorf("the serving line does not name the admin listener:\n%s", logs.String())

@@ -1,0 +1,107 @@
+package policies
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
+
+	"github.com/keygate/keygate/policies/irvm"
+)
+
+//go:generate go test -tags vtprotobuf -run ^TestBuiltinArtifact$ -update .
+
+// The built-in policy is embedded and the same at every start, so what
+// serving it needs that depends on it alone is derived when keygate is
+// built (builtin_artifact.go, by `go generate ./policies`) instead of at
+// every start: parsing and compiling its Rego, planning its decision and
+// evaluating its denial tables were most of serve's CPU to SERVING.
+// TestBuiltinArtifact fails when the file is stale against a fresh
+// derivation, so a policy edit cannot ship without it. (A change to
+// builtinArtifact's fields regenerates from `var builtinPlan =
+// builtinArtifact{}`: the generator is that test, and it must compile.)
+
+// builtinArtifact is what builtin_artifact.go holds.
+type builtinArtifact struct {
+	// data makes the built-in data documents (data.yaml) afresh, as the
+	// loader reads them: a start decodes no YAML or JSON.
+	data func() map[string]any
+	// denials makes evalDenialDocs' documents afresh.
+	denials func() []any
+	// plan is the decision's IR plan, as Compile plans it. The builtins'
+	// declarations are left out: irvm calls a builtin by name, through
+	// the capabilities.
+	plan *ir.Policy
+}
+
+// StartBuiltin is the built-in policy, ready for its first correct
+// decision from the build-time artifact alone: its data, its denial tables
+// and its compiled evaluator, which decides. OPA's evaluator, the
+// reference behind the plan (a builtin error in a body topdown never
+// reaches fails the plan), needs the policy compiled: a decision that
+// needs it before Engine.Complete compiles the policy starts that compile
+// and waits for it (or its deadline, a deny). Engine.Complete adds what
+// Compile's policy has besides (the memo, the data-only rules' values);
+// decisions are alike throughout (TestStartBuiltinDecidesAsCompile).
+func StartBuiltin(ctx context.Context) (*Policy, error) {
+	return startArtifact(ctx, &builtinPlan)
+}
+
+func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
+	docs, denialDocs := a.data(), a.denials()
+	if len(denialDocs) != len(denialTables) {
+		return nil, fmt.Errorf("policies: built-in denials: %d tables, want %d", len(denialDocs), len(denialTables))
+	}
+	denials, err := denialsFrom(denialDocs)
+	if err != nil {
+		return nil, err
+	}
+	data, err := ast.InterfaceToValue(docs)
+	if err != nil {
+		return nil, fmt.Errorf("policies: built-in data: %w", err)
+	}
+	prog, err := irvm.Prepare(ctx, a.plan, data, Capabilities())
+	if err != nil {
+		return nil, fmt.Errorf("policies: built-in plan: %w", err)
+	}
+	cp := &compiled{done: make(chan struct{})}
+	cp.reason.Store("")
+	cp.prog.Store(prog)
+	close(cp.done)
+	p := newPolicy(&Bundle{Source: BuiltIn, Documents: docs}, denials)
+	p.ir, p.pending = cp, &pending{builtin: &builtinCompile{done: make(chan struct{})}}
+	return p, nil
+}
+
+// builtinCompile compiles the built-in policy for OPA's evaluator once,
+// when first asked (Engine.Complete, a decision the plan could not make,
+// Explain), on its own goroutine: a caller whose ctx ends stops waiting,
+// not the compile.
+type builtinCompile struct {
+	once sync.Once
+	done chan struct{}
+	fc   *firstCompile
+	err  error
+}
+
+func (c *builtinCompile) get(ctx context.Context) (*firstCompile, error) {
+	c.once.Do(func() {
+		go func() {
+			defer close(c.done)
+			b, err := LoadWithoutTests(Default(), BuiltIn)
+			if err != nil {
+				c.err = err
+				return
+			}
+			c.fc, _, c.err = compileQuery(context.Background(), b)
+		}()
+	})
+	select {
+	case <-c.done:
+		return c.fc, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
