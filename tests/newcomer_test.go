@@ -58,8 +58,8 @@ func TestNewcomerPath(t *testing.T) {
 		defer resp.Body.Close()
 		return json.NewDecoder(resp.Body).Decode(&health) == nil && health.Reload.Tests > 0
 	})
-	// The built-in policy decides with the compiled evaluator once its IR
-	// plan is ready (shortly after start-up), and says so.
+	// The built-in policy decides with the compiled evaluator from its
+	// first request (its IR plan is made when keygate is built), and says so.
 	var evaluator struct {
 		Evaluator string `json:"policy_evaluator"`
 	}
