@@ -254,8 +254,11 @@ func (p *requestParts) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpReque
 	if m.Headers == nil {
 		// Sized once: Envoy sends a request's headers as 10–30 entries,
 		// which grown one by one move the map's table two or three times.
+		// At most maxPresizedHeaders: entries can repeat a key, and a
+		// 4 MiB request of empty entries would otherwise reserve a table
+		// of two million slots for a map of one.
 		if n := countField(b, 3); n > 0 {
-			m.Headers = make(map[string]string, n)
+			m.Headers = make(map[string]string, min(n, maxPresizedHeaders))
 		}
 	}
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) int {
@@ -278,6 +281,10 @@ func (p *requestParts) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpReque
 		return -1
 	})
 }
+
+// maxPresizedHeaders bounds the headers map's reserved size (Envoy's
+// default max_headers_count is 100); a request with more grows it.
+const maxPresizedHeaders = 128
 
 // httpString is the HttpRequest's string field numbered num, or nil.
 func httpString(m *authv3.AttributeContext_HttpRequest, num protowire.Number) *string {

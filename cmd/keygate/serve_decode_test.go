@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -215,6 +216,39 @@ func BenchmarkDecodeCheckRequest(b *testing.B) {
 				if err := c.codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(data)}, &authv3.CheckRequest{}); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// TestDecodeReservesOnlyWhatDecodes: the decoder sizes the headers map and
+// the header_map list from counts it takes before decoding. Two million
+// empty map entries (one key, "") or header_map entries of the wrong wire
+// type must not reserve memory for two million headers.
+func TestDecodeReservesOnlyWhatDecodes(t *testing.T) {
+	wrap := func(num protowire.Number, inner []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(nil, num, protowire.BytesType), inner)
+	}
+	request := func(http []byte) []byte { return wrap(1, wrap(4, wrap(2, http))) }
+	const n = 1 << 20
+	emptyEntries := bytes.Repeat([]byte{0x1a, 0x00}, n)            // headers: map entry "" → ""
+	varintHeaders := wrap(13, bytes.Repeat([]byte{0x08, 0x00}, n)) // header_map: field 1 as a varint
+	for name, b := range map[string][]byte{"empty map entries": request(emptyEntries), "header_map wire type": request(varintHeaders)} {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			got := &authv3.CheckRequest{}
+			if decodeCheckRequest(b, got) {
+				if h := got.GetAttributes().GetRequest().GetHttp().GetHeaders(); len(h) > 1 {
+					t.Fatalf("decoded %d headers, want at most 1", len(h))
+				}
+			}
+			runtime.ReadMemStats(&after)
+			// The input is 2 MiB; a table or list reserved for 2^20
+			// headers is tens of MB.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
+				t.Fatalf("decoding a %d-byte request allocated %d bytes", len(b), alloc)
 			}
 		})
 	}

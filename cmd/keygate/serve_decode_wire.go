@@ -30,8 +30,11 @@ func fields(b []byte, f fieldFunc) bool {
 	return true
 }
 
-// countField is how many times field num occurs in the encoded message b
-// (as far as b is well-formed: the decode that follows finds the rest).
+// countField is how many times field num occurs length-delimited in the
+// encoded message b (as far as b is well-formed: the decode that follows
+// finds the rest). Only that wire type can decode as a message or a map
+// entry: an occurrence of another type is refused, and must not make the
+// caller reserve memory for it.
 func countField(b []byte, num protowire.Number) int {
 	count := 0
 	for len(b) > 0 {
@@ -43,7 +46,7 @@ func countField(b []byte, num protowire.Number) int {
 		if v < 0 {
 			break
 		}
-		if n == num {
+		if n == num && typ == protowire.BytesType {
 			count++
 		}
 		b = b[tag+v:]
