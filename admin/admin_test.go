@@ -111,6 +111,11 @@ func TestSites(t *testing.T) {
 	if a.body["active"] != false || len(a.body["domains"].([]any)) != 2 {
 		t.Errorf("patched %v", a.body)
 	}
+	// A Unicode letter that folds to an ASCII one is no host name: refused,
+	// not stored as the ASCII domain (KELVIN SIGN, capital I with dot).
+	for _, d := range []string{"\u212Aeygate.example", "\u0130nfo.example"} {
+		f.must("POST", "/admin/v1/sites", `{"id":"uni","account":"acme","domains":["`+d+`"]}`, 400)
+	}
 	a = f.must("POST", "/admin/v1/sites", `{"id":"off","account":"acme","active":false}`, 201)
 	if a.body["active"] != false {
 		t.Errorf("created %v, want inactive", a.body)

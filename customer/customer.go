@@ -25,6 +25,7 @@ import (
 
 	"github.com/keygate/keygate/admin"
 	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/internal/ascii"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/limits"
 	"github.com/keygate/keygate/policies"
@@ -200,7 +201,7 @@ func bearer(values []string) (string, bool) {
 		return "", false
 	}
 	scheme, tok, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t,") {
+	if !ok || !ascii.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t,") {
 		return "", false
 	}
 	return tok, true

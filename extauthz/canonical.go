@@ -3,6 +3,7 @@ package extauthz
 import (
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 )
 
 // Canonical is the one spelling of a request's path and host that every
@@ -18,7 +19,13 @@ import (
 //     "/v1/%73ites" is "/v1/sites". Upstream routers decode these.
 //   - "%XX" of '/', '\', ';', '?', '#', '%' (double encoding, "%2573"), a
 //     control byte or DEL is refused, as is a malformed escape.
-//   - Any other escape (space, ':', '@', UTF-8 bytes, …) is kept, with upper
+//   - Escaped UTF-8 of a letter that Unicode case mapping turns into ASCII
+//     letters is refused: "/v1/%C5%BFites" (U+017F LONG S) is "/v1/sites" to
+//     an upstream that decodes and compares case-insensitively (Java's
+//     equalsIgnoreCase, a JavaScript /iu pattern). The letters are U+0130,
+//     U+0131, U+017F and U+212A (simple case mapping) and U+00DF and
+//     U+FB00–U+FB06 (full case mapping: "ß" to "SS", "ﬅ" to "ST").
+//   - Any other escape (space, ':', '@', other UTF-8, …) is kept, with upper
 //     case hex, since no route prefix can contain it.
 //   - Dot segments ("/./", "/../", also spelled "%2e"), empty segments
 //     ("//"), ';' parameters, '#', '\', control, space and non-ASCII bytes
@@ -96,6 +103,8 @@ func canonicalPath(p string) (string, bool) {
 			b.WriteByte(d)
 		case d < 0x20 || d == 0x7f || strings.IndexByte(`/\;?#%`, d) >= 0:
 			return "", false
+		case d >= 0xc0 && foldsToASCII(escapedRune(p[i:])):
+			return "", false
 		default:
 			const hexUpper = "0123456789ABCDEF"
 			b.WriteByte('%')
@@ -120,6 +129,36 @@ func canonicalPath(p string) (string, bool) {
 		}
 	}
 	return p, true
+}
+
+// escapedRune decodes the rune whose UTF-8 bytes are spelled as "%XX"
+// escapes at the start of s; utf8.RuneError when they are not one.
+func escapedRune(s string) rune {
+	var buf [utf8.UTFMax]byte
+	n := 0
+	for ; n < len(buf) && len(s) >= 3 && s[0] == '%'; n++ {
+		hi, ok1 := unhex(s[1])
+		lo, ok2 := unhex(s[2])
+		if !ok1 || !ok2 {
+			break
+		}
+		buf[n] = hi<<4 | lo
+		s = s[3:]
+	}
+	r, _ := utf8.DecodeRune(buf[:n])
+	return r
+}
+
+// foldsToASCII reports whether Unicode case mapping turns r, a non-ASCII
+// letter, into ASCII letters (TestFoldsToASCII checks the list against
+// Go's Unicode tables).
+func foldsToASCII(r rune) bool {
+	switch r {
+	case '\u0130', '\u0131', '\u017F', '\u212A', // simple: İ→i, ı→I, ſ→S, K→k
+		'\u00DF', '\uFB00', '\uFB01', '\uFB02', '\uFB03', '\uFB04', '\uFB05', '\uFB06': // full: ß→SS, ﬀ→FF … ﬆ→ST
+		return true
+	}
+	return false
 }
 
 func unreserved(c byte) bool {

@@ -1,6 +1,10 @@
 package extauthz
 
-import "testing"
+import (
+	"testing"
+	"unicode"
+	"unicode/utf8"
+)
 
 func TestCanonicalize(t *testing.T) {
 	tests := []struct {
@@ -13,6 +17,17 @@ func TestCanonicalize(t *testing.T) {
 		{"encoded letters everywhere", "h", "/%76%31/%73%69%74%65%73/%76ictim/%56ideos", "/v1/sites/victim/Videos", "h", true},
 		{"encoded unreserved marks", "h", "/v1/a%2Db%5Fc%7Ed", "/v1/a-b_c~d", "h", true},
 		{"other escapes kept, upper hex", "h", "/v1/videos/a%20b%c3%a9", "/v1/videos/a%20b%C3%A9", "h", true},
+		{"escaped long s", "h", "/v1/%C5%BFites/victim/videos", "", "", false},
+		{"escaped long s, lower hex", "h", "/v1/%c5%bfites/victim", "", "", false},
+		{"escaped Kelvin sign", "h", "/v1/%E2%84%AAeys", "", "", false},
+		{"escaped capital I with dot", "h", "/v1/s%C4%B0tes/victim", "", "", false},
+		{"escaped dotless i", "h", "/v1/s%C4%B1tes/victim", "", "", false},
+		{"escaped sharp s", "h", "/v1/videos/stra%C3%9Fe", "", "", false},
+		{"escaped ligature st", "h", "/v1/%EF%AC%85atus", "", "", false},
+		{"escaped Kelvin sign after an encoded letter", "h", "/v1/%6b%E2%84%AAy", "", "", false},
+		{"escaped other letters kept", "h", "/v1/videos/%C3%A9t%C3%A9-%D0%B0", "/v1/videos/%C3%A9t%C3%A9-%D0%B0", "h", true},
+		{"escaped broken UTF-8 kept", "h", "/v1/videos/%C5%20", "/v1/videos/%C5%20", "h", true},
+		{"escaped lone lead byte at end kept", "h", "/v1/videos/%C5", "/v1/videos/%C5", "h", true},
 		{"trailing slash kept", "h", "/v1/sites/blog/", "/v1/sites/blog/", "h", true},
 		{"upper case kept", "h", "/V1/SITES/victim", "/V1/SITES/victim", "h", true},
 		{"double encoding", "h", "/v1/%2573ites/x", "", "", false},
@@ -80,4 +95,21 @@ func FuzzCanonicalPath(f *testing.F) {
 			t.Fatalf("canonicalPath(%q) = %q, but that canonicalises to %q, %t", p, c, again, ok)
 		}
 	})
+}
+
+// foldsToASCII lists exactly the non-ASCII runes whose simple case
+// mappings (lower, upper, title, folding orbit) reach an ASCII letter, plus
+// the full-mapping letters of Unicode's SpecialCasing that upper-case to
+// ASCII only (ß, the Latin ligatures).
+func TestFoldsToASCII(t *testing.T) {
+	full := map[rune]bool{0xDF: true, 0xFB00: true, 0xFB01: true, 0xFB02: true, 0xFB03: true, 0xFB04: true, 0xFB05: true, 0xFB06: true}
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune; r++ {
+		simple := unicode.ToLower(r) < utf8.RuneSelf || unicode.ToUpper(r) < utf8.RuneSelf || unicode.ToTitle(r) < utf8.RuneSelf
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			simple = simple || f < utf8.RuneSelf
+		}
+		if want := simple || full[r]; foldsToASCII(r) != want {
+			t.Errorf("foldsToASCII(%U) = %t, want %t", r, !want, want)
+		}
+	}
 }

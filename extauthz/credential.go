@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"strings"
 
+	"github.com/keygate/keygate/internal/ascii"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/tokens"
 )
@@ -149,7 +150,7 @@ func parseHeaderValue(header, v string) (Credential, bool) {
 			val, ok := s.parse(v)
 			return Credential{Scheme: s.scheme, Value: val}, ok
 		}
-		if hasScheme && strings.EqualFold(scheme, s.authScheme) {
+		if hasScheme && ascii.EqualFold(scheme, s.authScheme) {
 			val, ok := s.parse(strings.TrimLeft(rest, " "))
 			return Credential{Scheme: s.scheme, Value: val}, ok
 		}

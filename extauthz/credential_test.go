@@ -41,6 +41,7 @@ func TestExtractCredential(t *testing.T) {
 		{"bearer trailing tab", map[string]string{"authorization": "Bearer " + keyA + "\t"}, CredentialMalformed, "", ""},
 		{"bearer colon", map[string]string{"authorization": "Bearer: " + keyA}, CredentialMalformed, "", ""},
 		{"token scheme", map[string]string{"authorization": "Token " + keyA}, CredentialMalformed, "", ""},
+		{"basic spelled with a long s", map[string]string{"authorization": "Ba\u017Fic " + base64.StdEncoding.EncodeToString([]byte(keyA+":"))}, CredentialMalformed, "", ""},
 		{"digest scheme", map[string]string{"authorization": "Digest username=\"x\""}, CredentialMalformed, "", ""},
 		{"bare key in authorization", map[string]string{"authorization": keyA}, CredentialMalformed, "", ""},
 		{"bearer with NUL", map[string]string{"authorization": "Bearer " + keyA + "\x00"}, CredentialMalformed, "", ""},

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/internal/ascii"
 )
 
 // NormalizeDomains lower-cases and validates site domains: host names, with an
@@ -18,7 +20,7 @@ func NormalizeDomains(domains []string) ([]string, error) {
 	}
 	out := make([]string, 0, len(domains))
 	for _, d := range domains {
-		d = strings.ToLower(strings.TrimSpace(d))
+		d = ascii.Lower(strings.TrimSpace(d))
 		host := strings.TrimPrefix(d, "*.")
 		if h, port, ok := strings.Cut(host, ":"); ok {
 			host = h

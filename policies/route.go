@@ -3,6 +3,8 @@ package policies
 import (
 	"slices"
 	"strings"
+
+	"github.com/keygate/keygate/internal/ascii"
 )
 
 // pathIndex is every path-like string ("/…") in a policy's data, found once
@@ -68,7 +70,7 @@ func (ix pathIndex) classifyInto(r *Request, scratch map[string]string) {
 	for _, s := range ix {
 		rest, ok := strings.CutPrefix(r.Path, s)
 		if !ok || !atBoundary(rest, s) {
-			if !ok && len(r.Path) >= len(s) && strings.EqualFold(r.Path[:len(s)], s) && atBoundary(r.Path[len(s):], s) {
+			if !ok && len(r.Path) >= len(s) && ascii.EqualFold(r.Path[:len(s)], s) && atBoundary(r.Path[len(s):], s) {
 				r.CaseFolded = append(r.CaseFolded, s)
 			}
 			continue

@@ -22,6 +22,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/keygate/keygate/internal/ascii"
 )
 
 // Errors of Verify; match them with errors.Is.
@@ -69,12 +71,12 @@ func RoleOf(configured bool, claim any) Role {
 	}
 	switch v := claim.(type) {
 	case string:
-		if writeRoles[strings.ToLower(v)] {
+		if writeRoles[ascii.Lower(v)] {
 			return RoleEditor
 		}
 	case []any:
 		for _, e := range v {
-			if s, ok := e.(string); ok && writeRoles[strings.ToLower(s)] {
+			if s, ok := e.(string); ok && writeRoles[ascii.Lower(s)] {
 				return RoleEditor
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/extauthz"
+	"github.com/keygate/keygate/internal/ascii"
 	"github.com/keygate/keygate/policies"
 )
 
@@ -112,7 +113,7 @@ func checkRequest(method, path, host, client string, headers []string) (extauthz
 		if !ok {
 			return req, fmt.Errorf("%w: check: -H %q: want \"Name: value\"", errUsage, h)
 		}
-		name = strings.ToLower(strings.TrimSpace(name))
+		name = ascii.Lower(strings.TrimSpace(name))
 		if old, dup := req.Headers[name]; dup {
 			value = old + "," + strings.TrimSpace(value)
 		}
