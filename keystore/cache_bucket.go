@@ -49,10 +49,14 @@ type buckets struct {
 
 // bucket is the keys in it (by hash, in no order) and their slots; key
 // is its ristretto key. A bucket's entries past its length may belong to
-// a newer bucket (see change).
+// a newer bucket (see change). Its first cached entries were cached in
+// the bucket it replaced (all but a key it added), so that ristretto
+// refusing it keeps them (refused); retries counts such fallbacks in a row.
 type bucket struct {
-	key uint64
-	e   []bucketEntry
+	key     uint64
+	e       []bucketEntry
+	cached  uint32
+	retries uint8
 }
 
 type bucketEntry struct {
@@ -205,7 +209,40 @@ func (c *Cache) publish(old, nb *bucket, s *slotHead, e *bucketEntry, indexed bo
 		c.items.Del(old.key)
 	}
 	if nb != nil && !c.items.Set(nb.key, nb, int64(len(nb.e))) {
+		c.refused(nb)
 		c.exit(nb)
+	}
+}
+
+// maxRetries bounds the times in a row a refused bucket's keys are handed
+// to ristretto again.
+const maxRetries = 2
+
+// refused is ristretto's OnReject (and what a dropped Set does): b was not
+// admitted. The keys of b that were cached before it (the Del of their
+// bucket freed their room, so a Set of them alone finds it, unless other
+// Sets took it meanwhile: then they get maxRetries more tries) take b's
+// place in dir in a bucket of their own; only a key b added is dropped.
+// exit, which ristretto calls next, then finds dir moved on and drops
+// nothing more.
+func (c *Cache) refused(b *bucket) {
+	n := int(b.cached)
+	if n == 0 || b.retries >= maxRetries {
+		return
+	}
+	x := c.buckets
+	p := b.key & x.mask
+	// The same entries (a slot replaced in either is replaced in both);
+	// its full capacity makes a key added to it copy them.
+	rb := &bucket{key: p | x.nextSeq()<<32, e: b.e[:n:n], cached: uint32(n), retries: b.retries + 1}
+	if !x.dir[p].CompareAndSwap(b, rb) {
+		return // a newer bucket holds b's keys
+	}
+	for i := n; i < len(b.e); i++ {
+		c.byID.drop(b.e[i].slot.Load())
+	}
+	if !c.items.Set(rb.key, rb, int64(n)) {
+		c.exit(rb)
 	}
 }
 
@@ -218,8 +255,9 @@ func (c *Cache) replace(p uint64, b *bucket, e *bucketEntry, s *slotHead, indexe
 	}
 	c.byID.drop(had)
 	// ristretto let go of b meanwhile: exit may have dropped the slot it
-	// read before the swap, so s must not stay indexed.
-	if c.buckets.dir[p].Load() != b {
+	// read before the swap, so s must not stay indexed (unless b's keys
+	// but its last took its place, e among them: see refused).
+	if cur := c.buckets.dir[p].Load(); cur != b && (cur == nil || cur.find(e.h) != e) {
 		c.byID.drop(s)
 	}
 }
@@ -242,7 +280,7 @@ func appended(b *bucket, h cacheHash, s *slotHead) *bucket {
 	e = e[:n+1]
 	e[n].h = h
 	e[n].slot.Store(s)
-	return &bucket{e: e}
+	return &bucket{e: e, cached: uint32(n)}
 }
 
 // without returns a copy of b's entries but e, nil when none is left.
@@ -257,7 +295,7 @@ func without(b *bucket, e *bucketEntry) *bucket {
 	ne := make([]bucketEntry, len(b.e)-1)
 	copyEntries(ne[:i], b.e[:i])
 	copyEntries(ne[i:], b.e[i+1:])
-	return &bucket{e: ne}
+	return &bucket{e: ne, cached: uint32(len(ne))}
 }
 
 // copyEntries copies src's entries to dst (as long) and returns dst.
