@@ -16,6 +16,12 @@ import (
 // reads lossily, so a setup whose cold bucket it admitted anyway is tried
 // again in a new cache (that is not the case under test).
 func TestRejectedGrowthKeepsBucket(t *testing.T) {
+	if raceEnabled {
+		// sync.Pool drops a quarter of its Puts under the race detector:
+		// ristretto's read buffers, pooled stripes of 64, then hardly ever
+		// reach its counters, and no place is read more than another.
+		t.Skip("ristretto counts no reads under the race detector")
+	}
 	for range 5 {
 		if rejectedGrowth(t, 64, 4, 12) {
 			return
