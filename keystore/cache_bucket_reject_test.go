@@ -128,3 +128,50 @@ func rejectedGrowth(t *testing.T, places, perPlace, rounds int) bool {
 }
 
 func testDigest(n int) Digest { return Digest("digest-" + strconv.Itoa(n)) }
+
+// BenchmarkCacheHotUnderFlood: a full cache (10,000 keys) whose 6,000 hot
+// keys are read in turn while cold keys, each read once, arrive one per four
+// hot reads, as a flood of keys seen once does. It reports the share of hot
+// reads that went to the store: a cold key's bucket that ristretto refused
+// took the hot keys it shared a bucket with along before the fix.
+func BenchmarkCacheHotUnderFlood(b *testing.B) {
+	const size, hot = 10_000, 6_000
+	l := &storeLikeLoader{sites: 100}
+	c, err := NewCache(l, CacheConfig{MaxEntries: size})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	read := func(n int) {
+		if _, err := c.Key(ctx, []Digest{testDigest(n)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for n := range size {
+		read(n)
+		if n%512 == 0 {
+			c.Wait()
+		}
+	}
+	for range 3 {
+		for n := range hot {
+			read(n)
+		}
+	}
+	c.Wait()
+	var hotReads, hotMisses int64
+	i, cold := 0, size
+	for b.Loop() {
+		for range 4 {
+			i = (i + 7919) % hot
+			before := l.reads.Load()
+			read(i)
+			hotMisses += l.reads.Load() - before
+			hotReads++
+		}
+		read(cold)
+		cold++
+	}
+	b.ReportMetric(float64(hotMisses)/float64(hotReads), "hot-miss-ratio")
+}
