@@ -45,6 +45,13 @@ type buckets struct {
 	mask         uint64
 	locks        [bucketLocks]sync.Mutex
 	seq          atomic.Uint32
+	// keys counts the keys in dir; from full on, once ristretto has let
+	// go of a bucket it was not asked to (pressed), a new key passes the
+	// door first (cache_door.go).
+	keys    atomic.Int64
+	full    int64
+	pressed atomic.Bool
+	door    *door
 }
 
 // bucket is the keys in it (by hash, in no order) and their slots; key
@@ -97,7 +104,8 @@ func newBuckets(maxEntries int64) *buckets {
 	for n < maxBuckets && (int64(n)*keysPerBucket < maxEntries || n < minBuckets && int64(n) < maxEntries) {
 		n <<= 1
 	}
-	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1}
+	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1,
+		full: maxEntries - maxEntries/16, door: newDoor(maxEntries)}
 }
 
 // nextSeq numbers a new bucket: every bucket of a place has a ristretto
@@ -174,6 +182,8 @@ func (c *Cache) change(h cacheHash, s *slotHead, indexed bool) {
 			return
 		case e == nil && s == nil:
 			return
+		case e == nil && x.pressed.Load() && x.keys.Load() >= x.full && !x.door.seen(h):
+			return // a nearly full cache takes a key filled once more
 		}
 		var nb *bucket
 		if s != nil {
@@ -189,6 +199,7 @@ func (c *Cache) change(h cacheHash, s *slotHead, indexed bool) {
 		if !x.dir[p].CompareAndSwap(old, nb) {
 			continue
 		}
+		x.keys.Add(int64(bucketLen(nb) - bucketLen(old)))
 		c.publish(old, nb, s, e, indexed)
 		return
 	}
@@ -238,6 +249,8 @@ func (c *Cache) refused(b *bucket) {
 	if !x.dir[p].CompareAndSwap(b, rb) {
 		return // a newer bucket holds b's keys
 	}
+	x.keys.Add(int64(n - len(b.e)))
+	x.pressed.Store(true)
 	for i := n; i < len(b.e); i++ {
 		c.byID.drop(b.e[i].slot.Load())
 	}
@@ -318,9 +331,18 @@ func (c *Cache) exit(b *bucket) {
 	if !x.dir[b.key&x.mask].CompareAndSwap(b, nil) {
 		return
 	}
+	x.keys.Add(-int64(len(b.e)))
+	x.pressed.Store(true)
 	for i := range b.e {
 		c.byID.drop(b.e[i].slot.Load())
 	}
+}
+
+func bucketLen(b *bucket) int {
+	if b == nil {
+		return 0
+	}
+	return len(b.e)
 }
 
 // cachedKeys counts the keys (and sites and negative answers) in dir; tests
