@@ -131,8 +131,10 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 		MaxCost:            cfg.MaxEntries,
 		IgnoreInternalCost: true,
 		BufferItems:        64,
-		// A bucket ristretto lets go of leaves dir and the by-id index.
-		OnExit: c.exit,
+		// A bucket ristretto lets go of leaves dir and the by-id index;
+		// one it refuses leaves the keys it held before its last.
+		OnReject: func(it *ristretto.Item[*bucket]) { c.refused(it.Value) },
+		OnExit:   c.exit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: cache: %w", err)

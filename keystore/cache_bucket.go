@@ -45,14 +45,25 @@ type buckets struct {
 	mask         uint64
 	locks        [bucketLocks]sync.Mutex
 	seq          atomic.Uint32
+	// keys counts the keys in dir; from full on, once ristretto has let
+	// go of a bucket it was not asked to (pressed), a new key passes the
+	// door first (cache_door.go).
+	keys    atomic.Int64
+	full    int64
+	pressed atomic.Bool
+	door    *door
 }
 
 // bucket is the keys in it (by hash, in no order) and their slots; key
 // is its ristretto key. A bucket's entries past its length may belong to
-// a newer bucket (see change).
+// a newer bucket (see change). Its first cached entries were cached in
+// the bucket it replaced (all but a key it added), so that ristretto
+// refusing it keeps them (refused); retries counts such fallbacks in a row.
 type bucket struct {
-	key uint64
-	e   []bucketEntry
+	key     uint64
+	e       []bucketEntry
+	cached  uint32
+	retries uint8
 }
 
 type bucketEntry struct {
@@ -93,7 +104,8 @@ func newBuckets(maxEntries int64) *buckets {
 	for n < maxBuckets && (int64(n)*keysPerBucket < maxEntries || n < minBuckets && int64(n) < maxEntries) {
 		n <<= 1
 	}
-	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1}
+	return &buckets{seed1: maphash.MakeSeed(), seed2: maphash.MakeSeed(), dir: make([]atomic.Pointer[bucket], n), mask: n - 1,
+		full: maxEntries - maxEntries/16, door: newDoor(maxEntries)}
 }
 
 // nextSeq numbers a new bucket: every bucket of a place has a ristretto
@@ -170,6 +182,8 @@ func (c *Cache) change(h cacheHash, s *slotHead, indexed bool) {
 			return
 		case e == nil && s == nil:
 			return
+		case e == nil && x.pressed.Load() && x.keys.Load() >= x.full && !x.door.seen(h):
+			return // a nearly full cache takes a key filled once more
 		}
 		var nb *bucket
 		if s != nil {
@@ -185,6 +199,7 @@ func (c *Cache) change(h cacheHash, s *slotHead, indexed bool) {
 		if !x.dir[p].CompareAndSwap(old, nb) {
 			continue
 		}
+		x.keys.Add(int64(bucketLen(nb) - bucketLen(old)))
 		c.publish(old, nb, s, e, indexed)
 		return
 	}
@@ -205,7 +220,42 @@ func (c *Cache) publish(old, nb *bucket, s *slotHead, e *bucketEntry, indexed bo
 		c.items.Del(old.key)
 	}
 	if nb != nil && !c.items.Set(nb.key, nb, int64(len(nb.e))) {
+		c.refused(nb)
 		c.exit(nb)
+	}
+}
+
+// maxRetries bounds the times in a row a refused bucket's keys are handed
+// to ristretto again.
+const maxRetries = 2
+
+// refused is ristretto's OnReject (and what a dropped Set does): b was not
+// admitted. The keys of b that were cached before it (the Del of their
+// bucket freed their room, so a Set of them alone finds it, unless other
+// Sets took it meanwhile: then they get maxRetries more tries) take b's
+// place in dir in a bucket of their own; only a key b added is dropped.
+// exit, which ristretto calls next, then finds dir moved on and drops
+// nothing more.
+func (c *Cache) refused(b *bucket) {
+	n := int(b.cached)
+	if n == 0 || b.retries >= maxRetries {
+		return
+	}
+	x := c.buckets
+	p := b.key & x.mask
+	// The same entries (a slot replaced in either is replaced in both);
+	// its full capacity makes a key added to it copy them.
+	rb := &bucket{key: p | x.nextSeq()<<32, e: b.e[:n:n], cached: uint32(n), retries: b.retries + 1}
+	if !x.dir[p].CompareAndSwap(b, rb) {
+		return // a newer bucket holds b's keys
+	}
+	x.keys.Add(int64(n - len(b.e)))
+	x.pressed.Store(true)
+	for i := n; i < len(b.e); i++ {
+		c.byID.drop(b.e[i].slot.Load())
+	}
+	if !c.items.Set(rb.key, rb, int64(n)) {
+		c.exit(rb)
 	}
 }
 
@@ -218,8 +268,9 @@ func (c *Cache) replace(p uint64, b *bucket, e *bucketEntry, s *slotHead, indexe
 	}
 	c.byID.drop(had)
 	// ristretto let go of b meanwhile: exit may have dropped the slot it
-	// read before the swap, so s must not stay indexed.
-	if c.buckets.dir[p].Load() != b {
+	// read before the swap, so s must not stay indexed (unless b's keys
+	// but its last took its place, e among them: see refused).
+	if cur := c.buckets.dir[p].Load(); cur != b && (cur == nil || cur.find(e.h) != e) {
 		c.byID.drop(s)
 	}
 }
@@ -242,7 +293,7 @@ func appended(b *bucket, h cacheHash, s *slotHead) *bucket {
 	e = e[:n+1]
 	e[n].h = h
 	e[n].slot.Store(s)
-	return &bucket{e: e}
+	return &bucket{e: e, cached: uint32(n)}
 }
 
 // without returns a copy of b's entries but e, nil when none is left.
@@ -257,7 +308,7 @@ func without(b *bucket, e *bucketEntry) *bucket {
 	ne := make([]bucketEntry, len(b.e)-1)
 	copyEntries(ne[:i], b.e[:i])
 	copyEntries(ne[i:], b.e[i+1:])
-	return &bucket{e: ne}
+	return &bucket{e: ne, cached: uint32(len(ne))}
 }
 
 // copyEntries copies src's entries to dst (as long) and returns dst.
@@ -280,9 +331,18 @@ func (c *Cache) exit(b *bucket) {
 	if !x.dir[b.key&x.mask].CompareAndSwap(b, nil) {
 		return
 	}
+	x.keys.Add(-int64(len(b.e)))
+	x.pressed.Store(true)
 	for i := range b.e {
 		c.byID.drop(b.e[i].slot.Load())
 	}
+}
+
+func bucketLen(b *bucket) int {
+	if b == nil {
+		return 0
+	}
+	return len(b.e)
 }
 
 // cachedKeys counts the keys (and sites and negative answers) in dir; tests

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -82,6 +83,9 @@ func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
 type builtinCompile struct {
 	once sync.Once
 	done chan struct{}
+	// load reads the policy to compile: nil, the built-in one (a test
+	// gives one that does not compile).
+	load func() (*Bundle, error)
 	fc   *firstCompile
 	err  error
 }
@@ -90,7 +94,11 @@ func (c *builtinCompile) get(ctx context.Context) (*firstCompile, error) {
 	c.once.Do(func() {
 		go func() {
 			defer close(c.done)
-			b, err := LoadWithoutTests(Default(), BuiltIn)
+			load := c.load
+			if load == nil {
+				load = func() (*Bundle, error) { return LoadWithoutTests(Default(), BuiltIn) }
+			}
+			b, err := load()
 			if err != nil {
 				c.err = err
 				return
@@ -104,4 +112,41 @@ func (c *builtinCompile) get(ctx context.Context) (*firstCompile, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// failed is the compile's error once it ended with one, for good (it runs
+// on a context of its own), else nil.
+func (c *builtinCompile) failed() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// CompileError is why the built-in policy started from its artifact could
+// not be compiled for OPA's evaluator, for good: it decides on with its
+// plan, every decision the plan cannot make (a builtin error in a body
+// topdown never reaches) is denied, and it has no memo. nil otherwise, and
+// until the compile has ended.
+func (p *Policy) CompileError() error {
+	if p == nil || p.pending == nil || p.pending.builtin == nil {
+		return nil
+	}
+	return p.pending.builtin.failed()
+}
+
+// BuiltinStatus is the ReloadStatus of p, the built-in policy, which never
+// reloads: loaded at loadedAt, passing tests Rego tests. A compile that
+// failed for good (CompileError) is reported as a refused push is for a
+// directory, so that /health's policy_reload.last_error and
+// keygate_policy_last_reload_success (and its alert) show it.
+func BuiltinStatus(p *Policy, loadedAt time.Time, tests int) ReloadStatus {
+	st := ReloadStatus{Source: BuiltIn, LastOK: true, LoadedAt: loadedAt, Tests: tests}
+	if err := p.CompileError(); err != nil {
+		st.LastOK, st.Failures = false, 1
+		st.LastError = "built-in policy: compile for OPA's evaluator failed (its plan decides, what the plan cannot decide is denied, no decision memo): " + err.Error()
+	}
+	return st
 }

@@ -148,6 +148,10 @@ func LogEvaluator(ctx context.Context, log *slog.Logger, source string, p *Polic
 	if ctx.Err() != nil {
 		return
 	}
+	if err := p.CompileError(); err != nil {
+		log.Error("built-in policy compile failed: its plan decides, what the plan cannot decide is denied, no decision memo",
+			"source", source, "err", err)
+	}
 	logEvaluator(log, source, p, ev)
 }
 

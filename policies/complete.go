@@ -103,7 +103,9 @@ func (p *Policy) complete(ctx context.Context) *Policy {
 		// Its plan came prepared; the analyses need the policy compiled.
 		fc, err := pd.builtin.get(ctx)
 		if err != nil {
-			return p // ctx ended: p decides on, with OPA's evaluator behind the plan
+			// ctx ended, or the compile failed for good (CompileError,
+			// which LogEvaluator logs): p decides on with its plan.
+			return p
 		}
 		full.Bundle, full.query, pd = fc.bundle, fc.query, &fc.pending
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // BenchmarkMemoKeys decides requests from N distinct keys in turn, as
@@ -65,4 +67,55 @@ func distinctKeyInputs(n int) []*Input {
 		ins[i] = in
 	}
 	return ins
+}
+
+// BenchmarkMemoEvictHot puts a new entry into a full memo (~25,000
+// entries) every entry of which was hit since the CLOCK hand last passed,
+// as a working set larger than the budget leaves it, while a reader looks
+// entries up: the put evicts under the write lock every lookup waits for.
+// put-µs is one such put, timed apart from the marking before it (on a
+// busy machine mostly the wait for a descheduled reader's read lock);
+// swept/put the entries the put's eviction passed (unmarked after it).
+func BenchmarkMemoEvictHot(b *testing.B) {
+	t := &memoTable{budget: 10 << 20}
+	var ks [][]byte
+	for i := 0; ; i++ {
+		k := memoKey(i).key
+		t.add(k, keyedDecision(i))
+		if n, _, _ := t.stats(); n == len(ks) {
+			break
+		}
+		ks = append(ks, k)
+	}
+	var stop atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; !stop.Load(); i++ {
+			t.lookup(ks[i%len(ks)])
+		}
+	}()
+	var put time.Duration
+	swept := 0
+	i := 0
+	for b.Loop() {
+		for _, k := range ks {
+			t.lookup(k)
+		}
+		k, d := memoKey(len(ks)+i).key, keyedDecision(i)
+		t0 := time.Now()
+		t.add(k, d)
+		put += time.Since(t0)
+		i++
+		for j := range t.slots {
+			if t.slots[j].size != 0 && !t.slots[j].used.Load() {
+				swept++
+			}
+		}
+	}
+	stop.Store(true)
+	<-done
+	b.ReportMetric(float64(put.Microseconds())/float64(i), "put-µs")
+	b.ReportMetric(float64(swept)/float64(i), "swept/put")
+	b.ReportMetric(float64(len(ks)), "entries")
 }

@@ -188,3 +188,48 @@ func TestMemoTooLargeEvictsNothing(t *testing.T) {
 		t.Fatalf("%d entries, %d evictions after a put larger than the budget", n, evictions)
 	}
 }
+
+// TestMemoEvictionBounded: in a full memo (~2,500 entries) every entry of
+// which was hit since the hand passed, a put spares (and unmarks) a few of
+// them (sweepBound, less than a sixteenth here) before it evicts one,
+// instead of sweeping the whole table under the write lock; put after put
+// the table stays within its budget and evicts.
+func TestMemoEvictionBounded(t *testing.T) {
+	tb := &memoTable{budget: 1 << 20}
+	key := func(i int) []byte { return memoKey(100_000 + i).key } // sizes alike
+	held := 0
+	for i := 0; ; i++ {
+		tb.add(key(i), keyedDecision(100_000+i))
+		n, _, _ := tb.stats()
+		if n == held {
+			break
+		}
+		held = n
+	}
+	if held < 2_000 {
+		t.Fatalf("%d entries: the table is too small to tell", held)
+	}
+	for i := range 200 {
+		for j := range tb.slots {
+			if tb.slots[j].size != 0 {
+				tb.lookup([]byte(tb.slots[j].key))
+			}
+		}
+		_, _, before := tb.stats()
+		tb.add(key(held+1+i), keyedDecision(100_000+held+1+i))
+		unmarked := 0
+		for j := range tb.slots {
+			if tb.slots[j].size != 0 && !tb.slots[j].used.Load() {
+				unmarked++
+			}
+		}
+		n, bytes, after := tb.stats()
+		if after == before || bytes > tb.budget || n < held-2 {
+			t.Fatalf("put %d: %d evictions, %d bytes (budget %d), %d entries of %d", i, after-before, bytes, tb.budget, n, held)
+		}
+		// The new entry is unmarked, and the ones the hand spared.
+		if unmarked > 1+int(after-before)*held/16 {
+			t.Fatalf("put %d: %d of %d entries unmarked by %d evictions; want at most %d an eviction", i, unmarked, n, after-before, held/16)
+		}
+	}
+}

@@ -152,7 +152,7 @@ func (p *policyRuntime) status() policies.ReloadStatus {
 	if p.reloader != nil {
 		return p.reloader.Status()
 	}
-	return policies.ReloadStatus{Source: policies.BuiltIn, LastOK: true, LoadedAt: p.loadedAt, Tests: int(max(p.builtinTests.Load(), 0))}
+	return policies.BuiltinStatus(p.engine.Current(), p.loadedAt, int(max(p.builtinTests.Load(), 0)))
 }
 
 // loadBundle reads the built-in policy, or DIR (layered on the built-in one
