@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -79,12 +80,26 @@ func logServing(log *slog.Logger) func() {
 // SERVING. With a spare P the request path has a P of its own and the
 // kernel shares the core: a thread woken by the network runs at once.
 type spareP struct {
+	getenv  func(string) string
 	mu      sync.Mutex
 	holders int
 	before  int // GOMAXPROCS before the first holder
 }
 
-var spare = &spareP{}
+var spare = &spareP{getenv: os.Getenv}
+
+// restore puts GOMAXPROCS back: the runtime's default again (which follows
+// CPU affinity and cgroup limits as they change) unless the GOMAXPROCS
+// variable set it; setting it from the program turns that following off.
+func (s *spareP) restore() {
+	if s.getenv("GOMAXPROCS") == "" {
+		runtime.SetDefaultGOMAXPROCS()
+		if runtime.GOMAXPROCS(0) == s.before {
+			return
+		}
+	}
+	runtime.GOMAXPROCS(s.before)
+}
 
 // run runs fn with the spare P. Concurrent holders share one; the last
 // to finish puts GOMAXPROCS back, unless something else changed it since.
@@ -101,7 +116,7 @@ func (s *spareP) run(fn func()) {
 		defer s.mu.Unlock()
 		s.holders--
 		if s.holders == 0 && runtime.GOMAXPROCS(0) == s.before+1 {
-			runtime.GOMAXPROCS(s.before)
+			s.restore()
 		}
 	}()
 	fn()

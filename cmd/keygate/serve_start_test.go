@@ -12,7 +12,7 @@ import (
 func TestSparePWhileHeld(t *testing.T) {
 	before := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(before)
-	s := &spareP{}
+	s := &spareP{getenv: func(string) string { return "" }}
 	var outer, nested, afterNested int
 	s.run(func() {
 		outer = runtime.GOMAXPROCS(0)
