@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -122,5 +124,25 @@ func TestScanServingCPU(t *testing.T) {
 		if got != want || out.String() != log {
 			t.Errorf("%q: found %v, passed %q; want %v", log, got, out.String(), want)
 		}
+	}
+}
+
+// Startup refuses to time a command while something already listens on
+// the address it polls: that server would be timed instead.
+func TestStartupRefusesABusyAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	started := filepath.Join(t.TempDir(), "started")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = Startup(ctx, l.Addr().String(), []string{"touch", started}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "already accepts connections") {
+		t.Fatalf("Startup against a busy address: %v", err)
+	}
+	if _, err := os.Stat(started); err == nil {
+		t.Fatal("the command was started")
 	}
 }

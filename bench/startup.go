@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -26,6 +27,12 @@ import (
 func Startup(ctx context.Context, addr string, command []string, stdout, stderr io.Writer) error {
 	if len(command) == 0 {
 		return errors.New("bench: startup: no command")
+	}
+	// A server left running on addr (an earlier run's, orphaned) would
+	// answer SERVING at once and be timed instead of command.
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("bench: startup: %s already accepts connections: stop what listens there first", addr)
 	}
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
 	cmd.Stdout = io.Discard

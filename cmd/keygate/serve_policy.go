@@ -57,7 +57,8 @@ func startPolicy(ctx context.Context, dir string, log *slog.Logger) (*policyRunt
 // alike but dearer), then runs its tests once, builtinTestsDelay after the
 // first SERVING (off the start-up path, and off the first decisions' CPU:
 // they compile the policy again), so that /health reports how many passed
-// as it does for a directory.
+// as it does for a directory. Both run with the spare P (serve_start.go),
+// so that the first health checks and requests do not queue behind them.
 func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	if p.reloader != nil {
 		p.reloader.Run(ctx)
@@ -68,9 +69,11 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 		return
 	case <-served:
 	}
-	full := p.engine.Complete(ctx)
-	close(p.completed)
-	policies.LogEvaluator(ctx, p.log, policies.BuiltIn, full)
+	spare.run(func() {
+		full := p.engine.Complete(ctx)
+		close(p.completed)
+		policies.LogEvaluator(ctx, p.log, policies.BuiltIn, full)
+	})
 	select {
 	case <-ctx.Done():
 		return
@@ -81,11 +84,11 @@ func (p *policyRuntime) run(ctx context.Context, served <-chan struct{}) {
 	if err != nil {
 		return
 	}
-	report, err := policies.RunTests(ctx, b, false)
-	if err != nil {
-		return
-	}
-	p.builtinTests.Store(int64(len(report.Results) - report.Failed()))
+	spare.run(func() {
+		if report, err := policies.RunTests(ctx, b, false); err == nil {
+			p.builtinTests.Store(int64(len(report.Results) - report.Failed()))
+		}
+	})
 }
 
 // register exports reload outcomes:

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -64,4 +67,57 @@ func logServing(log *slog.Logger) func() {
 		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		log.Info("first SERVING", "cpu_to_serving", cpu.Round(10*time.Microsecond))
 	}
+}
+
+// spareP is the process's one hold on an extra P (GOMAXPROCS one above
+// what it was) for the CPU-heavy work that follows SERVING: completing the
+// built-in policy (OPA's parse and compile, ~100-200 ms of CPU on one
+// core) and its tests. Go does not preempt a running goroutine for 10 ms
+// and more, so with as many Ps as cores (one under `taskset -c 0`) that
+// work held the only P while the first health checks and decisions
+// waited behind it at each hand-off (accept, read, handler, write): the
+// first SERVING answer reached its client 40-100 ms after serve reported
+// SERVING. With a spare P the request path has a P of its own and the
+// kernel shares the core: a thread woken by the network runs at once.
+type spareP struct {
+	getenv  func(string) string
+	mu      sync.Mutex
+	holders int
+	before  int // GOMAXPROCS before the first holder
+}
+
+var spare = &spareP{getenv: os.Getenv}
+
+// restore puts GOMAXPROCS back: the runtime's default again (which follows
+// CPU affinity and cgroup limits as they change) unless the GOMAXPROCS
+// variable set it; setting it from the program turns that following off.
+func (s *spareP) restore() {
+	if s.getenv("GOMAXPROCS") == "" {
+		runtime.SetDefaultGOMAXPROCS()
+		if runtime.GOMAXPROCS(0) == s.before {
+			return
+		}
+	}
+	runtime.GOMAXPROCS(s.before)
+}
+
+// run runs fn with the spare P. Concurrent holders share one; the last
+// to finish puts GOMAXPROCS back, unless something else changed it since.
+func (s *spareP) run(fn func()) {
+	s.mu.Lock()
+	if s.holders == 0 {
+		s.before = runtime.GOMAXPROCS(0)
+		runtime.GOMAXPROCS(s.before + 1)
+	}
+	s.holders++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.holders--
+		if s.holders == 0 && runtime.GOMAXPROCS(0) == s.before+1 {
+			s.restore()
+		}
+	}()
+	fn()
 }
