@@ -7,6 +7,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/internal/ascii"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
@@ -176,7 +177,7 @@ type headerJoin struct {
 }
 
 func (j *headerJoin) add(k, v string) {
-	k = lowerASCII(k)
+	k = ascii.Lower(k)
 	old, ok := j.m[k]
 	if !ok {
 		j.m[k] = v
@@ -280,7 +281,7 @@ func requestOrigin(h map[string]string) *policies.Origin {
 	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" || !isASCII(u.Host) {
 		return nil // a browser sends an internationalised name as punycode
 	}
-	o := &policies.Origin{Scheme: lowerASCII(u.Scheme), Host: lowerASCII(u.Hostname()), Port: u.Port()}
+	o := &policies.Origin{Scheme: ascii.Lower(u.Scheme), Host: ascii.Lower(u.Hostname()), Port: u.Port()}
 	def := defaultPort(o.Scheme)
 	if o.Port == "" {
 		o.Port = def
