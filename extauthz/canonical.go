@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/keygate/keygate/internal/ascii"
 )
 
 // Canonical is the one spelling of a request's path and host that every
@@ -52,7 +54,7 @@ func Canonicalize(r Request) Canonical {
 	cp, pathOK := canonicalPath(path)
 	host, hostOK := canonicalHost(r.Host)
 	if !hostOK {
-		host = lowerASCII(r.Host)
+		host = ascii.Lower(r.Host)
 	}
 	if !pathOK || !hostOK {
 		return Canonical{Path: path, Query: query, Host: host}
@@ -189,7 +191,7 @@ func canonicalHost(h string) (string, bool) {
 	if len(h) > maxHost {
 		return "", false
 	}
-	h = lowerASCII(h)
+	h = ascii.Lower(h)
 	if h[0] == '[' {
 		end := strings.IndexByte(h, ']')
 		if end < 0 || !validPort(h[end+1:]) {
@@ -225,29 +227,6 @@ func canonicalHost(h string) (string, bool) {
 		}
 	}
 	return h, true
-}
-
-// lowerASCII lower-cases the ASCII letters of s and nothing else. Hosts,
-// schemes and header names are ASCII on the wire, and upstreams compare
-// them byte-wise or ASCII-case-insensitively; strings.ToLower would also
-// fold Unicode letters into ASCII ones (U+212A KELVIN SIGN to 'k'), so a
-// name an upstream tells apart would reach the policy as the one it
-// guards.
-func lowerASCII(s string) string {
-	i := 0
-	for i < len(s) && !('A' <= s[i] && s[i] <= 'Z') {
-		i++
-	}
-	if i == len(s) {
-		return s
-	}
-	b := []byte(s)
-	for ; i < len(b); i++ {
-		if 'A' <= b[i] && b[i] <= 'Z' {
-			b[i] += 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // validPort accepts "" or ":" followed by 1 to 5 digits.

@@ -13,11 +13,13 @@ import (
 // X-API-Key); both at once must agree.
 func (x *Exchange) mint(ctx context.Context, r *http.Request, body []byte) reply {
 	headers := map[string]string{}
+	j := headerJoin{m: headers}
 	for _, name := range credentialHeaderNames {
 		for _, v := range r.Header.Values(name) {
-			addHeader(headers, name, v)
+			j.add(name, v)
 		}
 	}
+	j.done()
 	req := Request{Method: r.Method, Host: r.Host, Headers: headers, ClientAddress: x.Throttle.proxies().ClientAddr(r)}
 	if len(body) > 0 {
 		key, ok := field(body, "apiKey")

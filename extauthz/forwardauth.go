@@ -127,11 +127,13 @@ func (f *ForwardAuth) serve(w http.ResponseWriter, r *http.Request, c convention
 // are the original request's headers, which all three proxies pass on.
 func fromForwardAuth(r *http.Request, c convention) (Request, error) {
 	out := Request{Headers: make(map[string]string, min(len(r.Header), maxInputHeaders)+1)}
+	j := headerJoin{m: out.Headers}
 	for k, vs := range r.Header {
 		for _, v := range vs {
-			addHeader(out.Headers, k, v)
+			j.add(k, v)
 		}
 	}
+	j.done()
 	var method, uri, host string
 	switch c {
 	case conventionEnvoy:

@@ -7,6 +7,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/keygate/keygate/internal/ascii"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
@@ -98,16 +99,18 @@ func fromCheckRequest(req *authv3.CheckRequest, lowerCase func(map[string]string
 		}
 	} else {
 		r.Headers = make(map[string]string, len(h.GetHeaders())+len(h.GetHeaderMap().GetHeaders()))
+		j := headerJoin{m: r.Headers}
 		for k, v := range h.GetHeaders() {
-			addHeader(r.Headers, k, v)
+			j.add(k, v)
 		}
-	}
-	for _, hv := range h.GetHeaderMap().GetHeaders() {
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
+		for _, hv := range h.GetHeaderMap().GetHeaders() {
+			v := hv.GetValue()
+			if raw := hv.GetRawValue(); len(raw) > 0 {
+				v = string(raw)
+			}
+			j.add(hv.GetKey(), v)
 		}
-		addHeader(r.Headers, hv.GetKey(), v)
+		j.done()
 	}
 	if r.Host == "" {
 		r.Host = r.Headers[":authority"]
@@ -160,17 +163,44 @@ func upperBytes(w uint64) uint64 {
 	return atLeastA &^ pastZ &^ w & highs
 }
 
-// addHeader joins repeated names with a comma, as Envoy does, so a second
-// Authorization header is seen rather than silently dropped.
-func addHeader(m map[string]string, k, v string) {
-	k = lowerASCII(k)
-	if old, ok := m[k]; ok {
-		if old == v {
-			return
-		}
-		v = old + "," + v
+// headerJoin adds header fields to m under their lower-case names, joining
+// a repeated name's values with a comma, as Envoy does, so a second
+// Authorization header is seen rather than silently dropped. A value equal
+// to the name's value so far adds nothing. The work is linear in what it is
+// given: a repeated name's values gather in a buffer that done writes to m
+// once (joining into m's string at each repeat copied it every time, which
+// is quadratic: a 4 MiB CheckRequest of one name's alternating values would
+// take minutes).
+type headerJoin struct {
+	m      map[string]string
+	joined map[string][]byte
+}
+
+func (j *headerJoin) add(k, v string) {
+	k = ascii.Lower(k)
+	old, ok := j.m[k]
+	if !ok {
+		j.m[k] = v
+		return
 	}
-	m[k] = v
+	b, many := j.joined[k]
+	switch {
+	case !many && old == v, many && string(b) == v:
+		return
+	case !many:
+		if j.joined == nil {
+			j.joined = make(map[string][]byte)
+		}
+		b = append(make([]byte, 0, 2*(len(old)+1+len(v))), old...)
+	}
+	j.joined[k] = append(append(b, ','), v...)
+}
+
+// done writes the joined values to m.
+func (j *headerJoin) done() {
+	for k, b := range j.joined {
+		j.m[k] = string(b)
+	}
 }
 
 // policyRequest builds the request part of the policy input.
@@ -251,7 +281,7 @@ func requestOrigin(h map[string]string) *policies.Origin {
 	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" || !isASCII(u.Host) {
 		return nil // a browser sends an internationalised name as punycode
 	}
-	o := &policies.Origin{Scheme: lowerASCII(u.Scheme), Host: lowerASCII(u.Hostname()), Port: u.Port()}
+	o := &policies.Origin{Scheme: ascii.Lower(u.Scheme), Host: ascii.Lower(u.Hostname()), Port: u.Port()}
 	def := defaultPort(o.Scheme)
 	if o.Port == "" {
 		o.Port = def
