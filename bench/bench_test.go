@@ -3,10 +3,12 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -145,4 +147,71 @@ func TestStartupRefusesABusyAddress(t *testing.T) {
 	if _, err := os.Stat(started); err == nil {
 		t.Fatal("the command was started")
 	}
+}
+
+// TestHelperNoop is not a test: run with BENCH_HELPER_NOOP=addr, it is a
+// no-op server for the Startup tests to start.
+func TestHelperNoop(t *testing.T) {
+	addr := os.Getenv("BENCH_HELPER_NOOP")
+	if addr == "" {
+		t.Skip("a helper process for the Startup tests")
+	}
+	RunNoop(context.Background(), addr, freeAddr()) //nolint:errcheck // killed by the test
+}
+
+// Startup stops what its command started too: a wrapper's background
+// child dies with it, and Startup does not wait for it to end.
+func TestStartupStopsDescendants(t *testing.T) {
+	dir := t.TempDir()
+	addr, pidFile, done := freeAddr(), filepath.Join(dir, "pid"), filepath.Join(dir, "done")
+	script := fmt.Sprintf(`(sleep 60 && touch %s) & echo $! > %s; exec %s -test.run '^TestHelperNoop$'`, done, pidFile, os.Args[0])
+	t.Setenv("BENCH_HELPER_NOOP", addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if err := Startup(ctx, addr, []string{"sh", "-c", script}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "SERVING after") {
+		t.Fatalf("output: %q", out.String())
+	}
+	if _, err := os.Stat(done); err == nil {
+		t.Fatal("Startup returned only after the command's background child ended")
+	}
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Killed, it is a zombie until whoever adopted it reaps it.
+	for alive(pid) {
+		if ctx.Err() != nil {
+			t.Fatalf("the command's background child %d outlived Startup", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A command that exits before SERVING ends the wait at once, with an
+// error that says so.
+func TestStartupNoticesExit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Startup(ctx, freeAddr(), []string{"sh", "-c", "exit 3"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Fatalf("Startup of a command that exits: %v", err)
+	}
+}
+
+// alive reports whether process pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ")
+	return !strings.HasPrefix(rest, "Z") && !strings.HasPrefix(rest, "X")
 }

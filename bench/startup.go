@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +37,12 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 	}
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
 	cmd.Stdout = io.Discard
+	// Its own process group, so that stopping it stops what it started
+	// (a wrapper's server would outlive the tool and hold addr); WaitDelay
+	// bounds the wait for a descendant still holding its stderr.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 	logs, err := cmd.StderrPipe()
 	if err != nil {
 		return fmt.Errorf("bench: startup: %w", err)
@@ -51,11 +58,28 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 		scanServingCPU(logs, stderr, reported)
 	}()
 	defer func() {
-		cmd.Process.Kill() //nolint:errcheck // it is ours and must go
-		<-copied           // Wait closes the pipe only once its reader is done
-		cmd.Wait()         //nolint:errcheck // killed
+		cmd.Cancel() //nolint:errcheck // it is ours and must go
+		select {
+		case <-copied: // Wait closes the pipe only once its reader is done
+		case <-time.After(cmd.WaitDelay):
+		}
+		cmd.Wait() //nolint:errcheck // killed
 	}()
-	if _, err := waitServing(ctx, addr, 5*time.Minute); err != nil {
+	// A command that exits (a bad flag, a port in use) closes its stderr:
+	// the wait ends then, not after the limit.
+	waitCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-copied:
+			stop()
+		case <-waitCtx.Done():
+		}
+	}()
+	if _, err := waitServing(waitCtx, addr, 5*time.Minute); err != nil {
+		if ctx.Err() == nil && waitCtx.Err() != nil {
+			return fmt.Errorf("bench: startup: %v exited (closed its output) before %s answered SERVING", command, addr)
+		}
 		return err
 	}
 	took := time.Since(began)
