@@ -198,7 +198,7 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 
 	deep := &deepPool{}
 	g := newGRPCServer(deep)
-	grpcHealth := srv.Register(g)
+	grpcHealth := registerHealth(srv, g)
 	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{}), onServed: logServing(log)}
 	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
 	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {

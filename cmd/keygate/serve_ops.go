@@ -13,11 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -289,6 +291,22 @@ func (r readiness) register(mux *http.ServeMux) {
 	})
 }
 
+// registerHealth adds srv's services to g with the health service NOT
+// SERVING: follow's first round reports SERVING once the policy and the
+// store are ready (extauthz's Register alone reports SERVING at once, so a
+// health check between Serve and that round saw SERVING with the store
+// not yet pinged).
+func registerHealth(srv *extauthz.Server, g *grpc.Server) *health.Server {
+	hs := srv.Register(g)
+	setServing(hs, healthpb.HealthCheckResponse_NOT_SERVING)
+	return hs
+}
+
+func setServing(hs *health.Server, status healthpb.HealthCheckResponse_ServingStatus) {
+	hs.SetServingStatus("", status)
+	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, status)
+}
+
 // follow keeps the gRPC health service in step with readiness, so Envoy's
 // and Kubernetes' gRPC health checks see what /readyz says.
 func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Duration) {
@@ -302,8 +320,7 @@ func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Dur
 			status = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		if status != last {
-			hs.SetServingStatus("", status)
-			hs.SetServingStatus("envoy.service.auth.v3.Authorization", status)
+			setServing(hs, status)
 			if status == healthpb.HealthCheckResponse_SERVING && r.served != nil {
 				if r.onServed != nil {
 					r.onServed()

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/health"
+	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/keygate/keygate/extauthz"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/policies"
 )
@@ -62,7 +63,14 @@ func TestReadiness(t *testing.T) {
 		mux.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
 		return rec.Code
 	}
-	hs := health.NewServer()
+	// serve's health service answers NOT_SERVING until readiness's first
+	// round has found the policy and the store ready.
+	hs := registerHealth(&extauthz.Server{}, grpc.NewServer())
+	for _, svc := range []string{"", "envoy.service.auth.v3.Authorization"} {
+		if got, err := hs.Check(ctx, &healthpb.HealthCheckRequest{Service: svc}); err != nil || got.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("health of %q before readiness's first round: %v, %v", svc, got.GetStatus(), err)
+		}
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go r.follow(runCtx, hs, 5*time.Millisecond)
