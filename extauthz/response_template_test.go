@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
@@ -24,7 +25,7 @@ import (
 func decided(t *testing.T, s *Server, r Request) Result {
 	t.Helper()
 	ctx, o := s.Authorizer.begin(context.Background(), TransportGRPC, nil)
-	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()})
+	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()}, time.Time{})
 	s.Authorizer.finish(&o, &res)
 	return res
 }

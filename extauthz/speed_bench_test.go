@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
@@ -45,4 +46,23 @@ func BenchmarkCheckDistinctIDs(b *testing.B) {
 	if s := engine.MemoStats(); s.Misses != before.Misses {
 		b.Fatalf("%d memo misses on paths that differ only in ids", s.Misses-before.Misses)
 	}
+}
+
+// BenchmarkCheckNoDeadline is BenchmarkCheckDistinctIDs from a caller that
+// sets no deadline (keygate-bench; an Envoy without a timeout): each Check
+// then runs under the Authorizer's budget.
+func BenchmarkCheckNoDeadline(b *testing.B) {
+	f := newFixture(b)
+	f.server.Authorizer.DropUnreadHeaders = !*keepHeaders
+	reqs := make([]*authv3.CheckRequest, 4096)
+	for i := range reqs {
+		h := typicalHeaders("Bearer " + f.live.Reveal())
+		h["x-request-id"] = "req-" + strconv.Itoa(i)
+		reqs[i] = envoyCheckRequest("GET", "/v1/videos/vid_"+strconv.Itoa(i), h)
+	}
+	ctx := context.Background()
+	f.server.Check(ctx, reqs[0]) //nolint:errcheck // warms the key cache
+	f.cache.Wait()
+	settle(envoyContext(b), f)
+	allowLoop(ctx, b, f, func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] })
 }
