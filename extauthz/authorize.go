@@ -87,7 +87,11 @@ func (a *Authorizer) inputHeaders(pol Decider) bool {
 // Result is a decision with everything a transport needs to answer.
 type Result struct {
 	Decision policies.Decision
-	// Upstream holds the headers to set on the upstream request (allow only).
+	// Upstream holds the headers to set on the upstream request (allow
+	// only), with the decision id (Authorizer.finish adds it). An allow
+	// rendered from a template (the gRPC transport's) shares its
+	// template's map, read-only, which holds no decision id: DecisionID
+	// is it, and UpstreamHeaders gives the two together.
 	Upstream map[string]string
 	// Remove lists request headers to strip before the upstream sees them.
 	Remove []string
@@ -103,6 +107,23 @@ type Result struct {
 
 	// template renders an allow's shared parts (response_template.go).
 	template *allowTemplate
+	// shared: Upstream is template's map (see Upstream).
+	shared bool
+}
+
+// UpstreamHeaders are the headers to set on the upstream request, the
+// decision id's included: Upstream, or for a shared map (see Upstream) a
+// copy of it with the id.
+func (r *Result) UpstreamHeaders() map[string]string {
+	if !r.shared || r.DecisionID == "" {
+		return r.Upstream
+	}
+	h := make(map[string]string, len(r.Upstream)+1)
+	for k, v := range r.Upstream {
+		h[k] = v
+	}
+	h[HeaderDecisionID] = r.DecisionID
+	return h
 }
 
 // Identity headers keygate sets from its own facts; a policy cannot override
@@ -212,6 +233,7 @@ func (a *Authorizer) result(r Request, in *policies.Input, facts *keystore.KeyFa
 		return res
 	}
 	res.Upstream, res.template = tt.upstream(&res, callerOf(who, in.Public), d)
+	res.shared = res.template != nil
 	res.Remove = clientIdentityHeaders(forged, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
