@@ -87,7 +87,11 @@ func (a *Authorizer) inputHeaders(pol Decider) bool {
 // Result is a decision with everything a transport needs to answer.
 type Result struct {
 	Decision policies.Decision
-	// Upstream holds the headers to set on the upstream request (allow only).
+	// Upstream holds the headers to set on the upstream request (allow
+	// only), with the decision id (Authorizer.finish adds it). An allow
+	// rendered from a template (the gRPC transport's) shares its
+	// template's map, read-only, which holds no decision id: DecisionID
+	// is it, and UpstreamHeaders gives the two together.
 	Upstream map[string]string
 	// Remove lists request headers to strip before the upstream sees them.
 	Remove []string
@@ -103,6 +107,23 @@ type Result struct {
 
 	// template renders an allow's shared parts (response_template.go).
 	template *allowTemplate
+	// shared: Upstream is template's map (see Upstream).
+	shared bool
+}
+
+// UpstreamHeaders are the headers to set on the upstream request, the
+// decision id's included: Upstream, or for a shared map (see Upstream) a
+// copy of it with the id.
+func (r *Result) UpstreamHeaders() map[string]string {
+	if !r.shared || r.DecisionID == "" {
+		return r.Upstream
+	}
+	h := make(map[string]string, len(r.Upstream)+1)
+	for k, v := range r.Upstream {
+		h[k] = v
+	}
+	h[HeaderDecisionID] = r.DecisionID
+	return h
 }
 
 // Identity headers keygate sets from its own facts; a policy cannot override
@@ -124,16 +145,23 @@ const (
 // credential resolved to facts, the input assembled once from those values,
 // the decision, the limits it asks for, and the answer.
 func (a *Authorizer) Authorize(ctx context.Context, r Request) Result {
-	return a.authorize(ctx, a.policy(), r, nil)
+	return a.authorize(ctx, a.policy(), r, nil, time.Time{})
 }
 
 // authorize decides r with pol, the one policy of this request; ec is set
 // when r came to the gRPC server (an allow's upstream headers then come
-// from a template).
-func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *envoyCheck) Result {
-	ctx, cancel := a.bound(ctx)
-	defer cancel()
-	now := a.now()
+// from a template). start is when the request began (Outcome.Start), the
+// one clock read a Check needs before its end (each costs ~100 ns on a VM's
+// clock); zero means now.
+func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *envoyCheck, start time.Time) Result {
+	if start.IsZero() {
+		start = time.Now()
+	}
+	if b := a.bound(ctx, start); b != nil {
+		ctx = b
+		defer b.cancel()
+	}
+	now := a.clock(start)
 	st := new(requestState)
 	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0], a.inputHeaders(pol))
 	credCtx, span := a.span(ctx, "keygate.credential")
@@ -175,16 +203,20 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 	return res
 }
 
-// bound gives a request without a deadline the Authorizer's budget.
-func (a *Authorizer) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+// bound gives a request without a deadline the Authorizer's budget from
+// start (the real clock's reading, whatever a.Now says); its timer starts
+// only if the decision waits on something (budget.go). It is nil when ctx
+// has a deadline, which then stands (Envoy's ext_authz timeout: the usual
+// case, which allocates nothing here).
+func (a *Authorizer) bound(ctx context.Context, start time.Time) *budgetCtx {
 	if _, ok := ctx.Deadline(); ok {
-		return ctx, func() {}
+		return nil
 	}
 	budget := a.Budget
 	if budget <= 0 {
 		budget = 150 * time.Millisecond
 	}
-	return context.WithTimeout(ctx, budget)
+	return &budgetCtx{Context: ctx, deadline: start.Add(budget)}
 }
 
 // result is what the transports send: on allow, the identity headers set
@@ -201,6 +233,7 @@ func (a *Authorizer) result(r Request, in *policies.Input, facts *keystore.KeyFa
 		return res
 	}
 	res.Upstream, res.template = tt.upstream(&res, callerOf(who, in.Public), d)
+	res.shared = res.template != nil
 	res.Remove = clientIdentityHeaders(forged, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.
@@ -237,6 +270,15 @@ func (a *Authorizer) now() time.Time {
 		return a.Now()
 	}
 	return time.Now()
+}
+
+// clock is the time a decision is made at: a.Now's, else real, read at
+// start.
+func (a *Authorizer) clock(start time.Time) time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return start
 }
 
 // newInput assembles the policy input, in one place, from the values the

@@ -174,7 +174,7 @@ func writeForwardAuth(w http.ResponseWriter, res Result, c convention) {
 	h := w.Header()
 	d := res.Decision
 	if d.Allow {
-		for k, v := range res.Upstream {
+		for k, v := range res.UpstreamHeaders() {
 			h.Set(k, v)
 		}
 		for k, v := range d.ResponseHeaders {

@@ -40,7 +40,7 @@ func (a *Authorizer) Snapshot() Decider { return a.policy() }
 
 // DecideWith implements Gate.
 func (a *Authorizer) DecideWith(ctx context.Context, pol Decider, r Request) Result {
-	return a.authorize(ctx, pol, r, nil)
+	return a.authorize(ctx, pol, r, nil, time.Time{})
 }
 
 // Begin implements Gate.

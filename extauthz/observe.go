@@ -100,9 +100,13 @@ func (a *Authorizer) finish(o *Outcome, res *Result) {
 	o.Duration = time.Since(o.Start)
 	res.DecisionID = o.ID
 	if res.Decision.Allow && res.Upstream != nil {
-		// Upstream is this request's own map; Remove must not list the
-		// header (Envoy removes after it sets), though a client sent it.
-		res.Upstream[HeaderDecisionID] = o.ID
+		// Upstream is this request's own map unless it is a template's,
+		// which is never written (the response adds the id); Remove must
+		// not list the header (Envoy removes after it sets), though a
+		// client sent it.
+		if !res.shared {
+			res.Upstream[HeaderDecisionID] = o.ID
+		}
 		res.Remove = slices.DeleteFunc(res.Remove, func(h string) bool { return h == HeaderDecisionID })
 	}
 	if o.span != nil {

@@ -92,7 +92,7 @@ func (r Result) CheckResponse() *authv3.CheckResponse {
 		return &m.resp
 	}
 	m.status.Code = int32(codes.OK)
-	m.okHTTP.Headers = m.headers.options(r.Upstream)
+	m.okHTTP.Headers = m.headers.options(r.UpstreamHeaders())
 	m.okHTTP.HeadersToRemove = r.Remove
 	m.okHTTP.ResponseHeadersToAdd = m.headers.options(d.ResponseHeaders)
 	m.ok.OkResponse = &m.okHTTP

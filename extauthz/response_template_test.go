@@ -5,10 +5,14 @@ import (
 	"context"
 	"hash/maphash"
 	"maps"
+	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -24,7 +28,7 @@ import (
 func decided(t *testing.T, s *Server, r Request) Result {
 	t.Helper()
 	ctx, o := s.Authorizer.begin(context.Background(), TransportGRPC, nil)
-	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()})
+	res := s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &envoyCheck{templates: s.allowTemplates()}, time.Time{})
 	s.Authorizer.finish(&o, &res)
 	return res
 }
@@ -126,19 +130,33 @@ func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 		r := Result{Decision: d, KeyID: "key_1", Mode: "live", Site: "site_1", DecisionID: "01DECISION", Remove: []string{"authorization"}}
 		c := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
 		r.Upstream, r.template = s.allowTemplates().upstream(&r, c, d)
-		r.Upstream[HeaderDecisionID] = r.DecisionID // as finish does
+		r.shared = r.template != nil // as authorize does
 		return r
+	}
+	// A result's headers are changed by replacing its map (a template's
+	// is shared and never written), with or without saying it is its own.
+	replaced := func(own bool, change func(h map[string]string)) func(r *Result) {
+		return func(r *Result) {
+			h := maps.Clone(r.UpstreamHeaders())
+			change(h)
+			r.Upstream = h
+			if own {
+				r.shared = false
+			}
+		}
 	}
 	edits := []func(r *Result){
 		func(r *Result) {},
-		func(r *Result) { r.Upstream[HeaderPlan] = "free" },
-		func(r *Result) { delete(r.Upstream, "x-tier") },
-		func(r *Result) { r.Upstream["x-zzz"] = "more" },
-		func(r *Result) { delete(r.Upstream, "x-tier"); r.Upstream["x-tier2"] = "gold" },
+		replaced(true, func(h map[string]string) { h[HeaderPlan] = "free" }),
+		replaced(false, func(h map[string]string) { h[HeaderPlan] = "free" }),
+		replaced(true, func(h map[string]string) { delete(h, "x-tier") }),
+		replaced(true, func(h map[string]string) { h["x-zzz"] = "more" }),
+		replaced(false, func(h map[string]string) { delete(h, "x-tier"); h["x-tier2"] = "gold" }),
+		replaced(true, func(map[string]string) {}),
 		func(r *Result) { r.Mode = "test" },
 		func(r *Result) { r.Decision.Rule = "other" },
-		func(r *Result) { r.DecisionID, r.Upstream[HeaderDecisionID] = "01OTHER", "01OTHER" },
-		func(r *Result) { r.Upstream[HeaderDecisionID] = "01FORGED" },
+		func(r *Result) { r.DecisionID = "01OTHER" },
+		replaced(true, func(h map[string]string) { h[HeaderDecisionID] = "01FORGED" }),
 		func(r *Result) { r.Decision.ResponseHeaders = map[string]string{"ratelimit-remaining": "1"} },
 		func(r *Result) { r.KeyID, r.Mode, r.Site = "", "", "" },
 		func(r *Result) { r.Decision.Allow = false },
@@ -152,6 +170,58 @@ func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 		}
 	}
 	unchangedSince(t, all)
+}
+
+// TestTemplateUpstreamNotWritten: allows share their template's upstream
+// headers, and no allow writes to them (its decision id least of all), yet
+// every allow's id reaches its upstream headers, its response and its
+// forward-auth rendering.
+func TestTemplateUpstreamNotWritten(t *testing.T) {
+	f := newFixture(t)
+	r := Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos/1",
+		Headers: map[string]string{"x-api-key": f.live.Reveal(), "x-keygate-decision-id": "forged"}}
+	first := decided(t, f.server, r)
+	if !first.Decision.Allow || first.template == nil || !first.shared {
+		t.Fatalf("want a templated allow, got %+v", first.Decision)
+	}
+	want := maps.Clone(first.Upstream)
+	if _, ok := want[HeaderDecisionID]; ok {
+		t.Fatalf("the template's upstream headers hold a decision id: %v", want)
+	}
+	ids := map[string]bool{}
+	for range 3 {
+		res := decided(t, f.server, r)
+		if res.template != first.template || !sameMap(res.Upstream, first.Upstream) {
+			t.Fatal("the same allow again did not share its template's map: not testing sharing")
+		}
+		if got := res.UpstreamHeaders()[HeaderDecisionID]; got != res.DecisionID || got == "" || ids[got] {
+			t.Fatalf("upstream decision id %q, want the allow's own %q", got, res.DecisionID)
+		}
+		ids[res.DecisionID] = true
+		if got := headerValue(f.server.checkResponse(res).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
+			t.Fatalf("response decision id %q, want %q", got, res.DecisionID)
+		}
+		if slices.Contains(res.Remove, HeaderDecisionID) {
+			t.Fatalf("the decision id header is removed after it is set: %v", res.Remove)
+		}
+		rec := httptest.NewRecorder()
+		writeForwardAuth(rec, res, conventionEnvoy)
+		if got := rec.Header().Get(HeaderDecisionID); got != res.DecisionID {
+			t.Fatalf("forward-auth decision id %q, want %q", got, res.DecisionID)
+		}
+	}
+	if diff := cmp.Diff(want, first.template.upstream); diff != "" {
+		t.Fatalf("the template's upstream headers changed (-before +after):\n%s", diff)
+	}
+}
+
+func headerValue(opts []*corev3.HeaderValueOption, name string) string {
+	for _, o := range opts {
+		if o.GetHeader().GetKey() == name {
+			return o.GetHeader().GetValue()
+		}
+	}
+	return ""
 }
 
 // TestTemplateUpstreamIsIdentity: the upstream headers an allow takes from

@@ -89,7 +89,7 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			}
 		}()
 		r, ec := envoyRequest(req, s.allowTemplates())
-		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec)
+		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec, o.Start)
 	}()
 	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, o.Duration)

@@ -1,8 +1,10 @@
 package extauthz
 
 import (
+	"context"
 	"strconv"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -45,4 +47,25 @@ func BenchmarkCheckDistinctIDs(b *testing.B) {
 	if s := engine.MemoStats(); s.Misses != before.Misses {
 		b.Fatalf("%d memo misses on paths that differ only in ids", s.Misses-before.Misses)
 	}
+}
+
+// BenchmarkCheckNoDeadline is BenchmarkCheckDistinctIDs from a caller that
+// sets no deadline (keygate-bench; an Envoy without a timeout): each Check
+// then runs under the Authorizer's budget (here a long one: under
+// valgrind a Check can take longer than the default).
+func BenchmarkCheckNoDeadline(b *testing.B) {
+	f := newFixture(b)
+	f.server.Authorizer.Budget = time.Minute
+	f.server.Authorizer.DropUnreadHeaders = !*keepHeaders
+	reqs := make([]*authv3.CheckRequest, 4096)
+	for i := range reqs {
+		h := typicalHeaders("Bearer " + f.live.Reveal())
+		h["x-request-id"] = "req-" + strconv.Itoa(i)
+		reqs[i] = envoyCheckRequest("GET", "/v1/videos/vid_"+strconv.Itoa(i), h)
+	}
+	ctx := context.Background()
+	f.server.Check(ctx, reqs[0]) //nolint:errcheck // warms the key cache
+	f.cache.Wait()
+	settle(envoyContext(b), f)
+	allowLoop(ctx, b, f, func(i int) *authv3.CheckRequest { return reqs[i%len(reqs)] })
 }

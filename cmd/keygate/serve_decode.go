@@ -84,7 +84,7 @@ func (p *requestParts) decodeAttributes(b []byte, m *authv3.AttributeContext) bo
 		case 4:
 			return message(typ, b, use(&m.Request, &p.request), p.decodeRequest)
 		case 10:
-			return stringMapEntry(typ, b, &m.ContextExtensions)
+			return stringMapEntry(typ, b, &m.ContextExtensions, unknownTail)
 		case 11:
 			return message(typ, b, use(&m.MetadataContext, &p.meta), decodeMetadata)
 		case 12:
@@ -117,7 +117,7 @@ func (pp *peerParts) decodePeer(b []byte, m *authv3.AttributeContext_Peer) bool 
 		case 2:
 			return str(typ, b, &m.Service)
 		case 3:
-			return stringMapEntry(typ, b, &m.Labels)
+			return stringMapEntry(typ, b, &m.Labels, unknownTail)
 		case 4:
 			return str(typ, b, &m.Principal)
 		case 5:
@@ -261,10 +261,14 @@ func (p *requestParts) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpReque
 			m.Headers = make(map[string]string, min(n, maxPresizedHeaders))
 		}
 	}
+	// Usually the message is ASCII up to Envoy's size field (tags, short
+	// lengths, header names and values): no string before it needs a
+	// check of its own.
+	tail := asciiTail(b)
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) int {
 		switch num {
 		case 3:
-			return stringMapEntry(typ, b, &m.Headers)
+			return stringMapEntry(typ, b, &m.Headers, tail)
 		case 9:
 			var v uint64
 			n := varint(typ, b, &v)
@@ -276,7 +280,7 @@ func (p *requestParts) decodeHTTP(b []byte, m *authv3.AttributeContext_HttpReque
 			return message(typ, b, use(&m.HeaderMap, &p.headerMap), decodeHeaderMap)
 		}
 		if p := httpString(m, num); p != nil {
-			return str(typ, b, p)
+			return text(typ, b, p, tail)
 		}
 		return -1
 	})

@@ -253,3 +253,66 @@ func TestDecodeReservesOnlyWhatDecodes(t *testing.T) {
 		})
 	}
 }
+
+// TestDecodeRefusesInvalidUTF8: invalid UTF-8 in any string field the
+// decoder reads (each of the HTTP request's, a header name and value, a
+// raw header's name and value, a context extension, a peer's, the TLS
+// session's) is refused, as proto.Unmarshal refuses it, whether the rest
+// of the request is ASCII or not; the same request with valid non-ASCII
+// UTF-8 there decodes.
+func TestDecodeRefusesInvalidUTF8(t *testing.T) {
+	fields := map[string]func(m *authv3.CheckRequest, s string){
+		"id":           func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Id = s },
+		"method":       func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Method = s },
+		"path":         func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Path = s },
+		"host":         func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Host = s },
+		"scheme":       func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Scheme = s },
+		"query":        func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Query = s },
+		"fragment":     func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Fragment = s },
+		"protocol":     func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Protocol = s },
+		"body":         func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Body = s },
+		"header name":  func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Headers["x-"+s] = "v" },
+		"header value": func(m *authv3.CheckRequest, s string) { m.Attributes.Request.Http.Headers["x-a"] = s },
+		"raw header name": func(m *authv3.CheckRequest, s string) {
+			m.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: s, Value: "v"}}}
+		},
+		"raw header value": func(m *authv3.CheckRequest, s string) {
+			m.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{{Key: "k", Value: s}}}
+		},
+		"context extension": func(m *authv3.CheckRequest, s string) { m.Attributes.ContextExtensions["k"] = s },
+		"peer address": func(m *authv3.CheckRequest, s string) {
+			m.Attributes.Source.Address.GetSocketAddress().Address = s
+		},
+		"principal": func(m *authv3.CheckRequest, s string) { m.Attributes.Destination.Principal = s },
+		"sni":       func(m *authv3.CheckRequest, s string) { m.Attributes.TlsSession.Sni = s },
+	}
+	for name, set := range fields {
+		for _, nonASCIIElsewhere := range []bool{false, true} {
+			encode := func(s string) []byte {
+				m := envoyCheckRequest(false)
+				if nonASCIIElsewhere {
+					m.Attributes.Request.Http.Headers["x-other"] = "é"
+				}
+				set(m, s)
+				// proto.Marshal refuses invalid UTF-8: put the bad byte
+				// in place of a marker of the same length.
+				b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return bytes.Replace(b, []byte("MARK"), []byte("M\xffRK"), 1)
+			}
+			if b := encode("é"); !decodeCheckRequest(b, &authv3.CheckRequest{}) {
+				t.Errorf("%s: valid UTF-8 fell back", name)
+			}
+			b := encode("MARK")
+			if decodeCheckRequest(b, &authv3.CheckRequest{}) {
+				t.Errorf("%s (non-ASCII elsewhere %v): invalid UTF-8 decoded", name, nonASCIIElsewhere)
+			}
+			if proto.Unmarshal(b, &authv3.CheckRequest{}) == nil {
+				t.Fatalf("%s: proto.Unmarshal took invalid UTF-8: not testing it", name)
+			}
+			checkDecode(t, b)
+		}
+	}
+}
