@@ -38,9 +38,33 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 	}
 	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock(), writeMu: &sync.Mutex{}}
 	s.stmts.pinWrites = true
-	if err := migrate(ctx, db, sqliteDialect); err != nil {
+	// Processes opening a brand-new file at once: a connection's
+	// journal_mode(WAL) can get SQLITE_BUSY at once instead of waiting (SQLite
+	// does not wait where waiting could deadlock), so the first steps are
+	// tried again within the busy timeout.
+	err = retryBusy(ctx, sqliteBusyTimeout, isBusy, func() error { return migrate(ctx, db, sqliteDialect) })
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// retryBusy runs op until it succeeds, fails other than busy says, or
+// limit has passed, waiting a little longer after each busy failure.
+func retryBusy(ctx context.Context, limit time.Duration, busy func(error) bool, op func() error) error {
+	deadline := time.Now().Add(limit)
+	wait := time.Millisecond
+	for {
+		err := op()
+		if err == nil || !busy(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
