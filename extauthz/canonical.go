@@ -25,8 +25,10 @@ import (
 //     letters is refused: "/v1/%C5%BFites" (U+017F LONG S) is "/v1/sites" to
 //     an upstream that decodes and compares case-insensitively (Java's
 //     equalsIgnoreCase, a JavaScript /iu pattern). The letters are U+0130,
-//     U+0131, U+017F and U+212A (simple case mapping) and U+00DF and
-//     U+FB00–U+FB06 (full case mapping: "ß" to "SS", "ﬅ" to "ST").
+//     U+0131, U+017F and U+212A (simple case mapping) and U+00DF, U+1E9E and
+//     U+FB00–U+FB06 (full case mapping and folding: "ß" to "SS", "ẞ" to
+//     "ss", "ﬅ" to "ST"). So are escaped bytes that UTF-8 never uses
+//     (0xC0, 0xC1, 0xF5–0xFF): a lenient decoder reads "%C1%B3" as 's'.
 //   - Any other escape (space, ':', '@', other UTF-8, …) is kept, with upper
 //     case hex, since no route prefix can contain it.
 //   - Dot segments ("/./", "/../", also spelled "%2e"), empty segments
@@ -105,7 +107,11 @@ func canonicalPath(p string) (string, bool) {
 			b.WriteByte(d)
 		case d < 0x20 || d == 0x7f || strings.IndexByte(`/\;?#%`, d) >= 0:
 			return "", false
-		case d >= 0xc0 && foldsToASCII(escapedRune(p[i:])):
+		case d == 0xc0 || d == 0xc1 || d >= 0xf5:
+			// Never in UTF-8: a lenient decoder reads the overlong
+			// "%C1%B3" as 's'.
+			return "", false
+		case d >= 0xc2 && foldsToASCII(escapedRune(p[i:])):
 			return "", false
 		default:
 			const hexUpper = "0123456789ABCDEF"
@@ -157,7 +163,7 @@ func escapedRune(s string) rune {
 func foldsToASCII(r rune) bool {
 	switch r {
 	case '\u0130', '\u0131', '\u017F', '\u212A', // simple: İ→i, ı→I, ſ→S, K→k
-		'\u00DF', '\uFB00', '\uFB01', '\uFB02', '\uFB03', '\uFB04', '\uFB05', '\uFB06': // full: ß→SS, ﬀ→FF … ﬆ→ST
+		'\u00DF', '\u1E9E', '\uFB00', '\uFB01', '\uFB02', '\uFB03', '\uFB04', '\uFB05', '\uFB06': // full: ß→SS, ẞ→ss (folding), ﬀ→FF … ﬆ→ST
 		return true
 	}
 	return false
