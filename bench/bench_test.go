@@ -196,13 +196,27 @@ func TestStartupStopsDescendants(t *testing.T) {
 }
 
 // A command that exits before SERVING ends the wait at once, with an
-// error that says so.
+// error that says so, even while a child of it holds its stderr; one that
+// sends its stderr elsewhere is still timed.
 func TestStartupNoticesExit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := Startup(ctx, freeAddr(), []string{"sh", "-c", "exit 3"}, io.Discard, io.Discard)
+	done := filepath.Join(t.TempDir(), "done")
+	script := fmt.Sprintf("(sleep 20 && touch %s) & exit 3", done)
+	err := Startup(ctx, freeAddr(), []string{"sh", "-c", script}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "exited") {
 		t.Fatalf("Startup of a command that exits: %v", err)
+	}
+	if _, err := os.Stat(done); err == nil {
+		t.Fatal("the exit was noticed only after the command's child ended")
+	}
+
+	addr := freeAddr()
+	t.Setenv("BENCH_HELPER_NOOP", addr)
+	script = fmt.Sprintf("exec %s -test.run '^TestHelperNoop$' 2>%s", os.Args[0], filepath.Join(t.TempDir(), "log"))
+	var out bytes.Buffer
+	if err := Startup(ctx, addr, []string{"sh", "-c", script}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "SERVING after") {
+		t.Fatalf("a server logging to a file: %v, %q", err, out.String())
 	}
 }
 

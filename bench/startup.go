@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Startup starts command, waits until the gRPC health service at addr
@@ -65,20 +67,17 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 		}
 		cmd.Wait() //nolint:errcheck // killed
 	}()
-	// A command that exits (a bad flag, a port in use) closes its stderr:
-	// the wait ends then, not after the limit.
+	// A command that exits (a bad flag, a port in use) ends the wait then,
+	// not after the limit.
 	waitCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
-		select {
-		case <-copied:
-			stop()
-		case <-waitCtx.Done():
-		}
+		waitExit(cmd.Process.Pid)
+		stop()
 	}()
 	if _, err := waitServing(waitCtx, addr, 5*time.Minute); err != nil {
 		if ctx.Err() == nil && waitCtx.Err() != nil {
-			return fmt.Errorf("bench: startup: %v exited (closed its output) before %s answered SERVING", command, addr)
+			return fmt.Errorf("bench: startup: %v exited before %s answered SERVING", command, addr)
 		}
 		return err
 	}
@@ -96,6 +95,14 @@ func Startup(ctx context.Context, addr string, command []string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "SERVING after %s (%s): %v\n", took.Round(time.Millisecond), cpu, command)
 	return nil
+}
+
+// waitExit returns when process pid (a child) has exited, leaving it to
+// be reaped by exec.Cmd.Wait (WNOWAIT).
+func waitExit(pid int) {
+	var info unix.Siginfo
+	for unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil) == unix.EINTR {
+	}
 }
 
 // servingCPU finds keygate serve's cpu_to_serving in a text (…=12.3ms) or
