@@ -88,22 +88,16 @@ type spareP struct {
 
 var spare = &spareP{getenv: os.Getenv}
 
-// restore puts GOMAXPROCS back: the runtime's default again (which follows
-// CPU affinity and cgroup limits as they change) unless the GOMAXPROCS
-// variable set it; setting it from the program turns that following off.
-func (s *spareP) restore() {
-	if s.getenv("GOMAXPROCS") == "" {
-		runtime.SetDefaultGOMAXPROCS()
-		if runtime.GOMAXPROCS(0) == s.before {
-			return
-		}
-	}
-	runtime.GOMAXPROCS(s.before)
-}
-
 // run runs fn with the spare P. Concurrent holders share one; the last
-// to finish puts GOMAXPROCS back, unless something else changed it since.
+// to finish gives GOMAXPROCS back to the runtime's default (which follows
+// CPU affinity and cgroup limits as they change; setting it from the
+// program turns that off), unless something else changed it since. A
+// GOMAXPROCS the operator set in the environment is kept as set: no spare.
 func (s *spareP) run(fn func()) {
+	if s.getenv("GOMAXPROCS") != "" {
+		fn()
+		return
+	}
 	s.mu.Lock()
 	if s.holders == 0 {
 		s.before = runtime.GOMAXPROCS(0)
@@ -116,7 +110,7 @@ func (s *spareP) run(fn func()) {
 		defer s.mu.Unlock()
 		s.holders--
 		if s.holders == 0 && runtime.GOMAXPROCS(0) == s.before+1 {
-			s.restore()
+			runtime.SetDefaultGOMAXPROCS()
 		}
 	}()
 	fn()

@@ -29,6 +29,14 @@ func TestSparePWhileHeld(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != before+5 {
 		t.Fatalf("GOMAXPROCS set while held was changed to %d on release", n)
 	}
+	runtime.GOMAXPROCS(before)
+
+	// The operator's GOMAXPROCS stands: no spare P.
+	set := &spareP{getenv: func(k string) string { return map[string]string{"GOMAXPROCS": "1"}[k] }}
+	set.run(func() { outer = runtime.GOMAXPROCS(0) })
+	if outer != before {
+		t.Fatalf("GOMAXPROCS set in the environment: %d while held, want %d", outer, before)
+	}
 }
 
 // procsAt sends GOMAXPROCS on procs when a line with its message is logged.
