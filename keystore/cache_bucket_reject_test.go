@@ -129,6 +129,24 @@ func rejectedGrowth(t *testing.T, places, perPlace, rounds int) bool {
 
 func testDigest(n int) Digest { return Digest("digest-" + strconv.Itoa(n)) }
 
+// fillThenHeat reads keys 0 to size-1 into c (letting ristretto catch up
+// every step keys), then the first hot of them three times, so that
+// ristretto counts them hot.
+func fillThenHeat(c *Cache, read func(n int), size, hot, step int) {
+	for n := range size {
+		read(n)
+		if n%step == 0 {
+			c.Wait()
+		}
+	}
+	for range 3 {
+		for n := range hot {
+			read(n)
+		}
+	}
+	c.Wait()
+}
+
 // BenchmarkCacheHotUnderFlood: a full cache (10,000 keys) whose 6,000 hot
 // keys are read in turn while cold keys, each read once, arrive one per four
 // hot reads, as a flood of keys seen once does. It reports the share of hot
@@ -148,18 +166,7 @@ func BenchmarkCacheHotUnderFlood(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	for n := range size {
-		read(n)
-		if n%512 == 0 {
-			c.Wait()
-		}
-	}
-	for range 3 {
-		for n := range hot {
-			read(n)
-		}
-	}
-	c.Wait()
+	fillThenHeat(c, read, size, hot, 512)
 	var hotReads, hotMisses int64
 	i, cold := 0, size
 	for b.Loop() {

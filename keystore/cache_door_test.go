@@ -51,18 +51,7 @@ func TestHotKeysSurviveFlood(t *testing.T) {
 		}
 		return l.reads.Load() - before
 	}
-	for n := range size {
-		read(n)
-		if n%256 == 0 {
-			c.Wait()
-		}
-	}
-	for range 3 {
-		for n := range hot {
-			read(n)
-		}
-	}
-	c.Wait()
+	fillThenHeat(c, func(n int) { read(n) }, size, hot, 256)
 	var hotReads, hotMisses int64
 	i := 0
 	for cold := size; cold < size+20_000; cold++ {
