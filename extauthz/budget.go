@@ -28,6 +28,10 @@ type budgetCtx struct {
 	timed    atomic.Pointer[timedCtx]
 	mu       sync.Mutex
 	canceled bool // the request is over: a late Done finds it canceled
+	// err is the first error Err returned: it answers every later call
+	// (context.Context's rule), whatever the clock, the caller or a late
+	// timer would say then.
+	err atomic.Pointer[error]
 }
 
 type timedCtx struct {
@@ -41,8 +45,21 @@ func (c *budgetCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 // Done implements context.Context: it starts the timer.
 func (c *budgetCtx) Done() <-chan struct{} { return c.start().Done() }
 
-// Err implements context.Context.
+// Err implements context.Context. Once it has returned an error it
+// returns that one.
 func (c *budgetCtx) Err() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	err := c.currentErr()
+	if err == nil {
+		return nil
+	}
+	c.err.CompareAndSwap(nil, &err)
+	return *c.err.Load()
+}
+
+func (c *budgetCtx) currentErr() error {
 	if t := c.timed.Load(); t != nil {
 		return t.Err()
 	}

@@ -116,3 +116,44 @@ func TestBudgetTimerOnlyWhenWaited(t *testing.T) {
 		t.Fatal("Done started no timer")
 	}
 }
+
+// Once Err has returned an error it returns that one, whatever happens
+// next: the request's end, the caller's cancellation, a late Done.
+func TestBudgetErrStays(t *testing.T) {
+	a := &Authorizer{Budget: time.Millisecond}
+	past := time.Now().Add(-time.Second)
+
+	// Spent, then the request ends, then a late Done.
+	ctx, cancel := bound(a, context.Background(), past)
+	first := ctx.Err()
+	cancel()
+	second := ctx.Err()
+	<-ctx.Done()
+	if first != context.DeadlineExceeded || second != first || ctx.Err() != first {
+		t.Errorf("spent, ended, late Done: %v, %v, %v", first, second, ctx.Err())
+	}
+
+	// Spent, then the caller is cancelled.
+	parent, cancelParent := context.WithCancel(context.Background())
+	ctx, cancel = bound(a, parent, past)
+	first = ctx.Err()
+	cancelParent()
+	if first != context.DeadlineExceeded || ctx.Err() != first {
+		t.Errorf("spent, caller cancelled: %v, %v", first, ctx.Err())
+	}
+	cancel()
+
+	// Ended before the deadline, then a Done after it.
+	start := time.Now()
+	ctx, cancel = bound(a, context.Background(), start)
+	cancel()
+	first = ctx.Err()
+	for !time.Now().After(start.Add(a.Budget)) {
+		time.Sleep(time.Millisecond)
+	}
+	second = ctx.Err()
+	<-ctx.Done()
+	if first != context.Canceled || second != first || ctx.Err() != first {
+		t.Errorf("ended, deadline passed, late Done: %v, %v, %v", first, second, ctx.Err())
+	}
+}
