@@ -83,6 +83,13 @@ type Cache struct {
 
 	hits, misses, staleHits atomic.Uint64
 
+	// closing is held for reading while a fill stores what it read, and
+	// for writing by Close: a fill that outlives its request (it runs
+	// detached, see fill) never hands ristretto a Set while, or after,
+	// Close closes it.
+	closing sync.RWMutex
+	closed  bool
+
 	// shared holds, by site id, the site and account facts that cached
 	// entries point to; weak, so a site no entry needs any more is dropped.
 	sharedMu sync.Mutex
@@ -146,7 +153,23 @@ func NewCache(loader Loader, cfg CacheConfig) (*Cache, error) {
 }
 
 // Close stops ristretto's goroutines.
-func (c *Cache) Close() { c.items.Close() }
+func (c *Cache) Close() {
+	c.closing.Lock()
+	defer c.closing.Unlock()
+	if !c.closed {
+		c.closed = true
+		c.items.Close()
+	}
+}
+
+// storeFilled is store for a fill: nothing once the cache is closed.
+func (c *Cache) storeFilled(ck string, h *slotHead, byDigest bool) {
+	c.closing.RLock()
+	defer c.closing.RUnlock()
+	if !c.closed {
+		c.store(ck, h, byDigest)
+	}
+}
 
 // Stats reports cache hits and store reads (misses that reached the
 // loader; concurrent misses of one entry share a read) since start.
@@ -347,11 +370,11 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 				break
 			}
 			byDigest := isDigestKey(ck) && e.facts != nil
-			c.store(ck, h, byDigest)
+			c.storeFilled(ck, h, byDigest)
 		case errors.Is(err, ErrNotFound):
 			e.facts, e.rec, e.extra = nil, "", nil
 			if h, ok := c.seal(e); ok {
-				c.store(ck, h, false)
+				c.storeFilled(ck, h, false)
 			}
 		}
 		return e, err
