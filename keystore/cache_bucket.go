@@ -33,7 +33,9 @@ import (
 // a Set later, on its own goroutine, so lookups read dir, not ristretto:
 // dir holds the buckets ristretto holds or is about to, and a bucket leaves
 // it when ristretto lets go of it (exit), unless a newer bucket took its
-// place.
+// place. A bucket enters dir and is handed to ristretto under its place's
+// lock, so the Del of a change that replaces it follows its Set through
+// ristretto's buffer (one channel, applied in order).
 //
 // A slot, not the bucket, carries what invalidation needs (generation and
 // read time, cache_marks.go), so a bucket copies slot pointers around
@@ -220,7 +222,7 @@ func (c *Cache) publish(old, nb *bucket, s *slotHead, e *bucketEntry, indexed bo
 		c.items.Del(old.key)
 	}
 	if nb != nil && !c.items.Set(nb.key, nb, int64(len(nb.e))) {
-		c.refused(nb)
+		c.keepCached(nb) // refused, with the lock already held
 		c.exit(nb)
 	}
 }
@@ -229,14 +231,33 @@ func (c *Cache) publish(old, nb *bucket, s *slotHead, e *bucketEntry, indexed bo
 // to ristretto again.
 const maxRetries = 2
 
-// refused is ristretto's OnReject (and what a dropped Set does): b was not
-// admitted. The keys of b that were cached before it (the Del of their
-// bucket freed their room, so a Set of them alone finds it, unless other
-// Sets took it meanwhile: then they get maxRetries more tries) take b's
-// place in dir in a bucket of their own; only a key b added is dropped.
-// exit, which ristretto calls next, then finds dir moved on and drops
-// nothing more.
+// refused is ristretto's OnReject: b was not admitted. It runs on
+// ristretto's goroutine, which must never wait for a bucket's lock (its
+// holder may be waiting in Del for that goroutine to drain ristretto's
+// buffer) nor call Del itself (whose send into that buffer blocks while it
+// is full): when the lock is taken, b's keys all go, as exit, which
+// ristretto calls next, drops them.
 func (c *Cache) refused(b *bucket) {
+	x := c.buckets
+	mu := &x.locks[(b.key&x.mask)%bucketLocks]
+	if !mu.TryLock() {
+		return
+	}
+	defer mu.Unlock()
+	c.keepCached(b)
+}
+
+// keepCached (under the lock of b's place) re-publishes the keys of the
+// refused b that were cached before it (the Del of their bucket freed
+// their room, so a Set of them alone finds it, unless other Sets took it
+// meanwhile: then they get maxRetries more tries): they take b's place in
+// dir in a bucket of their own; only a key b added is dropped. exit, which
+// ristretto calls next, then finds dir moved on and drops nothing more.
+//
+// The lock keeps the Set of that bucket before the Del of a change that
+// replaces it: a Del queued first left the bucket in ristretto for good,
+// costing room and keeping its slots, though not in dir.
+func (c *Cache) keepCached(b *bucket) {
 	n := int(b.cached)
 	if n == 0 || b.retries >= maxRetries {
 		return
@@ -269,7 +290,7 @@ func (c *Cache) replace(p uint64, b *bucket, e *bucketEntry, s *slotHead, indexe
 	c.byID.drop(had)
 	// ristretto let go of b meanwhile: exit may have dropped the slot it
 	// read before the swap, so s must not stay indexed (unless b's keys
-	// but its last took its place, e among them: see refused).
+	// but its last took its place, e among them: see keepCached).
 	if cur := c.buckets.dir[p].Load(); cur != b && (cur == nil || cur.find(e.h) != e) {
 		c.byID.drop(s)
 	}
