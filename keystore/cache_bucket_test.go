@@ -62,12 +62,28 @@ func TestCacheRevocationUnderChurn(t *testing.T) {
 			}
 		})
 	}
+	nums := make([]int, keys)
+	for n := range nums {
+		nums[n] = n
+	}
+	errs := revokeEach(ctx, c, l, nums, revokers)
+	stop.Store(true)
+	churn.Wait()
+	for _, err := range errs {
+		t.Fatal(err)
+	}
+}
+
+// revokeEach revokes and reads each key of nums (revokeAndRead) on
+// revokers goroutines, and returns what went wrong (a goroutine stops at
+// its first error).
+func revokeEach(ctx context.Context, c *Cache, l *revocableLoader, nums []int, revokers int) []error {
 	var work sync.WaitGroup
 	errs := make(chan error, revokers)
 	for w := range revokers {
 		work.Go(func() {
-			for n := w; n < keys; n += revokers {
-				if err := revokeAndRead(ctx, c, l, n); err != nil {
+			for i := w; i < len(nums); i += revokers {
+				if err := revokeAndRead(ctx, c, l, nums[i]); err != nil {
 					errs <- err
 					return
 				}
@@ -75,12 +91,12 @@ func TestCacheRevocationUnderChurn(t *testing.T) {
 		})
 	}
 	work.Wait()
-	stop.Store(true)
-	churn.Wait()
 	close(errs)
+	var out []error
 	for err := range errs {
-		t.Fatal(err)
+		out = append(out, err)
 	}
+	return out
 }
 
 // revokeAndRead caches key n (by digest, so it is found by id too), revokes

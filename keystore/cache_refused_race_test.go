@@ -52,23 +52,10 @@ func TestRefusedRaces(t *testing.T) {
 			}
 		})
 	}
-	var work sync.WaitGroup
-	errs := make(chan error, revokers)
-	for w := range revokers {
-		work.Go(func() {
-			for i := w; i < len(nums); i += revokers {
-				if err := revokeAndRead(ctx, c, l, nums[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		})
-	}
-	work.Wait()
+	errs := revokeEach(ctx, c, l, nums, revokers)
 	stop.Store(true)
 	churn.Wait()
-	close(errs)
-	for err := range errs {
+	for _, err := range errs {
 		t.Error(err)
 	}
 	settle(c)
