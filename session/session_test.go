@@ -274,9 +274,9 @@ func TestRoles(t *testing.T) {
 		{42, session.RoleViewer},
 		{"admin", session.RoleEditor},
 		{"Owner", session.RoleEditor},
-		{"adm\u0130n", session.RoleViewer},      // U+0130 lower-cases to 'i' in Unicode, not in a role name
+		{"adm\u0130n", session.RoleViewer},         // U+0130 lower-cases to 'i' in Unicode, not in a role name
 		{"\u212Aeygate-owner", session.RoleViewer}, // an unknown role stays a viewer
-		{[]any{"own\u0435r"}, session.RoleViewer}, // Cyrillic e
+		{[]any{"own\u0435r"}, session.RoleViewer},  // Cyrillic e
 		{[]string{"viewer", "developer"}, session.RoleEditor},
 		{[]string{"viewer"}, session.RoleViewer},
 	} {
