@@ -105,17 +105,19 @@ type Result struct {
 	// Memo says whether the policy's memo answered (hit, miss, off).
 	Memo string
 
-	// template renders an allow's shared parts (response_template.go).
+	// template renders an allow's shared parts (response_template.go);
+	// Upstream is then its map (see Upstream).
 	template *allowTemplate
-	// shared: Upstream is template's map (see Upstream).
-	shared bool
 }
+
+// shared reports whether Upstream is a template's map, never written.
+func (r *Result) shared() bool { return r.template != nil }
 
 // UpstreamHeaders are the headers to set on the upstream request, the
 // decision id's included: Upstream, or for a shared map (see Upstream) a
 // copy of it with the id.
 func (r *Result) UpstreamHeaders() map[string]string {
-	if !r.shared || r.DecisionID == "" {
+	if !r.shared() || r.DecisionID == "" {
 		return r.Upstream
 	}
 	h := make(map[string]string, len(r.Upstream)+1)
@@ -233,7 +235,6 @@ func (a *Authorizer) result(r Request, in *policies.Input, facts *keystore.KeyFa
 		return res
 	}
 	res.Upstream, res.template = tt.upstream(&res, callerOf(who, in.Public), d)
-	res.shared = res.template != nil
 	res.Remove = clientIdentityHeaders(forged, res.Upstream)
 	// Whatever credential headers came, resolved or not (ambiguous and
 	// malformed ones reach public routes too), the upstream does not see them.

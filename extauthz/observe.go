@@ -104,7 +104,7 @@ func (a *Authorizer) finish(o *Outcome, res *Result) {
 		// which is never written (the response adds the id); Remove must
 		// not list the header (Envoy removes after it sets), though a
 		// client sent it.
-		if !res.shared {
+		if !res.shared() {
 			res.Upstream[HeaderDecisionID] = o.ID
 		}
 		res.Remove = slices.DeleteFunc(res.Remove, func(h string) bool { return h == HeaderDecisionID })

@@ -218,7 +218,7 @@ func (s *Server) checkResponse(r Result) *authv3.CheckResponse {
 // and t's upstream headers (the very map: nothing writes to it) and r's
 // decision id as its upstream headers.
 func (t *allowTemplate) renders(r *Result) bool {
-	if !r.Decision.Allow || r.DecisionID == "" || !r.shared || !sameMap(r.Upstream, t.upstream) {
+	if !r.Decision.Allow || r.DecisionID == "" || !r.shared() || !sameMap(r.Upstream, t.upstream) {
 		return false
 	}
 	return r.Decision.Rule == t.rule && r.KeyID == t.keyID && r.Mode == t.mode && r.Site == t.site

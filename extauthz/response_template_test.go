@@ -130,18 +130,18 @@ func TestTemplateRendersOnlyItsOwn(t *testing.T) {
 		r := Result{Decision: d, KeyID: "key_1", Mode: "live", Site: "site_1", DecisionID: "01DECISION", Remove: []string{"authorization"}}
 		c := caller{key: true, account: "acct", site: "site_1", keyID: "key_1", mode: "live", plan: "pro"}
 		r.Upstream, r.template = s.allowTemplates().upstream(&r, c, d)
-		r.shared = r.template != nil // as authorize does
 		return r
 	}
 	// A result's headers are changed by replacing its map (a template's
-	// is shared and never written), with or without saying it is its own.
+	// is shared and never written), keeping its template or, as a result
+	// whose map is its own, without one.
 	replaced := func(own bool, change func(h map[string]string)) func(r *Result) {
 		return func(r *Result) {
 			h := maps.Clone(r.UpstreamHeaders())
 			change(h)
 			r.Upstream = h
 			if own {
-				r.shared = false
+				r.template = nil
 			}
 		}
 	}
@@ -181,7 +181,7 @@ func TestTemplateUpstreamNotWritten(t *testing.T) {
 	r := Request{Method: "GET", Host: "api.example.com", Path: "/v1/videos/1",
 		Headers: map[string]string{"x-api-key": f.live.Reveal(), "x-keygate-decision-id": "forged"}}
 	first := decided(t, f.server, r)
-	if !first.Decision.Allow || first.template == nil || !first.shared {
+	if !first.Decision.Allow || first.template == nil || !first.shared() {
 		t.Fatalf("want a templated allow, got %+v", first.Decision)
 	}
 	want := maps.Clone(first.Upstream)
