@@ -9,9 +9,10 @@ import "sync/atomic"
 // made hot and evicts another bucket whole, hot keys and all. A key filled
 // again while the door still remembers it is taken, as are all keys until
 // the cache first ran out of room (ristretto evicted or refused a bucket)
-// and while it has more than a sixteenth free. The door is a bitset of a few bits a cached key,
-// one bit a key (a false "seen" only takes a key early), forgotten
-// whole once it took as many keys as the cache holds.
+// and while it has more than a sixteenth free. The door is a bitset,
+// doorBitsPerKey bits per cached key and one bit marked per key (a bit set
+// by another key only takes a key early), forgotten whole once it has
+// marked as many keys as the cache holds.
 type door struct {
 	words []atomic.Uint64
 	mask  uint64
