@@ -114,9 +114,10 @@ func TestHelpEverywhere(t *testing.T) {
 
 func TestVersionAndCompletion(t *testing.T) {
 	c := newCLI(t)
-	for _, args := range [][]string{{"version"}, {"--version"}} {
-		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") {
-			t.Errorf("keygate %s: %q", args[0], out)
+	want := versionString() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
+		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") || out != want {
+			t.Errorf("keygate %s: %q, want %q", args[0], out, want)
 		}
 	}
 	for shell, marker := range map[string]string{"bash": "complete", "zsh": "#compdef keygate", "fish": "complete -c keygate"} {
