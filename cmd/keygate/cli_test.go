@@ -297,3 +297,21 @@ func (c *cli) stdin(t *testing.T, s string) {
 	os.Stdin = f
 	t.Cleanup(func() { os.Stdin = old; f.Close() })
 }
+
+// TestCommandsByName: a run builds only the command its first argument
+// names (commandTree), found by the name in commands, which must be the
+// command's own.
+func TestCommandsByName(t *testing.T) {
+	e := &environment{getenv: func(string) string { return "" }}
+	for _, c := range commands {
+		if got := c.build(e).Name(); got != c.name {
+			t.Errorf("commands lists %q for the command named %q", c.name, got)
+		}
+		if subs := e.commandTree([]string{c.name, "--help"}).Commands(); len(subs) != 1 || subs[0].Name() != c.name {
+			t.Errorf("keygate %s builds %d commands", c.name, len(subs))
+		}
+	}
+	if got := len(e.commandTree([]string{"--help"}).Commands()); got != len(commands) {
+		t.Errorf("keygate --help builds %d commands, want all %d", got, len(commands))
+	}
+}
