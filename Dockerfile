@@ -8,9 +8,10 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # SQLite is pure Go (modernc.org/sqlite), so a static binary needs no cgo.
-# vtprotobuf: generated marshalling for Envoy's types (serve_codec.go).
+# vtprotobuf: generated marshalling for Envoy's types (serve_codec.go);
+# grpcnotrace: gRPC without x/net/trace (Makefile, TAGS).
 ENV CGO_ENABLED=0
-RUN go build -trimpath -tags vtprotobuf -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
+RUN go build -trimpath -tags 'vtprotobuf grpcnotrace' -ldflags="-s -w" -o /out/keygate ./cmd/keygate \
  && go build -trimpath -ldflags="-s -w" -o /out/echo ./envoy/echo
 
 # The runtime is alpine rather than distroless for busybox wget (health

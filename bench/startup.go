@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -106,8 +107,12 @@ func waitExit(pid int) {
 }
 
 // servingCPU finds keygate serve's cpu_to_serving in a text (…=12.3ms) or
-// JSON ("…":12300000, nanoseconds) log line.
-var servingCPU = regexp.MustCompile(`cpu_to_serving"?[=:]([0-9.]+[a-zµ]*)`)
+// JSON ("…":12300000, nanoseconds) log line. Compiled when first needed:
+// keygate links this package for `keygate bench`, and at package
+// initialisation every keygate start would pay for it.
+var servingCPU = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`cpu_to_serving"?[=:]([0-9.]+[a-zµ]*)`)
+})
 
 // scanServingCPU copies the command's log to w and sends the first
 // cpu_to_serving it finds on found.
@@ -121,7 +126,7 @@ func scanServingCPU(r io.Reader, w io.Writer, found chan<- time.Duration) {
 		if sent {
 			continue
 		}
-		if m := servingCPU.FindSubmatch(line); m != nil {
+		if m := servingCPU().FindSubmatch(line); m != nil {
 			if d, ok := parseServingCPU(string(m[1])); ok {
 				found <- d
 				sent = true

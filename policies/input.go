@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"sync"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -127,7 +129,7 @@ func (in *Input) Value() ast.Value {
 		n++
 	}
 	add(ast.String("request"), in.Request.value(t))
-	if cred, ok := credentials[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
+	if cred, ok := credentials()[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
 		items[n] = [2]*ast.Term{t.term(ast.String("credential")), cred}
 		n++
 	} else {
@@ -259,8 +261,10 @@ func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
 
 // credentials are shared input.credential objects for every status, kind
 // and scheme keygate sets: a few hundred objects made once instead of one
-// per decision.
-var credentials = func() map[[3]string]*ast.Term {
+// per decision. They are made by the first decision rather than at package
+// initialisation, which every keygate command (and serve's start before
+// SERVING) would pay for: ~0.5 M instructions.
+var credentials = sync.OnceValue(func() map[[3]string]*ast.Term {
 	m := map[[3]string]*ast.Term{}
 	for _, status := range []string{CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken} {
 		for _, kind := range []string{"key", "token", ""} {
@@ -274,7 +278,7 @@ var credentials = func() map[[3]string]*ast.Term {
 		}
 	}
 	return m
-}()
+})
 
 // vocabulary are shared terms for the values most inputs carry (statuses,
 // kinds, schemes, modes, methods): turning a string into an ast.Value costs

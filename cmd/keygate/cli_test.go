@@ -114,9 +114,10 @@ func TestHelpEverywhere(t *testing.T) {
 
 func TestVersionAndCompletion(t *testing.T) {
 	c := newCLI(t)
-	for _, args := range [][]string{{"version"}, {"--version"}} {
-		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") {
-			t.Errorf("keygate %s: %q", args[0], out)
+	want := versionString() + "\n"
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
+		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") || out != want {
+			t.Errorf("keygate %s: %q, want %q", args[0], out, want)
 		}
 	}
 	for shell, marker := range map[string]string{"bash": "complete", "zsh": "#compdef keygate", "fish": "complete -c keygate"} {
@@ -295,4 +296,22 @@ func (c *cli) stdin(t *testing.T, s string) {
 	old := os.Stdin
 	os.Stdin = f
 	t.Cleanup(func() { os.Stdin = old; f.Close() })
+}
+
+// TestCommandsByName: a run builds only the command its first argument
+// names (commandTree), found by the name in commands, which must be the
+// command's own.
+func TestCommandsByName(t *testing.T) {
+	e := &environment{getenv: func(string) string { return "" }}
+	for _, c := range commands {
+		if got := c.build(e).Name(); got != c.name {
+			t.Errorf("commands lists %q for the command named %q", c.name, got)
+		}
+		if subs := e.commandTree([]string{c.name, "--help"}).Commands(); len(subs) != 1 || subs[0].Name() != c.name {
+			t.Errorf("keygate %s builds %d commands", c.name, len(subs))
+		}
+	}
+	if got := len(e.commandTree([]string{"--help"}).Commands()); got != len(commands) {
+		t.Errorf("keygate --help builds %d commands, want all %d", got, len(commands))
+	}
 }

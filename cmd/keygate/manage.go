@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -55,8 +56,11 @@ func usageOf(err error, flag string) error {
 	return err
 }
 
-// namedObject finds `account "acme"` in a store message.
-var namedObject = regexp.MustCompile(`(account|site|key) "([^"]*)"\s*$`)
+// namedObject finds `account "acme"` in a store message. Compiled when
+// first needed: at package initialisation every start would pay for it.
+var namedObject = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(account|site|key) "([^"]*)"\s*$`)
+})
 
 // storeError says what a store error means for the object named and how
 // to fix it, without the store's internal prefixes.
@@ -70,7 +74,7 @@ func storeError(err error, kind, id string) error {
 	switch {
 	case errors.Is(err, keystore.ErrNotFound):
 		// The store may name another object: a new site's account, say.
-		if m := namedObject.FindStringSubmatch(msg); m != nil && fixes[m[1]][0] != "" {
+		if m := namedObject().FindStringSubmatch(msg); m != nil && fixes[m[1]][0] != "" {
 			kind, id = m[1], m[2]
 		}
 		return fmt.Errorf("%s %q not found (in this --store); %s", kind, id, fixes[kind][0])
