@@ -199,7 +199,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	deep := &deepPool{}
 	g := newGRPCServer(deep)
 	grpcHealth := registerHealth(srv, g)
-	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{}), onServed: logServing(log)}
+	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{}), onServed: logServing(log),
+		afterFirst: func() { gc.resume(log) }}
 	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
 	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
 		return err
@@ -218,7 +219,6 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		afterServing(c.policy.completed, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
-	gc.resume(log)
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 

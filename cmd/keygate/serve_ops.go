@@ -250,6 +250,14 @@ type readiness struct {
 	served chan struct{}
 	// onServed, when set, runs just before served is closed.
 	onServed func()
+	// afterFirst, when set, runs once after the first round, whatever it
+	// found (after onServed when that round found keygate ready): serve
+	// ends its start-up pause of the collector there, so that neither the
+	// collection the pause held off nor the collector's first read of its
+	// own metrics (runtime/metrics' set-up, ~1.5 M instructions) comes
+	// before the first SERVING, and a store down at start-up does not keep
+	// the pause on.
+	afterFirst func()
 }
 
 func (r readiness) check(ctx context.Context) (bool, map[string]string) {
@@ -329,6 +337,10 @@ func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Dur
 				r.served = nil
 			}
 			last = status
+		}
+		if r.afterFirst != nil {
+			r.afterFirst()
+			r.afterFirst = nil
 		}
 		select {
 		case <-ctx.Done():
