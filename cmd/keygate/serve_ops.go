@@ -164,8 +164,13 @@ func buildVersion() string {
 	return "(devel)"
 }
 
-// registerBuildInfo exports keygate_build_info{version,revision,go_version} 1.
+// registerBuildInfo exports keygate_build_info{version,revision,go_version}
+// 1, made at the first scrape (lazyCollector).
 func registerBuildInfo(reg prometheus.Registerer) {
+	reg.MustRegister(&lazyCollector{make: buildInfo})
+}
+
+func buildInfo() prometheus.Collector {
 	version, revision, goVersion := "(devel)", "unknown", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -181,7 +186,7 @@ func registerBuildInfo(reg prometheus.Registerer) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "keygate_build_info", Help: "Always 1; the labels say which build runs.",
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": goVersion}})
 	g.Set(1)
-	reg.MustRegister(g)
+	return g
 }
 
 // storeMetrics time the cache's reads from the store (its misses): the
