@@ -29,8 +29,9 @@ type builtinArtifact struct {
 	// data makes the built-in data documents (data.yaml) afresh, as the
 	// loader reads them: a start decodes no YAML or JSON.
 	data func() map[string]any
-	// denials makes evalDenialDocs' documents afresh.
-	denials func() []any
+	// denials makes the denial tables afresh as denialsFrom reads
+	// evalDenialDocs' documents: a start encodes no deny bodies.
+	denials func() map[string]Decision
 	// plan is the decision's IR plan, as Compile plans it. The builtins'
 	// declarations are left out: irvm calls a builtin by name, through
 	// the capabilities.
@@ -51,14 +52,7 @@ func StartBuiltin(ctx context.Context) (*Policy, error) {
 }
 
 func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
-	docs, denialDocs := a.data(), a.denials()
-	if len(denialDocs) != len(denialTables) {
-		return nil, fmt.Errorf("policies: built-in denials: %d tables, want %d", len(denialDocs), len(denialTables))
-	}
-	denials, err := denialsFrom(denialDocs)
-	if err != nil {
-		return nil, err
-	}
+	docs, denials := a.data(), a.denials()
 	data, err := ast.InterfaceToValue(docs)
 	if err != nil {
 		return nil, fmt.Errorf("policies: built-in data: %w", err)
