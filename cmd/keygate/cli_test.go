@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -295,4 +296,33 @@ func (c *cli) stdin(t *testing.T, s string) {
 	old := os.Stdin
 	os.Stdin = f
 	t.Cleanup(func() { os.Stdin = old; f.Close() })
+}
+
+// A command line that starts with a top-level command's name gets the root
+// with that command alone; any other (help, completion, a typo) the whole
+// tree. Every name makes the command of that name.
+func TestRootCommandForArgs(t *testing.T) {
+	e := &environment{getenv: func(string) string { return "" }}
+	names := func(args ...string) []string {
+		var out []string
+		for _, c := range e.rootCommand(args).Commands() {
+			out = append(out, c.Name())
+		}
+		return out
+	}
+	subs := e.subcommands()
+	if len(subs) != len(subcommandOrder) {
+		t.Fatalf("%d builders for %d names", len(subs), len(subcommandOrder))
+	}
+	want := strings.Join(slices.Sorted(slices.Values(subcommandOrder)), " ") // cobra lists them sorted
+	for _, args := range [][]string{nil, {"--help"}, {"serv"}, {"help", "serve"}, {"__complete", "se"}} {
+		if got := strings.Join(names(args...), " "); got != want {
+			t.Errorf("%q: commands %s, want %s", args, got, want)
+		}
+	}
+	for _, name := range subcommandOrder {
+		if got := names(name, "--help"); len(got) != 1 || got[0] != name {
+			t.Errorf("%s: commands %v, want [%s]", name, got, name)
+		}
+	}
 }
