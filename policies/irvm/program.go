@@ -243,7 +243,7 @@ func fusable(mk, s stmt, items []operand) bool {
 
 // call resolves a CallStmt to a planned function or one of OPA's builtins.
 func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
-	ns := stmt{target: int32(s.Result), loc: location(s.Location)}
+	ns := stmt{target: int32(s.Result), loc: location(s.Location), args: make([]operand, 0, len(s.Args))}
 	for _, a := range s.Args {
 		o, err := c.operand(a)
 		if err != nil {
