@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -24,8 +25,26 @@ func WithActor(ctx context.Context, actor string) context.Context {
 	return context.WithValue(ctx, actorKey{}, actor)
 }
 
+// WithLazyActor is WithActor with the name made the first time a write
+// asks for it, at most once: the CLI's actor takes a look-up in the user
+// database (cgo, /etc/nsswitch.conf, /etc/passwd) that commands which
+// write nothing, and serve's way to its first SERVING, need not make.
+func WithLazyActor(ctx context.Context, actor func() string) context.Context {
+	return context.WithValue(ctx, actorKey{}, lazyActor(sync.OnceValue(actor)))
+}
+
+type lazyActor func() string
+
 // ActorFrom is the actor ctx carries, or "keygate".
-func ActorFrom(ctx context.Context) string { return ctxString(ctx, actorKey{}, "keygate") }
+func ActorFrom(ctx context.Context) string {
+	if actor, ok := ctx.Value(actorKey{}).(lazyActor); ok {
+		if a := actor(); a != "" {
+			return a
+		}
+		return "keygate"
+	}
+	return ctxString(ctx, actorKey{}, "keygate")
+}
 
 // ctxString is the non-empty string ctx carries under key, or def: what a
 // caller tells a write without changing every store call between them.

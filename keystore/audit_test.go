@@ -84,3 +84,27 @@ func TestStoreAudit(t *testing.T) {
 		}
 	})
 }
+
+// A lazy actor is made when a write first asks for it, once, and is then
+// recorded as WithActor's would be; an empty one is keygate's.
+func TestLazyActor(t *testing.T) {
+	made := 0
+	lazy := keystore.WithLazyActor(ctx, func() string { made++; return "cli:ops@host1" })
+	if made != 0 {
+		t.Fatalf("actor made %d times before any write, want 0", made)
+	}
+	for range 2 {
+		if got := keystore.ActorFrom(lazy); got != "cli:ops@host1" {
+			t.Fatalf("ActorFrom = %q", got)
+		}
+	}
+	if made != 1 {
+		t.Fatalf("actor made %d times, want 1", made)
+	}
+	if got := keystore.ActorFrom(keystore.WithLazyActor(ctx, func() string { return "" })); got != "keygate" {
+		t.Fatalf("empty lazy actor: ActorFrom = %q, want keygate", got)
+	}
+	if got := keystore.ActorFrom(keystore.WithActor(lazy, "admin:deploy-bot")); got != "admin:deploy-bot" {
+		t.Fatalf("WithActor over a lazy actor: %q", got)
+	}
+}

@@ -29,8 +29,9 @@ type builtinArtifact struct {
 	// data makes the built-in data documents (data.yaml) afresh, as the
 	// loader reads them: a start decodes no YAML or JSON.
 	data func() map[string]any
-	// denials makes evalDenialDocs' documents afresh.
-	denials func() []any
+	// denials makes the denial tables afresh as denialsFrom reads
+	// evalDenialDocs' documents: a start encodes no deny bodies.
+	denials func() map[string]Decision
 	// plan is the decision's IR plan, as Compile plans it. The builtins'
 	// declarations are left out: irvm calls a builtin by name, through
 	// the capabilities.
@@ -51,19 +52,15 @@ func StartBuiltin(ctx context.Context) (*Policy, error) {
 }
 
 func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
-	docs, denialDocs := a.data(), a.denials()
-	if len(denialDocs) != len(denialTables) {
-		return nil, fmt.Errorf("policies: built-in denials: %d tables, want %d", len(denialDocs), len(denialTables))
-	}
-	denials, err := denialsFrom(denialDocs)
-	if err != nil {
-		return nil, err
-	}
+	docs, denials := a.data(), a.denials()
 	data, err := ast.InterfaceToValue(docs)
 	if err != nil {
 		return nil, fmt.Errorf("policies: built-in data: %w", err)
 	}
-	prog, err := irvm.Prepare(ctx, a.plan, data, Capabilities())
+	// Lazily: the functions of data alone are evaluated by the first
+	// decisions that call them, or by the compile that Engine.Complete
+	// starts once serving (builtinCompile.fold), not on the way to SERVING.
+	prog, err := irvm.PrepareLazily(a.plan, data, Capabilities())
 	if err != nil {
 		return nil, fmt.Errorf("policies: built-in plan: %w", err)
 	}
@@ -72,7 +69,7 @@ func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
 	cp.prog.Store(prog)
 	close(cp.done)
 	p := newPolicy(&Bundle{Source: BuiltIn, Documents: docs}, denials)
-	p.ir, p.pending = cp, &pending{builtin: &builtinCompile{done: make(chan struct{})}}
+	p.ir, p.pending = cp, &pending{builtin: &builtinCompile{done: make(chan struct{}), fold: prog.Fold}}
 	return p, nil
 }
 
@@ -86,6 +83,9 @@ type builtinCompile struct {
 	// load reads the policy to compile: nil, the built-in one (a test
 	// gives one that does not compile).
 	load func() (*Bundle, error)
+	// fold, when set, evaluates the plan's functions of data alone first
+	// (irvm.PrepareLazily), so that the decisions after it find them.
+	fold func(context.Context)
 	fc   *firstCompile
 	err  error
 }
@@ -94,6 +94,9 @@ func (c *builtinCompile) get(ctx context.Context) (*firstCompile, error) {
 	c.once.Do(func() {
 		go func() {
 			defer close(c.done)
+			if c.fold != nil {
+				c.fold(context.Background())
+			}
 			load := c.load
 			if load == nil {
 				load = func() (*Bundle, error) { return LoadWithoutTests(Default(), BuiltIn) }

@@ -311,7 +311,10 @@ func TestCommandsByName(t *testing.T) {
 			t.Errorf("keygate %s builds %d commands", c.name, len(subs))
 		}
 	}
-	if got := len(e.commandTree([]string{"--help"}).Commands()); got != len(commands) {
-		t.Errorf("keygate --help builds %d commands, want all %d", got, len(commands))
+	// Help, completion, flags before the command and typos get the whole tree.
+	for _, args := range [][]string{nil, {"--help"}, {"serv"}, {"help", "serve"}, {"__complete", "se"}, {"--store", "x", "keys"}} {
+		if got := len(e.commandTree(args).Commands()); got != len(commands) {
+			t.Errorf("keygate %q builds %d commands, want all %d", args, got, len(commands))
+		}
 	}
 }

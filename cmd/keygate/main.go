@@ -65,8 +65,9 @@ func exitCode(err error) int {
 // writes to stdout and stderr only, logs included.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	env := &environment{getenv: getenv, stdin: os.Stdin, stdout: stdout, stderr: stderr}
-	// Every write a command makes is audited as its operator's.
-	ctx = keystore.WithActor(ctx, cliActor(getenv))
+	// Every write a command makes is audited as its operator's, looked up
+	// when the first write needs it (none before serve's first SERVING).
+	ctx = keystore.WithLazyActor(ctx, func() string { return cliActor(getenv) })
 	return env.execute(ctx, args, stdout, stderr)
 }
 

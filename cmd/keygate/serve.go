@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -199,7 +200,8 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 	deep := &deepPool{}
 	g := newGRPCServer(deep)
 	grpcHealth := registerHealth(srv, g)
-	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{}), onServed: logServing(log)}
+	ready := readiness{store: c.store, engine: c.policy.engine, cache: c.cache, served: make(chan struct{}), onServed: logServing(log),
+		afterFirst: func() { gc.resume(log) }}
 	mux := serveMux(ready, reg, healthHandler(c.store, c.policy, shadowEval), exchange, leaks)
 	if err := cfg.customerAPI(ctx, mux, c.store, c.cache, limiter, c.policy.engine, log); err != nil {
 		return err
@@ -218,7 +220,6 @@ func (e *environment) serve(ctx context.Context, cfg serveConfig) (err error) {
 		afterServing(c.policy.completed, func(ctx context.Context) { cfg.runWebhooks(ctx, c.store, log) }),
 		func(ctx context.Context) { ready.follow(ctx, grpcHealth, 2*time.Second) },
 		func(ctx context.Context) { runShadow(ctx, shadowEval, shadowPolicy) }}
-	gc.resume(log)
 	return lifecycle(ctx, listeners, runners, log, "store", storeKind(cfg.store), "policy", c.policy.engine.Current().Bundle.Source)
 }
 
@@ -237,7 +238,8 @@ func (cfg serveConfig) diagnostics(stderr io.Writer) (log *slog.Logger, stop fun
 // newRegistry is the Prometheus registry with the process and cache metrics.
 func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(&lazyCollector{make: func() prometheus.Collector { return collectors.NewGoCollector() }},
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keygate_cache_hits_total", Help: "Key and site facts served from the cache."},
 			func() float64 { h, _ := cache.Stats(); return float64(h) }),
@@ -254,6 +256,25 @@ func newRegistry(cache *keystore.Cache, filter *keystore.KeyFilter) *prometheus.
 			}),
 	)
 	return reg
+}
+
+// lazyCollector makes its collector at the first scrape, not at Register:
+// the Go collector's set-up (matching runtime/metrics' names against its
+// rules, ~0.5 M instructions) and the build info's (parsing the binary's
+// build information) are then not on the way to the first SERVING. It
+// describes nothing, which makes it an unchecked collector: the registry
+// checks its metrics at each Gather instead of at Register.
+type lazyCollector struct {
+	once sync.Once
+	make func() prometheus.Collector
+	c    prometheus.Collector
+}
+
+func (l *lazyCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (l *lazyCollector) Collect(ch chan<- prometheus.Metric) {
+	l.once.Do(func() { l.c = l.make() })
+	l.c.Collect(ch)
 }
 
 func healthHandler(store *keystore.Store, policy *policyRuntime, shadow *shadow.Evaluator) http.HandlerFunc {

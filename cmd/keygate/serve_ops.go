@@ -164,8 +164,13 @@ func buildVersion() string {
 	return "(devel)"
 }
 
-// registerBuildInfo exports keygate_build_info{version,revision,go_version} 1.
+// registerBuildInfo exports keygate_build_info{version,revision,go_version}
+// 1, made at the first scrape (lazyCollector).
 func registerBuildInfo(reg prometheus.Registerer) {
+	reg.MustRegister(&lazyCollector{make: buildInfo})
+}
+
+func buildInfo() prometheus.Collector {
 	version, revision, goVersion := "(devel)", "unknown", "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		goVersion = bi.GoVersion
@@ -181,7 +186,7 @@ func registerBuildInfo(reg prometheus.Registerer) {
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "keygate_build_info", Help: "Always 1; the labels say which build runs.",
 		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "go_version": goVersion}})
 	g.Set(1)
-	reg.MustRegister(g)
+	return g
 }
 
 // storeMetrics time the cache's reads from the store (its misses): the
@@ -250,6 +255,14 @@ type readiness struct {
 	served chan struct{}
 	// onServed, when set, runs just before served is closed.
 	onServed func()
+	// afterFirst, when set, runs once after the first round, whatever it
+	// found (after onServed when that round found keygate ready): serve
+	// ends its start-up pause of the collector there, so that neither the
+	// collection the pause held off nor the collector's first read of its
+	// own metrics (runtime/metrics' set-up, ~1.5 M instructions) comes
+	// before the first SERVING, and a store down at start-up does not keep
+	// the pause on.
+	afterFirst func()
 }
 
 func (r readiness) check(ctx context.Context) (bool, map[string]string) {
@@ -329,6 +342,10 @@ func (r readiness) follow(ctx context.Context, hs *health.Server, every time.Dur
 				r.served = nil
 			}
 			last = status
+		}
+		if r.afterFirst != nil {
+			r.afterFirst()
+			r.afterFirst = nil
 		}
 		select {
 		case <-ctx.Done():

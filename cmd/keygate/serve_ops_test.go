@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -111,4 +112,64 @@ func TestReadiness(t *testing.T) {
 		t.Fatalf("store down, cache warm: readyz %d", status("/readyz"))
 	}
 	serving(healthpb.HealthCheckResponse_SERVING)
+}
+
+// afterFirst runs once, after readiness's first round, whether or not that
+// round found keygate ready (serve ends the collector's start-up pause
+// there: a store down at start-up must not keep it on), and after
+// onServed when it did.
+func TestReadinessAfterFirstRound(t *testing.T) {
+	ctx := context.Background()
+	p, err := loadPolicy(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := keystore.NewCache(oneKey{}, keystore.CacheConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cache.Close()
+	for _, down := range []bool{true, false} {
+		store := &pinger{}
+		store.down.Store(down)
+		var events []string
+		rounds := make(chan struct{}, 16)
+		r := readiness{store: store, engine: policies.NewEngine(p), cache: cache, served: make(chan struct{}),
+			onServed:   func() { events = append(events, "served") },
+			afterFirst: func() { events = append(events, "after first") }}
+		r.store = countingPinger{store, rounds}
+		hs := registerHealth(&extauthz.Server{}, grpc.NewServer())
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { r.follow(runCtx, hs, time.Millisecond); close(done) }()
+		for range 3 { // three rounds: afterFirst is not run again
+			<-rounds
+		}
+		cancel()
+		<-done
+		want := "[served after first]"
+		if down {
+			want = "[after first]"
+		}
+		if got := fmt.Sprint(events); got != want {
+			t.Errorf("store down %v: %s, want %s", down, got, want)
+		}
+	}
+}
+
+// countingPinger signals each ping, after it answered (while rounds has
+// room: the test reads the first few).
+type countingPinger struct {
+	*pinger
+	rounds chan<- struct{}
+}
+
+func (c countingPinger) Ping(ctx context.Context) error {
+	defer func() {
+		select {
+		case c.rounds <- struct{}{}:
+		default:
+		}
+	}()
+	return c.pinger.Ping(ctx)
 }

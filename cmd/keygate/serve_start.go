@@ -62,12 +62,20 @@ func logServing(log *slog.Logger) func() {
 		var ru syscall.Rusage
 		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 			log.Info("first SERVING")
-			return
+		} else {
+			cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			log.Info("first SERVING", "cpu_to_serving", cpu.Round(10*time.Microsecond))
 		}
-		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		log.Info("first SERVING", "cpu_to_serving", cpu.Round(10*time.Microsecond))
+		if atServing != nil {
+			atServing()
+		}
 	}
 }
+
+// atServing, when set (only by -tags starttrace: KEYGATE_EXIT_AT_SERVING),
+// runs right after the first SERVING is logged, so that a profile of the
+// start (callgrind, strace) ends there.
+var atServing func()
 
 // spareP is the process's one hold on an extra P (GOMAXPROCS one above
 // what it was) for the CPU-heavy work that follows SERVING: completing the

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/keygate/keygate/internal/syncbuf"
 )
 
@@ -70,5 +73,35 @@ func TestServeListenerFailure(t *testing.T) {
 		func(k string) string { return env[k] }, &logs, &logs)
 	if err == nil || !strings.Contains(err.Error(), "http listener") || !strings.Contains(err.Error(), "--http-addr") {
 		t.Fatalf("serve with a busy --http-addr: %v", err)
+	}
+}
+
+// The Go collector and the build info are made at the first scrape, not
+// when serve registers them, and then scraped as before.
+func TestRegistryCollectorsAtFirstScrape(t *testing.T) {
+	made := 0
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&lazyCollector{make: func() prometheus.Collector { made++; return collectors.NewGoCollector() }})
+	registerBuildInfo(reg)
+	if made != 0 {
+		t.Fatalf("Go collector made %d times at Register, want 0", made)
+	}
+	for range 2 {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]bool{}
+		for _, f := range families {
+			got[f.GetName()] = true
+		}
+		for _, want := range []string{"go_goroutines", "go_gc_duration_seconds", "go_memstats_heap_alloc_bytes", "keygate_build_info"} {
+			if !got[want] {
+				t.Errorf("no %s in %d families", want, len(families))
+			}
+		}
+	}
+	if made != 1 {
+		t.Fatalf("Go collector made %d times in two scrapes, want 1", made)
 	}
 }

@@ -159,12 +159,26 @@ func (st *state) runBlocks(frame []*ast.Term, bs []block) int {
 
 // callFunc calls f with args, through its memo or constant.
 func (st *state) callFunc(f *function, args []*ast.Term) (*ast.Term, error) {
-	if f.constSet {
-		return f.constant, nil
+	if c := f.constant.Load(); c != nil {
+		return c.v, nil
+	}
+	if f.pure && st.p.lazy {
+		if v, ok := st.p.fold(st.bctx.Context, f); ok {
+			return v, nil
+		}
 	}
 	if f.memo && st.memoSet[f.slot] {
 		return st.memo[f.slot], nil
 	}
+	v, err := st.invoke(f, args)
+	if err == nil && f.memo {
+		st.memo[f.slot], st.memoSet[f.slot] = v, true
+	}
+	return v, err
+}
+
+// invoke runs f's body with args.
+func (st *state) invoke(f *function, args []*ast.Term) (*ast.Term, error) {
 	base := st.top
 	if base+f.nlocals > int32(len(st.stack)) {
 		return nil, errors.New("irvm: stack exhausted")
@@ -184,9 +198,6 @@ func (st *state) callFunc(f *function, args []*ast.Term) (*ast.Term, error) {
 	st.top = base
 	if r == failed {
 		return nil, st.err
-	}
-	if f.memo {
-		st.memo[f.slot], st.memoSet[f.slot] = v, true
 	}
 	return v, nil
 }

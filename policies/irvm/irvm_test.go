@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"github.com/open-policy-agent/opa/v1/util"
@@ -18,6 +20,12 @@ const testData = `{"cfg": {"names": ["a", "b", "c"], "limits": {"x": 1, "y": 2},
 
 // prepare plans query over src (package t) and the test data.
 func prepare(t *testing.T, src, query string) (*Program, []func(*rego.Rego)) {
+	t.Helper()
+	return prepareAs(t, src, query, false)
+}
+
+// prepareAs is prepare, with PrepareLazily when lazily.
+func prepareAs(t *testing.T, src, query string, lazily bool) (*Program, []func(*rego.Rego)) {
 	t.Helper()
 	var data map[string]any
 	if err := util.UnmarshalJSON([]byte(testData), &data); err != nil {
@@ -33,7 +41,13 @@ func prepare(t *testing.T, src, query string) (*Program, []func(*rego.Rego)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := Prepare(context.Background(), pol, ast.MustInterfaceToValue(data), ast.CapabilitiesForThisVersion())
+	prepare := func(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
+		return Prepare(context.Background(), pol, data, caps)
+	}
+	if lazily {
+		prepare = PrepareLazily
+	}
+	prog, err := prepare(pol, ast.MustInterfaceToValue(data), ast.CapabilitiesForThisVersion())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,14 +162,48 @@ func TestUnsupported(t *testing.T) {
 // is not.
 func TestConstants(t *testing.T) {
 	prog, opts := prepare(t, "names := {n | some n in data.cfg.names}\nmine := input.n\nx := names[input.n]", "data.t.x")
-	if prog.Constants != 1 {
-		t.Fatalf("%d constants, want 1 (names)", prog.Constants)
+	if prog.Constants() != 1 {
+		t.Fatalf("%d constants, want 1 (names)", prog.Constants())
 	}
 	for _, in := range []string{`{"n": "a"}`, `{"n": "z"}`} {
 		got, want := both(t, prog, opts, in)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Error(diff)
 		}
+	}
+}
+
+// With PrepareLazily a rule of data alone is computed at its first call
+// (by concurrent evaluations alike, once) or by Fold, not before; the
+// answers are Prepare's.
+func TestConstantsLazily(t *testing.T) {
+	const src = "names := {n | some n in data.cfg.names}\nmine := input.n\nx := names[input.n]"
+	prog, opts := prepareAs(t, src, "data.t.x", true)
+	if prog.Constants() != 0 {
+		t.Fatalf("%d constants before any evaluation, want 0", prog.Constants())
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, _ = prog.Eval(context.Background(), ast.MustParseTerm(`{"n": "b"}`).Value)
+		}()
+	}
+	wg.Wait()
+	if prog.Constants() != 1 {
+		t.Fatalf("%d constants after evaluations, want 1 (names)", prog.Constants())
+	}
+	for _, in := range []string{`{"n": "a"}`, `{"n": "z"}`} {
+		got, want := both(t, prog, opts, in)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Error(diff)
+		}
+	}
+	folded, _ := prepareAs(t, src, "data.t.x", true)
+	folded.Fold(context.Background())
+	if folded.Constants() != 1 {
+		t.Fatalf("%d constants after Fold, want 1 (names)", folded.Constants())
 	}
 }
 
@@ -170,13 +218,15 @@ func TestClockReadingBuiltinNotConstant(t *testing.T) {
 		"through": "v := crypto.x509.parse_and_verify_certificates(concat(\"\", data.cfg.names))\nw := [v[0]]\nx := w[0]",
 	} {
 		t.Run(name, func(t *testing.T) {
-			prog, opts := prepare(t, src, "data.t.x")
-			if prog.Constants != 0 {
-				t.Fatalf("%d constants, want 0", prog.Constants)
-			}
-			got, want := both(t, prog, opts, "{}")
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Error(diff)
+			for _, lazily := range []bool{false, true} {
+				prog, opts := prepareAs(t, src, "data.t.x", lazily)
+				got, want := both(t, prog, opts, "{}")
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Error(diff)
+				}
+				if prog.Constants() != 0 {
+					t.Fatalf("lazily %v: %d constants, want 0", lazily, prog.Constants())
+				}
 			}
 		})
 	}

@@ -16,6 +16,29 @@ import (
 // Program's life. One that fails to evaluate is left to every evaluation,
 // so each still meets its error.
 func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
+	prog, err := prepareProgram(pol, data, caps)
+	if err != nil {
+		return nil, err
+	}
+	prog.Fold(ctx)
+	return prog, nil
+}
+
+// PrepareLazily is Prepare without evaluating the functions of data alone:
+// each is evaluated on its first call, or by Fold, whichever comes first.
+// The built-in policy starts this way: those evaluations (a walk of its
+// data among them, a sixth of serve's CPU from main to the first SERVING)
+// then come after serve reports SERVING.
+func PrepareLazily(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
+	prog, err := prepareProgram(pol, data, caps)
+	if err != nil {
+		return nil, err
+	}
+	prog.lazy = true
+	return prog, nil
+}
+
+func prepareProgram(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Program, error) {
 	if pol == nil || pol.Plans == nil || len(pol.Plans.Plans) != 1 || pol.Static == nil {
 		return nil, unsupported("want one plan")
 	}
@@ -61,7 +84,6 @@ func Prepare(ctx context.Context, pol *ir.Policy, data ast.Value, caps *ast.Capa
 		}
 	}
 	markPure(c.funcs)
-	prog.foldConstants(ctx)
 	return prog, nil
 }
 
@@ -186,20 +208,43 @@ func usesLocal(s *stmt, l int32) bool {
 	return isL(s.a) || s.target == l
 }
 
-// foldConstants evaluates the pure functions once.
-func (p *Program) foldConstants(ctx context.Context) {
+// Fold evaluates each pure function not yet evaluated, once; one that
+// fails is left to every evaluation (a lazy Program tries it again at its
+// next call). Evaluations may run meanwhile.
+func (p *Program) Fold(ctx context.Context) {
+	for _, f := range p.funcs {
+		if f.pure {
+			p.fold(ctx, f)
+		}
+	}
+}
+
+// fold is pure function f's value, evaluated on a state of its own (so
+// that no evaluation's scratch space is shared) the first time; false if
+// it failed.
+func (p *Program) fold(ctx context.Context, f *function) (*ast.Term, bool) {
+	if c := f.constant.Load(); c != nil {
+		return c.v, true
+	}
 	st := p.newState()
 	st.begin(ctx, nil)
-	for _, f := range p.funcs {
-		if !f.pure {
-			continue
-		}
-		v, err := st.callFunc(f, []*ast.Term{nil, p.data})
-		if err != nil {
-			continue
-		}
-		f.constant, f.constSet = v, true
-		p.Constants++
-	}
+	v, err := st.invoke(f, []*ast.Term{nil, p.data})
 	st.end()
+	if err != nil {
+		return nil, false
+	}
+	// Two first calls at once compute the same value; the first one stays.
+	f.constant.CompareAndSwap(nil, &constant{v: v})
+	return f.constant.Load().v, true
+}
+
+// Constants is how many functions of data alone were computed once so far.
+func (p *Program) Constants() int {
+	n := 0
+	for _, f := range p.funcs {
+		if f.constant.Load() != nil {
+			n++
+		}
+	}
+	return n
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -103,12 +104,15 @@ type function struct {
 	blocks  []block
 	memo    bool // a function of (input, data): one value per evaluation
 	// slot is the function's memo slot; pure functions (no input read)
-	// have their value computed once, in constant.
+	// have their value computed once, in constant: at Prepare, or on the
+	// first call with PrepareLazily.
 	slot     int32
 	pure     bool
-	constant *ast.Term
-	constSet bool
+	constant atomic.Pointer[constant]
 }
+
+// constant is a pure function's value (nil: undefined), set once.
+type constant struct{ v *ast.Term }
 
 // Program is a prepared plan, safe for concurrent evaluations.
 type Program struct {
@@ -120,8 +124,8 @@ type Program struct {
 	memoN    int32
 	caps     *ast.Capabilities
 	pool     sync.Pool
-	// Constants says how many functions were computed once at Prepare.
-	Constants int
+	// lazy: pure functions are computed on their first call (PrepareLazily).
+	lazy bool
 }
 
 type compiler struct {
@@ -239,7 +243,7 @@ func fusable(mk, s stmt, items []operand) bool {
 
 // call resolves a CallStmt to a planned function or one of OPA's builtins.
 func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
-	ns := stmt{target: int32(s.Result), loc: location(s.Location)}
+	ns := stmt{target: int32(s.Result), loc: location(s.Location), args: make([]operand, 0, len(s.Args))}
 	for _, a := range s.Args {
 		o, err := c.operand(a)
 		if err != nil {
