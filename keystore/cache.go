@@ -11,7 +11,6 @@ import (
 	"weak"
 
 	"github.com/dgraph-io/ristretto/v2"
-	"golang.org/x/sync/singleflight"
 )
 
 // Loader is what the cache reads through to on a miss.
@@ -64,9 +63,9 @@ type Cache struct {
 	buckets *buckets
 	// epoch is when the cache was made (Unix nanoseconds): slots keep
 	// their read time relative to it (see seal).
-	epoch  int64
-	byID   *idIndex
-	flight singleflight.Group
+	epoch int64
+	byID  *idIndex
+	fills fills
 
 	gen   atomic.Uint64
 	mu    sync.RWMutex
@@ -159,6 +158,7 @@ func (c *Cache) Close() {
 	if !c.closed {
 		c.closed = true
 		c.items.Close()
+		c.fills.close()
 	}
 }
 
@@ -343,12 +343,11 @@ func (c *Cache) current(e entry, now time.Time) bool {
 // long as its own context allows, so one request's deadline never fails
 // the others waiting on the same entry.
 func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) (entry, error)) (entry, error) {
-	// The flight is per generation: a request that arrives after an
-	// invalidation never joins a read that began before it.
+	// The flight is per generation (fillKey).
 	gen := c.gen.Load()
-	ch := c.flight.DoChan(flightKey(ck, gen), func() (_ any, err error) {
-		// singleflight re-panics on a goroutine of its own, which would end
-		// the process: a panicking read is an unavailable store instead.
+	call := c.fills.do(fillKey{ck, gen}, func() (_ entry, err error) {
+		// A panicking read is an unavailable store, and its callers are
+		// never left waiting.
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("keystore: lookup: %w: panic: %v", ErrUnavailable, p)
@@ -380,11 +379,11 @@ func (c *Cache) fill(ctx context.Context, ck string, load func(context.Context) 
 		return e, err
 	})
 	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return entry{}, r.Err
+	case <-call.done:
+		if call.err != nil {
+			return entry{}, call.err
 		}
-		return r.Val.(entry), nil
+		return call.e, nil
 	case <-ctx.Done():
 		return entry{}, fmt.Errorf("keystore: lookup: %w: %w", ErrUnavailable, ctx.Err())
 	}

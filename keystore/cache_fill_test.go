@@ -1,0 +1,99 @@
+package keystore
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// goroutineID is the id runtime.Stack names the calling goroutine by.
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := bytes.Cut(bytes.TrimPrefix(buf, []byte("goroutine ")), []byte(" "))
+	return string(id)
+}
+
+// readerLoader records the goroutine every key read ran on.
+type readerLoader struct {
+	storeLikeLoader
+	mu      sync.Mutex
+	readers []string
+}
+
+func (l *readerLoader) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
+	l.mu.Lock()
+	l.readers = append(l.readers, goroutineID())
+	l.mu.Unlock()
+	return l.storeLikeLoader.LookupKey(ctx, digests)
+}
+
+// Misses one after another read on one goroutine the cache keeps, not on
+// the caller's and not on a new one each (whose stack a SQLite read grows
+// by copying, every time).
+func TestFillReusesReader(t *testing.T) {
+	l := &readerLoader{storeLikeLoader: storeLikeLoader{sites: 10}}
+	c, err := NewCache(l, CacheConfig{MaxEntries: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 3 {
+		if _, err := c.Key(context.Background(), []Digest{testDigest(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caller := goroutineID()
+	if len(l.readers) != 3 {
+		t.Fatalf("%d reads, want 3", len(l.readers))
+	}
+	for i, g := range l.readers {
+		if g == caller || g != l.readers[0] {
+			t.Errorf("read %d on goroutine %s (caller %s, first read %s), want the first read's, not the caller's", i, g, caller, l.readers[0])
+		}
+	}
+}
+
+// Concurrent misses of one entry share one read; a reader kept idle ends
+// when the cache closes, and a read after that still answers.
+func TestFillsShareAndClose(t *testing.T) {
+	var f fills
+	release := make(chan struct{})
+	reads := 0
+	load := func() (entry, error) {
+		<-release
+		reads++
+		return entry{rec: "x"}, nil
+	}
+	k := fillKey{"k:1", 1}
+	a, b := f.do(k, load), f.do(k, load)
+	if a != b {
+		t.Fatal("a second miss of one entry started a read of its own")
+	}
+	close(release)
+	<-a.done
+	if reads != 1 || a.e.rec != "x" {
+		t.Fatalf("reads %d, entry %+v", reads, a.e)
+	}
+	f.mu.Lock()
+	idle := len(f.idle)
+	f.mu.Unlock()
+	for idle == 0 { // the reader puts itself back after done
+		runtime.Gosched()
+		f.mu.Lock()
+		idle = len(f.idle)
+		f.mu.Unlock()
+	}
+	w := f.idle[0]
+	f.close()
+	if _, open := <-w; open {
+		t.Error("an idle reader's channel stayed open after close")
+	}
+	c := f.do(fillKey{"k:2", 1}, load)
+	<-c.done
+	if c.err != nil || reads != 2 {
+		t.Errorf("a read after close: %v, reads %d", c.err, reads)
+	}
+}
