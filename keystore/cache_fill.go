@@ -1,6 +1,9 @@
 package keystore
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // fills shares store reads between the callers that miss one entry at one
 // generation, and runs each read on a goroutine it keeps for them.
@@ -16,7 +19,7 @@ import "sync"
 type fills struct {
 	mu     sync.Mutex
 	calls  map[fillKey]*fillCall
-	idle   []chan func()
+	idle   []chan fillJob
 	closed bool
 }
 
@@ -37,6 +40,18 @@ type fillCall struct {
 // maxIdleFillers bounds the goroutines a burst of misses leaves behind.
 const maxIdleFillers = 16
 
+// fillJob is a read for a kept goroutine to run.
+type fillJob struct {
+	k    fillKey
+	c    *fillCall
+	load func() (entry, error)
+}
+
+// errReadExited is what a read's callers get when its load ended the
+// goroutine (runtime.Goexit, as t.FailNow does in a test's loader) instead
+// of returning: they are never left waiting on it.
+var errReadExited = fmt.Errorf("keystore: lookup: %w: the store read did not return", ErrUnavailable)
+
 // do returns the read of k, starting load on a kept goroutine unless one is
 // in flight. load must not panic (Cache.fill's recovers).
 func (f *fills) do(k fillKey, load func() (entry, error)) *fillCall {
@@ -50,45 +65,53 @@ func (f *fills) do(k fillKey, load func() (entry, error)) *fillCall {
 		f.calls = map[fillKey]*fillCall{}
 	}
 	f.calls[k] = c
-	var w chan func()
+	var w chan fillJob
 	if n := len(f.idle); n > 0 {
 		w = f.idle[n-1]
 		f.idle[n-1] = nil
 		f.idle = f.idle[:n-1]
 	}
 	f.mu.Unlock()
-	job := func() {
-		c.e, c.err = load()
-		f.mu.Lock()
-		delete(f.calls, k)
-		f.mu.Unlock()
-		close(c.done)
-	}
+	j := fillJob{k, c, load}
 	if w == nil {
-		go f.work(make(chan func(), 1), job)
+		go f.work(make(chan fillJob, 1), j)
 	} else {
-		w <- job // buffered: the worker took itself off idle before waiting
+		w <- j // buffered: the worker took itself off idle before waiting
 	}
 	return c
 }
 
-// work runs job, then waits on jobs for the next one while it is idle,
-// until the cache closes or enough others are idle.
-func (f *fills) work(jobs chan func(), job func()) {
-	for {
-		job()
-		f.mu.Lock()
-		if f.closed || len(f.idle) >= maxIdleFillers {
-			f.mu.Unlock()
-			return
-		}
-		f.idle = append(f.idle, jobs)
-		f.mu.Unlock()
+// work runs j, then waits on jobs for the next one while it is idle, until
+// the cache closes or enough others are idle.
+func (f *fills) work(jobs chan fillJob, j fillJob) {
+	for f.run(jobs, j) {
 		var ok bool
-		if job, ok = <-jobs; !ok {
+		if j, ok = <-jobs; !ok {
 			return
 		}
 	}
+}
+
+// run reads j and reports whether its goroutine stays for another read.
+// It goes back on idle before the read's callers wake, so a caller's next
+// miss finds it there; a load that ends the goroutine still wakes them,
+// with errReadExited, and the goroutine is not kept.
+func (f *fills) run(jobs chan fillJob, j fillJob) (keep bool) {
+	returned := false
+	j.c.err = errReadExited
+	defer func() {
+		f.mu.Lock()
+		delete(f.calls, j.k)
+		keep = returned && !f.closed && len(f.idle) < maxIdleFillers
+		if keep {
+			f.idle = append(f.idle, jobs)
+		}
+		f.mu.Unlock()
+		close(j.c.done)
+	}()
+	j.c.e, j.c.err = j.load()
+	returned = true
+	return keep
 }
 
 // close ends the idle goroutines; reads in flight finish, and their

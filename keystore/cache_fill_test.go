@@ -3,9 +3,11 @@ package keystore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // goroutineID is the id runtime.Stack names the calling goroutine by.
@@ -95,5 +97,40 @@ func TestFillsShareAndClose(t *testing.T) {
 	<-c.done
 	if c.err != nil || reads != 2 {
 		t.Errorf("a read after close: %v, reads %d", c.err, reads)
+	}
+}
+
+// A load that ends its goroutine (runtime.Goexit, as t.FailNow does in a
+// loader) still wakes the read's callers, with ErrUnavailable, and the
+// next miss of the entry reads again instead of joining the dead read.
+func TestFillGoexitWakesCallers(t *testing.T) {
+	var f fills
+	defer f.close()
+	exited := false
+	load := func() (entry, error) {
+		if !exited {
+			exited = true
+			runtime.Goexit()
+		}
+		return entry{rec: "x"}, nil
+	}
+	k := fillKey{"k:1", 1}
+	wait := func(c *fillCall) {
+		t.Helper()
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second): // a deadlock, not a speed check
+			t.Fatal("the read's callers were left waiting")
+		}
+	}
+	c := f.do(k, load)
+	wait(c)
+	if !errors.Is(c.err, ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", c.err)
+	}
+	c = f.do(k, load)
+	wait(c)
+	if c.err != nil || c.e.rec != "x" {
+		t.Fatalf("second read: %+v, %v", c.e, c.err)
 	}
 }
