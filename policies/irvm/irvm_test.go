@@ -13,6 +13,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ir"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"github.com/open-policy-agent/opa/v1/types"
 	"github.com/open-policy-agent/opa/v1/util"
 )
 
@@ -271,5 +272,22 @@ func TestStateClearedAfterEval(t *testing.T) {
 	}
 	if len(st.scans) != 0 || len(st.many) != 0 || st.top != prog.nlocals {
 		t.Fatalf("scans %d, many %d, top %d", len(st.scans), len(st.many), st.top)
+	}
+}
+
+// A function of data alone whose evaluation panics (here a builtin that
+// does; in life a plan this evaluator misreads) fails Fold quietly, which
+// runs after SERVING where a panic would end the process, and each
+// evaluation meets it as an error: never a crash, never an answer.
+func TestFoldPanicIsFailure(t *testing.T) {
+	rego.RegisterBuiltin1(&rego.Function{Name: "irvmtest.panics", Decl: types.NewFunction(types.Args(types.A), types.A)},
+		func(rego.BuiltinContext, *ast.Term) (*ast.Term, error) { panic("boom") })
+	prog, _ := prepareAs(t, "v := irvmtest.panics(data.cfg.names)\nx := v", "data.t.x", true)
+	prog.Fold(context.Background())
+	if prog.Constants() != 0 {
+		t.Fatalf("%d constants after a failed Fold, want 0", prog.Constants())
+	}
+	if _, _, err := prog.Eval(context.Background(), ast.MustParseTerm(`{}`).Value); err == nil {
+		t.Fatal("an evaluation through the panicking function answered")
 	}
 }

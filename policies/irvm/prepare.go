@@ -221,11 +221,18 @@ func (p *Program) Fold(ctx context.Context) {
 
 // fold is pure function f's value, evaluated on a state of its own (so
 // that no evaluation's scratch space is shared) the first time; false if
-// it failed.
-func (p *Program) fold(ctx context.Context, f *function) (*ast.Term, bool) {
+// it failed. A panic (a plan this evaluator misreads) is a failure too:
+// Fold runs after SERVING on a goroutine of its own, where a panic would
+// end the process, and each call then meets it as eval's error.
+func (p *Program) fold(ctx context.Context, f *function) (_ *ast.Term, ok bool) {
 	if c := f.constant.Load(); c != nil {
 		return c.v, true
 	}
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
 	st := p.newState()
 	st.begin(ctx, nil)
 	v, err := st.invoke(f, []*ast.Term{nil, p.data})
