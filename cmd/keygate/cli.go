@@ -104,9 +104,12 @@ var commands = []struct {
 
 // commandTree is the root with the command args names first, or with every
 // command when args name none of them (help, completion, flags of the root,
-// a typo cobra suggests a command for).
+// a typo cobra suggests a command for), or alone before --version.
 func (e *environment) commandTree(args []string) *cobra.Command {
 	root := e.rootCommand()
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-v") {
+		return root // the version, whatever follows (as cobra's --version)
+	}
 	for _, c := range commands {
 		if len(args) > 0 && args[0] == c.name {
 			root.AddCommand(c.build(e))

@@ -115,9 +115,10 @@ func TestHelpEverywhere(t *testing.T) {
 func TestVersionAndCompletion(t *testing.T) {
 	c := newCLI(t)
 	want := versionString() + "\n"
-	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}} {
+	// As cobra's own --version did: what follows it is ignored.
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}, {"--version", "keys"}, {"-v", "serve"}} {
 		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") || out != want {
-			t.Errorf("keygate %s: %q, want %q", args[0], out, want)
+			t.Errorf("keygate %s: %q, want %q", args, out, want)
 		}
 	}
 	for shell, marker := range map[string]string{"bash": "complete", "zsh": "#compdef keygate", "fish": "complete -c keygate"} {
