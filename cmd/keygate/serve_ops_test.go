@@ -41,12 +41,11 @@ func (oneKey) LookupSite(context.Context, string) (keystore.SiteFacts, error) {
 	return keystore.SiteFacts{}, keystore.ErrNotFound
 }
 
-// TestReadiness: /livez always answers; /readyz and the gRPC health service
-// say ready while the store answers, not ready when it does not and the
-// cache is cold, and ready again once the cache is warm.
-func TestReadiness(t *testing.T) {
-	ctx := context.Background()
-	p, err := loadPolicy(ctx, "")
+// builtinAndCache are the built-in policy and a cache of oneKey, closed
+// when the test ends.
+func builtinAndCache(t *testing.T) (*policies.Policy, *keystore.Cache) {
+	t.Helper()
+	p, err := loadPolicy(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +53,16 @@ func TestReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cache.Close()
+	t.Cleanup(cache.Close)
+	return p, cache
+}
+
+// TestReadiness: /livez always answers; /readyz and the gRPC health service
+// say ready while the store answers, not ready when it does not and the
+// cache is cold, and ready again once the cache is warm.
+func TestReadiness(t *testing.T) {
+	ctx := context.Background()
+	p, cache := builtinAndCache(t)
 	store := &pinger{}
 	r := readiness{store: store, engine: policies.NewEngine(p), cache: cache}
 	mux := http.NewServeMux()
@@ -120,15 +128,7 @@ func TestReadiness(t *testing.T) {
 // onServed when it did.
 func TestReadinessAfterFirstRound(t *testing.T) {
 	ctx := context.Background()
-	p, err := loadPolicy(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache, err := keystore.NewCache(oneKey{}, keystore.CacheConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cache.Close()
+	p, cache := builtinAndCache(t)
 	for _, down := range []bool{true, false} {
 		store := &pinger{}
 		store.down.Store(down)
