@@ -76,7 +76,7 @@ func (f *fills) do(k fillKey, load func() (entry, error)) *fillCall {
 	if w == nil {
 		go f.work(make(chan fillJob, 1), j)
 	} else {
-		w <- j // buffered: the worker took itself off idle before waiting
+		w <- j // do took it off idle; the channel is buffered, so this never blocks
 	}
 	return c
 }

@@ -107,8 +107,11 @@ var commands = []struct {
 // a typo cobra suggests a command for), or alone before --version.
 func (e *environment) commandTree(args []string) *cobra.Command {
 	root := e.rootCommand()
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "-v") {
-		return root // the version, whatever follows (as cobra's --version)
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-v") && !asksHelp(args[1:]) {
+		// The version, whatever follows (as cobra's own --version): no
+		// command, not even cobra's completion, which it would add.
+		root.CompletionOptions.DisableDefaultCmd = true
+		return root
 	}
 	for _, c := range commands {
 		if len(args) > 0 && args[0] == c.name {
@@ -218,6 +221,20 @@ func (l *stringList) Type() string   { return "strings" }
 func (l *stringList) Set(v string) error {
 	l.values, l.set = append(l.values, v), true
 	return nil
+}
+
+// asksHelp reports whether args hold a help flag (--help, or -h alone or
+// among short flags), which cobra answers before --version.
+func asksHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--help" || (len(a) > 1 && a[0] == '-' && a[1] != '-' && strings.ContainsRune(a, 'h')) {
+			return true
+		}
+	}
+	return false
 }
 
 // executeRoot runs the tree on args.

@@ -116,10 +116,14 @@ func TestVersionAndCompletion(t *testing.T) {
 	c := newCLI(t)
 	want := versionString() + "\n"
 	// As cobra's own --version did: what follows it is ignored.
-	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}, {"--version", "keys"}, {"-v", "serve"}} {
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-v"}, {"--version", "keys"}, {"-v", "serve"}, {"-v", "completion", "bash"}} {
 		if out := c.must(args...); !strings.HasPrefix(out, "keygate ") || out != want {
 			t.Errorf("keygate %s: %q, want %q", args, out, want)
 		}
+	}
+	// Help asked for after --version is the whole tree's, as before.
+	if out := c.must("-v", "--help"); !strings.Contains(out, "Available Commands") || !strings.Contains(out, "serve") {
+		t.Errorf("keygate -v --help lists no commands:\n%s", out)
 	}
 	for shell, marker := range map[string]string{"bash": "complete", "zsh": "#compdef keygate", "fish": "complete -c keygate"} {
 		if out := c.must("completion", shell); !strings.Contains(out, marker) {
