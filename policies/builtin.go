@@ -48,10 +48,10 @@ type builtinArtifact struct {
 // Compile's policy has besides (the memo, the data-only rules' values);
 // decisions are alike throughout (TestStartBuiltinDecidesAsCompile).
 func StartBuiltin(ctx context.Context) (*Policy, error) {
-	return startArtifact(ctx, &builtinPlan)
+	return startArtifact(&builtinPlan)
 }
 
-func startArtifact(ctx context.Context, a *builtinArtifact) (*Policy, error) {
+func startArtifact(a *builtinArtifact) (*Policy, error) {
 	docs, denials := a.data(), a.denials()
 	data, err := ast.InterfaceToValue(docs)
 	if err != nil {

@@ -163,9 +163,7 @@ func (st *state) callFunc(f *function, args []*ast.Term) (*ast.Term, error) {
 		return c.v, nil
 	}
 	if f.pure && st.p.lazy {
-		if v, ok := st.p.fold(st.bctx.Context, f); ok {
-			return v, nil
-		}
+		return st.p.fold(st.bctx.Context, f) // a failure is this call's, not evaluated twice
 	}
 	if f.memo && st.memoSet[f.slot] {
 		return st.memo[f.slot], nil

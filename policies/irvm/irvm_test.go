@@ -280,14 +280,19 @@ func TestStateClearedAfterEval(t *testing.T) {
 // runs after SERVING where a panic would end the process, and each
 // evaluation meets it as an error: never a crash, never an answer.
 func TestFoldPanicIsFailure(t *testing.T) {
+	calls := 0
 	rego.RegisterBuiltin1(&rego.Function{Name: "irvmtest.panics", Decl: types.NewFunction(types.Args(types.A), types.A)},
-		func(rego.BuiltinContext, *ast.Term) (*ast.Term, error) { panic("boom") })
+		func(rego.BuiltinContext, *ast.Term) (*ast.Term, error) { calls++; panic("boom") })
 	prog, _ := prepareAs(t, "v := irvmtest.panics(data.cfg.names)\nx := v", "data.t.x", true)
 	prog.Fold(context.Background())
 	if prog.Constants() != 0 {
 		t.Fatalf("%d constants after a failed Fold, want 0", prog.Constants())
 	}
+	before := calls
 	if _, _, err := prog.Eval(context.Background(), ast.MustParseTerm(`{}`).Value); err == nil {
 		t.Fatal("an evaluation through the panicking function answered")
+	}
+	if n := calls - before; n != 1 { // a failed fold is the call's answer, not evaluated again
+		t.Errorf("an evaluation called the builtin %d times, want 1", n)
 	}
 }

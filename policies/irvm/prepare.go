@@ -2,6 +2,7 @@ package irvm
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/ir"
@@ -214,23 +215,23 @@ func usesLocal(s *stmt, l int32) bool {
 func (p *Program) Fold(ctx context.Context) {
 	for _, f := range p.funcs {
 		if f.pure {
-			p.fold(ctx, f)
+			_, _ = p.fold(ctx, f) // a failure is met again by the calls
 		}
 	}
 }
 
 // fold is pure function f's value, evaluated on a state of its own (so
-// that no evaluation's scratch space is shared) the first time; false if
-// it failed. A panic (a plan this evaluator misreads) is a failure too:
-// Fold runs after SERVING on a goroutine of its own, where a panic would
-// end the process, and each call then meets it as eval's error.
-func (p *Program) fold(ctx context.Context, f *function) (_ *ast.Term, ok bool) {
+// that no evaluation's scratch space is shared) the first time, or the
+// error that evaluation met. A panic (a plan this evaluator misreads) is
+// an error too: Fold runs after SERVING on a goroutine of its own, where a
+// panic would end the process.
+func (p *Program) fold(ctx context.Context, f *function) (_ *ast.Term, err error) {
 	if c := f.constant.Load(); c != nil {
-		return c.v, true
+		return c.v, nil
 	}
 	defer func() {
-		if recover() != nil {
-			ok = false
+		if r := recover(); r != nil {
+			err = fmt.Errorf("irvm: evaluation failed: %v", r)
 		}
 	}()
 	st := p.newState()
@@ -238,11 +239,11 @@ func (p *Program) fold(ctx context.Context, f *function) (_ *ast.Term, ok bool) 
 	v, err := st.invoke(f, []*ast.Term{nil, p.data})
 	st.end()
 	if err != nil {
-		return nil, false
+		return nil, err
 	}
 	// Two first calls at once compute the same value; the first one stays.
 	f.constant.CompareAndSwap(nil, &constant{v: v})
-	return f.constant.Load().v, true
+	return f.constant.Load().v, nil
 }
 
 // Constants is how many functions of data alone were computed once so far.
