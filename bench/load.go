@@ -95,9 +95,12 @@ func denyCode(body string, status int) string {
 
 // result is one measured run.
 type result struct {
-	name     string
-	elapsed  time.Duration
-	latency  map[string][]time.Duration // by class; "" holds all
+	name    string
+	elapsed time.Duration
+	latency map[string][]time.Duration // by class; "" holds all
+	// late is, in an open loop, how far behind schedule each request was
+	// sent: the tool's own share of the latencies (see pacer).
+	late     []time.Duration
 	outcomes map[string]int
 	// cpuPerReq and rss come from the server's /metrics (0 when unknown).
 	cpuPerReq time.Duration
@@ -108,6 +111,7 @@ type recorder struct {
 	mu       sync.Mutex
 	on       bool
 	latency  map[string][]time.Duration
+	late     []time.Duration
 	outcomes map[string]int
 }
 
@@ -120,6 +124,15 @@ func (rec *recorder) record(class, outcome string, d time.Duration) {
 	rec.latency[""] = append(rec.latency[""], d)
 	rec.latency[class] = append(rec.latency[class], d)
 	rec.outcomes[outcome]++
+}
+
+// sent records how far behind its schedule an open loop's request left.
+func (rec *recorder) sent(d time.Duration) {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.on {
+		rec.late = append(rec.late, d)
+	}
 }
 
 func (rec *recorder) set(on bool) {
@@ -149,23 +162,24 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 		// before; its latency counts from then.
 		const maxInFlight = 8192
 		sem := make(chan struct{}, maxInFlight)
+		pace := newPacer()
 		start := time.Now()
 		for i := 0; ; i++ {
 			due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
 			if due.After(end) || ctx.Err() != nil {
 				break
 			}
-			if d := time.Until(due); d > 0 {
-				time.Sleep(d)
-			}
+			pace.until(due)
 			r := t.next()
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
+				rec.sent(time.Since(due))
 				out := send(ctx, r)
 				rec.record(r.class, out, time.Since(due))
 			})
 		}
+		pace.stop()
 	} else {
 		var mu sync.Mutex
 		for range cfg.Concurrency {
@@ -184,7 +198,7 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 	wg.Wait()
 	rec.set(false)
 	after = scrape(cfg.MetricsURL)
-	res := result{name: name, elapsed: time.Since(measureStart), latency: rec.latency, outcomes: rec.outcomes}
+	res := result{name: name, elapsed: time.Since(measureStart), latency: rec.latency, late: rec.late, outcomes: rec.outcomes}
 	if n := len(rec.latency[""]); n > 0 && before.ok && after.ok {
 		res.cpuPerReq = time.Duration((after.cpu - before.cpu) / float64(n) * 1e9)
 		res.rss = after.rss
@@ -286,6 +300,12 @@ func (r result) print(w io.Writer) {
 	for _, c := range classes {
 		fmt.Fprintf(w, "  class %-8s n=%-8d p50 %-9s p99 %-9s p99.9 %s\n", c, len(r.latency[c]),
 			r.p(c, 50).Round(time.Microsecond), r.p(c, 99).Round(time.Microsecond), r.p(c, 99.9).Round(time.Microsecond))
+	}
+	if len(r.late) > 0 {
+		slices.Sort(r.late)
+		fmt.Fprintf(w, "  sent late         p50 %-9s p99 %-9s p99.9 %s (behind schedule, in the latencies above)\n",
+			percentile(r.late, 50).Round(time.Microsecond), percentile(r.late, 99).Round(time.Microsecond),
+			percentile(r.late, 99.9).Round(time.Microsecond))
 	}
 }
 
