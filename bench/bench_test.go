@@ -105,6 +105,27 @@ func TestRunAgainstNoop(t *testing.T) {
 	if classes["known"] == 0 || classes["public"] == 0 {
 		t.Fatalf("realistic traffic classes: %v", classes)
 	}
+
+	// A key's first request in the run is marked, and only that one, in
+	// the load and again in the floor's replay.
+	for range 2 {
+		tr.reset()
+		firsts, seen := 0, map[string]bool{}
+		for range 2000 {
+			r := tr.next()
+			cred := r.headers["authorization"] + r.headers["x-api-key"]
+			if r.first {
+				firsts++
+			}
+			if r.first && r.class != "known" || r.first && seen[cred] {
+				t.Fatalf("a %s request marked first with a credential sent before", r.class)
+			}
+			seen[cred] = true
+		}
+		if firsts == 0 || firsts > len(tr.keys) {
+			t.Fatalf("%d first requests for %d keys", firsts, len(tr.keys))
+		}
+	}
 }
 
 // Startup prints the CPU a process logs at SERVING (keygate serve's

@@ -115,14 +115,17 @@ type recorder struct {
 	outcomes map[string]int
 }
 
-func (rec *recorder) record(class, outcome string, d time.Duration) {
+func (rec *recorder) record(r request, outcome string, d time.Duration) {
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	if !rec.on {
 		return
 	}
 	rec.latency[""] = append(rec.latency[""], d)
-	rec.latency[class] = append(rec.latency[class], d)
+	rec.latency[r.class] = append(rec.latency[r.class], d)
+	if r.first {
+		rec.latency["first"] = append(rec.latency["first"], d)
+	}
 	rec.outcomes[outcome]++
 }
 
@@ -176,7 +179,7 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 				defer func() { <-sem }()
 				rec.sent(time.Since(due))
 				out := send(ctx, r)
-				rec.record(r.class, out, time.Since(due))
+				rec.record(r, out, time.Since(due))
 			})
 		}
 		pace.stop()
@@ -190,7 +193,7 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 					mu.Unlock()
 					began := time.Now()
 					out := send(ctx, r)
-					rec.record(r.class, out, time.Since(began))
+					rec.record(r, out, time.Since(began))
 				}
 			})
 		}

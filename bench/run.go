@@ -110,6 +110,7 @@ func floor(ctx context.Context, cfg Config, t *traffic, stderr io.Writer) (resul
 func (t *traffic) reset() {
 	t.rng = rand.New(rand.NewPCG(t.cfg.Seed, t.cfg.Seed^0x6b657967617465))
 	t.n = 0
+	t.used = map[string]bool{}
 	if len(t.keys) > 1 {
 		t.zipf = rand.NewZipf(t.rng, 1.1, 1, uint64(len(t.keys)-1))
 	}

@@ -22,6 +22,10 @@ type request struct {
 	// class groups requests for per-class latency: known, unknown,
 	// revoked, public.
 	class string
+	// first marks a known key's first request in the run: its key facts
+	// and decisions are not cached yet, so its latency is the cold path's
+	// (reported as its own class, on top of its class).
+	first bool
 }
 
 // traffic generates a workload's requests; next is called by one goroutine
@@ -34,6 +38,8 @@ type traffic struct {
 	keys    []seededKey
 	revoked []seededKey
 	n       int
+	// used holds the known keys (by secret) sent so far in the run.
+	used map[string]bool
 }
 
 type seededKey struct {
@@ -66,7 +72,7 @@ func seed(ctx context.Context, cfg Config, stderr io.Writer) (*traffic, error) {
 	// account; the rest mix in rate-limited plans. fixed is unlimited, so
 	// it measures the decision, not the limiter's 429s.
 	plans := []string{"enterprise", "max", "pro"}
-	t := &traffic{cfg: cfg, format: format, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b657967617465))}
+	t := &traffic{cfg: cfg, format: format, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b657967617465)), used: map[string]bool{}}
 	began := time.Now()
 	for s := range sites {
 		id := fmt.Sprintf("bench-%s-%d", run, s)
@@ -185,6 +191,9 @@ func (t *traffic) realistic(r *request, id string) {
 		r.method, r.path = "POST", "/v1/audio/generate"
 	default:
 		r.path = "/v1/usage"
+	}
+	if !t.used[k.secret] {
+		t.used[k.secret], r.first = true, true
 	}
 	secret := k.secret
 	switch u := t.rng.Float64(); {
