@@ -237,6 +237,9 @@ func (p *pinnedStmt) run(dc any) (int64, error) {
 // isBusy reports SQLITE_BUSY (another connection holds the lock), in any
 // of its extended forms.
 func isBusy(err error) bool {
+	if err == nil {
+		return false // before e, which escapes: every charge asks
+	}
 	var e *sqlite.Error
 	return errors.As(err, &e) && e.Code()&0xff == sqliteBusy
 }
