@@ -34,14 +34,13 @@ func (s *Store) LookupKeyID(ctx context.Context, id string) (KeyFacts, error) {
 }
 
 func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFacts, error) {
-	r := s.stmts.queryRow(ctx, s.db, q, args...)
 	var f KeyFacts
 	var mode, domains, status string
 	var kc, sc, su, ac, au int64
 	var used, expires, revoked sql.NullInt64
 	var siteLimits, accountLimits string
 	var ent entitlementScan
-	err := r.Scan(append([]any{&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
+	err := s.stmts.scanRow(ctx, s.db, q, args, append([]any{&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
 		&f.Site.AccountID, &domains, &f.Site.Active, &sc, &su,
 		&f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits}, ent.dest()...)...)
 	if err != nil {

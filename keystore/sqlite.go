@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"runtime"
 	"sync"
 	"time"
 
@@ -50,6 +51,10 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 	}
 	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock(), writeMu: &sync.Mutex{}}
 	s.stmts.pinWrites = true
+	// Key reads are microseconds of CPU: more at once than there are
+	// processors gains nothing, and each connection keeps a page cache
+	// (up to 2 MiB).
+	s.stmts.reads = newPinnedReads(min(max(2, runtime.GOMAXPROCS(0)), 8))
 	// Processes opening a brand-new file at once: a connection's
 	// journal_mode(WAL) can get SQLITE_BUSY at once instead of waiting (SQLite
 	// does not wait where waiting could deadlock), so the first steps are
