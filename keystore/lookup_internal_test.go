@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// TestSQLiteLookup: a key read on SQLite goes through a memory map, and
-// decodes the empty JSON columns nearly every key has without allocating
-// (a lookup made 168 allocations before, 118 after).
+// TestSQLiteLookup: a key read on SQLite decodes the empty JSON columns
+// nearly every key has without allocating, and skips database/sql (a
+// lookup made 168 allocations before, 118 after).
 func TestSQLiteLookup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -23,10 +23,6 @@ func TestSQLiteLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var mmap int64
-	if err := s.db.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&mmap); err != nil || mmap != sqliteMmapSize {
-		t.Errorf("mmap_size %d (%v), want %d", mmap, err, sqliteMmapSize)
-	}
 	if _, err := s.CreateAccount(ctx, Account{ID: "acme", Plan: "pro"}); err != nil {
 		t.Fatal(err)
 	}

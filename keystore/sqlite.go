@@ -16,17 +16,6 @@ import (
 // write lock before it gives up (SQLITE_BUSY).
 const sqliteBusyTimeout = 5 * time.Second
 
-// sqliteMmapSize is how much of the database file each connection reads
-// through a memory map instead of read(2). A commit on one connection (a
-// metered request's quota charge, say) makes every other connection drop
-// its page cache, and the next key read read its pages again, a pread and
-// a copy each; through the map it finds them in memory. Only reads go
-// through the map (SQLite writes with pwrite unless built with
-// SQLITE_MMAP_READWRITE), so durability is as before. The mapping is
-// address space; the pages it touches are the kernel's page cache of the
-// file, shared by all connections and reclaimable, not heap.
-const sqliteMmapSize = 256 << 20
-
 // sqliteBusy is SQLITE_BUSY, the primary result code of a lock wait that
 // gave up.
 const sqliteBusy = 5
@@ -43,7 +32,12 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
-	q.Add("_pragma", fmt.Sprintf("mmap_size(%d)", sqliteMmapSize))
+	// No mmap_size: reading through a memory map cut a key read's
+	// instructions after a quota charge, but SQLite unmaps the whole file
+	// whenever another connection has committed, so each such read paid an
+	// munmap, an mmap and a page fault a page in the kernel: a charge and
+	// a read took twice the CPU time (BenchmarkLookupAfterCharge, user+sys;
+	// callgrind, which sees no kernel, showed a gain).
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+file+"?"+q.Encode())
 	if err != nil {
