@@ -5,8 +5,9 @@ import "encoding/json"
 // The JSON columns of a key, its site and its account (domains, scopes,
 // allowed_cidrs, meta and the three limits) hold "[]" or "{}" on nearly
 // every row: json.Marshal writes empty collections so and the migrations'
-// defaults are so. A key-facts read decoded seven of them, a tenth of a
-// cache miss's CPU for nothing; these helpers answer the empty forms
+// defaults are so. A key-facts read decoded seven of them, with the two
+// columns it no longer reads 8% of BenchmarkCacheMissRead's instructions
+// and a third of its allocations; these helpers answer the empty forms
 // without the decoder and give what it would have given.
 
 // decodeList decodes a JSON array of strings. An empty array is a non-nil

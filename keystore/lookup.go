@@ -8,8 +8,8 @@ import (
 )
 
 // factsQuery reads no s.id or a.id: the joins make them k.site_id and
-// s.account_id, and each column costs a cache miss (the driver reads every
-// column's name and declared type on each run).
+// s.account_id, and every column read costs each key-cache miss (the
+// SQLite driver reads each column's name and declared type on every run).
 var factsQuery = `SELECT k.id, k.site_id, k.mode, k.name, k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
 	s.account_id, s.domains, s.active, s.created_at, s.updated_at,
 	a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits, ` + entitlementSelect("k.") + `
