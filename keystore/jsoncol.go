@@ -7,7 +7,7 @@ import "encoding/json"
 // every row: json.Marshal writes empty collections so and the migrations'
 // defaults are so. A key-facts read decoded seven of them, with the two
 // columns it no longer reads 8% of BenchmarkCacheMissRead's instructions
-// and a third of its allocations; these helpers answer the empty forms
+// and a fifth of its allocations; these helpers answer the empty forms
 // without the decoder and give what it would have given.
 
 // decodeList decodes a JSON array of strings. An empty array is a non-nil
