@@ -307,16 +307,16 @@ func entitlementSelect(alias string) string {
 // listings and the policy's hint agree with what SpendUse will do.
 func (s *entitlementScan) entitlements(now time.Time) (Entitlements, error) {
 	var e Entitlements
-	if err := json.Unmarshal([]byte(s.scopes), &e.Scopes); err != nil {
+	var err error
+	if e.Scopes, err = decodeList(s.scopes); err != nil {
 		return e, fmt.Errorf("scopes: %w", err)
 	}
-	if err := json.Unmarshal([]byte(s.cidrs), &e.AllowedCIDRs); err != nil {
+	if e.AllowedCIDRs, err = decodeList(s.cidrs); err != nil {
 		return e, fmt.Errorf("allowed_cidrs: %w", err)
 	}
-	if err := json.Unmarshal([]byte(s.meta), &e.Meta); err != nil {
+	if e.Meta, err = decodeMeta(s.meta); err != nil {
 		return e, fmt.Errorf("meta: %w", err)
 	}
-	var err error
 	if e.Limits, err = parseLimits(s.limits); err != nil {
 		return e, err
 	}
@@ -325,9 +325,6 @@ func (s *entitlementScan) entitlements(now time.Time) (Entitlements, error) {
 	}
 	if len(e.AllowedCIDRs) == 0 {
 		e.AllowedCIDRs = nil
-	}
-	if len(e.Meta) == 0 {
-		e.Meta = nil
 	}
 	if s.remaining.Valid {
 		r := s.remaining.Int64

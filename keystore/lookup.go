@@ -3,14 +3,16 @@ package keystore
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 )
 
+// factsQuery reads no s.id or a.id: the joins make them k.site_id and
+// s.account_id, and every column read costs each key-cache miss (the
+// SQLite driver reads each column's name and declared type on every run).
 var factsQuery = `SELECT k.id, k.site_id, k.mode, k.name, k.prefix, k.created_at, k.last_used_at, k.expires_at, k.revoked_at,
-	s.id, s.account_id, s.domains, s.active, s.created_at, s.updated_at,
-	a.id, a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits, ` + entitlementSelect("k.") + `
+	s.account_id, s.domains, s.active, s.created_at, s.updated_at,
+	a.plan, a.status, a.created_at, a.updated_at, s.limits, a.limits, ` + entitlementSelect("k.") + `
 	FROM keys k JOIN sites s ON s.id = k.site_id JOIN accounts a ON a.id = s.account_id`
 
 // LookupKey finds the key stored under any of the digests (one per pepper).
@@ -32,16 +34,15 @@ func (s *Store) LookupKeyID(ctx context.Context, id string) (KeyFacts, error) {
 }
 
 func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFacts, error) {
-	r := s.stmts.queryRow(ctx, s.db, q, args...)
 	var f KeyFacts
 	var mode, domains, status string
 	var kc, sc, su, ac, au int64
 	var used, expires, revoked sql.NullInt64
 	var siteLimits, accountLimits string
 	var ent entitlementScan
-	err := r.Scan(append([]any{&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
-		&f.Site.ID, &f.Site.AccountID, &domains, &f.Site.Active, &sc, &su,
-		&f.Account.ID, &f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits}, ent.dest()...)...)
+	err := s.stmts.scanRow(ctx, s.db, q, args, append([]any{&f.Key.ID, &f.Key.SiteID, &mode, &f.Key.Name, &f.Key.Prefix, &kc, &used, &expires, &revoked,
+		&f.Site.AccountID, &domains, &f.Site.Active, &sc, &su,
+		&f.Account.Plan, &status, &ac, &au, &siteLimits, &accountLimits}, ent.dest()...)...)
 	if err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: %w", notFound(err))
 	}
@@ -54,9 +55,10 @@ func (s *Store) lookupFacts(ctx context.Context, q string, args ...any) (KeyFact
 	if f.Account.Limits, err = parseLimits(accountLimits); err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: account %w", err)
 	}
-	if err := json.Unmarshal([]byte(domains), &f.Site.Domains); err != nil {
+	if f.Site.Domains, err = decodeList(domains); err != nil {
 		return KeyFacts{}, fmt.Errorf("keystore: lookup key: domains: %w", err)
 	}
+	f.Site.ID, f.Account.ID = f.Key.SiteID, f.Site.AccountID
 	f.Key.Mode, f.Key.CreatedAt = Mode(mode), fromMillis(kc)
 	f.Key.LastUsedAt, f.Key.ExpiresAt, f.Key.RevokedAt = fromOptMillis(used), fromOptMillis(expires), fromOptMillis(revoked)
 	f.Site.CreatedAt, f.Site.UpdatedAt = fromMillis(sc), fromMillis(su)

@@ -107,6 +107,9 @@ func lowerToken(s string) bool {
 }
 
 func parseLimits(raw string) (Limits, error) {
+	if raw == "{}" {
+		return nil, nil // see jsoncol.go
+	}
 	var l Limits
 	if err := json.Unmarshal([]byte(raw), &l); err != nil {
 		return nil, fmt.Errorf("limits: %w", err)

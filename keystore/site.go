@@ -111,7 +111,8 @@ func scanSite(r rowScanner) (Site, error) {
 	if err := r.Scan(&site.ID, &site.AccountID, &domains, &site.Active, &created, &updated); err != nil {
 		return Site{}, notFound(err)
 	}
-	if err := json.Unmarshal([]byte(domains), &site.Domains); err != nil {
+	var err error
+	if site.Domains, err = decodeList(domains); err != nil {
 		return Site{}, fmt.Errorf("site %q: domains: %w", site.ID, err)
 	}
 	site.CreatedAt, site.UpdatedAt = fromMillis(created), fromMillis(updated)

@@ -26,6 +26,18 @@ type stmtCache struct {
 	// of their own (see pinnedStmt) rather than through the pool.
 	pinWrites bool
 	pinned    map[string]*pinnedStmt
+	// reads, on SQLite, runs scanRow's reads on connections of their own
+	// (see pinnedReads) rather than through the pool.
+	reads *pinnedReads
+}
+
+// scanRow runs q, a read of at most one row, and stores its columns in
+// dest; sql.ErrNoRows when it found none.
+func (c *stmtCache) scanRow(ctx context.Context, db *sql.DB, q string, args []any, dest ...any) error {
+	if c.reads != nil {
+		return c.reads.scan(ctx, db, q, args, dest)
+	}
+	return c.queryRow(ctx, db, q, args...).Scan(dest...)
 }
 
 // queryRow runs q as a prepared statement, preparing it on first use. If
@@ -88,6 +100,9 @@ func (c *stmtCache) close() error {
 		errs = append(errs, p.close())
 		delete(c.pinned, q)
 	}
+	if c.reads != nil {
+		errs = append(errs, c.reads.close())
+	}
 	return errors.Join(errs...)
 }
 
@@ -129,38 +144,61 @@ func (p *pinnedStmt) queryInt64(ctx context.Context, db *sql.DB, args ...any) (i
 	for i, a := range args {
 		p.args = append(p.args, driver.NamedValue{Ordinal: i + 1, Value: a})
 	}
+	var n int64
+	err := retryBusyWait(ctx, func() error {
+		var err error
+		n, err = p.runOnce(ctx, db)
+		return err
+	})
+	return n, err
+}
+
+// retryBusyWait runs op until it returns other than SQLITE_BUSY, sleeping
+// between tries on SQLite's own schedule (busyDelays) for at most the busy
+// timeout, and no longer than ctx lasts.
+func retryBusyWait(ctx context.Context, op func() error) error {
 	var waited time.Duration
 	for try := 0; ; try++ {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return err
 		}
-		n, err := p.runOnce(ctx, db)
+		err := op()
 		if !isBusy(err) {
-			return n, err
+			return err
 		}
 		d := busyDelays[min(try, len(busyDelays)-1)] * time.Millisecond
 		if waited += d; waited > sqliteBusyTimeout {
-			return 0, err
+			return err
 		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return 0, ctx.Err()
+			return ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
+// openPinned takes a connection out of db's pool for a pinned statement,
+// waiting for no lock inside SQLite (see pinnedStmt).
+func openPinned(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
 // runOnce runs the statement on the pinned connection, taking one first.
 func (p *pinnedStmt) runOnce(ctx context.Context, db *sql.DB) (int64, error) {
 	if p.conn == nil {
-		conn, err := db.Conn(ctx)
+		conn, err := openPinned(ctx, db)
 		if err != nil {
-			return 0, err
-		}
-		if _, err := conn.ExecContext(ctx, `PRAGMA busy_timeout = 0`); err != nil {
-			conn.Close()
 			return 0, err
 		}
 		p.conn = conn
@@ -237,6 +275,9 @@ func (p *pinnedStmt) run(dc any) (int64, error) {
 // isBusy reports SQLITE_BUSY (another connection holds the lock), in any
 // of its extended forms.
 func isBusy(err error) bool {
+	if err == nil {
+		return false // before e, which escapes: every charge asks
+	}
 	var e *sqlite.Error
 	return errors.As(err, &e) && e.Code()&0xff == sqliteBusy
 }
