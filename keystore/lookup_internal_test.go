@@ -34,6 +34,11 @@ func TestSQLiteLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	digests := d.All(secret.Reveal())
+	got, err := s.LookupKey(ctx, digests)
+	if err != nil || got.Site.ID != "web" || got.Account.ID != "acme" || got.Account.Plan != "pro" || !got.Site.Active ||
+		got.Site.Domains == nil || got.Site.Limits != nil {
+		t.Fatalf("%+v, %v", got, err)
+	}
 	if raceEnabled {
 		return // allocation counts differ under the race detector
 	}
@@ -42,7 +47,7 @@ func TestSQLiteLookup(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if allocs > 120 {
-		t.Fatalf("%v allocations a lookup, want at most 120", allocs)
+	if allocs > 140 { // 118 when written: room for a driver update
+		t.Fatalf("%v allocations a lookup, want at most 140", allocs)
 	}
 }

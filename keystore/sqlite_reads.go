@@ -30,11 +30,15 @@ type pinnedReads struct {
 // readConn is one of pinnedReads' connections; conn is nil until first use
 // and after the connection went bad.
 type readConn struct {
-	conn  *sql.Conn
-	dc    any // the driver connection stmts were prepared on
-	stmts map[string]driver.StmtQueryContext
-	args  []driver.NamedValue
-	vals  []driver.Value
+	// closed is set by close: a read that arrives after it (a cache fill
+	// still in flight at shutdown) fails rather than opening a connection
+	// that db.Close would leave open, answering after Store.Close.
+	closed bool
+	conn   *sql.Conn
+	dc     any // the driver connection stmts were prepared on
+	stmts  map[string]driver.StmtQueryContext
+	args   []driver.NamedValue
+	vals   []driver.Value
 }
 
 func newPinnedReads(size int) *pinnedReads {
@@ -56,6 +60,9 @@ func (r *pinnedReads) scan(ctx context.Context, db *sql.DB, q string, args []any
 		return ctx.Err()
 	}
 	defer func() { r.free <- rc }()
+	if rc.closed {
+		return sql.ErrConnDone
+	}
 	rc.args = rc.args[:0]
 	for i, a := range args {
 		rc.args = append(rc.args, driver.NamedValue{Ordinal: i + 1, Value: a})
@@ -108,17 +115,9 @@ func (rc *readConn) run(dc any, q string) error {
 	}
 	st, ok := rc.stmts[q]
 	if !ok {
-		prep, ok := dc.(driver.ConnPrepareContext)
-		if !ok {
-			return fmt.Errorf("keystore: driver %T cannot prepare with a context", dc)
-		}
-		s, err := prep.PrepareContext(ctx, q)
-		if err != nil {
+		var err error
+		if st, err = prepareQuery(ctx, dc, q); err != nil {
 			return err
-		}
-		if st, ok = s.(driver.StmtQueryContext); !ok {
-			s.Close()
-			return fmt.Errorf("keystore: driver statement %T cannot query with a context", s)
 		}
 		if rc.stmts == nil {
 			rc.stmts = make(map[string]driver.StmtQueryContext)
@@ -172,6 +171,7 @@ func (r *pinnedReads) close() error {
 	for range cap(r.free) {
 		rc := <-r.free
 		errs = append(errs, rc.drop())
+		rc.closed = true
 		held = append(held, rc)
 	}
 	for _, rc := range held {
@@ -199,15 +199,14 @@ func assignValue(dest any, v driver.Value) error {
 			return nil
 		}
 	case *bool:
-		// As driver.Bool converts: only 0 and 1 are booleans.
-		switch v {
-		case int64(0), false:
-			*d = false
-			return nil
-		case int64(1), true:
-			*d = true
-			return nil
+		// As database/sql converts (driver.Bool): 0 and 1, and the text
+		// strconv.ParseBool takes, which a hand-edited row may hold.
+		b, err := driver.Bool.ConvertValue(v)
+		if err != nil {
+			return fmt.Errorf("keystore: %w", err)
 		}
+		*d = b.(bool)
+		return nil
 	case *sql.NullInt64:
 		return d.Scan(v)
 	}

@@ -141,6 +141,9 @@ func TestAssignValue(t *testing.T) {
 		{&b, int64(1), true},
 		{&b, int64(0), false},
 		{&b, int64(2), nil},
+		{&b, "true", true}, // as database/sql took a hand-edited row
+		{&b, []byte("0"), false},
+		{&b, "maybe", nil},
 		{&null, nil, sql.NullInt64{}},
 		{&null, int64(3), sql.NullInt64{Int64: 3, Valid: true}},
 		{new(float64), 1.5, nil},
@@ -171,5 +174,58 @@ func TestAssignValue(t *testing.T) {
 				t.Errorf("got %#v, want %#v", got, tc.want)
 			}
 		})
+	}
+}
+
+// A read that arrives while the store closes (a cache fill still in flight
+// at shutdown) fails: it must not open a connection db.Close would leave
+// open, still answering after Close.
+func TestPinnedReadsAfterClose(t *testing.T) {
+	s, _, digests, _ := openReadsStore(t, 2, 1)
+	ctx := context.Background()
+	if _, err := s.LookupKey(ctx, digests[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.stmts.close() // Store.Close's first half: the read lands between the two
+	if _, err := s.LookupKey(ctx, digests[0]); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a read between the pinned connections' close and the pool's: %v, want ErrUnavailable", err)
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.db.Stats(); st.OpenConnections != 0 {
+		t.Fatalf("%d connections open after Close", st.OpenConnections)
+	}
+}
+
+// A revocation committed by another process (another Store on the file) is
+// seen by the next read on a connection that read the key before: pinned
+// connections keep no snapshot between reads.
+func TestPinnedReadsSeeOtherWriters(t *testing.T) {
+	s, file, digests, ids := openReadsStore(t, 2, 4)
+	ctx := context.Background()
+	for range 2 { // both connections have read every key
+		for _, d := range digests {
+			if f, err := s.LookupKey(ctx, d); err != nil || f.Key.RevokedAt != nil {
+				t.Fatalf("before: %+v, %v", f.Key, err)
+			}
+		}
+	}
+	other, err := OpenSQLite(ctx, file, Options{Format: s.format, Digester: s.digester})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, id := range ids {
+		if _, err := other.RevokeKey(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		for i, d := range digests {
+			if f, err := s.LookupKey(ctx, d); err != nil || f.Key.RevokedAt == nil {
+				t.Fatalf("key %d after another writer revoked it: revoked_at %v, %v", i, f.Key.RevokedAt, err)
+			}
+		}
 	}
 }

@@ -223,18 +223,9 @@ func (p *pinnedStmt) run(dc any) (int64, error) {
 	// Nothing here waits (busy_timeout 0) and the statement is short.
 	ctx := context.Background()
 	if p.stmt == nil || p.dc != dc {
-		prep, ok := dc.(driver.ConnPrepareContext)
-		if !ok {
-			return 0, fmt.Errorf("keystore: driver %T cannot prepare with a context", dc)
-		}
-		st, err := prep.PrepareContext(ctx, p.query)
+		q, err := prepareQuery(ctx, dc, p.query)
 		if err != nil {
 			return 0, err
-		}
-		q, ok := st.(driver.StmtQueryContext)
-		if !ok {
-			st.Close()
-			return 0, fmt.Errorf("keystore: driver statement %T cannot query with a context", st)
 		}
 		p.stmt, p.dc = q, dc
 	}
@@ -270,6 +261,25 @@ func (p *pinnedStmt) run(dc any) (int64, error) {
 		return 0, fmt.Errorf("keystore: %T where an integer was expected", p.dest[0])
 	}
 	return n, nil
+}
+
+// prepareQuery prepares q on the driver connection dc, for a pinned
+// statement or read.
+func prepareQuery(ctx context.Context, dc any, q string) (driver.StmtQueryContext, error) {
+	prep, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return nil, fmt.Errorf("keystore: driver %T cannot prepare with a context", dc)
+	}
+	st, err := prep.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	sq, ok := st.(driver.StmtQueryContext)
+	if !ok {
+		st.Close()
+		return nil, fmt.Errorf("keystore: driver statement %T cannot query with a context", st)
+	}
+	return sq, nil
 }
 
 // isBusy reports SQLITE_BUSY (another connection holds the lock), in any
