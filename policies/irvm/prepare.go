@@ -75,6 +75,7 @@ func prepareProgram(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Pr
 		return nil, err
 	}
 	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
+	prog.shared = shareConstants(c.funcs, prog.plan, prog.nlocals)
 	// Each frame, and the arguments of the call above it.
 	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
 	for _, f := range c.funcs {

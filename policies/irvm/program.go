@@ -126,6 +126,9 @@ type Program struct {
 	pool     sync.Pool
 	// lazy: pure functions are computed on their first call (PrepareLazily).
 	lazy bool
+	// shared is how many collections the plan makes are made once
+	// (shareConstants).
+	shared int
 }
 
 type compiler struct {
