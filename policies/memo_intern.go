@@ -78,16 +78,20 @@ func (in *memoIntern) shape(d Decision, own *int64) *Decision {
 	if v, ok := in.shapes[k]; ok {
 		return v
 	}
+	// A copy made here, not &d: d would then be on the heap for every
+	// call, most of which find their shape.
+	kept := new(Decision)
+	*kept = d
 	size := int64(unsafe.Sizeof(d)) + int64(unsafe.Sizeof(k)) + int64(len(k.body))
 	if !in.admit(size) {
 		*own += int64(unsafe.Sizeof(d))
-		return &d
+		return kept
 	}
 	if in.shapes == nil {
 		in.shapes = make(map[decisionShape]*Decision)
 	}
-	in.shapes[k] = &d
-	return &d
+	in.shapes[k] = kept
+	return kept
 }
 
 func mapIdentity(m map[string]string) unsafe.Pointer {
