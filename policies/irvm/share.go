@@ -2,17 +2,18 @@ package irvm
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// shareConstants turns the collections a plan makes of constants alone
+// shareConstants makes the collections a plan makes of constants alone
 // (an empty object, set or array; a fused object or array of constant
-// items) into one value made here and shared by every evaluation, when
+// items) once, here, for every evaluation to share (stmt.share), when
 // nothing the plan does can change that value. A decision of the built-in
 // policy made several such collections per evaluation (an empty object
 // costs two allocations, an object of items four), each thrown away with
-// it. It returns how many makes it turned into shared values.
+// it. It returns how many makes it shares.
 //
 // A plan changes a value only by its insert, add and append statements,
 // on the value a local holds. The analysis (sharing) follows each
@@ -29,7 +30,7 @@ func shareConstants(funcs []*function, plan []block, planLocals int32) int {
 	var cands []*stmt
 	for _, fr := range sh.frames {
 		walkStmts(fr.blocks, func(s *stmt) {
-			if len(cands) < maxShared && constantMake(s) {
+			if len(cands) < maxShared && s.share != nil {
 				sh.ids[s] = len(cands)
 				cands = append(cands, s)
 			}
@@ -42,11 +43,26 @@ func shareConstants(funcs []*function, plan []block, planLocals int32) int {
 	n := 0
 	for i, s := range cands {
 		if !sh.changed.has(i) {
-			*s = stmt{op: opAssignVar, target: s.target, a: operand{konst: constantCollection(s)}}
+			s.share.Store(constantCollection(s))
 			n++
 		}
 	}
 	return n
+}
+
+// markConstantMakes gives each make of constants alone the place for its
+// shared value: before any evaluation, which then reads it atomically, so
+// that shareConstants can run while evaluations do.
+func markConstantMakes(funcs []*function, plan []block) {
+	mark := func(s *stmt) {
+		if constantMake(s) {
+			s.share = new(atomic.Pointer[ast.Term])
+		}
+	}
+	for _, f := range funcs {
+		walkStmts(f.blocks, mark)
+	}
+	walkStmts(plan, mark)
 }
 
 // maxShared bounds the candidates one plan's analysis follows (the bits of
@@ -340,4 +356,4 @@ func walkStmts(bs []block, f func(*stmt)) {
 
 // Shared is how many of the collections the plan makes are made once
 // and shared by every evaluation.
-func (p *Program) Shared() int { return p.shared }
+func (p *Program) Shared() int { return int(p.shared.Load()) }

@@ -91,24 +91,21 @@ func TestShareFollowsValues(t *testing.T) {
 				}
 			}
 			plan := []block{tt.plan}
+			markConstantMakes(tt.funcs, plan)
 			shareConstants(tt.funcs, plan, 8)
-			var got []bool
-			for _, s := range tt.plan {
-				switch s.op {
+			got := []bool{}
+			for i := range tt.plan {
+				switch s := &tt.plan[i]; s.op {
 				case opMakeObject, opMakeArray, opMakeSet, opMakeArrayItems:
-					got = append(got, false)
-				case opAssignVar:
-					if s.a.konst != nil {
-						got = append(got, true)
-					}
+					got = append(got, shared(s) != nil)
 				}
 			}
 			if fmt.Sprint(got) != fmt.Sprint(tt.shared) {
 				t.Errorf("shared = %v, want %v", got, tt.shared)
 			}
 			for _, fn := range tt.funcs {
-				if op := fn.blocks[0][0].op; op != opMakeObject && op != opObjectInsert {
-					t.Errorf("the function's make became op %d", op)
+				if shared(&fn.blocks[0][0]) != nil {
+					t.Error("the function's make is shared")
 				}
 			}
 		})
@@ -126,14 +123,14 @@ opts := object.union(object.get(input, "opts", {}), {"fixed": [1, 2]})
 x := {"kinds": kinds, "names": names, "opts": opts, "empty": [], "set": set()}
 `
 
-// TestSharedConstantsConcurrent evaluates a plan with shared constants on
-// many goroutines at once: a write through a shared value is a data race
-// under -race, and a collection shared by mistake carries one
-// evaluation's items into another's result.
+// TestSharedConstantsConcurrent evaluates a plan on many goroutines at
+// once while Fold makes its constants shared: a write through a shared
+// value is a data race under -race, and a collection shared by mistake
+// carries one evaluation's items into another's result.
 func TestSharedConstantsConcurrent(t *testing.T) {
-	prog, opts := prepare(t, shareSrc, "data.t.x")
-	if prog.shared == 0 {
-		t.Fatal("nothing shared: the test does not test sharing")
+	prog, opts := prepareAs(t, shareSrc, "data.t.x", true)
+	if prog.Shared() != 0 {
+		t.Fatal("a lazy Program shared before its Fold")
 	}
 	inputs := []string{
 		`{"a": true, "names": ["x"], "opts": {"o": 1}}`,
@@ -149,6 +146,14 @@ func TestSharedConstantsConcurrent(t *testing.T) {
 		want[i] = normalize(w)
 	}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		prog.Fold(context.Background())
+		if prog.Shared() == 0 {
+			t.Error("nothing shared: the test does not test sharing")
+		}
+	}()
 	for g := range 8 {
 		wg.Add(1)
 		go func() {
