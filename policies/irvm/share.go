@@ -54,15 +54,20 @@ func shareConstants(funcs []*function, plan []block, planLocals int32) int {
 // shared value: before any evaluation, which then reads it atomically, so
 // that shareConstants can run while evaluations do.
 func markConstantMakes(funcs []*function, plan []block) {
-	mark := func(s *stmt) {
+	var makes []*stmt
+	find := func(s *stmt) {
 		if constantMake(s) {
-			s.share = new(atomic.Pointer[ast.Term])
+			makes = append(makes, s)
 		}
 	}
 	for _, f := range funcs {
-		walkStmts(f.blocks, mark)
+		walkStmts(f.blocks, find)
 	}
-	walkStmts(plan, mark)
+	walkStmts(plan, find)
+	places := make([]atomic.Pointer[ast.Term], len(makes)) // one allocation for all
+	for i, s := range makes {
+		s.share = &places[i]
+	}
 }
 
 // maxShared bounds the candidates one plan's analysis follows (the bits of
