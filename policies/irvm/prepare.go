@@ -220,7 +220,15 @@ func (p *Program) Fold(ctx context.Context) {
 			_, _ = p.fold(ctx, f) // a failure is met again by the calls
 		}
 	}
-	p.shareOnce.Do(func() { p.shared.Store(int32(shareConstants(p.funcs, p.plan, p.nlocals))) })
+	p.shareOnce.Do(p.share)
+}
+
+// share runs shareConstants. A panic in the analysis (a plan it misreads)
+// shares nothing rather than end the process: Fold runs after SERVING on
+// a goroutine of its own. The analysis stores no value before it is done.
+func (p *Program) share() {
+	defer func() { _ = recover() }()
+	p.shared.Store(int32(shareConstants(p.funcs, p.plan, p.nlocals)))
 }
 
 // fold is pure function f's value, evaluated on a state of its own (so

@@ -176,3 +176,16 @@ func TestSharedConstantsConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSharePanicSharesNothing: an analysis that fails on a plan it
+// misreads (here a call of a function the plan lacks) shares nothing and
+// does not end the process: Fold runs on a goroutine of its own.
+func TestSharePanicSharesNothing(t *testing.T) {
+	plan := []block{{{op: opMakeObject, target: 2}, {op: opCallFunc, fn: 5, args: []operand{{local: 2}}, target: 3}}}
+	markConstantMakes(nil, plan)
+	p := &Program{plan: plan, nlocals: 4}
+	p.Fold(context.Background())
+	if p.Shared() != 0 || shared(&plan[0][0]) != nil {
+		t.Fatalf("shared %d after a failed analysis", p.Shared())
+	}
+}
