@@ -40,6 +40,9 @@ func shareConstants(funcs []*function, plan []block, planLocals int32) int {
 		return 0
 	}
 	sh.run()
+	if sh.unknown {
+		return 0
+	}
 	n := 0
 	for i, s := range cands {
 		if !sh.changed.has(i) {
@@ -95,6 +98,7 @@ type sharing struct {
 	callers [][]int     // per function: the frames that call it
 	dirty   []bool      // per frame: to be analysed (again)
 	spare   []flowState // states to reuse (clone)
+	unknown bool        // a statement the analysis does not know was met
 }
 
 // body is a function's or the plan's code and how many locals it has.
@@ -227,6 +231,11 @@ func (sh *sharing) stmt(f int, s *stmt, st flowState) {
 		}
 	case opLen, opAssignInt, opMakeNumber, opMakeNull, opResetLocal:
 		st[s.target] = holding{}
+	case opBreak, opEqual, opNotEqual, opIsArray, opIsObject, opIsSet, opIsDefined, opIsUndefined,
+		opNop, opResultSetAdd, opResultSetAddItem:
+		// Set no local.
+	default:
+		sh.unknown = true // an opcode added later: nothing is shared
 	}
 }
 

@@ -73,6 +73,11 @@ func TestShareFollowsValues(t *testing.T) {
 			shared: []bool{true, false},
 		},
 		{
+			name:   "a statement the analysis does not know",
+			plan:   block{{op: opMakeObject, target: 3}, {op: opcode(200), a: l(3), target: 4}},
+			shared: []bool{false},
+		},
+		{
 			name: "changed on a later turn of a scan",
 			plan: block{{op: opMakeObject, target: 3}, {op: opScan, a: l(0), target: 5, value: 6, blocks: []block{{
 				insert(4), {op: opAssignVar, a: l(3), target: 4},
