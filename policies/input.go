@@ -116,51 +116,50 @@ type Public struct {
 // round trip that rego.EvalInput would make on every decision.
 //
 // It runs on every decision the memo has not seen, so it allocates little:
-// terms come from one slab, and keys are constants, which Go turns into
-// interface values without allocating.
+// terms come from one slab, and the field names are shared terms (fields).
 func (in *Input) Value() ast.Value {
 	t := &terms{}
 	// Each object is made once with all its items: inserting into a made
 	// object costs an allocation per item, and more as its map grows.
 	var items [6][2]*ast.Term
 	n := 0
-	add := func(k ast.Value, v ast.Value) {
+	add := func(k *ast.Term, v ast.Value) {
 		items[n] = t.item(k, v)
 		n++
 	}
-	add(ast.String("request"), in.Request.value(t))
+	add(fields.request, in.Request.value(t))
 	if cred, ok := credentials()[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
-		items[n] = [2]*ast.Term{t.term(ast.String("credential")), cred}
+		items[n] = [2]*ast.Term{fields.credential, cred}
 		n++
 	} else {
-		add(ast.String("credential"), ast.NewObject(
-			t.str(ast.String("status"), in.Credential.Status),
-			t.str(ast.String("kind"), in.Credential.Kind),
-			t.str(ast.String("scheme"), in.Credential.Scheme),
+		add(fields.credential, ast.NewObject(
+			t.str(fields.status, in.Credential.Status),
+			t.str(fields.kind, in.Credential.Kind),
+			t.str(fields.scheme, in.Credential.Scheme),
 		))
 	}
 	if in.Key != nil {
-		add(ast.String("key"), in.Key.value(t))
+		add(fields.key, in.Key.value(t))
 	}
 	if in.Site != nil {
-		add(ast.String("site"), in.Site.value(t))
+		add(fields.site, in.Site.value(t))
 	}
 	if in.Account != nil {
-		add(ast.String("account"), in.Account.value(t))
+		add(fields.account, in.Account.value(t))
 	}
 	if in.Public != nil {
 		var pub [3][2]*ast.Term
-		pub[0] = t.str(ast.String("status"), in.Public.Status)
+		pub[0] = t.str(fields.status, in.Public.Status)
 		m := 1
 		if in.Public.Site != nil {
-			pub[m] = t.item(ast.String("site"), in.Public.Site.value(t))
+			pub[m] = t.item(fields.site, in.Public.Site.value(t))
 			m++
 		}
 		if in.Public.Account != nil {
-			pub[m] = t.item(ast.String("account"), in.Public.Account.value(t))
+			pub[m] = t.item(fields.account, in.Public.Account.value(t))
 			m++
 		}
-		add(ast.String("public"), ast.NewObject(pub[:m]...))
+		add(fields.public, ast.NewObject(pub[:m]...))
 	}
 	return ast.NewObject(items[:n]...)
 }
@@ -171,21 +170,24 @@ func (r *Request) value(t *terms) ast.Value {
 		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 	}
 	var items [11][2]*ast.Term
-	items[0], items[1] = t.str(ast.String("method"), r.Method), t.str(ast.String("host"), r.Host)
-	items[2], items[3] = t.str(ast.String("path"), r.Path), t.str(ast.String("query"), r.Query)
-	items[4] = t.boolean(ast.String("path_ok"), r.PathOK)
-	items[5] = t.item(ast.String("headers"), ast.NewObject(headers...))
+	items[0], items[1] = t.str(fields.method, r.Method), t.str(fields.host, r.Host)
+	items[2], items[3] = t.str(fields.path, r.Path), t.str(fields.query, r.Query)
+	items[4] = t.boolean(fields.pathOK, r.PathOK)
+	items[5] = [2]*ast.Term{fields.headers, emptyObject}
+	if len(headers) > 0 {
+		items[5] = t.item(fields.headers, ast.NewObject(headers...))
+	}
 	n := 6
 	if r.Prefixes != nil {
 		prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
 		for k, v := range r.Prefixes {
 			prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 		}
-		items[n] = t.item(ast.String("prefixes"), ast.NewObject(prefixes...))
+		items[n] = t.item(fields.prefixes, ast.NewObject(prefixes...))
 		n++
 	}
 	if r.ExactPath != "" {
-		items[n] = t.str(ast.String("exact_path"), r.ExactPath)
+		items[n] = t.str(fields.exactPath, r.ExactPath)
 		n++
 	}
 	if len(r.CaseFolded) > 0 {
@@ -193,17 +195,17 @@ func (r *Request) value(t *terms) ast.Value {
 		for i, s := range r.CaseFolded {
 			folded[i] = t.term(ast.String(s))
 		}
-		items[n] = t.item(ast.String("case_folded"), ast.NewArray(folded...))
+		items[n] = t.item(fields.caseFolded, ast.NewArray(folded...))
 		n++
 	}
 	if r.ClientAddress != "" {
-		items[n] = t.str(ast.String("client_address"), r.ClientAddress)
+		items[n] = t.str(fields.clientAddress, r.ClientAddress)
 		n++
 	}
 	if r.Origin != nil {
-		items[n] = t.item(ast.String("origin"), ast.NewObject(
-			t.str(ast.String("scheme"), r.Origin.Scheme), t.str(ast.String("host"), r.Origin.Host),
-			t.str(ast.String("port"), r.Origin.Port), t.boolean(ast.String("default_port"), r.Origin.DefaultPort),
+		items[n] = t.item(fields.origin, ast.NewObject(
+			t.str(fields.scheme, r.Origin.Scheme), t.str(fields.host, r.Origin.Host),
+			t.str(fields.port, r.Origin.Port), t.boolean(fields.defaultPort, r.Origin.DefaultPort),
 		))
 		n++
 	}
@@ -216,15 +218,15 @@ func (s *Site) value(t *terms) ast.Value {
 		domains[i] = t.term(ast.String(d))
 	}
 	obj := ast.NewObject(
-		t.str(ast.String("id"), s.ID), t.str(ast.String("account"), s.Account), t.boolean(ast.String("active"), s.Active),
-		t.item(ast.String("domains"), ast.NewArray(domains...)),
+		t.str(fields.id, s.ID), t.str(fields.account, s.Account), t.boolean(fields.active, s.Active),
+		t.item(fields.domains, ast.NewArray(domains...)),
 	)
 	addLimits(obj, s.Limits)
 	return obj
 }
 
 func (a *Account) value(t *terms) ast.Value {
-	obj := ast.NewObject(t.str(ast.String("id"), a.ID), t.str(ast.String("plan"), a.Plan), t.str(ast.String("status"), a.Status))
+	obj := ast.NewObject(t.str(fields.id, a.ID), t.str(fields.plan, a.Plan), t.str(fields.status, a.Status))
 	addLimits(obj, a.Limits)
 	return obj
 }
@@ -234,7 +236,9 @@ func (a *Account) value(t *terms) ast.Value {
 // input value for as long as OPA holds it.
 type terms struct{ slab []ast.Term }
 
-const termSlab = 64
+// termSlab holds the values of a typical input (a key's: ~16 terms), the
+// names being shared; 64 held the names too, and more went unused.
+const termSlab = 16
 
 func (t *terms) term(v ast.Value) *ast.Term {
 	if len(t.slab) == cap(t.slab) {
@@ -244,19 +248,16 @@ func (t *terms) term(v ast.Value) *ast.Term {
 	return &t.slab[len(t.slab)-1]
 }
 
-// key takes the key as an ast.Value so that callers pass a constant, whose
-// conversion costs nothing.
-func (t *terms) key(k ast.Value) *ast.Term { return t.term(k) }
-
-func (t *terms) item(k ast.Value, v ast.Value) [2]*ast.Term {
-	return [2]*ast.Term{t.term(k), t.term(v)}
+// item is the field named k (a shared name term) with value v.
+func (t *terms) item(k *ast.Term, v ast.Value) [2]*ast.Term {
+	return [2]*ast.Term{k, t.term(v)}
 }
 
-func (t *terms) str(k ast.Value, v string) [2]*ast.Term {
+func (t *terms) str(k *ast.Term, v string) [2]*ast.Term {
 	if term, ok := vocabulary[v]; ok {
-		return [2]*ast.Term{t.term(k), term}
+		return [2]*ast.Term{k, term}
 	}
-	return [2]*ast.Term{t.term(k), t.term(ast.String(v))}
+	return [2]*ast.Term{k, t.term(ast.String(v))}
 }
 
 // credentials are shared input.credential objects for every status, kind
@@ -294,8 +295,8 @@ var vocabulary = func() map[string]*ast.Term {
 	return m
 }()
 
-func (t *terms) boolean(k ast.Value, v bool) [2]*ast.Term {
-	return [2]*ast.Term{t.term(k), ast.InternedTerm(v)} // shared true/false terms
+func (t *terms) boolean(k *ast.Term, v bool) [2]*ast.Term {
+	return [2]*ast.Term{k, ast.InternedTerm(v)} // shared true/false terms
 }
 
 // AsMap renders the input as plain JSON-able values, for `keygate check` and
@@ -319,5 +320,5 @@ func addLimits(obj ast.Object, limits map[string]int64) {
 	for k, v := range limits {
 		kv = append(kv, [2]*ast.Term{ast.StringTerm(k), ast.IntNumberTerm(int(v))})
 	}
-	obj.Insert(ast.StringTerm("limits"), ast.NewTerm(ast.NewObject(kv...)))
+	obj.Insert(fields.limits, ast.NewTerm(ast.NewObject(kv...)))
 }

@@ -8,25 +8,25 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // policies test for them with object.get or a plain reference.
 func (k *Key) value(t *terms) ast.Value {
 	obj := ast.NewObject(
-		t.str(ast.String("id"), k.ID), t.str(ast.String("mode"), k.Mode), t.str(ast.String("name"), k.Name),
-		t.boolean(ast.String("revoked"), k.Revoked), t.boolean(ast.String("expired"), k.Expired),
+		t.str(fields.id, k.ID), t.str(fields.mode, k.Mode), t.str(fields.name, k.Name),
+		t.boolean(fields.revoked, k.Revoked), t.boolean(fields.expired, k.Expired),
 	)
 	if len(k.Scopes) > 0 {
-		obj.Insert(t.key(ast.String("scopes")), t.term(t.strings(k.Scopes)))
+		obj.Insert(fields.scopes, t.term(t.strings(k.Scopes)))
 	}
 	if len(k.AllowedCIDRs) > 0 {
-		obj.Insert(t.key(ast.String("allowed_cidrs")), t.term(t.strings(k.AllowedCIDRs)))
+		obj.Insert(fields.cidrs, t.term(t.strings(k.AllowedCIDRs)))
 	}
 	if len(k.Meta) > 0 {
 		kv := make([][2]*ast.Term, 0, len(k.Meta))
 		for name, v := range k.Meta {
 			kv = append(kv, [2]*ast.Term{t.term(ast.String(name)), t.term(ast.String(v))})
 		}
-		obj.Insert(t.key(ast.String("meta")), t.term(ast.NewObject(kv...)))
+		obj.Insert(fields.meta, t.term(ast.NewObject(kv...)))
 	}
 	addLimits(obj, k.Limits)
 	if k.Remaining != nil {
-		obj.Insert(t.key(ast.String("remaining")), ast.IntNumberTerm(int(*k.Remaining)))
+		obj.Insert(fields.remaining, ast.IntNumberTerm(int(*k.Remaining)))
 	}
 	return obj
 }

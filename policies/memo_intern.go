@@ -1,6 +1,8 @@
 package policies
 
 import (
+	"bytes"
+	"maps"
 	"reflect"
 	"unsafe"
 )
@@ -45,7 +47,11 @@ type decisionShape struct {
 // d, and what is shared between entries is read-only, as every part of a
 // remembered decision is.
 func (in *memoIntern) decision(d Decision) (*Decision, []Limit, int64) {
-	c := d.clone() // every reference field: those interned below, and any other
+	// Every reference field is cloned: those interned below only when kept
+	// (most decisions' are found interned), any other here.
+	c := d
+	c.Headers, c.ResponseHeaders, c.Body = nil, nil, nil
+	c = c.clone()
 	limits := c.Limits
 	own := int64(cap(limits)) * int64(unsafe.Sizeof(Limit{}))
 	for i := range limits {
@@ -54,9 +60,9 @@ func (in *memoIntern) decision(d Decision) (*Decision, []Limit, int64) {
 		own += int64(len(l.Key))
 	}
 	c.Limits = nil
-	c.Headers = in.strMap(c.Headers, &own)
-	c.ResponseHeaders = in.strMap(c.ResponseHeaders, &own)
-	c.Body = in.body(c.Body, &own)
+	c.Headers = in.strMap(d.Headers, &own)
+	c.ResponseHeaders = in.strMap(d.ResponseHeaders, &own)
+	c.Body = in.body(d.Body, &own)
 	c.Code, c.Message = in.str(c.Code, &own), in.str(c.Message, &own)
 	c.ContentType, c.Rule = in.str(c.ContentType, &own), in.str(c.Rule, &own)
 	return in.shape(c, &own), limits, own
@@ -72,16 +78,20 @@ func (in *memoIntern) shape(d Decision, own *int64) *Decision {
 	if v, ok := in.shapes[k]; ok {
 		return v
 	}
+	// A copy made here, not &d: d would then be on the heap for every
+	// call, most of which find their shape.
+	kept := new(Decision)
+	*kept = d
 	size := int64(unsafe.Sizeof(d)) + int64(unsafe.Sizeof(k)) + int64(len(k.body))
 	if !in.admit(size) {
 		*own += int64(unsafe.Sizeof(d))
-		return &d
+		return kept
 	}
 	if in.shapes == nil {
 		in.shapes = make(map[decisionShape]*Decision)
 	}
-	in.shapes[k] = &d
-	return &d
+	in.shapes[k] = kept
+	return kept
 }
 
 func mapIdentity(m map[string]string) unsafe.Pointer {
@@ -109,7 +119,8 @@ func (in *memoIntern) str(s string, own *int64) string {
 }
 
 // strMap is the interned m, found by its encoding in the memo key's form
-// (injective: equal encodings are equal maps, nil and empty told apart).
+// (injective: equal encodings are equal maps, nil and empty told apart),
+// or a copy of m.
 func (in *memoIntern) strMap(m map[string]string, own *int64) map[string]string {
 	if m == nil {
 		return nil
@@ -118,6 +129,7 @@ func (in *memoIntern) strMap(m map[string]string, own *int64) map[string]string 
 	if v, ok := in.maps[string(in.buf)]; ok {
 		return v
 	}
+	m = maps.Clone(m)
 	if !in.admit(stringCost(string(in.buf)) + mapCost(m)) {
 		*own += mapCost(m)
 		return m
@@ -129,6 +141,7 @@ func (in *memoIntern) strMap(m map[string]string, own *int64) map[string]string 
 	return m
 }
 
+// body is the interned b, or a copy of b.
 func (in *memoIntern) body(b []byte, own *int64) []byte {
 	if b == nil {
 		return nil
@@ -136,6 +149,7 @@ func (in *memoIntern) body(b []byte, own *int64) []byte {
 	if v, ok := in.bodies[string(b)]; ok {
 		return v
 	}
+	b = bytes.Clone(b)
 	if !in.admit(stringCost(string(b)) + int64(len(b))) {
 		*own += int64(len(b))
 		return b

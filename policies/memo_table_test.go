@@ -83,6 +83,25 @@ func TestMemoInterns(t *testing.T) {
 	}
 }
 
+// TestMemoOwnsPastInternBudget: past the interner's budget an entry keeps
+// copies of its own headers and body, never the caller's (put copies them
+// only when it keeps them).
+func TestMemoOwnsPastInternBudget(t *testing.T) {
+	m := newMemo(context.Background(), nil, nil, nil)
+	m.table.index = map[string]int32{} // made: the interner keeps its budget, 0
+	given := keyedDecision(1)
+	given.Allow, given.Status, given.Body = false, 403, []byte(`{"code":"NO"}`)
+	m.put(memoKey(1), given)
+	if len(m.table.intern.maps) != 0 || len(m.table.intern.bodies) != 0 {
+		t.Fatal("the headers or body were interned: the test does not test the copies")
+	}
+	given.Headers["x-keygate-concurrency"], given.Body[2] = "changed", 'X'
+	got, ok := m.table.lookup(memoKey(1).key)
+	if !ok || got.Headers["x-keygate-concurrency"] != "3" || string(got.Body) != `{"code":"NO"}` {
+		t.Errorf("the memo's entry changed with the caller's decision: %v %+v", ok, got)
+	}
+}
+
 // TestMemoInternBounded: a policy whose headers differ for every key fills
 // the interner's budget, then keeps headers per entry; all stays within the
 // budget and every entry is its own decision.

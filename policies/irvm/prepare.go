@@ -75,6 +75,7 @@ func prepareProgram(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Pr
 		return nil, err
 	}
 	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
+	markConstantMakes(c.funcs, prog.plan)
 	// Each frame, and the arguments of the call above it.
 	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
 	for _, f := range c.funcs {
@@ -211,13 +212,23 @@ func usesLocal(s *stmt, l int32) bool {
 
 // Fold evaluates each pure function not yet evaluated, once; one that
 // fails is left to every evaluation (a lazy Program tries it again at its
-// next call). Evaluations may run meanwhile.
+// next call). The first Fold also finds the constant collections every
+// evaluation can share (shareConstants). Evaluations may run meanwhile.
 func (p *Program) Fold(ctx context.Context) {
 	for _, f := range p.funcs {
 		if f.pure {
 			_, _ = p.fold(ctx, f) // a failure is met again by the calls
 		}
 	}
+	p.shareOnce.Do(p.share)
+}
+
+// share runs shareConstants. A panic in the analysis (a plan it misreads)
+// shares nothing rather than end the process: Fold runs after SERVING on
+// a goroutine of its own. The analysis stores no value before it is done.
+func (p *Program) share() {
+	defer func() { _ = recover() }()
+	p.shared.Store(int32(shareConstants(p.funcs, p.plan, p.nlocals)))
 }
 
 // fold is pure function f's value, evaluated on a state of its own (so

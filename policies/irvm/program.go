@@ -85,6 +85,9 @@ type stmt struct {
 	builtin *callee // callee for opCallBuiltin
 	args    []operand
 	loc     *ast.Location
+	// share, on a make of constants alone, is the value every evaluation
+	// shares once shareConstants found nothing can change it.
+	share *atomic.Pointer[ast.Term]
 }
 
 type block []stmt
@@ -126,6 +129,10 @@ type Program struct {
 	pool     sync.Pool
 	// lazy: pure functions are computed on their first call (PrepareLazily).
 	lazy bool
+	// shareOnce runs shareConstants, by the first Fold: after SERVING
+	// for a lazy Program, so the analysis costs a start nothing.
+	shareOnce sync.Once
+	shared    atomic.Int32 // how many makes it shares
 }
 
 type compiler struct {

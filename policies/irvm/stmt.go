@@ -89,12 +89,8 @@ func (st *state) execValue(frame []*ast.Term, s *stmt) int {
 		frame[s.target] = nil
 	case opMakeNull:
 		frame[s.target] = ast.InternedNullTerm
-	case opMakeArray:
-		frame[s.target] = ast.NewTerm(ast.NewArray(make([]*ast.Term, 0, s.index)...))
-	case opMakeObject:
-		frame[s.target] = ast.NewTerm(ast.NewObject())
-	case opMakeSet:
-		frame[s.target] = ast.NewTerm(ast.NewSet())
+	case opMakeArray, opMakeObject, opMakeSet:
+		frame[s.target] = makeEmpty(s)
 	case opMakeObjectItems, opMakeArrayItems:
 		return st.makeItems(frame, s)
 	case opEqual, opNotEqual:
@@ -148,8 +144,35 @@ func (st *state) execBuild(frame []*ast.Term, s *stmt) int {
 	return fell
 }
 
-// makeItems makes a fused collection (fuse).
+// makeEmpty makes an empty collection, or shares the one made once.
+func makeEmpty(s *stmt) *ast.Term {
+	if c := shared(s); c != nil {
+		return c
+	}
+	switch s.op {
+	case opMakeArray:
+		return ast.NewTerm(ast.NewArray(make([]*ast.Term, 0, s.index)...))
+	case opMakeObject:
+		return ast.NewTerm(ast.NewObject())
+	}
+	return ast.NewTerm(ast.NewSet())
+}
+
+// shared is s's shared value (shareConstants), nil when there is none
+// (yet).
+func shared(s *stmt) *ast.Term {
+	if s.share == nil {
+		return nil
+	}
+	return s.share.Load()
+}
+
+// makeItems makes a fused collection (fuse), or shares the one made once.
 func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
+	if c := shared(s); c != nil {
+		frame[s.target] = c
+		return fell
+	}
 	if s.op == opMakeArrayItems {
 		elems := make([]*ast.Term, len(s.args))
 		for i, a := range s.args {
