@@ -353,7 +353,13 @@ func constantCollection(s *stmt) *ast.Term {
 		for i := 0; i+1 < len(items); i += 2 {
 			kv = append(kv, [2]*ast.Term{items[i], items[i+1]})
 		}
-		return ast.NewTerm(ast.NewObject(kv...))
+		obj := ast.NewObject(kv...)
+		// OPA sorts an object's keys in place at its first read, under a
+		// sync.Once that Copy and the set operations do not take: sorted
+		// here, before any evaluation sees it, a shared object is never
+		// written to, whatever order the plan gave its keys in.
+		obj.Keys()
+		return ast.NewTerm(obj)
 	}
 	return nil
 }

@@ -194,3 +194,77 @@ func TestSharePanicSharesNothing(t *testing.T) {
 		t.Fatalf("shared %d after a failed analysis", p.Shared())
 	}
 }
+
+// Values reach a change across blocks and calls too: out of a nested
+// block, through a function that passes its parameter on to one that
+// changes it, through a set a callee adds to and its caller scans, and
+// through a set's dot, which answers with the key it was given.
+func TestShareFollowsValuesAcross(t *testing.T) {
+	k := operand{konst: ast.StringTerm("k")}
+	l := func(n int32) operand { return operand{local: n} }
+	insert := func(target int32) stmt { return stmt{op: opObjectInsert, target: target, a: k, b: k} }
+	t.Run("made in a block, changed after it", func(t *testing.T) {
+		inner := stmt{op: opBlock, blocks: []block{{{op: opMakeObject, target: 3}}}}
+		plan := []block{{{op: opBlock, blocks: []block{{inner}}}, insert(3)}}
+		markConstantMakes(nil, plan)
+		shareConstants(nil, plan, 8)
+		if shared(&plan[0][0].blocks[0][0].blocks[0][0]) != nil {
+			t.Error("shared, and changed after the block")
+		}
+	})
+	t.Run("passed on by a function to one that changes it", func(t *testing.T) {
+		f0 := &function{name: "f0", params: []int32{0, 1}, nlocals: 3,
+			blocks: []block{{insert(0), {op: opReturn, a: l(1)}}}}
+		f1 := &function{name: "f1", params: []int32{0, 1}, nlocals: 4,
+			blocks: []block{{{op: opMakeObject, target: 2}, {op: opCallFunc, fn: 0, args: []operand{l(2), l(1)}, target: 3}, {op: opReturn, a: l(1)}}}}
+		plan := []block{{{op: opCallFunc, fn: 1, args: []operand{l(0), l(1)}, target: 3}}}
+		funcs := []*function{f0, f1}
+		markConstantMakes(funcs, plan)
+		shareConstants(funcs, plan, 8)
+		if shared(&f1.blocks[0][0]) != nil {
+			t.Error("shared, and changed by f0")
+		}
+	})
+	t.Run("added by a callee to the caller's set, scanned and changed by the caller", func(t *testing.T) {
+		f0 := &function{name: "f0", params: []int32{0, 1}, nlocals: 4,
+			blocks: []block{{{op: opMakeObject, target: 2}, {op: opSetAdd, target: 0, a: l(2)}, {op: opReturn, a: l(1)}}}}
+		plan := []block{{{op: opMakeSet, target: 3}, {op: opCallFunc, fn: 0, args: []operand{l(3), l(1)}, target: 4},
+			{op: opScan, a: l(3), target: 5, value: 6, blocks: []block{{insert(6)}}}}}
+		funcs := []*function{f0}
+		markConstantMakes(funcs, plan)
+		shareConstants(funcs, plan, 8)
+		if shared(&f0.blocks[0][0]) != nil {
+			t.Error("shared, and changed by the plan")
+		}
+	})
+	t.Run("a set's dot answers with the key", func(t *testing.T) {
+		plan := []block{{{op: opMakeObject, target: 3}, {op: opMakeSet, target: 4}, {op: opMakeObject, target: 5},
+			{op: opSetAdd, target: 4, a: l(5)}, {op: opDot, a: l(4), b: l(3), target: 6}, insert(6)}}
+		markConstantMakes(nil, plan)
+		shareConstants(nil, plan, 8)
+		if shared(&plan[0][0]) != nil {
+			t.Error("shared, and changed through the dot")
+		}
+	})
+}
+
+// A shared object made with its keys out of order is sorted before any
+// evaluation reads it: OPA sorts at the first read under a sync.Once that
+// Copy does not take, so sorting later would be a write racing a Copy.
+func TestSharedObjectSortedBeforeShared(t *testing.T) {
+	items := []operand{{konst: ast.StringTerm("b")}, {konst: ast.IntNumberTerm(2)}, {konst: ast.StringTerm("a")}, {konst: ast.IntNumberTerm(1)}}
+	plan := []block{{{op: opMakeObjectItems, target: 3, args: items}, {op: opResultSetAdd, a: operand{local: 3}}}}
+	markConstantMakes(nil, plan)
+	shareConstants(nil, plan, 8)
+	obj, ok := shared(&plan[0][0]).Value.(ast.Object)
+	if !ok {
+		t.Fatal("not shared")
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { obj.Copy() })
+	wg.Go(func() { obj.Keys() })
+	wg.Wait()
+	if got := obj.String(); got != `{"a": 1, "b": 2}` {
+		t.Fatal(got)
+	}
+}
