@@ -158,31 +158,15 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 		rec.set(true)
 	}
 	end := time.Now().Add(cfg.Warmup + cfg.Duration)
-	time.AfterFunc(cfg.Warmup, phase)
+	phased := make(chan struct{})
+	warm := time.AfterFunc(cfg.Warmup, func() { defer close(phased); phase() })
 	var wg sync.WaitGroup
 	if cfg.Rate > 0 {
-		// Open loop: request i is due at start + i/rate whatever came
-		// before; its latency counts from then.
-		const maxInFlight = 8192
-		sem := make(chan struct{}, maxInFlight)
-		pace := newPacer()
-		start := time.Now()
-		for i := 0; ; i++ {
-			due := start.Add(time.Duration(float64(i) / cfg.Rate * float64(time.Second)))
-			if due.After(end) || ctx.Err() != nil {
-				break
-			}
-			pace.until(due)
-			r := t.next()
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				rec.sent(time.Since(due))
-				out := send(ctx, r)
-				rec.record(r, out, time.Since(due))
-			})
-		}
-		pace.stop()
+		openLoop(ctx, cfg.Rate, end, t, &wg, func(r request, due time.Time) {
+			rec.sent(time.Since(due))
+			out := send(ctx, r)
+			rec.record(r, out, time.Since(due))
+		})
 	} else {
 		var mu sync.Mutex
 		for range cfg.Concurrency {
@@ -199,6 +183,9 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 		}
 	}
 	wg.Wait()
+	if !warm.Stop() {
+		<-phased // it ran, or is running: its figures are read below
+	}
 	rec.set(false)
 	after = scrape(cfg.MetricsURL)
 	res := result{name: name, elapsed: time.Since(measureStart), latency: rec.latency, late: rec.late, outcomes: rec.outcomes}
@@ -207,6 +194,29 @@ func load(ctx context.Context, cfg Config, name string, t *traffic, send sender)
 		res.rss = after.rss
 	}
 	return res, nil
+}
+
+// openLoop sends request i at start + i/rate, whatever came before, each
+// on a goroutine of its own (do), until end or ctx ends.
+func openLoop(ctx context.Context, rate float64, end time.Time, t *traffic, wg *sync.WaitGroup, do func(request, time.Time)) {
+	const maxInFlight = 8192
+	sem := make(chan struct{}, maxInFlight)
+	pace := newPacer()
+	defer pace.stop()
+	start := time.Now()
+	for i := 0; ; i++ {
+		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if due.After(end) || ctx.Err() != nil {
+			return
+		}
+		pace.until(due)
+		r := t.next()
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			do(r, due)
+		})
+	}
 }
 
 type metrics struct {

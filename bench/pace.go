@@ -16,16 +16,19 @@ import (
 // time (no coordinated omission), that lateness was most of the p99 the
 // tool reported: the tool measured its own sleeping.
 //
-// sleepUntil waits on a thread of its own with a high-resolution sleep
-// (pace_linux.go: nanosleep with the thread's timer slack at 1 µs), and
-// the load needs a second P so that the sends and their responses run
-// while the pacing thread sleeps in the kernel.
+// The pacer waits on a thread of its own with a high-resolution sleep
+// (pace_linux.go: nanosleep with the thread's timer slack at 1 µs; the
+// tool is Linux-only, as its startup command is), and the load needs a
+// second P so that the sends and their responses run while the pacing
+// thread sleeps in the kernel.
 type pacer struct {
 	restore func()
 }
 
 // newPacer locks the calling goroutine to its thread for the pacing and
-// makes sure the runtime has a P besides it. stop undoes both.
+// makes sure the runtime has a P besides it. stop unlocks the thread and
+// sets GOMAXPROCS back to its value (an explicit one from then on); the
+// thread keeps its timer slack.
 func newPacer() *pacer {
 	prev := runtime.GOMAXPROCS(0)
 	if prev < 2 {

@@ -192,9 +192,6 @@ func (t *traffic) realistic(r *request, id string) {
 	default:
 		r.path = "/v1/usage"
 	}
-	if !t.used[k.secret] {
-		t.used[k.secret], r.first = true, true
-	}
 	secret := k.secret
 	switch u := t.rng.Float64(); {
 	case u < 0.01:
@@ -202,8 +199,11 @@ func (t *traffic) realistic(r *request, id string) {
 	case u < 0.015 && len(t.revoked) > 0:
 		secret, r.class = t.revoked[t.rng.IntN(len(t.revoked))].secret, "revoked"
 	case k.token != "" && u < 0.5:
+		t.markFirst(r, k)
 		r.headers["authorization"] = "Bearer " + k.token
 		return
+	default:
+		t.markFirst(r, k)
 	}
 	switch t.rng.IntN(3) {
 	case 0:
@@ -212,6 +212,15 @@ func (t *traffic) realistic(r *request, id string) {
 		r.headers["authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(secret+":"))
 	default:
 		r.headers["x-api-key"] = secret
+	}
+}
+
+// markFirst marks r first when it is key k's first request in the run,
+// in whatever form it sends the key (the cache knows a key by its digest
+// and its id alike).
+func (t *traffic) markFirst(r *request, k seededKey) {
+	if !t.used[k.secret] {
+		t.used[k.secret], r.first = true, true
 	}
 }
 

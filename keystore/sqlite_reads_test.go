@@ -177,18 +177,24 @@ func TestAssignValue(t *testing.T) {
 	}
 }
 
-// A read that arrives while the store closes (a cache fill still in flight
-// at shutdown) fails: it must not open a connection db.Close would leave
-// open, still answering after Close.
+// A read or a quota charge that arrives while the store closes (a cache
+// fill or a request still in flight at shutdown) fails: it must not open a
+// connection db.Close would leave open, still answering after Close.
 func TestPinnedReadsAfterClose(t *testing.T) {
 	s, _, digests, _ := openReadsStore(t, 2, 1)
 	ctx := context.Background()
 	if _, err := s.LookupKey(ctx, digests[0]); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, err := s.ChargeQuota(ctx, "site:web", "2026-01", 1, 10, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	s.stmts.close() // Store.Close's first half: the read lands between the two
 	if _, err := s.LookupKey(ctx, digests[0]); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a read between the pinned connections' close and the pool's: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := s.ChargeQuota(ctx, "site:web", "2026-01", 1, 10, time.Now()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a charge between the pinned connections' close and the pool's: %v, want ErrUnavailable", err)
 	}
 	if err := s.db.Close(); err != nil {
 		t.Fatal(err)

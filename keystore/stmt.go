@@ -26,6 +26,10 @@ type stmtCache struct {
 	// of their own (see pinnedStmt) rather than through the pool.
 	pinWrites bool
 	pinned    map[string]*pinnedStmt
+	// closed is set by close: a write arriving after it (a charge still in
+	// flight at shutdown) fails rather than pinning a connection that
+	// db.Close would leave open, writing after Store.Close.
+	closed bool
 	// reads, on SQLite, runs scanRow's reads on connections of their own
 	// (see pinnedReads) rather than through the pool.
 	reads *pinnedReads
@@ -76,6 +80,10 @@ func (c *stmtCache) writeInt64(ctx context.Context, db *sql.DB, q string, args .
 		return n, err
 	}
 	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, sql.ErrConnDone
+	}
 	p, ok := c.pinned[q]
 	if !ok {
 		if c.pinned == nil {
@@ -91,6 +99,7 @@ func (c *stmtCache) writeInt64(ctx context.Context, db *sql.DB, q string, args .
 func (c *stmtCache) close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	var errs []error
 	for q, st := range c.stmts {
 		errs = append(errs, st.Close())
