@@ -67,23 +67,9 @@ func TestPercentile(t *testing.T) {
 func TestRunAgainstNoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	grpcAddr, httpAddr := freeAddr(), freeAddr()
-	go RunNoop(ctx, grpcAddr, httpAddr) //nolint:errcheck // ends with ctx
-	if _, err := waitServing(ctx, grpcAddr, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseFlags("bench", []string{"--target", grpcAddr, "--metrics", "http://" + httpAddr + "/metrics",
-		"--store", "sqlite:" + filepath.Join(t.TempDir(), "kg.db"), "--token-url", "", "--keys", "50", "--sites", "5",
-		"--duration", "2s", "--warmup", "100ms", "--concurrency", "2"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := Run(ctx, cfg, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "outcomes: ALLOW 100.00%") || !strings.Contains(out.String(), "class known") {
-		t.Fatalf("output:\n%s", out.String())
+	cfg, out := runAgainstNoop(ctx, t, "--keys", "50", "--sites", "5", "--duration", "2s", "--concurrency", "2")
+	if !strings.Contains(out, "outcomes: ALLOW 100.00%") || !strings.Contains(out, "class known") {
+		t.Fatalf("output:\n%s", out)
 	}
 
 	tr, err := seed(ctx, cfg, io.Discard)
@@ -278,4 +264,25 @@ func sentKey(tr *traffic, r request) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// runAgainstNoop starts the no-op server, runs the tool against it with a
+// fresh SQLite store and the given flags, and returns its config and output.
+func runAgainstNoop(ctx context.Context, t *testing.T, flags ...string) (Config, string) {
+	t.Helper()
+	grpcAddr, httpAddr := freeAddr(), freeAddr()
+	go RunNoop(ctx, grpcAddr, httpAddr) //nolint:errcheck // ends with ctx
+	if _, err := waitServing(ctx, grpcAddr, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ParseFlags("bench", append([]string{"--target", grpcAddr, "--metrics", "http://" + httpAddr + "/metrics",
+		"--store", "sqlite:" + filepath.Join(t.TempDir(), "kg.db"), "--token-url", "", "--warmup", "100ms"}, flags...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := Run(ctx, cfg, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, out.String()
 }

@@ -1,10 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -38,22 +35,8 @@ func TestPacerNeverEarly(t *testing.T) {
 func TestOpenLoopReportsLateness(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	grpcAddr, httpAddr := freeAddr(), freeAddr()
-	go RunNoop(ctx, grpcAddr, httpAddr) //nolint:errcheck // ends with ctx
-	if _, err := waitServing(ctx, grpcAddr, 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := ParseFlags("bench", []string{"--target", grpcAddr, "--metrics", "http://" + httpAddr + "/metrics",
-		"--store", "sqlite:" + filepath.Join(t.TempDir(), "kg.db"), "--token-url", "", "--keys", "20", "--sites", "2",
-		"--duration", "1s", "--warmup", "100ms", "--rate", "300"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if err := Run(ctx, cfg, &out, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "outcomes: ALLOW 100.00%") || !strings.Contains(out.String(), "sent late ") {
-		t.Fatalf("output:\n%s", out.String())
+	_, out := runAgainstNoop(ctx, t, "--keys", "20", "--sites", "2", "--duration", "1s", "--rate", "300")
+	if !strings.Contains(out, "outcomes: ALLOW 100.00%") || !strings.Contains(out, "sent late ") {
+		t.Fatalf("output:\n%s", out)
 	}
 }
