@@ -22,7 +22,7 @@ import (
 // second P so that the sends and their responses run while the pacing
 // thread sleeps in the kernel.
 type pacer struct {
-	restore func()
+	prev int // GOMAXPROCS before the pacer
 }
 
 // newPacer locks the calling goroutine to its thread for the pacing and
@@ -30,21 +30,21 @@ type pacer struct {
 // sets GOMAXPROCS back to its value (an explicit one from then on); the
 // thread keeps its timer slack.
 func newPacer() *pacer {
-	prev := runtime.GOMAXPROCS(0)
-	if prev < 2 {
+	p := &pacer{prev: runtime.GOMAXPROCS(0)}
+	if p.prev < 2 {
 		runtime.GOMAXPROCS(2)
 	}
 	runtime.LockOSThread()
 	preciseSleeps()
-	return &pacer{restore: func() {
-		runtime.UnlockOSThread()
-		if prev < 2 {
-			runtime.GOMAXPROCS(prev)
-		}
-	}}
+	return p
 }
 
-func (p *pacer) stop() { p.restore() }
+func (p *pacer) stop() {
+	runtime.UnlockOSThread()
+	if p.prev < 2 {
+		runtime.GOMAXPROCS(p.prev)
+	}
+}
 
 // until returns when due has come (at once when it has passed).
 func (p *pacer) until(due time.Time) {

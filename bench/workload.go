@@ -22,9 +22,10 @@ type request struct {
 	// class groups requests for per-class latency: known, unknown,
 	// revoked, public.
 	class string
-	// first marks a known key's first request in the run: its key facts
-	// and decisions are not cached yet, so its latency is the cold path's
-	// (reported as its own class, on top of its class).
+	// first marks a known key's first request in the run: its decisions
+	// are not remembered yet, nor its facts but for keys whose token was
+	// minted before the load (reported as its own class, on top of its
+	// class).
 	first bool
 }
 
@@ -72,7 +73,7 @@ func seed(ctx context.Context, cfg Config, stderr io.Writer) (*traffic, error) {
 	// account; the rest mix in rate-limited plans. fixed is unlimited, so
 	// it measures the decision, not the limiter's 429s.
 	plans := []string{"enterprise", "max", "pro"}
-	t := &traffic{cfg: cfg, format: format, rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x6b657967617465)), used: map[string]bool{}}
+	t := &traffic{cfg: cfg, format: format}
 	began := time.Now()
 	for s := range sites {
 		id := fmt.Sprintf("bench-%s-%d", run, s)
@@ -113,9 +114,7 @@ func seed(ctx context.Context, cfg Config, stderr io.Writer) (*traffic, error) {
 			}
 		}
 	}
-	if len(t.keys) > 1 {
-		t.zipf = rand.NewZipf(t.rng, 1.1, 1, uint64(len(t.keys)-1))
-	}
+	t.reset() // seeding draws nothing at random: the load starts the sequence
 	return t, nil
 }
 

@@ -35,7 +35,6 @@ type readConn struct {
 	// that db.Close would leave open, answering after Store.Close.
 	closed bool
 	conn   *sql.Conn
-	dc     any // the driver connection stmts were prepared on
 	stmts  map[string]driver.StmtQueryContext
 	args   []driver.NamedValue
 	vals   []driver.Value
@@ -110,9 +109,6 @@ func (rc *readConn) run(dc any, q string) error {
 	// No context for the driver: it would start a goroutine to watch it.
 	// Nothing here waits (busy_timeout 0) and the read is one indexed row.
 	ctx := context.Background()
-	if rc.dc != dc {
-		rc.stmts, rc.dc = nil, dc // prepared on a connection no longer ours
-	}
 	st, ok := rc.stmts[q]
 	if !ok {
 		var err error
@@ -157,7 +153,7 @@ func (rc *readConn) drop() error {
 	err := rc.conn.Raw(func(any) error { return rc.closeStmts() })
 	// When Raw failed the statements are on a connection no longer ours:
 	// closing them there would race its next user, so they are forgotten.
-	rc.stmts, rc.dc = nil, nil
+	rc.stmts = nil
 	err = errors.Join(err, rc.conn.Close())
 	rc.conn = nil
 	return err
