@@ -196,7 +196,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 	}
 	if d.Allow {
 		limitsCtx, span := a.span(ctx, "keygate.limits")
-		d = a.chargeLimits(limitsCtx, pol, d, now)
+		d = a.chargeLimits(limitsCtx, pol, in, d, now)
 		d = a.spendUse(limitsCtx, pol, d, identityFacts(f, now), now)
 		endSpan(span)
 	}

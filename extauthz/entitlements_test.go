@@ -345,7 +345,7 @@ func TestKeyRateOverridesThePlan(t *testing.T) {
 	f, a, _ := entitledFixture(t, keystore.Entitlements{Limits: keystore.Limits{"rate": 2}})
 	h := map[string]string{"authorization": "Bearer " + f.live.Reveal()}
 	d := a.Authorize(context.Background(), FromCheckRequest(checkFrom("GET", "/v1/videos", "", h))).Decision
-	if len(d.Limits) != 1 || d.Limits[0].Limit != 2 || d.Limits[0].Key != "key:"+f.liveKey.ID+":live" {
+	if len(d.Limits) != 1 || d.Limits[0].Limit != 2 || d.Limits[0].Key != "key:{key}:live" {
 		t.Fatalf("limits %+v", d.Limits)
 	}
 }

@@ -30,14 +30,21 @@ const (
 
 // chargeLimits charges the counters of an allow. It runs only after the
 // policy allowed, so a request refused for any other reason costs nothing.
-// It returns the allow with RateLimit-* response headers, or the refusal.
-func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, d policies.Decision, now time.Time) policies.Decision {
+// Each counter's key is the decision's with in's ids filled in ("{key}":
+// a remembered decision serves every key with the same facts). It returns
+// the allow with RateLimit-* response headers, or the refusal.
+func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies.Input, d policies.Decision, now time.Time) policies.Decision {
 	if a.Limits == nil || len(d.Limits) == 0 {
 		return d
 	}
 	counters := make([]limits.Counter, len(d.Limits))
 	for i, l := range d.Limits {
-		counters[i] = limitCounter(l)
+		key, err := l.CounterKey(in)
+		if err != nil {
+			a.Log.Error("policy limits rejected; denying", "err", err)
+			return Deny(pol, denyPolicyError, "policy_error")
+		}
+		counters[i] = limitCounter(l, key)
 	}
 	out, err := a.Limits.Charge(ctx, now, counters)
 	switch {
@@ -49,7 +56,7 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, d policies.D
 		a.Log.Error("policy limits rejected; denying", "err", err)
 		return Deny(pol, denyPolicyError, "policy_error")
 	case out.Denied != nil:
-		return limitDenial(pol, d.Limits, *out.Denied, now)
+		return limitDenial(pol, d.Limits, counters, *out.Denied, now)
 	}
 	if h := rateHeaders(out.Results); h != nil {
 		if d.ResponseHeaders != nil {
@@ -60,8 +67,9 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, d policies.D
 	return d
 }
 
-func limitCounter(l policies.Limit) limits.Counter {
-	c := limits.Counter{Kind: limits.Rate, Key: l.Key, Limit: l.Limit, Burst: l.Burst, Period: l.Period, Cost: l.Cost}
+// limitCounter is l's counter under key (l.Key filled in: CounterKey).
+func limitCounter(l policies.Limit, key string) limits.Counter {
+	c := limits.Counter{Kind: limits.Rate, Key: key, Limit: l.Limit, Burst: l.Burst, Period: l.Period, Cost: l.Cost}
 	if l.Kind == "quota" {
 		c.Kind = limits.Quota
 	}
@@ -100,16 +108,16 @@ func seconds(d time.Duration) string {
 // limitDenial is the refusal for an exhausted counter: the denial named by
 // its code (a rate's default RATE_LIMITED, a quota's QUOTA_EXCEEDED, when
 // the code has no row), with Retry-After and RateLimit-* on a rate, and the
-// reset time in the body of a quota.
-func limitDenial(pol Decider, ls []policies.Limit, r limits.Result, now time.Time) policies.Decision {
+// reset time in the body of a quota. counters are ls as charged.
+func limitDenial(pol Decider, ls []policies.Limit, counters []limits.Counter, r limits.Result, now time.Time) policies.Decision {
 	code := denyRateLimited
 	if r.Counter.Kind == limits.Quota {
 		code = denyQuotaExceeded
 	}
-	for _, l := range ls {
-		if l.Key == r.Counter.Key && limitCounter(l).Kind == r.Counter.Kind {
-			if _, ok := denial(pol, l.Code); ok {
-				code = l.Code
+	for i, c := range counters {
+		if c.Key == r.Counter.Key && c.Kind == r.Counter.Kind {
+			if _, ok := denial(pol, ls[i].Code); ok {
+				code = ls[i].Code
 			}
 			break
 		}

@@ -259,12 +259,12 @@ func TestBuiltinLimitDenials(t *testing.T) {
 	now := time.Date(2027, 1, 31, 12, 0, 0, 0, time.UTC)
 	rate := limits.Result{Counter: limits.Counter{Kind: limits.Rate, Key: "k", Limit: 10, Period: time.Minute, Cost: 1},
 		RetryAfter: 1500 * time.Millisecond, ResetAfter: time.Minute}
-	d := limitDenial(pol, []policies.Limit{{Kind: "rate", Key: "k", Code: "RATE_LIMITED"}}, rate, now)
+	d := limitDenial(pol, []policies.Limit{{Kind: "rate", Key: "k", Code: "RATE_LIMITED"}}, []limits.Counter{rate.Counter}, rate, now)
 	if d.Status != 429 || d.Code != "RATE_LIMITED" || d.ResponseHeaders["retry-after"] != "2" || d.ResponseHeaders["ratelimit-reset"] != "60" {
 		t.Errorf("rate: %+v", d)
 	}
 	quota := limits.Result{Counter: limits.Counter{Kind: limits.Quota, Key: "q", Limit: 10, Cost: 1}}
-	d = limitDenial(pol, []policies.Limit{{Kind: "quota", Key: "q", Code: "POSTS_USED_UP"}}, quota, now)
+	d = limitDenial(pol, []policies.Limit{{Kind: "quota", Key: "q", Code: "POSTS_USED_UP"}}, []limits.Counter{quota.Counter}, quota, now)
 	// A code with no row in config.errors is refused as its kind's default.
 	if d.Status != 403 || d.Code != "QUOTA_EXCEEDED" {
 		t.Errorf("custom quota code: %+v", d)

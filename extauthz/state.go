@@ -18,10 +18,12 @@ type requestState struct {
 	// digests backs the key's digests, one per pepper (two during a
 	// pepper rotation; more spill to the heap).
 	digests [2]keystore.Digest
-	// remove backs Result.Remove: the credential headers the request sent.
-	remove [2]string
+	// remove backs Result.Remove: the credential headers the request sent
+	// (usually one; a second, an ambiguous request's, spills to the heap).
+	remove [1]string
 	// forged backs the x-keygate-* headers a client sent (usually none;
-	// more spill to the heap). One, not two: the state is then 568 bytes,
-	// which Go allocates as 576 where 584 took 640.
+	// more spill to the heap). One each, not two: the state is then 576
+	// bytes (with input.request.own_site_prefixes), which Go allocates as
+	// 576 where 584 took 640.
 	forged [1]string
 }

@@ -53,9 +53,7 @@ func diffPolicies(tb testing.TB) []diffPolicy {
 
 // classified is the input as DecideMemo hands it to the evaluator.
 func classified(p *Policy, in *Input) *Input {
-	c := *in
-	p.paths.classifyInto(&c.Request, map[string]string{})
-	p.unread.clear(&c)
+	c := p.classify(in, map[string]string{}, nil, new(spareFacts))
 	return &c
 }
 

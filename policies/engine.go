@@ -294,19 +294,16 @@ const (
 func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResult, error) {
 	// The policy sees the path classified by its data and none of the
 	// fields it never reads; the caller's input stays as it was.
-	classified := *in
-	prefixes := getPrefixMap()
-	defer putPrefixMap(prefixes)
-	p.paths.classifyInto(&classified.Request, prefixes)
+	scratch := getClassifyScratch()
+	defer putClassifyScratch(scratch)
+	// Clearing by a set of fields keeps classified on the stack (a memo
+	// hit is a handful of allocations, a heap copy was one of them).
+	classified := p.classify(in, scratch.prefixes, scratch.own[:0], &scratch.spare)
 	if p.memo == nil {
 		p.stats.bypassed()
-		p.unread.clear(&classified)
 		d, err := p.decide(ctx, &classified)
 		return d, MemoOff, err
 	}
-	// Clearing by a set of fields keeps classified on the stack (a memo
-	// hit is a handful of allocations, a heap copy was one of them).
-	p.unread.clear(&classified)
 	d, key, ok := p.memo.get(&classified)
 	p.stats.count(ok, key)
 	if ok {
@@ -318,6 +315,17 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	}
 	return d, MemoMiss, err
 }
+// classify is in as the policy sees it: its path classified by the
+// policy's data (into prefixes, an empty map to fill, and own), without
+// the fields the policy never reads (their facts copied into spare).
+func (p *Policy) classify(in *Input, prefixes map[string]string, own []string, spare *spareFacts) Input {
+	classified := *in
+	p.paths.classifyInto(&classified.Request, prefixes)
+	classified.Request.OwnSitePrefixes = ownSitePrefixes(own, &classified)
+	p.unread.clear(&classified, spare)
+	return classified
+}
+
 func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
 	return p.decideValue(ctx, in.Value())
 }

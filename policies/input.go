@@ -61,6 +61,12 @@ type Request struct {
 	// when letter case is ignored (input.request.case_folded), so a policy
 	// can refuse "/V1/SITES/x" without reading the raw path.
 	CaseFolded []string
+	// OwnSitePrefixes are the prefixes of Prefixes whose segment is the
+	// key's site id (input.request.own_site_prefixes, sorted; absent when
+	// none): the engine sets them, so a policy can tell "/v1/sites/{site}/…"
+	// names the key's own site without comparing the id itself, and the
+	// memo can leave the ids out of its key (memo.go).
+	OwnSitePrefixes []string
 }
 
 // Origin is where a browser request comes from.
@@ -169,7 +175,7 @@ func (r *Request) value(t *terms) ast.Value {
 	for k, v := range r.Headers {
 		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 	}
-	var items [11][2]*ast.Term
+	var items [12][2]*ast.Term
 	items[0], items[1] = t.str(fields.method, r.Method), t.str(fields.host, r.Host)
 	items[2], items[3] = t.str(fields.path, r.Path), t.str(fields.query, r.Query)
 	items[4] = t.boolean(fields.pathOK, r.PathOK)
@@ -196,6 +202,10 @@ func (r *Request) value(t *terms) ast.Value {
 			folded[i] = t.term(ast.String(s))
 		}
 		items[n] = t.item(fields.caseFolded, ast.NewArray(folded...))
+		n++
+	}
+	if len(r.OwnSitePrefixes) > 0 {
+		items[n] = t.item(fields.ownSitePrefixes, t.strings(r.OwnSitePrefixes))
 		n++
 	}
 	if r.ClientAddress != "" {

@@ -11,7 +11,7 @@ var fields = struct {
 	method, host, path, query, pathOK, headers, prefixes, exactPath *ast.Term
 	caseFolded, clientAddress, origin, scheme, port, defaultPort    *ast.Term
 	status, kind, id, mode, name, revoked, expired, scopes, cidrs   *ast.Term
-	meta, remaining, active, domains, plan, limits                  *ast.Term
+	meta, remaining, active, domains, plan, limits, ownSitePrefixes *ast.Term
 }{
 	request: ast.StringTerm("request"), credential: ast.StringTerm("credential"), key: ast.StringTerm("key"),
 	site: ast.StringTerm("site"), account: ast.StringTerm("account"), public: ast.StringTerm("public"),
@@ -25,7 +25,7 @@ var fields = struct {
 	revoked: ast.StringTerm("revoked"), expired: ast.StringTerm("expired"), scopes: ast.StringTerm("scopes"),
 	cidrs: ast.StringTerm("allowed_cidrs"), meta: ast.StringTerm("meta"), remaining: ast.StringTerm("remaining"),
 	active: ast.StringTerm("active"), domains: ast.StringTerm("domains"), plan: ast.StringTerm("plan"),
-	limits: ast.StringTerm("limits"),
+	limits: ast.StringTerm("limits"), ownSitePrefixes: ast.StringTerm("own_site_prefixes"),
 }
 
 // emptyObject is the value of every empty input object (request.headers

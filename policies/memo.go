@@ -17,10 +17,12 @@ import (
 //     and with it a new, empty memo);
 //   - the memo key encodes every field of Input (appendInput, written out
 //     by hand; TestMemoKeyEncodesEveryField fails when a field is added to
-//     Input that it does not encode), except for request fields that no
-//     rule can reach: those the policy never references, not as
-//     input.request.<field>, nor through a shorter ref (input.request,
-//     input) or an import.
+//     Input that it does not encode), except for the fields in ignorable
+//     that no rule can reach: those the policy never references, not as
+//     input.request.<field> (input.key.id, …), nor through a shorter ref
+//     (input.request, input.key, input) or an import. The policy is
+//     evaluated with those fields cleared too, so a decision is a function
+//     of its key alone even should the analysis be wrong.
 //
 // Key facts that change over time reach the policy only as input fields
 // (key.revoked, key.expired, site.active, …), so a revocation or an expiry
@@ -45,8 +47,8 @@ type memo struct {
 // maxMemoKey bounds one key; the table's budget bounds them all.
 const maxMemoKey = 2048
 
-// unreadFields is a set of the ignorable request fields, one bit each.
-type unreadFields uint8
+// unreadFields is a set of the ignorable fields, one bit each.
+type unreadFields uint16
 
 const (
 	unreadHeaders unreadFields = 1 << iota
@@ -55,6 +57,16 @@ const (
 	unreadOrigin
 	unreadHost
 	unreadPath
+	unreadKeyID
+	unreadKeyName
+	unreadSiteID
+	unreadSiteAccount
+	unreadSiteDomains
+	unreadAccountID
+
+	// unreadIDs are the fields that name a key rather than describe it
+	// (a site's domains matter to its public routes: input.public.site).
+	unreadIDs = unreadKeyID | unreadKeyName | unreadSiteID | unreadSiteAccount | unreadSiteDomains | unreadAccountID
 )
 
 // ignorable are the input fields that vary per request without usually
@@ -71,10 +83,33 @@ var ignorable = []struct {
 	// A policy that reads input.request.prefixes and exact_path instead
 	// (see pathIndex) is keyed on those: ids in paths then cost nothing.
 	{[]string{"request", "path"}, unreadPath},
+	// A policy that asks only about a key's facts (mode, plan, state,
+	// entitlements) and leaves ids to keygate (counter keys' "{key}",
+	// input.request.own_site_prefixes) decides for all keys with the same
+	// facts at once: a key's first request is then a memo hit.
+	{[]string{"key", "id"}, unreadKeyID},
+	{[]string{"key", "name"}, unreadKeyName},
+	{[]string{"site", "id"}, unreadSiteID},
+	{[]string{"site", "account"}, unreadSiteAccount},
+	{[]string{"site", "domains"}, unreadSiteDomains},
+	{[]string{"account", "id"}, unreadAccountID},
 }
 
-// clear zeroes the fields of in that f holds.
-func (f unreadFields) clear(in *Input) {
+// spareFacts holds the copies of a key's, site's and account's facts that
+// clear makes when it zeroes an id: in's own point into the key cache,
+// which nothing may write. The caller keeps it on its stack.
+type spareFacts struct {
+	key     Key
+	site    Site
+	account Account
+}
+
+// clear zeroes the fields of in that f holds, copying the facts it changes
+// into spare.
+func (f unreadFields) clear(in *Input, spare *spareFacts) {
+	if f&unreadIDs != 0 {
+		f.clearIDs(in, spare)
+	}
 	r := &in.Request
 	if f&unreadHeaders != 0 {
 		r.Headers = nil
@@ -93,6 +128,37 @@ func (f unreadFields) clear(in *Input) {
 	}
 	if f&unreadPath != 0 {
 		r.Path = ""
+	}
+}
+
+func (f unreadFields) clearIDs(in *Input, spare *spareFacts) {
+	if k := in.Key; k != nil && f&(unreadKeyID|unreadKeyName) != 0 {
+		spare.key = *k
+		if f&unreadKeyID != 0 {
+			spare.key.ID = ""
+		}
+		if f&unreadKeyName != 0 {
+			spare.key.Name = ""
+		}
+		in.Key = &spare.key
+	}
+	if s := in.Site; s != nil && f&(unreadSiteID|unreadSiteAccount|unreadSiteDomains) != 0 {
+		spare.site = *s
+		if f&unreadSiteID != 0 {
+			spare.site.ID = ""
+		}
+		if f&unreadSiteAccount != 0 {
+			spare.site.Account = ""
+		}
+		if f&unreadSiteDomains != 0 {
+			spare.site.Domains = nil
+		}
+		in.Site = &spare.site
+	}
+	if a := in.Account; a != nil && f&unreadAccountID != 0 {
+		spare.account = *a
+		spare.account.ID = ""
+		in.Account = &spare.account
 	}
 }
 

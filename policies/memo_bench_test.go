@@ -54,14 +54,17 @@ func BenchmarkMemoKeys(b *testing.B) {
 }
 
 // distinctKeyInputs are n inputs of n keys over 500 sites, shaped as
-// extauthz builds them for a key route with an id in the path.
+// extauthz builds them for a key route with an id in the path. Each key has
+// a rate of its own: keys with the same facts share one memo entry (the
+// built-in policy reads no id), these share none.
 func distinctKeyInputs(n int) []*Input {
 	ins := make([]*Input, n)
 	for i := range ins {
 		in := proInput()
 		site := strconv.Itoa(i % 500)
 		in.Request.Path = "/v1/videos/vid_" + strconv.Itoa(i)
-		in.Key = &Key{ID: fmt.Sprintf("key_%020d", i), Mode: "live", Name: "key " + strconv.Itoa(i)}
+		in.Key = &Key{ID: fmt.Sprintf("key_%020d", i), Mode: "live", Name: "key " + strconv.Itoa(i),
+			Limits: map[string]int64{"rate": int64(1000 + i)}}
 		in.Site = &Site{ID: "site_" + site, Account: "acct_" + site, Domains: []string{"s" + site + ".example.com"}, Active: true}
 		in.Account = &Account{ID: "acct_" + site, Plan: "pro", Status: "active"}
 		ins[i] = in

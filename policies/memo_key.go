@@ -18,7 +18,8 @@ import (
 // does not encode.
 
 // appendInput appends the memo key of in to b, with the fields in unread
-// encoded as their zero values.
+// encoded as their zero values (a public route's site and account are never
+// cleared: unread names the key's).
 func appendInput(b []byte, in *Input, unread unreadFields) []byte {
 	b = append(b, '{')
 	b = appendRequest(b, &in.Request, unread)
@@ -27,16 +28,16 @@ func appendInput(b []byte, in *Input, unread unreadFields) []byte {
 	b = appendString(b, in.Credential.Kind)
 	b = appendString(b, in.Credential.Scheme)
 	b = append(b, '}')
-	b = appendKeyFacts(b, in.Key)
-	b = appendSite(b, in.Site)
-	b = appendAccount(b, in.Account)
+	b = appendKeyFacts(b, in.Key, unread)
+	b = appendSite(b, in.Site, unread)
+	b = appendAccount(b, in.Account, unread)
 	if p := in.Public; p == nil {
 		b = append(b, 'n')
 	} else {
 		b = append(b, 'p', '{')
 		b = appendString(b, p.Status)
-		b = appendSite(b, p.Site)
-		b = appendAccount(b, p.Account)
+		b = appendSite(b, p.Site, 0)
+		b = appendAccount(b, p.Account, 0)
 		b = append(b, '}')
 	}
 	return append(b, '}')
@@ -68,6 +69,7 @@ func appendRequest(b []byte, r *Request, unread unreadFields) []byte {
 	b = appendStringMap(b, r.Prefixes)
 	b = appendString(b, r.ExactPath)
 	b = appendStrings(b, r.CaseFolded)
+	b = appendStrings(b, r.OwnSitePrefixes)
 	return append(b, '}')
 }
 
@@ -79,14 +81,14 @@ func unless(unread unreadFields, s string) string {
 	return s
 }
 
-func appendKeyFacts(b []byte, k *Key) []byte {
+func appendKeyFacts(b []byte, k *Key, unread unreadFields) []byte {
 	if k == nil {
 		return append(b, 'n')
 	}
 	b = append(b, 'p', '{')
-	b = appendString(b, k.ID)
+	b = appendString(b, unless(unread&unreadKeyID, k.ID))
 	b = appendString(b, k.Mode)
-	b = appendString(b, k.Name)
+	b = appendString(b, unless(unread&unreadKeyName, k.Name))
 	b = appendBool(b, k.Revoked)
 	b = appendBool(b, k.Expired)
 	b = appendStrings(b, k.Scopes)
@@ -101,25 +103,29 @@ func appendKeyFacts(b []byte, k *Key) []byte {
 	return append(b, '}')
 }
 
-func appendSite(b []byte, s *Site) []byte {
+func appendSite(b []byte, s *Site, unread unreadFields) []byte {
 	if s == nil {
 		return append(b, 'n')
 	}
 	b = append(b, 'p', '{')
-	b = appendString(b, s.ID)
-	b = appendString(b, s.Account)
-	b = appendStrings(b, s.Domains)
+	b = appendString(b, unless(unread&unreadSiteID, s.ID))
+	b = appendString(b, unless(unread&unreadSiteAccount, s.Account))
+	if unread&unreadSiteDomains != 0 {
+		b = appendStrings(b, nil)
+	} else {
+		b = appendStrings(b, s.Domains)
+	}
 	b = appendBool(b, s.Active)
 	b = appendInt64Map(b, s.Limits)
 	return append(b, '}')
 }
 
-func appendAccount(b []byte, a *Account) []byte {
+func appendAccount(b []byte, a *Account, unread unreadFields) []byte {
 	if a == nil {
 		return append(b, 'n')
 	}
 	b = append(b, 'p', '{')
-	b = appendString(b, a.ID)
+	b = appendString(b, unless(unread&unreadAccountID, a.ID))
 	b = appendString(b, a.Plan)
 	b = appendString(b, a.Status)
 	b = appendInt64Map(b, a.Limits)

@@ -134,7 +134,7 @@ func inputFrom(t testing.TB, src byteSource) Input {
 // (with the unread fields cleared) gives.
 func TestMemoKeyMatchesReflection(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	all := unreadHeaders | unreadQuery | unreadMethod | unreadOrigin | unreadHost | unreadPath
+	all := unreadHeaders | unreadQuery | unreadMethod | unreadOrigin | unreadHost | unreadPath | unreadIDs
 	for i := range 3000 {
 		src := make(byteSource, 400)
 		for j := range src {
@@ -143,7 +143,7 @@ func TestMemoKeyMatchesReflection(t *testing.T) {
 		in := inputFrom(t, src)
 		unread := unreadFields(i) & all
 		cleared := in
-		unread.clear(&cleared)
+		unread.clear(&cleared, new(spareFacts))
 		want := reflectKey(t, nil, reflect.ValueOf(cleared))
 		if got := appendInput(nil, &in, unread); !bytes.Equal(got, want) {
 			t.Fatalf("input %d, unread %06b: appendInput differs from the reflective encoding\n got %q\nwant %q\ninput %+v", i, unread, got, want, in)
@@ -280,18 +280,52 @@ func TestUnreadBits(t *testing.T) {
 		}
 		seen |= f.bit
 	}
+	// zeroed follows path through in's fields (input.key.id: Key.ID).
 	zeroed := func(in Input, path []string) bool {
-		v := reflect.ValueOf(in.Request).FieldByNameFunc(func(n string) bool { return strings.EqualFold(n, path[1]) })
-		return v.IsValid() && v.IsZero()
+		v := reflect.ValueOf(in)
+		for _, name := range path {
+			if v.Kind() == reflect.Pointer {
+				v = v.Elem()
+			}
+			v = v.FieldByNameFunc(func(n string) bool { return strings.EqualFold(n, name) })
+			if !v.IsValid() {
+				t.Fatalf("%v: no such field", path)
+			}
+		}
+		return v.IsZero()
 	}
 	for set := range unreadFields(1 << len(ignorable)) {
 		in := fullInput()
-		set.clear(&in)
+		before := fullInput()
+		set.clear(&in, new(spareFacts))
 		for _, f := range ignorable {
 			if want := set&f.bit != 0; zeroed(in, f.path) != want {
-				t.Errorf("set %06b: %v zeroed %v, want %v", set, f.path, !want, want)
+				t.Errorf("set %011b: %v zeroed %v, want %v", set, f.path, !want, want)
 			}
 		}
+		// The facts in points to are the key cache's: clear copies them.
+		if set != 0 && !reflect.DeepEqual(before, fullInput()) {
+			t.Fatalf("set %011b: fullInput changed", set)
+		}
+	}
+}
+
+// TestClearLeavesFactsAlone: clearing an input's ids zeroes copies, never the
+// key, site or account the input points to (the key cache's, shared by every
+// request of that key).
+func TestClearLeavesFactsAlone(t *testing.T) {
+	in := fullInput()
+	key, site, account := *in.Key, *in.Site, *in.Account
+	cleared := in
+	unreadIDs.clear(&cleared, new(spareFacts))
+	if !reflect.DeepEqual(*in.Key, key) || !reflect.DeepEqual(*in.Site, site) || !reflect.DeepEqual(*in.Account, account) {
+		t.Fatalf("clear wrote through to the facts: %+v %+v %+v", in.Key, in.Site, in.Account)
+	}
+	if cleared.Key.ID != "" || cleared.Key.Name != "" || cleared.Site.ID != "" || cleared.Account.ID != "" {
+		t.Fatalf("ids left in: %+v %+v %+v", cleared.Key, cleared.Site, cleared.Account)
+	}
+	if cleared.Key.Mode != key.Mode || cleared.Account.Plan != account.Plan || cleared.Site.Limits["rate"] != site.Limits["rate"] {
+		t.Fatalf("facts lost: %+v %+v %+v", cleared.Key, cleared.Site, cleared.Account)
 	}
 }
 

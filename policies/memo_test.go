@@ -58,16 +58,29 @@ func ignored(m *memo) []string {
 	for _, f := range ignorable {
 		probe := clearedAll(m, fullInput())
 		also := probe
-		f.bit.clear(&also)
+		f.bit.clear(&also, new(spareFacts))
 		if reflect.DeepEqual(probe, also) {
-			out = append(out, f.path[1])
+			out = append(out, strings.Join(f.path, "."))
+		}
+	}
+	return out
+}
+
+// ign lists ignored fields as ignored gives them: request fields by name,
+// others by their path ("key.id"); ids adds every id field.
+func ign(ids bool, names ...string) []string {
+	var out []string
+	for _, f := range ignorable {
+		p := strings.Join(f.path, ".")
+		if (ids && f.bit&unreadIDs != 0) || slices.Contains(names, p) || slices.Contains(names, strings.TrimPrefix(p, "request.")) {
+			out = append(out, p)
 		}
 	}
 	return out
 }
 
 func clearedAll(m *memo, in Input) Input {
-	m.unread.clear(&in)
+	m.unread.clear(&in, new(spareFacts))
 	return in
 }
 
@@ -81,28 +94,35 @@ type memoCase struct {
 func TestMemoAnalysis(t *testing.T) {
 	const head = "package keygate.authz\n"
 	tests := []memoCase{
-		{"reads path only", head + `decision := {"allow": input.request.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
-		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host", "path"}},
+		{"reads path only", head + `decision := {"allow": input.request.path == "/x"}`, true, ign(true, "headers", "query", "method", "origin", "host")},
+		{"reads one header", head + `decision := {"allow": input.request.headers["x-a"] == "1"}`, true, ign(true, "query", "method", "origin", "host", "path")},
 		{"alias resolved by partial evaluation", head + `r := input.request
-decision := {"allow": r.path == "/x"}`, true, []string{"headers", "query", "method", "origin", "host"}},
-		{"reads the request whole", head + `decision := {"allow": count(input.request) > 5}`, true, nil},
+decision := {"allow": r.path == "/x"}`, true, ign(true, "headers", "query", "method", "origin", "host")},
+		{"reads the request whole", head + `decision := {"allow": count(input.request) > 5}`, true, ign(true)},
 		{"passes the request to a function", head + `decision := {"allow": f(input.request)}
-f(r) := true if r.path == "/x"`, true, []string{"headers", "query", "method", "origin", "host"}},
-		{"walks the request", head + `decision := {"allow": true} if { walk(input.request, [p, v]); v == "x" }`, true, nil},
+f(r) := true if r.path == "/x"`, true, ign(true, "headers", "query", "method", "origin", "host")},
+		{"walks the request", head + `decision := {"allow": true} if { walk(input.request, [p, v]); v == "x" }`, true, ign(true)},
 		{"reads input whole", head + `decision := {"allow": count(input) > 0}`, true, nil},
-		{"dynamic key", head + `decision := {"allow": input[x] == 1} if x := "request"`, true, nil},
-		{"field named by a constant", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, []string{"headers", "query", "origin", "host", "path"}},
-		{"field named by the input", head + `decision := {"allow": input.request[input.credential.kind] == "GET"}`, true, nil},
+		{"dynamic key", head + `decision := {"allow": input[x] == 1} if x := "request"`, true, ign(true)},
+		{"dynamic key of the input's own", head + `decision := {"allow": input[input.credential.kind] == 1}`, true, nil},
+		{"field named by a constant", head + `decision := {"allow": input.request[x] == "GET"} if x := "method"`, true, ign(true, "headers", "query", "origin", "host", "path")},
+		{"field named by the input", head + `decision := {"allow": input.request[input.credential.kind] == "GET"}`, true, ign(true)},
 		{"header read only under data that is off", head + `decision := {"allow": true, "id": id} if id := request_id
 request_id := input.request.headers["x-request-id"] if data.config.echo
-default request_id := ""`, true, []string{"headers", "query", "method", "origin", "host", "path"}},
+default request_id := ""`, true, ign(true, "headers", "query", "method", "origin", "host", "path")},
 		{"rule reached through another rule", head + `decision := {"allow": ok}
-ok if input.request.host == "a"`, true, []string{"headers", "query", "method", "origin", "path"}},
+ok if input.request.host == "a"`, true, ign(true, "headers", "query", "method", "origin", "path")},
 		{"import", head + `import input.request.headers as h
-decision := {"allow": h["x-a"] == "1"}`, true, []string{"query", "method", "origin", "host", "path"}},
+decision := {"allow": h["x-a"] == "1"}`, true, ign(true, "query", "method", "origin", "host", "path")},
 		{"reads the path only without keygate's classification", head + `decision := {"allow": p == "/x"}
 p := input.request.exact_path
-p := input.request.path if not input.request.prefixes`, true, []string{"headers", "query", "method", "origin", "host", "path"}},
+p := input.request.path if not input.request.prefixes`, true, ign(true, "headers", "query", "method", "origin", "host", "path")},
+		{"reads the key's id", head + `decision := {"allow": input.key.id == "key_1"}`, true,
+			ign(false, "headers", "query", "method", "origin", "host", "path", "key.name", "site.id", "site.account", "site.domains", "account.id")},
+		{"reads the key whole", head + `decision := {"allow": object.get(input.key, "meta", {}) == {}}`, true,
+			ign(false, "headers", "query", "method", "origin", "host", "path", "site.id", "site.account", "site.domains", "account.id")},
+		{"reads the site's account", head + `decision := {"allow": input.site.account == input.account.id}`, true,
+			ign(false, "headers", "query", "method", "origin", "host", "path", "key.id", "key.name", "site.id", "site.domains")},
 		{"clock", head + `decision := {"allow": time.now_ns() > 0}`, false, nil},
 		{"random", head + `decision := {"allow": rand.intn("x", 2) == 1}`, false, nil},
 		{"print", head + `decision := {"allow": true} if print("hi")`, false, nil},
@@ -122,13 +142,13 @@ p := input.request.path if not input.request.prefixes`, true, []string{"headers"
 			}
 		})
 	}
-	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, []string{"headers", "query", "path"}) {
+	if got := ignored(defaultPolicy(t).memo); !cmp.Equal(got, ign(true, "headers", "query", "path")) {
 		t.Errorf("built-in policy ignores %v", got)
 	}
 	// The same rules with the data switch on read the header.
 	i := slices.IndexFunc(tests, func(c memoCase) bool { return c.name == "header read only under data that is off" })
 	p := compileWithData(t, tests[i].src, map[string]any{"config": map[string]any{"echo": true}})
-	if got := ignored(p.memo); slices.Contains(got, "headers") {
+	if got := ignored(p.memo); slices.Contains(got, "request.headers") {
 		t.Errorf("with echo on, headers are ignored: %v", got)
 	}
 }
@@ -160,7 +180,8 @@ func TestMemoKeyCoversEveryField(t *testing.T) {
 	}
 	base := key()
 	ignoredField := map[string]bool{"Request.Query": true, "Request.Path": true, "Request.Method": true, "Request.Host": true,
-		"Request.Origin.Scheme": true, "Request.Origin.Host": true, "Request.Origin.Port": true, "Request.Origin.DefaultPort": true}
+		"Request.Origin.Scheme": true, "Request.Origin.Host": true, "Request.Origin.Port": true, "Request.Origin.DefaultPort": true,
+		"Key.ID": true, "Key.Name": true, "Site.ID": true, "Site.Account": true, "Site.Domains": true, "Account.ID": true}
 	check := func(path string) {
 		if changed := key() != base; changed == ignoredField[path] {
 			t.Errorf("%s: key changed = %t, want %t", path, changed, !ignoredField[path])
@@ -303,7 +324,7 @@ func TestMemoBounded(t *testing.T) {
 		t.Fatalf("%d entries, %d evictions for 50,000 puts", n, evictions)
 	}
 	in := fullInput()
-	in.Key.Name = strings.Repeat("a", maxMemoKey)
+	in.Key.Mode = strings.Repeat("a", maxMemoKey)
 	if _, key, _ := m.get(&in); key != nil {
 		t.Fatal("an input with a key over maxMemoKey would be remembered")
 	}

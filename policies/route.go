@@ -88,3 +88,22 @@ func (ix pathIndex) classifyInto(r *Request, scratch map[string]string) {
 		r.Prefixes[s] = segment
 	}
 }
+
+// ownSitePrefixes appends to dst the prefixes of in's classified path whose
+// segment is in's site id, sorted (input.request.own_site_prefixes). None
+// without a site, or for a site without an id.
+func ownSitePrefixes(dst []string, in *Input) []string {
+	if in.Site == nil || in.Site.ID == "" {
+		return nil
+	}
+	for prefix, segment := range in.Request.Prefixes {
+		if segment == in.Site.ID {
+			dst = append(dst, prefix)
+		}
+	}
+	if len(dst) == 0 {
+		return nil
+	}
+	slices.Sort(dst)
+	return dst
+}

@@ -22,21 +22,41 @@ func BenchmarkDecideDistinctIDs(b *testing.B) {
 	})
 }
 
-// BenchmarkDecideMiss is a memo miss on every decision: each comes from
-// another key, so the built-in policy is evaluated (and remembered).
+// BenchmarkDecideMiss is a memo miss on every decision: each comes with
+// another Host (which the built-in policy reads: config.host_modes), so the
+// policy is evaluated (and remembered). Another key would not do: the
+// built-in policy reads no id, and keys with the same facts share a
+// decision (BenchmarkDecideOtherKeys).
 func BenchmarkDecideMiss(b *testing.B) {
 	e := engineFor(b, Default())
 	in := proInput()
-	ids := make([]string, 1<<16)
-	for i := range ids {
-		ids[i] = "key_" + strconv.Itoa(i)
+	hosts := make([]string, 1<<16)
+	for i := range hosts {
+		hosts[i] = "api-" + strconv.Itoa(i) + ".example.test"
 	}
 	benchDecideEach(b, e, func(i int) *Input {
-		in.Key.ID = ids[i%len(ids)]
+		in.Request.Host = hosts[i%len(hosts)]
 		return in
 	})
 	if s := e.MemoStats(); s.Hits > s.Misses/100 {
 		b.Fatalf("not measuring misses: %+v", s)
+	}
+}
+
+// BenchmarkDecideOtherKeys is every decision from another key, site and
+// account with the same facts: memo hits after the first.
+func BenchmarkDecideOtherKeys(b *testing.B) {
+	e := engineFor(b, Default())
+	ins := make([]*Input, 1<<12)
+	for i := range ins {
+		in := proInput()
+		n := strconv.Itoa(i)
+		in.Key.ID, in.Site.ID, in.Account.ID, in.Site.Account = "key_"+n, "site-"+n, "acct-"+n, "acct-"+n
+		ins[i] = in
+	}
+	benchDecideEach(b, e, func(i int) *Input { return ins[i%len(ins)] })
+	if s := e.MemoStats(); s.Misses > 1 {
+		b.Fatalf("keys with the same facts missed: %+v", s)
 	}
 }
 

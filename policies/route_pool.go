@@ -2,22 +2,39 @@ package policies
 
 import "sync"
 
-// prefixMaps recycles the maps that hold a request's classification
-// (input.request.prefixes). A map lives only while one decision is made:
-// the memo key and the evaluated input copy its contents, and no Decision
-// refers to it, so DecideMemo hands it back when it returns.
-var prefixMaps = sync.Pool{New: func() any { return make(map[string]string, 2) }}
+// classifyScratch is what classifying a request for one decision needs:
+// the map that holds input.request.prefixes, room for its
+// own_site_prefixes, and the copies of the facts whose ids are cleared
+// (spareFacts). It lives only while one decision is made: the memo key and
+// the evaluated input copy what they need, and no Decision refers to it,
+// so DecideMemo hands it back when it returns. It is pooled, not on
+// DecideMemo's stack: the classified input points into it, and the
+// evaluator's conversion of that input would move it to the heap.
+type classifyScratch struct {
+	prefixes map[string]string
+	own      [2]string
+	spare    spareFacts
+}
+
+var classifyScratches = sync.Pool{New: func() any {
+	return &classifyScratch{prefixes: make(map[string]string, 2)}
+}}
 
 // maxPooledPrefixes bounds what a recycled map may hold; a larger one (a
 // path under very many of the data's prefixes) is left to the collector.
 const maxPooledPrefixes = 16
 
-func getPrefixMap() map[string]string { return prefixMaps.Get().(map[string]string) }
+func getClassifyScratch() *classifyScratch {
+	return classifyScratches.Get().(*classifyScratch)
+}
 
-func putPrefixMap(m map[string]string) {
-	if len(m) > maxPooledPrefixes {
-		return
+func putClassifyScratch(s *classifyScratch) {
+	if len(s.prefixes) > maxPooledPrefixes {
+		s.prefixes = make(map[string]string, 2)
+	} else {
+		clear(s.prefixes)
 	}
-	clear(m)
-	prefixMaps.Put(m)
+	s.own = [2]string{}
+	s.spare = spareFacts{}
+	classifyScratches.Put(s)
 }

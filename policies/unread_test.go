@@ -51,7 +51,7 @@ func TestUnreadDefaultPolicy(t *testing.T) {
 	in := proInput()
 	in.Request.Headers = map[string]string{"x-request-id": "r1"}
 	in.Request.Query = "a=1"
-	p.unread.clear(in)
+	p.unread.clear(in, new(spareFacts))
 	if in.Request.Headers != nil || in.Request.Path != "" || in.Request.Query != "" {
 		t.Fatalf("left in: %+v", in.Request)
 	}

@@ -211,10 +211,17 @@ func TestTokenTestMode(t *testing.T) {
 	var explained struct {
 		Allow    bool
 		Upstream map[string]string `json:"upstream_headers"`
+		Limits   []struct{ Kind, Key string }
 	}
 	out := env.CLI("check", "--path", "/v1/videos", "-H", "Authorization: Bearer "+access)
 	if err := json.Unmarshal([]byte(out), &explained); err != nil || !explained.Allow || explained.Upstream["x-keygate-mode"] != "test" {
 		t.Fatalf("keygate check with a token: %v: %s", err, out)
+	}
+	// The counters it would charge are named as serve charges them: the
+	// policy's "key:{key}:test" with the key's id filled in.
+	id := explained.Upstream["x-keygate-key-id"]
+	if len(explained.Limits) == 0 || id == "" || explained.Limits[0].Key != "key:"+id+":test" {
+		t.Fatalf("keygate check's limits %+v (key %q): %s", explained.Limits, id, out)
 	}
 }
 

@@ -97,6 +97,11 @@ func explain(res extauthz.Result) explanation {
 	d := res.Decision
 	x := explanation{Allow: d.Allow, Status: d.Status, Code: d.Code, Message: d.Message, Rule: d.Rule,
 		Upstream: res.Upstream, Remove: res.Remove, Response: d.ResponseHeaders, Limits: d.Limits}
+	// The counters as they would be charged: "{key}" and the like filled in
+	// (serve refuses a request whose limits cannot be, as POLICY_ERROR).
+	if filled, err := policies.CounterKeys(d.Limits, res.Input); err == nil {
+		x.Limits = filled
+	}
 	if !d.Allow {
 		x.Response = extauthz.DenyHeaders(d, res.Input.Credential.Status != policies.CredMissing)
 		x.Body = extauthz.DenyBody(d)

@@ -286,7 +286,22 @@ route_not_in_plan if {
 # description: A site-scoped path (config.routes.site_scoped_prefixes, /v1/sites/{site}/…) names another site than the key's (403 SITE_MISMATCH).
 site_mismatch if {
 	some prefix in config.routes.site_scoped_prefixes
-	path_prefixes[prefix] != input.site.id
+	path_prefixes[prefix]
+	not own_site_prefixes[prefix]
+}
+
+# METADATA
+# title: own_site_prefixes
+# description: |
+#   The prefixes of path_prefixes whose segment is the key's site id.
+#   keygate computes them for every request (input.request.own_site_prefixes),
+#   so the policy never compares the site id itself and requests from keys
+#   of different sites with the same facts share one remembered decision;
+#   without them (a test giving only a path) they are computed here.
+own_site_prefixes := {prefix | some prefix in input.request.own_site_prefixes} if {
+	input.request.prefixes
+} else := {prefix | some prefix, segment in path_prefixes; segment == input.site.id} if {
+	not input.request.prefixes
 }
 
 # METADATA

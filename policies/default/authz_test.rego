@@ -209,7 +209,12 @@ test_site_scoped_paths if {
 
 # keygate's own input classifies the path (input.request.prefixes and
 # exact_path); the rules decide on that, not on the raw path.
-classified(p, prefixes) := with_input({"request": {"path": p, "prefixes": prefixes}})
+# own_site_prefixes is keygate's too: the prefixes whose segment is the
+# key's site id.
+classified(p, prefixes) := with_input({"request": {
+	"path": p, "prefixes": prefixes,
+	"own_site_prefixes": [prefix | some prefix, segment in prefixes; segment == base.site.id],
+}})
 
 test_classified_paths if {
 	decide(classified("/v1/sites/site-a/videos/vid_9", {"/v1/sites/": "site-a"})).allow
@@ -219,6 +224,49 @@ test_classified_paths if {
 	decide(health).rule == "public_route"
 	decide(classified("/healthz", {"/health": "z"})).rule == "key_route"
 	decide(classified("/auth/api-key", {"/auth/": "api-key"})).rule == "public_route"
+}
+
+# With keygate's classification the policy compares no site id: the site a
+# path names is the key's only when keygate says so.
+test_classified_site_is_keygates if {
+	inp := with_input({"request": {"path": "/v1/sites/site-a/x", "prefixes": {"/v1/sites/": "site-a"}}})
+	deny(decide(inp)) == [403, "SITE_MISMATCH", "site_mismatch"]
+	own := object.union(inp, {"request": {"own_site_prefixes": ["/v1/sites/"]}})
+	decide(own).allow
+}
+
+# The decision never depends on the key's, site's or account's ids: keygate
+# fills them into counter keys ("{key}", "{site}") and classifies the site
+# a path names, so it can remember one decision for every key with the
+# same facts. Same facts, other ids: the same decision, on every kind of
+# key route.
+test_decision_ignores_ids if {
+	some p in ["/v1/videos/vid_1", "/v1/audio/generate", "/v1/sites/SITE/videos", "/v1/usage"]
+	some method in ["GET", "POST"]
+	decide(with_ids(p, method, "key_1", "site-a", "acct")) == decide(with_ids(p, method, "key_2", "site-b", "acct-2"))
+}
+
+test_with_ids_site_route_allows if {
+	decide(with_ids("/v1/sites/SITE/videos", "GET", "key_2", "site-b", "acct-2")).allow
+	q := decide(with_ids("/v1/audio/generate", "POST", "key_2", "site-b", "acct-2")).limits[1]
+	q.key == "key:{key}:live:quota"
+}
+
+with_ids(p, method, key, site, account) := object.union(base, {
+	"request": {
+		"path": path, "method": method, "prefixes": prefixes,
+		"own_site_prefixes": [prefix | some prefix, segment in prefixes; segment == site],
+	},
+	"key": {"id": key, "limits": {"quota": 5}},
+	"site": {"id": site, "account": account},
+	"account": {"id": account},
+}) if {
+	path := replace(p, "SITE", site)
+	prefixes := {prefix: segment |
+		some prefix in authz.data_paths
+		authz.route_prefix_of(path, prefix)
+		segment := split(substring(path, count(prefix), -1), "/")[0]
+	}
 }
 
 # --- key routes: live/test mode by host ---

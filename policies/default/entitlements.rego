@@ -124,7 +124,7 @@ spend_use if {
 #   strips every x-keygate-* header the client sent, so the upstream can
 #   trust them.
 key_headers[name] := value if {
-	some k, value in object.get(input.key, "meta", {})
+	some k, value in input.key.meta
 	name := concat("", ["x-keygate-meta-", k])
 }
 

@@ -214,7 +214,7 @@ test_key_rate_beats_site_and_plan if {
 	inp := object.union(ent({"limits": {"rate": 7}}, "GET", "/v1/videos"), {"site": object.union(base.site, {"limits": {"rate": 99}})})
 	[r] := authz.limits with input as inp
 	r.limit == 7
-	r.key == "key:key_1:live"
+	r.key == "key:{key}:live"
 	r.burst == 7
 }
 
@@ -227,9 +227,9 @@ test_key_quota_has_its_own_counter if {
 	method := object.get(metered, "methods", ["GET"])[0]
 	got := authz.limits with input as ent({"limits": {"quota": 3}}, method, metered.prefix)
 	[q] := [l | some l in got; l.kind == "quota"]
-	q.key == "key:key_1:live:quota"
+	q.key == "key:{key}:live:quota"
 	q.limit == 3
 	site := authz.limits with input as ent({}, method, metered.prefix)
 	[sq] := [l | some l in site; l.kind == "quota"]
-	sq.key == "site:site-a:live"
+	sq.key == "site:{site}:live"
 }

@@ -18,7 +18,7 @@ limits_config := object.get(config, "limits", {})
 default limits := []
 
 limits := array.concat(rate_limit, quota_limit) if {
-	input.key
+	input.key.mode
 	route == "key"
 }
 
@@ -30,11 +30,27 @@ limits := array.concat(rate_limit, quota_limit) if {
 #   site beats account beats plan). A name nobody sets has no limit.
 effective_limits := object.union(
 	object.union(
-		object.union(object.get(limits_config, ["plans", input.account.plan], {}), object.get(input.account, "limits", {})),
-		object.get(input.site, "limits", {}),
+		object.union(object.get(limits_config, ["plans", input.account.plan], {}), account_limits),
+		site_limits,
 	),
-	object.get(input.key, "limits", {}),
+	key_limits,
 )
+
+# Each level's own limits, {} when it sets none. They are read field by
+# field, never as object.get(input.key, …): a policy that reads the whole
+# key, site or account reads their ids too, and keygate then remembers its
+# decisions per key instead of per set of facts (the memo's analysis).
+default account_limits := {}
+
+account_limits := input.account.limits
+
+default site_limits := {}
+
+site_limits := input.site.limits
+
+default key_limits := {}
+
+key_limits := input.key.limits
 
 # METADATA
 # title: route_cost
@@ -60,13 +76,19 @@ method_matches(c) if upper(input.request.method) in c.methods
 #   reads the same template to show a site's usage (admin API, CLI).
 quota_counter(site, mode) := replace(replace(quota_counter_template, "{site}", site), "{mode}", mode)
 
+# Counter keys name the key, its site and its account as "{key}", "{site}"
+# and "{account}": keygate puts the request's ids in when it charges the
+# counter (and fills "{mode}" too, should a key leave it). The policy then
+# never reads an id, so requests from different keys with the same facts
+# share one remembered decision instead of being evaluated once per key.
+
 default quota_counter_template := "site:{site}:{mode}"
 
 quota_counter_template := limits_config.quota_counter if is_string(limits_config.quota_counter)
 
 rate_limit := [{
 	"kind": "rate",
-	"key": concat(":", ["key", input.key.id, input.key.mode]),
+	"key": concat(":", ["key", "{key}", input.key.mode]),
 	"limit": rate,
 	"period": object.get(effective_limits, "period", "1m"),
 	"burst": object.get(effective_limits, "burst", rate),
@@ -111,7 +133,8 @@ limit_denials[name] := deny_with(["errors", name, lower(name)]) if {
 #   The quota counter a request charges: the site's (quota_counter), or,
 #   for a key with a quota of its own (input.key.limits.quota), the key's
 #   own monthly counter "key:<id>:<mode>:quota", which replaces the site's
-#   for that key's requests. (A key's rate is always its own counter.)
-quota_key := concat(":", ["key", input.key.id, input.key.mode, "quota"]) if {
+#   for that key's requests. (A key's rate is always its own counter.) The
+#   ids are left for keygate to fill ("{key}", "{site}").
+quota_key := concat(":", ["key", "{key}", input.key.mode, "quota"]) if {
 	is_number(input.key.limits.quota)
-} else := quota_counter(input.site.id, input.key.mode)
+} else := quota_counter("{site}", input.key.mode)

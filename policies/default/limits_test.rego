@@ -29,7 +29,7 @@ test_plus_key_route_charges_its_rate if {
 	count(got.limits) == 1
 	l := got.limits[0]
 	l.kind == "rate"
-	l.key == "key:key_1:live"
+	l.key == "key:{key}:live"
 	l.limit == plan_limits("plus").rate
 	l.burst == object.get(plan_limits("plus"), "burst", plan_limits("plus").rate)
 	l.period == object.get(plan_limits("plus"), "period", "1m")
@@ -51,7 +51,7 @@ test_generation_costs_more_and_is_metered if {
 	r.kind == "rate"
 	r.cost == cost("/v1/audio/generate").rate
 	q.kind == "quota"
-	q.key == "site:s1:live"
+	q.key == "site:{site}:live"
 	q.limit == plan_limits("pro").quota
 	q.period == "month"
 	q.cost == cost("/v1/audio/generate").quota
@@ -75,8 +75,8 @@ test_enterprise_is_unlimited if {
 
 test_test_keys_have_their_own_counters if {
 	got := authz.limits with input as key_input("max", "test", "POST", "/v1/audio/generate")
-	got[0].key == "key:key_1:test"
-	got[1].key == "site:s1:test"
+	got[0].key == "key:{key}:test"
+	got[1].key == "site:{site}:test"
 }
 
 test_site_override_beats_account_beats_plan if {
@@ -161,7 +161,7 @@ test_quota_counter_template if {
 	authz.quota_counter("acme", "test") == "site:acme:test"
 	got := authz.limits with input as key_input("plus", "live", "POST", "/v1/audio/generate")
 		with data.keygate.config.limits.quota_counter as "q/{mode}/{site}"
-	got[1].key == "q/live/s1"
+	got[1].key == "q/live/{site}"
 }
 
 # A prefix matches whole segments: /v1/usage is free, /v1/usage/x too, but

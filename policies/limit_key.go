@@ -1,0 +1,112 @@
+package policies
+
+import (
+	"fmt"
+	"strings"
+)
+
+// A limit's key may name the request's key, its site and its account as
+// "{key}", "{site}" and "{account}" (and the key's mode as "{mode}"):
+// keygate fills them in when it charges the counter. The built-in policy
+// writes its counter keys that way ("key:{key}:live"), so it never reads
+// an id and the memo remembers one decision for every key with the same
+// facts instead of one per key (memo.go). A key without placeholders is
+// charged as written, as before.
+
+// placeholders are the names CounterKey fills, with the fact each names.
+var placeholders = [...]struct {
+	name string
+	of   func(in *Input) string
+}{
+	{"{key}", func(in *Input) string { return keyOf(in).ID }},
+	{"{mode}", func(in *Input) string { return keyOf(in).Mode }},
+	{"{site}", func(in *Input) string {
+		if in.Site == nil {
+			return ""
+		}
+		return in.Site.ID
+	}},
+	{"{account}", func(in *Input) string {
+		if in.Account == nil {
+			return ""
+		}
+		return in.Account.ID
+	}},
+}
+
+func keyOf(in *Input) *Key {
+	if in.Key == nil {
+		return &Key{}
+	}
+	return in.Key
+}
+
+// CounterKey is l's counter key for the request in: its placeholders
+// filled from in's key, site and account. A placeholder the request has no
+// value for (a limit naming "{key}" on a request without a key) is an
+// error, so the caller refuses the request rather than charge every such
+// request one shared counter.
+func (l Limit) CounterKey(in *Input) (string, error) {
+	rest, ok := l.Key, strings.Contains(l.Key, "{")
+	if !ok {
+		return l.Key, nil
+	}
+	// One pass: what a placeholder is filled with is never read again.
+	var b strings.Builder
+	b.Grow(len(rest) + 32)
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		rest = rest[i:]
+		filled := false
+		for _, p := range placeholders {
+			if !strings.HasPrefix(rest, p.name) {
+				continue
+			}
+			v := p.of(in)
+			if v == "" {
+				return "", fmt.Errorf("%w: limit key %q names %s, which this request does not have", ErrPolicy, l.Key, p.name)
+			}
+			b.WriteString(v)
+			rest, filled = rest[len(p.name):], true
+			break
+		}
+		if !filled {
+			b.WriteByte('{')
+			rest = rest[1:]
+		}
+	}
+	key := b.String()
+	if len(key) > maxLimitKey || strings.ContainsAny(key, " \t") {
+		return "", fmt.Errorf("%w: limit key %q is too long or has spaces once filled in", ErrPolicy, l.Key)
+	}
+	return key, nil
+}
+
+// CounterKeys is ls with every key filled in for in (CounterKey): ls itself
+// when no key has a placeholder.
+func CounterKeys(ls []Limit, in *Input) ([]Limit, error) {
+	var out []Limit
+	for i, l := range ls {
+		k, err := l.CounterKey(in)
+		if err != nil {
+			return nil, err
+		}
+		if k == l.Key && out == nil {
+			continue
+		}
+		if out == nil {
+			out = append(make([]Limit, 0, len(ls)), ls[:i]...)
+		}
+		l.Key = k
+		out = append(out, l)
+	}
+	if out == nil {
+		return ls, nil
+	}
+	return out, nil
+}
