@@ -315,6 +315,7 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	}
 	return d, MemoMiss, err
 }
+
 // classify is in as the policy sees it: its path classified by the
 // policy's data (into prefixes, an empty map to fill, and own), without
 // the fields the policy never reads (their facts copied into spare).
