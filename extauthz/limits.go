@@ -34,9 +34,11 @@ const (
 // a remembered decision serves every key with the same facts). It returns
 // the allow with RateLimit-* response headers, or the refusal.
 func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies.Input, d policies.Decision, now time.Time) policies.Decision {
-	if a.Limits == nil || len(d.Limits) == 0 {
+	if len(d.Limits) == 0 {
 		return d
 	}
+	// The keys are filled in (and a limit that cannot be refused) with no
+	// limiter too, so `keygate check` answers as serve does.
 	counters := make([]limits.Counter, len(d.Limits))
 	for i, l := range d.Limits {
 		key, err := l.CounterKey(in)
@@ -45,6 +47,9 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies
 			return Deny(pol, denyPolicyError, "policy_error")
 		}
 		counters[i] = limitCounter(l, key)
+	}
+	if a.Limits == nil {
+		return d
 	}
 	out, err := a.Limits.Charge(ctx, now, counters)
 	switch {

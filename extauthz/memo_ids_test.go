@@ -131,3 +131,41 @@ func TestCounterKeyWithoutKey(t *testing.T) {
 		t.Fatalf("with a key: %+v, %d charges", got, c.calls)
 	}
 }
+
+// customDenials is a Decider whose policy has a row for POSTS_USED_UP.
+type customDenials struct{ plainDecider }
+
+func (customDenials) Denial(name string) (policies.Decision, bool) {
+	if name != "POSTS_USED_UP" {
+		return policies.Decision{}, false
+	}
+	return policies.Decision{Status: 402, Code: name, Message: "posts used up"}, true
+}
+
+// denyingLimiter refuses the counter named key.
+type denyingLimiter struct{ key string }
+
+func (l denyingLimiter) Charge(_ context.Context, _ time.Time, cs []limits.Counter) (limits.Outcome, error) {
+	for _, c := range cs {
+		if c.Key == l.key {
+			return limits.Outcome{Denied: &limits.Result{Counter: c}}, nil
+		}
+	}
+	return limits.Outcome{}, nil
+}
+
+// TestFilledCounterKeepsItsCode: an exhausted counter whose key the policy
+// wrote with a placeholder is refused with the policy's own code for it,
+// found by the key as charged.
+func TestFilledCounterKeepsItsCode(t *testing.T) {
+	a := &Authorizer{Limits: denyingLimiter{key: "site:s1:live"}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := policies.Decision{Allow: true, Limits: []policies.Limit{
+		{Kind: "rate", Key: "key:{key}:live", Limit: 5, Period: time.Minute, Cost: 1, Code: "RATE_LIMITED"},
+		{Kind: "quota", Key: "site:{site}:live", Limit: 5, Cost: 1, Code: "POSTS_USED_UP"},
+	}}
+	in := &policies.Input{Key: &policies.Key{ID: "key_1", Mode: "live"}, Site: &policies.Site{ID: "s1"}, Account: &policies.Account{ID: "a1"}}
+	got := a.chargeLimits(context.Background(), customDenials{}, in, d, time.Now())
+	if got.Allow || got.Code != "POSTS_USED_UP" || got.Status != 402 {
+		t.Fatalf("%+v, want the policy's POSTS_USED_UP", got)
+	}
+}

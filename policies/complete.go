@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -33,6 +34,11 @@ func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
 		return nil, err
 	}
 	p := newPolicy(b, denials)
+	if strings.Contains(p.quotaCounter, "{key}") || strings.Contains(p.quotaCounter, "{account}") {
+		// keygate reads a site's usage under this name (QuotaCounter)
+		// knowing the site and the mode only.
+		return nil, fmt.Errorf("%w: config.limits.quota_counter %q names a site's counter: it may name {site} and {mode}, not {key} or {account}", ErrPolicy, p.quotaCounter)
+	}
 	p.query, p.pending = fc.query, &fc.pending
 	return p, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 func TestCounterKey(t *testing.T) {
@@ -87,5 +89,24 @@ else := {"allow": false, "status": 403, "code": "NO", "message": "no"}`)
 	}
 	if in.Key.ID != "key_2" || in.Site.ID != "site-b" || in.Account.ID != "acct-2" {
 		t.Fatalf("the caller's input changed: %+v %+v %+v", in.Key, in.Site, in.Account)
+	}
+}
+
+// TestQuotaCounterTemplateNamesASite: keygate reads a site's usage back
+// under config.limits.quota_counter knowing the site and the mode only, so
+// a template naming the key or the account is refused at load (it would be
+// charged under one name and read under another).
+func TestQuotaCounterTemplateNamesASite(t *testing.T) {
+	src := "package keygate.authz\n" + `decision := {"allow": true, "status": 200}`
+	m, err := ast.ParseModuleWithOpts("p.rego", src, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for template, ok := range map[string]bool{"site:{site}:{mode}": true, "q/{mode}/{site}": true, "acct:{account}:{mode}": false, "k:{key}": false} {
+		data := map[string]any{"keygate": map[string]any{"config": map[string]any{"limits": map[string]any{"quota_counter": template}}}}
+		_, err := Compile(context.Background(), &Bundle{Source: "test", Modules: map[string]*ast.Module{"p.rego": m}, Documents: data})
+		if (err == nil) != ok || (err != nil && !errors.Is(err, ErrPolicy)) {
+			t.Errorf("%q: %v, want ok=%t", template, err, ok)
+		}
 	}
 }

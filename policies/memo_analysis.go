@@ -26,16 +26,27 @@ import (
 func newMemo(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module, documents map[string]any) *memo {
 	var reads [][]string
 	deterministic := true
+	// Under `with input… as …` a rule that holds only without keygate's
+	// path classification may hold while keygate decides: the shortcut
+	// below is off then.
+	guarded := !replacesInput(modules)
 	var dataRefs []ast.Ref
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
 		case *ast.Rule:
 			// A rule that holds only without keygate's path classification
-			// (a test's fallback) never reads anything when keygate decides.
-			return withoutClassification(x.Body)
+			// (a test's fallback) never reads anything when keygate decides;
+			// the else branches that follow it still may.
+			if guarded && withoutClassification(x.Body) {
+				if x.Else != nil {
+					vis.Walk(x.Else)
+				}
+				return true
+			}
+			return false
 		case ast.Body:
-			return withoutClassification(x)
+			return guarded && withoutClassification(x)
 		case ast.Ref:
 			if name := builtinName(x); name != "" && !deterministicBuiltin(name) {
 				deterministic = false
@@ -212,6 +223,26 @@ func deterministicBuiltin(name string) bool {
 // It is built rather than parsed: OPA's parser sorts every built-in's
 // capabilities first, ~0.15 M instructions at package initialisation.
 var classificationRef = ast.Ref{ast.VarTerm("input"), ast.StringTerm("request"), ast.StringTerm("prefixes")}
+
+// replacesInput reports whether any expression of modules replaces part of
+// the input (`with input… as …`).
+func replacesInput(modules []*ast.Module) bool {
+	found := false
+	for _, m := range modules {
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			for _, w := range e.With {
+				switch t := w.Target.Value.(type) {
+				case ast.Ref:
+					found = found || t.HasPrefix(ast.InputRootRef)
+				case ast.Var:
+					found = found || t.Equal(ast.InputRootDocument.Value)
+				}
+			}
+			return found
+		})
+	}
+	return found
+}
 
 // withoutClassification reports whether body holds only when input.request.
 // prefixes is undefined: it has the expression `not input.request.prefixes`.

@@ -417,3 +417,50 @@ func TestSetMemoOff(t *testing.T) {
 		t.Fatalf("memo back on: %d entries, want 1", n)
 	}
 }
+
+// TestMemoAnalysisFindsGuardedReads: a rule that holds only without
+// keygate's classification (`not input.request.prefixes`) is skipped by
+// the analysis, but not the else branches after it, and not at all when
+// the policy replaces the input with `with`, under which it may hold while
+// keygate decides. Each policy blocks key_2 by its id: the memo must key
+// on the id and decide key_2 as the policy does on its whole input.
+func TestMemoAnalysisFindsGuardedReads(t *testing.T) {
+	const head = "package keygate.authz\n" + `decision := {"allow": true, "status": 200} if ok
+else := {"allow": false, "status": 403, "code": "NO", "message": "no"}
+`
+	cases := map[string]string{
+		"else after the guard": head + `
+ok := true if { not input.request.prefixes } else := true if { input.key.id != "key_2" } else := false`,
+		"guard in the middle of an else chain": head + `
+ok := false if { input.request.method == "NOPE" } else := true if { not input.request.prefixes } else := true if { input.key.id != "key_2" } else := false`,
+		"with prefixes as false": head + `
+default ok := false
+ok if { not blocked with input.request.prefixes as false }
+blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
+		"with request as": head + `
+default ok := false
+ok if { not blocked with input.request as {"path": "/x"} }
+blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
+		"with input as": head + `
+default ok := false
+ok if { not blocked with input as {"key": input.key} }
+blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
+	}
+	ctx := context.Background()
+	for name, src := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := compileSource(t, src)
+			if p.unread&unreadKeyID != 0 {
+				t.Errorf("key.id proved unread")
+			}
+			in := proInput()
+			if d, _, err := p.DecideMemo(ctx, in); err != nil || !d.Allow {
+				t.Fatalf("key_1: %+v, %v", d, err)
+			}
+			in.Key.ID = "key_2"
+			if d, _, err := p.DecideMemo(ctx, in); err != nil || d.Allow {
+				t.Fatalf("key_2, blocked by its id: %+v, %v", d, err)
+			}
+		})
+	}
+}
