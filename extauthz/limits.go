@@ -37,19 +37,23 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies
 	if len(d.Limits) == 0 {
 		return d
 	}
-	// The keys are filled in (and a limit that cannot be refused) with no
-	// limiter too, so `keygate check` answers as serve does.
+	if a.Limits == nil {
+		// Nothing to charge, but a limit whose key cannot be filled in is
+		// refused all the same, so `keygate check` answers as serve does.
+		for _, l := range d.Limits {
+			if err := l.CheckCounterKey(in); err != nil {
+				return a.limitsRejected(pol, err)
+			}
+		}
+		return d
+	}
 	counters := make([]limits.Counter, len(d.Limits))
 	for i, l := range d.Limits {
 		key, err := l.CounterKey(in)
 		if err != nil {
-			a.Log.Error("policy limits rejected; denying", "err", err)
-			return Deny(pol, denyPolicyError, "policy_error")
+			return a.limitsRejected(pol, err)
 		}
 		counters[i] = limitCounter(l, key)
-	}
-	if a.Limits == nil {
-		return d
 	}
 	out, err := a.Limits.Charge(ctx, now, counters)
 	switch {
@@ -58,8 +62,7 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies
 		a.Log.Debug("limit counters unavailable; denying", "err", err)
 		return Deny(pol, denyUnavailable, "limits_unavailable")
 	case err != nil:
-		a.Log.Error("policy limits rejected; denying", "err", err)
-		return Deny(pol, denyPolicyError, "policy_error")
+		return a.limitsRejected(pol, err)
 	case out.Denied != nil:
 		return limitDenial(pol, d.Limits, counters, *out.Denied, now)
 	}
@@ -70,6 +73,13 @@ func (a *Authorizer) chargeLimits(ctx context.Context, pol Decider, in *policies
 		d.ResponseHeaders = h
 	}
 	return d
+}
+
+// limitsRejected is the deny for limits the policy should not have asked
+// for (a key that cannot be filled in, a counter the limiter refuses).
+func (a *Authorizer) limitsRejected(pol Decider, err error) policies.Decision {
+	a.Log.Error("policy limits rejected; denying", "err", err)
+	return Deny(pol, denyPolicyError, "policy_error")
 }
 
 // limitCounter is l's counter under key (l.Key filled in: CounterKey).

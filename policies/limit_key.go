@@ -47,20 +47,46 @@ func keyOf(in *Input) *Key {
 // error, so the caller refuses the request rather than charge every such
 // request one shared counter.
 func (l Limit) CounterKey(in *Input) (string, error) {
-	rest, ok := l.Key, strings.Contains(l.Key, "{")
-	if !ok {
+	if !strings.Contains(l.Key, "{") {
 		return l.Key, nil
 	}
-	// One pass: what a placeholder is filled with is never read again.
 	var b strings.Builder
-	b.Grow(len(rest) + 32)
+	b.Grow(len(l.Key) + 32)
+	if err := l.fill(in, &b); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// CheckCounterKey is CounterKey's error alone, for a caller that charges
+// nothing (`keygate check`, an Authorizer without a limiter): it builds no
+// key.
+func (l Limit) CheckCounterKey(in *Input) error {
+	if !strings.Contains(l.Key, "{") {
+		return nil
+	}
+	return l.fill(in, nil)
+}
+
+// fill writes l.Key with its placeholders filled into b (nil: only checks
+// that it can). One pass: what a placeholder is filled with is never read
+// again.
+func (l Limit) fill(in *Input, b *strings.Builder) error {
+	n := 0
+	write := func(s string) {
+		n += len(s)
+		if b != nil {
+			b.WriteString(s)
+		}
+	}
+	rest := l.Key
 	for {
 		i := strings.IndexByte(rest, '{')
 		if i < 0 {
-			b.WriteString(rest)
+			write(rest)
 			break
 		}
-		b.WriteString(rest[:i])
+		write(rest[:i])
 		rest = rest[i:]
 		filled := false
 		for _, p := range placeholders {
@@ -69,22 +95,24 @@ func (l Limit) CounterKey(in *Input) (string, error) {
 			}
 			v := p.of(in)
 			if v == "" {
-				return "", fmt.Errorf("%w: limit key %q names %s, which this request does not have", ErrPolicy, l.Key, p.name)
+				return fmt.Errorf("%w: limit key %q names %s, which this request does not have", ErrPolicy, l.Key, p.name)
 			}
-			b.WriteString(v)
+			if strings.ContainsAny(v, " \t") {
+				return fmt.Errorf("%w: limit key %q would hold a space once filled in", ErrPolicy, l.Key)
+			}
+			write(v)
 			rest, filled = rest[len(p.name):], true
 			break
 		}
 		if !filled {
-			b.WriteByte('{')
+			write(rest[:1])
 			rest = rest[1:]
 		}
 	}
-	key := b.String()
-	if len(key) > maxLimitKey || strings.ContainsAny(key, " \t") {
-		return "", fmt.Errorf("%w: limit key %q is too long or has spaces once filled in", ErrPolicy, l.Key)
+	if n > maxLimitKey {
+		return fmt.Errorf("%w: limit key %q is longer than %d bytes once filled in", ErrPolicy, l.Key, maxLimitKey)
 	}
-	return key, nil
+	return nil
 }
 
 // CounterKeys is ls with every key filled in for in (CounterKey): ls itself

@@ -110,3 +110,18 @@ func TestQuotaCounterTemplateNamesASite(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckCounterKeyAgrees: CheckCounterKey fails exactly when CounterKey
+// does.
+func TestCheckCounterKeyAgrees(t *testing.T) {
+	ins := []*Input{{}, {Key: &Key{ID: "key_1", Mode: "live"}, Site: &Site{ID: "s1"}},
+		{Key: &Key{ID: strings.Repeat("k", maxLimitKey-4), Mode: "live"}}, {Key: &Key{ID: "a b", Mode: "live"}}}
+	for _, in := range ins {
+		for _, key := range []string{"plain", "key:{key}", "{site}/{mode}", "{account}", "x{", "{key}{key}"} {
+			_, err := Limit{Key: key}.CounterKey(in)
+			if check := (Limit{Key: key}).CheckCounterKey(in); (check == nil) != (err == nil) {
+				t.Errorf("%q for %+v: CounterKey %v, CheckCounterKey %v", key, in.Key, err, check)
+			}
+		}
+	}
+}
