@@ -34,12 +34,15 @@ var placeholders = [...]struct {
 	}},
 }
 
+// keyOf is in's key, or one with nothing set.
 func keyOf(in *Input) *Key {
 	if in.Key == nil {
-		return &Key{}
+		return &noKey
 	}
 	return in.Key
 }
+
+var noKey Key // read-only
 
 // CounterKey is l's counter key for the request in: its placeholders
 // filled from in's key, site and account. A placeholder the request has no

@@ -96,8 +96,9 @@ var ignorable = []struct {
 }
 
 // spareFacts holds the copies of a key's, site's and account's facts that
-// clear makes when it zeroes an id: in's own point into the key cache,
-// which nothing may write. The caller keeps it on its stack.
+// clear makes when it zeroes an id: the facts an input points to are the
+// key cache's, which nothing may write. DecideMemo's come from a pool
+// (classifyScratch).
 type spareFacts struct {
 	key     Key
 	site    Site
