@@ -15,8 +15,16 @@ import (
 // times: profiled at 1,000 rps that stack growth (runtime.newstack /
 // copystack) was ~20% of keygate's CPU. Calls beyond the pool still get a
 // goroutine of their own, so a slow store read never holds others up.
+//
+// 16 workers a processor: gRPC starts them all in NewServer, and each
+// one's first run (to wait on gRPC's channel) touches a page of a fresh
+// stack before the first SERVING. The floor of 64 this had cost ~65 of the
+// ~1,800 page faults of a start on one processor (a fault is ~8 µs on a
+// VM); a call past the pool pays what every call paid before there was one
+// (BenchmarkServeGRPC under callgrind: 381k instructions a Check through a
+// worker, 410k with no workers).
 func streamWorkers() grpc.ServerOption {
-	return grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0))))
+	return grpc.NumStreamWorkers(uint32(16 * runtime.GOMAXPROCS(0)))
 }
 
 // deepHandler runs h (forward-auth decides there) on a deepPool goroutine
