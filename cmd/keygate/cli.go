@@ -115,6 +115,11 @@ func (e *environment) commandTree(args []string) *cobra.Command {
 	}
 	for _, c := range commands {
 		if len(args) > 0 && args[0] == c.name {
+			// Nor cobra's completion command, which it adds to a root
+			// with subcommands (five commands and their flags, ~55k
+			// instructions of every start): a shell asks for completions
+			// with __complete or completion first, which builds the tree.
+			root.CompletionOptions.DisableDefaultCmd = true
 			root.AddCommand(c.build(e))
 			return root
 		}
