@@ -188,7 +188,7 @@ func usesLocal(s *stmt, l int32) bool {
 	switch s.op {
 	case opBreak, opNop, opBlock, opNot:
 		return false
-	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems:
+	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		for _, a := range s.args {
 			if isL(a) {
 				return true

@@ -91,7 +91,7 @@ func (st *state) execValue(frame []*ast.Term, s *stmt) int {
 		frame[s.target] = ast.InternedNullTerm
 	case opMakeArray, opMakeObject, opMakeSet:
 		frame[s.target] = makeEmpty(s)
-	case opMakeObjectItems, opMakeArrayItems:
+	case opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		return st.makeItems(frame, s)
 	case opEqual, opNotEqual:
 		a, b := st.read(frame, s.a), st.read(frame, s.b)
@@ -173,14 +173,18 @@ func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
 		frame[s.target] = c
 		return fell
 	}
-	if s.op == opMakeArrayItems {
+	if s.op != opMakeObjectItems {
 		elems := make([]*ast.Term, len(s.args))
 		for i, a := range s.args {
 			if elems[i] = st.read(frame, a); elems[i] == nil {
 				return st.fail(fmt.Errorf("irvm: append of an undefined value"))
 			}
 		}
-		frame[s.target] = ast.NewTerm(ast.NewArray(elems...))
+		if s.op == opMakeSetItems {
+			frame[s.target] = ast.NewTerm(ast.NewSet(elems...))
+		} else {
+			frame[s.target] = ast.NewTerm(ast.NewArray(elems...))
+		}
 		return fell
 	}
 	items := st.items[:0]
