@@ -16,8 +16,12 @@ import (
 func TestFuse(t *testing.T) {
 	l := func(n int32) operand { return operand{local: n} }
 	k := func(s string) operand { return operand{konst: ast.StringTerm(s)} }
-	num := func(target int32, n int) stmt { return stmt{op: opMakeNumber, target: target, num: ast.InternedTerm(n)} }
-	insert := func(obj int32, key string, v operand) stmt { return stmt{op: opObjectInsert, target: obj, a: k(key), b: v} }
+	num := func(target int32, n int) stmt {
+		return stmt{op: opMakeNumber, target: target, num: ast.InternedTerm(n)}
+	}
+	insert := func(obj int32, key string, v operand) stmt {
+		return stmt{op: opObjectInsert, target: obj, a: k(key), b: v}
+	}
 	appendTo := func(arr int32, v operand) stmt { return stmt{op: opArrayAppend, target: arr, a: v} }
 	tests := []struct {
 		name string
