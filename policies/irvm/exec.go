@@ -28,6 +28,9 @@ type state struct {
 	top     int32
 	memo    []*ast.Term
 	memoSet []bool
+	// paths are the values of the paths dots read (markPaths), read once
+	// per evaluation: nil not yet, undefinedPath undefined.
+	paths   []*ast.Term
 	results []*ast.Term
 	// resultKeys are the results' keys when the plan added them as one
 	// key and value (opResultSetAddItem), nil for a whole object.
@@ -49,7 +52,7 @@ type state struct {
 }
 
 func (p *Program) newState() *state {
-	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), noMet: metrics.NoOp()}
+	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), paths: make([]*ast.Term, p.npaths), noMet: metrics.NoOp()}
 	st.iterFn, st.scanPairFn, st.scanElemFn = st.iter, st.scanPair, st.scanElem
 	return st
 }
@@ -74,6 +77,7 @@ func (st *state) end() {
 	clear(st.stack[:st.p.nlocals])
 	clear(st.memo)
 	clear(st.memoSet)
+	clear(st.paths)
 	clear(st.results)
 	clear(st.resultKeys)
 	st.results, st.resultKeys = st.results[:0], st.resultKeys[:0]

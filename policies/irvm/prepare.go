@@ -76,6 +76,7 @@ func prepareProgram(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Pr
 	}
 	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
 	markConstantMakes(c.funcs, prog.plan)
+	prog.npaths = markPaths(c.funcs, prog.plan)
 	// Each frame, and the arguments of the call above it.
 	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
 	for _, f := range c.funcs {

@@ -75,7 +75,10 @@ type operand struct {
 }
 
 type stmt struct {
-	op      opcode
+	op opcode
+	// path, on a dot, is 1 + the number of the path it reads (markPaths),
+	// 0 for none.
+	path    int32
 	a, b    operand // sources: a (Source, A, Key, Value), b (B, Value)
 	target  int32   // Target, Result, Object, Array, Set, Key local of a scan
 	value   int32   // Value local of a scan
@@ -126,6 +129,7 @@ type Program struct {
 	maxStack int32
 	data     *ast.Term
 	memoN    int32
+	npaths   int32 // how many paths dots read (markPaths)
 	caps     *ast.Capabilities
 	pool     sync.Pool
 	// lazy: pure functions are computed on their first call (PrepareLazily).

@@ -73,7 +73,11 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 func (st *state) execValue(frame []*ast.Term, s *stmt) int {
 	switch s.op {
 	case opDot:
-		frame[s.target] = dot(st.read(frame, s.a), st.read(frame, s.b))
+		if s.path > 0 {
+			frame[s.target] = st.dotPath(frame, s)
+		} else {
+			frame[s.target] = dot(st.read(frame, s.a), st.read(frame, s.b))
+		}
 		return defined(frame[s.target] != nil)
 	case opLen:
 		n, ok := length(st.read(frame, s.a))
@@ -262,6 +266,33 @@ func (st *state) insertOnce(frame []*ast.Term, s *stmt) int {
 	}
 	obj.Insert(k, v)
 	return fell
+}
+
+// undefinedPath marks a path whose dot was undefined (state.paths).
+var undefinedPath = &ast.Term{}
+
+// dotPath is a dot of a path's (markPaths): the value this evaluation
+// found for the path, else the dot's, kept for the path's other dots. A
+// source not set yet in this frame is undefined, as for any dot.
+func (st *state) dotPath(frame []*ast.Term, s *stmt) *ast.Term {
+	src := frame[s.a.local]
+	if src == nil {
+		return nil
+	}
+	switch v := st.paths[s.path-1]; v {
+	case nil:
+	case undefinedPath:
+		return nil
+	default:
+		return v
+	}
+	v := dot(src, s.b.konst)
+	if v == nil {
+		st.paths[s.path-1] = undefinedPath
+	} else {
+		st.paths[s.path-1] = v
+	}
+	return v
 }
 
 func dot(src, key *ast.Term) *ast.Term {
