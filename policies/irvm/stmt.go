@@ -65,13 +65,8 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		return st.assignOnce(frame, s)
 	case opObjectInsertOnce:
 		return st.insertOnce(frame, s)
-	}
-	return st.execValue(frame, s)
-}
-
-// execValue runs the statements that make, test or change values.
-func (st *state) execValue(frame []*ast.Term, s *stmt) int {
-	switch s.op {
+	// The statements that make, test or change values, in the same
+	// switch: one jump for every statement.
 	case opDot:
 		if s.path > 0 {
 			frame[s.target] = st.dotPath(frame, s)
@@ -222,6 +217,19 @@ func (st *state) execCall(frame []*ast.Term, s *stmt) int {
 	var v *ast.Term
 	var err error
 	if s.op == opCallFunc {
+		// A constant or a value this evaluation has already found
+		// needs no arguments (callFunc checks the same, and more).
+		if f := st.p.funcs[s.fn]; f.memo {
+			if c := f.constant.Load(); c != nil {
+				frame[s.target] = c.v
+				return defined(c.v != nil)
+			}
+			if st.memoSet[f.slot] {
+				v := st.memo[f.slot]
+				frame[s.target] = v
+				return defined(v != nil)
+			}
+		}
 		base := st.top
 		n := int32(len(s.args))
 		if base+n > int32(len(st.stack)) {
