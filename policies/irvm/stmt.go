@@ -8,17 +8,62 @@ import (
 )
 
 // run runs one block: fell, returns, failed, or k >= 0 (leave this block
-// and k more).
+// and k more). The statements most plans run most (dots, copies, tests)
+// run here in the loop, the others in exec: a call less for each.
 func (st *state) run(frame []*ast.Term, b block) int {
 	for i := range b {
-		if r := st.exec(frame, &b[i]); r != fell {
-			return r
+		s := &b[i]
+		switch s.op {
+		case opDot:
+			var v *ast.Term
+			if s.path > 0 {
+				v = st.dotPath(frame, s)
+			} else {
+				v = dot(st.read(frame, s.a), st.read(frame, s.b))
+			}
+			if frame[s.target] = v; v == nil {
+				return 0
+			}
+		case opAssignVar:
+			frame[s.target] = st.read(frame, s.a)
+		case opAssignInt, opMakeNumber:
+			frame[s.target] = s.num
+		case opResetLocal:
+			frame[s.target] = nil
+		case opMakeNull:
+			frame[s.target] = ast.InternedNullTerm
+		case opMakeArray, opMakeObject, opMakeSet:
+			frame[s.target] = makeEmpty(s)
+		case opEqual, opNotEqual:
+			x, y := st.read(frame, s.a), st.read(frame, s.b)
+			if x == nil || y == nil || (x == y || x.Value.Compare(y.Value) == 0) != (s.op == opEqual) {
+				return 0
+			}
+		case opIsDefined:
+			if frame[s.a.local] == nil {
+				return 0
+			}
+		case opIsUndefined:
+			if frame[s.a.local] != nil {
+				return 0
+			}
+		case opNop:
+		case opReturn:
+			st.retval = frame[s.a.local]
+			return returns
+		case opBreak:
+			return int(s.index)
+		default:
+			if r := st.exec(frame, s); r != fell {
+				return r
+			}
 		}
 	}
 	return fell
 }
 
-// exec runs one statement: fell to go on, else what run returns.
+// exec runs one statement run does not: fell to go on, else what run
+// returns.
 func (st *state) exec(frame []*ast.Term, s *stmt) int {
 	switch s.op {
 	case opCallFunc, opCallBuiltin:
@@ -46,11 +91,6 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		default:
 			return r
 		}
-	case opBreak:
-		return int(s.index)
-	case opReturn:
-		st.retval = frame[s.a.local]
-		return returns
 	case opResultSetAdd:
 		st.results = append(st.results, frame[s.a.local])
 		st.resultKeys = append(st.resultKeys, nil)
@@ -59,55 +99,23 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		st.results = append(st.results, st.read(frame, s.b))
 		st.resultKeys = append(st.resultKeys, st.read(frame, s.a))
 		return fell
-	case opNop:
-		return fell
 	case opAssignVarOnce:
 		return st.assignOnce(frame, s)
 	case opObjectInsertOnce:
 		return st.insertOnce(frame, s)
-	// The statements that make, test or change values, in the same
-	// switch: one jump for every statement.
-	case opDot:
-		if s.path > 0 {
-			frame[s.target] = st.dotPath(frame, s)
-		} else {
-			frame[s.target] = dot(st.read(frame, s.a), st.read(frame, s.b))
-		}
-		return defined(frame[s.target] != nil)
 	case opLen:
 		n, ok := length(st.read(frame, s.a))
 		if !ok {
 			return 0
 		}
 		frame[s.target] = ast.InternedTerm(n)
-	case opAssignVar:
-		frame[s.target] = st.read(frame, s.a)
-	case opAssignInt, opMakeNumber:
-		frame[s.target] = s.num
-	case opResetLocal:
-		frame[s.target] = nil
-	case opMakeNull:
-		frame[s.target] = ast.InternedNullTerm
-	case opMakeArray, opMakeObject, opMakeSet:
-		frame[s.target] = makeEmpty(s)
+		return fell
 	case opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		return st.makeItems(frame, s)
-	case opEqual, opNotEqual:
-		a, b := st.read(frame, s.a), st.read(frame, s.b)
-		if a == nil || b == nil {
-			return 0
-		}
-		return defined((a == b || a.Value.Compare(b.Value) == 0) == (s.op == opEqual))
 	case opIsArray, opIsObject, opIsSet:
 		return defined(isType(st.read(frame, s.a), s.op))
-	case opIsDefined:
-		return defined(frame[s.a.local] != nil)
-	case opIsUndefined:
-		return defined(frame[s.a.local] == nil)
-	default:
-		return st.execBuild(frame, s)
 	}
-	return fell
+	return st.execBuild(frame, s)
 }
 
 // execBuild adds to the collections the plan made.
