@@ -49,6 +49,47 @@ type state struct {
 	scanPairFn func(k, v *ast.Term) bool
 	scanElemFn func(e *ast.Term) bool
 	noMet      metrics.Metrics
+	// terms and elems are what is left of the blocks the evaluation takes
+	// the Terms and the arrays' elements it makes from (newTerm, newElems).
+	terms []ast.Term
+	elems []*ast.Term
+}
+
+// termBlock and elemBlock are how many Terms and elements an evaluation
+// takes from one allocation: about as many as a decision of the built-in
+// policy makes (8 Terms, 7 elements).
+const (
+	termBlock = 8
+	elemBlock = 16
+)
+
+// newTerm is a Term for v from the evaluation's block of Terms: one
+// allocation for several. A Term is handed out once; the block lives as
+// long as any of its Terms does.
+func (st *state) newTerm(v ast.Value) *ast.Term {
+	if len(st.terms) == 0 {
+		st.terms = make([]ast.Term, termBlock)
+	}
+	t := &st.terms[0]
+	st.terms = st.terms[1:]
+	t.Value = v
+	return t
+}
+
+// newElems is a slice of n elements and capacity c from the evaluation's
+// block of elements. Its capacity ends where the next slice's starts, so an
+// append past it copies (as Array.Append does) rather than write into
+// another array.
+func (st *state) newElems(n, c int) []*ast.Term {
+	if c > len(st.elems) {
+		if c > elemBlock/2 {
+			return make([]*ast.Term, n, c)
+		}
+		st.elems = make([]*ast.Term, elemBlock)
+	}
+	e := st.elems[:n:c]
+	st.elems = st.elems[c:]
+	return e
 }
 
 func (p *Program) newState() *state {
@@ -82,6 +123,8 @@ func (st *state) end() {
 	clear(st.resultKeys)
 	st.results, st.resultKeys = st.results[:0], st.resultKeys[:0]
 	st.retval, st.err, st.out, st.bctx = nil, nil, nil, topdown.BuiltinContext{}
+	// The blocks hold the evaluation's values: a pooled state drops them.
+	st.terms, st.elems = nil, nil
 }
 
 // Eval evaluates the plan for input. It returns the first result the plan
@@ -129,7 +172,7 @@ func (p *Program) eval(ctx context.Context, input ast.Value, first func(*state) 
 	}()
 	var in *ast.Term
 	if input != nil {
-		in = ast.NewTerm(input)
+		in = st.newTerm(input)
 	}
 	st.begin(ctx, in)
 	frame := st.stack[:p.nlocals]

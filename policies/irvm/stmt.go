@@ -33,7 +33,7 @@ func (st *state) run(frame []*ast.Term, b block) int {
 		case opMakeNull:
 			frame[s.target] = ast.InternedNullTerm
 		case opMakeArray, opMakeObject, opMakeSet:
-			frame[s.target] = makeEmpty(s)
+			frame[s.target] = st.makeEmpty(s)
 		case opEqual, opNotEqual:
 			x, y := st.read(frame, s.a), st.read(frame, s.b)
 			if x == nil || y == nil || (x == y || x.Value.Compare(y.Value) == 0) != (s.op == opEqual) {
@@ -152,17 +152,17 @@ func (st *state) execBuild(frame []*ast.Term, s *stmt) int {
 }
 
 // makeEmpty makes an empty collection, or shares the one made once.
-func makeEmpty(s *stmt) *ast.Term {
+func (st *state) makeEmpty(s *stmt) *ast.Term {
 	if c := shared(s); c != nil {
 		return c
 	}
 	switch s.op {
 	case opMakeArray:
-		return ast.NewTerm(ast.NewArray(make([]*ast.Term, 0, s.index)...))
+		return st.newTerm(ast.NewArray(st.newElems(0, int(s.index))...))
 	case opMakeObject:
-		return ast.NewTerm(ast.NewObject())
+		return st.newTerm(ast.NewObject())
 	}
-	return ast.NewTerm(ast.NewSet())
+	return st.newTerm(ast.NewSet())
 }
 
 // shared is s's shared value (shareConstants), nil when there is none
@@ -181,16 +181,16 @@ func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
 		return fell
 	}
 	if s.op != opMakeObjectItems {
-		elems := make([]*ast.Term, len(s.args))
+		elems := st.newElems(len(s.args), len(s.args))
 		for i, a := range s.args {
 			if elems[i] = st.read(frame, a); elems[i] == nil {
 				return st.fail(fmt.Errorf("irvm: append of an undefined value"))
 			}
 		}
 		if s.op == opMakeSetItems {
-			frame[s.target] = ast.NewTerm(ast.NewSet(elems...))
+			frame[s.target] = st.newTerm(ast.NewSet(elems...))
 		} else {
-			frame[s.target] = ast.NewTerm(ast.NewArray(elems...))
+			frame[s.target] = st.newTerm(ast.NewArray(elems...))
 		}
 		return fell
 	}
@@ -203,7 +203,7 @@ func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
 		}
 		items = append(items, [2]*ast.Term{k, v})
 	}
-	frame[s.target] = ast.NewTerm(ast.NewObject(items...))
+	frame[s.target] = st.newTerm(ast.NewObject(items...))
 	clear(items)
 	st.items = items[:0]
 	return fell
