@@ -101,6 +101,7 @@ type callee struct {
 	f        topdown.BuiltinFunc
 	relation bool
 	clock    bool // ReadsClock: a function calling it is never folded
+	native   native
 }
 
 type function struct {
@@ -355,7 +356,7 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 	if f == nil {
 		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
 	}
-	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func)}
+	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func), native: nativeFor(s.Func)}
 	return ns, nil
 }
 

@@ -251,7 +251,7 @@ func (st *state) execCall(frame []*ast.Term, s *stmt) int {
 		st.top += n
 		v, err = st.callFunc(st.p.funcs[s.fn], args)
 		st.top = base
-		clear(args)
+		clearSmall(args)
 	} else {
 		v, err = st.callBuiltin(s, frame)
 	}
