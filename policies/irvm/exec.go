@@ -28,6 +28,9 @@ type state struct {
 	top     int32
 	memo    []*ast.Term
 	memoSet []bool
+	// paths are the values of the paths dots read (markPaths), read once
+	// per evaluation: nil not yet, undefinedPath undefined.
+	paths   []*ast.Term
 	results []*ast.Term
 	// resultKeys are the results' keys when the plan added them as one
 	// key and value (opResultSetAddItem), nil for a whole object.
@@ -46,10 +49,51 @@ type state struct {
 	scanPairFn func(k, v *ast.Term) bool
 	scanElemFn func(e *ast.Term) bool
 	noMet      metrics.Metrics
+	// terms and elems are what is left of the blocks the evaluation takes
+	// the Terms and the arrays' elements it makes from (newTerm, newElems).
+	terms []ast.Term
+	elems []*ast.Term
+}
+
+// termBlock and elemBlock are how many Terms and elements an evaluation
+// takes from one allocation: about as many as a decision of the built-in
+// policy makes (8 Terms, 7 elements).
+const (
+	termBlock = 8
+	elemBlock = 16
+)
+
+// newTerm is a Term for v from the evaluation's block of Terms: one
+// allocation for several. A Term is handed out once; the block lives as
+// long as any of its Terms does.
+func (st *state) newTerm(v ast.Value) *ast.Term {
+	if len(st.terms) == 0 {
+		st.terms = make([]ast.Term, termBlock)
+	}
+	t := &st.terms[0]
+	st.terms = st.terms[1:]
+	t.Value = v
+	return t
+}
+
+// newElems is a slice of n elements and capacity c from the evaluation's
+// block of elements. Its capacity ends where the next slice's starts, so an
+// append past it copies (as Array.Append does) rather than write into
+// another array.
+func (st *state) newElems(n, c int) []*ast.Term {
+	if c > len(st.elems) {
+		if c > elemBlock/2 {
+			return make([]*ast.Term, n, c)
+		}
+		st.elems = make([]*ast.Term, elemBlock)
+	}
+	e := st.elems[:n:c]
+	st.elems = st.elems[c:]
+	return e
 }
 
 func (p *Program) newState() *state {
-	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), noMet: metrics.NoOp()}
+	st := &state{p: p, stack: make([]*ast.Term, p.maxStack), memo: make([]*ast.Term, p.memoN), memoSet: make([]bool, p.memoN), paths: make([]*ast.Term, p.npaths), noMet: metrics.NoOp()}
 	st.iterFn, st.scanPairFn, st.scanElemFn = st.iter, st.scanPair, st.scanElem
 	return st
 }
@@ -74,10 +118,13 @@ func (st *state) end() {
 	clear(st.stack[:st.p.nlocals])
 	clear(st.memo)
 	clear(st.memoSet)
+	clear(st.paths)
 	clear(st.results)
 	clear(st.resultKeys)
 	st.results, st.resultKeys = st.results[:0], st.resultKeys[:0]
 	st.retval, st.err, st.out, st.bctx = nil, nil, nil, topdown.BuiltinContext{}
+	// The blocks hold the evaluation's values: a pooled state drops them.
+	st.terms, st.elems = nil, nil
 }
 
 // Eval evaluates the plan for input. It returns the first result the plan
@@ -125,7 +172,7 @@ func (p *Program) eval(ctx context.Context, input ast.Value, first func(*state) 
 	}()
 	var in *ast.Term
 	if input != nil {
-		in = ast.NewTerm(input)
+		in = st.newTerm(input)
 	}
 	st.begin(ctx, in)
 	frame := st.stack[:p.nlocals]
@@ -221,14 +268,20 @@ func (st *state) callBuiltin(s *stmt, frame []*ast.Term) (*ast.Term, error) {
 	for i, a := range s.args {
 		ops[i] = st.read(frame, a)
 		if ops[i] == nil {
-			clear(ops)
+			clearSmall(ops)
 			return nil, nil
+		}
+	}
+	if s.builtin.native != nil {
+		if v, ok := s.builtin.native(ops); ok {
+			clearSmall(ops)
+			return v, nil
 		}
 	}
 	st.out, st.multi, st.many = nil, s.builtin.relation, st.many[:0]
 	st.bctx.Location = s.loc
 	err := s.builtin.f(st.bctx, ops, st.iterFn)
-	clear(ops)
+	clearSmall(ops)
 	if err != nil {
 		return nil, fmt.Errorf("irvm: %s: %w", s.builtin.name, err)
 	}
@@ -242,6 +295,14 @@ func (st *state) callBuiltin(s *stmt, frame []*ast.Term) (*ast.Term, error) {
 	out := st.out
 	st.out = nil
 	return out, nil
+}
+
+// clearSmall is clear for the few operands of a call: a loop costs less
+// than clear's call of memclrHasPointers.
+func clearSmall(ts []*ast.Term) {
+	for i := range ts {
+		ts[i] = nil
+	}
 }
 
 func (st *state) read(frame []*ast.Term, o operand) *ast.Term {

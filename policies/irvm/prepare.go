@@ -76,6 +76,7 @@ func prepareProgram(pol *ir.Policy, data ast.Value, caps *ast.Capabilities) (*Pr
 	}
 	prog.plan, prog.nlocals = addItems(plan), maxLocal+1
 	markConstantMakes(c.funcs, prog.plan)
+	prog.npaths = markPaths(c.funcs, prog.plan)
 	// Each frame, and the arguments of the call above it.
 	prog.maxStack = prog.nlocals + int32(len(c.funcs)+1)*c.maxArgs
 	for _, f := range c.funcs {
@@ -188,7 +189,7 @@ func usesLocal(s *stmt, l int32) bool {
 	switch s.op {
 	case opBreak, opNop, opBlock, opNot:
 		return false
-	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems:
+	case opCallBuiltin, opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		for _, a := range s.args {
 			if isL(a) {
 				return true

@@ -65,6 +65,7 @@ const (
 	opMakeObjectItems
 	opMakeArrayItems
 	opResultSetAddItem // a result of one key (a) and value (b)
+	opMakeSetItems
 )
 
 // operand is a local (konst nil) or a constant.
@@ -74,7 +75,10 @@ type operand struct {
 }
 
 type stmt struct {
-	op      opcode
+	op opcode
+	// path, on a dot, is 1 + the number of the path it reads (markPaths),
+	// 0 for none.
+	path    int32
 	a, b    operand // sources: a (Source, A, Key, Value), b (B, Value)
 	target  int32   // Target, Result, Object, Array, Set, Key local of a scan
 	value   int32   // Value local of a scan
@@ -97,6 +101,7 @@ type callee struct {
 	f        topdown.BuiltinFunc
 	relation bool
 	clock    bool // ReadsClock: a function calling it is never folded
+	native   native
 }
 
 type function struct {
@@ -125,6 +130,7 @@ type Program struct {
 	maxStack int32
 	data     *ast.Term
 	memoN    int32
+	npaths   int32 // how many paths dots read (markPaths)
 	caps     *ast.Capabilities
 	pool     sync.Pool
 	// lazy: pure functions are computed on their first call (PrepareLazily).
@@ -196,38 +202,88 @@ func (c *compiler) block(b *ir.Block, maxLocal *int32) (block, error) {
 
 // fuse turns a MakeObjectStmt followed by ObjectInsertStmts of distinct
 // constant keys into that object, made at once (and a MakeArrayStmt followed
-// by ArrayAppendStmts into that array): one allocation for all the items
-// instead of some per insert. No statement runs in between, and neither an
-// insert nor an append can be undefined, so nothing else can tell.
+// by ArrayAppendStmts, a MakeSetStmt followed by SetAddStmts, into that
+// array or set): one allocation for all the items instead of some per
+// insert. Neither an insert nor an append can be undefined, so nothing else
+// can tell.
+//
+// The planner puts statements between a make and its inserts where a
+// value is nested or numeric ({"status": 200, …}, [{…}]): those that cannot
+// leave the block (hoistable) run before the make instead, so that the
+// collection is still made at once. A number or null an item reads from a
+// local set there becomes a constant item, so that a collection of
+// constants alone can be shared (shareConstants).
 func fuse(b block) block {
-	out := b[:0]
+	out := b[:0:0]
 	for i := 0; i < len(b); i++ {
 		s := b[i]
-		if s.op != opMakeObject && s.op != opMakeArray {
-			out = append(out, s)
-			continue
-		}
-		j := i + 1
-		var items []operand
-		for ; j < len(b) && fusable(s, b[j], items); j++ {
-			if s.op == opMakeObject {
-				items = append(items, b[j].a, b[j].b)
-			} else {
-				items = append(items, b[j].a)
-			}
-		}
+		items, hoisted, next := fill(b, i)
 		if len(items) == 0 {
 			out = append(out, s)
 			continue
 		}
+		out = append(out, fuse(hoisted)...)
 		op := opMakeObjectItems
-		if s.op == opMakeArray {
+		switch s.op {
+		case opMakeArray:
 			op = opMakeArrayItems
+		case opMakeSet:
+			op = opMakeSetItems
 		}
 		out = append(out, stmt{op: op, target: s.target, args: items})
-		i = j - 1
+		i = next - 1
 	}
 	return out
+}
+
+// fill collects the items the statements after b[i], a make, put in it,
+// and the statements in between, to run before it; next is the first
+// statement after the last item. No items: b[i] is not a make, or nothing
+// fills it at once.
+func fill(b block, i int) (items []operand, hoisted []stmt, next int) {
+	mk := b[i]
+	if mk.op != opMakeObject && mk.op != opMakeArray && mk.op != opMakeSet {
+		return nil, nil, i + 1
+	}
+	var pending []stmt             // hoistable statements not yet followed by an item
+	known := map[int32]*ast.Term{} // locals a hoisted statement set to a constant
+	next = i + 1
+	for j := i + 1; j < len(b); j++ {
+		s := b[j]
+		if fusable(mk, s, items) {
+			hoisted = append(hoisted, pending...)
+			pending = pending[:0]
+			for _, o := range []operand{s.a, s.b}[:itemOperands(mk.op)] {
+				if c, ok := known[o.local]; ok && o.konst == nil {
+					o = operand{konst: c}
+				}
+				items = append(items, o)
+			}
+			next = j + 1
+			continue
+		}
+		if !hoistable(mk.target, s, items) {
+			break
+		}
+		pending = append(pending, s)
+		delete(known, s.target)
+		switch s.op {
+		case opMakeNumber, opAssignInt:
+			known[s.target] = s.num
+		case opMakeNull:
+			known[s.target] = ast.InternedNullTerm
+		}
+	}
+	return items, hoisted, next
+}
+
+// itemOperands is how many operands of an insert make one item: key and
+// value for an object, the value for an array or a set.
+func itemOperands(make opcode) int {
+	if make == opMakeObject {
+		return 2
+	}
+	return 1
 }
 
 func fusable(mk, s stmt, items []operand) bool {
@@ -237,11 +293,37 @@ func fusable(mk, s stmt, items []operand) bool {
 		return false
 	case mk.op == opMakeArray:
 		return s.op == opArrayAppend
+	case mk.op == opMakeSet:
+		return s.op == opSetAdd
 	case s.op != opObjectInsert || s.a.konst == nil:
 		return false
 	}
 	for i := 0; i < len(items); i += 2 {
-		if items[i].konst.Value.Compare(s.a.konst.Value) == 0 {
+		if items[i].konst != nil && items[i].konst.Value.Compare(s.a.konst.Value) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// hoistable: s, found between the make of local target and an item of it,
+// can run before the make. It cannot leave the block (a statement that can
+// be undefined would leave the local unmade), it has no blocks, it neither
+// reads nor sets the collection, and it sets no local an item collected
+// before it reads (the items are read after it). A failure is the
+// evaluation's either way.
+func hoistable(target int32, s stmt, items []operand) bool {
+	switch s.op {
+	case opMakeNumber, opAssignInt, opMakeNull, opMakeObject, opMakeArray, opMakeSet, opAssignVar,
+		opObjectInsert, opArrayAppend, opSetAdd:
+	default:
+		return false
+	}
+	if usesLocal(&s, target) {
+		return false
+	}
+	for _, o := range items {
+		if o.konst == nil && o.local == s.target {
 			return false
 		}
 	}
@@ -274,7 +356,7 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 	if f == nil {
 		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
 	}
-	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func)}
+	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func), native: nativeFor(s.Func)}
 	return ns, nil
 }
 

@@ -187,7 +187,7 @@ func (sh *sharing) stmt(f int, s *stmt, st flowState) {
 		sh.block(f, s.blocks[0], st)
 	case opScan:
 		sh.scan(f, s, st)
-	case opMakeObject, opMakeSet, opMakeArray, opMakeObjectItems, opMakeArrayItems:
+	case opMakeObject, opMakeSet, opMakeArray, opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		var h holding
 		if id, ok := sh.ids[s]; ok {
 			h.top.set(id)
@@ -317,7 +317,7 @@ func constantMake(s *stmt) bool {
 	switch s.op {
 	case opMakeObject, opMakeSet, opMakeArray:
 		return true
-	case opMakeObjectItems, opMakeArrayItems:
+	case opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		for _, a := range s.args {
 			if a.konst == nil {
 				return false
@@ -338,7 +338,7 @@ func constantCollection(s *stmt) *ast.Term {
 		return ast.NewTerm(ast.NewSet())
 	case opMakeArray:
 		return ast.NewTerm(ast.NewArray())
-	case opMakeObjectItems, opMakeArrayItems:
+	case opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		items := make([]*ast.Term, len(s.args))
 		for i, a := range s.args {
 			if a.konst == nil {
@@ -346,8 +346,14 @@ func constantCollection(s *stmt) *ast.Term {
 			}
 			items[i] = a.konst
 		}
-		if s.op == opMakeArrayItems {
+		switch s.op {
+		case opMakeArrayItems:
 			return ast.NewTerm(ast.NewArray(items...))
+		case opMakeSetItems:
+			// Sorted here for the reason an object is (below).
+			set := ast.NewSet(items...)
+			set.Slice()
+			return ast.NewTerm(set)
 		}
 		kv := make([][2]*ast.Term, 0, len(items)/2)
 		for i := 0; i+1 < len(items); i += 2 {

@@ -8,17 +8,62 @@ import (
 )
 
 // run runs one block: fell, returns, failed, or k >= 0 (leave this block
-// and k more).
+// and k more). The statements most plans run most (dots, copies, tests)
+// run here in the loop, the others in exec: a call less for each.
 func (st *state) run(frame []*ast.Term, b block) int {
 	for i := range b {
-		if r := st.exec(frame, &b[i]); r != fell {
-			return r
+		s := &b[i]
+		switch s.op {
+		case opDot:
+			var v *ast.Term
+			if s.path > 0 {
+				v = st.dotPath(frame, s)
+			} else {
+				v = dot(st.read(frame, s.a), st.read(frame, s.b))
+			}
+			if frame[s.target] = v; v == nil {
+				return 0
+			}
+		case opAssignVar:
+			frame[s.target] = st.read(frame, s.a)
+		case opAssignInt, opMakeNumber:
+			frame[s.target] = s.num
+		case opResetLocal:
+			frame[s.target] = nil
+		case opMakeNull:
+			frame[s.target] = ast.InternedNullTerm
+		case opMakeArray, opMakeObject, opMakeSet:
+			frame[s.target] = st.makeEmpty(s)
+		case opEqual, opNotEqual:
+			x, y := st.read(frame, s.a), st.read(frame, s.b)
+			if x == nil || y == nil || (x == y || x.Value.Compare(y.Value) == 0) != (s.op == opEqual) {
+				return 0
+			}
+		case opIsDefined:
+			if frame[s.a.local] == nil {
+				return 0
+			}
+		case opIsUndefined:
+			if frame[s.a.local] != nil {
+				return 0
+			}
+		case opNop:
+		case opReturn:
+			st.retval = frame[s.a.local]
+			return returns
+		case opBreak:
+			return int(s.index)
+		default:
+			if r := st.exec(frame, s); r != fell {
+				return r
+			}
 		}
 	}
 	return fell
 }
 
-// exec runs one statement: fell to go on, else what run returns.
+// exec runs one statement run does not: fell to go on, else what run
+// returns.
 func (st *state) exec(frame []*ast.Term, s *stmt) int {
 	switch s.op {
 	case opCallFunc, opCallBuiltin:
@@ -46,11 +91,6 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		default:
 			return r
 		}
-	case opBreak:
-		return int(s.index)
-	case opReturn:
-		st.retval = frame[s.a.local]
-		return returns
 	case opResultSetAdd:
 		st.results = append(st.results, frame[s.a.local])
 		st.resultKeys = append(st.resultKeys, nil)
@@ -59,56 +99,23 @@ func (st *state) exec(frame []*ast.Term, s *stmt) int {
 		st.results = append(st.results, st.read(frame, s.b))
 		st.resultKeys = append(st.resultKeys, st.read(frame, s.a))
 		return fell
-	case opNop:
-		return fell
 	case opAssignVarOnce:
 		return st.assignOnce(frame, s)
 	case opObjectInsertOnce:
 		return st.insertOnce(frame, s)
-	}
-	return st.execValue(frame, s)
-}
-
-// execValue runs the statements that make, test or change values.
-func (st *state) execValue(frame []*ast.Term, s *stmt) int {
-	switch s.op {
-	case opDot:
-		frame[s.target] = dot(st.read(frame, s.a), st.read(frame, s.b))
-		return defined(frame[s.target] != nil)
 	case opLen:
 		n, ok := length(st.read(frame, s.a))
 		if !ok {
 			return 0
 		}
 		frame[s.target] = ast.InternedTerm(n)
-	case opAssignVar:
-		frame[s.target] = st.read(frame, s.a)
-	case opAssignInt, opMakeNumber:
-		frame[s.target] = s.num
-	case opResetLocal:
-		frame[s.target] = nil
-	case opMakeNull:
-		frame[s.target] = ast.InternedNullTerm
-	case opMakeArray, opMakeObject, opMakeSet:
-		frame[s.target] = makeEmpty(s)
-	case opMakeObjectItems, opMakeArrayItems:
+		return fell
+	case opMakeObjectItems, opMakeArrayItems, opMakeSetItems:
 		return st.makeItems(frame, s)
-	case opEqual, opNotEqual:
-		a, b := st.read(frame, s.a), st.read(frame, s.b)
-		if a == nil || b == nil {
-			return 0
-		}
-		return defined((a == b || a.Value.Compare(b.Value) == 0) == (s.op == opEqual))
 	case opIsArray, opIsObject, opIsSet:
 		return defined(isType(st.read(frame, s.a), s.op))
-	case opIsDefined:
-		return defined(frame[s.a.local] != nil)
-	case opIsUndefined:
-		return defined(frame[s.a.local] == nil)
-	default:
-		return st.execBuild(frame, s)
 	}
-	return fell
+	return st.execBuild(frame, s)
 }
 
 // execBuild adds to the collections the plan made.
@@ -145,17 +152,17 @@ func (st *state) execBuild(frame []*ast.Term, s *stmt) int {
 }
 
 // makeEmpty makes an empty collection, or shares the one made once.
-func makeEmpty(s *stmt) *ast.Term {
+func (st *state) makeEmpty(s *stmt) *ast.Term {
 	if c := shared(s); c != nil {
 		return c
 	}
 	switch s.op {
 	case opMakeArray:
-		return ast.NewTerm(ast.NewArray(make([]*ast.Term, 0, s.index)...))
+		return st.newTerm(ast.NewArray(st.newElems(0, int(s.index))...))
 	case opMakeObject:
-		return ast.NewTerm(ast.NewObject())
+		return st.newTerm(ast.NewObject())
 	}
-	return ast.NewTerm(ast.NewSet())
+	return st.newTerm(ast.NewSet())
 }
 
 // shared is s's shared value (shareConstants), nil when there is none
@@ -173,14 +180,18 @@ func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
 		frame[s.target] = c
 		return fell
 	}
-	if s.op == opMakeArrayItems {
-		elems := make([]*ast.Term, len(s.args))
+	if s.op != opMakeObjectItems {
+		elems := st.newElems(len(s.args), len(s.args))
 		for i, a := range s.args {
 			if elems[i] = st.read(frame, a); elems[i] == nil {
 				return st.fail(fmt.Errorf("irvm: append of an undefined value"))
 			}
 		}
-		frame[s.target] = ast.NewTerm(ast.NewArray(elems...))
+		if s.op == opMakeSetItems {
+			frame[s.target] = st.newTerm(ast.NewSet(elems...))
+		} else {
+			frame[s.target] = st.newTerm(ast.NewArray(elems...))
+		}
 		return fell
 	}
 	items := st.items[:0]
@@ -192,7 +203,7 @@ func (st *state) makeItems(frame []*ast.Term, s *stmt) int {
 		}
 		items = append(items, [2]*ast.Term{k, v})
 	}
-	frame[s.target] = ast.NewTerm(ast.NewObject(items...))
+	frame[s.target] = st.newTerm(ast.NewObject(items...))
 	clear(items)
 	st.items = items[:0]
 	return fell
@@ -214,6 +225,19 @@ func (st *state) execCall(frame []*ast.Term, s *stmt) int {
 	var v *ast.Term
 	var err error
 	if s.op == opCallFunc {
+		// A constant or a value this evaluation has already found
+		// needs no arguments (callFunc checks the same, and more).
+		if f := st.p.funcs[s.fn]; f.memo {
+			if c := f.constant.Load(); c != nil {
+				frame[s.target] = c.v
+				return defined(c.v != nil)
+			}
+			if st.memoSet[f.slot] {
+				v := st.memo[f.slot]
+				frame[s.target] = v
+				return defined(v != nil)
+			}
+		}
 		base := st.top
 		n := int32(len(s.args))
 		if base+n > int32(len(st.stack)) {
@@ -227,7 +251,7 @@ func (st *state) execCall(frame []*ast.Term, s *stmt) int {
 		st.top += n
 		v, err = st.callFunc(st.p.funcs[s.fn], args)
 		st.top = base
-		clear(args)
+		clearSmall(args)
 	} else {
 		v, err = st.callBuiltin(s, frame)
 	}
@@ -258,6 +282,33 @@ func (st *state) insertOnce(frame []*ast.Term, s *stmt) int {
 	}
 	obj.Insert(k, v)
 	return fell
+}
+
+// undefinedPath marks a path whose dot was undefined (state.paths).
+var undefinedPath = &ast.Term{}
+
+// dotPath is a dot of a path's (markPaths): the value this evaluation
+// found for the path, else the dot's, kept for the path's other dots. A
+// source not set yet in this frame is undefined, as for any dot.
+func (st *state) dotPath(frame []*ast.Term, s *stmt) *ast.Term {
+	src := frame[s.a.local]
+	if src == nil {
+		return nil
+	}
+	switch v := st.paths[s.path-1]; v {
+	case nil:
+	case undefinedPath:
+		return nil
+	default:
+		return v
+	}
+	v := dot(src, s.b.konst)
+	if v == nil {
+		st.paths[s.path-1] = undefinedPath
+	} else {
+		st.paths[s.path-1] = v
+	}
+	return v
 }
 
 func dot(src, key *ast.Term) *ast.Term {
