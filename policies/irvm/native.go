@@ -12,7 +12,9 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // TestNativesMatchOPA.
 type native func(ops []*ast.Term) (_ *ast.Term, ok bool)
 
-// nativeFor is the native of OPA's builtin name, nil for none.
+// nativeFor is the native of OPA's builtin name, nil for none. It goes by
+// name: a builtin re-registered with topdown.RegisterBuiltinFunc would be
+// passed over (keygate registers none).
 func nativeFor(name string) native {
 	switch name {
 	case ast.GreaterThan.Name:

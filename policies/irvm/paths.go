@@ -1,6 +1,10 @@
 package irvm
 
-import "github.com/open-policy-agent/opa/v1/ast"
+import (
+	"strconv"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
 
 // markPaths numbers the paths of the dots that read the same value in
 // every frame of one evaluation: a dot by a constant string key of input,
@@ -15,17 +19,22 @@ import "github.com/open-policy-agent/opa/v1/ast"
 // key and value on every turn) or that an insert changes has no path;
 // neither has anything when a statement sets input or data, or a call
 // passes a function something else in their places.
+//
+// A path's slot holds the very value its first read gave, not a copy: an
+// insert into that value through any other local (the planner makes none
+// into what it read of input or data) shows through the slot as it would
+// through a new read.
 func markPaths(funcs []*function, plan []block) int32 {
-	bodies := [][]block{plan}
+	pm := &pathMarker{funcs: funcs, slots: map[string]int32{}}
+	if !pm.body(plan, nil) {
+		return 0
+	}
 	for _, f := range funcs {
 		if len(f.params) < 2 || f.params[0] != 0 || f.params[1] != 1 {
 			return 0
 		}
-		bodies = append(bodies, f.blocks)
-	}
-	pm := &pathMarker{funcs: funcs, slots: map[string]int32{}}
-	for _, bs := range bodies {
-		if !pm.body(bs) {
+		// The arguments after input and data are each call's own.
+		if !pm.body(f.blocks, f.params[2:]) {
 			return 0
 		}
 	}
@@ -38,8 +47,10 @@ type pathMarker struct {
 }
 
 // body marks the dots of one frame's blocks; false when input or data can
-// hold something else there.
-func (pm *pathMarker) body(bs []block) bool {
+// hold something else there. args are the frame's parameters besides input
+// and data: set by each call, they never have a path, whatever the body
+// also writes to them.
+func (pm *pathMarker) body(bs []block, args []int32) bool {
 	writers := map[int32][]*stmt{}
 	ok := true
 	walkStmts(bs, func(s *stmt) {
@@ -55,6 +66,9 @@ func (pm *pathMarker) body(bs []block) bool {
 	}
 	paths := map[int32]string{}
 	found := map[int32]bool{} // the locals looked at: whether each has a path
+	for _, a := range args {
+		found[a] = false
+	}
 	visiting := map[int32]bool{}
 	var path func(l int32) (string, bool)
 	path = func(l int32) (string, bool) {
@@ -93,7 +107,7 @@ func (pm *pathMarker) body(bs []block) bool {
 			return
 		}
 		if p, ok := path(s.a.local); ok {
-			p += "\x00" + key
+			p = step(p, key)
 			slot, seen := pm.slots[p]
 			if !seen {
 				slot = int32(len(pm.slots))
@@ -111,7 +125,7 @@ func (pm *pathMarker) setBy(w *stmt, path func(int32) (string, bool)) (string, b
 	case opDot:
 		if key, isStr := stringKey(w.b); w.a.konst == nil && isStr {
 			if p, ok := path(w.a.local); ok {
-				return p + "\x00" + key, true
+				return step(p, key), true
 			}
 		}
 	case opAssignVar:
@@ -120,11 +134,16 @@ func (pm *pathMarker) setBy(w *stmt, path func(int32) (string, bool)) (string, b
 		}
 	case opCallFunc:
 		if pm.funcs[w.fn].memo {
-			return "\x01" + pm.funcs[w.fn].name, true
+			return "\x01" + strconv.Quote(pm.funcs[w.fn].name), true
 		}
 	}
 	return "", false
 }
+
+// step is the path of key under the path p. Each key is quoted, so that
+// no key (one holding a separator, say) makes two paths one: input["a/b"]
+// and input.a.b differ.
+func step(p, key string) string { return p + "/" + strconv.Quote(key) }
 
 func isLocal(o operand, l int32) bool { return o.konst == nil && o.local == l }
 
