@@ -21,6 +21,7 @@ func BenchmarkCheckMemoMiss(b *testing.B) {
 	req := envoyCheckRequest("GET", "/v1/videos/vid_0", typicalHeaders("Bearer "+f.live.Reveal()))
 	f.server.Check(ctx, req) //nolint:errcheck // warms the key cache
 	f.cache.Wait()
+	settle(ctx, f) // the compiled evaluator, as serve decides once it is ready
 	allowLoop(ctx, b, f, func(int) *authv3.CheckRequest { return req })
 }
 
