@@ -29,7 +29,9 @@ func newMemo(ctx context.Context, compiler *ast.Compiler, modules []*ast.Module,
 	// Under `with input… as …` a rule that holds only without keygate's
 	// path classification may hold while keygate decides: the shortcut
 	// below is off then.
-	guarded := !replacesInput(modules)
+	// The compiled modules too: there an import's alias (import
+	// input.request as req; with req as …) is resolved to input.
+	guarded := !replacesInput(modules) && !replacesInput(compiledModules(compiler))
 	var dataRefs []ast.Ref
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {

@@ -445,6 +445,14 @@ blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
 default ok := false
 ok if { not blocked with input as {"key": input.key} }
 blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
+		"with an imported alias": "package keygate.authz\nimport input.request as req\n" + head[len("package keygate.authz\n"):] + `
+default ok := false
+ok if { not blocked with req as {"path": "/x"} }
+blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
+		"with an imported alias's field": "package keygate.authz\nimport input as inp\n" + head[len("package keygate.authz\n"):] + `
+default ok := false
+ok if { not blocked with inp.request.prefixes as false }
+blocked if { not input.request.prefixes; input.key.id == "key_2" }`,
 	}
 	ctx := context.Background()
 	for name, src := range cases {
