@@ -37,7 +37,7 @@ func CompileFirst(ctx context.Context, b *Bundle) (*Policy, error) {
 	if strings.Contains(p.quotaCounter, "{key}") || strings.Contains(p.quotaCounter, "{account}") {
 		// keygate reads a site's usage under this name (QuotaCounter)
 		// knowing the site and the mode only.
-		return nil, fmt.Errorf("%w: config.limits.quota_counter %q names a site's counter: it may name {site} and {mode}, not {key} or {account}", ErrPolicy, p.quotaCounter)
+		return nil, fmt.Errorf("policies: compile %s: config.limits.quota_counter %q names a site's counter: it may name {site} and {mode}, not {key} or {account}", b.Source, p.quotaCounter)
 	}
 	p.query, p.pending = fc.query, &fc.pending
 	return p, nil

@@ -18,8 +18,18 @@ var placeholders = [...]struct {
 	name string
 	of   func(in *Input) string
 }{
-	{"{key}", func(in *Input) string { return keyOf(in).ID }},
-	{"{mode}", func(in *Input) string { return keyOf(in).Mode }},
+	{"{key}", func(in *Input) string {
+		if in.Key == nil {
+			return ""
+		}
+		return in.Key.ID
+	}},
+	{"{mode}", func(in *Input) string {
+		if in.Key == nil {
+			return ""
+		}
+		return in.Key.Mode
+	}},
 	{"{site}", func(in *Input) string {
 		if in.Site == nil {
 			return ""
@@ -33,16 +43,6 @@ var placeholders = [...]struct {
 		return in.Account.ID
 	}},
 }
-
-// keyOf is in's key, or one with nothing set.
-func keyOf(in *Input) *Key {
-	if in.Key == nil {
-		return &noKey
-	}
-	return in.Key
-}
-
-var noKey Key // read-only
 
 // CounterKey is l's counter key for the request in: its placeholders
 // filled from in's key, site and account. A placeholder the request has no
