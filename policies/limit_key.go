@@ -13,35 +13,24 @@ import (
 // facts instead of one per key (memo.go). A key without placeholders is
 // charged as written, as before.
 
-// placeholders are the names CounterKey fills, with the fact each names.
-var placeholders = [...]struct {
-	name string
-	of   func(in *Input) string
-}{
-	{"{key}", func(in *Input) string {
-		if in.Key == nil {
-			return ""
-		}
+// placeholders are the names CounterKey fills (placeholder gives each
+// its value).
+var placeholders = [...]string{"{key}", "{mode}", "{site}", "{account}"}
+
+// placeholder is the value in gives the placeholder name, "" when it has
+// none (no key, site or account).
+func (in *Input) placeholder(name string) string {
+	switch {
+	case name == "{key}" && in.Key != nil:
 		return in.Key.ID
-	}},
-	{"{mode}", func(in *Input) string {
-		if in.Key == nil {
-			return ""
-		}
+	case name == "{mode}" && in.Key != nil:
 		return in.Key.Mode
-	}},
-	{"{site}", func(in *Input) string {
-		if in.Site == nil {
-			return ""
-		}
+	case name == "{site}" && in.Site != nil:
 		return in.Site.ID
-	}},
-	{"{account}", func(in *Input) string {
-		if in.Account == nil {
-			return ""
-		}
+	case name == "{account}" && in.Account != nil:
 		return in.Account.ID
-	}},
+	}
+	return ""
 }
 
 // CounterKey is l's counter key for the request in: its placeholders
@@ -92,19 +81,19 @@ func (l Limit) fill(in *Input, b *strings.Builder) error {
 		write(rest[:i])
 		rest = rest[i:]
 		filled := false
-		for _, p := range placeholders {
-			if !strings.HasPrefix(rest, p.name) {
+		for _, name := range placeholders {
+			if !strings.HasPrefix(rest, name) {
 				continue
 			}
-			v := p.of(in)
+			v := in.placeholder(name)
 			if v == "" {
-				return fmt.Errorf("%w: limit key %q names %s, which this request does not have", ErrPolicy, l.Key, p.name)
+				return fmt.Errorf("%w: limit key %q names %s, which this request does not have", ErrPolicy, l.Key, name)
 			}
 			if strings.ContainsAny(v, " \t") {
 				return fmt.Errorf("%w: limit key %q would hold a space once filled in", ErrPolicy, l.Key)
 			}
 			write(v)
-			rest, filled = rest[len(p.name):], true
+			rest, filled = rest[len(name):], true
 			break
 		}
 		if !filled {
