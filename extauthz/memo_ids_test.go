@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -167,5 +168,71 @@ func TestFilledCounterKeepsItsCode(t *testing.T) {
 	got := a.chargeLimits(context.Background(), customDenials{}, in, d, time.Now())
 	if got.Allow || got.Code != "POSTS_USED_UP" || got.Status != 402 {
 		t.Fatalf("%+v, want the policy's POSTS_USED_UP", got)
+	}
+}
+
+// TestSharedDecisionSiteSpellings: once the first key's allow on its own
+// site path is remembered, the second key (same facts, another site) is
+// refused every spelling of the first key's site path an upstream may take
+// for it, on gRPC and on forward-auth, and still allowed on its own.
+func TestSharedDecisionSiteSpellings(t *testing.T) {
+	ctx := context.Background()
+	f := newLimitsFixture(t, nil)
+	if _, err := f.store.CreateSite(ctx, keystore.Site{ID: "s2", AccountID: "a1", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := f.store.CreateKey(ctx, keystore.KeySpec{SiteID: "s2", Mode: keystore.ModeLive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := secret.Reveal()
+	grpcSrv := &Server{Authorizer: f.authz, Log: f.authz.Log}
+	fwd := (&ForwardAuth{Authorizer: f.authz, Log: f.authz.Log}).Wrap(nil)
+	grpcCheck := func(key, path, host string) int32 {
+		req := envoyCheckRequest("GET", path, map[string]string{"x-api-key": key})
+		req.Attributes.Request.Http.Host = host
+		resp, err := grpcSrv.Check(envoyContext(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetStatus().GetCode()
+	}
+	httpCheck := func(key, path, host string) int {
+		req := httptest.NewRequest("GET", "/forward-auth", nil)
+		req.Host = "keygate:8080"
+		req.Header.Set("X-Forwarded-Method", "GET")
+		req.Header.Set("X-Forwarded-Uri", path)
+		req.Header.Set("X-Forwarded-Host", host)
+		req.Header.Set("X-Api-Key", key)
+		rec := httptest.NewRecorder()
+		fwd.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	// The first key's allow on its own site is remembered.
+	if code := grpcCheck(f.key, "/v1/sites/s1/videos/vid_1", "api.example.test"); code != 0 {
+		t.Fatalf("first key on its own site: code %d", code)
+	}
+	if code := httpCheck(f.key, "/v1/sites/s1/videos/vid_1", "api.example.test"); code != 200 {
+		t.Fatalf("first key on its own site (forward-auth): %d", code)
+	}
+	for _, path := range []string{
+		"/v1/sites/s1/videos/vid_2", "/v1/sites/S1/videos", "/v1/sites/%731/videos", "/v1/sites/s%31/videos",
+		"/v1/sites/s1./videos", "/v1/sites//s1/videos", "/v1/sites/s1%2Fvideos", "/v1//sites/s1/videos",
+		"/v1/sites/./s1/videos", "/V1/SITES/s1/videos", "/v1/sites/s1;x/videos", "/v1/sites/s1",
+	} {
+		for _, host := range []string{"api.example.test", "API.example.test", "api.example.test.", "api.example.test:443"} {
+			if code := grpcCheck(theirs, path, host); code == 0 {
+				t.Errorf("gRPC: second key allowed on %s (host %s)", path, host)
+			}
+			if code := httpCheck(theirs, path, host); code == 200 {
+				t.Errorf("forward-auth: second key allowed on %s (host %s)", path, host)
+			}
+		}
+	}
+	if code := grpcCheck(theirs, "/v1/sites/s2/videos", "api.example.test"); code != 0 {
+		t.Fatalf("second key on its own site: code %d", code)
+	}
+	if code := httpCheck(theirs, "/v1/sites/s2/videos", "api.example.test"); code != 200 {
+		t.Fatalf("second key on its own site (forward-auth): %d", code)
 	}
 }
