@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"syscall"
 
+	_ "github.com/keygate/keygate/internal/prefault" // initialised early, for the start: see its doc
 	"github.com/keygate/keygate/keystore"
 )
 
