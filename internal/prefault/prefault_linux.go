@@ -13,6 +13,9 @@ const madvPopulateWrite = 23
 // time, so the first mapping is rarely larger.
 const maxHeap = 16 << 20
 
+// maxData bounds the initialised data populated (keygate's is ~2 MiB).
+const maxData = 8 << 20
+
 // mapsLimit bounds the read of /proc/self/maps: a Go program starting has
 // a few dozen mappings (~80 bytes each); what does not fit is left out.
 const mapsLimit = 8 << 10
@@ -39,7 +42,7 @@ func init() {
 			lo := heap &^ (uintptr(syscall.Getpagesize()) - 1)
 			populate(lo, min(m.hi, lo+maxHeap))
 		case m.lo <= data && data < m.hi:
-			populate(m.lo, m.hi)
+			populate(m.lo, min(m.hi, m.lo+maxData))
 		}
 	}
 }
