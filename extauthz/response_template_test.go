@@ -53,7 +53,7 @@ type rendered struct {
 // bytes are those Result.CheckResponse renders without a template.
 func sameAsUntemplated(t *testing.T, s *Server, res Result) rendered {
 	t.Helper()
-	got := s.checkResponse(res)
+	got := s.checkResponse(res, nil)
 	b := wire(t, got)
 	if want := wire(t, res.CheckResponse()); !bytes.Equal(b, want) {
 		t.Fatalf("templated response differs:\n got %v\nwant %v", got, res.CheckResponse())
@@ -198,7 +198,7 @@ func TestTemplateUpstreamNotWritten(t *testing.T) {
 			t.Fatalf("upstream decision id %q, want the allow's own %q", got, res.DecisionID)
 		}
 		ids[res.DecisionID] = true
-		if got := headerValue(f.server.checkResponse(res).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
+		if got := headerValue(f.server.checkResponse(res, nil).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
 			t.Fatalf("response decision id %q, want %q", got, res.DecisionID)
 		}
 		if slices.Contains(res.Remove, HeaderDecisionID) {
