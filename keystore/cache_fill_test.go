@@ -19,16 +19,19 @@ func goroutineID() string {
 	return string(id)
 }
 
-// readerLoader records the goroutine every key read ran on.
+// readerLoader records the goroutine every key read ran on, and the
+// digests it was asked for (kept, as a fill may keep them).
 type readerLoader struct {
 	storeLikeLoader
 	mu      sync.Mutex
 	readers []string
+	kept    []Digest
 }
 
 func (l *readerLoader) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	l.mu.Lock()
 	l.readers = append(l.readers, goroutineID())
+	l.kept = append(l.kept, digests...)
 	l.mu.Unlock()
 	return l.storeLikeLoader.LookupKey(ctx, digests)
 }
@@ -136,31 +139,13 @@ func TestFillGoexitWakesCallers(t *testing.T) {
 	}
 }
 
-// digestsLoader keeps the digests it was asked for, as a fill may.
-type digestsLoader struct {
-	storeLikeLoader
-	mu   sync.Mutex
-	kept []Digest
-}
-
-func (l *digestsLoader) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
-	l.mu.Lock()
-	l.kept = append(l.kept, digests...)
-	l.mu.Unlock()
-	return l.storeLikeLoader.LookupKey(ctx, digests)
-}
-
 // A miss hands the load copies of the digests: the authorizer's are in
 // its per-request memory (Digester.AppendAllIn), which a kept digest
 // (the fill's, the entry's key, the key filter's) would otherwise keep
 // whole, for as long as the cache holds the key.
 func TestKeyMissCopiesDigests(t *testing.T) {
-	l := &digestsLoader{storeLikeLoader: storeLikeLoader{sites: 10}}
-	c, err := NewCache(l, CacheConfig{MaxEntries: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	l := &readerLoader{storeLikeLoader: storeLikeLoader{sites: 10}}
+	c := newTestCache(t, l, CacheConfig{})
 	d, err := NewDigester([]byte("pepper-0123456789abcdef"), []byte("pepper-older-0123456789"))
 	if err != nil {
 		t.Fatal(err)
