@@ -164,7 +164,7 @@ func (a *Authorizer) authorize(ctx context.Context, pol Decider, r Request, ec *
 		defer b.cancel()
 	}
 	now := a.clock(start)
-	st := new(requestState)
+	st := ec.requestState()
 	r, req, forged := scanned(r, ec.uncheckedRequest(), st.forged[:0], a.inputHeaders(pol))
 	credCtx, span := a.span(ctx, "keygate.credential")
 	var facts keystore.KeyFacts // on the stack: see resolve

@@ -147,8 +147,11 @@ func TestMemoHitCheckBytes(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector changes what allocates")
 	}
-	if n := unsafe.Sizeof(requestState{}); n > 576 {
-		t.Errorf("requestState is %d bytes, past the 576-byte size class", n)
+	if n := unsafe.Sizeof(requestState{}); n > 640 {
+		t.Errorf("requestState is %d bytes, past the 640-byte size class", n)
+	}
+	if n := unsafe.Sizeof(checkState{}); n > 1280 {
+		t.Errorf("checkState is %d bytes, past the 1,280-byte size class", n)
 	}
 	f := newFixture(t)
 	f.server.Authorizer.DropUnreadHeaders = true
@@ -170,5 +173,12 @@ func TestMemoHitCheckBytes(t *testing.T) {
 	// The paths' strings (a few bytes each) are counted too.
 	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > 2100 {
 		t.Fatalf("a memo-hit Check allocates %d bytes, want at most 2100", per)
+	}
+	// The path's string is one; the Check's memory (checkState: the
+	// request's state, the response's messages, the decision id and the
+	// key's digest) another, the metadata's map two. It was six: the
+	// state, the response, the id and the digest each on its own.
+	if per := float64(after.Mallocs-before.Mallocs) / runs; per > 4.1 {
+		t.Fatalf("a memo-hit Check makes %.2f allocations, want at most 4 (one of them the test's path)", per)
 	}
 }

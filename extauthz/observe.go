@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
@@ -85,8 +86,19 @@ func (obs Observers) Observe(o Outcome) {
 // begin starts one request's decision: its id, its clock and, with tracing
 // on, its root span (a child of the traceparent the request carried).
 func (a *Authorizer) begin(ctx context.Context, transport string, headers propagation.TextMapCarrier) (context.Context, Outcome) {
+	return a.beginWith(ctx, transport, headers, nil)
+}
+
+// beginWith is begin with the decision id's text written into id (memory
+// the caller allocated for the request anyway), nil for an id of its own.
+func (a *Authorizer) beginWith(ctx context.Context, transport string, headers propagation.TextMapCarrier, id *[decisionIDLen]byte) (context.Context, Outcome) {
 	now := time.Now()
-	o := Outcome{ID: NewDecisionID(now), Transport: transport, Start: now}
+	o := Outcome{Transport: transport, Start: now}
+	if id == nil {
+		o.ID = NewDecisionID(now)
+	} else {
+		o.ID = decisionIDIn(id, now)
+	}
 	if a.Tracer != nil {
 		ctx, o.span = a.Tracer.start(ctx, headers, transport, o.ID)
 		o.TraceID = o.span.SpanContext().TraceID().String()
@@ -188,7 +200,23 @@ const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 // 26 characters that sort by time. The randomness needs to be unique, not
 // secret (an id grants nothing), so the runtime's fast generator serves.
 func NewDecisionID(now time.Time) string {
-	var b [26]byte
+	var b [decisionIDLen]byte
+	writeDecisionID(&b, now)
+	return string(b[:])
+}
+
+// decisionIDLen is a decision id's length.
+const decisionIDLen = 26
+
+// decisionIDIn is NewDecisionID written into b, whose memory the string
+// then is: b must never be written again (checkState's is not).
+func decisionIDIn(b *[decisionIDLen]byte, now time.Time) string {
+	writeDecisionID(b, now)
+	return unsafe.String(&b[0], len(b))
+}
+
+// writeDecisionID writes a new decision id (see NewDecisionID) into b.
+func writeDecisionID(b *[decisionIDLen]byte, now time.Time) {
 	ms := uint64(now.UnixMilli())
 	for i := 9; i >= 0; i-- { // 10 chars × 5 bits = 50 bits ≥ 48
 		b[i] = crockford[ms&31]
@@ -200,5 +228,4 @@ func NewDecisionID(now time.Time) string {
 		lo = lo>>5 | (hi&31)<<59
 		hi >>= 5
 	}
-	return string(b[:])
 }

@@ -70,6 +70,17 @@ func envoyRequest(req *authv3.CheckRequest, tt *allowTemplates) (Request, envoyC
 type envoyCheck struct {
 	templates *allowTemplates
 	unchecked *authv3.CheckRequest
+	// state is the request's state, allocated with the rest of the
+	// Check's memory (checkState); nil: authorize allocates one.
+	state *requestState
+}
+
+// requestState is ec's request state, or a new one.
+func (ec *envoyCheck) requestState() *requestState {
+	if ec == nil || ec.state == nil {
+		return new(requestState)
+	}
+	return ec.state
 }
 
 func (ec *envoyCheck) allowTemplates() *allowTemplates {

@@ -101,7 +101,7 @@ func withBodyKey(cred Credential, status CredentialStatus, key keystore.Secret) 
 
 // lookupKey resolves a key through the cache by its digests.
 func (a *Authorizer) lookupKey(ctx context.Context, cred Credential, raw string, st *requestState, dst *keystore.KeyFacts) resolution {
-	digests := a.Digester.AppendAll(st.digests[:0], raw)
+	digests := a.Digester.AppendAllIn(st.digests[:0], &st.digest, raw)
 	ctx, span := a.span(ctx, "keygate.lookup")
 	facts, err := a.Facts.Key(ctx, digests)
 	endSpan(span)

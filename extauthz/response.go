@@ -156,6 +156,13 @@ type headerSlots struct {
 	used int
 }
 
+// fewHeaders are the messages of a few headers and their list, allocated
+// at once (see headerSlots.options).
+type fewHeaders struct {
+	msgs [4]headerMessages
+	ptrs [4]*corev3.HeaderValueOption
+}
+
 // headerMessages are one header's two messages.
 type headerMessages struct {
 	opt   corev3.HeaderValueOption
@@ -177,10 +184,16 @@ func (s *headerSlots) options(h map[string]string) []*corev3.HeaderValueOption {
 	n := len(kv)
 	var out []*corev3.HeaderValueOption
 	var msgs []headerMessages
-	if end := s.free(n); end > 0 {
+	switch end := s.free(n); {
+	case end > 0:
 		out, msgs = s.ptrs[s.used:end:end], s.msgs[s.used:end:end]
 		s.used = end
-	} else {
+	case n <= len(fewHeaders{}.msgs):
+		// A templated allow's rate headers (usually three): one
+		// allocation for the messages and their list, not two.
+		f := new(fewHeaders)
+		out, msgs = f.ptrs[:n:n], f.msgs[:n:n]
+	default:
 		out, msgs = make([]*corev3.HeaderValueOption, n), make([]headerMessages, n)
 	}
 	for i, kv := range kv {

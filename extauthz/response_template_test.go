@@ -53,7 +53,7 @@ type rendered struct {
 // bytes are those Result.CheckResponse renders without a template.
 func sameAsUntemplated(t *testing.T, s *Server, res Result) rendered {
 	t.Helper()
-	got := s.checkResponse(res)
+	got := s.checkResponse(res, nil)
 	b := wire(t, got)
 	if want := wire(t, res.CheckResponse()); !bytes.Equal(b, want) {
 		t.Fatalf("templated response differs:\n got %v\nwant %v", got, res.CheckResponse())
@@ -198,7 +198,7 @@ func TestTemplateUpstreamNotWritten(t *testing.T) {
 			t.Fatalf("upstream decision id %q, want the allow's own %q", got, res.DecisionID)
 		}
 		ids[res.DecisionID] = true
-		if got := headerValue(f.server.checkResponse(res).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
+		if got := headerValue(f.server.checkResponse(res, nil).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
 			t.Fatalf("response decision id %q, want %q", got, res.DecisionID)
 		}
 		if slices.Contains(res.Remove, HeaderDecisionID) {
@@ -375,5 +375,30 @@ func TestTemplateSlotCollisionAllocs(t *testing.T) {
 	})
 	if pair > held+plain {
 		t.Fatalf("an alternating colliding pair allocates %.0f, want at most %.0f (templated %.0f + untemplated %.0f)", pair, held+plain, held, plain)
+	}
+}
+
+// A templated allow's rate headers (response headers outside any slots)
+// are one allocation, messages and list together; more than fit are two,
+// as before. It was two for any number.
+func TestRateHeadersAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes what allocates")
+	}
+	rate := map[string]string{"x-ratelimit-limit": "100", "x-ratelimit-remaining": "99", "x-ratelimit-reset": "60"}
+	var opts []*corev3.HeaderValueOption
+	if n := testing.AllocsPerRun(100, func() { opts = (*headerSlots)(nil).options(rate) }); n != 1 {
+		t.Errorf("three rate headers: %.1f allocations, want 1", n)
+	}
+	if len(opts) != 3 || opts[0].GetHeader().GetKey() != "x-ratelimit-limit" || opts[2].GetHeader().GetValue() != "60" ||
+		opts[1].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+		t.Errorf("options = %v, want the three headers sorted by name, each overwriting", opts)
+	}
+	many := map[string]string{}
+	for i := range 6 {
+		many["x-h"+strconv.Itoa(i)] = "v"
+	}
+	if n := testing.AllocsPerRun(100, func() { opts = (*headerSlots)(nil).options(many) }); n != 2 || len(opts) != 6 {
+		t.Errorf("six headers: %.1f allocations and %d options, want 2 and 6", n, len(opts))
 	}
 }

@@ -79,7 +79,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 		}
 	}()
 	attrs := req.GetAttributes()
-	ctx, o := s.Authorizer.begin(ctx, TransportGRPC, propagation.MapCarrier(attrs.GetRequest().GetHttp().GetHeaders()))
+	cs := new(checkState)
+	ctx, o := s.Authorizer.beginWith(ctx, TransportGRPC, propagation.MapCarrier(attrs.GetRequest().GetHttp().GetHeaders()), &cs.id)
 	o.Client = attrs.GetSource().GetAddress().GetSocketAddress().GetAddress()
 	res := func() (res Result) {
 		defer func() {
@@ -89,11 +90,12 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (resp *aut
 			}
 		}()
 		r, ec := envoyRequest(req, s.allowTemplates())
+		ec.state = &cs.req
 		return s.Authorizer.authorize(ctx, s.Authorizer.policy(), r, &ec, o.Start)
 	}()
 	s.Authorizer.finish(&o, &res)
 	s.Metrics.observe(res, o.Duration)
-	return s.checkResponse(res), nil
+	return s.checkResponse(res, &cs.resp), nil
 }
 
 // panicResult is the deny for a request whose decision panicked, shaped by

@@ -209,7 +209,14 @@ func (c *Cache) Key(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	if hit {
 		return keyFactsOf(l.old)
 	}
-	return c.loadKey(ctx, ck, l, digests, "")
+	// A load keeps the digests (the fill, the store's read, the key
+	// filter, the entry's key): copies, so that none keeps the memory of
+	// the request they came in (see Digester.AppendAllIn).
+	own := make([]Digest, len(digests))
+	for i, d := range digests {
+		own[i] = Digest(strings.Clone(string(d)))
+	}
+	return c.loadKey(ctx, digestKey(own[0]), l, own, "")
 }
 
 // KeyID returns the facts of the key with this id.

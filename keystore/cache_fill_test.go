@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // goroutineID is the id runtime.Stack names the calling goroutine by.
@@ -18,16 +19,19 @@ func goroutineID() string {
 	return string(id)
 }
 
-// readerLoader records the goroutine every key read ran on.
+// readerLoader records the goroutine every key read ran on, and the
+// digests it was asked for (kept, as a fill may keep them).
 type readerLoader struct {
 	storeLikeLoader
 	mu      sync.Mutex
 	readers []string
+	kept    []Digest
 }
 
 func (l *readerLoader) LookupKey(ctx context.Context, digests []Digest) (KeyFacts, error) {
 	l.mu.Lock()
 	l.readers = append(l.readers, goroutineID())
+	l.kept = append(l.kept, digests...)
 	l.mu.Unlock()
 	return l.storeLikeLoader.LookupKey(ctx, digests)
 }
@@ -132,5 +136,43 @@ func TestFillGoexitWakesCallers(t *testing.T) {
 	wait(c)
 	if c.err != nil || c.e.rec != "x" {
 		t.Fatalf("second read: %+v, %v", c.e, c.err)
+	}
+}
+
+// A miss hands the load copies of the digests: the authorizer's are in
+// its per-request memory (Digester.AppendAllIn), which a kept digest
+// (the fill's, the entry's key, the key filter's) would otherwise keep
+// whole, for as long as the cache holds the key.
+func TestKeyMissCopiesDigests(t *testing.T) {
+	l := &readerLoader{storeLikeLoader: storeLikeLoader{sites: 10}}
+	c := newTestCache(t, l, CacheConfig{})
+	d, err := NewDigester([]byte("pepper-0123456789abcdef"), []byte("pepper-older-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf [DigestLen]byte
+	var arr [2]Digest
+	digests := d.AppendAllIn(arr[:0], &buf, "kg_live_test")
+	if unsafe.StringData(string(digests[0])) != &buf[0] {
+		t.Fatal("AppendAllIn did not write the primary digest into buf")
+	}
+	if digests[0] != d.Primary("kg_live_test") || len(digests) != 2 {
+		t.Fatalf("AppendAllIn = %q, want the primary digest and an older pepper's", digests)
+	}
+	if _, err := c.Key(context.Background(), digests); err != nil && !errors.Is(err, ErrNotFound) {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.kept) != 2 {
+		t.Fatalf("the load was asked for %d digests, want 2", len(l.kept))
+	}
+	for i, k := range l.kept {
+		if k != digests[i] {
+			t.Errorf("digest %d: the load got %q, want %q", i, k, digests[i])
+		}
+		if unsafe.StringData(string(k)) == unsafe.StringData(string(digests[i])) {
+			t.Errorf("digest %d: the load got the caller's memory, not a copy", i)
+		}
 	}
 }

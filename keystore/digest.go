@@ -7,6 +7,7 @@ import (
 	"errors"
 	"hash"
 	"sync"
+	"unsafe"
 )
 
 // Digest is the HMAC-SHA256 of a key under one pepper, hex encoded. It is the
@@ -83,22 +84,43 @@ type macState struct {
 	mac hash.Hash
 	in  []byte
 	sum [sha256.Size]byte
-	hex [2 * sha256.Size]byte
+}
+
+// DigestLen is a digest's length (hex of a SHA-256).
+const DigestLen = 2 * sha256.Size
+
+// AppendAllIn is AppendAll with the primary digest's text written into
+// buf, memory the caller allocated anyway (the authorizer's per-request
+// state), which the digest then is: buf must never be written again, and
+// whoever keeps the digest past the request keeps buf's memory unless it
+// copies it (Cache.Key does). Older peppers' digests are allocated.
+func (d *Digester) AppendAllIn(dst []Digest, buf *[DigestLen]byte, raw string) []Digest {
+	d.sum(0, raw, buf)
+	dst = append(dst, Digest(unsafe.String(&buf[0], len(buf))))
+	for i := 1; i < len(d.peppers); i++ {
+		dst = append(dst, d.digest(i, raw))
+	}
+	return dst
 }
 
 func (d *Digester) digest(i int, raw string) Digest {
+	var buf [DigestLen]byte
+	d.sum(i, raw, &buf)
+	return Digest(buf[:])
+}
+
+// sum writes the hex digest of raw under pepper i into out.
+func (d *Digester) sum(i int, raw string, out *[DigestLen]byte) {
 	m := d.macs[i].Get().(*macState)
 	m.mac.Reset()
 	m.in = append(m.in[:0], raw...)
 	m.mac.Write(m.in) //nolint:errcheck // a hash never fails to write
-	hex.Encode(m.hex[:], m.mac.Sum(m.sum[:0]))
-	out := Digest(m.hex[:])
+	hex.Encode(out[:], m.mac.Sum(m.sum[:0]))
 	if cap(m.in) > maxPooledKey {
 		m.in = nil // an odd huge credential is not kept alive by the pool
 	}
 	clear(m.in[:cap(m.in)]) // nor is any key's text
 	d.macs[i].Put(m)
-	return out
 }
 
 // maxPooledKey bounds the key buffer a pooled macState keeps.
