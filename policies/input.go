@@ -123,54 +123,69 @@ type Public struct {
 //
 // It runs on every decision the memo has not seen, so it allocates little:
 // terms come from one slab, and the field names are shared terms (fields).
-func (in *Input) Value() ast.Value {
+// A decision converts through the cache of parts (input_cache.go) instead.
+func (in *Input) Value() ast.Value { return in.value(nil) }
+
+// value is Value, with the parts the cache has (enc, scratch to encode
+// them in; nil for none) shared rather than made again.
+func (in *Input) value(enc partBuffer) ast.Value {
 	t := &terms{}
 	// Each object is made once with all its items: inserting into a made
 	// object costs an allocation per item, and more as its map grows.
 	var items [6][2]*ast.Term
 	n := 0
-	add := func(k *ast.Term, v ast.Value) {
-		items[n] = t.item(k, v)
+	add := func(k *ast.Term, v *ast.Term) {
+		items[n] = [2]*ast.Term{k, v}
 		n++
 	}
-	add(fields.request, in.Request.value(t))
+	add(fields.request, in.Request.term(t, enc))
 	if cred, ok := credentials()[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
-		items[n] = [2]*ast.Term{fields.credential, cred}
-		n++
+		add(fields.credential, cred)
 	} else {
-		add(fields.credential, ast.NewObject(
+		add(fields.credential, t.term(ast.NewObject(
 			t.str(fields.status, in.Credential.Status),
 			t.str(fields.kind, in.Credential.Kind),
 			t.str(fields.scheme, in.Credential.Scheme),
-		))
+		)))
 	}
 	if in.Key != nil {
-		add(fields.key, in.Key.value(t))
+		add(fields.key, in.Key.term(t, enc))
 	}
 	if in.Site != nil {
-		add(fields.site, in.Site.value(t))
+		add(fields.site, in.Site.term(t, enc))
 	}
 	if in.Account != nil {
-		add(fields.account, in.Account.value(t))
+		add(fields.account, in.Account.term(t, enc))
 	}
 	if in.Public != nil {
 		var pub [3][2]*ast.Term
 		pub[0] = t.str(fields.status, in.Public.Status)
 		m := 1
 		if in.Public.Site != nil {
-			pub[m] = t.item(fields.site, in.Public.Site.value(t))
+			pub[m] = [2]*ast.Term{fields.site, in.Public.Site.term(t, enc)}
 			m++
 		}
 		if in.Public.Account != nil {
-			pub[m] = t.item(fields.account, in.Public.Account.value(t))
+			pub[m] = [2]*ast.Term{fields.account, in.Public.Account.term(t, enc)}
 			m++
 		}
-		add(fields.public, ast.NewObject(pub[:m]...))
+		add(fields.public, t.term(ast.NewObject(pub[:m]...)))
 	}
 	return ast.NewObject(items[:n]...)
 }
 
-func (r *Request) value(t *terms) ast.Value {
+// term is the request's value: from the cache when it has no headers
+// (which differ in every request that has them).
+func (r *Request) term(t *terms, enc partBuffer) *ast.Term {
+	if enc == nil || len(r.Headers) > 0 {
+		return t.term(r.value(t, enc))
+	}
+	start := len(*enc)
+	*enc = appendRequest(append(*enc, partRequest), r, 0)
+	return t.cached(enc, start, func(t *terms) ast.Value { return r.value(t, enc) })
+}
+
+func (r *Request) value(t *terms, enc partBuffer) ast.Value {
 	headers := make([][2]*ast.Term, 0, len(r.Headers))
 	for k, v := range r.Headers {
 		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
@@ -185,11 +200,7 @@ func (r *Request) value(t *terms) ast.Value {
 	}
 	n := 6
 	if r.Prefixes != nil {
-		prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
-		for k, v := range r.Prefixes {
-			prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
-		}
-		items[n] = t.item(fields.prefixes, ast.NewObject(prefixes...))
+		items[n] = [2]*ast.Term{fields.prefixes, r.prefixesTerm(t, enc)}
 		n++
 	}
 	if r.ExactPath != "" {
@@ -197,11 +208,7 @@ func (r *Request) value(t *terms) ast.Value {
 		n++
 	}
 	if len(r.CaseFolded) > 0 {
-		folded := make([]*ast.Term, len(r.CaseFolded))
-		for i, s := range r.CaseFolded {
-			folded[i] = t.term(ast.String(s))
-		}
-		items[n] = t.item(fields.caseFolded, ast.NewArray(folded...))
+		items[n] = t.item(fields.caseFolded, t.strings(r.CaseFolded))
 		n++
 	}
 	if len(r.OwnSitePrefixes) > 0 {
@@ -220,6 +227,48 @@ func (r *Request) value(t *terms) ast.Value {
 		n++
 	}
 	return ast.NewObject(items[:n]...)
+}
+
+// prefixesTerm is input.request.prefixes (r.Prefixes is not nil): the
+// shared empty object for none, else from the cache when there is one.
+func (r *Request) prefixesTerm(t *terms, enc partBuffer) *ast.Term {
+	if len(r.Prefixes) == 0 {
+		return emptyObject
+	}
+	if enc == nil {
+		return t.term(r.prefixesValue(t))
+	}
+	start := len(*enc)
+	*enc = appendStringMap(append(*enc, partPrefixes), r.Prefixes)
+	return t.cached(enc, start, r.prefixesValue)
+}
+
+func (r *Request) prefixesValue(t *terms) ast.Value {
+	prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
+	for k, v := range r.Prefixes {
+		prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
+	}
+	return ast.NewObject(prefixes...)
+}
+
+// term is the site's value, from the cache when enc is set.
+func (s *Site) term(t *terms, enc partBuffer) *ast.Term {
+	if enc == nil {
+		return t.term(s.value(t))
+	}
+	start := len(*enc)
+	*enc = appendSite(append(*enc, partSite), s, 0)
+	return t.cached(enc, start, s.value)
+}
+
+// term is the account's value, from the cache when enc is set.
+func (a *Account) term(t *terms, enc partBuffer) *ast.Term {
+	if enc == nil {
+		return t.term(a.value(t))
+	}
+	start := len(*enc)
+	*enc = appendAccount(append(*enc, partAccount), a, 0)
+	return t.cached(enc, start, a.value)
 }
 
 func (s *Site) value(t *terms) ast.Value {

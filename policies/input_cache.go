@@ -1,0 +1,97 @@
+package policies
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// valueCache holds the input's parts in OPA's form, by their content: a
+// key's, site's and account's facts, a request's classified fields and
+// its prefixes. Every memo miss converted them again (an object costs OPA
+// five allocations), yet the facts come from a cache whose entries change
+// only when a key is edited, and with the ids the policy never reads
+// cleared (memo.go) all keys of a plan share one set of facts: the same
+// facts miss the memo on every route, site and host they are new on, and
+// a decision the memo does not keep (the memo off, a key with uses left)
+// is made of parts seen before.
+//
+// An entry is keyed by the part's memo-key encoding (memo_key.go), which is
+// injective over every field the part's value is made of, so two parts
+// share a value only when their values are equal (TestInputCacheEqual), a
+// cleared id is keyed as cleared, and facts that change are new content
+// and so a new entry: nothing is invalidated, nothing stale is served.
+// Entries are the facts of the request being decided, as they are
+// evaluated: the cache holds nothing the policy is not given anyway.
+//
+// The table is direct-mapped (one entry per slot, replaced on a
+// collision), so it is bounded: valueSlots entries of a few hundred bytes
+// each. A part is kept the second time it misses in its slot (the slot's
+// doorkeeper remembers the last miss's hash), so parts seen once (a new
+// host, a client address) neither allocate an entry nor evict one that
+// comes back. Readers and writers only load and store whole entries
+// atomically, and a value is shared read-only, as the input's shared terms
+// (vocabulary, credentials) already are: no evaluator writes to its input.
+type valueCache struct {
+	seed  maphash.Seed
+	slots [valueSlots]atomic.Pointer[cachedPart]
+	seen  [valueSlots]atomic.Uint64
+}
+
+type cachedPart struct {
+	enc  string
+	term *ast.Term
+}
+
+// valueSlots bounds the cache: at most this many parts (~0.5 KB each for
+// a key's facts, the largest usual part) live in it.
+const valueSlots = 4096
+
+// Kinds of part: the first byte of an entry's key.
+const (
+	partKey      = 'k'
+	partSite     = 's'
+	partAccount  = 'a'
+	partRequest  = 'r'
+	partPrefixes = 'p'
+)
+
+var inputParts = &valueCache{seed: maphash.MakeSeed()}
+
+// get is the value kept for enc, nil if none, and enc's hash for put.
+func (c *valueCache) get(enc []byte) (*ast.Term, uint64) {
+	h := maphash.Bytes(c.seed, enc)
+	if e := c.slots[h%valueSlots].Load(); e != nil && e.enc == string(enc) {
+		return e.term, h
+	}
+	return nil, h
+}
+
+// put keeps v for enc (hashed h by get) if enc missed its slot last time
+// too.
+func (c *valueCache) put(h uint64, enc []byte, v *ast.Term) {
+	i := h % valueSlots
+	if c.seen[i].Swap(h) != h {
+		return
+	}
+	c.slots[i].Store(&cachedPart{enc: string(enc), term: v})
+}
+
+// partBuffer is the scratch an input's conversion encodes its parts in
+// (classifyScratch's, for a decision); nil converts without the cache.
+type partBuffer = *[]byte
+
+// cached is the part encoded in (*enc)[start:], from the cache or made by
+// build (with t's terms) and offered to it. It leaves *enc as it was
+// before start: a part made of parts (a request and its prefixes) encodes
+// them after its own encoding, which stays whole until it is kept.
+func (t *terms) cached(enc partBuffer, start int, build func(*terms) ast.Value) *ast.Term {
+	v, h := inputParts.get((*enc)[start:])
+	if v == nil {
+		v = t.term(build(t))
+		inputParts.put(h, (*enc)[start:], v)
+	}
+	*enc = (*enc)[:start]
+	return v
+}
