@@ -296,12 +296,21 @@ func (a *Account) value(t *terms) ast.Value {
 type terms struct{ slab []ast.Term }
 
 // termSlab holds the values of a typical input (a key's: ~16 terms), the
-// names being shared; 64 held the names too, and more went unused.
-const termSlab = 16
+// names being shared; 64 held the names too, and more went unused. The
+// first slab is smaller: with its facts and request from the cache of
+// parts (input_cache.go), a decision's input needs two or three terms.
+const (
+	termSlab      = 16
+	termFirstSlab = 4
+)
 
 func (t *terms) term(v ast.Value) *ast.Term {
 	if len(t.slab) == cap(t.slab) {
-		t.slab = make([]ast.Term, 0, termSlab)
+		n := termSlab
+		if t.slab == nil {
+			n = termFirstSlab
+		}
+		t.slab = make([]ast.Term, 0, n)
 	}
 	t.slab = append(t.slab, ast.Term{Value: v})
 	return &t.slab[len(t.slab)-1]
