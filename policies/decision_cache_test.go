@@ -96,7 +96,7 @@ func TestIdentical(t *testing.T) {
 		{`{"a": {"b": {"c": "d"}}}`, `{"a": {"b": {"c": "e"}}}`, false},
 		{`{"a": {"b": 1}}`, `{"a": [1]}`, false},
 		{`[1, 2]`, `[1, 2, 3]`, false},
-		{`{1: "a"}`, `{1: "a"}`, false}, // a non-string key is never identical
+		{`{1: "a"}`, `{1: "a"}`, false},     // a non-string key is never identical
 		{`{"s": {1}}`, `{"s": {1}}`, false}, // nor a set
 		{`"a"`, `"a"`, true},
 		{`true`, `false`, false},
