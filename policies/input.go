@@ -182,7 +182,11 @@ func (r *Request) term(t *terms, enc partBuffer) *ast.Term {
 	}
 	start := len(*enc)
 	*enc = appendRequest(append(*enc, partRequest), r, 0)
-	return t.cached(enc, start, func(t *terms) ast.Value { return r.value(t, enc) })
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(r.value(t, enc)))
+	}
+	return v
 }
 
 func (r *Request) value(t *terms, enc partBuffer) ast.Value {
@@ -240,7 +244,11 @@ func (r *Request) prefixesTerm(t *terms, enc partBuffer) *ast.Term {
 	}
 	start := len(*enc)
 	*enc = appendStringMap(append(*enc, partPrefixes), r.Prefixes)
-	return t.cached(enc, start, r.prefixesValue)
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(r.prefixesValue(t)))
+	}
+	return v
 }
 
 func (r *Request) prefixesValue(t *terms) ast.Value {
@@ -258,7 +266,11 @@ func (s *Site) term(t *terms, enc partBuffer) *ast.Term {
 	}
 	start := len(*enc)
 	*enc = appendSite(append(*enc, partSite), s, 0)
-	return t.cached(enc, start, s.value)
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(s.value(t)))
+	}
+	return v
 }
 
 // term is the account's value, from the cache when enc is set.
@@ -268,7 +280,11 @@ func (a *Account) term(t *terms, enc partBuffer) *ast.Term {
 	}
 	start := len(*enc)
 	*enc = appendAccount(append(*enc, partAccount), a, 0)
-	return t.cached(enc, start, a.value)
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(a.value(t)))
+	}
+	return v
 }
 
 func (s *Site) value(t *terms) ast.Value {

@@ -82,16 +82,26 @@ func (c *valueCache) put(h uint64, enc []byte, v *ast.Term) {
 // (classifyScratch's, for a decision); nil converts without the cache.
 type partBuffer = *[]byte
 
-// cached is the part encoded in (*enc)[start:], from the cache or made by
-// build (with t's terms) and offered to it. It leaves *enc as it was
-// before start: a part made of parts (a request and its prefixes) encodes
-// them after its own encoding, which stays whole until it is kept.
-func (t *terms) cached(enc partBuffer, start int, build func(*terms) ast.Value) *ast.Term {
+// lookup is the part encoded in (*enc)[start:] as the cache has it (nil
+// if it has not; else *enc is truncated to start) and the encoding's hash,
+// for keep. The caller makes the
+// part when it is nil (a part made of parts, a request and its prefixes,
+// encodes them after its own encoding, which stays whole until kept) and
+// offers it with keep, which leaves *enc as it was before start. (The
+// part is not made through a func value: the terms passed to it would
+// escape, an allocation for every input.)
+func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
 	v, h := inputParts.get((*enc)[start:])
-	if v == nil {
-		v = t.term(build(t))
-		inputParts.put(h, (*enc)[start:], v)
+	if v != nil {
+		*enc = (*enc)[:start]
 	}
+	return v, h
+}
+
+// keep offers v, the part encoded in (*enc)[start:] with hash h, to the
+// cache, and truncates *enc to start.
+func keep(enc partBuffer, start int, h uint64, v *ast.Term) *ast.Term {
+	inputParts.put(h, (*enc)[start:], v)
 	*enc = (*enc)[:start]
 	return v
 }

@@ -9,7 +9,11 @@ func (k *Key) term(t *terms, enc partBuffer) *ast.Term {
 	}
 	start := len(*enc)
 	*enc = appendKeyFacts(append(*enc, partKey), k, 0)
-	return t.cached(enc, start, k.value)
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(k.value(t)))
+	}
+	return v
 }
 
 // value renders a key's facts. The entitlements (scopes, allowed_cidrs,
