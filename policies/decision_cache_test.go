@@ -1,9 +1,6 @@
 package policies
 
 import (
-	"math/rand/v2"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -26,22 +23,7 @@ func randomDecisionDocs(n int, seed uint64) []string {
 		`"limits": [{"kind": "quota", "key": "k", "limit": 10, "period": "month", "cost": 2, "code": "Q"}]`,
 		`"limits": [{"kind": "rate", "key": "k", "limit": 5, "period": "1ms"}]`,
 	}
-	rng := rand.New(rand.NewPCG(seed, 4))
-	docs := make([]string, n)
-	for i := range docs {
-		var parts []string
-		seen := map[string]bool{}
-		for j := rng.IntN(7); j >= 0; j-- {
-			f := fields[rng.IntN(len(fields))]
-			name := f[:strings.Index(f, ":")]
-			if !seen[name] {
-				seen[name] = true
-				parts = append(parts, f)
-			}
-		}
-		docs[i] = "{" + strings.Join(parts, ", ") + "}"
-	}
-	return docs
+	return randomDocs(fields, n, seed)
 }
 
 // TestDecisionCacheReadsAsParse: reading a result through the cache gives
@@ -121,25 +103,8 @@ func TestDecisionCacheConcurrent(t *testing.T) {
 		d, err := parseDecisionValue(ast.MustParseTerm(doc).Value)
 		want[i] = answer{d, errString(err)}
 	}
-	var wg sync.WaitGroup
-	bad := make(chan string, 8)
-	for g := range 8 {
-		wg.Go(func() {
-			for r := range 5 {
-				for i := range docs {
-					j := (i*(g+1) + r) % len(docs)
-					d, err := readDecisions.read(ast.MustParseTerm(docs[j]).Value)
-					if errString(err) != want[j].err || !cmp.Equal(d, want[j].d) {
-						bad <- docs[j]
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(bad)
-	for doc := range bad {
-		t.Fatalf("%s: the cached reading differs", doc)
-	}
+	concurrently(t, len(docs), func(j int) bool {
+		d, err := readDecisions.read(ast.MustParseTerm(docs[j]).Value)
+		return errString(err) == want[j].err && cmp.Equal(d, want[j].d)
+	})
 }

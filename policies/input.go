@@ -138,7 +138,7 @@ func (in *Input) value(enc partBuffer) ast.Value {
 		items[n] = [2]*ast.Term{k, v}
 		n++
 	}
-	add(fields.request, in.Request.term(t, enc))
+	add(fields.request, t.part(enc, part{kind: partRequest, request: &in.Request}))
 	if cred, ok := credentials()[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
 		add(fields.credential, cred)
 	} else {
@@ -149,44 +149,29 @@ func (in *Input) value(enc partBuffer) ast.Value {
 		)))
 	}
 	if in.Key != nil {
-		add(fields.key, in.Key.term(t, enc))
+		add(fields.key, t.part(enc, part{kind: partKey, key: in.Key}))
 	}
 	if in.Site != nil {
-		add(fields.site, in.Site.term(t, enc))
+		add(fields.site, t.part(enc, part{kind: partSite, site: in.Site}))
 	}
 	if in.Account != nil {
-		add(fields.account, in.Account.term(t, enc))
+		add(fields.account, t.part(enc, part{kind: partAccount, account: in.Account}))
 	}
 	if in.Public != nil {
 		var pub [3][2]*ast.Term
 		pub[0] = t.str(fields.status, in.Public.Status)
 		m := 1
 		if in.Public.Site != nil {
-			pub[m] = [2]*ast.Term{fields.site, in.Public.Site.term(t, enc)}
+			pub[m] = [2]*ast.Term{fields.site, t.part(enc, part{kind: partSite, site: in.Public.Site})}
 			m++
 		}
 		if in.Public.Account != nil {
-			pub[m] = [2]*ast.Term{fields.account, in.Public.Account.term(t, enc)}
+			pub[m] = [2]*ast.Term{fields.account, t.part(enc, part{kind: partAccount, account: in.Public.Account})}
 			m++
 		}
 		add(fields.public, t.term(ast.NewObject(pub[:m]...)))
 	}
 	return ast.NewObject(items[:n]...)
-}
-
-// term is the request's value: from the cache when it has no headers
-// (which differ in every request that has them).
-func (r *Request) term(t *terms, enc partBuffer) *ast.Term {
-	if enc == nil || len(r.Headers) > 0 {
-		return t.term(r.value(t, enc))
-	}
-	start := len(*enc)
-	*enc = appendRequest(append(*enc, partRequest), r, 0)
-	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(r.value(t, enc)))
-	}
-	return v
 }
 
 func (r *Request) value(t *terms, enc partBuffer) ast.Value {
@@ -203,8 +188,11 @@ func (r *Request) value(t *terms, enc partBuffer) ast.Value {
 		items[5] = t.item(fields.headers, ast.NewObject(headers...))
 	}
 	n := 6
-	if r.Prefixes != nil {
-		items[n] = [2]*ast.Term{fields.prefixes, r.prefixesTerm(t, enc)}
+	if len(r.Prefixes) > 0 {
+		items[n] = [2]*ast.Term{fields.prefixes, t.part(enc, part{kind: partPrefixes, request: r})}
+		n++
+	} else if r.Prefixes != nil {
+		items[n] = [2]*ast.Term{fields.prefixes, emptyObject}
 		n++
 	}
 	if r.ExactPath != "" {
@@ -233,58 +221,12 @@ func (r *Request) value(t *terms, enc partBuffer) ast.Value {
 	return ast.NewObject(items[:n]...)
 }
 
-// prefixesTerm is input.request.prefixes (r.Prefixes is not nil): the
-// shared empty object for none, else from the cache when there is one.
-func (r *Request) prefixesTerm(t *terms, enc partBuffer) *ast.Term {
-	if len(r.Prefixes) == 0 {
-		return emptyObject
-	}
-	if enc == nil {
-		return t.term(r.prefixesValue(t))
-	}
-	start := len(*enc)
-	*enc = appendStringMap(append(*enc, partPrefixes), r.Prefixes)
-	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(r.prefixesValue(t)))
-	}
-	return v
-}
-
 func (r *Request) prefixesValue(t *terms) ast.Value {
 	prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
 	for k, v := range r.Prefixes {
 		prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
 	}
 	return ast.NewObject(prefixes...)
-}
-
-// term is the site's value, from the cache when enc is set.
-func (s *Site) term(t *terms, enc partBuffer) *ast.Term {
-	if enc == nil {
-		return t.term(s.value(t))
-	}
-	start := len(*enc)
-	*enc = appendSite(append(*enc, partSite), s, 0)
-	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(s.value(t)))
-	}
-	return v
-}
-
-// term is the account's value, from the cache when enc is set.
-func (a *Account) term(t *terms, enc partBuffer) *ast.Term {
-	if enc == nil {
-		return t.term(a.value(t))
-	}
-	start := len(*enc)
-	*enc = appendAccount(append(*enc, partAccount), a, 0)
-	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(a.value(t)))
-	}
-	return v
 }
 
 func (s *Site) value(t *terms) ast.Value {

@@ -78,18 +78,71 @@ func (c *valueCache) put(h uint64, enc []byte, v *ast.Term) {
 	c.slots[i].Store(&cachedPart{enc: string(enc), term: v})
 }
 
+// part is one part of an input: its kind and the facts or request it is
+// made of (the others nil).
+type part struct {
+	kind    byte
+	key     *Key
+	site    *Site
+	account *Account
+	request *Request
+}
+
+// part is p's value: from the cache when enc is set, and for a request
+// only without headers (which differ in every request that has them).
+// The parts are encoded and made by a switch, not through a func value or
+// an interface: the terms passed to either would escape, an allocation
+// for every input.
+func (t *terms) part(enc partBuffer, p part) *ast.Term {
+	if enc == nil || p.kind == partRequest && len(p.request.Headers) > 0 {
+		return t.term(t.make(enc, p))
+	}
+	start := len(*enc)
+	*enc = append(*enc, p.kind)
+	switch p.kind {
+	case partKey:
+		*enc = appendKeyFacts(*enc, p.key, 0)
+	case partSite:
+		*enc = appendSite(*enc, p.site, 0)
+	case partAccount:
+		*enc = appendAccount(*enc, p.account, 0)
+	case partRequest:
+		*enc = appendRequest(*enc, p.request, 0)
+	case partPrefixes:
+		*enc = appendStringMap(*enc, p.request.Prefixes)
+	}
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(t.make(enc, p)))
+	}
+	return v
+}
+
+// make makes p's value.
+func (t *terms) make(enc partBuffer, p part) ast.Value {
+	switch p.kind {
+	case partKey:
+		return p.key.value(t)
+	case partSite:
+		return p.site.value(t)
+	case partAccount:
+		return p.account.value(t)
+	case partRequest:
+		return p.request.value(t, enc)
+	}
+	return p.request.prefixesValue(t)
+}
+
 // partBuffer is the scratch an input's conversion encodes its parts in
 // (classifyScratch's, for a decision); nil converts without the cache.
 type partBuffer = *[]byte
 
 // lookup is the part encoded in (*enc)[start:] as the cache has it (nil
 // if it has not; else *enc is truncated to start) and the encoding's hash,
-// for keep. The caller makes the
-// part when it is nil (a part made of parts, a request and its prefixes,
-// encodes them after its own encoding, which stays whole until kept) and
-// offers it with keep, which leaves *enc as it was before start. (The
-// part is not made through a func value: the terms passed to it would
-// escape, an allocation for every input.)
+// for keep. The caller makes the part when it is nil (a part made of
+// parts, a request and its prefixes, encodes them after its own encoding,
+// which stays whole until kept) and offers it with keep, which leaves *enc
+// as it was before start.
 func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
 	v, h := inputParts.get((*enc)[start:])
 	if v != nil {

@@ -2,20 +2,6 @@ package policies
 
 import "github.com/open-policy-agent/opa/v1/ast"
 
-// term is the key's value, from the cache when enc is set.
-func (k *Key) term(t *terms, enc partBuffer) *ast.Term {
-	if enc == nil {
-		return t.term(k.value(t))
-	}
-	start := len(*enc)
-	*enc = appendKeyFacts(append(*enc, partKey), k, 0)
-	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(k.value(t)))
-	}
-	return v
-}
-
 // value renders a key's facts. The entitlements (scopes, allowed_cidrs,
 // meta, limits, remaining) are left out when empty or nil, so the input of
 // an unrestricted key is what it was before keys had entitlements, and
