@@ -101,6 +101,17 @@ func TestInputCacheFactsChange(t *testing.T) {
 			t.Fatalf("key converted with id %v", id)
 		}
 	}
+	// Another key with the same facts, its id cleared, shares the cleared
+	// value: the cache keys on no id the input does not carry.
+	other := *in
+	otherKey := *in.Key
+	otherKey.ID = "key_cache_other"
+	other.Key = &otherKey
+	unreadIDs.clear(&other, new(spareFacts))
+	a := convertCached(&cleared).(ast.Object).Get(fields.key)
+	if b := convertCached(&other).(ast.Object).Get(fields.key); a != b {
+		t.Fatalf("keys with the same facts, ids cleared, converted apart: %v, %v", a, b)
+	}
 }
 
 // TestInputCacheConcurrent: conversions of inputs that share parts, on
