@@ -130,8 +130,7 @@ func decideCompiled(ctx context.Context, prog *irvm.Program, input ast.Value) (D
 	if n != 1 {
 		return Decision{}, fmt.Errorf("%w: %s is undefined", ErrPolicy, Entrypoint)
 	}
-	v := res.Value
-	return parseDecisionValue(v)
+	return readDecisions.read(res.Value)
 }
 
 // LogEvaluator waits until p's compiled evaluator is ready or known to

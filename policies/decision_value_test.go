@@ -30,8 +30,21 @@ func TestParseDecisionValueMatchesJSON(t *testing.T) {
 		`"limits": [{"kind": "quota", "key": "k", "limit": 5, "code": "bad"}]`,
 		`"limits": [1]`,
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := 0; i < 3000; i++ {
+	for _, doc := range randomDocs(fields, 3000, 3) {
+		want, werr := parseDecision(decodeDoc(t, doc))
+		got, gerr := parseDecisionValue(ast.MustParseTerm(doc).Value)
+		if errString(werr) != errString(gerr) || !cmp.Equal(want, got) {
+			t.Fatalf("%s:\nJSON:  %+v, %v\nvalue: %+v, %v", doc, want, werr, got, gerr)
+		}
+	}
+}
+
+// randomDocs are n objects of up to seven of fields (each a "name": value),
+// no name twice.
+func randomDocs(fields []string, n int, seed uint64) []string {
+	rng := rand.New(rand.NewPCG(seed, 4))
+	docs := make([]string, n)
+	for i := range docs {
 		var parts []string
 		seen := map[string]bool{}
 		for j := rng.IntN(7); j >= 0; j-- {
@@ -42,13 +55,9 @@ func TestParseDecisionValueMatchesJSON(t *testing.T) {
 				parts = append(parts, f)
 			}
 		}
-		doc := "{" + strings.Join(parts, ", ") + "}"
-		want, werr := parseDecision(decodeDoc(t, doc))
-		got, gerr := parseDecisionValue(ast.MustParseTerm(doc).Value)
-		if errString(werr) != errString(gerr) || !cmp.Equal(want, got) {
-			t.Fatalf("%s:\nJSON:  %+v, %v\nvalue: %+v, %v", doc, want, werr, got, gerr)
-		}
+		docs[i] = "{" + strings.Join(parts, ", ") + "}"
 	}
+	return docs
 }
 
 // The common well-formed documents are read without going through JSON.

@@ -301,7 +301,7 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	classified := p.classify(in, scratch.prefixes, scratch.own[:0], &scratch.spare)
 	if p.memo == nil {
 		p.stats.bypassed()
-		d, err := p.decide(ctx, &classified)
+		d, err := p.decide(ctx, &classified, &scratch.enc)
 		return d, MemoOff, err
 	}
 	d, key, ok := p.memo.get(&classified)
@@ -309,7 +309,7 @@ func (p *Policy) DecideMemo(ctx context.Context, in *Input) (Decision, MemoResul
 	if ok {
 		return d, MemoHit, nil
 	}
-	d, err := p.decide(ctx, &classified)
+	d, err := p.decide(ctx, &classified, &scratch.enc)
 	if err == nil && key != nil {
 		p.memo.put(key, d)
 	}
@@ -327,8 +327,10 @@ func (p *Policy) classify(in *Input, prefixes map[string]string, own []string, s
 	return classified
 }
 
-func (p *Policy) decide(ctx context.Context, in *Input) (Decision, error) {
-	return p.decideValue(ctx, in.Value())
+// decide evaluates the policy for in, its parts converted through the
+// cache (input_cache.go; enc is scratch to encode them in).
+func (p *Policy) decide(ctx context.Context, in *Input, enc partBuffer) (Decision, error) {
+	return p.decideValue(ctx, in.value(enc))
 }
 
 // decideValue evaluates the decision for an input already in OPA's form,

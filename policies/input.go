@@ -123,54 +123,58 @@ type Public struct {
 //
 // It runs on every decision the memo has not seen, so it allocates little:
 // terms come from one slab, and the field names are shared terms (fields).
-func (in *Input) Value() ast.Value {
+// A decision converts through the cache of parts (input_cache.go) instead.
+func (in *Input) Value() ast.Value { return in.value(nil) }
+
+// value is Value, with the parts the cache has (enc, scratch to encode
+// them in; nil for none) shared rather than made again.
+func (in *Input) value(enc partBuffer) ast.Value {
 	t := &terms{}
 	// Each object is made once with all its items: inserting into a made
 	// object costs an allocation per item, and more as its map grows.
 	var items [6][2]*ast.Term
 	n := 0
-	add := func(k *ast.Term, v ast.Value) {
-		items[n] = t.item(k, v)
+	add := func(k *ast.Term, v *ast.Term) {
+		items[n] = [2]*ast.Term{k, v}
 		n++
 	}
-	add(fields.request, in.Request.value(t))
+	add(fields.request, t.part(enc, part{kind: partRequest, request: &in.Request}))
 	if cred, ok := credentials()[[3]string{in.Credential.Status, in.Credential.Kind, in.Credential.Scheme}]; ok {
-		items[n] = [2]*ast.Term{fields.credential, cred}
-		n++
+		add(fields.credential, cred)
 	} else {
-		add(fields.credential, ast.NewObject(
+		add(fields.credential, t.term(ast.NewObject(
 			t.str(fields.status, in.Credential.Status),
 			t.str(fields.kind, in.Credential.Kind),
 			t.str(fields.scheme, in.Credential.Scheme),
-		))
+		)))
 	}
 	if in.Key != nil {
-		add(fields.key, in.Key.value(t))
+		add(fields.key, t.part(enc, part{kind: partKey, key: in.Key}))
 	}
 	if in.Site != nil {
-		add(fields.site, in.Site.value(t))
+		add(fields.site, t.part(enc, part{kind: partSite, site: in.Site}))
 	}
 	if in.Account != nil {
-		add(fields.account, in.Account.value(t))
+		add(fields.account, t.part(enc, part{kind: partAccount, account: in.Account}))
 	}
 	if in.Public != nil {
 		var pub [3][2]*ast.Term
 		pub[0] = t.str(fields.status, in.Public.Status)
 		m := 1
 		if in.Public.Site != nil {
-			pub[m] = t.item(fields.site, in.Public.Site.value(t))
+			pub[m] = [2]*ast.Term{fields.site, t.part(enc, part{kind: partSite, site: in.Public.Site})}
 			m++
 		}
 		if in.Public.Account != nil {
-			pub[m] = t.item(fields.account, in.Public.Account.value(t))
+			pub[m] = [2]*ast.Term{fields.account, t.part(enc, part{kind: partAccount, account: in.Public.Account})}
 			m++
 		}
-		add(fields.public, ast.NewObject(pub[:m]...))
+		add(fields.public, t.term(ast.NewObject(pub[:m]...)))
 	}
 	return ast.NewObject(items[:n]...)
 }
 
-func (r *Request) value(t *terms) ast.Value {
+func (r *Request) value(t *terms, enc partBuffer) ast.Value {
 	headers := make([][2]*ast.Term, 0, len(r.Headers))
 	for k, v := range r.Headers {
 		headers = append(headers, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
@@ -184,12 +188,11 @@ func (r *Request) value(t *terms) ast.Value {
 		items[5] = t.item(fields.headers, ast.NewObject(headers...))
 	}
 	n := 6
-	if r.Prefixes != nil {
-		prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
-		for k, v := range r.Prefixes {
-			prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
-		}
-		items[n] = t.item(fields.prefixes, ast.NewObject(prefixes...))
+	if len(r.Prefixes) > 0 {
+		items[n] = [2]*ast.Term{fields.prefixes, t.part(enc, part{kind: partPrefixes, request: r})}
+		n++
+	} else if r.Prefixes != nil {
+		items[n] = [2]*ast.Term{fields.prefixes, emptyObject}
 		n++
 	}
 	if r.ExactPath != "" {
@@ -197,11 +200,7 @@ func (r *Request) value(t *terms) ast.Value {
 		n++
 	}
 	if len(r.CaseFolded) > 0 {
-		folded := make([]*ast.Term, len(r.CaseFolded))
-		for i, s := range r.CaseFolded {
-			folded[i] = t.term(ast.String(s))
-		}
-		items[n] = t.item(fields.caseFolded, ast.NewArray(folded...))
+		items[n] = t.item(fields.caseFolded, t.strings(r.CaseFolded))
 		n++
 	}
 	if len(r.OwnSitePrefixes) > 0 {
@@ -220,6 +219,14 @@ func (r *Request) value(t *terms) ast.Value {
 		n++
 	}
 	return ast.NewObject(items[:n]...)
+}
+
+func (r *Request) prefixesValue(t *terms) ast.Value {
+	prefixes := make([][2]*ast.Term, 0, len(r.Prefixes))
+	for k, v := range r.Prefixes {
+		prefixes = append(prefixes, [2]*ast.Term{t.term(ast.String(k)), t.term(ast.String(v))})
+	}
+	return ast.NewObject(prefixes...)
 }
 
 func (s *Site) value(t *terms) ast.Value {
@@ -247,12 +254,21 @@ func (a *Account) value(t *terms) ast.Value {
 type terms struct{ slab []ast.Term }
 
 // termSlab holds the values of a typical input (a key's: ~16 terms), the
-// names being shared; 64 held the names too, and more went unused.
-const termSlab = 16
+// names being shared; 64 held the names too, and more went unused. The
+// first slab is smaller: with its facts and request from the cache of
+// parts (input_cache.go), a decision's input needs two or three terms.
+const (
+	termSlab      = 16
+	termFirstSlab = 4
+)
 
 func (t *terms) term(v ast.Value) *ast.Term {
 	if len(t.slab) == cap(t.slab) {
-		t.slab = make([]ast.Term, 0, termSlab)
+		n := termSlab
+		if t.slab == nil {
+			n = termFirstSlab
+		}
+		t.slab = make([]ast.Term, 0, n)
 	}
 	t.slab = append(t.slab, ast.Term{Value: v})
 	return &t.slab[len(t.slab)-1]

@@ -66,7 +66,7 @@ func BenchmarkDecideUncached(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := p.decide(ctx, &in); err != nil {
+		if _, err := p.decide(ctx, &in, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -281,7 +281,7 @@ func TestMemoAgreesWithEvaluation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := p.decide(ctx, in)
+			want, err := p.decide(ctx, in, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -367,7 +367,7 @@ func TestMemoConcurrent(t *testing.T) {
 		in := fullInput()
 		in.Request.Path = path
 		var err error
-		if want[i], err = p.decide(ctx, &in); err != nil {
+		if want[i], err = p.decide(ctx, &in, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -43,6 +43,49 @@ func BenchmarkDecideMiss(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideMissUses is a memo miss on every decision from a key with
+// uses left (input.key.remaining), which is new facts on every request:
+// the key's facts are new to the cache of input parts too, its request,
+// site and account are not.
+func BenchmarkDecideMissUses(b *testing.B) {
+	e := engineFor(b, Default())
+	in := proInput()
+	remaining := make([]int64, 1<<16)
+	for i := range remaining {
+		remaining[i] = int64(len(remaining) - i)
+	}
+	benchDecideEach(b, e, func(i int) *Input {
+		in.Key.Remaining = &remaining[i%len(remaining)]
+		return in
+	})
+	if s := e.MemoStats(); s.Hits > s.Misses/100 {
+		b.Fatalf("not measuring misses: %+v", s)
+	}
+}
+
+// BenchmarkDecideMissNew is a memo miss on every decision whose host and
+// key facts are both new: the request and the key's facts miss the cache
+// of input parts (the site and account do not), what its lookups cost
+// when they find nothing.
+func BenchmarkDecideMissNew(b *testing.B) {
+	e := engineFor(b, Default())
+	in := proInput()
+	hosts := make([]string, 1<<16)
+	remaining := make([]int64, len(hosts))
+	for i := range hosts {
+		hosts[i] = "api-" + strconv.Itoa(i) + ".example.test"
+		remaining[i] = int64(len(remaining) - i)
+	}
+	benchDecideEach(b, e, func(i int) *Input {
+		in.Request.Host = hosts[i%len(hosts)]
+		in.Key.Remaining = &remaining[i%len(remaining)]
+		return in
+	})
+	if s := e.MemoStats(); s.Hits > s.Misses/100 {
+		b.Fatalf("not measuring misses: %+v", s)
+	}
+}
+
 // BenchmarkDecideOtherKeys is every decision from another key, site and
 // account with the same facts: memo hits after the first.
 func BenchmarkDecideOtherKeys(b *testing.B) {

@@ -14,15 +14,21 @@ type classifyScratch struct {
 	prefixes map[string]string
 	own      [2]string
 	spare    spareFacts
+	// enc is where the input's parts are encoded to look them up in the
+	// cache of converted parts (input_cache.go).
+	enc []byte
 }
 
 var classifyScratches = sync.Pool{New: func() any {
-	return &classifyScratch{prefixes: make(map[string]string, 2)}
+	return &classifyScratch{prefixes: make(map[string]string, 2), enc: make([]byte, 0, 256)}
 }}
 
 // maxPooledPrefixes bounds what a recycled map may hold; a larger one (a
 // path under very many of the data's prefixes) is left to the collector.
 const maxPooledPrefixes = 16
+
+// maxPooledEnc bounds the encoding buffer a recycled scratch keeps.
+const maxPooledEnc = 4096
 
 func getClassifyScratch() *classifyScratch {
 	return classifyScratches.Get().(*classifyScratch)
@@ -35,6 +41,9 @@ func putClassifyScratch(s *classifyScratch) {
 		clear(s.prefixes)
 	}
 	s.own = [2]string{}
+	if cap(s.enc) > maxPooledEnc {
+		s.enc = make([]byte, 0, 256)
+	}
 	s.spare = spareFacts{}
 	classifyScratches.Put(s)
 }

@@ -11,13 +11,15 @@ import (
 // TestNativesMatchOPA: a native answers what OPA's builtin answers, and
 // leaves to it what it does not handle, errors included.
 func TestNativesMatchOPA(t *testing.T) {
-	values := []string{`1`, `2.0`, `"a"`, `"b"`, `true`, `null`, `[1, 2]`, `["k"]`, `{"k": 1}`, `{"k": {"j": 2}}`, `{1, 2}`, `{}`}
+	values := []string{`1`, `2.0`, `"a"`, `"b"`, `true`, `null`, `[1, 2]`, `["k"]`, `{"k": 1}`, `{"k": {"j": 2}}`, `{1, 2}`, `{}`,
+		`10`, `16`, `-7`, `123456789012`, `1e3`, `[]`, `["a", "b"]`, `["a", "", "c"]`, `["a", 1]`, `{"a", "b"}`, `""`, `":"`}
 	var terms []*ast.Term
 	for _, v := range values {
 		terms = append(terms, ast.MustParseTerm(v))
 	}
 	names := []string{ast.GreaterThan.Name, ast.GreaterThanEq.Name, ast.LessThan.Name, ast.LessThanEq.Name,
-		ast.NotEqual.Name, ast.Equal.Name, ast.IsNumber.Name, ast.IsString.Name, ast.ObjectGet.Name}
+		ast.NotEqual.Name, ast.Equal.Name, ast.IsNumber.Name, ast.IsString.Name, ast.ObjectGet.Name,
+		ast.Concat.Name, ast.FormatInt.Name}
 	bctx := topdown.BuiltinContext{Context: context.Background()}
 	for _, name := range names {
 		nat := nativeFor(name)

@@ -1,0 +1,160 @@
+package policies
+
+import (
+	"hash/maphash"
+	"sync/atomic"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// valueCache holds the input's parts in OPA's form, by their content: a
+// key's, site's and account's facts, a request's classified fields and
+// its prefixes. Every memo miss converted them again (an object costs OPA
+// five allocations), yet the facts come from a cache whose entries change
+// only when a key is edited, and with the ids the policy never reads
+// cleared (memo.go) all keys of a plan share one set of facts: the same
+// facts miss the memo on every route, site and host they are new on, and
+// a decision the memo does not keep (the memo off, a key with uses left)
+// is made of parts seen before.
+//
+// An entry is keyed by the part's memo-key encoding (memo_key.go), which is
+// injective over every field the part's value is made of, so two parts
+// share a value only when their values are equal (TestInputCacheEqual), a
+// cleared id is keyed as cleared, and facts that change are new content
+// and so a new entry: nothing is invalidated, nothing stale is served.
+// Entries are the facts of the request being decided, as they are
+// evaluated: the cache holds nothing the policy is not given anyway.
+//
+// The table is direct-mapped (one entry per slot, replaced on a
+// collision), so it is bounded: valueSlots entries of a few hundred bytes
+// each. A part is kept the second time it misses in its slot (the slot's
+// doorkeeper remembers the last miss's hash), so parts seen once (a new
+// host, a client address) neither allocate an entry nor evict one that
+// comes back. Readers and writers only load and store whole entries
+// atomically, and a value is shared read-only, as the input's shared terms
+// (vocabulary, credentials) already are: no evaluator writes to its input.
+type valueCache struct {
+	seed  maphash.Seed
+	slots [valueSlots]atomic.Pointer[cachedPart]
+	seen  [valueSlots]atomic.Uint64
+}
+
+type cachedPart struct {
+	enc  string
+	term *ast.Term
+}
+
+// valueSlots bounds the cache: at most this many parts (~0.5 KB each for
+// a key's facts, the largest usual part) live in it.
+const valueSlots = 4096
+
+// Kinds of part: the first byte of an entry's key.
+const (
+	partKey      = 'k'
+	partSite     = 's'
+	partAccount  = 'a'
+	partRequest  = 'r'
+	partPrefixes = 'p'
+)
+
+var inputParts = &valueCache{seed: maphash.MakeSeed()}
+
+// get is the value kept for enc, nil if none, and enc's hash for put.
+func (c *valueCache) get(enc []byte) (*ast.Term, uint64) {
+	h := maphash.Bytes(c.seed, enc)
+	if e := c.slots[h%valueSlots].Load(); e != nil && e.enc == string(enc) {
+		return e.term, h
+	}
+	return nil, h
+}
+
+// put keeps v for enc (hashed h by get) if enc missed its slot last time
+// too.
+func (c *valueCache) put(h uint64, enc []byte, v *ast.Term) {
+	i := h % valueSlots
+	if c.seen[i].Swap(h) != h {
+		return
+	}
+	c.slots[i].Store(&cachedPart{enc: string(enc), term: v})
+}
+
+// part is one part of an input: its kind and the facts or request it is
+// made of (the others nil).
+type part struct {
+	kind    byte
+	key     *Key
+	site    *Site
+	account *Account
+	request *Request
+}
+
+// part is p's value: from the cache when enc is set, and for a request
+// only without headers (which differ in every request that has them).
+// The parts are encoded and made by a switch, not through a func value or
+// an interface: the terms passed to either would escape, an allocation
+// for every input.
+func (t *terms) part(enc partBuffer, p part) *ast.Term {
+	if enc == nil || p.kind == partRequest && len(p.request.Headers) > 0 {
+		return t.term(t.make(enc, p))
+	}
+	start := len(*enc)
+	*enc = append(*enc, p.kind)
+	switch p.kind {
+	case partKey:
+		*enc = appendKeyFacts(*enc, p.key, 0)
+	case partSite:
+		*enc = appendSite(*enc, p.site, 0)
+	case partAccount:
+		*enc = appendAccount(*enc, p.account, 0)
+	case partRequest:
+		*enc = appendRequest(*enc, p.request, 0)
+	case partPrefixes:
+		*enc = appendStringMap(*enc, p.request.Prefixes)
+	}
+	v, h := lookup(enc, start)
+	if v == nil {
+		v = keep(enc, start, h, t.term(t.make(enc, p)))
+	}
+	return v
+}
+
+// make makes p's value.
+func (t *terms) make(enc partBuffer, p part) ast.Value {
+	switch p.kind {
+	case partKey:
+		return p.key.value(t)
+	case partSite:
+		return p.site.value(t)
+	case partAccount:
+		return p.account.value(t)
+	case partRequest:
+		return p.request.value(t, enc)
+	}
+	return p.request.prefixesValue(t)
+}
+
+// partBuffer is the scratch an input's conversion encodes its parts in
+// (classifyScratch's, for a decision); nil converts without the cache.
+type partBuffer = *[]byte
+
+// lookup is the part encoded in (*enc)[start:] as the cache has it (nil
+// if it has not; else *enc is truncated to start) and the encoding's hash,
+// for keep. The caller makes the part when it is nil (a part made of
+// parts, a request and its prefixes, encodes them after its own encoding,
+// which stays whole until kept) and offers it with keep, which leaves *enc
+// as it was before start.
+func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
+	v, h := inputParts.get((*enc)[start:])
+	if v != nil {
+		*enc = (*enc)[:start]
+	}
+	return v, h
+}
+
+// keep offers v, the part encoded in (*enc)[start:] with hash h, to the
+// cache, and truncates *enc to start.
+func keep(enc partBuffer, start int, h uint64, v *ast.Term) *ast.Term {
+	inputParts.put(h, (*enc)[start:], v)
+	*enc = (*enc)[:start]
+	return v
+}
