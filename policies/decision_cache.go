@@ -20,8 +20,9 @@ import (
 // A kept Decision is shared by every caller it is handed to, as a memo
 // hit's is: its maps, limits and body are read-only (Decide's contract;
 // the memo clones what it keeps). Only decisions read without an error are
-// kept. The table is direct-mapped by the value's hash and bounded
-// (decisionSlots entries), a decision kept at its slot's second miss, so
+// kept, and only small ones (maxKeptDecision). The table is direct-mapped
+// by the value's hash and bounded (decisionSlots entries), a decision kept
+// at its slot's second miss, so
 // decisions seen once (a policy whose decisions name a key) neither
 // allocate nor evict.
 type decisionCache struct {
@@ -47,10 +48,29 @@ func (c *decisionCache) read(v ast.Value) (Decision, error) {
 		return e.d, nil
 	}
 	d, err := parseDecisionValue(v)
-	if err == nil && c.seen[i].Swap(h) == h {
-		c.slots[i].Store(&cachedDecision{v: v, d: d})
+	if err == nil && decisionBytes(d) <= maxKeptDecision && c.seen[i].Swap(h) == h {
+		// A copy: the result's terms were cut from the evaluation's blocks,
+		// which hold its other terms too.
+		c.slots[i].Store(&cachedDecision{v: ast.NewTerm(v).Copy().Value, d: d})
 	}
 	return d, err
+}
+
+// maxKeptDecision bounds the decisions the cache keeps (a policy's
+// decision may carry 32 headers of 4 KiB and a 16 KiB body): with
+// decisionSlots, the cache holds a few MiB at most, twice this a slot
+// (the decision and its result).
+const maxKeptDecision = 2 << 10
+
+// decisionBytes estimates the heap d's strings, maps and slices take.
+func decisionBytes(d Decision) int {
+	n := len(d.Code) + len(d.Message) + len(d.Body) + len(d.ContentType) + len(d.Rule) + 64*len(d.Limits)
+	for _, m := range []map[string]string{d.Headers, d.ResponseHeaders} {
+		for k, v := range m {
+			n += len(k) + len(v) + 32
+		}
+	}
+	return n
 }
 
 // identical reports whether a and b are the same value written the same

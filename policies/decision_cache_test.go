@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -107,4 +108,26 @@ func TestDecisionCacheConcurrent(t *testing.T) {
 		d, err := readDecisions.read(ast.MustParseTerm(docs[j]).Value)
 		return errString(err) == want[j].err && cmp.Equal(d, want[j].d)
 	})
+}
+
+// TestDecisionCacheKeepsSmallDecisionsOnly: a decision over
+// maxKeptDecision (a policy's long message, many headers, a large body) is
+// read every time, never kept; a small one is kept at its second miss and
+// then shared.
+func TestDecisionCacheKeepsSmallDecisionsOnly(t *testing.T) {
+	read := func(doc string) Decision {
+		d, err := readDecisions.read(ast.MustParseTerm(doc).Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	big := `{"allow": false, "status": 403, "code": "BIG", "body": {"m": "` + strings.Repeat("x", 2*maxKeptDecision) + `"}}`
+	if a, b, c := read(big), read(big), read(big); &a.Body[0] == &c.Body[0] || &b.Body[0] == &c.Body[0] {
+		t.Fatal("a decision over maxKeptDecision was kept")
+	}
+	small := `{"allow": false, "status": 403, "code": "SMALL", "body": {"m": "kept"}}`
+	if a, b, c := read(small), read(small), read(small); &a.Body[0] == &c.Body[0] || &b.Body[0] != &c.Body[0] {
+		t.Fatal("a small decision was not kept at its second miss")
+	}
 }

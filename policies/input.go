@@ -296,11 +296,12 @@ var credentials = sync.OnceValue(func() map[[3]string]*ast.Term {
 	for _, status := range []string{CredMissing, CredAmbiguous, CredMalformed, CredUnknown, CredUnavailable, CredFound, CredInvalidToken, CredExpiredToken} {
 		for _, kind := range []string{"key", "token", ""} {
 			for _, scheme := range []string{"bearer", "basic", "x-api-key", "bare", ""} {
-				m[[3]string{status, kind, scheme}] = ast.NewTerm(ast.NewObject(
+				// Sorted now, before any evaluation shares it (sortKeys).
+				m[[3]string{status, kind, scheme}] = sortKeys(ast.NewTerm(ast.NewObject(
 					[2]*ast.Term{ast.StringTerm("status"), vocabulary[status]},
 					[2]*ast.Term{ast.StringTerm("kind"), vocabulary[kind]},
 					[2]*ast.Term{ast.StringTerm("scheme"), vocabulary[scheme]},
-				))
+				)))
 			}
 		}
 	}

@@ -26,13 +26,21 @@ import (
 // evaluated: the cache holds nothing the policy is not given anyway.
 //
 // The table is direct-mapped (one entry per slot, replaced on a
-// collision), so it is bounded: valueSlots entries of a few hundred bytes
-// each. A part is kept the second time it misses in its slot (the slot's
+// collision), so it is bounded: valueSlots entries, each of a part whose
+// encoding is at most maxKeptPart bytes (a key's facts are ~0.1–0.3 KB; a
+// request with a long path or query is converted every time instead). A
+// part is kept the second time it misses in its slot (the slot's
 // doorkeeper remembers the last miss's hash), so parts seen once (a new
 // host, a client address) neither allocate an entry nor evict one that
-// comes back. Readers and writers only load and store whole entries
+// comes back. A kept part is made from terms of its own, so that it holds
+// nothing of the input it was first made for (that input's path, headers),
+// and with the keys of its objects sorted before anyone else sees it: OPA
+// sorts an object's keys in place at their first read (under a sync.Once),
+// while its Copy, which topdown makes of the input for `with`, reads them
+// without one. Readers and writers only load and store whole entries
 // atomically, and a value is shared read-only, as the input's shared terms
-// (vocabulary, credentials) already are: no evaluator writes to its input.
+// (vocabulary, credentials) already are: no evaluator writes into its
+// input's values.
 type valueCache struct {
 	seed  maphash.Seed
 	slots [valueSlots]atomic.Pointer[cachedPart]
@@ -44,9 +52,12 @@ type cachedPart struct {
 	term *ast.Term
 }
 
-// valueSlots bounds the cache: at most this many parts (~0.5 KB each for
-// a key's facts, the largest usual part) live in it.
+// valueSlots bounds the cache: at most this many parts live in it.
 const valueSlots = 4096
+
+// maxKeptPart bounds the encoding of a part the cache keeps (and so, with
+// valueSlots, its memory: a few MiB at most).
+const maxKeptPart = 1 << 10
 
 // Kinds of part: the first byte of an entry's key.
 const (
@@ -68,14 +79,15 @@ func (c *valueCache) get(enc []byte) (*ast.Term, uint64) {
 	return nil, h
 }
 
-// put keeps v for enc (hashed h by get) if enc missed its slot last time
-// too.
+// again reports whether the part hashed h missed its slot last time too
+// (it is then kept), and remembers h as the slot's last miss.
+func (c *valueCache) again(h uint64) bool {
+	return c.seen[h%valueSlots].Swap(h) == h
+}
+
+// put keeps v for enc (hashed h by get).
 func (c *valueCache) put(h uint64, enc []byte, v *ast.Term) {
-	i := h % valueSlots
-	if c.seen[i].Swap(h) != h {
-		return
-	}
-	c.slots[i].Store(&cachedPart{enc: string(enc), term: v})
+	c.slots[h%valueSlots].Store(&cachedPart{enc: string(enc), term: v})
 }
 
 // part is one part of an input: its kind and the facts or request it is
@@ -112,9 +124,30 @@ func (t *terms) part(enc partBuffer, p part) *ast.Term {
 		*enc = appendStringMap(*enc, p.request.Prefixes)
 	}
 	v, h := lookup(enc, start)
-	if v == nil {
-		v = keep(enc, start, h, t.term(t.make(enc, p)))
+	switch {
+	case v != nil:
+		return v
+	case len(*enc)-start > maxKeptPart || !inputParts.again(h):
+		v = t.term(t.make(enc, p))
+		*enc = (*enc)[:start]
+		return v
 	}
+	own := &terms{}
+	return keep(enc, start, h, sortKeys(own.term(own.make(enc, p))))
+}
+
+// sortKeys sorts the keys of every object (and set) in v, before v is
+// shared (valueCache).
+func sortKeys(v *ast.Term) *ast.Term {
+	ast.WalkTerms(v, func(t *ast.Term) bool {
+		switch x := t.Value.(type) {
+		case ast.Object:
+			x.Keys()
+		case ast.Set:
+			x.Sorted()
+		}
+		return false
+	})
 	return v
 }
 
@@ -141,8 +174,8 @@ type partBuffer = *[]byte
 // if it has not; else *enc is truncated to start) and the encoding's hash,
 // for keep. The caller makes the part when it is nil (a part made of
 // parts, a request and its prefixes, encodes them after its own encoding,
-// which stays whole until kept) and offers it with keep, which leaves *enc
-// as it was before start.
+// which stays whole until kept) and keeps it with keep, or truncates *enc
+// to start itself.
 func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
 	v, h := inputParts.get((*enc)[start:])
 	if v != nil {
@@ -151,7 +184,7 @@ func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
 	return v, h
 }
 
-// keep offers v, the part encoded in (*enc)[start:] with hash h, to the
+// keep keeps v, the part encoded in (*enc)[start:] with hash h, in the
 // cache, and truncates *enc to start.
 func keep(enc partBuffer, start int, h uint64, v *ast.Term) *ast.Term {
 	inputParts.put(h, (*enc)[start:], v)

@@ -3,8 +3,12 @@ package policies
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -210,5 +214,87 @@ func TestDecideConvertsThroughCache(t *testing.T) {
 	// fifteen more.
 	if cached > uncached-15 {
 		t.Fatalf("decide allocates %.0f through the cache, %.0f without it", cached, uncached)
+	}
+}
+
+// TestInputCacheSharedUnderWith: a custom policy that OPA's evaluator
+// decides (`with` on the input: topdown copies the whole input) while it
+// reads a shared part's keys, on several goroutines deciding the same new
+// facts at once (run with -race). OPA sorts an object's keys in place at
+// their first read, and its Copy reads them without a lock: a kept part
+// (and a shared credential object) is sorted before it is shared, or a
+// copy taken mid-sort could lose a field such as revoked.
+func TestInputCacheSharedUnderWith(t *testing.T) {
+	src := `package keygate.authz
+decision := {"allow": true, "rule": sprintf("%d/%d", [n, c])} if {
+	m := input.request.method with input.request.path as "/x"
+	n := count(object.keys(input.key))
+	c := count(object.keys(input.credential))
+	m != ""
+}
+`
+	e := engineFor(t, fstest.MapFS{"authz.rego": {Data: []byte(src)}})
+	e.SetMemo(false)
+	schemes := []string{"bearer", "basic", "x-api-key", "bare", ""}
+	kinds := []string{"key", "token", ""}
+	for i := range 100 {
+		in := proInput()
+		in.Credential.Scheme, in.Credential.Kind = schemes[i%5], kinds[(i/5)%3]
+		in.Key.Meta = map[string]string{"n": strconv.Itoa(i)}
+		in.Key.Scopes = []string{"a"}
+		want := strconv.Itoa(in.Value().(ast.Object).Get(fields.key).Value.(ast.Object).Len()) + "/3"
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				c := *in
+				d, err := e.Decide(context.Background(), &c)
+				if err != nil || !d.Allow || d.Rule != want {
+					t.Errorf("decision %+v, %v; want an allow by rule %s", d, err, want)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// TestInputCacheKeepsSmallPartsOnly: a part whose encoding is over
+// maxKeptPart (a request with a long path, a policy reading it) is
+// converted every time, and a kept part is made from terms of its own: it
+// keeps nothing of the input it was first made for alive (the input's
+// path, here 16 KiB, would otherwise stay for as long as the part is kept:
+// a 60 KiB path per slot was 257 MB).
+func TestInputCacheKeepsSmallPartsOnly(t *testing.T) {
+	requestOf := func(in *Input) *ast.Term {
+		return convertCached(in).(ast.Object).Get(fields.request)
+	}
+	long := proInput()
+	long.Request.Headers = nil
+	long.Request.Path = "/v1/" + strings.Repeat("a", 2*maxKeptPart)
+	if a, b, c := requestOf(long), requestOf(long), requestOf(long); a == c || b == c {
+		t.Fatal("a request over maxKeptPart was kept")
+	}
+	short := proInput()
+	short.Request.Headers = nil
+	short.Request.Path = "/v1/kept-" + strconv.Itoa(rand.IntN(1<<30))
+	if a, b, c := requestOf(short), requestOf(short), requestOf(short); a == c || b != c {
+		t.Fatalf("a short request was not kept at its second miss (%p %p %p)", a, b, c)
+	}
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range valueSlots {
+		for range 2 { // kept at the second miss
+			in := proInput()
+			in.Request.Headers = map[string]string{"x-request-id": "r"} // the request itself is never kept
+			in.Request.Path = "/" + strconv.Itoa(i) + strings.Repeat("a", 16<<10)
+			in.Key.Meta = map[string]string{"n": strconv.Itoa(i)}
+			_ = convertCached(in)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapInuse) - int64(before.HeapInuse); grew > 24<<20 {
+		t.Fatalf("the cache of parts keeps %d MiB after %d keys' facts were kept", grew>>20, valueSlots)
 	}
 }
