@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -100,7 +101,10 @@ func (a *Authorizer) beginWith(ctx context.Context, transport string, headers pr
 		o.ID = decisionIDIn(id, now)
 	}
 	if a.Tracer != nil {
-		ctx, o.span = a.Tracer.start(ctx, headers, transport, o.ID)
+		// The span gets a copy: an id written into the request's memory
+		// would keep all of that memory alive for as long as the span
+		// waits in the exporter's queue.
+		ctx, o.span = a.Tracer.start(ctx, headers, transport, strings.Clone(o.ID))
 		o.TraceID = o.span.SpanContext().TraceID().String()
 	}
 	return ctx, o
