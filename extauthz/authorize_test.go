@@ -179,9 +179,9 @@ func TestMemoHitCheckBytes(t *testing.T) {
 	// request's state, the response's messages, the decision id and the
 	// key's digest) another, the metadata's map two. It was six: the
 	// state, the response, the id and the digest each on its own.
-	// Whole allocations a Check, as testing.AllocsPerRun counts: a
-	// collection in the loop refills pools (~25 allocations each).
-	if per := (after.Mallocs - before.Mallocs) / runs; per > 4 {
-		t.Fatalf("a memo-hit Check makes %d allocations, want at most 4 (one of them the test's path)", per)
+	// A collection in the loop refills pools (~25 allocations each, 0.0125
+	// a Check): the bound leaves room for eight.
+	if per := float64(after.Mallocs-before.Mallocs) / runs; per > 4.1 {
+		t.Fatalf("a memo-hit Check makes %.2f allocations, want at most 4 (one of them the test's path)", per)
 	}
 }

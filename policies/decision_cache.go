@@ -48,28 +48,37 @@ func (c *decisionCache) read(v ast.Value) (Decision, error) {
 		return e.d, nil
 	}
 	d, err := parseDecisionValue(v)
-	if err == nil && decisionBytes(d) <= maxKeptDecision && c.seen[i].Swap(h) == h {
+	if err == nil && valueBytes(v, maxKeptDecision) <= maxKeptDecision && c.seen[i].Swap(h) == h {
 		// A copy: the result's terms were cut from the evaluation's blocks,
-		// which hold its other terms too.
-		c.slots[i].Store(&cachedDecision{v: ast.NewTerm(v).Copy().Value, d: d})
+		// which hold its other terms too. Sorted first: a result can be a
+		// value other evaluations share (a rule of data alone, computed
+		// once), whose keys OPA sorts in place at their first read (under
+		// a sync.Once) while Copy reads them without one.
+		c.slots[i].Store(&cachedDecision{v: sortKeys(ast.NewTerm(v)).Copy().Value, d: d})
 	}
 	return d, err
 }
 
-// maxKeptDecision bounds the decisions the cache keeps (a policy's
-// decision may carry 32 headers of 4 KiB and a 16 KiB body): with
-// decisionSlots, the cache holds a few MiB at most, twice this a slot
-// (the decision and its result).
+// maxKeptDecision bounds the results the cache keeps (a policy's decision
+// may carry 32 headers of 4 KiB, a 16 KiB body, and fields keygate does
+// not read): with decisionSlots, the cache holds a few MiB at most (the
+// result and the decision read from it, each about this size).
 const maxKeptDecision = 2 << 10
 
-// decisionBytes estimates the heap d's strings, maps and slices take.
-func decisionBytes(d Decision) int {
-	n := len(d.Code) + len(d.Message) + len(d.Body) + len(d.ContentType) + len(d.Rule) + 64*len(d.Limits)
-	for _, m := range []map[string]string{d.Headers, d.ResponseHeaders} {
-		for k, v := range m {
-			n += len(k) + len(v) + 32
+// valueBytes estimates the heap v takes: its strings and numbers' text and
+// a word or two a term; it stops counting past limit.
+func valueBytes(v ast.Value, limit int) int {
+	n := 0
+	ast.WalkTerms(v, func(t *ast.Term) bool {
+		n += 32
+		switch x := t.Value.(type) {
+		case ast.String:
+			n += len(x)
+		case ast.Number:
+			n += len(x)
 		}
-	}
+		return n > limit
+	})
 	return n
 }
 
@@ -134,8 +143,9 @@ func init() {
 	}
 }
 
-// objects: every item of y (kept: its keys are sorted already) is in x,
-// identical, by a string key; they have as many items.
+// objects: every item of y (kept; Until sorts its keys under OPA's lock
+// if a reader has not yet) is in x, identical, by a string key; they have
+// as many items.
 func (c *comparer) objects(x, y ast.Object) bool {
 	prev := c.other
 	c.other = x

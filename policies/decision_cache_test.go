@@ -1,8 +1,12 @@
 package policies
 
 import (
+	"context"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -129,5 +133,55 @@ func TestDecisionCacheKeepsSmallDecisionsOnly(t *testing.T) {
 	small := `{"allow": false, "status": 403, "code": "SMALL", "body": {"m": "kept"}}`
 	if a, b, c := read(small), read(small), read(small); &a.Body[0] == &c.Body[0] || &b.Body[0] != &c.Body[0] {
 		t.Fatal("a small decision was not kept at its second miss")
+	}
+}
+
+// TestDecisionCacheKeepsASharedResult: a decision that is a rule of data
+// alone is computed once and shared by every evaluation, its keys unsorted
+// until a reader sorts them in place (under OPA's sync.Once); the cache
+// keeps a copy of it at its second miss, and must not read its keys while
+// another evaluation (a scan of the same object) sorts them (run with
+// -race).
+func TestDecisionCacheKeepsASharedResult(t *testing.T) {
+	for i := range 20 {
+		src := `package keygate.authz
+base := {k: v | some pair in [["rule", "r` + strconv.Itoa(i) + `"], ["message", "m"], ["code", "C"], ["allow", true]]; k := pair[0]; v := pair[1]}
+decision := base if input.request.method == "GET"
+decision := {"allow": true, "rule": sprintf("%d", [count([k | base[k]])])} if input.request.method == "POST"
+`
+		e := engineFor(t, fstest.MapFS{"authz.rego": {Data: []byte(src)}})
+		e.SetMemo(false)
+		var wg sync.WaitGroup
+		for _, m := range []string{"GET", "POST", "GET", "POST"} {
+			wg.Go(func() {
+				in := proInput()
+				in.Request.Method = m
+				want := "r" + strconv.Itoa(i)
+				if m == "POST" {
+					want = "4"
+				}
+				if d, err := e.Decide(context.Background(), in); err != nil || !d.Allow || d.Rule != want {
+					t.Errorf("%s: %+v %v, want an allow by rule %s", m, d, err, want)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// TestDecisionCacheBoundsWhatItKeeps: a result is kept only if the value
+// itself is small, fields keygate does not read included (a policy's
+// debug field with the request's headers is not kept, whatever its
+// decision's size).
+func TestDecisionCacheBoundsWhatItKeeps(t *testing.T) {
+	doc := `{"allow": true, "rule": "DEBUG", "debug": {"h": "` + strings.Repeat("x", 2*maxKeptDecision) + `"}}`
+	for range 3 {
+		if _, err := readDecisions.read(ast.MustParseTerm(doc).Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := uint64(ast.MustParseTerm(doc).Value.Hash())
+	if e := readDecisions.slots[h%decisionSlots].Load(); e != nil && e.d.Rule == "DEBUG" {
+		t.Fatal("a result with a large field keygate does not read was kept")
 	}
 }

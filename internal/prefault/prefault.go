@@ -6,23 +6,30 @@
 // often runs on (Firecracker and other micro-VMs, nested virtualisation) a
 // trap costs several microseconds: measured on the 2-core VM of issue 12,
 // 10–15 µs a fault against 0.5–1.3 µs a page for madvise(MADV_POPULATE_WRITE)
-// of the same memory. A start of `keygate serve` to SERVING takes ~1,800
-// faults, half of them on the Go heap and its first pages, so the faults
-// alone were more CPU than the no-op floor's whole start.
+// of the same memory. A start of `keygate serve` to SERVING took ~1,890
+// faults, more than half of them on the Go heap.
 //
 // Imported for its initialisation only, by cmd/keygate, it runs among the
 // first packages' init (it imports nothing but syscall and unsafe). It
-// populates two regions, both written by every start anyway:
+// populates two regions:
 //   - the heap the runtime has mapped so far, from the page of an object
 //     allocated now to the end of that mapping (at most maxHeap): the
-//     allocations of the packages' initialisation and of serve's start fill
-//     it from there on;
+//     allocations of the packages' initialisation and of serve's start
+//     fill it from there on. Go maps its heap 4 MiB at a time and, since
+//     Go 1.26, starts it at a random page of the first 4 MiB, so what is
+//     left of that first mapping, and so populated, varies from start to
+//     start (0–4 MiB): over 10 starts of serve, 870–1,590 faults (median
+//     ~1,290) against ~1,890 without;
 //   - the program's initialised data (the file-backed part of its
 //     read-write segment, .data and .noptrdata: ~2 MiB), which the
-//     runtime's and packages' initialisation write across.
+//     runtime's and packages' initialisation write here and there: ~120
+//     faults of serve's start, ~20% of its pages.
 //
-// The price is resident memory: what was populated and would not have been
-// touched (a few MiB at most). KEYGATE_PREFAULT=off (or 0, false) turns it off. On a
-// kernel without MADV_POPULATE_WRITE (before Linux 5.14) the calls fail and
-// nothing changes. Failures are never reported: this only moves cost.
+// The price is resident memory: the data's pages become private copies
+// (~2 MiB, most of which would have stayed shared with the file), and the
+// heap's rest of its first mapping is resident at once (measured: idle
+// RSS of serve 0.2–1.6 MB more). KEYGATE_PREFAULT=off (or 0, false) turns
+// it off. On a kernel without MADV_POPULATE_WRITE (before Linux 5.14) the
+// calls fail and nothing changes. Failures are never reported: this only
+// moves cost.
 package prefault

@@ -10,7 +10,7 @@ import (
 const madvPopulateWrite = 23
 
 // maxHeap bounds the heap populated: the runtime maps its heap 4 MiB at a
-// time, so the first mapping is rarely larger.
+// time, so the mapping at init is rarely larger.
 const maxHeap = 16 << 20
 
 // maxData bounds the initialised data populated (keygate's is ~2 MiB).
