@@ -48,8 +48,9 @@ func (c *decisionCache) read(v ast.Value) (Decision, error) {
 		return e.d, nil
 	}
 	d, err := parseDecisionValue(v)
-	if err == nil && valueBytes(v, maxKeptDecision) <= maxKeptDecision && c.seen[i].Swap(h) == h {
-		// A copy: the result's terms were cut from the evaluation's blocks,
+	if err == nil && c.seen[i].Swap(h) == h && valueBytes(v, maxKeptDecision) <= maxKeptDecision {
+		// Measured only at its second miss: a result seen once is not
+		// walked. A copy: the result's terms were cut from the evaluation's blocks,
 		// which hold its other terms too. Sorted first: a result can be a
 		// value other evaluations share (a rule of data alone, computed
 		// once), whose keys OPA sorts in place at their first read (under

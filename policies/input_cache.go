@@ -123,17 +123,21 @@ func (t *terms) part(enc partBuffer, p part) *ast.Term {
 	case partPrefixes:
 		*enc = appendStringMap(*enc, p.request.Prefixes)
 	}
-	v, h := lookup(enc, start)
+	// A request's make encodes its prefixes after its own encoding and
+	// truncates back to it: (*enc)[start:] is this part's encoding again
+	// after a make.
+	v, h := inputParts.get((*enc)[start:])
 	switch {
 	case v != nil:
-		return v
 	case len(*enc)-start > maxKeptPart || !inputParts.again(h):
 		v = t.term(t.make(enc, p))
-		*enc = (*enc)[:start]
-		return v
+	default:
+		own := &terms{}
+		v = sortKeys(own.term(own.make(enc, p)))
+		inputParts.put(h, (*enc)[start:], v)
 	}
-	own := &terms{}
-	return keep(enc, start, h, sortKeys(own.term(own.make(enc, p))))
+	*enc = (*enc)[:start]
+	return v
 }
 
 // sortKeys sorts the keys of every object (and set) in v, before v is
@@ -169,25 +173,3 @@ func (t *terms) make(enc partBuffer, p part) ast.Value {
 // partBuffer is the scratch an input's conversion encodes its parts in
 // (classifyScratch's, for a decision); nil converts without the cache.
 type partBuffer = *[]byte
-
-// lookup is the part encoded in (*enc)[start:] as the cache has it (nil
-// if it has not; else *enc is truncated to start) and the encoding's hash,
-// for keep. The caller makes the part when it is nil (a part made of
-// parts, a request and its prefixes, encodes them after its own encoding,
-// which stays whole until kept) and keeps it with keep, or truncates *enc
-// to start itself.
-func lookup(enc partBuffer, start int) (*ast.Term, uint64) {
-	v, h := inputParts.get((*enc)[start:])
-	if v != nil {
-		*enc = (*enc)[:start]
-	}
-	return v, h
-}
-
-// keep keeps v, the part encoded in (*enc)[start:] with hash h, in the
-// cache, and truncates *enc to start.
-func keep(enc partBuffer, start int, h uint64, v *ast.Term) *ast.Term {
-	inputParts.put(h, (*enc)[start:], v)
-	*enc = (*enc)[:start]
-	return v
-}

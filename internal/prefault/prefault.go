@@ -10,7 +10,7 @@
 // faults, more than half of them on the Go heap.
 //
 // Imported for its initialisation only, by cmd/keygate, it runs among the
-// first packages' init (it imports nothing but syscall and unsafe). It
+// first packages' init (it imports only low-level standard packages: bytes, strconv, syscall, unsafe). It
 // populates two regions:
 //   - the heap the runtime has mapped so far, from the page of an object
 //     allocated now to the end of that mapping (at most maxHeap): the

@@ -1,6 +1,8 @@
 package prefault
 
 import (
+	"bytes"
+	"strconv"
 	"syscall"
 	"unsafe"
 )
@@ -75,47 +77,23 @@ type mapping struct{ lo, hi uintptr }
 
 // mappings parses the address ranges of /proc/self/maps' lines
 // ("lo-hi perms offset dev inode path", lo and hi in hex); a line cut short
-// by the buffer's end is left out.
+// by the buffer's end, or not of that form, is left out.
 func mappings(b []byte) []mapping {
 	var out []mapping
-	for len(b) > 0 {
-		end := 0
-		for end < len(b) && b[end] != '\n' {
-			end++
+	for {
+		line, rest, whole := bytes.Cut(b, []byte{'\n'})
+		if !whole {
+			return out
 		}
-		if end == len(b) {
-			break
-		}
-		line := b[:end]
-		b = b[end+1:]
-		lo, rest, ok := hexUntil(line, '-')
-		if !ok {
+		b = rest
+		addrs, _, _ := bytes.Cut(line, []byte{' '})
+		l, h, _ := bytes.Cut(addrs, []byte{'-'})
+		lo, err := strconv.ParseUint(string(l), 16, 64)
+		if err != nil {
 			continue
 		}
-		hi, _, ok := hexUntil(rest, ' ')
-		if ok && hi > lo {
-			out = append(out, mapping{lo, hi})
+		if hi, err := strconv.ParseUint(string(h), 16, 64); err == nil && hi > lo {
+			out = append(out, mapping{uintptr(lo), uintptr(hi)})
 		}
 	}
-	return out
-}
-
-// hexUntil parses b's hexadecimal prefix up to sep.
-func hexUntil(b []byte, sep byte) (v uintptr, rest []byte, ok bool) {
-	for i, c := range b {
-		switch {
-		case c == sep && i > 0:
-			return v, b[i+1:], true
-		case c >= '0' && c <= '9':
-			v = v<<4 | uintptr(c-'0')
-		case c >= 'a' && c <= 'f':
-			v = v<<4 | uintptr(c-'a'+10)
-		default:
-			return 0, nil, false
-		}
-		if i >= 16 {
-			return 0, nil, false
-		}
-	}
-	return 0, nil, false
 }
