@@ -32,4 +32,9 @@
 // it off. On a kernel without MADV_POPULATE_WRITE (before Linux 5.14) the
 // calls fail and nothing changes. Failures are never reported: this only
 // moves cost.
+//
+// Then it grows the main goroutine's stack to 64 KiB in one step
+// (GrowStack), before the packages initialised after it run their deep
+// initialisation on it; serve calls GrowStack on the goroutine that loads
+// the policy too.
 package prefault

@@ -33,6 +33,9 @@ func init() {
 	if v, _ := syscall.Getenv("KEYGATE_PREFAULT"); v == "off" || v == "0" || v == "false" {
 		return
 	}
+	// After the heap is populated the larger stack comes from populated
+	// pages; the packages initialised after this one run on it.
+	defer GrowStack()
 	probe = new([16]byte)
 	heap := uintptr(unsafe.Pointer(probe))
 	data := uintptr(unsafe.Pointer(&initialised))
