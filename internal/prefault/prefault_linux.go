@@ -30,7 +30,7 @@ var initialised = [1]uintptr{1}
 var probe *[16]byte
 
 func init() {
-	if v, _ := syscall.Getenv("KEYGATE_PREFAULT"); v == "off" || v == "0" || v == "false" {
+	if off {
 		return
 	}
 	// After the heap is populated the larger stack comes from populated

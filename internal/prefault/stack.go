@@ -1,5 +1,13 @@
 package prefault
 
+import "syscall"
+
+// off is KEYGATE_PREFAULT=off (or 0, false): the package does nothing.
+var off = func() bool {
+	v, _ := syscall.Getenv("KEYGATE_PREFAULT")
+	return v == "off" || v == "0" || v == "false"
+}()
+
 // GrowStack grows the calling goroutine's stack to stackSize (64 KiB) in
 // one step, before it runs deep code.
 //
@@ -16,7 +24,9 @@ package prefault
 // stack is nearly empty costs one copy of a few frames instead. A
 // collection shrinks the stack again once most of it goes unused.
 func GrowStack() {
-	stackSink = grow(0)
+	if !off {
+		stackSink = grow(0)
+	}
 }
 
 // stackSize is what GrowStack grows a stack to; growFrame is the frame
