@@ -363,16 +363,25 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 		}
 		return ns, nil
 	}
-	decl, ok := c.decls[s.Func]
-	if !ok || decl.Nondeterministic || decl.Name == "print" || decl.Name == "internal.print" {
-		return stmt{}, unsupported("builtin %s", s.Func)
+	cl, err := newCallee(s.Func, c.decls[s.Func])
+	if err != nil {
+		return stmt{}, err
 	}
-	f := topdown.GetBuiltin(s.Func)
-	if f == nil {
-		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
-	}
-	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func), native: nativeFor(s.Func)}
+	ns.op, ns.builtin = opCallBuiltin, &cl
 	return ns, nil
+}
+
+// newCallee is OPA's builtin name, declared by decl (nil: not in the
+// capabilities). Prepare and LoadImage both resolve a builtin here.
+func newCallee(name string, decl *ast.Builtin) (callee, error) {
+	if decl == nil || decl.Nondeterministic || decl.Name == "print" || decl.Name == "internal.print" {
+		return callee{}, unsupported("builtin %s", name)
+	}
+	f := topdown.GetBuiltin(name)
+	if f == nil {
+		return callee{}, unsupported("builtin %s has no implementation", name)
+	}
+	return callee{name: name, f: f, relation: decl.Relation, clock: ReadsClock(name), native: nativeFor(name)}, nil
 }
 
 func location(l ir.Location) *ast.Location {
