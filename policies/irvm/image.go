@@ -350,6 +350,14 @@ func (w *imageWriter) konst(t *ast.Term) {
 // truncated, corrupt, of another version, or calls a builtin caps lacks
 // or Prepare refuses.
 //
+// What LoadImage checks is what the evaluator relies on a prepared plan
+// for: every local, function, path and table entry in range, the blocks a
+// statement runs there, calls with their arguments and never of
+// themselves. What the statements compute is the image's, as a plan's is
+// Prepare's: a bit flipped in a constant or a break is another plan. The
+// built-in policy's image is made from its plan when keygate is built,
+// and TestBuiltinArtifact keeps the two alike.
+//
 // image is kept: the strings and the functions' names are its substrings.
 func LoadImage(image string, data ast.Value, caps *ast.Capabilities) (*Program, error) {
 	r := &imageReader{s: image}
@@ -533,10 +541,8 @@ func (r *imageReader) readFuncs(n, nparams int) {
 		if f.nlocals > maxImageLocals {
 			r.fail("function %q with %d locals", f.name, f.nlocals)
 		}
-		for _, l := range append(f.params, f.ret) {
-			if l >= f.nlocals {
-				r.fail("function %q: local %d of %d", f.name, l, f.nlocals)
-			}
+		if f.ret >= f.nlocals || slices.Max(f.params) >= f.nlocals {
+			r.fail("function %q: a parameter or its value past its %d locals", f.name, f.nlocals)
 		}
 		f.memo = len(f.params) == 2
 		if r.err != nil {

