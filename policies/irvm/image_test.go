@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -252,5 +253,84 @@ func TestJSONNumber(t *testing.T) {
 		if got := jsonNumber(s); got != want {
 			t.Errorf("jsonNumber(%q) = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestDiffFindsEachField: Diff, which TestImage relies on, tells a
+// Program from one changed in any field an image keeps or LoadImage
+// derives.
+func TestDiffFindsEachField(t *testing.T) {
+	// first is the first statement of the Program's functions and plan
+	// that has what.
+	first := func(p *Program, has func(*stmt) bool) *stmt {
+		var found *stmt
+		find := func(s *stmt) {
+			if found == nil && has(s) {
+				found = s
+			}
+		}
+		for _, f := range p.funcs {
+			walkStmts(f.blocks, find)
+		}
+		walkStmts(p.plan, find)
+		if found == nil {
+			t.Fatal("no such statement")
+		}
+		return found
+	}
+	tests := []struct {
+		name   string
+		change func(p *Program)
+	}{
+		{"stack", func(p *Program) { p.maxStack++ }},
+		{"paths", func(p *Program) { p.npaths++ }},
+		{"lazy", func(p *Program) { p.lazy = false }},
+		{"a function's slot", func(p *Program) { p.funcs[0].slot++ }},
+		{"a pure function", func(p *Program) { p.funcs[0].pure = !p.funcs[0].pure }},
+		{"an opcode", func(p *Program) { p.plan[0][0].op = opNop }},
+		{"a target", func(p *Program) { first(p, func(s *stmt) bool { return s.target != 0 }).target++ }},
+		{"a path", func(p *Program) { first(p, func(s *stmt) bool { return s.path != 0 }).path = 0 }},
+		{"a string", func(p *Program) {
+			s := first(p, func(s *stmt) bool { _, ok := stringKey(s.b); return ok })
+			s.b.konst = ast.StringTerm("other")
+		}},
+		{"a string's Term", func(p *Program) {
+			s := first(p, func(s *stmt) bool { _, ok := stringKey(s.b); return ok })
+			s.b.konst = ast.StringTerm(string(s.b.konst.Value.(ast.String)))
+			first(p, func(o *stmt) bool {
+				_, ok := stringKey(o.b)
+				return ok && o != s && o.b.konst.Value.Compare(s.b.konst.Value) == 0
+			})
+		}},
+		{"a number", func(p *Program) { first(p, func(s *stmt) bool { return s.num != nil }).num = ast.IntNumberTerm(12345) }},
+		{"an argument", func(p *Program) { first(p, func(s *stmt) bool { return len(s.args) > 0 }).args[0].local++ }},
+		{"a builtin", func(p *Program) {
+			s := first(p, func(s *stmt) bool { return s.builtin != nil })
+			c := *s.builtin
+			c.clock = !c.clock
+			s.builtin = &c
+		}},
+		{"a location", func(p *Program) {
+			s := first(p, func(s *stmt) bool { return s.loc != nil && len(s.loc.Text) > 0 })
+			l := *s.loc
+			l.Text = []byte("other")
+			s.loc = &l
+		}},
+		{"a shared make", func(p *Program) { first(p, func(s *stmt) bool { return s.share != nil }).share = nil }},
+		{"a block", func(p *Program) {
+			s := first(p, func(s *stmt) bool { return len(s.blocks) > 0 })
+			s.blocks = s.blocks[:len(s.blocks)-1]
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := imageTests[2].src + "\ny := [x, input.a.b, \"b\", count(input.a), {\"x\": 1.5}, {}, names]\n" + imageTests[3].src[:strings.Index(imageTests[3].src, "\n")]
+			prepared, _ := prepareAs(t, src, "data.t.y", true)
+			loaded := roundTrip(t, prepared)
+			tt.change(loaded)
+			if d := Diff(prepared, loaded); d == "" {
+				t.Errorf("Diff found nothing")
+			}
+		})
 	}
 }
