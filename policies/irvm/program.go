@@ -347,7 +347,7 @@ func hoistable(target int32, s stmt, items []operand) bool {
 
 // call resolves a CallStmt to a planned function or one of OPA's builtins.
 func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
-	ns := stmt{target: int32(s.Result), loc: location(s.Location), args: make([]operand, 0, len(s.Args))}
+	ns := stmt{target: int32(s.Result), args: make([]operand, 0, len(s.Args))}
 	for _, a := range s.Args {
 		o, err := c.operand(a)
 		if err != nil {
@@ -367,7 +367,9 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 	if err != nil {
 		return stmt{}, err
 	}
-	ns.op, ns.builtin = opCallBuiltin, &cl
+	// Only a builtin's call has its location: a builtin's error names it
+	// (BuiltinContext.Location); nothing reads a function call's.
+	ns.op, ns.builtin, ns.loc = opCallBuiltin, &cl, location(s.Location)
 	return ns, nil
 }
 
