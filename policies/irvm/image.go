@@ -505,10 +505,9 @@ func (r *imageReader) readCallees(n int, caps *ast.Capabilities) {
 			return
 		}
 		var decl *ast.Builtin
-		for _, b := range caps.Builtins {
-			if b.Name == name {
-				decl = b
-				break
+		for i := 0; caps != nil && i < len(caps.Builtins) && decl == nil; i++ {
+			if caps.Builtins[i].Name == name {
+				decl = caps.Builtins[i]
 			}
 		}
 		c, err := newCallee(name, decl)

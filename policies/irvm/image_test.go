@@ -143,16 +143,18 @@ func TestLoadImageRefuses(t *testing.T) {
 		return found
 	}
 	tests := []struct {
-		name   string
-		change func(p *Program) // of a fresh Program, before its image
-		image  func(img string) string
-		caps   *ast.Capabilities
-		want   error
+		name    string
+		change  func(p *Program) // of a fresh Program, before its image
+		image   func(img string) string
+		caps    *ast.Capabilities
+		nilCaps bool
+		want    error
 	}{
 		{name: "another version", image: func(img string) string { return "\x02" + img[1:] }},
 		{name: "bytes after", image: func(img string) string { return img + "\x00" }},
 		{name: "a varint not minimal", image: func(img string) string { return "\x81\x00" + img[1:] }},
 		{name: "a builtin not in the capabilities", caps: &ast.Capabilities{}, want: ErrUnsupported},
+		{name: "no capabilities", nilCaps: true, want: ErrUnsupported},
 		{name: "a local out of range", change: func(p *Program) { firstCall(p, opCallBuiltin).target = p.nlocals + 100 }},
 		{name: "a function out of range", change: func(p *Program) { firstCall(p, opCallFunc).fn = int32(len(p.funcs)) }},
 		{name: "a call with other arguments", change: func(p *Program) {
@@ -192,7 +194,7 @@ func TestLoadImageRefuses(t *testing.T) {
 				img = tt.image(img)
 			}
 			c := caps
-			if tt.caps != nil {
+			if tt.caps != nil || tt.nilCaps {
 				c = tt.caps
 			}
 			p, err := LoadImage(img, ast.NewObject(), c)
