@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/ir"
 
 	"github.com/keygate/keygate/policies/irvm"
 )
@@ -32,10 +31,12 @@ type builtinArtifact struct {
 	// denials makes the denial tables afresh as denialsFrom reads
 	// evalDenialDocs' documents: a start encodes no deny bodies.
 	denials func() map[string]Decision
-	// plan is the decision's IR plan, as Compile plans it. The builtins'
-	// declarations are left out: irvm calls a builtin by name, through
-	// the capabilities.
-	plan *ir.Policy
+	// image is the decision's evaluator, prepared from its IR plan as
+	// Compile plans it (irvm.PrepareLazily, AppendImage): a start loads
+	// it (irvm.LoadImage) rather than prepare the plan again, a tenth of
+	// serve's CPU to SERVING. The plan itself is not kept: nothing else
+	// reads it, and TestBuiltinArtifact compares a fresh plan's image.
+	image string
 }
 
 // StartBuiltin is the built-in policy, ready for its first correct
@@ -60,9 +61,9 @@ func startArtifact(a *builtinArtifact) (*Policy, error) {
 	// Lazily: the functions of data alone are evaluated by the first
 	// decisions that call them, or by the compile that Engine.Complete
 	// starts once serving (builtinCompile.fold), not on the way to SERVING.
-	prog, err := irvm.PrepareLazily(a.plan, data, Capabilities())
+	prog, err := irvm.LoadImage(a.image, data, Capabilities())
 	if err != nil {
-		return nil, fmt.Errorf("policies: built-in plan: %w", err)
+		return nil, fmt.Errorf("policies: built-in evaluator: %w", err)
 	}
 	cp := &compiled{done: make(chan struct{})}
 	cp.reason.Store("")
@@ -84,7 +85,8 @@ type builtinCompile struct {
 	// gives one that does not compile).
 	load func() (*Bundle, error)
 	// fold, when set, evaluates the plan's functions of data alone first
-	// (irvm.PrepareLazily), so that the decisions after it find them.
+	// (a lazy Program: irvm.LoadImage), so that the decisions after it
+	// find them.
 	fold func(context.Context)
 	fc   *firstCompile
 	err  error

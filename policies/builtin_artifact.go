@@ -2,11 +2,7 @@
 
 package policies
 
-import (
-	"encoding/json"
-
-	"github.com/open-policy-agent/opa/v1/ir"
-)
+import "encoding/json"
 
 // builtinPlan is the built-in policy's build-time artifact (builtin.go).
 var builtinPlan = builtinArtifact{
@@ -360,4225 +356,540 @@ var builtinPlan = builtinArtifact{
 			"USAGE_EXHAUSTED":            Decision{Status: 403, Code: "USAGE_EXHAUSTED", Message: "The API key has no uses left", Body: []byte("{\"code\":\"USAGE_EXHAUSTED\",\"message\":\"The API key has no uses left\"}"), ContentType: "application/json", Rule: "usage_exhausted"},
 		}
 	},
-	plan: &ir.Policy{Static: &ir.Static{Strings: []*ir.StringConst{
-		&ir.StringConst{Value: "^term1"},
-		&ir.StringConst{Value: "request"},
-		&ir.StringConst{Value: "path_ok"},
-		&ir.StringConst{Value: "case_folded"},
-		&ir.StringConst{Value: "prefixes"},
-		&ir.StringConst{Value: "keygate"},
-		&ir.StringConst{Value: "config"},
-		&ir.StringConst{Value: "routes"},
-		&ir.StringConst{Value: "public_paths"},
-		&ir.StringConst{Value: "public_prefixes"},
-		&ir.StringConst{Value: "public_site_prefixes"},
-		&ir.StringConst{Value: "site_scoped_prefixes"},
-		&ir.StringConst{Value: "plan_routes"},
-		&ir.StringConst{Value: "prefix"},
-		&ir.StringConst{Value: "limits"},
-		&ir.StringConst{Value: "costs"},
-		&ir.StringConst{Value: "scopes"},
-		&ir.StringConst{Value: "path"},
-		&ir.StringConst{Value: "/"},
-		&ir.StringConst{Value: "-1"},
-		&ir.StringConst{},
-		&ir.StringConst{Value: "invalid_path"},
-		&ir.StringConst{Value: "exact_path"},
-		&ir.StringConst{Value: "0"},
-		&ir.StringConst{Value: "public"},
-		&ir.StringConst{Value: "public_site"},
-		&ir.StringConst{Value: "key"},
-		&ir.StringConst{Value: "code"},
-		&ir.StringConst{Value: "body_shape"},
-		&ir.StringConst{Value: "code_message"},
-		&ir.StringConst{Value: "message"},
-		&ir.StringConst{Value: "error_object"},
-		&ir.StringConst{Value: "headers"},
-		&ir.StringConst{Value: "x-request-id"},
-		&ir.StringConst{Value: "request_id"},
-		&ir.StringConst{Value: "error"},
-		&ir.StringConst{Value: "problem"},
-		&ir.StringConst{Value: "title"},
-		&ir.StringConst{Value: "problem_type_base"},
-		&ir.StringConst{Value: "_"},
-		&ir.StringConst{Value: "-"},
-		&ir.StringConst{Value: "about:blank"},
-		&ir.StringConst{Value: "type"},
-		&ir.StringConst{Value: "status"},
-		&ir.StringConst{Value: "detail"},
-		&ir.StringConst{Value: "body"},
-		&ir.StringConst{Value: "content_type"},
-		&ir.StringConst{Value: "application/problem+json"},
-		&ir.StringConst{Value: "application/json"},
-		&ir.StringConst{Value: "allow"},
-		&ir.StringConst{Value: "rule"},
-		&ir.StringConst{Value: "errors"},
-		&ir.StringConst{Value: "INVALID_PATH"},
-		&ir.StringConst{Value: "strip_credentials"},
-		&ir.StringConst{Value: "mode"},
-		&ir.StringConst{Value: "account"},
-		&ir.StringConst{Value: "plan"},
-		&ir.StringConst{Value: "plans"},
-		&ir.StringConst{Value: "site"},
-		&ir.StringConst{Value: "rate"},
-		&ir.StringConst{Value: "methods"},
-		&ir.StringConst{Value: "method"},
-		&ir.StringConst{Value: "default_cost"},
-		&ir.StringConst{Value: "1"},
-		&ir.StringConst{Value: "burst"},
-		&ir.StringConst{Value: ":"},
-		&ir.StringConst{Value: "{key}"},
-		&ir.StringConst{Value: "period"},
-		&ir.StringConst{Value: "1m"},
-		&ir.StringConst{Value: "cost"},
-		&ir.StringConst{Value: "kind"},
-		&ir.StringConst{Value: "limit"},
-		&ir.StringConst{Value: "quota"},
-		&ir.StringConst{Value: "quota_counter"},
-		&ir.StringConst{Value: "site:{site}:{mode}"},
-		&ir.StringConst{Value: "{site}"},
-		&ir.StringConst{Value: "{mode}"},
-		&ir.StringConst{Value: "month"},
-		&ir.StringConst{Value: "remaining"},
-		&ir.StringConst{Value: "keep_credentials"},
-		&ir.StringConst{Value: "spend_use"},
-		&ir.StringConst{Value: "200"},
-		&ir.StringConst{Value: "public_route"},
-		&ir.StringConst{Value: "unavailable"},
-		&ir.StringConst{Value: "AUTHZ_UNAVAILABLE"},
-		&ir.StringConst{Value: "public_site_unavailable"},
-		&ir.StringConst{Value: "found"},
-		&ir.StringConst{Value: "DOMAIN_NOT_ALLOWED"},
-		&ir.StringConst{Value: "public_site_unknown"},
-		&ir.StringConst{Value: "origin"},
-		&ir.StringConst{Value: "scheme"},
-		&ir.StringConst{Value: "http"},
-		&ir.StringConst{Value: "https"},
-		&ir.StringConst{Value: "domains"},
-		&ir.StringConst{Value: "://"},
-		&ir.StringConst{Value: "default_port"},
-		&ir.StringConst{Value: "host"},
-		&ir.StringConst{Value: "*."},
-		&ir.StringConst{Value: "port"},
-		&ir.StringConst{Value: "domain_not_allowed"},
-		&ir.StringConst{Value: "active"},
-		&ir.StringConst{Value: "public_errors"},
-		&ir.StringConst{Value: "SITE_INACTIVE"},
-		&ir.StringConst{Value: "public_site_inactive"},
-		&ir.StringConst{Value: "inactive"},
-		&ir.StringConst{Value: "SUBSCRIPTION_INACTIVE"},
-		&ir.StringConst{Value: "public_subscription_inactive"},
-		&ir.StringConst{Value: "trial_expired"},
-		&ir.StringConst{Value: "TRIAL_EXPIRED"},
-		&ir.StringConst{Value: "public_trial_expired"},
-		&ir.StringConst{Value: "public_site_route"},
-		&ir.StringConst{Value: "credential"},
-		&ir.StringConst{Value: "ambiguous"},
-		&ir.StringConst{Value: "missing"},
-		&ir.StringConst{Value: "AMBIGUOUS_CREDENTIALS"},
-		&ir.StringConst{Value: "credential_ambiguous"},
-		&ir.StringConst{Value: "expired_token"},
-		&ir.StringConst{Value: "TOKEN_EXPIRED"},
-		&ir.StringConst{Value: "token_expired"},
-		&ir.StringConst{Value: "invalid_token"},
-		&ir.StringConst{Value: "INVALID_TOKEN"},
-		&ir.StringConst{Value: "token_invalid"},
-		&ir.StringConst{Value: "MISSING_API_KEY"},
-		&ir.StringConst{Value: "credential_missing"},
-		&ir.StringConst{Value: "store_unavailable"},
-		&ir.StringConst{Value: "credentials"},
-		&ir.StringConst{Value: "CREDENTIAL_NOT_ACCEPTED"},
-		&ir.StringConst{Value: "credential_not_accepted"},
-		&ir.StringConst{Value: "INVALID_API_KEY"},
-		&ir.StringConst{Value: "key_invalid"},
-		&ir.StringConst{Value: "revoked"},
-		&ir.StringConst{Value: "API_KEY_REVOKED"},
-		&ir.StringConst{Value: "key_revoked"},
-		&ir.StringConst{Value: "expired"},
-		&ir.StringConst{Value: "API_KEY_EXPIRED"},
-		&ir.StringConst{Value: "key_expired"},
-		&ir.StringConst{Value: "site_inactive"},
-		&ir.StringConst{Value: "subscription_inactive"},
-		&ir.StringConst{Value: "api"},
-		&ir.StringConst{Value: "PLAN_REQUIRED"},
-		&ir.StringConst{Value: "plan_without_api"},
-		&ir.StringConst{Value: "ROUTE_PLAN_REQUIRED"},
-		&ir.StringConst{Value: "route_not_in_plan"},
-		&ir.StringConst{Value: "own_site_prefixes"},
-		&ir.StringConst{Value: "id"},
-		&ir.StringConst{Value: "SITE_MISMATCH"},
-		&ir.StringConst{Value: "site_mismatch"},
-		&ir.StringConst{Value: "host_modes"},
-		&ir.StringConst{Value: "MODE_MISMATCH"},
-		&ir.StringConst{Value: "mode_mismatch"},
-		&ir.StringConst{Value: "allowed_cidrs"},
-		&ir.StringConst{Value: "client_address"},
-		&ir.StringConst{Value: "IP_NOT_ALLOWED"},
-		&ir.StringConst{Value: "ip_not_allowed"},
-		&ir.StringConst{Value: "mint_route"},
-		&ir.StringConst{Value: "scope"},
-		&ir.StringConst{Value: "resource_prefix"},
-		&ir.StringConst{Value: "read_methods"},
-		&ir.StringConst{Value: "GET"},
-		&ir.StringConst{Value: "HEAD"},
-		&ir.StringConst{Value: "read"},
-		&ir.StringConst{Value: "write"},
-		&ir.StringConst{Value: "default"},
-		&ir.StringConst{Value: "*"},
-		&ir.StringConst{Value: "INSUFFICIENT_SCOPE"},
-		&ir.StringConst{Value: "insufficient_scope"},
-		&ir.StringConst{Value: "USAGE_EXHAUSTED"},
-		&ir.StringConst{Value: "usage_exhausted"},
-		&ir.StringConst{Value: "required_scope"},
-		&ir.StringConst{Value: "concurrency"},
-		&ir.StringConst{Value: "10"},
-		&ir.StringConst{Value: "x-keygate-concurrency"},
-		&ir.StringConst{Value: "meta"},
-		&ir.StringConst{Value: "x-keygate-meta-"},
-		&ir.StringConst{Value: "mode_headers"},
-		&ir.StringConst{Value: "key_route"},
-		&ir.StringConst{Value: "POLICY_ERROR"},
-		&ir.StringConst{Value: "The policy reached no decision"},
-		&ir.StringConst{Value: "500"},
-	}, BuiltinFuncs: []*ir.BuiltinFunc{
-		&ir.BuiltinFunc{Name: "array.concat"},
-		&ir.BuiltinFunc{Name: "concat"},
-		&ir.BuiltinFunc{Name: "contains"},
-		&ir.BuiltinFunc{Name: "count"},
-		&ir.BuiltinFunc{Name: "endswith"},
-		&ir.BuiltinFunc{Name: "format_int"},
-		&ir.BuiltinFunc{Name: "gt"},
-		&ir.BuiltinFunc{Name: "internal.member_2"},
-		&ir.BuiltinFunc{Name: "is_number"},
-		&ir.BuiltinFunc{Name: "is_string"},
-		&ir.BuiltinFunc{Name: "lower"},
-		&ir.BuiltinFunc{Name: "lte"},
-		&ir.BuiltinFunc{Name: "min"},
-		&ir.BuiltinFunc{Name: "neq"},
-		&ir.BuiltinFunc{Name: "net.cidr_contains"},
-		&ir.BuiltinFunc{Name: "net.cidr_is_valid"},
-		&ir.BuiltinFunc{Name: "object.get"},
-		&ir.BuiltinFunc{Name: "object.union"},
-		&ir.BuiltinFunc{Name: "replace"},
-		&ir.BuiltinFunc{Name: "split"},
-		&ir.BuiltinFunc{Name: "startswith"},
-		&ir.BuiltinFunc{Name: "substring"},
-		&ir.BuiltinFunc{Name: "upper"},
-		&ir.BuiltinFunc{Name: "walk"},
-	}, Files: []*ir.StringConst{
-		&ir.StringConst{Value: "authz.rego"},
-		&ir.StringConst{Value: "response.rego"},
-		&ir.StringConst{Value: "limits.rego"},
-		&ir.StringConst{Value: "entitlements.rego"},
-		&ir.StringConst{Value: "<query>"},
-	}}, Plans: &ir.Plans{Plans: []*ir.Plan{
-		&ir.Plan{Name: "eval", Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.CallStmt{Func: "g0.data.keygate.authz.decision", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 2, Location: ir.Location{File: 4, Col: 1, Row: 1, EndCol: 28, EndRow: 1, Text: []byte("data.keygate.authz.decision")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(2)}, Target: 3, Location: ir.Location{File: 4, Col: 1, Row: 1, EndCol: 28, EndRow: 1, Text: []byte("data.keygate.authz.decision")}},
-				&ir.MakeObjectStmt{Target: 4, Location: ir.Location{File: 4, Col: 1, Row: 1, EndCol: 28, EndRow: 1, Text: []byte("data.keygate.authz.decision")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(0)}, Value: ir.Operand{Value: ir.Local(3)}, Object: 4, Location: ir.Location{File: 4, Col: 1, Row: 1, EndCol: 28, EndRow: 1, Text: []byte("data.keygate.authz.decision")}},
-				&ir.ResultSetAddStmt{Value: 4, Location: ir.Location{File: 4, Col: 1, Row: 1, EndCol: 28, EndRow: 1, Text: []byte("data.keygate.authz.decision")}},
-			}},
-		}},
-	}}, Funcs: &ir.Funcs{Funcs: []*ir.Func{
-		&ir.Func{Name: "g0.data.keygate.authz.config", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("config := data.keygate.config")}},
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(1)}, Key: ir.Operand{Value: ir.StringIndex(5)}, Target: 6, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(6)}, Target: 7, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-								&ir.BreakStmt{Index: 1, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-							}},
-						}, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-						&ir.BreakStmt{Index: 1, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-					}},
-				}, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 11, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("data.keygate.config")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 1, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("config := data.keygate.config")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("config := data.keygate.config")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("config := data.keygate.config")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 14, EndCol: 30, EndRow: 14, Text: []byte("config := data.keygate.config")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"config",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.route_prefixes", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.MakeSetStmt{Target: 2, Location: ir.Location{Col: 1, Row: 86, EndCol: 26, EndRow: 86, Text: []byte("route_prefixes contains p")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 86, EndCol: 26, EndRow: 86, Text: []byte("route_prefixes contains p")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(8)}, Target: 6, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(10)}, Set: 2, Location: ir.Location{Col: 1, Row: 86, EndCol: 26, EndRow: 86, Text: []byte("route_prefixes contains p")}},
-				}}, Location: ir.Location{Col: 30, Row: 86, EndCol: 66, EndRow: 86, Text: []byte("some p in config.routes.public_paths")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 88, EndCol: 26, EndRow: 88, Text: []byte("route_prefixes contains p")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(9)}, Target: 6, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(10)}, Set: 2, Location: ir.Location{Col: 1, Row: 88, EndCol: 26, EndRow: 88, Text: []byte("route_prefixes contains p")}},
-				}}, Location: ir.Location{Col: 30, Row: 88, EndCol: 69, EndRow: 88, Text: []byte("some p in config.routes.public_prefixes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 90, EndCol: 26, EndRow: 90, Text: []byte("route_prefixes contains p")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(10)}, Target: 6, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(10)}, Set: 2, Location: ir.Location{Col: 1, Row: 90, EndCol: 26, EndRow: 90, Text: []byte("route_prefixes contains p")}},
-				}}, Location: ir.Location{Col: 30, Row: 90, EndCol: 74, EndRow: 90, Text: []byte("some p in config.routes.public_site_prefixes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 92, EndCol: 26, EndRow: 92, Text: []byte("route_prefixes contains p")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(11)}, Target: 6, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(10)}, Set: 2, Location: ir.Location{Col: 1, Row: 92, EndCol: 26, EndRow: 92, Text: []byte("route_prefixes contains p")}},
-				}}, Location: ir.Location{Col: 30, Row: 92, EndCol: 74, EndRow: 92, Text: []byte("some p in config.routes.site_scoped_prefixes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 94, EndCol: 33, EndRow: 94, Text: []byte("route_prefixes contains r.prefix")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(12)}, Target: 6, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 11, Location: ir.Location{Col: 25, Row: 94, EndCol: 33, EndRow: 94, Text: []byte("r.prefix")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 25, Row: 94, EndCol: 33, EndRow: 94, Text: []byte("r.prefix")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(12)}, Set: 2, Location: ir.Location{Col: 1, Row: 94, EndCol: 33, EndRow: 94, Text: []byte("route_prefixes contains r.prefix")}},
-				}}, Location: ir.Location{Col: 37, Row: 94, EndCol: 72, EndRow: 94, Text: []byte("some r in config.routes.plan_routes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 96, EndCol: 33, EndRow: 96, Text: []byte("route_prefixes contains c.prefix")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 58, Row: 96, EndCol: 64, EndRow: 96, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{Col: 58, Row: 96, EndCol: 64, EndRow: 96, Text: []byte("config")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 6, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(14)}, Array: 6, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(15)}, Array: 6, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.MakeArrayStmt{Target: 7, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 47, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("object.get(config, [\"limits\", \"costs\"], [])")}},
-				&ir.ScanStmt{Source: 9, Key: 10, Value: 11, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 37, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("some c in object.get(config, [\"limits\", \"costs\"], [])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 13, Location: ir.Location{Col: 37, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("some c in object.get(config, [\"limits\", \"costs\"], [])")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 14, Location: ir.Location{Col: 25, Row: 96, EndCol: 33, EndRow: 96, Text: []byte("c.prefix")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{Col: 25, Row: 96, EndCol: 33, EndRow: 96, Text: []byte("c.prefix")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(15)}, Set: 2, Location: ir.Location{Col: 1, Row: 96, EndCol: 33, EndRow: 96, Text: []byte("route_prefixes contains c.prefix")}},
-				}}, Location: ir.Location{Col: 37, Row: 96, EndCol: 90, EndRow: 96, Text: []byte("some c in object.get(config, [\"limits\", \"costs\"], [])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 102, EndCol: 33, EndRow: 102, Text: []byte("route_prefixes contains r.prefix")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 58, Row: 102, EndCol: 64, EndRow: 102, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{Col: 58, Row: 102, EndCol: 64, EndRow: 102, Text: []byte("config")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 6, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(16)}, Array: 6, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(7)}, Array: 6, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.MakeArrayStmt{Target: 7, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 47, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ScanStmt{Source: 9, Key: 10, Value: 11, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 37, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 13, Location: ir.Location{Col: 37, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 14, Location: ir.Location{Col: 25, Row: 102, EndCol: 33, EndRow: 102, Text: []byte("r.prefix")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{Col: 25, Row: 102, EndCol: 33, EndRow: 102, Text: []byte("r.prefix")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(15)}, Set: 2, Location: ir.Location{Col: 1, Row: 102, EndCol: 33, EndRow: 102, Text: []byte("route_prefixes contains r.prefix")}},
-				}}, Location: ir.Location{Col: 37, Row: 102, EndCol: 91, EndRow: 102, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 104, EndCol: 31, EndRow: 104, Text: []byte("route_prefixes contains r.path")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 56, Row: 104, EndCol: 62, EndRow: 104, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{Col: 56, Row: 104, EndCol: 62, EndRow: 104, Text: []byte("config")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 6, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(16)}, Array: 6, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(7)}, Array: 6, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.MakeArrayStmt{Target: 7, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 45, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("object.get(config, [\"scopes\", \"routes\"], [])")}},
-				&ir.ScanStmt{Source: 9, Key: 10, Value: 11, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 35, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 13, Location: ir.Location{Col: 35, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 14, Location: ir.Location{Col: 25, Row: 104, EndCol: 31, EndRow: 104, Text: []byte("r.path")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{Col: 25, Row: 104, EndCol: 31, EndRow: 104, Text: []byte("r.path")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(15)}, Set: 2, Location: ir.Location{Col: 1, Row: 104, EndCol: 31, EndRow: 104, Text: []byte("route_prefixes contains r.path")}},
-				}}, Location: ir.Location{Col: 35, Row: 104, EndCol: 89, EndRow: 104, Text: []byte("some r in object.get(config, [\"scopes\", \"routes\"], [])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 86, EndCol: 26, EndRow: 86, Text: []byte("route_prefixes contains p")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"route_prefixes",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.data_paths", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.MakeSetStmt{Target: 2, Location: ir.Location{Col: 1, Row: 164, EndCol: 22, EndRow: 164, Text: []byte("data_paths contains s")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 164, EndCol: 22, EndRow: 164, Text: []byte("data_paths contains s")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 7, Row: 165, EndCol: 13, EndRow: 165, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{Col: 7, Row: 165, EndCol: 13, EndRow: 165, Text: []byte("config")}},
-				&ir.CallStmt{Func: "walk", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-				}, Result: 6, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(8)}, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.LenStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.MakeNumberIntStmt{Value: 2, Target: 9, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.EqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Local(9)}, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.MakeNumberIntStmt{Target: 11, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.AssignIntStmt{Target: 11, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.AssignIntStmt{Value: 1, Target: 11, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 14, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-					&ir.CallStmt{Func: "is_string", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(14)},
-					}, Result: 15, Location: ir.Location{Col: 2, Row: 166, EndCol: 14, EndRow: 166, Text: []byte("is_string(s)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 166, EndCol: 14, EndRow: 166, Text: []byte("is_string(s)")}},
-					&ir.CallStmt{Func: "startswith", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(14)},
-						ir.Operand{Value: ir.StringIndex(18)},
-					}, Result: 16, Location: ir.Location{Col: 2, Row: 167, EndCol: 20, EndRow: 167, Text: []byte("startswith(s, \"/\")")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(16)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 167, EndCol: 20, EndRow: 167, Text: []byte("startswith(s, \"/\")")}},
-					&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(14)}, Set: 2, Location: ir.Location{Col: 1, Row: 164, EndCol: 22, EndRow: 164, Text: []byte("data_paths contains s")}},
-				}}, Location: ir.Location{Col: 2, Row: 165, EndCol: 22, EndRow: 165, Text: []byte("walk(config, [_, s])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 164, EndCol: 22, EndRow: 164, Text: []byte("data_paths contains s")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"data_paths",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.segment_boundary", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.StringIndex(20)}, Location: ir.Location{Col: 30, Row: 151, EndCol: 40, EndRow: 151, Text: []byte("rest == \"\"")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-				&ir.CallStmt{Func: "endswith", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(18)},
-				}, Result: 8, Location: ir.Location{Col: 32, Row: 153, EndCol: 53, EndRow: 153, Text: []byte("endswith(prefix, \"/\")")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 32, Row: 153, EndCol: 53, EndRow: 153, Text: []byte("endswith(prefix, \"/\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 153, EndCol: 28, EndRow: 153, Text: []byte("segment_boundary(_, prefix)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.CallStmt{Func: "startswith", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(18)},
-				}, Result: 8, Location: ir.Location{Col: 30, Row: 155, EndCol: 51, EndRow: 155, Text: []byte("startswith(rest, \"/\")")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 30, Row: 155, EndCol: 51, EndRow: 155, Text: []byte("startswith(rest, \"/\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 155, EndCol: 26, EndRow: 155, Text: []byte("segment_boundary(rest, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 151, EndCol: 26, EndRow: 151, Text: []byte("segment_boundary(rest, _)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"segment_boundary",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.route_prefix_of", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-				&ir.CallStmt{Func: "startswith", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{Col: 2, Row: 147, EndCol: 26, EndRow: 147, Text: []byte("startswith(path, prefix)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 147, EndCol: 26, EndRow: 147, Text: []byte("startswith(path, prefix)")}},
-				&ir.CallStmt{Func: "count", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 9, Location: ir.Location{Col: 35, Row: 148, EndCol: 48, EndRow: 148, Text: []byte("count(prefix)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 35, Row: 148, EndCol: 48, EndRow: 148, Text: []byte("count(prefix)")}},
-				&ir.MakeNumberRefStmt{Index: 19, Target: 11, Location: ir.Location{Col: 19, Row: 148, EndCol: 53, EndRow: 148, Text: []byte("substring(path, count(prefix), -1)")}},
-				&ir.CallStmt{Func: "substring", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 12, Location: ir.Location{Col: 19, Row: 148, EndCol: 53, EndRow: 148, Text: []byte("substring(path, count(prefix), -1)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 19, Row: 148, EndCol: 53, EndRow: 148, Text: []byte("substring(path, count(prefix), -1)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.segment_boundary", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(13)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 14, Location: ir.Location{Col: 2, Row: 148, EndCol: 62, EndRow: 148, Text: []byte("segment_boundary(substring(path, count(prefix), -1), prefix)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 148, EndCol: 62, EndRow: 148, Text: []byte("segment_boundary(substring(path, count(prefix), -1), prefix)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 146, EndCol: 30, EndRow: 146, Text: []byte("route_prefix_of(path, prefix)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"route_prefix_of",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.invalid_path", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 59, EndCol: 13, EndRow: 59, Text: []byte("invalid_path")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 17, Row: 59, EndCol: 42, EndRow: 59, Text: []byte("not input.request.path_ok")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(2)}, Target: 5, Location: ir.Location{Col: 17, Row: 59, EndCol: 42, EndRow: 59, Text: []byte("not input.request.path_ok")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 17, Row: 59, EndCol: 42, EndRow: 59, Text: []byte("not input.request.path_ok")}},
-				}}, Location: ir.Location{Col: 17, Row: 59, EndCol: 42, EndRow: 59, Text: []byte("not input.request.path_ok")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 59, EndCol: 13, EndRow: 59, Text: []byte("invalid_path")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 59, EndCol: 13, EndRow: 59, Text: []byte("invalid_path")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 59, EndCol: 13, EndRow: 59, Text: []byte("invalid_path")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 71, EndCol: 13, EndRow: 71, Text: []byte("invalid_path")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 72, EndCol: 42, EndRow: 72, Text: []byte("some prefix in input.request.case_folded")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(3)}, Target: 5, Location: ir.Location{Col: 2, Row: 72, EndCol: 42, EndRow: 72, Text: []byte("some prefix in input.request.case_folded")}},
-				&ir.ScanStmt{Source: 5, Key: 6, Value: 7, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 8, Location: ir.Location{Col: 2, Row: 72, EndCol: 42, EndRow: 72, Text: []byte("some prefix in input.request.case_folded")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 72, EndCol: 42, EndRow: 72, Text: []byte("some prefix in input.request.case_folded")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 10, Location: ir.Location{Col: 2, Row: 73, EndCol: 24, EndRow: 73, Text: []byte("input.request.prefixes")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 11, Location: ir.Location{Col: 2, Row: 73, EndCol: 24, EndRow: 73, Text: []byte("input.request.prefixes")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 73, EndCol: 24, EndRow: 73, Text: []byte("input.request.prefixes")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.route_prefixes", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 12, Location: ir.Location{Col: 2, Row: 74, EndCol: 24, EndRow: 74, Text: []byte("route_prefixes[prefix]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.Local(9)}, Target: 13, Location: ir.Location{Col: 2, Row: 74, EndCol: 24, EndRow: 74, Text: []byte("route_prefixes[prefix]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(13)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 74, EndCol: 24, EndRow: 74, Text: []byte("route_prefixes[prefix]")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 71, EndCol: 13, EndRow: 71, Text: []byte("invalid_path")}},
-				}}, Location: ir.Location{Col: 2, Row: 72, EndCol: 42, EndRow: 72, Text: []byte("some prefix in input.request.case_folded")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 71, EndCol: 13, EndRow: 71, Text: []byte("invalid_path")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 71, EndCol: 13, EndRow: 71, Text: []byte("invalid_path")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 77, EndCol: 13, EndRow: 77, Text: []byte("invalid_path")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 78, EndCol: 28, EndRow: 78, Text: []byte("not input.request.prefixes")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 78, EndCol: 28, EndRow: 78, Text: []byte("not input.request.prefixes")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 78, EndCol: 28, EndRow: 78, Text: []byte("not input.request.prefixes")}},
-				}}, Location: ir.Location{Col: 2, Row: 78, EndCol: 28, EndRow: 78, Text: []byte("not input.request.prefixes")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.data_paths", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{Col: 2, Row: 79, EndCol: 22, EndRow: 79, Text: []byte("some p in data_paths")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 79, EndCol: 22, EndRow: 79, Text: []byte("some p in data_paths")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 79, EndCol: 22, EndRow: 79, Text: []byte("some p in data_paths")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 11, Location: ir.Location{Col: 22, Row: 80, EndCol: 40, EndRow: 80, Text: []byte("input.request.path")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 12, Location: ir.Location{Col: 22, Row: 80, EndCol: 40, EndRow: 80, Text: []byte("input.request.path")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 22, Row: 80, EndCol: 40, EndRow: 80, Text: []byte("input.request.path")}},
-					&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-						&ir.CallStmt{Func: "g0.data.keygate.authz.route_prefix_of", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-							ir.Operand{Value: ir.Local(13)},
-							ir.Operand{Value: ir.Local(10)},
-						}, Result: 14, Location: ir.Location{Col: 2, Row: 80, EndCol: 44, EndRow: 80, Text: []byte("not route_prefix_of(input.request.path, p)")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 80, EndCol: 44, EndRow: 80, Text: []byte("not route_prefix_of(input.request.path, p)")}},
-					}}, Location: ir.Location{Col: 2, Row: 80, EndCol: 44, EndRow: 80, Text: []byte("not route_prefix_of(input.request.path, p)")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 15, Location: ir.Location{Col: 24, Row: 81, EndCol: 42, EndRow: 81, Text: []byte("input.request.path")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(15)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 16, Location: ir.Location{Col: 24, Row: 81, EndCol: 42, EndRow: 81, Text: []byte("input.request.path")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{Col: 24, Row: 81, EndCol: 42, EndRow: 81, Text: []byte("input.request.path")}},
-					&ir.CallStmt{Func: "lower", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(17)},
-					}, Result: 18, Location: ir.Location{Col: 18, Row: 81, EndCol: 43, EndRow: 81, Text: []byte("lower(input.request.path)")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{Col: 18, Row: 81, EndCol: 43, EndRow: 81, Text: []byte("lower(input.request.path)")}},
-					&ir.CallStmt{Func: "lower", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(10)},
-					}, Result: 20, Location: ir.Location{Col: 45, Row: 81, EndCol: 53, EndRow: 81, Text: []byte("lower(p)")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 21, Location: ir.Location{Col: 45, Row: 81, EndCol: 53, EndRow: 81, Text: []byte("lower(p)")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.route_prefix_of", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-						ir.Operand{Value: ir.Local(19)},
-						ir.Operand{Value: ir.Local(21)},
-					}, Result: 22, Location: ir.Location{Col: 2, Row: 81, EndCol: 54, EndRow: 81, Text: []byte("route_prefix_of(lower(input.request.path), lower(p))")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(22)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 81, EndCol: 54, EndRow: 81, Text: []byte("route_prefix_of(lower(input.request.path), lower(p))")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.route_prefixes", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 23, Location: ir.Location{Col: 2, Row: 82, EndCol: 19, EndRow: 82, Text: []byte("route_prefixes[p]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(23)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 24, Location: ir.Location{Col: 2, Row: 82, EndCol: 19, EndRow: 82, Text: []byte("route_prefixes[p]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(24)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 82, EndCol: 19, EndRow: 82, Text: []byte("route_prefixes[p]")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 77, EndCol: 13, EndRow: 77, Text: []byte("invalid_path")}},
-				}}, Location: ir.Location{Col: 2, Row: 79, EndCol: 22, EndRow: 79, Text: []byte("some p in data_paths")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 77, EndCol: 13, EndRow: 77, Text: []byte("invalid_path")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 77, EndCol: 13, EndRow: 77, Text: []byte("invalid_path")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 59, EndCol: 13, EndRow: 59, Text: []byte("invalid_path")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"invalid_path",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.exact_path", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("exact_path := input.request.exact_path")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 158, EndCol: 24, EndRow: 158, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 158, EndCol: 24, EndRow: 158, Text: []byte("input.request.prefixes")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 158, EndCol: 24, EndRow: 158, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 6, Location: ir.Location{Col: 15, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("input.request.exact_path")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(22)}, Target: 7, Location: ir.Location{Col: 15, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("input.request.exact_path")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 15, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("input.request.exact_path")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 1, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("exact_path := input.request.exact_path")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("else := input.request.path")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 160, EndCol: 28, EndRow: 160, Text: []byte("not input.request.prefixes")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 160, EndCol: 28, EndRow: 160, Text: []byte("not input.request.prefixes")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 160, EndCol: 28, EndRow: 160, Text: []byte("not input.request.prefixes")}},
-						}}, Location: ir.Location{Col: 2, Row: 160, EndCol: 28, EndRow: 160, Text: []byte("not input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 6, Location: ir.Location{Col: 2, Row: 161, EndCol: 20, EndRow: 161, Text: []byte("input.request.path")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 7, Location: ir.Location{Col: 2, Row: 161, EndCol: 20, EndRow: 161, Text: []byte("input.request.path")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 2, Row: 161, EndCol: 20, EndRow: 161, Text: []byte("input.request.path")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.data_paths", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 9, Location: ir.Location{Col: 24, Row: 161, EndCol: 34, EndRow: 161, Text: []byte("data_paths")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 24, Row: 161, EndCol: 34, EndRow: 161, Text: []byte("data_paths")}},
-						&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(8)},
-							ir.Operand{Value: ir.Local(10)},
-						}, Result: 11, Location: ir.Location{Col: 2, Row: 161, EndCol: 34, EndRow: 161, Text: []byte("input.request.path in data_paths")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 161, EndCol: 34, EndRow: 161, Text: []byte("input.request.path in data_paths")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 12, Location: ir.Location{Col: 11, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("input.request.path")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 13, Location: ir.Location{Col: 11, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("input.request.path")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 11, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("input.request.path")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 3, Location: ir.Location{Col: 3, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("else := input.request.path")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("else := input.request.path")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 159, EndCol: 29, EndRow: 159, Text: []byte("else := input.request.path")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 157, EndCol: 39, EndRow: 157, Text: []byte("exact_path := input.request.exact_path")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"exact_path",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.path_prefixes", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("path_prefixes := input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 133, EndCol: 24, EndRow: 133, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 133, EndCol: 24, EndRow: 133, Text: []byte("input.request.prefixes")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 133, EndCol: 24, EndRow: 133, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 6, Location: ir.Location{Col: 18, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 7, Location: ir.Location{Col: 18, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("input.request.prefixes")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 18, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("input.request.prefixes")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 1, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("path_prefixes := input.request.prefixes")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("else := {prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 139, EndCol: 28, EndRow: 139, Text: []byte("not input.request.prefixes")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 139, EndCol: 28, EndRow: 139, Text: []byte("not input.request.prefixes")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 139, EndCol: 28, EndRow: 139, Text: []byte("not input.request.prefixes")}},
-						}}, Location: ir.Location{Col: 2, Row: 139, EndCol: 28, EndRow: 139, Text: []byte("not input.request.prefixes")}},
-						&ir.MakeObjectStmt{Target: 6, Location: ir.Location{Col: 11, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("{prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.CallStmt{Func: "g0.data.keygate.authz.data_paths", Args: []ir.Operand{
-									ir.Operand{Value: ir.Local(0)},
-									ir.Operand{Value: ir.Local(1)},
-								}, Result: 7, Location: ir.Location{Col: 2, Row: 135, EndCol: 27, EndRow: 135, Text: []byte("some prefix in data_paths")}},
-								&ir.ScanStmt{Source: 7, Key: 8, Value: 9, Block: &ir.Block{Stmts: []ir.Stmt{
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 135, EndCol: 27, EndRow: 135, Text: []byte("some prefix in data_paths")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{Col: 2, Row: 135, EndCol: 27, EndRow: 135, Text: []byte("some prefix in data_paths")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 12, Location: ir.Location{Col: 18, Row: 136, EndCol: 36, EndRow: 136, Text: []byte("input.request.path")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 13, Location: ir.Location{Col: 18, Row: 136, EndCol: 36, EndRow: 136, Text: []byte("input.request.path")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 18, Row: 136, EndCol: 36, EndRow: 136, Text: []byte("input.request.path")}},
-									&ir.CallStmt{Func: "g0.data.keygate.authz.route_prefix_of", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(0)},
-										ir.Operand{Value: ir.Local(1)},
-										ir.Operand{Value: ir.Local(14)},
-										ir.Operand{Value: ir.Local(11)},
-									}, Result: 15, Location: ir.Location{Col: 2, Row: 136, EndCol: 45, EndRow: 136, Text: []byte("route_prefix_of(input.request.path, prefix)")}},
-									&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 136, EndCol: 45, EndRow: 136, Text: []byte("route_prefix_of(input.request.path, prefix)")}},
-									&ir.CallStmt{Func: "count", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(11)},
-									}, Result: 16, Location: ir.Location{Col: 49, Row: 137, EndCol: 62, EndRow: 137, Text: []byte("count(prefix)")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{Col: 49, Row: 137, EndCol: 62, EndRow: 137, Text: []byte("count(prefix)")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 18, Location: ir.Location{Col: 29, Row: 137, EndCol: 47, EndRow: 137, Text: []byte("input.request.path")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(18)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 19, Location: ir.Location{Col: 29, Row: 137, EndCol: 47, EndRow: 137, Text: []byte("input.request.path")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(19)}, Target: 20, Location: ir.Location{Col: 29, Row: 137, EndCol: 47, EndRow: 137, Text: []byte("input.request.path")}},
-									&ir.MakeNumberRefStmt{Index: 19, Target: 21, Location: ir.Location{Col: 19, Row: 137, EndCol: 67, EndRow: 137, Text: []byte("substring(input.request.path, count(prefix), -1)")}},
-									&ir.CallStmt{Func: "substring", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(20)},
-										ir.Operand{Value: ir.Local(17)},
-										ir.Operand{Value: ir.Local(21)},
-									}, Result: 22, Location: ir.Location{Col: 19, Row: 137, EndCol: 67, EndRow: 137, Text: []byte("substring(input.request.path, count(prefix), -1)")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 23, Location: ir.Location{Col: 19, Row: 137, EndCol: 67, EndRow: 137, Text: []byte("substring(input.request.path, count(prefix), -1)")}},
-									&ir.CallStmt{Func: "split", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(23)},
-										ir.Operand{Value: ir.StringIndex(18)},
-									}, Result: 24, Location: ir.Location{Col: 13, Row: 137, EndCol: 73, EndRow: 137, Text: []byte("split(substring(input.request.path, count(prefix), -1), \"/\")")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(24)}, Target: 25, Location: ir.Location{Col: 13, Row: 137, EndCol: 73, EndRow: 137, Text: []byte("split(substring(input.request.path, count(prefix), -1), \"/\")")}},
-									&ir.MakeNumberRefStmt{Index: 23, Target: 26, Location: ir.Location{Col: 2, Row: 137, EndCol: 76, EndRow: 137, Text: []byte("segment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(25)}, Key: ir.Operand{Value: ir.Local(26)}, Target: 27, Location: ir.Location{Col: 2, Row: 137, EndCol: 76, EndRow: 137, Text: []byte("segment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(27)}, Target: 28, Location: ir.Location{Col: 2, Row: 137, EndCol: 76, EndRow: 137, Text: []byte("segment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]")}},
-									&ir.ObjectInsertOnceStmt{Key: ir.Operand{Value: ir.Local(11)}, Value: ir.Operand{Value: ir.Local(28)}, Object: 6, Location: ir.Location{Col: 11, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("{prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-								}}, Location: ir.Location{Col: 2, Row: 135, EndCol: 27, EndRow: 135, Text: []byte("some prefix in data_paths")}},
-							}},
-						}, Location: ir.Location{Col: 11, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("{prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 29, Location: ir.Location{Col: 11, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("{prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(29)}, Target: 3, Location: ir.Location{Col: 3, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("else := {prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("else := {prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 134, EndCol: 2, EndRow: 138, Text: []byte("else := {prefix: segment |\n\tsome prefix in data_paths\n\troute_prefix_of(input.request.path, prefix)\n\tsegment := split(substring(input.request.path, count(prefix), -1), \"/\")[0]\n}")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 132, EndCol: 40, EndRow: 132, Text: []byte("path_prefixes := input.request.prefixes")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"path_prefixes",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.public_route", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 109, EndCol: 13, EndRow: 109, Text: []byte("public_route")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.exact_path", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 17, Row: 109, EndCol: 27, EndRow: 109, Text: []byte("exact_path")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{Col: 17, Row: 109, EndCol: 27, EndRow: 109, Text: []byte("exact_path")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{Col: 31, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("config.routes.public_paths")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 7, Location: ir.Location{Col: 31, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("config.routes.public_paths")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(8)}, Target: 8, Location: ir.Location{Col: 31, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("config.routes.public_paths")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 31, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("config.routes.public_paths")}},
-				&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.Local(9)},
-				}, Result: 10, Location: ir.Location{Col: 17, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("exact_path in config.routes.public_paths")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 17, Row: 109, EndCol: 57, EndRow: 109, Text: []byte("exact_path in config.routes.public_paths")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 109, EndCol: 13, EndRow: 109, Text: []byte("public_route")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 109, EndCol: 13, EndRow: 109, Text: []byte("public_route")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 109, EndCol: 13, EndRow: 109, Text: []byte("public_route")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 111, EndCol: 13, EndRow: 111, Text: []byte("public_route")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(9)}, Target: 6, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 11, Location: ir.Location{Col: 2, Row: 113, EndCol: 23, EndRow: 113, Text: []byte("path_prefixes[prefix]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 2, Row: 113, EndCol: 23, EndRow: 113, Text: []byte("path_prefixes[prefix]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(12)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 113, EndCol: 23, EndRow: 113, Text: []byte("path_prefixes[prefix]")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 111, EndCol: 13, EndRow: 111, Text: []byte("public_route")}},
-				}}, Location: ir.Location{Col: 2, Row: 112, EndCol: 46, EndRow: 112, Text: []byte("some prefix in config.routes.public_prefixes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 111, EndCol: 13, EndRow: 111, Text: []byte("public_route")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 111, EndCol: 13, EndRow: 111, Text: []byte("public_route")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 109, EndCol: 13, EndRow: 109, Text: []byte("public_route")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"public_route",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.route", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 44, EndCol: 24, EndRow: 44, Text: []byte("route := \"invalid_path\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.invalid_path", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 45, EndCol: 14, EndRow: 45, Text: []byte("invalid_path")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 45, EndCol: 14, EndRow: 45, Text: []byte("invalid_path")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(21)}, Target: 3, Location: ir.Location{Col: 1, Row: 44, EndCol: 24, EndRow: 44, Text: []byte("route := \"invalid_path\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 46, EndCol: 19, EndRow: 46, Text: []byte("else := \"public\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.public_route", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 47, EndCol: 14, EndRow: 47, Text: []byte("public_route")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 47, EndCol: 14, EndRow: 47, Text: []byte("public_route")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(24)}, Target: 3, Location: ir.Location{Col: 3, Row: 46, EndCol: 19, EndRow: 46, Text: []byte("else := \"public\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 48, EndCol: 24, EndRow: 48, Text: []byte("else := \"public_site\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(10)}, Target: 6, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-						&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-							&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-								ir.Operand{Value: ir.Local(0)},
-								ir.Operand{Value: ir.Local(1)},
-							}, Result: 11, Location: ir.Location{Col: 2, Row: 50, EndCol: 23, EndRow: 50, Text: []byte("path_prefixes[prefix]")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 2, Row: 50, EndCol: 23, EndRow: 50, Text: []byte("path_prefixes[prefix]")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(12)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 50, EndCol: 23, EndRow: 50, Text: []byte("path_prefixes[prefix]")}},
-							&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(25)}, Target: 3, Location: ir.Location{Col: 3, Row: 48, EndCol: 24, EndRow: 48, Text: []byte("else := \"public_site\"")}},
-						}}, Location: ir.Location{Col: 2, Row: 49, EndCol: 51, EndRow: 49, Text: []byte("some prefix in config.routes.public_site_prefixes")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 51, EndCol: 16, EndRow: 51, Text: []byte("else := \"key\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(26)}, Target: 3, Location: ir.Location{Col: 3, Row: 51, EndCol: 16, EndRow: 51, Text: []byte("else := \"key\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 51, EndCol: 16, EndRow: 51, Text: []byte("else := \"key\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 51, EndCol: 16, EndRow: 51, Text: []byte("else := \"key\"")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 44, EndCol: 24, EndRow: 44, Text: []byte("route := \"invalid_path\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"route",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.request_id", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{File: 1, Col: 37, Row: 84, EndCol: 80, EndRow: 84, Text: []byte("id := input.request.headers[\"x-request-id\"]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(32)}, Target: 5, Location: ir.Location{File: 1, Col: 37, Row: 84, EndCol: 80, EndRow: 84, Text: []byte("id := input.request.headers[\"x-request-id\"]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(33)}, Target: 6, Location: ir.Location{File: 1, Col: 37, Row: 84, EndCol: 80, EndRow: 84, Text: []byte("id := input.request.headers[\"x-request-id\"]")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 1, Col: 37, Row: 84, EndCol: 80, EndRow: 84, Text: []byte("id := input.request.headers[\"x-request-id\"]")}},
-				&ir.MakeObjectStmt{Target: 8, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(34)}, Value: ir.Operand{Value: ir.Local(7)}, Object: 8, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 84, EndCol: 33, EndRow: 84, Text: []byte("request_id := {\"request_id\": id}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 82, EndCol: 25, EndRow: 82, Text: []byte("request_id := {}")}},
-				&ir.MakeObjectStmt{Target: 9, Location: ir.Location{File: 1, Col: 9, Row: 82, EndCol: 25, EndRow: 82, Text: []byte("request_id := {}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 2, Location: ir.Location{File: 1, Col: 9, Row: 82, EndCol: 25, EndRow: 82, Text: []byte("request_id := {}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 82, EndCol: 25, EndRow: 82, Text: []byte("request_id := {}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"request_id",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.problem_type", Params: []ir.Local{
-			0,
-			1,
-			3,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 1, Col: 1, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("problem_type(code) := concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("problem_type(code) := concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{File: 1, Col: 2, Row: 63, EndCol: 26, EndRow: 63, Text: []byte("config.problem_type_base")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(38)}, Target: 7, Location: ir.Location{File: 1, Col: 2, Row: 63, EndCol: 26, EndRow: 63, Text: []byte("config.problem_type_base")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 1, Col: 2, Row: 63, EndCol: 26, EndRow: 63, Text: []byte("config.problem_type_base")}},
-				&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.StringIndex(20)},
-				}, Result: 9, Location: ir.Location{File: 1, Col: 2, Row: 63, EndCol: 32, EndRow: 63, Text: []byte("config.problem_type_base != \"\"")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 1, Col: 2, Row: 63, EndCol: 32, EndRow: 63, Text: []byte("config.problem_type_base != \"\"")}},
-				&ir.CallStmt{Func: "lower", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-				}, Result: 10, Location: ir.Location{File: 1, Col: 69, Row: 62, EndCol: 80, EndRow: 62, Text: []byte("lower(code)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 69, Row: 62, EndCol: 80, EndRow: 62, Text: []byte("lower(code)")}},
-				&ir.CallStmt{Func: "replace", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(11)},
-					ir.Operand{Value: ir.StringIndex(39)},
-					ir.Operand{Value: ir.StringIndex(40)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 61, Row: 62, EndCol: 91, EndRow: 62, Text: []byte("replace(lower(code), \"_\", \"-\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 61, Row: 62, EndCol: 91, EndRow: 62, Text: []byte("replace(lower(code), \"_\", \"-\")")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 14, Location: ir.Location{File: 1, Col: 35, Row: 62, EndCol: 59, EndRow: 62, Text: []byte("config.problem_type_base")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(14)}, Key: ir.Operand{Value: ir.StringIndex(38)}, Target: 15, Location: ir.Location{File: 1, Col: 35, Row: 62, EndCol: 59, EndRow: 62, Text: []byte("config.problem_type_base")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 16, Location: ir.Location{File: 1, Col: 35, Row: 62, EndCol: 59, EndRow: 62, Text: []byte("config.problem_type_base")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 17, Location: ir.Location{File: 1, Col: 23, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(16)}, Array: 17, Location: ir.Location{File: 1, Col: 23, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(13)}, Array: 17, Location: ir.Location{File: 1, Col: 23, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-					ir.Operand{Value: ir.StringIndex(20)},
-					ir.Operand{Value: ir.Local(17)},
-				}, Result: 18, Location: ir.Location{File: 1, Col: 23, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 1, Col: 23, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(19)}, Target: 4, Location: ir.Location{File: 1, Col: 1, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("problem_type(code) := concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 1, Col: 1, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("problem_type(code) := concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("problem_type(code) := concat(\"\", [config.problem_type_base, replace(lower(code), \"_\", \"-\")])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 60, EndCol: 41, EndRow: 60, Text: []byte("problem_type(_) := \"about:blank\"")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(41)}, Target: 2, Location: ir.Location{File: 1, Col: 9, Row: 60, EndCol: 41, EndRow: 60, Text: []byte("problem_type(_) := \"about:blank\"")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 60, EndCol: 41, EndRow: 60, Text: []byte("problem_type(_) := \"about:blank\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"problem_type",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.body", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 1, Col: 58, Row: 41, EndCol: 93, EndRow: 41, Text: []byte("config.body_shape == \"code_message\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(28)}, Target: 9, Location: ir.Location{File: 1, Col: 58, Row: 41, EndCol: 93, EndRow: 41, Text: []byte("config.body_shape == \"code_message\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.StringIndex(29)}, Location: ir.Location{File: 1, Col: 58, Row: 41, EndCol: 93, EndRow: 41, Text: []byte("config.body_shape == \"code_message\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 10, Location: ir.Location{File: 1, Col: 44, Row: 41, EndCol: 53, EndRow: 41, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 44, Row: 41, EndCol: 53, EndRow: 41, Text: []byte("e.message")}},
-				&ir.MakeObjectStmt{Target: 12, Location: ir.Location{File: 1, Col: 18, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("{\"code\": code, \"message\": e.message}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(27)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 12, Location: ir.Location{File: 1, Col: 18, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("{\"code\": code, \"message\": e.message}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(30)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 12, Location: ir.Location{File: 1, Col: 18, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("{\"code\": code, \"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 18, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("{\"code\": code, \"message\": e.message}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 1, Col: 41, Row: 43, EndCol: 71, EndRow: 43, Text: []byte("config.body_shape == \"message\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(28)}, Target: 9, Location: ir.Location{File: 1, Col: 41, Row: 43, EndCol: 71, EndRow: 43, Text: []byte("config.body_shape == \"message\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.StringIndex(30)}, Location: ir.Location{File: 1, Col: 41, Row: 43, EndCol: 71, EndRow: 43, Text: []byte("config.body_shape == \"message\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 10, Location: ir.Location{File: 1, Col: 27, Row: 43, EndCol: 36, EndRow: 43, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 27, Row: 43, EndCol: 36, EndRow: 43, Text: []byte("e.message")}},
-				&ir.MakeObjectStmt{Target: 12, Location: ir.Location{File: 1, Col: 15, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("{\"message\": e.message}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(30)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 12, Location: ir.Location{File: 1, Col: 15, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("{\"message\": e.message}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 15, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("{\"message\": e.message}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 43, EndCol: 37, EndRow: 43, Text: []byte("body(_, e) := {\"message\": e.message}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 1, Col: 2, Row: 46, EndCol: 37, EndRow: 46, Text: []byte("config.body_shape == \"error_object\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(28)}, Target: 9, Location: ir.Location{File: 1, Col: 2, Row: 46, EndCol: 37, EndRow: 46, Text: []byte("config.body_shape == \"error_object\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.StringIndex(31)}, Location: ir.Location{File: 1, Col: 2, Row: 46, EndCol: 37, EndRow: 46, Text: []byte("config.body_shape == \"error_object\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 10, Location: ir.Location{File: 1, Col: 67, Row: 45, EndCol: 76, EndRow: 45, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 67, Row: 45, EndCol: 76, EndRow: 45, Text: []byte("e.message")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.request_id", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 79, Row: 45, EndCol: 89, EndRow: 45, Text: []byte("request_id")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 79, Row: 45, EndCol: 89, EndRow: 45, Text: []byte("request_id")}},
-				&ir.MakeObjectStmt{Target: 14, Location: ir.Location{File: 1, Col: 28, Row: 45, EndCol: 90, EndRow: 45, Text: []byte("object.union({\"code\": code, \"message\": e.message}, request_id)")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(27)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 14, Location: ir.Location{File: 1, Col: 28, Row: 45, EndCol: 90, EndRow: 45, Text: []byte("object.union({\"code\": code, \"message\": e.message}, request_id)")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(30)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 14, Location: ir.Location{File: 1, Col: 28, Row: 45, EndCol: 90, EndRow: 45, Text: []byte("object.union({\"code\": code, \"message\": e.message}, request_id)")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(14)},
-					ir.Operand{Value: ir.Local(13)},
-				}, Result: 15, Location: ir.Location{File: 1, Col: 28, Row: 45, EndCol: 90, EndRow: 45, Text: []byte("object.union({\"code\": code, \"message\": e.message}, request_id)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 16, Location: ir.Location{File: 1, Col: 28, Row: 45, EndCol: 90, EndRow: 45, Text: []byte("object.union({\"code\": code, \"message\": e.message}, request_id)")}},
-				&ir.MakeObjectStmt{Target: 17, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(35)}, Value: ir.Operand{Value: ir.Local(16)}, Object: 17, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 45, EndCol: 91, EndRow: 45, Text: []byte("body(code, e) := {\"error\": object.union({\"code\": code, \"message\": e.message}, request_id)}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 1, Col: 2, Row: 55, EndCol: 32, EndRow: 55, Text: []byte("config.body_shape == \"problem\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(28)}, Target: 9, Location: ir.Location{File: 1, Col: 2, Row: 55, EndCol: 32, EndRow: 55, Text: []byte("config.body_shape == \"problem\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.StringIndex(36)}, Location: ir.Location{File: 1, Col: 2, Row: 55, EndCol: 32, EndRow: 55, Text: []byte("config.body_shape == \"problem\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 10, Location: ir.Location{File: 1, Col: 34, Row: 51, EndCol: 43, EndRow: 51, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 34, Row: 51, EndCol: 43, EndRow: 51, Text: []byte("e.message")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(37)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 11, Row: 51, EndCol: 44, EndRow: 51, Text: []byte("object.get(e, \"title\", e.message)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 11, Row: 51, EndCol: 44, EndRow: 51, Text: []byte("object.get(e, \"title\", e.message)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.problem_type", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 14, Location: ir.Location{File: 1, Col: 32, Row: 50, EndCol: 50, EndRow: 50, Text: []byte("problem_type(code)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 1, Col: 32, Row: 50, EndCol: 50, EndRow: 50, Text: []byte("problem_type(code)")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(42)},
-					ir.Operand{Value: ir.Local(15)},
-				}, Result: 16, Location: ir.Location{File: 1, Col: 10, Row: 50, EndCol: 51, EndRow: 50, Text: []byte("object.get(e, \"type\", problem_type(code))")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{File: 1, Col: 10, Row: 50, EndCol: 51, EndRow: 50, Text: []byte("object.get(e, \"type\", problem_type(code))")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 18, Location: ir.Location{File: 1, Col: 12, Row: 53, EndCol: 21, EndRow: 53, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 1, Col: 12, Row: 53, EndCol: 21, EndRow: 53, Text: []byte("e.message")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 20, Location: ir.Location{File: 1, Col: 12, Row: 52, EndCol: 20, EndRow: 52, Text: []byte("e.status")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 21, Location: ir.Location{File: 1, Col: 12, Row: 52, EndCol: 20, EndRow: 52, Text: []byte("e.status")}},
-				&ir.MakeObjectStmt{Target: 22, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(44)}, Value: ir.Operand{Value: ir.Local(19)}, Object: 22, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(43)}, Value: ir.Operand{Value: ir.Local(21)}, Object: 22, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(37)}, Value: ir.Operand{Value: ir.Local(13)}, Object: 22, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(42)}, Value: ir.Operand{Value: ir.Local(17)}, Object: 22, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 23, Location: ir.Location{File: 1, Col: 18, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("{\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(23)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 49, EndCol: 2, EndRow: 54, Text: []byte("body(code, e) := {\n\t\"type\": object.get(e, \"type\", problem_type(code)),\n\t\"title\": object.get(e, \"title\", e.message),\n\t\"status\": e.status,\n\t\"detail\": e.message,\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 1, Row: 41, EndCol: 54, EndRow: 41, Text: []byte("body(code, e) := {\"code\": code, \"message\": e.message}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"body",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.content_type", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 74, EndCol: 36, EndRow: 74, Text: []byte("content_type := config.content_type")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 1, Col: 2, Row: 75, EndCol: 21, EndRow: 75, Text: []byte("config.content_type")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(46)}, Target: 5, Location: ir.Location{File: 1, Col: 2, Row: 75, EndCol: 21, EndRow: 75, Text: []byte("config.content_type")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 1, Col: 2, Row: 75, EndCol: 21, EndRow: 75, Text: []byte("config.content_type")}},
-						&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.StringIndex(20)},
-						}, Result: 7, Location: ir.Location{File: 1, Col: 2, Row: 75, EndCol: 27, EndRow: 75, Text: []byte("config.content_type != \"\"")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 1, Col: 2, Row: 75, EndCol: 27, EndRow: 75, Text: []byte("config.content_type != \"\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 8, Location: ir.Location{File: 1, Col: 17, Row: 74, EndCol: 36, EndRow: 74, Text: []byte("config.content_type")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(46)}, Target: 9, Location: ir.Location{File: 1, Col: 17, Row: 74, EndCol: 36, EndRow: 74, Text: []byte("config.content_type")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 1, Col: 17, Row: 74, EndCol: 36, EndRow: 74, Text: []byte("config.content_type")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 74, EndCol: 36, EndRow: 74, Text: []byte("content_type := config.content_type")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 1, Col: 3, Row: 76, EndCol: 37, EndRow: 76, Text: []byte("else := \"application/problem+json\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 1, Col: 2, Row: 77, EndCol: 32, EndRow: 77, Text: []byte("config.body_shape == \"problem\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(28)}, Target: 5, Location: ir.Location{File: 1, Col: 2, Row: 77, EndCol: 32, EndRow: 77, Text: []byte("config.body_shape == \"problem\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.StringIndex(36)}, Location: ir.Location{File: 1, Col: 2, Row: 77, EndCol: 32, EndRow: 77, Text: []byte("config.body_shape == \"problem\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(47)}, Target: 3, Location: ir.Location{File: 1, Col: 3, Row: 76, EndCol: 37, EndRow: 76, Text: []byte("else := \"application/problem+json\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 1, Col: 3, Row: 76, EndCol: 37, EndRow: 76, Text: []byte("else := \"application/problem+json\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 1, Col: 3, Row: 76, EndCol: 37, EndRow: 76, Text: []byte("else := \"application/problem+json\"")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 72, EndCol: 43, EndRow: 72, Text: []byte("content_type := \"application/json\"")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(48)}, Target: 2, Location: ir.Location{File: 1, Col: 9, Row: 72, EndCol: 43, EndRow: 72, Text: []byte("content_type := \"application/json\"")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 72, EndCol: 43, EndRow: 72, Text: []byte("content_type := \"application/json\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"content_type",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.shaped", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-			5,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 8, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 9, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(27)},
-					ir.Operand{Value: ir.Local(8)},
-				}, Result: 10, Location: ir.Location{File: 1, Col: 37, Row: 20, EndCol: 64, EndRow: 20, Text: []byte("object.get(e, \"code\", name)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 37, Row: 20, EndCol: 64, EndRow: 20, Text: []byte("object.get(e, \"code\", name)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.body", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(11)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 32, Row: 20, EndCol: 68, EndRow: 20, Text: []byte("body(object.get(e, \"code\", name), e)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 32, Row: 20, EndCol: 68, EndRow: 20, Text: []byte("body(object.get(e, \"code\", name), e)")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(45)},
-					ir.Operand{Value: ir.Local(13)},
-				}, Result: 14, Location: ir.Location{File: 1, Col: 10, Row: 20, EndCol: 69, EndRow: 20, Text: []byte("object.get(e, \"body\", body(object.get(e, \"code\", name), e))")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 1, Col: 10, Row: 20, EndCol: 69, EndRow: 20, Text: []byte("object.get(e, \"body\", body(object.get(e, \"code\", name), e))")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(27)},
-					ir.Operand{Value: ir.Local(8)},
-				}, Result: 16, Location: ir.Location{File: 1, Col: 10, Row: 17, EndCol: 37, EndRow: 17, Text: []byte("object.get(e, \"code\", name)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{File: 1, Col: 10, Row: 17, EndCol: 37, EndRow: 17, Text: []byte("object.get(e, \"code\", name)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.content_type", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 18, Location: ir.Location{File: 1, Col: 48, Row: 21, EndCol: 60, EndRow: 21, Text: []byte("content_type")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 1, Col: 48, Row: 21, EndCol: 60, EndRow: 21, Text: []byte("content_type")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(46)},
-					ir.Operand{Value: ir.Local(19)},
-				}, Result: 20, Location: ir.Location{File: 1, Col: 18, Row: 21, EndCol: 61, EndRow: 21, Text: []byte("object.get(e, \"content_type\", content_type)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 21, Location: ir.Location{File: 1, Col: 18, Row: 21, EndCol: 61, EndRow: 21, Text: []byte("object.get(e, \"content_type\", content_type)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(30)}, Target: 22, Location: ir.Location{File: 1, Col: 13, Row: 18, EndCol: 22, EndRow: 18, Text: []byte("e.message")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 23, Location: ir.Location{File: 1, Col: 13, Row: 18, EndCol: 22, EndRow: 18, Text: []byte("e.message")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 24, Location: ir.Location{File: 1, Col: 12, Row: 16, EndCol: 20, EndRow: 16, Text: []byte("e.status")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(24)}, Target: 25, Location: ir.Location{File: 1, Col: 12, Row: 16, EndCol: 20, EndRow: 16, Text: []byte("e.status")}},
-				&ir.MakeObjectStmt{Target: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(49)}, Value: ir.Operand{Value: ir.Bool(false)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(45)}, Value: ir.Operand{Value: ir.Local(15)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(27)}, Value: ir.Operand{Value: ir.Local(17)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(46)}, Value: ir.Operand{Value: ir.Local(21)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(30)}, Value: ir.Operand{Value: ir.Local(23)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(50)}, Value: ir.Operand{Value: ir.Local(9)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(43)}, Value: ir.Operand{Value: ir.Local(25)}, Object: 26, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(26)}, Target: 27, Location: ir.Location{File: 1, Col: 26, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("{\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(27)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 6, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 1, Row: 14, EndCol: 2, EndRow: 22, Text: []byte("shaped(e, name, rule) := {\n\t\"allow\": false,\n\t\"status\": e.status,\n\t\"code\": object.get(e, \"code\", name),\n\t\"message\": e.message,\n\t\"rule\": rule,\n\t\"body\": object.get(e, \"body\", body(object.get(e, \"code\", name), e)),\n\t\"content_type\": object.get(e, \"content_type\", content_type),\n}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"shaped",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.deny_with", Params: []ir.Local{
-			0,
-			1,
-			3,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(3)}, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.LenStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.MakeNumberIntStmt{Value: 3, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.Local(5)}, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.MakeNumberIntStmt{Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignIntStmt{Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(3)}, Key: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignIntStmt{Value: 1, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(3)}, Key: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignIntStmt{Value: 2, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(3)}, Key: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 11, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 42, Row: 12, EndCol: 61, EndRow: 12, Text: []byte("config[table][name]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.Local(9)}, Target: 13, Location: ir.Location{File: 1, Col: 42, Row: 12, EndCol: 61, EndRow: 12, Text: []byte("config[table][name]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 14, Location: ir.Location{File: 1, Col: 42, Row: 12, EndCol: 61, EndRow: 12, Text: []byte("config[table][name]")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 1, Col: 42, Row: 12, EndCol: 61, EndRow: 12, Text: []byte("config[table][name]")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.shaped", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(15)},
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 16, Location: ir.Location{File: 1, Col: 35, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{File: 1, Col: 35, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 4, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 1, Row: 12, EndCol: 74, EndRow: 12, Text: []byte("deny_with([table, name, rule]) := shaped(config[table][name], name, rule)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"deny_with",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.keep_credentials", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 103, EndCol: 17, EndRow: 103, Text: []byte("keep_credentials")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 1, Col: 21, Row: 103, EndCol: 54, EndRow: 103, Text: []byte("config.strip_credentials == false")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(53)}, Target: 5, Location: ir.Location{File: 1, Col: 21, Row: 103, EndCol: 54, EndRow: 103, Text: []byte("config.strip_credentials == false")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 1, Col: 21, Row: 103, EndCol: 54, EndRow: 103, Text: []byte("config.strip_credentials == false")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 1, Col: 1, Row: 103, EndCol: 17, EndRow: 103, Text: []byte("keep_credentials")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 1, Col: 1, Row: 103, EndCol: 17, EndRow: 103, Text: []byte("keep_credentials")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 103, EndCol: 17, EndRow: 103, Text: []byte("keep_credentials")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 101, EndCol: 34, EndRow: 101, Text: []byte("keep_credentials := false")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(false)}, Target: 2, Location: ir.Location{File: 1, Col: 9, Row: 101, EndCol: 34, EndRow: 101, Text: []byte("keep_credentials := false")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 9, Row: 101, EndCol: 34, EndRow: 101, Text: []byte("keep_credentials := false")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"keep_credentials",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.limits_config", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("limits_config := object.get(config, \"limits\", {})")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 2, Col: 29, Row: 10, EndCol: 35, EndRow: 10, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{File: 2, Col: 29, Row: 10, EndCol: 35, EndRow: 10, Text: []byte("config")}},
-				&ir.MakeObjectStmt{Target: 6, Location: ir.Location{File: 2, Col: 18, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("object.get(config, \"limits\", {})")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.StringIndex(14)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{File: 2, Col: 18, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("object.get(config, \"limits\", {})")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 2, Col: 18, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("object.get(config, \"limits\", {})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("limits_config := object.get(config, \"limits\", {})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("limits_config := object.get(config, \"limits\", {})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("limits_config := object.get(config, \"limits\", {})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 10, EndCol: 50, EndRow: 10, Text: []byte("limits_config := object.get(config, \"limits\", {})")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"limits_config",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.account_limits", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("account_limits := input.account.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 4, Location: ir.Location{File: 2, Col: 19, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("input.account.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(14)}, Target: 5, Location: ir.Location{File: 2, Col: 19, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("input.account.limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 19, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("input.account.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("account_limits := input.account.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("account_limits := input.account.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 45, EndCol: 39, EndRow: 45, Text: []byte("account_limits := input.account.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 43, EndCol: 29, EndRow: 43, Text: []byte("account_limits := {}")}},
-				&ir.MakeObjectStmt{Target: 7, Location: ir.Location{File: 2, Col: 9, Row: 43, EndCol: 29, EndRow: 43, Text: []byte("account_limits := {}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 2, Location: ir.Location{File: 2, Col: 9, Row: 43, EndCol: 29, EndRow: 43, Text: []byte("account_limits := {}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 43, EndCol: 29, EndRow: 43, Text: []byte("account_limits := {}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"account_limits",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.site_limits", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("site_limits := input.site.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(58)}, Target: 4, Location: ir.Location{File: 2, Col: 16, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("input.site.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(14)}, Target: 5, Location: ir.Location{File: 2, Col: 16, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("input.site.limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 16, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("input.site.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("site_limits := input.site.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("site_limits := input.site.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 49, EndCol: 33, EndRow: 49, Text: []byte("site_limits := input.site.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 47, EndCol: 26, EndRow: 47, Text: []byte("site_limits := {}")}},
-				&ir.MakeObjectStmt{Target: 7, Location: ir.Location{File: 2, Col: 9, Row: 47, EndCol: 26, EndRow: 47, Text: []byte("site_limits := {}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 2, Location: ir.Location{File: 2, Col: 9, Row: 47, EndCol: 26, EndRow: 47, Text: []byte("site_limits := {}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 47, EndCol: 26, EndRow: 47, Text: []byte("site_limits := {}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"site_limits",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.key_limits", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("key_limits := input.key.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 2, Col: 15, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("input.key.limits")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(14)}, Target: 5, Location: ir.Location{File: 2, Col: 15, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("input.key.limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 15, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("input.key.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("key_limits := input.key.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("key_limits := input.key.limits")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 53, EndCol: 31, EndRow: 53, Text: []byte("key_limits := input.key.limits")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 51, EndCol: 25, EndRow: 51, Text: []byte("key_limits := {}")}},
-				&ir.MakeObjectStmt{Target: 7, Location: ir.Location{File: 2, Col: 9, Row: 51, EndCol: 25, EndRow: 51, Text: []byte("key_limits := {}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 2, Location: ir.Location{File: 2, Col: 9, Row: 51, EndCol: 25, EndRow: 51, Text: []byte("key_limits := {}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 51, EndCol: 25, EndRow: 51, Text: []byte("key_limits := {}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"key_limits",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.effective_limits", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("effective_limits := object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 2, Col: 27, Row: 33, EndCol: 40, EndRow: 33, Text: []byte("limits_config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{File: 2, Col: 27, Row: 33, EndCol: 40, EndRow: 33, Text: []byte("limits_config")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 6, Location: ir.Location{File: 2, Col: 52, Row: 33, EndCol: 70, EndRow: 33, Text: []byte("input.account.plan")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(56)}, Target: 7, Location: ir.Location{File: 2, Col: 52, Row: 33, EndCol: 70, EndRow: 33, Text: []byte("input.account.plan")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 2, Col: 52, Row: 33, EndCol: 70, EndRow: 33, Text: []byte("input.account.plan")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 9, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(57)}, Array: 9, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(8)}, Array: 9, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.MakeObjectStmt{Target: 10, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.Local(9)},
-					ir.Operand{Value: ir.Local(10)},
-				}, Result: 11, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 2, Col: 16, Row: 33, EndCol: 76, EndRow: 33, Text: []byte("object.get(limits_config, [\"plans\", input.account.plan], {})")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.account_limits", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 13, Location: ir.Location{File: 2, Col: 78, Row: 33, EndCol: 92, EndRow: 33, Text: []byte("account_limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 2, Col: 78, Row: 33, EndCol: 92, EndRow: 33, Text: []byte("account_limits")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(12)},
-					ir.Operand{Value: ir.Local(14)},
-				}, Result: 15, Location: ir.Location{File: 2, Col: 3, Row: 33, EndCol: 93, EndRow: 33, Text: []byte("object.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 16, Location: ir.Location{File: 2, Col: 3, Row: 33, EndCol: 93, EndRow: 33, Text: []byte("object.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.site_limits", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 17, Location: ir.Location{File: 2, Col: 3, Row: 34, EndCol: 14, EndRow: 34, Text: []byte("site_limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 18, Location: ir.Location{File: 2, Col: 3, Row: 34, EndCol: 14, EndRow: 34, Text: []byte("site_limits")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(16)},
-					ir.Operand{Value: ir.Local(18)},
-				}, Result: 19, Location: ir.Location{File: 2, Col: 2, Row: 32, EndCol: 3, EndRow: 35, Text: []byte("object.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(19)}, Target: 20, Location: ir.Location{File: 2, Col: 2, Row: 32, EndCol: 3, EndRow: 35, Text: []byte("object.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_limits", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 21, Location: ir.Location{File: 2, Col: 2, Row: 36, EndCol: 12, EndRow: 36, Text: []byte("key_limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(21)}, Target: 22, Location: ir.Location{File: 2, Col: 2, Row: 36, EndCol: 12, EndRow: 36, Text: []byte("key_limits")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(20)},
-					ir.Operand{Value: ir.Local(22)},
-				}, Result: 23, Location: ir.Location{File: 2, Col: 21, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(23)}, Target: 24, Location: ir.Location{File: 2, Col: 21, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(24)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("effective_limits := object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("effective_limits := object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("effective_limits := object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 31, EndCol: 2, EndRow: 37, Text: []byte("effective_limits := object.union(\n\tobject.union(\n\t\tobject.union(object.get(limits_config, [\"plans\", input.account.plan], {}), account_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"effective_limits",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.method_matches", Params: []ir.Local{
-			0,
-			1,
-			3,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(60)}, Target: 6, Location: ir.Location{File: 2, Col: 22, Row: 65, EndCol: 35, EndRow: 65, Text: []byte("not c.methods")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 22, Row: 65, EndCol: 35, EndRow: 65, Text: []byte("not c.methods")}},
-				}}, Location: ir.Location{File: 2, Col: 22, Row: 65, EndCol: 35, EndRow: 65, Text: []byte("not c.methods")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 4, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 2, Col: 1, Row: 69, EndCol: 18, EndRow: 69, Text: []byte("method_matches(c)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 2, Col: 1, Row: 69, EndCol: 18, EndRow: 69, Text: []byte("method_matches(c)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 6, Location: ir.Location{File: 2, Col: 28, Row: 69, EndCol: 48, EndRow: 69, Text: []byte("input.request.method")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(61)}, Target: 7, Location: ir.Location{File: 2, Col: 28, Row: 69, EndCol: 48, EndRow: 69, Text: []byte("input.request.method")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 2, Col: 28, Row: 69, EndCol: 48, EndRow: 69, Text: []byte("input.request.method")}},
-				&ir.CallStmt{Func: "upper", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-				}, Result: 9, Location: ir.Location{File: 2, Col: 22, Row: 69, EndCol: 49, EndRow: 69, Text: []byte("upper(input.request.method)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 2, Col: 22, Row: 69, EndCol: 49, EndRow: 69, Text: []byte("upper(input.request.method)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(60)}, Target: 11, Location: ir.Location{File: 2, Col: 53, Row: 69, EndCol: 62, EndRow: 69, Text: []byte("c.methods")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 2, Col: 53, Row: 69, EndCol: 62, EndRow: 69, Text: []byte("c.methods")}},
-				&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.Local(12)},
-				}, Result: 13, Location: ir.Location{File: 2, Col: 22, Row: 69, EndCol: 62, EndRow: 69, Text: []byte("upper(input.request.method) in c.methods")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(13)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 22, Row: 69, EndCol: 62, EndRow: 69, Text: []byte("upper(input.request.method) in c.methods")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 4, Location: ir.Location{File: 2, Col: 1, Row: 69, EndCol: 18, EndRow: 69, Text: []byte("method_matches(c)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 2, Col: 1, Row: 69, EndCol: 18, EndRow: 69, Text: []byte("method_matches(c)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 69, EndCol: 18, EndRow: 69, Text: []byte("method_matches(c)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 65, EndCol: 18, EndRow: 65, Text: []byte("method_matches(c)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"method_matches",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.route_cost", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("route_cost := limits_config.costs[i]")}},
-						&ir.MakeSetStmt{Target: 4, Location: ir.Location{File: 2, Col: 11, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("{j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)}")}},
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-									ir.Operand{Value: ir.Local(0)},
-									ir.Operand{Value: ir.Local(1)},
-								}, Result: 5, Location: ir.Location{File: 2, Col: 16, Row: 62, EndCol: 48, EndRow: 62, Text: []byte("some j, c in limits_config.costs")}},
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(15)}, Target: 6, Location: ir.Location{File: 2, Col: 16, Row: 62, EndCol: 48, EndRow: 62, Text: []byte("some j, c in limits_config.costs")}},
-								&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{File: 2, Col: 16, Row: 62, EndCol: 48, EndRow: 62, Text: []byte("some j, c in limits_config.costs")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{File: 2, Col: 16, Row: 62, EndCol: 48, EndRow: 62, Text: []byte("some j, c in limits_config.costs")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 11, Location: ir.Location{File: 2, Col: 64, Row: 62, EndCol: 72, EndRow: 62, Text: []byte("c.prefix")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 2, Col: 64, Row: 62, EndCol: 72, EndRow: 62, Text: []byte("c.prefix")}},
-									&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(0)},
-										ir.Operand{Value: ir.Local(1)},
-									}, Result: 13, Location: ir.Location{File: 2, Col: 50, Row: 62, EndCol: 73, EndRow: 62, Text: []byte("path_prefixes[c.prefix]")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 14, Location: ir.Location{File: 2, Col: 50, Row: 62, EndCol: 73, EndRow: 62, Text: []byte("path_prefixes[c.prefix]")}},
-									&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 50, Row: 62, EndCol: 73, EndRow: 62, Text: []byte("path_prefixes[c.prefix]")}},
-									&ir.CallStmt{Func: "g0.data.keygate.authz.method_matches", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(0)},
-										ir.Operand{Value: ir.Local(1)},
-										ir.Operand{Value: ir.Local(10)},
-									}, Result: 15, Location: ir.Location{File: 2, Col: 75, Row: 62, EndCol: 92, EndRow: 62, Text: []byte("method_matches(c)")}},
-									&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 75, Row: 62, EndCol: 92, EndRow: 62, Text: []byte("method_matches(c)")}},
-									&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(9)}, Set: 4, Location: ir.Location{File: 2, Col: 11, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("{j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)}")}},
-								}}, Location: ir.Location{File: 2, Col: 16, Row: 62, EndCol: 48, EndRow: 62, Text: []byte("some j, c in limits_config.costs")}},
-							}},
-						}, Location: ir.Location{File: 2, Col: 11, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("{j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)}")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 16, Location: ir.Location{File: 2, Col: 11, Row: 62, EndCol: 93, EndRow: 62, Text: []byte("{j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)}")}},
-						&ir.CallStmt{Func: "min", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(16)},
-						}, Result: 17, Location: ir.Location{File: 2, Col: 7, Row: 62, EndCol: 94, EndRow: 62, Text: []byte("min({j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)})")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 18, Location: ir.Location{File: 2, Col: 7, Row: 62, EndCol: 94, EndRow: 62, Text: []byte("min({j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)})")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 2, Col: 2, Row: 62, EndCol: 94, EndRow: 62, Text: []byte("i := min({j | some j, c in limits_config.costs; path_prefixes[c.prefix]; method_matches(c)})")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 20, Location: ir.Location{File: 2, Col: 15, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("limits_config.costs[i]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(20)}, Key: ir.Operand{Value: ir.StringIndex(15)}, Target: 21, Location: ir.Location{File: 2, Col: 15, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("limits_config.costs[i]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(21)}, Key: ir.Operand{Value: ir.Local(19)}, Target: 22, Location: ir.Location{File: 2, Col: 15, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("limits_config.costs[i]")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 23, Location: ir.Location{File: 2, Col: 15, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("limits_config.costs[i]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(23)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("route_cost := limits_config.costs[i]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("else := object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 2, Col: 22, Row: 63, EndCol: 35, EndRow: 63, Text: []byte("limits_config")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{File: 2, Col: 22, Row: 63, EndCol: 35, EndRow: 63, Text: []byte("limits_config")}},
-						&ir.MakeObjectStmt{Target: 6, Location: ir.Location{File: 2, Col: 11, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.MakeNumberRefStmt{Index: 63, Target: 7, Location: ir.Location{File: 2, Col: 11, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(59)}, Value: ir.Operand{Value: ir.Local(7)}, Object: 6, Location: ir.Location{File: 2, Col: 11, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(5)},
-							ir.Operand{Value: ir.StringIndex(62)},
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 8, Location: ir.Location{File: 2, Col: 11, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 2, Col: 11, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 3, Location: ir.Location{File: 2, Col: 3, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("else := object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("else := object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 3, Row: 63, EndCol: 65, EndRow: 63, Text: []byte("else := object.get(limits_config, \"default_cost\", {\"rate\": 1})")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 61, EndCol: 37, EndRow: 61, Text: []byte("route_cost := limits_config.costs[i]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"route_cost",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.rate_limit", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.effective_limits", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 2, Col: 2, Row: 97, EndCol: 31, EndRow: 97, Text: []byte("rate := effective_limits.rate")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(59)}, Target: 5, Location: ir.Location{File: 2, Col: 2, Row: 97, EndCol: 31, EndRow: 97, Text: []byte("rate := effective_limits.rate")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 2, Row: 97, EndCol: 31, EndRow: 97, Text: []byte("rate := effective_limits.rate")}},
-						&ir.CallStmt{Func: "is_number", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 7, Location: ir.Location{File: 2, Col: 2, Row: 98, EndCol: 17, EndRow: 98, Text: []byte("is_number(rate)")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 98, EndCol: 17, EndRow: 98, Text: []byte("is_number(rate)")}},
-						&ir.MakeNumberRefStmt{Index: 23, Target: 8, Location: ir.Location{File: 2, Col: 2, Row: 99, EndCol: 10, EndRow: 99, Text: []byte("rate > 0")}},
-						&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.Local(8)},
-						}, Result: 9, Location: ir.Location{File: 2, Col: 2, Row: 99, EndCol: 10, EndRow: 99, Text: []byte("rate > 0")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 99, EndCol: 10, EndRow: 99, Text: []byte("rate > 0")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.route_cost", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 10, Location: ir.Location{File: 2, Col: 21, Row: 100, EndCol: 31, EndRow: 100, Text: []byte("route_cost")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 2, Col: 21, Row: 100, EndCol: 31, EndRow: 100, Text: []byte("route_cost")}},
-						&ir.MakeNumberRefStmt{Index: 63, Target: 12, Location: ir.Location{File: 2, Col: 10, Row: 100, EndCol: 43, EndRow: 100, Text: []byte("object.get(route_cost, \"rate\", 1)")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(11)},
-							ir.Operand{Value: ir.StringIndex(59)},
-							ir.Operand{Value: ir.Local(12)},
-						}, Result: 13, Location: ir.Location{File: 2, Col: 10, Row: 100, EndCol: 43, EndRow: 100, Text: []byte("object.get(route_cost, \"rate\", 1)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 2, Col: 10, Row: 100, EndCol: 43, EndRow: 100, Text: []byte("object.get(route_cost, \"rate\", 1)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 2, Col: 2, Row: 100, EndCol: 43, EndRow: 100, Text: []byte("cost := object.get(route_cost, \"rate\", 1)")}},
-						&ir.MakeNumberRefStmt{Index: 23, Target: 16, Location: ir.Location{File: 2, Col: 2, Row: 101, EndCol: 10, EndRow: 101, Text: []byte("cost > 0")}},
-						&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(15)},
-							ir.Operand{Value: ir.Local(16)},
-						}, Result: 17, Location: ir.Location{File: 2, Col: 2, Row: 101, EndCol: 10, EndRow: 101, Text: []byte("cost > 0")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(17)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 101, EndCol: 10, EndRow: 101, Text: []byte("cost > 0")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.effective_limits", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 18, Location: ir.Location{File: 2, Col: 22, Row: 94, EndCol: 38, EndRow: 94, Text: []byte("effective_limits")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 2, Col: 22, Row: 94, EndCol: 38, EndRow: 94, Text: []byte("effective_limits")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(19)},
-							ir.Operand{Value: ir.StringIndex(64)},
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 20, Location: ir.Location{File: 2, Col: 11, Row: 94, EndCol: 54, EndRow: 94, Text: []byte("object.get(effective_limits, \"burst\", rate)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 21, Location: ir.Location{File: 2, Col: 11, Row: 94, EndCol: 54, EndRow: 94, Text: []byte("object.get(effective_limits, \"burst\", rate)")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 22, Location: ir.Location{File: 2, Col: 38, Row: 91, EndCol: 52, EndRow: 91, Text: []byte("input.key.mode")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(22)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 23, Location: ir.Location{File: 2, Col: 38, Row: 91, EndCol: 52, EndRow: 91, Text: []byte("input.key.mode")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(23)}, Target: 24, Location: ir.Location{File: 2, Col: 38, Row: 91, EndCol: 52, EndRow: 91, Text: []byte("input.key.mode")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 25, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(26)}, Array: 25, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(66)}, Array: 25, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(24)}, Array: 25, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-							ir.Operand{Value: ir.StringIndex(65)},
-							ir.Operand{Value: ir.Local(25)},
-						}, Result: 26, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(26)}, Target: 27, Location: ir.Location{File: 2, Col: 9, Row: 91, EndCol: 54, EndRow: 91, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode])")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.effective_limits", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 28, Location: ir.Location{File: 2, Col: 23, Row: 93, EndCol: 39, EndRow: 93, Text: []byte("effective_limits")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(28)}, Target: 29, Location: ir.Location{File: 2, Col: 23, Row: 93, EndCol: 39, EndRow: 93, Text: []byte("effective_limits")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(29)},
-							ir.Operand{Value: ir.StringIndex(67)},
-							ir.Operand{Value: ir.StringIndex(68)},
-						}, Result: 30, Location: ir.Location{File: 2, Col: 12, Row: 93, EndCol: 56, EndRow: 93, Text: []byte("object.get(effective_limits, \"period\", \"1m\")")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(30)}, Target: 31, Location: ir.Location{File: 2, Col: 12, Row: 93, EndCol: 56, EndRow: 93, Text: []byte("object.get(effective_limits, \"period\", \"1m\")")}},
-						&ir.MakeArrayStmt{Capacity: 1, Target: 32, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.MakeObjectStmt{Target: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(64)}, Value: ir.Operand{Value: ir.Local(21)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(69)}, Value: ir.Operand{Value: ir.Local(15)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(26)}, Value: ir.Operand{Value: ir.Local(27)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(70)}, Value: ir.Operand{Value: ir.StringIndex(59)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(71)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(67)}, Value: ir.Operand{Value: ir.Local(31)}, Object: 33, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(33)}, Array: 32, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(32)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 102, EndCol: 13, EndRow: 102, Text: []byte("else := []")}},
-						&ir.MakeArrayStmt{Target: 4, Location: ir.Location{File: 2, Col: 3, Row: 102, EndCol: 13, EndRow: 102, Text: []byte("else := []")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 3, Location: ir.Location{File: 2, Col: 3, Row: 102, EndCol: 13, EndRow: 102, Text: []byte("else := []")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 102, EndCol: 13, EndRow: 102, Text: []byte("else := []")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 3, Row: 102, EndCol: 13, EndRow: 102, Text: []byte("else := []")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 89, EndCol: 3, EndRow: 96, Text: []byte("rate_limit := [{\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"period\": object.get(effective_limits, \"period\", \"1m\"),\n\t\"burst\": object.get(effective_limits, \"burst\", rate),\n\t\"cost\": cost,\n}]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"rate_limit",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.quota_counter_template", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("quota_counter_template := limits_config.quota_counter")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 2, Col: 68, Row: 87, EndCol: 95, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(73)}, Target: 5, Location: ir.Location{File: 2, Col: 68, Row: 87, EndCol: 95, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 68, Row: 87, EndCol: 95, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.CallStmt{Func: "is_string", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{File: 2, Col: 58, Row: 87, EndCol: 96, EndRow: 87, Text: []byte("is_string(limits_config.quota_counter)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 58, Row: 87, EndCol: 96, EndRow: 87, Text: []byte("is_string(limits_config.quota_counter)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.limits_config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 2, Col: 27, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(73)}, Target: 9, Location: ir.Location{File: 2, Col: 27, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 2, Col: 27, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("limits_config.quota_counter")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("quota_counter_template := limits_config.quota_counter")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("quota_counter_template := limits_config.quota_counter")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 87, EndCol: 54, EndRow: 87, Text: []byte("quota_counter_template := limits_config.quota_counter")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 85, EndCol: 55, EndRow: 85, Text: []byte("quota_counter_template := \"site:{site}:{mode}\"")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(74)}, Target: 2, Location: ir.Location{File: 2, Col: 9, Row: 85, EndCol: 55, EndRow: 85, Text: []byte("quota_counter_template := \"site:{site}:{mode}\"")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 85, EndCol: 55, EndRow: 85, Text: []byte("quota_counter_template := \"site:{site}:{mode}\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"quota_counter_template",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.quota_counter", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.quota_counter_template", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 2, Col: 46, Row: 77, EndCol: 68, EndRow: 77, Text: []byte("quota_counter_template")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 2, Col: 46, Row: 77, EndCol: 68, EndRow: 77, Text: []byte("quota_counter_template")}},
-				&ir.CallStmt{Func: "replace", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(9)},
-					ir.Operand{Value: ir.StringIndex(75)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 10, Location: ir.Location{File: 2, Col: 38, Row: 77, EndCol: 85, EndRow: 77, Text: []byte("replace(quota_counter_template, \"{site}\", site)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 2, Col: 38, Row: 77, EndCol: 85, EndRow: 77, Text: []byte("replace(quota_counter_template, \"{site}\", site)")}},
-				&ir.CallStmt{Func: "replace", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(11)},
-					ir.Operand{Value: ir.StringIndex(76)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 12, Location: ir.Location{File: 2, Col: 30, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 2, Col: 30, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 5, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 77, EndCol: 102, EndRow: 77, Text: []byte("quota_counter(site, mode) := replace(replace(quota_counter_template, \"{site}\", site), \"{mode}\", mode)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"quota_counter",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.quota_key", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("quota_key := concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 2, Col: 12, Row: 139, EndCol: 34, EndRow: 139, Text: []byte("input.key.limits.quota")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(14)}, Target: 5, Location: ir.Location{File: 2, Col: 12, Row: 139, EndCol: 34, EndRow: 139, Text: []byte("input.key.limits.quota")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(72)}, Target: 6, Location: ir.Location{File: 2, Col: 12, Row: 139, EndCol: 34, EndRow: 139, Text: []byte("input.key.limits.quota")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 2, Col: 12, Row: 139, EndCol: 34, EndRow: 139, Text: []byte("input.key.limits.quota")}},
-						&ir.CallStmt{Func: "is_number", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(7)},
-						}, Result: 8, Location: ir.Location{File: 2, Col: 2, Row: 139, EndCol: 35, EndRow: 139, Text: []byte("is_number(input.key.limits.quota)")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 139, EndCol: 35, EndRow: 139, Text: []byte("is_number(input.key.limits.quota)")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 9, Location: ir.Location{File: 2, Col: 43, Row: 138, EndCol: 57, EndRow: 138, Text: []byte("input.key.mode")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 10, Location: ir.Location{File: 2, Col: 43, Row: 138, EndCol: 57, EndRow: 138, Text: []byte("input.key.mode")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 2, Col: 43, Row: 138, EndCol: 57, EndRow: 138, Text: []byte("input.key.mode")}},
-						&ir.MakeArrayStmt{Capacity: 4, Target: 12, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(26)}, Array: 12, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(66)}, Array: 12, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(11)}, Array: 12, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(72)}, Array: 12, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-							ir.Operand{Value: ir.StringIndex(65)},
-							ir.Operand{Value: ir.Local(12)},
-						}, Result: 13, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 2, Col: 14, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("quota_key := concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("else := quota_counter(\"{site}\", input.key.mode)")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 2, Col: 35, Row: 140, EndCol: 49, EndRow: 140, Text: []byte("input.key.mode")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 5, Location: ir.Location{File: 2, Col: 35, Row: 140, EndCol: 49, EndRow: 140, Text: []byte("input.key.mode")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 35, Row: 140, EndCol: 49, EndRow: 140, Text: []byte("input.key.mode")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.quota_counter", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-							ir.Operand{Value: ir.StringIndex(75)},
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 7, Location: ir.Location{File: 2, Col: 11, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("quota_counter(\"{site}\", input.key.mode)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 2, Col: 11, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("quota_counter(\"{site}\", input.key.mode)")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{File: 2, Col: 3, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("else := quota_counter(\"{site}\", input.key.mode)")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("else := quota_counter(\"{site}\", input.key.mode)")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 3, Row: 140, EndCol: 50, EndRow: 140, Text: []byte("else := quota_counter(\"{site}\", input.key.mode)")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 138, EndCol: 68, EndRow: 138, Text: []byte("quota_key := concat(\":\", [\"key\", \"{key}\", input.key.mode, \"quota\"])")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"quota_key",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.quota_limit", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("quota_limit := [{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.effective_limits", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 2, Col: 2, Row: 111, EndCol: 33, EndRow: 111, Text: []byte("quota := effective_limits.quota")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(72)}, Target: 5, Location: ir.Location{File: 2, Col: 2, Row: 111, EndCol: 33, EndRow: 111, Text: []byte("quota := effective_limits.quota")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 2, Col: 2, Row: 111, EndCol: 33, EndRow: 111, Text: []byte("quota := effective_limits.quota")}},
-						&ir.CallStmt{Func: "is_number", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 7, Location: ir.Location{File: 2, Col: 2, Row: 112, EndCol: 18, EndRow: 112, Text: []byte("is_number(quota)")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 112, EndCol: 18, EndRow: 112, Text: []byte("is_number(quota)")}},
-						&ir.MakeNumberRefStmt{Index: 23, Target: 8, Location: ir.Location{File: 2, Col: 2, Row: 113, EndCol: 11, EndRow: 113, Text: []byte("quota > 0")}},
-						&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.Local(8)},
-						}, Result: 9, Location: ir.Location{File: 2, Col: 2, Row: 113, EndCol: 11, EndRow: 113, Text: []byte("quota > 0")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 113, EndCol: 11, EndRow: 113, Text: []byte("quota > 0")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.route_cost", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 10, Location: ir.Location{File: 2, Col: 21, Row: 114, EndCol: 31, EndRow: 114, Text: []byte("route_cost")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 2, Col: 21, Row: 114, EndCol: 31, EndRow: 114, Text: []byte("route_cost")}},
-						&ir.MakeNumberRefStmt{Index: 23, Target: 12, Location: ir.Location{File: 2, Col: 10, Row: 114, EndCol: 44, EndRow: 114, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(11)},
-							ir.Operand{Value: ir.StringIndex(72)},
-							ir.Operand{Value: ir.Local(12)},
-						}, Result: 13, Location: ir.Location{File: 2, Col: 10, Row: 114, EndCol: 44, EndRow: 114, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 2, Col: 10, Row: 114, EndCol: 44, EndRow: 114, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 2, Col: 2, Row: 114, EndCol: 44, EndRow: 114, Text: []byte("cost := object.get(route_cost, \"quota\", 0)")}},
-						&ir.MakeNumberRefStmt{Index: 23, Target: 16, Location: ir.Location{File: 2, Col: 2, Row: 115, EndCol: 10, EndRow: 115, Text: []byte("cost > 0")}},
-						&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(15)},
-							ir.Operand{Value: ir.Local(16)},
-						}, Result: 17, Location: ir.Location{File: 2, Col: 2, Row: 115, EndCol: 10, EndRow: 115, Text: []byte("cost > 0")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(17)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 115, EndCol: 10, EndRow: 115, Text: []byte("cost > 0")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.quota_key", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 18, Location: ir.Location{File: 2, Col: 9, Row: 106, EndCol: 18, EndRow: 106, Text: []byte("quota_key")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{File: 2, Col: 9, Row: 106, EndCol: 18, EndRow: 106, Text: []byte("quota_key")}},
-						&ir.MakeArrayStmt{Capacity: 1, Target: 20, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.MakeObjectStmt{Target: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(69)}, Value: ir.Operand{Value: ir.Local(15)}, Object: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(26)}, Value: ir.Operand{Value: ir.Local(19)}, Object: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(70)}, Value: ir.Operand{Value: ir.StringIndex(72)}, Object: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(71)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(67)}, Value: ir.Operand{Value: ir.StringIndex(77)}, Object: 21, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(21)}, Array: 20, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 22, Location: ir.Location{File: 2, Col: 16, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("[{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("quota_limit := [{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 116, EndCol: 13, EndRow: 116, Text: []byte("else := []")}},
-						&ir.MakeArrayStmt{Target: 4, Location: ir.Location{File: 2, Col: 3, Row: 116, EndCol: 13, EndRow: 116, Text: []byte("else := []")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 3, Location: ir.Location{File: 2, Col: 3, Row: 116, EndCol: 13, EndRow: 116, Text: []byte("else := []")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 3, Row: 116, EndCol: 13, EndRow: 116, Text: []byte("else := []")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 3, Row: 116, EndCol: 13, EndRow: 116, Text: []byte("else := []")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 1, Row: 104, EndCol: 3, EndRow: 110, Text: []byte("quota_limit := [{\n\t\"kind\": \"quota\",\n\t\"key\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"month\",\n\t\"cost\": cost,\n}]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"quota_limit",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.limits", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("limits := array.concat(rate_limit, quota_limit)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 2, Col: 2, Row: 21, EndCol: 16, EndRow: 21, Text: []byte("input.key.mode")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 5, Location: ir.Location{File: 2, Col: 2, Row: 21, EndCol: 16, EndRow: 21, Text: []byte("input.key.mode")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 2, Col: 2, Row: 21, EndCol: 16, EndRow: 21, Text: []byte("input.key.mode")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{File: 2, Col: 2, Row: 22, EndCol: 16, EndRow: 22, Text: []byte("route == \"key\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.StringIndex(26)}, Location: ir.Location{File: 2, Col: 2, Row: 22, EndCol: 16, EndRow: 22, Text: []byte("route == \"key\"")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.rate_limit", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 7, Location: ir.Location{File: 2, Col: 24, Row: 20, EndCol: 34, EndRow: 20, Text: []byte("rate_limit")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 2, Col: 24, Row: 20, EndCol: 34, EndRow: 20, Text: []byte("rate_limit")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.quota_limit", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 9, Location: ir.Location{File: 2, Col: 36, Row: 20, EndCol: 47, EndRow: 20, Text: []byte("quota_limit")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 2, Col: 36, Row: 20, EndCol: 47, EndRow: 20, Text: []byte("quota_limit")}},
-				&ir.CallStmt{Func: "array.concat", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.Local(10)},
-				}, Result: 11, Location: ir.Location{File: 2, Col: 11, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("array.concat(rate_limit, quota_limit)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 2, Col: 11, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("array.concat(rate_limit, quota_limit)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 3, Location: ir.Location{File: 2, Col: 1, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("limits := array.concat(rate_limit, quota_limit)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 2, Col: 1, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("limits := array.concat(rate_limit, quota_limit)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 2, Col: 1, Row: 20, EndCol: 48, EndRow: 20, Text: []byte("limits := array.concat(rate_limit, quota_limit)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 18, EndCol: 21, EndRow: 18, Text: []byte("limits := []")}},
-				&ir.MakeArrayStmt{Target: 13, Location: ir.Location{File: 2, Col: 9, Row: 18, EndCol: 21, EndRow: 18, Text: []byte("limits := []")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 2, Location: ir.Location{File: 2, Col: 9, Row: 18, EndCol: 21, EndRow: 18, Text: []byte("limits := []")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 2, Col: 9, Row: 18, EndCol: 21, EndRow: 18, Text: []byte("limits := []")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"limits",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.spend_use", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 114, EndCol: 10, EndRow: 114, Text: []byte("spend_use")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 3, Col: 2, Row: 115, EndCol: 16, EndRow: 115, Text: []byte("route == \"key\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.StringIndex(26)}, Location: ir.Location{File: 3, Col: 2, Row: 115, EndCol: 16, EndRow: 115, Text: []byte("route == \"key\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 5, Location: ir.Location{File: 3, Col: 12, Row: 116, EndCol: 31, EndRow: 116, Text: []byte("input.key.remaining")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(78)}, Target: 6, Location: ir.Location{File: 3, Col: 12, Row: 116, EndCol: 31, EndRow: 116, Text: []byte("input.key.remaining")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 3, Col: 12, Row: 116, EndCol: 31, EndRow: 116, Text: []byte("input.key.remaining")}},
-				&ir.CallStmt{Func: "is_number", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 2, Row: 116, EndCol: 32, EndRow: 116, Text: []byte("is_number(input.key.remaining)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 116, EndCol: 32, EndRow: 116, Text: []byte("is_number(input.key.remaining)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route_cost", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 9, Location: ir.Location{File: 3, Col: 13, Row: 117, EndCol: 23, EndRow: 117, Text: []byte("route_cost")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 3, Col: 13, Row: 117, EndCol: 23, EndRow: 117, Text: []byte("route_cost")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 11, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 36, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.StringIndex(72)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 12, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 36, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 36, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 14, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 40, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(13)},
-					ir.Operand{Value: ir.Local(14)},
-				}, Result: 15, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 40, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 117, EndCol: 40, EndRow: 117, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 114, EndCol: 10, EndRow: 114, Text: []byte("spend_use")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 114, EndCol: 10, EndRow: 114, Text: []byte("spend_use")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 114, EndCol: 10, EndRow: 114, Text: []byte("spend_use")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{File: 3, Col: 9, Row: 112, EndCol: 27, EndRow: 112, Text: []byte("spend_use := false")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(false)}, Target: 2, Location: ir.Location{File: 3, Col: 9, Row: 112, EndCol: 27, EndRow: 112, Text: []byte("spend_use := false")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 9, Row: 112, EndCol: 27, EndRow: 112, Text: []byte("spend_use := false")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"spend_use",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.allow_with", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.keep_credentials", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 1, Col: 22, Row: 92, EndCol: 38, EndRow: 92, Text: []byte("keep_credentials")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 1, Col: 22, Row: 92, EndCol: 38, EndRow: 92, Text: []byte("keep_credentials")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.limits", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 10, Location: ir.Location{File: 1, Col: 12, Row: 91, EndCol: 18, EndRow: 91, Text: []byte("limits")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 1, Col: 12, Row: 91, EndCol: 18, EndRow: 91, Text: []byte("limits")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.spend_use", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 12, Location: ir.Location{File: 1, Col: 15, Row: 93, EndCol: 24, EndRow: 93, Text: []byte("spend_use")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 1, Col: 15, Row: 93, EndCol: 24, EndRow: 93, Text: []byte("spend_use")}},
-				&ir.MakeObjectStmt{Target: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(49)}, Value: ir.Operand{Value: ir.Bool(true)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(32)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(79)}, Value: ir.Operand{Value: ir.Local(9)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(14)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(50)}, Value: ir.Operand{Value: ir.Local(7)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(80)}, Value: ir.Operand{Value: ir.Local(13)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.MakeNumberRefStmt{Index: 81, Target: 15, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(43)}, Value: ir.Operand{Value: ir.Local(15)}, Object: 14, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 16, Location: ir.Location{File: 1, Col: 30, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("{\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 5, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 1, Col: 1, Row: 86, EndCol: 2, EndRow: 94, Text: []byte("allow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"status\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n\t\"limits\": limits,\n\t\"keep_credentials\": keep_credentials,\n\t\"spend_use\": spend_use,\n}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"allow_with",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.host_matches", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.Local(7)}, Location: ir.Location{Col: 32, Row: 401, EndCol: 47, EndRow: 401, Text: []byte("pattern == host")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-				&ir.CallStmt{Func: "startswith", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(97)},
-				}, Result: 8, Location: ir.Location{Col: 2, Row: 404, EndCol: 27, EndRow: 404, Text: []byte("startswith(pattern, \"*.\")")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 404, EndCol: 27, EndRow: 404, Text: []byte("startswith(pattern, \"*.\")")}},
-				&ir.MakeNumberRefStmt{Index: 63, Target: 9, Location: ir.Location{Col: 17, Row: 405, EndCol: 42, EndRow: 405, Text: []byte("substring(pattern, 1, -1)")}},
-				&ir.MakeNumberRefStmt{Index: 19, Target: 10, Location: ir.Location{Col: 17, Row: 405, EndCol: 42, EndRow: 405, Text: []byte("substring(pattern, 1, -1)")}},
-				&ir.CallStmt{Func: "substring", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(9)},
-					ir.Operand{Value: ir.Local(10)},
-				}, Result: 11, Location: ir.Location{Col: 17, Row: 405, EndCol: 42, EndRow: 405, Text: []byte("substring(pattern, 1, -1)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 17, Row: 405, EndCol: 42, EndRow: 405, Text: []byte("substring(pattern, 1, -1)")}},
-				&ir.CallStmt{Func: "endswith", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.Local(12)},
-				}, Result: 13, Location: ir.Location{Col: 2, Row: 405, EndCol: 43, EndRow: 405, Text: []byte("endswith(host, substring(pattern, 1, -1))")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(13)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 405, EndCol: 43, EndRow: 405, Text: []byte("endswith(host, substring(pattern, 1, -1))")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 403, EndCol: 28, EndRow: 403, Text: []byte("host_matches(pattern, host)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 401, EndCol: 28, EndRow: 401, Text: []byte("host_matches(pattern, host)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"host_matches",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.port_and_host_match", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "contains", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(6)},
-						ir.Operand{Value: ir.StringIndex(65)},
-					}, Result: 8, Location: ir.Location{Col: 2, Row: 390, EndCol: 27, EndRow: 390, Text: []byte("not contains(domain, \":\")")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 390, EndCol: 27, EndRow: 390, Text: []byte("not contains(domain, \":\")")}},
-				}}, Location: ir.Location{Col: 2, Row: 390, EndCol: 27, EndRow: 390, Text: []byte("not contains(domain, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(95)}, Target: 9, Location: ir.Location{Col: 2, Row: 391, EndCol: 21, EndRow: 391, Text: []byte("origin.default_port")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 391, EndCol: 21, EndRow: 391, Text: []byte("origin.default_port")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(96)}, Target: 10, Location: ir.Location{Col: 23, Row: 392, EndCol: 34, EndRow: 392, Text: []byte("origin.host")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{Col: 23, Row: 392, EndCol: 34, EndRow: 392, Text: []byte("origin.host")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.host_matches", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 12, Location: ir.Location{Col: 2, Row: 392, EndCol: 35, EndRow: 392, Text: []byte("host_matches(domain, origin.host)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(12)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 392, EndCol: 35, EndRow: 392, Text: []byte("host_matches(domain, origin.host)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.CallStmt{Func: "split", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(65)},
-				}, Result: 8, Location: ir.Location{Col: 18, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("split(domain, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 18, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("split(domain, \":\")")}},
-				&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(9)}, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.LenStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.MakeNumberIntStmt{Value: 2, Target: 10, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Local(10)}, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.MakeNumberIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.AssignIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.AssignIntStmt{Value: 1, Target: 12, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 15, Location: ir.Location{Col: 2, Row: 396, EndCol: 36, EndRow: 396, Text: []byte("[host, port] := split(domain, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(98)}, Target: 16, Location: ir.Location{Col: 2, Row: 397, EndCol: 21, EndRow: 397, Text: []byte("port == origin.port")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Local(16)}, Location: ir.Location{Col: 2, Row: 397, EndCol: 21, EndRow: 397, Text: []byte("port == origin.port")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(96)}, Target: 17, Location: ir.Location{Col: 21, Row: 398, EndCol: 32, EndRow: 398, Text: []byte("origin.host")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 18, Location: ir.Location{Col: 21, Row: 398, EndCol: 32, EndRow: 398, Text: []byte("origin.host")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.host_matches", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(14)},
-					ir.Operand{Value: ir.Local(18)},
-				}, Result: 19, Location: ir.Location{Col: 2, Row: 398, EndCol: 33, EndRow: 398, Text: []byte("host_matches(host, origin.host)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(19)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 398, EndCol: 33, EndRow: 398, Text: []byte("host_matches(host, origin.host)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 395, EndCol: 36, EndRow: 395, Text: []byte("port_and_host_match(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 389, EndCol: 36, EndRow: 389, Text: []byte("port_and_host_match(domain, origin)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"port_and_host_match",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.domain_matches", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "contains", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(6)},
-						ir.Operand{Value: ir.StringIndex(94)},
-					}, Result: 8, Location: ir.Location{Col: 2, Row: 379, EndCol: 29, EndRow: 379, Text: []byte("not contains(domain, \"://\")")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 379, EndCol: 29, EndRow: 379, Text: []byte("not contains(domain, \"://\")")}},
-				}}, Location: ir.Location{Col: 2, Row: 379, EndCol: 29, EndRow: 379, Text: []byte("not contains(domain, \"://\")")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.port_and_host_match", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 9, Location: ir.Location{Col: 2, Row: 380, EndCol: 37, EndRow: 380, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 380, EndCol: 37, EndRow: 380, Text: []byte("port_and_host_match(domain, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.CallStmt{Func: "split", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(94)},
-				}, Result: 8, Location: ir.Location{Col: 20, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("split(domain, \"://\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 20, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("split(domain, \"://\")")}},
-				&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(9)}, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.LenStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.MakeNumberIntStmt{Value: 2, Target: 10, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Local(10)}, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.MakeNumberIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.AssignIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.AssignIntStmt{Value: 1, Target: 12, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 15, Location: ir.Location{Col: 2, Row: 384, EndCol: 40, EndRow: 384, Text: []byte("[scheme, rest] := split(domain, \"://\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(90)}, Target: 16, Location: ir.Location{Col: 2, Row: 385, EndCol: 25, EndRow: 385, Text: []byte("scheme == origin.scheme")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Local(16)}, Location: ir.Location{Col: 2, Row: 385, EndCol: 25, EndRow: 385, Text: []byte("scheme == origin.scheme")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.port_and_host_match", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(15)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 17, Location: ir.Location{Col: 2, Row: 386, EndCol: 35, EndRow: 386, Text: []byte("port_and_host_match(rest, origin)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(17)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 386, EndCol: 35, EndRow: 386, Text: []byte("port_and_host_match(rest, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{Col: 1, Row: 383, EndCol: 31, EndRow: 383, Text: []byte("domain_matches(domain, origin)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 378, EndCol: 31, EndRow: 378, Text: []byte("domain_matches(domain, origin)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"domain_matches",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.origin_allowed", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 371, EndCol: 15, EndRow: 371, Text: []byte("origin_allowed")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 372, EndCol: 32, EndRow: 372, Text: []byte("origin := input.request.origin")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(89)}, Target: 5, Location: ir.Location{Col: 2, Row: 372, EndCol: 32, EndRow: 372, Text: []byte("origin := input.request.origin")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 372, EndCol: 32, EndRow: 372, Text: []byte("origin := input.request.origin")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(90)}, Target: 7, Location: ir.Location{Col: 2, Row: 373, EndCol: 15, EndRow: 373, Text: []byte("origin.scheme")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 2, Row: 373, EndCol: 15, EndRow: 373, Text: []byte("origin.scheme")}},
-				&ir.MakeSetStmt{Target: 9, Location: ir.Location{Col: 2, Row: 373, EndCol: 36, EndRow: 373, Text: []byte("origin.scheme in {\"http\", \"https\"}")}},
-				&ir.SetAddStmt{Value: ir.Operand{Value: ir.StringIndex(91)}, Set: 9, Location: ir.Location{Col: 2, Row: 373, EndCol: 36, EndRow: 373, Text: []byte("origin.scheme in {\"http\", \"https\"}")}},
-				&ir.SetAddStmt{Value: ir.Operand{Value: ir.StringIndex(92)}, Set: 9, Location: ir.Location{Col: 2, Row: 373, EndCol: 36, EndRow: 373, Text: []byte("origin.scheme in {\"http\", \"https\"}")}},
-				&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.Local(9)},
-				}, Result: 10, Location: ir.Location{Col: 2, Row: 373, EndCol: 36, EndRow: 373, Text: []byte("origin.scheme in {\"http\", \"https\"}")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 373, EndCol: 36, EndRow: 373, Text: []byte("origin.scheme in {\"http\", \"https\"}")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 11, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.StringIndex(58)}, Target: 12, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.StringIndex(93)}, Target: 13, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-				&ir.ScanStmt{Source: 13, Key: 14, Value: 15, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 16, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 17, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-					&ir.CallStmt{Func: "lower", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(17)},
-					}, Result: 18, Location: ir.Location{Col: 17, Row: 375, EndCol: 30, EndRow: 375, Text: []byte("lower(domain)")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{Col: 17, Row: 375, EndCol: 30, EndRow: 375, Text: []byte("lower(domain)")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.domain_matches", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-						ir.Operand{Value: ir.Local(19)},
-						ir.Operand{Value: ir.Local(6)},
-					}, Result: 20, Location: ir.Location{Col: 2, Row: 375, EndCol: 39, EndRow: 375, Text: []byte("domain_matches(lower(domain), origin)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(20)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 375, EndCol: 39, EndRow: 375, Text: []byte("domain_matches(lower(domain), origin)")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 371, EndCol: 15, EndRow: 371, Text: []byte("origin_allowed")}},
-				}}, Location: ir.Location{Col: 2, Row: 374, EndCol: 42, EndRow: 374, Text: []byte("some domain in input.public.site.domains")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 371, EndCol: 15, EndRow: 371, Text: []byte("origin_allowed")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 371, EndCol: 15, EndRow: 371, Text: []byte("origin_allowed")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 371, EndCol: 15, EndRow: 371, Text: []byte("origin_allowed")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"origin_allowed",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.site_denial", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 4, Location: ir.Location{Col: 2, Row: 350, EndCol: 38, EndRow: 350, Text: []byte("input.public.status == \"unavailable\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 350, EndCol: 38, EndRow: 350, Text: []byte("input.public.status == \"unavailable\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.StringIndex(83)}, Location: ir.Location{Col: 2, Row: 350, EndCol: 38, EndRow: 350, Text: []byte("input.public.status == \"unavailable\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(84)}, Array: 6, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(85)}, Array: 6, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 4, Location: ir.Location{Col: 2, Row: 352, EndCol: 21, EndRow: 352, Text: []byte("input.public.status")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 352, EndCol: 21, EndRow: 352, Text: []byte("input.public.status")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 352, EndCol: 21, EndRow: 352, Text: []byte("input.public.status")}},
-						&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.StringIndex(86)},
-						}, Result: 7, Location: ir.Location{Col: 2, Row: 352, EndCol: 32, EndRow: 352, Text: []byte("input.public.status != \"found\"")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 352, EndCol: 32, EndRow: 352, Text: []byte("input.public.status != \"found\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 8, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 8, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(87)}, Array: 8, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(88)}, Array: 8, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 3, Row: 351, EndCol: 66, EndRow: 351, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"public_site_unknown\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.CallStmt{Func: "g0.data.keygate.authz.origin_allowed", Args: []ir.Operand{
-								ir.Operand{Value: ir.Local(0)},
-								ir.Operand{Value: ir.Local(1)},
-							}, Result: 4, Location: ir.Location{Col: 2, Row: 354, EndCol: 20, EndRow: 354, Text: []byte("not origin_allowed")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 354, EndCol: 20, EndRow: 354, Text: []byte("not origin_allowed")}},
-						}}, Location: ir.Location{Col: 2, Row: 354, EndCol: 20, EndRow: 354, Text: []byte("not origin_allowed")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(87)}, Array: 5, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(99)}, Array: 5, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 353, EndCol: 65, EndRow: 353, Text: []byte("else := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_not_allowed\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 4, Location: ir.Location{Col: 2, Row: 356, EndCol: 30, EndRow: 356, Text: []byte("not input.public.site.active")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(58)}, Target: 5, Location: ir.Location{Col: 2, Row: 356, EndCol: 30, EndRow: 356, Text: []byte("not input.public.site.active")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(100)}, Target: 6, Location: ir.Location{Col: 2, Row: 356, EndCol: 30, EndRow: 356, Text: []byte("not input.public.site.active")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 356, EndCol: 30, EndRow: 356, Text: []byte("not input.public.site.active")}},
-						}}, Location: ir.Location{Col: 2, Row: 356, EndCol: 30, EndRow: 356, Text: []byte("not input.public.site.active")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 7, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(101)}, Array: 7, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(102)}, Array: 7, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(103)}, Array: 7, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 3, Row: 355, EndCol: 69, EndRow: 355, Text: []byte("else := [\"public_errors\", \"SITE_INACTIVE\", \"public_site_inactive\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 4, Location: ir.Location{Col: 2, Row: 358, EndCol: 43, EndRow: 358, Text: []byte("input.public.account.status == \"inactive\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 5, Location: ir.Location{Col: 2, Row: 358, EndCol: 43, EndRow: 358, Text: []byte("input.public.account.status == \"inactive\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 6, Location: ir.Location{Col: 2, Row: 358, EndCol: 43, EndRow: 358, Text: []byte("input.public.account.status == \"inactive\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.StringIndex(104)}, Location: ir.Location{Col: 2, Row: 358, EndCol: 43, EndRow: 358, Text: []byte("input.public.account.status == \"inactive\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 7, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(101)}, Array: 7, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(105)}, Array: 7, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(106)}, Array: 7, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 3, Row: 357, EndCol: 85, EndRow: 357, Text: []byte("else := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\", \"public_subscription_inactive\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(24)}, Target: 4, Location: ir.Location{Col: 2, Row: 360, EndCol: 48, EndRow: 360, Text: []byte("input.public.account.status == \"trial_expired\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 5, Location: ir.Location{Col: 2, Row: 360, EndCol: 48, EndRow: 360, Text: []byte("input.public.account.status == \"trial_expired\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 6, Location: ir.Location{Col: 2, Row: 360, EndCol: 48, EndRow: 360, Text: []byte("input.public.account.status == \"trial_expired\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.StringIndex(107)}, Location: ir.Location{Col: 2, Row: 360, EndCol: 48, EndRow: 360, Text: []byte("input.public.account.status == \"trial_expired\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 7, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(101)}, Array: 7, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(108)}, Array: 7, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(109)}, Array: 7, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 359, EndCol: 69, EndRow: 359, Text: []byte("else := [\"public_errors\", \"TRIAL_EXPIRED\", \"public_trial_expired\"]")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 349, EndCol: 74, EndRow: 349, Text: []byte("site_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"public_site_unavailable\"]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"site_denial",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.site_route_decision", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("site_route_decision := deny_with(site_denial)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.site_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 50, Row: 338, EndCol: 61, EndRow: 338, Text: []byte("site_denial")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 50, Row: 338, EndCol: 61, EndRow: 338, Text: []byte("site_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.site_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 5, Location: ir.Location{Col: 34, Row: 338, EndCol: 45, EndRow: 338, Text: []byte("site_denial")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 34, Row: 338, EndCol: 45, EndRow: 338, Text: []byte("site_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.deny_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{Col: 24, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("deny_with(site_denial)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 24, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("deny_with(site_denial)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 1, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("site_route_decision := deny_with(site_denial)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("site_route_decision := deny_with(site_denial)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("site_route_decision := deny_with(site_denial)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("site_route_decision := allow_with({}, \"public_site_route\")")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.site_denial", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 4, Location: ir.Location{Col: 63, Row: 340, EndCol: 78, EndRow: 340, Text: []byte("not site_denial")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 63, Row: 340, EndCol: 78, EndRow: 340, Text: []byte("not site_denial")}},
-				}}, Location: ir.Location{Col: 63, Row: 340, EndCol: 78, EndRow: 340, Text: []byte("not site_denial")}},
-				&ir.MakeObjectStmt{Target: 5, Location: ir.Location{Col: 24, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("allow_with({}, \"public_site_route\")")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.allow_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.StringIndex(110)},
-				}, Result: 6, Location: ir.Location{Col: 24, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("allow_with({}, \"public_site_route\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{Col: 24, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("allow_with({}, \"public_site_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 1, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("site_route_decision := allow_with({}, \"public_site_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("site_route_decision := allow_with({}, \"public_site_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 340, EndCol: 59, EndRow: 340, Text: []byte("site_route_decision := allow_with({}, \"public_site_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 338, EndCol: 46, EndRow: 338, Text: []byte("site_route_decision := deny_with(site_denial)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"site_route_decision",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.credential_denials", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeObjectStmt{Target: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(114)}, Array: 5, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(115)}, Array: 5, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(112)}, Value: ir.Operand{Value: ir.Local(5)}, Object: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(117)}, Array: 6, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(118)}, Array: 6, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(116)}, Value: ir.Operand{Value: ir.Local(6)}, Object: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 7, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 7, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(120)}, Array: 7, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(121)}, Array: 7, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(119)}, Value: ir.Operand{Value: ir.Local(7)}, Object: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 8, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 8, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(122)}, Array: 8, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(123)}, Array: 8, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(113)}, Value: ir.Operand{Value: ir.Local(8)}, Object: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 9, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 9, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(84)}, Array: 9, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(124)}, Array: 9, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(83)}, Value: ir.Operand{Value: ir.Local(9)}, Object: 4, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 3, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 234, EndCol: 2, EndRow: 240, Text: []byte("credential_denials := {\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIALS\", \"credential_ambiguous\"],\n\t\"missing\": [\"errors\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"store_unavailable\"],\n\t\"invalid_token\": [\"errors\", \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_token\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired\"],\n}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"credential_denials",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.accepted_kinds", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-				&ir.MakeObjectStmt{Target: 4, Location: ir.Location{Col: 19, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("{scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 5, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(125)}, Target: 6, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-						&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(8)}, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.LenStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 11, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.MakeNumberIntStmt{Value: 2, Target: 10, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.EqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Local(10)}, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.MakeNumberIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.AssignIntStmt{Target: 12, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.AssignIntStmt{Value: 1, Target: 12, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 15, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-							&ir.MakeSetStmt{Target: 16, Location: ir.Location{Col: 28, Row: 262, EndCol: 86, EndRow: 262, Text: []byte("{kind | some [s, kind] in config.credentials; s == scheme}")}},
-							&ir.BlockStmt{Blocks: []*ir.Block{
-								&ir.Block{Stmts: []ir.Stmt{
-									&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(0)},
-										ir.Operand{Value: ir.Local(1)},
-									}, Result: 17, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(17)}, Key: ir.Operand{Value: ir.StringIndex(125)}, Target: 18, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-									&ir.ScanStmt{Source: 18, Key: 19, Value: 20, Block: &ir.Block{Stmts: []ir.Stmt{
-										&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(19)}, Target: 21, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(20)}, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.LenStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 23, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.MakeNumberIntStmt{Value: 2, Target: 22, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.EqualStmt{A: ir.Operand{Value: ir.Local(23)}, B: ir.Operand{Value: ir.Local(22)}, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.MakeNumberIntStmt{Target: 24, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.AssignIntStmt{Target: 24, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.DotStmt{Source: ir.Operand{Value: ir.Local(20)}, Key: ir.Operand{Value: ir.Local(24)}, Target: 25, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(25)}, Target: 26, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.AssignIntStmt{Value: 1, Target: 24, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.DotStmt{Source: ir.Operand{Value: ir.Local(20)}, Key: ir.Operand{Value: ir.Local(24)}, Target: 25, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(25)}, Target: 27, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-										&ir.EqualStmt{A: ir.Operand{Value: ir.Local(26)}, B: ir.Operand{Value: ir.Local(14)}, Location: ir.Location{Col: 74, Row: 262, EndCol: 85, EndRow: 262, Text: []byte("s == scheme")}},
-										&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(27)}, Set: 16, Location: ir.Location{Col: 28, Row: 262, EndCol: 86, EndRow: 262, Text: []byte("{kind | some [s, kind] in config.credentials; s == scheme}")}},
-									}}, Location: ir.Location{Col: 36, Row: 262, EndCol: 72, EndRow: 262, Text: []byte("some [s, kind] in config.credentials")}},
-								}},
-							}, Location: ir.Location{Col: 28, Row: 262, EndCol: 86, EndRow: 262, Text: []byte("{kind | some [s, kind] in config.credentials; s == scheme}")}},
-							&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 28, Location: ir.Location{Col: 28, Row: 262, EndCol: 86, EndRow: 262, Text: []byte("{kind | some [s, kind] in config.credentials; s == scheme}")}},
-							&ir.ObjectInsertOnceStmt{Key: ir.Operand{Value: ir.Local(14)}, Value: ir.Operand{Value: ir.Local(28)}, Object: 4, Location: ir.Location{Col: 19, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("{scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-						}}, Location: ir.Location{Col: 2, Row: 263, EndCol: 40, EndRow: 263, Text: []byte("some [scheme, _] in config.credentials")}},
-					}},
-				}, Location: ir.Location{Col: 19, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("{scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 29, Location: ir.Location{Col: 19, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("{scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(29)}, Target: 3, Location: ir.Location{Col: 1, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 262, EndCol: 2, EndRow: 264, Text: []byte("accepted_kinds := {scheme: {kind | some [s, kind] in config.credentials; s == scheme} |\n\tsome [scheme, _] in config.credentials\n}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"accepted_kinds",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.credential_not_accepted", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 250, EndCol: 24, EndRow: 250, Text: []byte("credential_not_accepted")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 4, Location: ir.Location{Col: 2, Row: 251, EndCol: 25, EndRow: 251, Text: []byte("input.credential.scheme")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(90)}, Target: 5, Location: ir.Location{Col: 2, Row: 251, EndCol: 25, EndRow: 251, Text: []byte("input.credential.scheme")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 251, EndCol: 25, EndRow: 251, Text: []byte("input.credential.scheme")}},
-				&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(20)},
-				}, Result: 7, Location: ir.Location{Col: 2, Row: 251, EndCol: 31, EndRow: 251, Text: []byte("input.credential.scheme != \"\"")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 251, EndCol: 31, EndRow: 251, Text: []byte("input.credential.scheme != \"\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 8, Location: ir.Location{Col: 21, Row: 252, EndCol: 44, EndRow: 252, Text: []byte("input.credential.scheme")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(90)}, Target: 9, Location: ir.Location{Col: 21, Row: 252, EndCol: 44, EndRow: 252, Text: []byte("input.credential.scheme")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 21, Row: 252, EndCol: 44, EndRow: 252, Text: []byte("input.credential.scheme")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.accepted_kinds", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 11, Location: ir.Location{Col: 2, Row: 252, EndCol: 45, EndRow: 252, Text: []byte("not accepted_kinds[input.credential.scheme]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 2, Row: 252, EndCol: 45, EndRow: 252, Text: []byte("not accepted_kinds[input.credential.scheme]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(12)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 252, EndCol: 45, EndRow: 252, Text: []byte("not accepted_kinds[input.credential.scheme]")}},
-				}}, Location: ir.Location{Col: 2, Row: 252, EndCol: 45, EndRow: 252, Text: []byte("not accepted_kinds[input.credential.scheme]")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 250, EndCol: 24, EndRow: 250, Text: []byte("credential_not_accepted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 250, EndCol: 24, EndRow: 250, Text: []byte("credential_not_accepted")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 250, EndCol: 24, EndRow: 250, Text: []byte("credential_not_accepted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 255, EndCol: 24, EndRow: 255, Text: []byte("credential_not_accepted")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 4, Location: ir.Location{Col: 2, Row: 256, EndCol: 23, EndRow: 256, Text: []byte("input.credential.kind")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(70)}, Target: 5, Location: ir.Location{Col: 2, Row: 256, EndCol: 23, EndRow: 256, Text: []byte("input.credential.kind")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 256, EndCol: 23, EndRow: 256, Text: []byte("input.credential.kind")}},
-				&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(20)},
-				}, Result: 7, Location: ir.Location{Col: 2, Row: 256, EndCol: 29, EndRow: 256, Text: []byte("input.credential.kind != \"\"")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 256, EndCol: 29, EndRow: 256, Text: []byte("input.credential.kind != \"\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 8, Location: ir.Location{Col: 21, Row: 257, EndCol: 44, EndRow: 257, Text: []byte("input.credential.scheme")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.StringIndex(90)}, Target: 9, Location: ir.Location{Col: 21, Row: 257, EndCol: 44, EndRow: 257, Text: []byte("input.credential.scheme")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 21, Row: 257, EndCol: 44, EndRow: 257, Text: []byte("input.credential.scheme")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 11, Location: ir.Location{Col: 46, Row: 257, EndCol: 67, EndRow: 257, Text: []byte("input.credential.kind")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.StringIndex(70)}, Target: 12, Location: ir.Location{Col: 46, Row: 257, EndCol: 67, EndRow: 257, Text: []byte("input.credential.kind")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 46, Row: 257, EndCol: 67, EndRow: 257, Text: []byte("input.credential.kind")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.accepted_kinds", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 14, Location: ir.Location{Col: 2, Row: 257, EndCol: 68, EndRow: 257, Text: []byte("not accepted_kinds[input.credential.scheme][input.credential.kind]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(14)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 15, Location: ir.Location{Col: 2, Row: 257, EndCol: 68, EndRow: 257, Text: []byte("not accepted_kinds[input.credential.scheme][input.credential.kind]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(15)}, Key: ir.Operand{Value: ir.Local(13)}, Target: 16, Location: ir.Location{Col: 2, Row: 257, EndCol: 68, EndRow: 257, Text: []byte("not accepted_kinds[input.credential.scheme][input.credential.kind]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(16)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 257, EndCol: 68, EndRow: 257, Text: []byte("not accepted_kinds[input.credential.scheme][input.credential.kind]")}},
-				}}, Location: ir.Location{Col: 2, Row: 257, EndCol: 68, EndRow: 257, Text: []byte("not accepted_kinds[input.credential.scheme][input.credential.kind]")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 255, EndCol: 24, EndRow: 255, Text: []byte("credential_not_accepted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 255, EndCol: 24, EndRow: 255, Text: []byte("credential_not_accepted")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 255, EndCol: 24, EndRow: 255, Text: []byte("credential_not_accepted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 250, EndCol: 24, EndRow: 250, Text: []byte("credential_not_accepted")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"credential_not_accepted",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.plan", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("plan := config.plans[input.account.plan]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 4, Location: ir.Location{Col: 22, Row: 266, EndCol: 40, EndRow: 266, Text: []byte("input.account.plan")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(56)}, Target: 5, Location: ir.Location{Col: 22, Row: 266, EndCol: 40, EndRow: 266, Text: []byte("input.account.plan")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 22, Row: 266, EndCol: 40, EndRow: 266, Text: []byte("input.account.plan")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 7, Location: ir.Location{Col: 9, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("config.plans[input.account.plan]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(57)}, Target: 8, Location: ir.Location{Col: 9, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("config.plans[input.account.plan]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(6)}, Target: 9, Location: ir.Location{Col: 9, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("config.plans[input.account.plan]")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 9, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("config.plans[input.account.plan]")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 3, Location: ir.Location{Col: 1, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("plan := config.plans[input.account.plan]")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("plan := config.plans[input.account.plan]")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("plan := config.plans[input.account.plan]")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 266, EndCol: 41, EndRow: 266, Text: []byte("plan := config.plans[input.account.plan]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"plan",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.plan_without_api", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 271, EndCol: 17, EndRow: 271, Text: []byte("plan_without_api")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.plan", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 4, Location: ir.Location{Col: 21, Row: 271, EndCol: 33, EndRow: 271, Text: []byte("not plan.api")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(138)}, Target: 5, Location: ir.Location{Col: 21, Row: 271, EndCol: 33, EndRow: 271, Text: []byte("not plan.api")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 21, Row: 271, EndCol: 33, EndRow: 271, Text: []byte("not plan.api")}},
-				}}, Location: ir.Location{Col: 21, Row: 271, EndCol: 33, EndRow: 271, Text: []byte("not plan.api")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 271, EndCol: 17, EndRow: 271, Text: []byte("plan_without_api")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 271, EndCol: 17, EndRow: 271, Text: []byte("plan_without_api")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 271, EndCol: 17, EndRow: 271, Text: []byte("plan_without_api")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 271, EndCol: 17, EndRow: 271, Text: []byte("plan_without_api")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"plan_without_api",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.route_not_in_plan", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 278, EndCol: 18, EndRow: 278, Text: []byte("route_not_in_plan")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(12)}, Target: 6, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 11, Location: ir.Location{Col: 16, Row: 280, EndCol: 24, EndRow: 280, Text: []byte("r.prefix")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 16, Row: 280, EndCol: 24, EndRow: 280, Text: []byte("r.prefix")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 13, Location: ir.Location{Col: 2, Row: 280, EndCol: 25, EndRow: 280, Text: []byte("path_prefixes[r.prefix]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 14, Location: ir.Location{Col: 2, Row: 280, EndCol: 25, EndRow: 280, Text: []byte("path_prefixes[r.prefix]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 280, EndCol: 25, EndRow: 280, Text: []byte("path_prefixes[r.prefix]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 15, Location: ir.Location{Col: 6, Row: 281, EndCol: 24, EndRow: 281, Text: []byte("input.account.plan")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(15)}, Key: ir.Operand{Value: ir.StringIndex(56)}, Target: 16, Location: ir.Location{Col: 6, Row: 281, EndCol: 24, EndRow: 281, Text: []byte("input.account.plan")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{Col: 6, Row: 281, EndCol: 24, EndRow: 281, Text: []byte("input.account.plan")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(57)}, Target: 18, Location: ir.Location{Col: 28, Row: 281, EndCol: 35, EndRow: 281, Text: []byte("r.plans")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(18)}, Target: 19, Location: ir.Location{Col: 28, Row: 281, EndCol: 35, EndRow: 281, Text: []byte("r.plans")}},
-					&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-						&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(17)},
-							ir.Operand{Value: ir.Local(19)},
-						}, Result: 20, Location: ir.Location{Col: 2, Row: 281, EndCol: 35, EndRow: 281, Text: []byte("not input.account.plan in r.plans")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(20)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 281, EndCol: 35, EndRow: 281, Text: []byte("not input.account.plan in r.plans")}},
-					}}, Location: ir.Location{Col: 2, Row: 281, EndCol: 35, EndRow: 281, Text: []byte("not input.account.plan in r.plans")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 278, EndCol: 18, EndRow: 278, Text: []byte("route_not_in_plan")}},
-				}}, Location: ir.Location{Col: 2, Row: 279, EndCol: 37, EndRow: 279, Text: []byte("some r in config.routes.plan_routes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 278, EndCol: 18, EndRow: 278, Text: []byte("route_not_in_plan")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 278, EndCol: 18, EndRow: 278, Text: []byte("route_not_in_plan")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 278, EndCol: 18, EndRow: 278, Text: []byte("route_not_in_plan")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"route_not_in_plan",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.own_site_prefixes", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("own_site_prefixes := {prefix | some prefix in input.request.own_site_prefixes}")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 302, EndCol: 24, EndRow: 302, Text: []byte("input.request.prefixes")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 302, EndCol: 24, EndRow: 302, Text: []byte("input.request.prefixes")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 302, EndCol: 24, EndRow: 302, Text: []byte("input.request.prefixes")}},
-						&ir.MakeSetStmt{Target: 6, Location: ir.Location{Col: 22, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("{prefix | some prefix in input.request.own_site_prefixes}")}},
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 7, Location: ir.Location{Col: 32, Row: 301, EndCol: 78, EndRow: 301, Text: []byte("some prefix in input.request.own_site_prefixes")}},
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(143)}, Target: 8, Location: ir.Location{Col: 32, Row: 301, EndCol: 78, EndRow: 301, Text: []byte("some prefix in input.request.own_site_prefixes")}},
-								&ir.ScanStmt{Source: 8, Key: 9, Value: 10, Block: &ir.Block{Stmts: []ir.Stmt{
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{Col: 32, Row: 301, EndCol: 78, EndRow: 301, Text: []byte("some prefix in input.request.own_site_prefixes")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 32, Row: 301, EndCol: 78, EndRow: 301, Text: []byte("some prefix in input.request.own_site_prefixes")}},
-									&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(12)}, Set: 6, Location: ir.Location{Col: 22, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("{prefix | some prefix in input.request.own_site_prefixes}")}},
-								}}, Location: ir.Location{Col: 32, Row: 301, EndCol: 78, EndRow: 301, Text: []byte("some prefix in input.request.own_site_prefixes")}},
-							}},
-						}, Location: ir.Location{Col: 22, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("{prefix | some prefix in input.request.own_site_prefixes}")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 13, Location: ir.Location{Col: 22, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("{prefix | some prefix in input.request.own_site_prefixes}")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 3, Location: ir.Location{Col: 1, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("own_site_prefixes := {prefix | some prefix in input.request.own_site_prefixes}")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("else := {prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 2, Row: 304, EndCol: 28, EndRow: 304, Text: []byte("not input.request.prefixes")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(4)}, Target: 5, Location: ir.Location{Col: 2, Row: 304, EndCol: 28, EndRow: 304, Text: []byte("not input.request.prefixes")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 304, EndCol: 28, EndRow: 304, Text: []byte("not input.request.prefixes")}},
-						}}, Location: ir.Location{Col: 2, Row: 304, EndCol: 28, EndRow: 304, Text: []byte("not input.request.prefixes")}},
-						&ir.MakeSetStmt{Target: 6, Location: ir.Location{Col: 11, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("{prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-									ir.Operand{Value: ir.Local(0)},
-									ir.Operand{Value: ir.Local(1)},
-								}, Result: 7, Location: ir.Location{Col: 21, Row: 303, EndCol: 58, EndRow: 303, Text: []byte("some prefix, segment in path_prefixes")}},
-								&ir.ScanStmt{Source: 7, Key: 8, Value: 9, Block: &ir.Block{Stmts: []ir.Stmt{
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 21, Row: 303, EndCol: 58, EndRow: 303, Text: []byte("some prefix, segment in path_prefixes")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{Col: 21, Row: 303, EndCol: 58, EndRow: 303, Text: []byte("some prefix, segment in path_prefixes")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(58)}, Target: 12, Location: ir.Location{Col: 60, Row: 303, EndCol: 84, EndRow: 303, Text: []byte("segment == input.site.id")}},
-									&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.StringIndex(144)}, Target: 13, Location: ir.Location{Col: 60, Row: 303, EndCol: 84, EndRow: 303, Text: []byte("segment == input.site.id")}},
-									&ir.EqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Local(13)}, Location: ir.Location{Col: 60, Row: 303, EndCol: 84, EndRow: 303, Text: []byte("segment == input.site.id")}},
-									&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(10)}, Set: 6, Location: ir.Location{Col: 11, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("{prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-								}}, Location: ir.Location{Col: 21, Row: 303, EndCol: 58, EndRow: 303, Text: []byte("some prefix, segment in path_prefixes")}},
-							}},
-						}, Location: ir.Location{Col: 11, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("{prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 14, Location: ir.Location{Col: 11, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("{prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 3, Location: ir.Location{Col: 3, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("else := {prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("else := {prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 303, EndCol: 85, EndRow: 303, Text: []byte("else := {prefix | some prefix, segment in path_prefixes; segment == input.site.id}")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 301, EndCol: 79, EndRow: 301, Text: []byte("own_site_prefixes := {prefix | some prefix in input.request.own_site_prefixes}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"own_site_prefixes",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.site_mismatch", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 287, EndCol: 14, EndRow: 287, Text: []byte("site_mismatch")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 5, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(11)}, Target: 6, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-				&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-					&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 11, Location: ir.Location{Col: 2, Row: 289, EndCol: 23, EndRow: 289, Text: []byte("path_prefixes[prefix]")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 2, Row: 289, EndCol: 23, EndRow: 289, Text: []byte("path_prefixes[prefix]")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(12)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 289, EndCol: 23, EndRow: 289, Text: []byte("path_prefixes[prefix]")}},
-					&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-						&ir.CallStmt{Func: "g0.data.keygate.authz.own_site_prefixes", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 13, Location: ir.Location{Col: 2, Row: 290, EndCol: 31, EndRow: 290, Text: []byte("not own_site_prefixes[prefix]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(13)}, Key: ir.Operand{Value: ir.Local(10)}, Target: 14, Location: ir.Location{Col: 2, Row: 290, EndCol: 31, EndRow: 290, Text: []byte("not own_site_prefixes[prefix]")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 290, EndCol: 31, EndRow: 290, Text: []byte("not own_site_prefixes[prefix]")}},
-					}}, Location: ir.Location{Col: 2, Row: 290, EndCol: 31, EndRow: 290, Text: []byte("not own_site_prefixes[prefix]")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 287, EndCol: 14, EndRow: 287, Text: []byte("site_mismatch")}},
-				}}, Location: ir.Location{Col: 2, Row: 288, EndCol: 51, EndRow: 288, Text: []byte("some prefix in config.routes.site_scoped_prefixes")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 287, EndCol: 14, EndRow: 287, Text: []byte("site_mismatch")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 287, EndCol: 14, EndRow: 287, Text: []byte("site_mismatch")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 287, EndCol: 14, EndRow: 287, Text: []byte("site_mismatch")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"site_mismatch",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.mode_mismatch", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 313, EndCol: 14, EndRow: 313, Text: []byte("mode_mismatch")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{Col: 28, Row: 314, EndCol: 46, EndRow: 314, Text: []byte("input.request.host")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(96)}, Target: 5, Location: ir.Location{Col: 28, Row: 314, EndCol: 46, EndRow: 314, Text: []byte("input.request.host")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 28, Row: 314, EndCol: 46, EndRow: 314, Text: []byte("input.request.host")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 7, Location: ir.Location{Col: 2, Row: 314, EndCol: 47, EndRow: 314, Text: []byte("want := config.host_modes[input.request.host]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(147)}, Target: 8, Location: ir.Location{Col: 2, Row: 314, EndCol: 47, EndRow: 314, Text: []byte("want := config.host_modes[input.request.host]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(6)}, Target: 9, Location: ir.Location{Col: 2, Row: 314, EndCol: 47, EndRow: 314, Text: []byte("want := config.host_modes[input.request.host]")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{Col: 2, Row: 314, EndCol: 47, EndRow: 314, Text: []byte("want := config.host_modes[input.request.host]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 11, Location: ir.Location{Col: 10, Row: 315, EndCol: 24, EndRow: 315, Text: []byte("input.key.mode")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 12, Location: ir.Location{Col: 10, Row: 315, EndCol: 24, EndRow: 315, Text: []byte("input.key.mode")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{Col: 10, Row: 315, EndCol: 24, EndRow: 315, Text: []byte("input.key.mode")}},
-				&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.Local(13)},
-				}, Result: 14, Location: ir.Location{Col: 2, Row: 315, EndCol: 24, EndRow: 315, Text: []byte("want != input.key.mode")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 315, EndCol: 24, EndRow: 315, Text: []byte("want != input.key.mode")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{Col: 1, Row: 313, EndCol: 14, EndRow: 313, Text: []byte("mode_mismatch")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 313, EndCol: 14, EndRow: 313, Text: []byte("mode_mismatch")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 313, EndCol: 14, EndRow: 313, Text: []byte("mode_mismatch")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 313, EndCol: 14, EndRow: 313, Text: []byte("mode_mismatch")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"mode_mismatch",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.client_allowed", Params: []ir.Local{
-			0,
-			1,
-			3,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-				&ir.ScanStmt{Source: 5, Key: 6, Value: 7, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 87, EndCol: 20, EndRow: 87, Text: []byte("some cidr in cidrs")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 87, EndCol: 20, EndRow: 87, Text: []byte("some cidr in cidrs")}},
-					&ir.CallStmt{Func: "net.cidr_is_valid", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(9)},
-					}, Result: 10, Location: ir.Location{File: 3, Col: 2, Row: 88, EndCol: 25, EndRow: 88, Text: []byte("net.cidr_is_valid(cidr)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 88, EndCol: 25, EndRow: 88, Text: []byte("net.cidr_is_valid(cidr)")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 11, Location: ir.Location{File: 3, Col: 26, Row: 89, EndCol: 54, EndRow: 89, Text: []byte("input.request.client_address")}},
-					&ir.DotStmt{Source: ir.Operand{Value: ir.Local(11)}, Key: ir.Operand{Value: ir.StringIndex(151)}, Target: 12, Location: ir.Location{File: 3, Col: 26, Row: 89, EndCol: 54, EndRow: 89, Text: []byte("input.request.client_address")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 26, Row: 89, EndCol: 54, EndRow: 89, Text: []byte("input.request.client_address")}},
-					&ir.CallStmt{Func: "net.cidr_contains", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(9)},
-						ir.Operand{Value: ir.Local(13)},
-					}, Result: 14, Location: ir.Location{File: 3, Col: 2, Row: 89, EndCol: 55, EndRow: 89, Text: []byte("net.cidr_contains(cidr, input.request.client_address)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 89, EndCol: 55, EndRow: 89, Text: []byte("net.cidr_contains(cidr, input.request.client_address)")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-				}}, Location: ir.Location{File: 3, Col: 2, Row: 87, EndCol: 20, EndRow: 87, Text: []byte("some cidr in cidrs")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 86, EndCol: 22, EndRow: 86, Text: []byte("client_allowed(cidrs)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"client_allowed",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.ip_not_allowed", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 80, EndCol: 15, EndRow: 80, Text: []byte("ip_not_allowed")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 3, Col: 2, Row: 81, EndCol: 34, EndRow: 81, Text: []byte("cidrs := input.key.allowed_cidrs")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(150)}, Target: 5, Location: ir.Location{File: 3, Col: 2, Row: 81, EndCol: 34, EndRow: 81, Text: []byte("cidrs := input.key.allowed_cidrs")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 2, Row: 81, EndCol: 34, EndRow: 81, Text: []byte("cidrs := input.key.allowed_cidrs")}},
-				&ir.CallStmt{Func: "count", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{File: 3, Col: 2, Row: 82, EndCol: 14, EndRow: 82, Text: []byte("count(cidrs)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 82, EndCol: 14, EndRow: 82, Text: []byte("count(cidrs)")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 82, EndCol: 18, EndRow: 82, Text: []byte("count(cidrs) > 0")}},
-				&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.Local(9)},
-				}, Result: 10, Location: ir.Location{File: 3, Col: 2, Row: 82, EndCol: 18, EndRow: 82, Text: []byte("count(cidrs) > 0")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 82, EndCol: 18, EndRow: 82, Text: []byte("count(cidrs) > 0")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.client_allowed", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-						ir.Operand{Value: ir.Local(6)},
-					}, Result: 11, Location: ir.Location{File: 3, Col: 2, Row: 83, EndCol: 27, EndRow: 83, Text: []byte("not client_allowed(cidrs)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 83, EndCol: 27, EndRow: 83, Text: []byte("not client_allowed(cidrs)")}},
-				}}, Location: ir.Location{File: 3, Col: 2, Row: 83, EndCol: 27, EndRow: 83, Text: []byte("not client_allowed(cidrs)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 80, EndCol: 15, EndRow: 80, Text: []byte("ip_not_allowed")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 80, EndCol: 15, EndRow: 80, Text: []byte("ip_not_allowed")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 80, EndCol: 15, EndRow: 80, Text: []byte("ip_not_allowed")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 80, EndCol: 15, EndRow: 80, Text: []byte("ip_not_allowed")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"ip_not_allowed",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scopes_config", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("scopes_config := object.get(config, \"scopes\", {})")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 3, Col: 29, Row: 11, EndCol: 35, EndRow: 11, Text: []byte("config")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{File: 3, Col: 29, Row: 11, EndCol: 35, EndRow: 11, Text: []byte("config")}},
-				&ir.MakeObjectStmt{Target: 6, Location: ir.Location{File: 3, Col: 18, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("object.get(config, \"scopes\", {})")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.StringIndex(16)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{File: 3, Col: 18, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("object.get(config, \"scopes\", {})")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 3, Col: 18, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("object.get(config, \"scopes\", {})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("scopes_config := object.get(config, \"scopes\", {})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("scopes_config := object.get(config, \"scopes\", {})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("scopes_config := object.get(config, \"scopes\", {})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 11, EndCol: 50, EndRow: 11, Text: []byte("scopes_config := object.get(config, \"scopes\", {})")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scopes_config",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scope_route_matches", Params: []ir.Local{
-			0,
-			1,
-			3,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(17)}, Target: 6, Location: ir.Location{File: 3, Col: 2, Row: 60, EndCol: 22, EndRow: 60, Text: []byte("r.path == exact_path")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.exact_path", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 7, Location: ir.Location{File: 3, Col: 2, Row: 60, EndCol: 22, EndRow: 60, Text: []byte("r.path == exact_path")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.Local(7)}, Location: ir.Location{File: 3, Col: 2, Row: 60, EndCol: 22, EndRow: 60, Text: []byte("r.path == exact_path")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.method_matches", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(5)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 2, Row: 61, EndCol: 19, EndRow: 61, Text: []byte("method_matches(r)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 61, EndCol: 19, EndRow: 61, Text: []byte("method_matches(r)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 64, EndCol: 23, EndRow: 64, Text: []byte("scope_route_matches(r)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 64, EndCol: 23, EndRow: 64, Text: []byte("scope_route_matches(r)")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(13)}, Target: 6, Location: ir.Location{File: 3, Col: 16, Row: 65, EndCol: 24, EndRow: 65, Text: []byte("r.prefix")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 3, Col: 16, Row: 65, EndCol: 24, EndRow: 65, Text: []byte("r.prefix")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 2, Row: 65, EndCol: 25, EndRow: 65, Text: []byte("path_prefixes[r.prefix]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 65, EndCol: 25, EndRow: 65, Text: []byte("path_prefixes[r.prefix]")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(9)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 65, EndCol: 25, EndRow: 65, Text: []byte("path_prefixes[r.prefix]")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.method_matches", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(5)},
-				}, Result: 10, Location: ir.Location{File: 3, Col: 2, Row: 66, EndCol: 19, EndRow: 66, Text: []byte("method_matches(r)")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 66, EndCol: 19, EndRow: 66, Text: []byte("method_matches(r)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 4, Location: ir.Location{File: 3, Col: 1, Row: 64, EndCol: 23, EndRow: 64, Text: []byte("scope_route_matches(r)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 4, Location: ir.Location{File: 3, Col: 1, Row: 64, EndCol: 23, EndRow: 64, Text: []byte("scope_route_matches(r)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 64, EndCol: 23, EndRow: 64, Text: []byte("scope_route_matches(r)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 59, EndCol: 23, EndRow: 59, Text: []byte("scope_route_matches(r)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scope_route_matches",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scope_action", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 69, EndCol: 23, EndRow: 69, Text: []byte("scope_action := \"read\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(1)}, Target: 4, Location: ir.Location{File: 3, Col: 8, Row: 70, EndCol: 28, EndRow: 70, Text: []byte("input.request.method")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(61)}, Target: 5, Location: ir.Location{File: 3, Col: 8, Row: 70, EndCol: 28, EndRow: 70, Text: []byte("input.request.method")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 8, Row: 70, EndCol: 28, EndRow: 70, Text: []byte("input.request.method")}},
-						&ir.CallStmt{Func: "upper", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-						}, Result: 7, Location: ir.Location{File: 3, Col: 2, Row: 70, EndCol: 29, EndRow: 70, Text: []byte("upper(input.request.method)")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 70, EndCol: 29, EndRow: 70, Text: []byte("upper(input.request.method)")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.scopes_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 9, Location: ir.Location{File: 3, Col: 44, Row: 70, EndCol: 57, EndRow: 70, Text: []byte("scopes_config")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 3, Col: 44, Row: 70, EndCol: 57, EndRow: 70, Text: []byte("scopes_config")}},
-						&ir.MakeArrayStmt{Capacity: 2, Target: 11, Location: ir.Location{File: 3, Col: 33, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(158)}, Array: 11, Location: ir.Location{File: 3, Col: 33, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(159)}, Array: 11, Location: ir.Location{File: 3, Col: 33, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(10)},
-							ir.Operand{Value: ir.StringIndex(157)},
-							ir.Operand{Value: ir.Local(11)},
-						}, Result: 12, Location: ir.Location{File: 3, Col: 33, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 33, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(8)},
-							ir.Operand{Value: ir.Local(13)},
-						}, Result: 14, Location: ir.Location{File: 3, Col: 2, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("upper(input.request.method) in object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(14)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 70, EndCol: 91, EndRow: 70, Text: []byte("upper(input.request.method) in object.get(scopes_config, \"read_methods\", [\"GET\", \"HEAD\"])")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(160)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 69, EndCol: 23, EndRow: 69, Text: []byte("scope_action := \"read\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 71, EndCol: 18, EndRow: 71, Text: []byte("else := \"write\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(161)}, Target: 3, Location: ir.Location{File: 3, Col: 3, Row: 71, EndCol: 18, EndRow: 71, Text: []byte("else := \"write\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 71, EndCol: 18, EndRow: 71, Text: []byte("else := \"write\"")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 3, Row: 71, EndCol: 18, EndRow: 71, Text: []byte("else := \"write\"")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 69, EndCol: 23, EndRow: 69, Text: []byte("scope_action := \"read\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scope_action",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.required_scope", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 50, EndCol: 21, EndRow: 50, Text: []byte("required_scope := \"\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.exact_path", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 3, Col: 2, Row: 51, EndCol: 40, EndRow: 51, Text: []byte("exact_path == config.routes.mint_route")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 5, Location: ir.Location{File: 3, Col: 2, Row: 51, EndCol: 40, EndRow: 51, Text: []byte("exact_path == config.routes.mint_route")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 6, Location: ir.Location{File: 3, Col: 2, Row: 51, EndCol: 40, EndRow: 51, Text: []byte("exact_path == config.routes.mint_route")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(154)}, Target: 7, Location: ir.Location{File: 3, Col: 2, Row: 51, EndCol: 40, EndRow: 51, Text: []byte("exact_path == config.routes.mint_route")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Local(7)}, Location: ir.Location{File: 3, Col: 2, Row: 51, EndCol: 40, EndRow: 51, Text: []byte("exact_path == config.routes.mint_route")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.StringIndex(20)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 50, EndCol: 21, EndRow: 50, Text: []byte("required_scope := \"\"")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("else := scopes_config.routes[i].scope")}},
-						&ir.MakeSetStmt{Target: 4, Location: ir.Location{File: 3, Col: 11, Row: 53, EndCol: 74, EndRow: 53, Text: []byte("{j | some j, r in scopes_config.routes; scope_route_matches(r)}")}},
-						&ir.BlockStmt{Blocks: []*ir.Block{
-							&ir.Block{Stmts: []ir.Stmt{
-								&ir.CallStmt{Func: "g0.data.keygate.authz.scopes_config", Args: []ir.Operand{
-									ir.Operand{Value: ir.Local(0)},
-									ir.Operand{Value: ir.Local(1)},
-								}, Result: 5, Location: ir.Location{File: 3, Col: 16, Row: 53, EndCol: 49, EndRow: 53, Text: []byte("some j, r in scopes_config.routes")}},
-								&ir.DotStmt{Source: ir.Operand{Value: ir.Local(5)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 6, Location: ir.Location{File: 3, Col: 16, Row: 53, EndCol: 49, EndRow: 53, Text: []byte("some j, r in scopes_config.routes")}},
-								&ir.ScanStmt{Source: 6, Key: 7, Value: 8, Block: &ir.Block{Stmts: []ir.Stmt{
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{File: 3, Col: 16, Row: 53, EndCol: 49, EndRow: 53, Text: []byte("some j, r in scopes_config.routes")}},
-									&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 10, Location: ir.Location{File: 3, Col: 16, Row: 53, EndCol: 49, EndRow: 53, Text: []byte("some j, r in scopes_config.routes")}},
-									&ir.CallStmt{Func: "g0.data.keygate.authz.scope_route_matches", Args: []ir.Operand{
-										ir.Operand{Value: ir.Local(0)},
-										ir.Operand{Value: ir.Local(1)},
-										ir.Operand{Value: ir.Local(10)},
-									}, Result: 11, Location: ir.Location{File: 3, Col: 51, Row: 53, EndCol: 73, EndRow: 53, Text: []byte("scope_route_matches(r)")}},
-									&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 51, Row: 53, EndCol: 73, EndRow: 53, Text: []byte("scope_route_matches(r)")}},
-									&ir.SetAddStmt{Value: ir.Operand{Value: ir.Local(9)}, Set: 4, Location: ir.Location{File: 3, Col: 11, Row: 53, EndCol: 74, EndRow: 53, Text: []byte("{j | some j, r in scopes_config.routes; scope_route_matches(r)}")}},
-								}}, Location: ir.Location{File: 3, Col: 16, Row: 53, EndCol: 49, EndRow: 53, Text: []byte("some j, r in scopes_config.routes")}},
-							}},
-						}, Location: ir.Location{File: 3, Col: 11, Row: 53, EndCol: 74, EndRow: 53, Text: []byte("{j | some j, r in scopes_config.routes; scope_route_matches(r)}")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 12, Location: ir.Location{File: 3, Col: 11, Row: 53, EndCol: 74, EndRow: 53, Text: []byte("{j | some j, r in scopes_config.routes; scope_route_matches(r)}")}},
-						&ir.CallStmt{Func: "min", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(12)},
-						}, Result: 13, Location: ir.Location{File: 3, Col: 7, Row: 53, EndCol: 75, EndRow: 53, Text: []byte("min({j | some j, r in scopes_config.routes; scope_route_matches(r)})")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 3, Col: 7, Row: 53, EndCol: 75, EndRow: 53, Text: []byte("min({j | some j, r in scopes_config.routes; scope_route_matches(r)})")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 3, Col: 2, Row: 53, EndCol: 75, EndRow: 53, Text: []byte("i := min({j | some j, r in scopes_config.routes; scope_route_matches(r)})")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.scopes_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 16, Location: ir.Location{File: 3, Col: 11, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("scopes_config.routes[i].scope")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(16)}, Key: ir.Operand{Value: ir.StringIndex(7)}, Target: 17, Location: ir.Location{File: 3, Col: 11, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("scopes_config.routes[i].scope")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(17)}, Key: ir.Operand{Value: ir.Local(15)}, Target: 18, Location: ir.Location{File: 3, Col: 11, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("scopes_config.routes[i].scope")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(18)}, Key: ir.Operand{Value: ir.StringIndex(155)}, Target: 19, Location: ir.Location{File: 3, Col: 11, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("scopes_config.routes[i].scope")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(19)}, Target: 20, Location: ir.Location{File: 3, Col: 11, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("scopes_config.routes[i].scope")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 3, Location: ir.Location{File: 3, Col: 3, Row: 52, EndCol: 40, EndRow: 52, Text: []byte("else := scopes_config.routes[i].scope")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("else := concat(\":\", [resource, scope_action])")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.scopes_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 3, Col: 28, Row: 55, EndCol: 57, EndRow: 55, Text: []byte("scopes_config.resource_prefix")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(156)}, Target: 5, Location: ir.Location{File: 3, Col: 28, Row: 55, EndCol: 57, EndRow: 55, Text: []byte("scopes_config.resource_prefix")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 28, Row: 55, EndCol: 57, EndRow: 55, Text: []byte("scopes_config.resource_prefix")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.path_prefixes", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 7, Location: ir.Location{File: 3, Col: 2, Row: 55, EndCol: 58, EndRow: 55, Text: []byte("resource := path_prefixes[scopes_config.resource_prefix]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.Local(6)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 55, EndCol: 58, EndRow: 55, Text: []byte("resource := path_prefixes[scopes_config.resource_prefix]")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 55, EndCol: 58, EndRow: 55, Text: []byte("resource := path_prefixes[scopes_config.resource_prefix]")}},
-						&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(9)},
-							ir.Operand{Value: ir.StringIndex(20)},
-						}, Result: 10, Location: ir.Location{File: 3, Col: 2, Row: 56, EndCol: 16, EndRow: 56, Text: []byte("resource != \"\"")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 56, EndCol: 16, EndRow: 56, Text: []byte("resource != \"\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.scope_action", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 11, Location: ir.Location{File: 3, Col: 34, Row: 54, EndCol: 46, EndRow: 54, Text: []byte("scope_action")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 3, Col: 34, Row: 54, EndCol: 46, EndRow: 54, Text: []byte("scope_action")}},
-						&ir.MakeArrayStmt{Capacity: 2, Target: 13, Location: ir.Location{File: 3, Col: 11, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("concat(\":\", [resource, scope_action])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(9)}, Array: 13, Location: ir.Location{File: 3, Col: 11, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("concat(\":\", [resource, scope_action])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(12)}, Array: 13, Location: ir.Location{File: 3, Col: 11, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("concat(\":\", [resource, scope_action])")}},
-						&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-							ir.Operand{Value: ir.StringIndex(65)},
-							ir.Operand{Value: ir.Local(13)},
-						}, Result: 14, Location: ir.Location{File: 3, Col: 11, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("concat(\":\", [resource, scope_action])")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 3, Col: 11, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("concat(\":\", [resource, scope_action])")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 3, Location: ir.Location{File: 3, Col: 3, Row: 54, EndCol: 48, EndRow: 54, Text: []byte("else := concat(\":\", [resource, scope_action])")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("else := object.get(scopes_config, \"default\", \"*\")")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.scopes_config", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{File: 3, Col: 22, Row: 57, EndCol: 35, EndRow: 57, Text: []byte("scopes_config")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 5, Location: ir.Location{File: 3, Col: 22, Row: 57, EndCol: 35, EndRow: 57, Text: []byte("scopes_config")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(5)},
-							ir.Operand{Value: ir.StringIndex(162)},
-							ir.Operand{Value: ir.StringIndex(163)},
-						}, Result: 6, Location: ir.Location{File: 3, Col: 11, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("object.get(scopes_config, \"default\", \"*\")")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 3, Col: 11, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("object.get(scopes_config, \"default\", \"*\")")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{File: 3, Col: 3, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("else := object.get(scopes_config, \"default\", \"*\")")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 3, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("else := object.get(scopes_config, \"default\", \"*\")")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 3, Row: 57, EndCol: 52, EndRow: 57, Text: []byte("else := object.get(scopes_config, \"default\", \"*\")")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 50, EndCol: 21, EndRow: 50, Text: []byte("required_scope := \"\"")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"required_scope",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scope_granted", Params: []ir.Local{
-			0,
-			1,
-			3,
-			4,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 29, Row: 29, EndCol: 40, EndRow: 29, Text: []byte("s in scopes")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 29, Row: 29, EndCol: 40, EndRow: 29, Text: []byte("s in scopes")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-				&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-					ir.Operand{Value: ir.StringIndex(163)},
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 29, Row: 31, EndCol: 42, EndRow: 31, Text: []byte("\"*\" in scopes")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 29, Row: 31, EndCol: 42, EndRow: 31, Text: []byte("\"*\" in scopes")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 31, EndCol: 25, EndRow: 31, Text: []byte("scope_granted(scopes, _)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 6, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(4)}, Target: 7, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.CallStmt{Func: "split", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.StringIndex(65)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 24, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("split(s, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 3, Col: 24, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("split(s, \":\")")}},
-				&ir.IsArrayStmt{Source: ir.Operand{Value: ir.Local(9)}, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.LenStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 11, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.MakeNumberIntStmt{Value: 2, Target: 10, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(11)}, B: ir.Operand{Value: ir.Local(10)}, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.MakeNumberIntStmt{Target: 12, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.AssignIntStmt{Target: 12, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.AssignIntStmt{Value: 1, Target: 12, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 15, Location: ir.Location{File: 3, Col: 2, Row: 34, EndCol: 37, EndRow: 34, Text: []byte("[resource, action] := split(s, \":\")")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 16, Location: ir.Location{File: 3, Col: 19, Row: 35, EndCol: 45, EndRow: 35, Text: []byte("concat(\":\", [\"*\", action])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(163)}, Array: 16, Location: ir.Location{File: 3, Col: 19, Row: 35, EndCol: 45, EndRow: 35, Text: []byte("concat(\":\", [\"*\", action])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(15)}, Array: 16, Location: ir.Location{File: 3, Col: 19, Row: 35, EndCol: 45, EndRow: 35, Text: []byte("concat(\":\", [\"*\", action])")}},
-				&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-					ir.Operand{Value: ir.StringIndex(65)},
-					ir.Operand{Value: ir.Local(16)},
-				}, Result: 17, Location: ir.Location{File: 3, Col: 19, Row: 35, EndCol: 45, EndRow: 35, Text: []byte("concat(\":\", [\"*\", action])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 18, Location: ir.Location{File: 3, Col: 19, Row: 35, EndCol: 45, EndRow: 35, Text: []byte("concat(\":\", [\"*\", action])")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 19, Location: ir.Location{File: 3, Col: 47, Row: 35, EndCol: 75, EndRow: 35, Text: []byte("concat(\":\", [resource, \"*\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(14)}, Array: 19, Location: ir.Location{File: 3, Col: 47, Row: 35, EndCol: 75, EndRow: 35, Text: []byte("concat(\":\", [resource, \"*\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(163)}, Array: 19, Location: ir.Location{File: 3, Col: 47, Row: 35, EndCol: 75, EndRow: 35, Text: []byte("concat(\":\", [resource, \"*\"])")}},
-				&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-					ir.Operand{Value: ir.StringIndex(65)},
-					ir.Operand{Value: ir.Local(19)},
-				}, Result: 20, Location: ir.Location{File: 3, Col: 47, Row: 35, EndCol: 75, EndRow: 35, Text: []byte("concat(\":\", [resource, \"*\"])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(20)}, Target: 21, Location: ir.Location{File: 3, Col: 47, Row: 35, EndCol: 75, EndRow: 35, Text: []byte("concat(\":\", [resource, \"*\"])")}},
-				&ir.MakeArrayStmt{Capacity: 2, Target: 22, Location: ir.Location{File: 3, Col: 18, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("[concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(18)}, Array: 22, Location: ir.Location{File: 3, Col: 18, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("[concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(21)}, Array: 22, Location: ir.Location{File: 3, Col: 18, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("[concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(22)}, Target: 23, Location: ir.Location{File: 3, Col: 18, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("[concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-				&ir.ScanStmt{Source: 23, Key: 24, Value: 25, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(24)}, Target: 26, Location: ir.Location{File: 3, Col: 2, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("some granted in [concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(25)}, Target: 27, Location: ir.Location{File: 3, Col: 2, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("some granted in [concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-					&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(27)},
-						ir.Operand{Value: ir.Local(6)},
-					}, Result: 28, Location: ir.Location{File: 3, Col: 2, Row: 36, EndCol: 19, EndRow: 36, Text: []byte("granted in scopes")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(28)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 36, EndCol: 19, EndRow: 36, Text: []byte("granted in scopes")}},
-					&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 5, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-				}}, Location: ir.Location{File: 3, Col: 2, Row: 35, EndCol: 76, EndRow: 35, Text: []byte("some granted in [concat(\":\", [\"*\", action]), concat(\":\", [resource, \"*\"])]")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 5, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 33, EndCol: 25, EndRow: 33, Text: []byte("scope_granted(scopes, s)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 29, EndCol: 25, EndRow: 29, Text: []byte("scope_granted(scopes, s)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scope_granted",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.insufficient_scope", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 22, EndCol: 19, EndRow: 22, Text: []byte("insufficient_scope")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 3, Col: 2, Row: 23, EndCol: 28, EndRow: 23, Text: []byte("scopes := input.key.scopes")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(16)}, Target: 5, Location: ir.Location{File: 3, Col: 2, Row: 23, EndCol: 28, EndRow: 23, Text: []byte("scopes := input.key.scopes")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 2, Row: 23, EndCol: 28, EndRow: 23, Text: []byte("scopes := input.key.scopes")}},
-				&ir.CallStmt{Func: "count", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-				}, Result: 7, Location: ir.Location{File: 3, Col: 2, Row: 24, EndCol: 15, EndRow: 24, Text: []byte("count(scopes)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 24, EndCol: 15, EndRow: 24, Text: []byte("count(scopes)")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 24, EndCol: 19, EndRow: 24, Text: []byte("count(scopes) > 0")}},
-				&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.Local(9)},
-				}, Result: 10, Location: ir.Location{File: 3, Col: 2, Row: 24, EndCol: 19, EndRow: 24, Text: []byte("count(scopes) > 0")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(10)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 24, EndCol: 19, EndRow: 24, Text: []byte("count(scopes) > 0")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.required_scope", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 11, Location: ir.Location{File: 3, Col: 2, Row: 25, EndCol: 16, EndRow: 25, Text: []byte("required_scope")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 3, Col: 2, Row: 25, EndCol: 16, EndRow: 25, Text: []byte("required_scope")}},
-				&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(12)},
-					ir.Operand{Value: ir.StringIndex(20)},
-				}, Result: 13, Location: ir.Location{File: 3, Col: 2, Row: 25, EndCol: 22, EndRow: 25, Text: []byte("required_scope != \"\"")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(13)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 25, EndCol: 22, EndRow: 25, Text: []byte("required_scope != \"\"")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.required_scope", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 14, Location: ir.Location{File: 3, Col: 28, Row: 26, EndCol: 42, EndRow: 26, Text: []byte("required_scope")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{File: 3, Col: 28, Row: 26, EndCol: 42, EndRow: 26, Text: []byte("required_scope")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.scope_granted", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-						ir.Operand{Value: ir.Local(6)},
-						ir.Operand{Value: ir.Local(15)},
-					}, Result: 16, Location: ir.Location{File: 3, Col: 2, Row: 26, EndCol: 43, EndRow: 26, Text: []byte("not scope_granted(scopes, required_scope)")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(16)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 26, EndCol: 43, EndRow: 26, Text: []byte("not scope_granted(scopes, required_scope)")}},
-				}}, Location: ir.Location{File: 3, Col: 2, Row: 26, EndCol: 43, EndRow: 26, Text: []byte("not scope_granted(scopes, required_scope)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 22, EndCol: 19, EndRow: 22, Text: []byte("insufficient_scope")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 22, EndCol: 19, EndRow: 22, Text: []byte("insufficient_scope")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 22, EndCol: 19, EndRow: 22, Text: []byte("insufficient_scope")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 22, EndCol: 19, EndRow: 22, Text: []byte("insufficient_scope")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"insufficient_scope",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.usage_exhausted", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 100, EndCol: 16, EndRow: 100, Text: []byte("usage_exhausted")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 21, EndRow: 101, Text: []byte("input.key.remaining")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(78)}, Target: 5, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 21, EndRow: 101, Text: []byte("input.key.remaining")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 21, EndRow: 101, Text: []byte("input.key.remaining")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 7, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 26, EndRow: 101, Text: []byte("input.key.remaining <= 0")}},
-				&ir.CallStmt{Func: "lte", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 26, EndRow: 101, Text: []byte("input.key.remaining <= 0")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 101, EndCol: 26, EndRow: 101, Text: []byte("input.key.remaining <= 0")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route_cost", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 9, Location: ir.Location{File: 3, Col: 13, Row: 102, EndCol: 23, EndRow: 102, Text: []byte("route_cost")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 10, Location: ir.Location{File: 3, Col: 13, Row: 102, EndCol: 23, EndRow: 102, Text: []byte("route_cost")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 11, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 36, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(10)},
-					ir.Operand{Value: ir.StringIndex(72)},
-					ir.Operand{Value: ir.Local(11)},
-				}, Result: 12, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 36, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 36, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0)")}},
-				&ir.MakeNumberRefStmt{Index: 23, Target: 14, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 40, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.CallStmt{Func: "gt", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(13)},
-					ir.Operand{Value: ir.Local(14)},
-				}, Result: 15, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 40, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(15)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{File: 3, Col: 2, Row: 102, EndCol: 40, EndRow: 102, Text: []byte("object.get(route_cost, \"quota\", 0) > 0")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 100, EndCol: 16, EndRow: 100, Text: []byte("usage_exhausted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 100, EndCol: 16, EndRow: 100, Text: []byte("usage_exhausted")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 100, EndCol: 16, EndRow: 100, Text: []byte("usage_exhausted")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 100, EndCol: 16, EndRow: 100, Text: []byte("usage_exhausted")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"usage_exhausted",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.key_denial", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.BlockStmt{Blocks: []*ir.Block{
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("key_denial := credential_denials[input.credential.status]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 4, Location: ir.Location{Col: 2, Row: 195, EndCol: 25, EndRow: 195, Text: []byte("input.credential.status")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 195, EndCol: 25, EndRow: 195, Text: []byte("input.credential.status")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 195, EndCol: 25, EndRow: 195, Text: []byte("input.credential.status")}},
-						&ir.MakeSetStmt{Target: 7, Location: ir.Location{Col: 2, Row: 195, EndCol: 53, EndRow: 195, Text: []byte("input.credential.status in {\"ambiguous\", \"missing\"}")}},
-						&ir.SetAddStmt{Value: ir.Operand{Value: ir.StringIndex(112)}, Set: 7, Location: ir.Location{Col: 2, Row: 195, EndCol: 53, EndRow: 195, Text: []byte("input.credential.status in {\"ambiguous\", \"missing\"}")}},
-						&ir.SetAddStmt{Value: ir.Operand{Value: ir.StringIndex(113)}, Set: 7, Location: ir.Location{Col: 2, Row: 195, EndCol: 53, EndRow: 195, Text: []byte("input.credential.status in {\"ambiguous\", \"missing\"}")}},
-						&ir.CallStmt{Func: "internal.member_2", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.Local(7)},
-						}, Result: 8, Location: ir.Location{Col: 2, Row: 195, EndCol: 53, EndRow: 195, Text: []byte("input.credential.status in {\"ambiguous\", \"missing\"}")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(8)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 195, EndCol: 53, EndRow: 195, Text: []byte("input.credential.status in {\"ambiguous\", \"missing\"}")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 9, Location: ir.Location{Col: 34, Row: 194, EndCol: 57, EndRow: 194, Text: []byte("input.credential.status")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(9)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 10, Location: ir.Location{Col: 34, Row: 194, EndCol: 57, EndRow: 194, Text: []byte("input.credential.status")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{Col: 34, Row: 194, EndCol: 57, EndRow: 194, Text: []byte("input.credential.status")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.credential_denials", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 12, Location: ir.Location{Col: 15, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("credential_denials[input.credential.status]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(12)}, Key: ir.Operand{Value: ir.Local(11)}, Target: 13, Location: ir.Location{Col: 15, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("credential_denials[input.credential.status]")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{Col: 15, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("credential_denials[input.credential.status]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 3, Location: ir.Location{Col: 1, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("key_denial := credential_denials[input.credential.status]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.credential_not_accepted", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 197, EndCol: 25, EndRow: 197, Text: []byte("credential_not_accepted")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 197, EndCol: 25, EndRow: 197, Text: []byte("credential_not_accepted")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(126)}, Array: 5, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(127)}, Array: 5, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 196, EndCol: 75, EndRow: 196, Text: []byte("else := [\"errors\", \"CREDENTIAL_NOT_ACCEPTED\", \"credential_not_accepted\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("else := object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 4, Location: ir.Location{Col: 2, Row: 199, EndCol: 25, EndRow: 199, Text: []byte("input.credential.status")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 199, EndCol: 25, EndRow: 199, Text: []byte("input.credential.status")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 2, Row: 199, EndCol: 25, EndRow: 199, Text: []byte("input.credential.status")}},
-						&ir.CallStmt{Func: "neq", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(6)},
-							ir.Operand{Value: ir.StringIndex(86)},
-						}, Result: 7, Location: ir.Location{Col: 2, Row: 199, EndCol: 36, EndRow: 199, Text: []byte("input.credential.status != \"found\"")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(7)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 199, EndCol: 36, EndRow: 199, Text: []byte("input.credential.status != \"found\"")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.credential_denials", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 8, Location: ir.Location{Col: 22, Row: 198, EndCol: 40, EndRow: 198, Text: []byte("credential_denials")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 22, Row: 198, EndCol: 40, EndRow: 198, Text: []byte("credential_denials")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(111)}, Target: 10, Location: ir.Location{Col: 42, Row: 198, EndCol: 65, EndRow: 198, Text: []byte("input.credential.status")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(10)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 11, Location: ir.Location{Col: 42, Row: 198, EndCol: 65, EndRow: 198, Text: []byte("input.credential.status")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{Col: 42, Row: 198, EndCol: 65, EndRow: 198, Text: []byte("input.credential.status")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 13, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 13, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(128)}, Array: 13, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(129)}, Array: 13, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.CallStmt{Func: "object.get", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(9)},
-							ir.Operand{Value: ir.Local(12)},
-							ir.Operand{Value: ir.Local(13)},
-						}, Result: 14, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(14)}, Target: 15, Location: ir.Location{Col: 11, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(15)}, Target: 3, Location: ir.Location{Col: 3, Row: 198, EndCol: 112, EndRow: 198, Text: []byte("else := object.get(credential_denials, input.credential.status, [\"errors\", \"INVALID_API_KEY\", \"key_invalid\"])")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{Col: 2, Row: 201, EndCol: 19, EndRow: 201, Text: []byte("input.key.revoked")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(130)}, Target: 5, Location: ir.Location{Col: 2, Row: 201, EndCol: 19, EndRow: 201, Text: []byte("input.key.revoked")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 201, EndCol: 19, EndRow: 201, Text: []byte("input.key.revoked")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(131)}, Array: 6, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(132)}, Array: 6, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 3, Row: 200, EndCol: 55, EndRow: 200, Text: []byte("else := [\"errors\", \"API_KEY_REVOKED\", \"key_revoked\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{Col: 2, Row: 203, EndCol: 19, EndRow: 203, Text: []byte("input.key.expired")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(133)}, Target: 5, Location: ir.Location{Col: 2, Row: 203, EndCol: 19, EndRow: 203, Text: []byte("input.key.expired")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 203, EndCol: 19, EndRow: 203, Text: []byte("input.key.expired")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(134)}, Array: 6, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(135)}, Array: 6, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 3, Row: 202, EndCol: 55, EndRow: 202, Text: []byte("else := [\"errors\", \"API_KEY_EXPIRED\", \"key_expired\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-						&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(58)}, Target: 4, Location: ir.Location{Col: 2, Row: 205, EndCol: 23, EndRow: 205, Text: []byte("not input.site.active")}},
-							&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(100)}, Target: 5, Location: ir.Location{Col: 2, Row: 205, EndCol: 23, EndRow: 205, Text: []byte("not input.site.active")}},
-							&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 205, EndCol: 23, EndRow: 205, Text: []byte("not input.site.active")}},
-						}}, Location: ir.Location{Col: 2, Row: 205, EndCol: 23, EndRow: 205, Text: []byte("not input.site.active")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(102)}, Array: 6, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(136)}, Array: 6, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 3, Row: 204, EndCol: 55, EndRow: 204, Text: []byte("else := [\"errors\", \"SITE_INACTIVE\", \"site_inactive\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 4, Location: ir.Location{Col: 2, Row: 207, EndCol: 36, EndRow: 207, Text: []byte("input.account.status == \"inactive\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 207, EndCol: 36, EndRow: 207, Text: []byte("input.account.status == \"inactive\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.StringIndex(104)}, Location: ir.Location{Col: 2, Row: 207, EndCol: 36, EndRow: 207, Text: []byte("input.account.status == \"inactive\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(105)}, Array: 6, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(137)}, Array: 6, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 3, Row: 206, EndCol: 71, EndRow: 206, Text: []byte("else := [\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscription_inactive\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(55)}, Target: 4, Location: ir.Location{Col: 2, Row: 209, EndCol: 41, EndRow: 209, Text: []byte("input.account.status == \"trial_expired\"")}},
-						&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(43)}, Target: 5, Location: ir.Location{Col: 2, Row: 209, EndCol: 41, EndRow: 209, Text: []byte("input.account.status == \"trial_expired\"")}},
-						&ir.EqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.StringIndex(107)}, Location: ir.Location{Col: 2, Row: 209, EndCol: 41, EndRow: 209, Text: []byte("input.account.status == \"trial_expired\"")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 6, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 6, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(108)}, Array: 6, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(107)}, Array: 6, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 3, Row: 208, EndCol: 55, EndRow: 208, Text: []byte("else := [\"errors\", \"TRIAL_EXPIRED\", \"trial_expired\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.plan_without_api", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 211, EndCol: 18, EndRow: 211, Text: []byte("plan_without_api")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 211, EndCol: 18, EndRow: 211, Text: []byte("plan_without_api")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(139)}, Array: 5, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(140)}, Array: 5, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 210, EndCol: 58, EndRow: 210, Text: []byte("else := [\"errors\", \"PLAN_REQUIRED\", \"plan_without_api\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.route_not_in_plan", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 213, EndCol: 19, EndRow: 213, Text: []byte("route_not_in_plan")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 213, EndCol: 19, EndRow: 213, Text: []byte("route_not_in_plan")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(141)}, Array: 5, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(142)}, Array: 5, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 212, EndCol: 65, EndRow: 212, Text: []byte("else := [\"errors\", \"ROUTE_PLAN_REQUIRED\", \"route_not_in_plan\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.site_mismatch", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 215, EndCol: 15, EndRow: 215, Text: []byte("site_mismatch")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 215, EndCol: 15, EndRow: 215, Text: []byte("site_mismatch")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(145)}, Array: 5, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(146)}, Array: 5, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 214, EndCol: 55, EndRow: 214, Text: []byte("else := [\"errors\", \"SITE_MISMATCH\", \"site_mismatch\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.mode_mismatch", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 217, EndCol: 15, EndRow: 217, Text: []byte("mode_mismatch")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 217, EndCol: 15, EndRow: 217, Text: []byte("mode_mismatch")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(148)}, Array: 5, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(149)}, Array: 5, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 216, EndCol: 55, EndRow: 216, Text: []byte("else := [\"errors\", \"MODE_MISMATCH\", \"mode_mismatch\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.ip_not_allowed", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 219, EndCol: 16, EndRow: 219, Text: []byte("ip_not_allowed")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 219, EndCol: 16, EndRow: 219, Text: []byte("ip_not_allowed")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(152)}, Array: 5, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(153)}, Array: 5, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 218, EndCol: 57, EndRow: 218, Text: []byte("else := [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.insufficient_scope", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 221, EndCol: 20, EndRow: 221, Text: []byte("insufficient_scope")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 221, EndCol: 20, EndRow: 221, Text: []byte("insufficient_scope")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(164)}, Array: 5, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(165)}, Array: 5, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 220, EndCol: 65, EndRow: 220, Text: []byte("else := [\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsUndefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.CallStmt{Func: "g0.data.keygate.authz.usage_exhausted", Args: []ir.Operand{
-							ir.Operand{Value: ir.Local(0)},
-							ir.Operand{Value: ir.Local(1)},
-						}, Result: 4, Location: ir.Location{Col: 2, Row: 223, EndCol: 17, EndRow: 223, Text: []byte("usage_exhausted")}},
-						&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 223, EndCol: 17, EndRow: 223, Text: []byte("usage_exhausted")}},
-						&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(166)}, Array: 5, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(167)}, Array: 5, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 3, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-					}},
-					&ir.Block{Stmts: []ir.Stmt{
-						&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-						&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 3, Row: 222, EndCol: 59, EndRow: 222, Text: []byte("else := [\"errors\", \"USAGE_EXHAUSTED\", \"usage_exhausted\"]")}},
-					}},
-				}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 194, EndCol: 58, EndRow: 194, Text: []byte("key_denial := credential_denials[input.credential.status]")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"key_denial",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scope_denial", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 133, EndCol: 13, EndRow: 133, Text: []byte("scope_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{File: 3, Col: 17, Row: 133, EndCol: 54, EndRow: 133, Text: []byte("key_denial[1] == \"INSUFFICIENT_SCOPE\"")}},
-				&ir.MakeNumberRefStmt{Index: 63, Target: 5, Location: ir.Location{File: 3, Col: 17, Row: 133, EndCol: 54, EndRow: 133, Text: []byte("key_denial[1] == \"INSUFFICIENT_SCOPE\"")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 17, Row: 133, EndCol: 54, EndRow: 133, Text: []byte("key_denial[1] == \"INSUFFICIENT_SCOPE\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(6)}, B: ir.Operand{Value: ir.StringIndex(164)}, Location: ir.Location{File: 3, Col: 17, Row: 133, EndCol: 54, EndRow: 133, Text: []byte("key_denial[1] == \"INSUFFICIENT_SCOPE\"")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Bool(true)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 133, EndCol: 13, EndRow: 133, Text: []byte("scope_denial")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 133, EndCol: 13, EndRow: 133, Text: []byte("scope_denial")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 133, EndCol: 13, EndRow: 133, Text: []byte("scope_denial")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 133, EndCol: 13, EndRow: 133, Text: []byte("scope_denial")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scope_denial",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.scope_denial_decision", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("scope_denial_decision := object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 4, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 4, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(164)}, Array: 4, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(165)}, Array: 4, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.deny_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(4)},
-				}, Result: 5, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{File: 3, Col: 7, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{File: 3, Col: 2, Row: 140, EndCol: 72, EndRow: 140, Text: []byte("d := deny_with([\"errors\", \"INSUFFICIENT_SCOPE\", \"insufficient_scope\"])")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(45)}, Target: 8, Location: ir.Location{File: 3, Col: 64, Row: 139, EndCol: 70, EndRow: 139, Text: []byte("d.body")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{File: 3, Col: 64, Row: 139, EndCol: 70, EndRow: 139, Text: []byte("d.body")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.required_scope", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 10, Location: ir.Location{File: 3, Col: 91, Row: 139, EndCol: 105, EndRow: 139, Text: []byte("required_scope")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{File: 3, Col: 91, Row: 139, EndCol: 105, EndRow: 139, Text: []byte("required_scope")}},
-				&ir.MakeObjectStmt{Target: 12, Location: ir.Location{File: 3, Col: 51, Row: 139, EndCol: 107, EndRow: 139, Text: []byte("object.union(d.body, {\"required_scope\": required_scope})")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(168)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 12, Location: ir.Location{File: 3, Col: 51, Row: 139, EndCol: 107, EndRow: 139, Text: []byte("object.union(d.body, {\"required_scope\": required_scope})")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(9)},
-					ir.Operand{Value: ir.Local(12)},
-				}, Result: 13, Location: ir.Location{File: 3, Col: 51, Row: 139, EndCol: 107, EndRow: 139, Text: []byte("object.union(d.body, {\"required_scope\": required_scope})")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(13)}, Target: 14, Location: ir.Location{File: 3, Col: 51, Row: 139, EndCol: 107, EndRow: 139, Text: []byte("object.union(d.body, {\"required_scope\": required_scope})")}},
-				&ir.MakeObjectStmt{Target: 15, Location: ir.Location{File: 3, Col: 26, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(45)}, Value: ir.Operand{Value: ir.Local(14)}, Object: 15, Location: ir.Location{File: 3, Col: 26, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.CallStmt{Func: "object.union", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(7)},
-					ir.Operand{Value: ir.Local(15)},
-				}, Result: 16, Location: ir.Location{File: 3, Col: 26, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(16)}, Target: 17, Location: ir.Location{File: 3, Col: 26, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(17)}, Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("scope_denial_decision := object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{File: 3, Col: 1, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("scope_denial_decision := object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{File: 3, Col: 1, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("scope_denial_decision := object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{File: 3, Col: 1, Row: 139, EndCol: 109, EndRow: 139, Text: []byte("scope_denial_decision := object.union(d, {\"body\": object.union(d.body, {\"required_scope\": required_scope})})")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"scope_denial_decision",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.key_headers", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.MakeObjectStmt{Target: 2, Location: ir.Location{Col: 1, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("key_headers[\"x-keygate-concurrency\"] := format_int(plan.concurrency, 10)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("key_headers[\"x-keygate-concurrency\"] := format_int(plan.concurrency, 10)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.plan", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 77, Row: 329, EndCol: 93, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(169)}, Target: 5, Location: ir.Location{Col: 77, Row: 329, EndCol: 93, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 77, Row: 329, EndCol: 93, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.plan", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{Col: 52, Row: 329, EndCol: 68, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(6)}, Key: ir.Operand{Value: ir.StringIndex(169)}, Target: 7, Location: ir.Location{Col: 52, Row: 329, EndCol: 68, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 52, Row: 329, EndCol: 68, EndRow: 329, Text: []byte("plan.concurrency")}},
-				&ir.MakeNumberRefStmt{Index: 170, Target: 9, Location: ir.Location{Col: 41, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("format_int(plan.concurrency, 10)")}},
-				&ir.CallStmt{Func: "format_int", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(8)},
-					ir.Operand{Value: ir.Local(9)},
-				}, Result: 10, Location: ir.Location{Col: 41, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("format_int(plan.concurrency, 10)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 11, Location: ir.Location{Col: 41, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("format_int(plan.concurrency, 10)")}},
-				&ir.ObjectInsertOnceStmt{Key: ir.Operand{Value: ir.StringIndex(171)}, Value: ir.Operand{Value: ir.Local(11)}, Object: 2, Location: ir.Location{Col: 1, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("key_headers[\"x-keygate-concurrency\"] := format_int(plan.concurrency, 10)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{File: 3, Col: 1, Row: 126, EndCol: 27, EndRow: 126, Text: []byte("key_headers[name] := value")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{File: 3, Col: 2, Row: 127, EndCol: 33, EndRow: 127, Text: []byte("some k, value in input.key.meta")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(172)}, Target: 5, Location: ir.Location{File: 3, Col: 2, Row: 127, EndCol: 33, EndRow: 127, Text: []byte("some k, value in input.key.meta")}},
-				&ir.ScanStmt{Source: 5, Key: 6, Value: 7, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 8, Location: ir.Location{File: 3, Col: 2, Row: 127, EndCol: 33, EndRow: 127, Text: []byte("some k, value in input.key.meta")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 9, Location: ir.Location{File: 3, Col: 2, Row: 127, EndCol: 33, EndRow: 127, Text: []byte("some k, value in input.key.meta")}},
-					&ir.MakeArrayStmt{Capacity: 2, Target: 10, Location: ir.Location{File: 3, Col: 10, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(173)}, Array: 10, Location: ir.Location{File: 3, Col: 10, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.Local(8)}, Array: 10, Location: ir.Location{File: 3, Col: 10, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.CallStmt{Func: "concat", Args: []ir.Operand{
-						ir.Operand{Value: ir.StringIndex(20)},
-						ir.Operand{Value: ir.Local(10)},
-					}, Result: 11, Location: ir.Location{File: 3, Col: 10, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 12, Location: ir.Location{File: 3, Col: 10, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(12)}, Target: 13, Location: ir.Location{File: 3, Col: 2, Row: 128, EndCol: 44, EndRow: 128, Text: []byte("name := concat(\"\", [\"x-keygate-meta-\", k])")}},
-					&ir.ObjectInsertOnceStmt{Key: ir.Operand{Value: ir.Local(13)}, Value: ir.Operand{Value: ir.Local(9)}, Object: 2, Location: ir.Location{File: 3, Col: 1, Row: 126, EndCol: 27, EndRow: 126, Text: []byte("key_headers[name] := value")}},
-				}}, Location: ir.Location{File: 3, Col: 2, Row: 127, EndCol: 33, EndRow: 127, Text: []byte("some k, value in input.key.meta")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 325, EndCol: 27, EndRow: 325, Text: []byte("key_headers[name] := value")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(0)}, Key: ir.Operand{Value: ir.StringIndex(26)}, Target: 4, Location: ir.Location{Col: 42, Row: 326, EndCol: 56, EndRow: 326, Text: []byte("input.key.mode")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(4)}, Key: ir.Operand{Value: ir.StringIndex(54)}, Target: 5, Location: ir.Location{Col: 42, Row: 326, EndCol: 56, EndRow: 326, Text: []byte("input.key.mode")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 42, Row: 326, EndCol: 56, EndRow: 326, Text: []byte("input.key.mode")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.config", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 7, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(7)}, Key: ir.Operand{Value: ir.StringIndex(174)}, Target: 8, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-				&ir.DotStmt{Source: ir.Operand{Value: ir.Local(8)}, Key: ir.Operand{Value: ir.Local(6)}, Target: 9, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-				&ir.ScanStmt{Source: 9, Key: 10, Value: 11, Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(10)}, Target: 12, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-					&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(11)}, Target: 13, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-					&ir.ObjectInsertOnceStmt{Key: ir.Operand{Value: ir.Local(12)}, Value: ir.Operand{Value: ir.Local(13)}, Object: 2, Location: ir.Location{Col: 1, Row: 325, EndCol: 27, EndRow: 325, Text: []byte("key_headers[name] := value")}},
-				}}, Location: ir.Location{Col: 2, Row: 326, EndCol: 57, EndRow: 326, Text: []byte("some name, value in config.mode_headers[input.key.mode]")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 329, EndCol: 73, EndRow: 329, Text: []byte("key_headers[\"x-keygate-concurrency\"] := format_int(plan.concurrency, 10)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"key_headers",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.key_route_decision", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("key_route_decision := deny_with(key_denial)")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 2, Row: 180, EndCol: 12, EndRow: 180, Text: []byte("key_denial")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 180, EndCol: 12, EndRow: 180, Text: []byte("key_denial")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.scope_denial", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 5, Location: ir.Location{Col: 2, Row: 181, EndCol: 18, EndRow: 181, Text: []byte("not scope_denial")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(5)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 2, Row: 181, EndCol: 18, EndRow: 181, Text: []byte("not scope_denial")}},
-				}}, Location: ir.Location{Col: 2, Row: 181, EndCol: 18, EndRow: 181, Text: []byte("not scope_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 6, Location: ir.Location{Col: 33, Row: 179, EndCol: 43, EndRow: 179, Text: []byte("key_denial")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{Col: 33, Row: 179, EndCol: 43, EndRow: 179, Text: []byte("key_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.deny_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(7)},
-				}, Result: 8, Location: ir.Location{Col: 23, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("deny_with(key_denial)")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 9, Location: ir.Location{Col: 23, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("deny_with(key_denial)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(9)}, Target: 3, Location: ir.Location{Col: 1, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("key_route_decision := deny_with(key_denial)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("key_route_decision := deny_with(key_denial)")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("key_route_decision := deny_with(key_denial)")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("key_route_decision := scope_denial_decision")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.scope_denial", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 48, Row: 184, EndCol: 60, EndRow: 184, Text: []byte("scope_denial")}},
-				&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 48, Row: 184, EndCol: 60, EndRow: 184, Text: []byte("scope_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.scope_denial_decision", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 5, Location: ir.Location{Col: 23, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("scope_denial_decision")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 23, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("scope_denial_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 1, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("key_route_decision := scope_denial_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("key_route_decision := scope_denial_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 184, EndCol: 44, EndRow: 184, Text: []byte("key_route_decision := scope_denial_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("key_route_decision := allow_with(key_headers, \"key_route\")")}},
-				&ir.NotStmt{Block: &ir.Block{Stmts: []ir.Stmt{
-					&ir.CallStmt{Func: "g0.data.keygate.authz.key_denial", Args: []ir.Operand{
-						ir.Operand{Value: ir.Local(0)},
-						ir.Operand{Value: ir.Local(1)},
-					}, Result: 4, Location: ir.Location{Col: 63, Row: 186, EndCol: 77, EndRow: 186, Text: []byte("not key_denial")}},
-					&ir.NotEqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.Bool(false)}, Location: ir.Location{Col: 63, Row: 186, EndCol: 77, EndRow: 186, Text: []byte("not key_denial")}},
-				}}, Location: ir.Location{Col: 63, Row: 186, EndCol: 77, EndRow: 186, Text: []byte("not key_denial")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_headers", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 5, Location: ir.Location{Col: 34, Row: 186, EndCol: 45, EndRow: 186, Text: []byte("key_headers")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 34, Row: 186, EndCol: 45, EndRow: 186, Text: []byte("key_headers")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.allow_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(6)},
-					ir.Operand{Value: ir.StringIndex(175)},
-				}, Result: 7, Location: ir.Location{Col: 23, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("allow_with(key_headers, \"key_route\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 8, Location: ir.Location{Col: 23, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("allow_with(key_headers, \"key_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(8)}, Target: 3, Location: ir.Location{Col: 1, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("key_route_decision := allow_with(key_headers, \"key_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("key_route_decision := allow_with(key_headers, \"key_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 186, EndCol: 59, EndRow: 186, Text: []byte("key_route_decision := allow_with(key_headers, \"key_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 1, Row: 179, EndCol: 44, EndRow: 179, Text: []byte("key_route_decision := deny_with(key_denial)")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"key_route_decision",
-		}},
-		&ir.Func{Name: "g0.data.keygate.authz.decision", Params: []ir.Local{
-			0,
-			1,
-		}, Return: 2, Blocks: []*ir.Block{
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("decision := deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 70, Row: 29, EndCol: 93, EndRow: 29, Text: []byte("route == \"invalid_path\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.StringIndex(21)}, Location: ir.Location{Col: 70, Row: 29, EndCol: 93, EndRow: 29, Text: []byte("route == \"invalid_path\"")}},
-				&ir.MakeArrayStmt{Capacity: 3, Target: 5, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(51)}, Array: 5, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(52)}, Array: 5, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.ArrayAppendStmt{Value: ir.Operand{Value: ir.StringIndex(21)}, Array: 5, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.deny_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(5)},
-				}, Result: 6, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{Col: 13, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 1, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("decision := deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("decision := deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 29, EndCol: 66, EndRow: 29, Text: []byte("decision := deny_with([\"errors\", \"INVALID_PATH\", \"invalid_path\"])")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("decision := allow_with({}, \"public_route\")")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 47, Row: 31, EndCol: 64, EndRow: 31, Text: []byte("route == \"public\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.StringIndex(24)}, Location: ir.Location{Col: 47, Row: 31, EndCol: 64, EndRow: 31, Text: []byte("route == \"public\"")}},
-				&ir.MakeObjectStmt{Target: 5, Location: ir.Location{Col: 13, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("allow_with({}, \"public_route\")")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.allow_with", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-					ir.Operand{Value: ir.Local(5)},
-					ir.Operand{Value: ir.StringIndex(82)},
-				}, Result: 6, Location: ir.Location{Col: 13, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("allow_with({}, \"public_route\")")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 7, Location: ir.Location{Col: 13, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("allow_with({}, \"public_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 3, Location: ir.Location{Col: 1, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("decision := allow_with({}, \"public_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("decision := allow_with({}, \"public_route\")")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 31, EndCol: 43, EndRow: 31, Text: []byte("decision := allow_with({}, \"public_route\")")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("decision := site_route_decision")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 36, Row: 33, EndCol: 58, EndRow: 33, Text: []byte("route == \"public_site\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.StringIndex(25)}, Location: ir.Location{Col: 36, Row: 33, EndCol: 58, EndRow: 33, Text: []byte("route == \"public_site\"")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.site_route_decision", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 5, Location: ir.Location{Col: 13, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("site_route_decision")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 13, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("site_route_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 1, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("decision := site_route_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("decision := site_route_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 33, EndCol: 32, EndRow: 33, Text: []byte("decision := site_route_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ResetLocalStmt{Target: 3, Location: ir.Location{Col: 1, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("decision := key_route_decision")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.route", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 4, Location: ir.Location{Col: 35, Row: 35, EndCol: 49, EndRow: 35, Text: []byte("route == \"key\"")}},
-				&ir.EqualStmt{A: ir.Operand{Value: ir.Local(4)}, B: ir.Operand{Value: ir.StringIndex(26)}, Location: ir.Location{Col: 35, Row: 35, EndCol: 49, EndRow: 35, Text: []byte("route == \"key\"")}},
-				&ir.CallStmt{Func: "g0.data.keygate.authz.key_route_decision", Args: []ir.Operand{
-					ir.Operand{Value: ir.Local(0)},
-					ir.Operand{Value: ir.Local(1)},
-				}, Result: 5, Location: ir.Location{Col: 13, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("key_route_decision")}},
-				&ir.AssignVarStmt{Source: ir.Operand{Value: ir.Local(5)}, Target: 6, Location: ir.Location{Col: 13, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("key_route_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(6)}, Target: 3, Location: ir.Location{Col: 1, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("decision := key_route_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsDefinedStmt{Source: 3, Location: ir.Location{Col: 1, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("decision := key_route_decision")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(3)}, Target: 2, Location: ir.Location{Col: 1, Row: 35, EndCol: 31, EndRow: 35, Text: []byte("decision := key_route_decision")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.IsUndefinedStmt{Source: 2, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.MakeObjectStmt{Target: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(49)}, Value: ir.Operand{Value: ir.Bool(false)}, Object: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(27)}, Value: ir.Operand{Value: ir.StringIndex(176)}, Object: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(30)}, Value: ir.Operand{Value: ir.StringIndex(177)}, Object: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(50)}, Value: ir.Operand{Value: ir.StringIndex(162)}, Object: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.MakeNumberRefStmt{Index: 178, Target: 8, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.ObjectInsertStmt{Key: ir.Operand{Value: ir.StringIndex(43)}, Value: ir.Operand{Value: ir.Local(8)}, Object: 7, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-				&ir.AssignVarOnceStmt{Source: ir.Operand{Value: ir.Local(7)}, Target: 2, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-			}},
-			&ir.Block{Stmts: []ir.Stmt{
-				&ir.ReturnLocalStmt{Source: 2, Location: ir.Location{Col: 9, Row: 21, EndCol: 2, EndRow: 27, Text: []byte("decision := {\n\t\"allow\": false,\n\t\"status\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"The policy reached no decision\",\n\t\"rule\": \"default\",\n}")}},
-			}},
-		}, Path: []string{
-			"g0",
-			"keygate",
-			"authz",
-			"decision",
-		}},
-	}}},
+	image: "\x01\xad\x01\xd6\x01\x18>\x96\x01\xe4\x02\xa2\r\x83\x06\xbc\x02<.\x05\akeygate\x06config\x06routes\fpubli" +
+		"c_paths\x0fpublic_prefixes\x14public_site_prefixes\x14sit" +
+		"e_scoped_prefixes\vplan_routes\x06prefix\x06limits\x05cost" +
+		"s\x06scopes\x04path\x01/\x00\arequest\apath_ok\vcase_folded\bpre" +
+		"fixes\nexact_path\finvalid_path\x06public\vpublic_site" +
+		"\x03key\aheaders\fx-request-id\nrequest_id\x11problem_typ" +
+		"e_base\x01_\x01-\vabout:blank\nbody_shape\fcode_message\am" +
+		"essage\x04code\ferror_object\x05error\aproblem\x05title\x04typ" +
+		"e\x06status\x06detail\fcontent_type\x18application/problem" +
+		"+json\x10application/json\x04body\x05allow\x04rule\x11strip_cre" +
+		"dentials\aaccount\x04site\x04plan\x05plans\amethods\x06method\x04" +
+		"rate\fdefault_cost\x05burst\x04mode\x05{key}\x01:\x06period\x021m\x04c" +
+		"ost\x04kind\x05limit\rquota_counter\x12site:{site}:{mode}\x06" +
+		"{site}\x06{mode}\x05quota\x05month\tremaining\x10keep_credent" +
+		"ials\tspend_use\x02*.\fdefault_port\x04host\x04port\x03://\x06sch" +
+		"eme\x06origin\x04http\x05https\adomains\vunavailable\x06errors" +
+		"\x11AUTHZ_UNAVAILABLE\x17public_site_unavailable\x05found" +
+		"\x12DOMAIN_NOT_ALLOWED\x13public_site_unknown\x12domain_n" +
+		"ot_allowed\x06active\rpublic_errors\rSITE_INACTIVE\x14pu" +
+		"blic_site_inactive\binactive\x15SUBSCRIPTION_INACTIV" +
+		"E\x1cpublic_subscription_inactive\rtrial_expired\rTRI" +
+		"AL_EXPIRED\x14public_trial_expired\x11public_site_rout" +
+		"e\x15AMBIGUOUS_CREDENTIALS\x14credential_ambiguous\rTOK" +
+		"EN_EXPIRED\rtoken_expired\rINVALID_TOKEN\rtoken_inv" +
+		"alid\x0fMISSING_API_KEY\x12credential_missing\x11store_un" +
+		"available\tambiguous\rexpired_token\rinvalid_token\a" +
+		"missing\vcredentials\ncredential\x03api\x11own_site_pref" +
+		"ixes\x02id\nhost_modes\x0eclient_address\rallowed_cidrs\x03" +
+		"GET\x04HEAD\fread_methods\x04read\x05write\nmint_route\x05scop" +
+		"e\x0fresource_prefix\adefault\x01*\x17CREDENTIAL_NOT_ACCEP" +
+		"TED\x17credential_not_accepted\x0fINVALID_API_KEY\vkey_" +
+		"invalid\arevoked\x0fAPI_KEY_REVOKED\vkey_revoked\aexpi" +
+		"red\x0fAPI_KEY_EXPIRED\vkey_expired\rsite_inactive\x15su" +
+		"bscription_inactive\rPLAN_REQUIRED\x10plan_without_a" +
+		"pi\x13ROUTE_PLAN_REQUIRED\x11route_not_in_plan\rSITE_MI" +
+		"SMATCH\rsite_mismatch\rMODE_MISMATCH\rmode_mismatch" +
+		"\x0eIP_NOT_ALLOWED\x0eip_not_allowed\x12INSUFFICIENT_SCOP" +
+		"E\x12insufficient_scope\x0fUSAGE_EXHAUSTED\x0fusage_exhau" +
+		"sted\x0erequired_scope\vconcurrency\x15x-keygate-concur" +
+		"rency\x04meta\x0fx-keygate-meta-\fmode_headers\tkey_rout" +
+		"e\fINVALID_PATH\fpublic_route\fPOLICY_ERROR\x1eThe pol" +
+		"icy reached no decision\x06^term1\r\"*\" in scopes\x81\x01ac" +
+		"cepted_kinds := {scheme: {kind | some [s, kind] " +
+		"in config.credentials; s == scheme} |\n\tsome [sch" +
+		"eme, _] in config.credentials\n}&account_limits :" +
+		"= input.account.limits\x14account_limits := {}\xb7\x01all" +
+		"ow_with(headers, rule) := {\n\t\"allow\": true,\n\t\"st" +
+		"atus\": 200,\n\t\"headers\": headers,\n\t\"rule\": rule,\n" +
+		"\t\"limits\": limits,\n\t\"keep_credentials\": keep_cre" +
+		"dentials,\n\t\"spend_use\": spend_use,\n}%array.conca" +
+		"t(rate_limit, quota_limit)$body(_, e) := {\"messa" +
+		"ge\": e.message}\xa0\x01body(code, e) := {\n\t\"type\": obj" +
+		"ect.get(e, \"type\", problem_type(code)),\n\t\"title\"" +
+		": object.get(e, \"title\", e.message),\n\t\"status\": " +
+		"e.status,\n\t\"detail\": e.message,\n}5body(code, e) " +
+		":= {\"code\": code, \"message\": e.message}Zbody(cod" +
+		"e, e) := {\"error\": object.union({\"code\": code, \"" +
+		"message\": e.message}, request_id)}\x15client_allowe" +
+		"d(cidrs)\"concat(\"\", [\"x-keygate-meta-\", k])Fconc" +
+		"at(\"\", [config.problem_type_base, replace(lower(" +
+		"code), \"_\", \"-\")])\x1aconcat(\":\", [\"*\", action])6co" +
+		"ncat(\":\", [\"key\", \"{key}\", input.key.mode, \"quot" +
+		"a\"])-concat(\":\", [\"key\", \"{key}\", input.key.mode" +
+		"])\x1cconcat(\":\", [resource, \"*\"])%concat(\":\", [res" +
+		"ource, scope_action])\x1dconfig := data.keygate.con" +
+		"fig\x19config.content_type != \"\"\x1econfig.problem_typ" +
+		"e_base != \"\"\"content_type := \"application/json\"#" +
+		"content_type := config.content_type\bcost > 0\fcou" +
+		"nt(cidrs)\x10count(cidrs) > 0\rcount(prefix)\rcount(s" +
+		"copes)\x11count(scopes) > 0\xeb\x02credential_denials := " +
+		"{\n\t\"ambiguous\": [\"errors\", \"AMBIGUOUS_CREDENTIAL" +
+		"S\", \"credential_ambiguous\"],\n\t\"missing\": [\"error" +
+		"s\", \"MISSING_API_KEY\", \"credential_missing\"],\n\t\"" +
+		"unavailable\": [\"errors\", \"AUTHZ_UNAVAILABLE\", \"s" +
+		"tore_unavailable\"],\n\t\"invalid_token\": [\"errors\"," +
+		" \"INVALID_TOKEN\", \"token_invalid\"],\n\t\"expired_to" +
+		"ken\": [\"errors\", \"TOKEN_EXPIRED\", \"token_expired" +
+		"\"],\n}\x17credential_not_accepted*decision := allow_" +
+		"with({}, \"public_route\")Adecision := deny_with([" +
+		"\"errors\", \"INVALID_PATH\", \"invalid_path\"])\x1edecis" +
+		"ion := key_route_decision\x1fdecision := site_route" +
+		"_decision\x8b\x01decision := {\n\t\"allow\": false,\n\t\"stat" +
+		"us\": 500,\n\t\"code\": \"POLICY_ERROR\",\n\t\"message\": \"" +
+		"The policy reached no decision\",\n\t\"rule\": \"defau" +
+		"lt\",\n}Ideny_with([table, name, rule]) := shaped(" +
+		"config[table][name], name, rule)\x1edomain_matches(" +
+		"domain, origin)\xb0\x01effective_limits := object.unio" +
+		"n(\n\tobject.union(\n\t\tobject.union(object.get(limi" +
+		"ts_config, [\"plans\", input.account.plan], {}), a" +
+		"ccount_limits),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n" +
+		")\"else := \"application/problem+json\"\relse := \"ke" +
+		"y\"\x10else := \"public\"\x15else := \"public_site\"\x0felse :" +
+		"= \"write\"4else := [\"errors\", \"API_KEY_EXPIRED\", " +
+		"\"key_expired\"]4else := [\"errors\", \"API_KEY_REVOK" +
+		"ED\", \"key_revoked\"]Helse := [\"errors\", \"CREDENTI" +
+		"AL_NOT_ACCEPTED\", \"credential_not_accepted\"]>els" +
+		"e := [\"errors\", \"DOMAIN_NOT_ALLOWED\", \"domain_no" +
+		"t_allowed\"]?else := [\"errors\", \"DOMAIN_NOT_ALLOW" +
+		"ED\", \"public_site_unknown\"]>else := [\"errors\", \"" +
+		"INSUFFICIENT_SCOPE\", \"insufficient_scope\"]6else " +
+		":= [\"errors\", \"IP_NOT_ALLOWED\", \"ip_not_allowed\"" +
+		"]4else := [\"errors\", \"MODE_MISMATCH\", \"mode_mism" +
+		"atch\"]7else := [\"errors\", \"PLAN_REQUIRED\", \"plan" +
+		"_without_api\"]>else := [\"errors\", \"ROUTE_PLAN_RE" +
+		"QUIRED\", \"route_not_in_plan\"]4else := [\"errors\"," +
+		" \"SITE_INACTIVE\", \"site_inactive\"]4else := [\"err" +
+		"ors\", \"SITE_MISMATCH\", \"site_mismatch\"]Delse := " +
+		"[\"errors\", \"SUBSCRIPTION_INACTIVE\", \"subscriptio" +
+		"n_inactive\"]4else := [\"errors\", \"TRIAL_EXPIRED\"," +
+		" \"trial_expired\"]8else := [\"errors\", \"USAGE_EXHA" +
+		"USTED\", \"usage_exhausted\"]Belse := [\"public_erro" +
+		"rs\", \"SITE_INACTIVE\", \"public_site_inactive\"]Rel" +
+		"se := [\"public_errors\", \"SUBSCRIPTION_INACTIVE\"," +
+		" \"public_subscription_inactive\"]Belse := [\"publi" +
+		"c_errors\", \"TRIAL_EXPIRED\", \"public_trial_expire" +
+		"d\"]\nelse := []-else := concat(\":\", [resource, sc" +
+		"ope_action])\x1aelse := input.request.pathmelse := " +
+		"object.get(credential_denials, input.credential." +
+		"status, [\"errors\", \"INVALID_API_KEY\", \"key_inval" +
+		"id\"])>else := object.get(limits_config, \"default" +
+		"_cost\", {\"rate\": 1})1else := object.get(scopes_c" +
+		"onfig, \"default\", \"*\")/else := quota_counter(\"{s" +
+		"ite}\", input.key.mode)%else := scopes_config.rou" +
+		"tes[i].scopeRelse := {prefix | some prefix, segm" +
+		"ent in path_prefixes; segment == input.site.id}\xb0" +
+		"\x01else := {prefix: segment |\n\tsome prefix in data" +
+		"_paths\n\troute_prefix_of(input.request.path, pref" +
+		"ix)\n\tsegment := split(substring(input.request.pa" +
+		"th, count(prefix), -1), \"/\")[0]\n})endswith(host," +
+		" substring(pattern, 1, -1))\x15endswith(prefix, \"/\"" +
+		")&exact_path := input.request.exact_path(exact_p" +
+		"ath in config.routes.public_paths format_int(pla" +
+		"n.concurrency, 10)\x11granted in scopes\x1bhost_matche" +
+		"s(pattern, host)\x1binput.credential.kind != \"\"\x1dinp" +
+		"ut.credential.scheme != \"\"\"input.credential.stat" +
+		"us != \"found\"3input.credential.status in {\"ambig" +
+		"uous\", \"missing\"}\x18input.key.remaining <= 0\x1einput" +
+		".public.status != \"found\" input.request.path in " +
+		"data_paths\x12insufficient_scope\finvalid_path\x0eip_no" +
+		"t_allowed!is_number(input.key.limits.quota)\x1eis_n" +
+		"umber(input.key.remaining)\x10is_number(quota)\x0fis_n" +
+		"umber(rate)&is_string(limits_config.quota_counte" +
+		"r)\fis_string(s)\x10keep_credentials\x19keep_credential" +
+		"s := false9key_denial := credential_denials[inpu" +
+		"t.credential.status]Hkey_headers[\"x-keygate-conc" +
+		"urrency\"] := format_int(plan.concurrency, 10)\x1ake" +
+		"y_headers[name] := value\x1ekey_limits := input.key" +
+		".limits\x10key_limits := {}:key_route_decision := a" +
+		"llow_with(key_headers, \"key_route\")+key_route_de" +
+		"cision := deny_with(key_denial)+key_route_decisi" +
+		"on := scope_denial_decision\flimits := []/limits " +
+		":= array.concat(rate_limit, quota_limit)1limits_" +
+		"config := object.get(config, \"limits\", {})\vlower" +
+		"(code)\rlower(domain)\x19lower(input.request.path)\bl" +
+		"ower(p)\x11method_matches(c)Wmin({j | some j, c in " +
+		"limits_config.costs; path_prefixes[c.prefix]; me" +
+		"thod_matches(c)})Dmin({j | some j, r in scopes_c" +
+		"onfig.routes; scope_route_matches(r)})\rmode_mism" +
+		"atch5net.cidr_contains(cidr, input.request.clien" +
+		"t_address)\x17net.cidr_is_valid(cidr)\x19not contains(" +
+		"domain, \":\")\x1bnot contains(domain, \"://\")!not inp" +
+		"ut.account.plan in r.plans object.get(config, \"l" +
+		"imits\", {}) object.get(config, \"scopes\", {})+obj" +
+		"ect.get(config, [\"limits\", \"costs\"], []),object." +
+		"get(config, [\"scopes\", \"routes\"], [])eobject.get" +
+		"(credential_denials, input.credential.status, [\"" +
+		"errors\", \"INVALID_API_KEY\", \"key_invalid\"]);obje" +
+		"ct.get(e, \"body\", body(object.get(e, \"code\", nam" +
+		"e), e))\x1bobject.get(e, \"code\", name)+object.get(e" +
+		", \"content_type\", content_type)!object.get(e, \"t" +
+		"itle\", e.message))object.get(e, \"type\", problem_" +
+		"type(code))+object.get(effective_limits, \"burst\"" +
+		", rate),object.get(effective_limits, \"period\", \"" +
+		"1m\")6object.get(limits_config, \"default_cost\", {" +
+		"\"rate\": 1})<object.get(limits_config, [\"plans\", " +
+		"input.account.plan], {})\"object.get(route_cost, " +
+		"\"quota\", 0)&object.get(route_cost, \"quota\", 0) >" +
+		" 0!object.get(route_cost, \"rate\", 1))object.get(" +
+		"scopes_config, \"default\", \"*\"):object.get(scopes" +
+		"_config, \"read_methods\", [\"GET\", \"HEAD\"])}object" +
+		".union(\n\t\tobject.union(object.get(limits_config," +
+		" [\"plans\", input.account.plan], {}), account_lim" +
+		"its),\n\t\tsite_limits,\n\t)\x9c\x01object.union(\n\tobject.u" +
+		"nion(\n\t\tobject.union(object.get(limits_config, [" +
+		"\"plans\", input.account.plan], {}), account_limit" +
+		"s),\n\t\tsite_limits,\n\t),\n\tkey_limits,\n)Sobject.uni" +
+		"on(d, {\"body\": object.union(d.body, {\"required_s" +
+		"cope\": required_scope})})8object.union(d.body, {" +
+		"\"required_scope\": required_scope})Zobject.union(" +
+		"object.get(limits_config, [\"plans\", input.accoun" +
+		"t.plan], {}), account_limits)>object.union({\"cod" +
+		"e\": code, \"message\": e.message}, request_id)\"ori" +
+		"gin.scheme in {\"http\", \"https\"}\x0eorigin_allowedNo" +
+		"wn_site_prefixes := {prefix | some prefix in inp" +
+		"ut.request.own_site_prefixes}'path_prefixes := i" +
+		"nput.request.prefixes(plan := config.plans[input" +
+		".account.plan]\x10plan_without_api#port_and_host_ma" +
+		"tch(domain, origin) problem_type(_) := \"about:bl" +
+		"ank\"\\problem_type(code) := concat(\"\", [config.pr" +
+		"oblem_type_base, replace(lower(code), \"_\", \"-\")]" +
+		")\fpublic_route\tquota > 0equota_counter(site, mod" +
+		"e) := replace(replace(quota_counter_template, \"{" +
+		"site}\", site), \"{mode}\", mode).quota_counter_tem" +
+		"plate := \"site:{site}:{mode}\"5quota_counter_temp" +
+		"late := limits_config.quota_counterCquota_key :=" +
+		" concat(\":\", [\"key\", \"{key}\", input.key.mode, \"q" +
+		"uota\"])mquota_limit := [{\n\t\"kind\": \"quota\",\n\t\"ke" +
+		"y\": quota_key,\n\t\"limit\": quota,\n\t\"period\": \"mont" +
+		"h\",\n\t\"cost\": cost,\n}]\brate > 0\xea\x01rate_limit := [{" +
+		"\n\t\"kind\": \"rate\",\n\t\"key\": concat(\":\", [\"key\", \"{" +
+		"key}\", input.key.mode]),\n\t\"limit\": rate,\n\t\"perio" +
+		"d\": object.get(effective_limits, \"period\", \"1m\")" +
+		",\n\t\"burst\": object.get(effective_limits, \"burst\"" +
+		", rate),\n\t\"cost\": cost,\n}]\x1ereplace(lower(code), " +
+		"\"_\", \"-\")/replace(quota_counter_template, \"{site" +
+		"}\", site)Hreplace(replace(quota_counter_template" +
+		", \"{site}\", site), \"{mode}\", mode) request_id :=" +
+		" {\"request_id\": id}\x10request_id := {}\x14required_sc" +
+		"ope != \"\"\x14required_scope := \"\"\x0eresource != \"\"\x17ro" +
+		"ute := \"invalid_path\"$route_cost := limits_confi" +
+		"g.costs[i]\x11route_not_in_plan\x1droute_prefix_of(pat" +
+		"h, prefix)\vs in scopes\x16scope_action := \"read\"\fsc" +
+		"ope_deniallscope_denial_decision := object.union" +
+		"(d, {\"body\": object.union(d.body, {\"required_sco" +
+		"pe\": required_scope})})\x18scope_granted(scopes, _)" +
+		"\x18scope_granted(scopes, s)\x16scope_route_matches(r)" +
+		"1scopes_config := object.get(config, \"scopes\", {" +
+		"})\x1bsegment_boundary(_, prefix)\x19segment_boundary(" +
+		"rest, _)\x92\x02shaped(e, name, rule) := {\n\t\"allow\": f" +
+		"alse,\n\t\"status\": e.status,\n\t\"code\": object.get(e" +
+		", \"code\", name),\n\t\"message\": e.message,\n\t\"rule\":" +
+		" rule,\n\t\"body\": object.get(e, \"body\", body(objec" +
+		"t.get(e, \"code\", name), e)),\n\t\"content_type\": ob" +
+		"ject.get(e, \"content_type\", content_type),\n}Isit" +
+		"e_denial := [\"errors\", \"AUTHZ_UNAVAILABLE\", \"pub" +
+		"lic_site_unavailable\"] site_limits := input.site" +
+		".limits\x11site_limits := {}\rsite_mismatch:site_rou" +
+		"te_decision := allow_with({}, \"public_site_route" +
+		"\")-site_route_decision := deny_with(site_denial)" +
+		"\tspend_use\x12spend_use := false\x12split(domain, \":\")" +
+		"\x14split(domain, \"://\")\rsplit(s, \":\")<split(substr" +
+		"ing(input.request.path, count(prefix), -1), \"/\")" +
+		"\x18startswith(path, prefix)\x19startswith(pattern, \"*" +
+		".\")\x15startswith(rest, \"/\")\x12startswith(s, \"/\")0sub" +
+		"string(input.request.path, count(prefix), -1)\"su" +
+		"bstring(path, count(prefix), -1)\x19substring(patte" +
+		"rn, 1, -1)\x1bupper(input.request.method)(upper(inp" +
+		"ut.request.method) in c.methodsYupper(input.requ" +
+		"est.method) in object.get(scopes_config, \"read_m" +
+		"ethods\", [\"GET\", \"HEAD\"])\x0fusage_exhausted\x14walk(c" +
+		"onfig, [_, s])\x16want != input.key.mode\xa8\x01{prefix: " +
+		"segment |\n\tsome prefix in data_paths\n\troute_pref" +
+		"ix_of(input.request.path, prefix)\n\tsegment := sp" +
+		"lit(substring(input.request.path, count(prefix)," +
+		" -1), \"/\")[0]\n}o{scheme: {kind | some [s, kind] " +
+		"in config.credentials; s == scheme} |\n\tsome [sch" +
+		"eme, _] in config.credentials\n}\farray.concat\x06con" +
+		"cat\bcontains\x05count\bendswith\nformat_int\x02gt\x11intern" +
+		"al.member_2\tis_number\tis_string\x05lower\x03lte\x03min\x03ne" +
+		"q\x11net.cidr_contains\x11net.cidr_is_valid\nobject.get" +
+		"\fobject.union\areplace\x05split\nstartswith\tsubstring" +
+		"\x05upper\x04walk\x1cg0.data.keygate.authz.config\x02\x00\x01\x02\t$g0" +
+		".data.keygate.authz.route_prefixes\x02\x00\x01\x02\x10 g0.data." +
+		"keygate.authz.data_paths\x02\x00\x01\x02\x11&g0.data.keygate.au" +
+		"thz.segment_boundary\x04\x00\x01\x03\x04\x02\t%g0.data.keygate.auth" +
+		"z.route_prefix_of\x04\x00\x01\x03\x04\x02\x0f\"g0.data.keygate.authz.i" +
+		"nvalid_path\x02\x00\x01\x02\x19 g0.data.keygate.authz.exact_pat" +
+		"h\x02\x00\x01\x02\x0f#g0.data.keygate.authz.path_prefixes\x02\x00\x01\x02\x1e\"" +
+		"g0.data.keygate.authz.public_route\x02\x00\x01\x02\r\x1bg0.data." +
+		"keygate.authz.route\x02\x00\x01\x02\r g0.data.keygate.authz.r" +
+		"equest_id\x02\x00\x01\x02\n\"g0.data.keygate.authz.problem_typ" +
+		"e\x03\x00\x01\x03\x02\x14\x1ag0.data.keygate.authz.body\x04\x00\x01\x03\x04\x02\x18\"g0.dat" +
+		"a.keygate.authz.content_type\x02\x00\x01\x02\v\x1cg0.data.keygat" +
+		"e.authz.shaped\x05\x00\x01\x03\x04\x05\x02\x1c\x1fg0.data.keygate.authz.den" +
+		"y_with\x03\x00\x01\x03\x02\x12&g0.data.keygate.authz.keep_credenti" +
+		"als\x02\x00\x01\x02\x06#g0.data.keygate.authz.limits_config\x02\x00\x01\x02" +
+		"\t$g0.data.keygate.authz.account_limits\x02\x00\x01\x02\b!g0.d" +
+		"ata.keygate.authz.site_limits\x02\x00\x01\x02\b g0.data.keyga" +
+		"te.authz.key_limits\x02\x00\x01\x02\b&g0.data.keygate.authz.e" +
+		"ffective_limits\x02\x00\x01\x02\x19$g0.data.keygate.authz.metho" +
+		"d_matches\x03\x00\x01\x03\x02\x0e g0.data.keygate.authz.route_cost" +
+		"\x02\x00\x01\x02\x18 g0.data.keygate.authz.rate_limit\x02\x00\x01\x02\",g0.d" +
+		"ata.keygate.authz.quota_counter_template\x02\x00\x01\x02\v#g0" +
+		".data.keygate.authz.quota_counter\x04\x00\x01\x03\x04\x02\x0e\x1fg0.data" +
+		".keygate.authz.quota_key\x02\x00\x01\x02\x0f!g0.data.keygate.au" +
+		"thz.quota_limit\x02\x00\x01\x02\x17\x1cg0.data.keygate.authz.limit" +
+		"s\x02\x00\x01\x02\x0e\x1fg0.data.keygate.authz.spend_use\x02\x00\x01\x02\x10 g0.d" +
+		"ata.keygate.authz.allow_with\x04\x00\x01\x03\x04\x02\x11\"g0.data.keyg" +
+		"ate.authz.host_matches\x04\x00\x01\x03\x04\x02\x0e)g0.data.keygate.au" +
+		"thz.port_and_host_match\x04\x00\x01\x03\x04\x02\x14$g0.data.keygate.a" +
+		"uthz.domain_matches\x04\x00\x01\x03\x04\x02\x12$g0.data.keygate.authz" +
+		".origin_allowed\x02\x00\x01\x02\x15!g0.data.keygate.authz.site_" +
+		"denial\x02\x00\x01\x02\t)g0.data.keygate.authz.site_route_dec" +
+		"ision\x02\x00\x01\x02\t(g0.data.keygate.authz.credential_deni" +
+		"als\x02\x00\x01\x02\n$g0.data.keygate.authz.accepted_kinds\x02\x00\x01" +
+		"\x02\x1e-g0.data.keygate.authz.credential_not_accepted" +
+		"\x02\x00\x01\x02\x11\x1ag0.data.keygate.authz.plan\x02\x00\x01\x02\v&g0.data.ke" +
+		"ygate.authz.plan_without_api\x02\x00\x01\x02\x06'g0.data.keygat" +
+		"e.authz.route_not_in_plan\x02\x00\x01\x02\x15'g0.data.keygate.a" +
+		"uthz.own_site_prefixes\x02\x00\x01\x02\x0f#g0.data.keygate.auth" +
+		"z.site_mismatch\x02\x00\x01\x02\x0f#g0.data.keygate.authz.mode_" +
+		"mismatch\x02\x00\x01\x02\x0f$g0.data.keygate.authz.client_allow" +
+		"ed\x03\x00\x01\x03\x02\x0f$g0.data.keygate.authz.ip_not_allowed\x02\x00\x01" +
+		"\x02\f#g0.data.keygate.authz.scopes_config\x02\x00\x01\x02\t)g0.d" +
+		"ata.keygate.authz.scope_route_matches\x03\x00\x01\x03\x02\v\"g0.d" +
+		"ata.keygate.authz.scope_action\x02\x00\x01\x02\x0f$g0.data.keyg" +
+		"ate.authz.required_scope\x02\x00\x01\x02\x15#g0.data.keygate.au" +
+		"thz.scope_granted\x04\x00\x01\x03\x04\x02\x1d(g0.data.keygate.authz.i" +
+		"nsufficient_scope\x02\x00\x01\x02\x11%g0.data.keygate.authz.usa" +
+		"ge_exhausted\x02\x00\x01\x02\x10 g0.data.keygate.authz.key_deni" +
+		"al\x02\x00\x01\x02\x10\"g0.data.keygate.authz.scope_denial\x02\x00\x01\x02\a+" +
+		"g0.data.keygate.authz.scope_denial_decision\x02\x00\x01\x02\x12" +
+		"!g0.data.keygate.authz.key_headers\x02\x00\x01\x02\x0e(g0.data." +
+		"keygate.authz.key_route_decision\x02\x00\x01\x02\n\x1eg0.data.ke" +
+		"ygate.authz.decision\x02\x00\x01\x02\t\x03\x04\f\b\x03\x03\x80\x01\x01\x02\x03\x80\x01\x01\x03\x05\x0f\x01\b\x01\x06\x05\x0f" +
+		"\x020\t\a\x04 \x01\x04 \x01\n\n8\b\v\x8a\x10@\x03\x0e\x01\x13\x02\x17\x02\x18\v\x8a\x10\x18\x02\x0e\x01\x13\x01\x00\x02\x10\n\x01\x11\x88 \x02\x05\f\b\x03" +
+		"\x01\x88\b\x04\x02\x00\b\x05\x0f\x03 \x11\x05\x05\x0e(\x19\x06\a\x9a\x010\a\b\x01\x03\n\n8\t\n\n@\n\x1c\nP\x02\x05\f\b\x03\x01\x88\b\x04\x02\x00" +
+		"\b\x05\x0f\x03 \x11\x05\x05\x0e(!\x06\a\x9a\x010\a\b\x01\x03\n\n8\t\n\n@\n\x1c\nP\x02\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0f\x03 \x11" +
+		"\x05\x05\x0e()\x06\a\x9a\x010\a\b\x01\x03\n\n8\t\n\n@\n\x1c\nP\x02\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0f\x03 \x11\x05\x05\x0e(1\x06" +
+		"\a\x9a\x010\a\b\x01\x03\n\n8\t\n\n@\n\x1c\nP\x02\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0f\x03 \x11\x05\x05\x0e(9\x06\a\x9a\x010\a\b" +
+		"\x01\x05\n\n8\t\n\n@\n\x05\x0ePA\v\n\nX\f\x1c\n`\x02\b\f\b\x03\x01\x88\b\x04\x02\x00\b\n\n \x05 \x88(\x06\x02IQ\x0f\x88 " +
+		"\a\x02\x88\x1c\b\x10\x03(08`/|\n\n@\t\a\x9a\x01H\n\v\x01\x05\n\nP\f\n\nX\r\x05\x0ehA\x0e\n\np\x0f\x1c\nx\x02\b\f" +
+		"\b\x03\x01\x88\b\x04\x02\x00\b\n\n \x05 \x88(\x06\x02Y\x11\x0f\x88 \a\x02\x88\x1c\b\x10\x03(08f/}\n\n@\t\a\x9a\x01H\n\v\x01\x05" +
+		"\n\nP\f\n\nX\r\x05\x0ehA\x0e\n\np\x0f\x1c\nx\x02\b\f\b\x03\x01\x88\b\x04\x02\x00\b\n\n \x05 \x88(\x06\x02Y\x11\x0f\x88 \a\x02" +
+		"\x88\x1c\b\x10\x03(08h-}\n\n@\t\a\x9a\x01H\n\v\x01\x05\n\nP\f\n\nX\r\x05\x0eha\x0e\n\np\x0f\x1c\nx\x02\x01\x00\x02\x10" +
+		"\x03\x01\x11\x88 \x02\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\n\n \x05\x02\x88\x1c\x06\x17\x01(\xa5\x01\x02\xd3\x01\a\x9a\x010\a\b\x01\x10\x14\x02@\x06\n@\n" +
+		"\x0eH\t$\x12\x06PH\x0eH\v\x04\tH\v\x04\x05\x0e@X\f\n\n`\r\tH\v\x14\x05\x0e@X\f\n\n`\x0e\x02\x88\x1c\x0f\t\x01p\xa6\x01\x02" +
+		"_\x13\x06x\x02\x02\x88\x1c\x10\x14\x02pi\xa7\x01\x02\xcb\x01\x13\x06\x80\x01\x02\x1c\np\x02\x01\x00\x02\x10\a\x05\f\b\x05\n\n\x18\x06\n\n \a\x12\x060q" +
+		"\v\x8a\x10\n\x05\x97\x01\x01\xba\x01\x02\x17\x02(\v\x8a\x10(\x02\x97\x01\x01\xba\x01\x06\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\x04\x028i\x99\x01 J" +
+		"\x13\x06@\x02\v\x8a\x10\n\x05\x99\x01\x01\xb9\x01\x02\x17\x02(\v\x8a\x10(\x02\x99\x01\x01\xb9\x01\x06\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\x14\x020i" +
+		"\x9b\x01\x1e\xca\x01\x13\x06@\x02\v\x8a\x10\n\x05\x9b\x01\x01\xba\x01\x02\x17\x02(\v\x8a\x10(\x02\x9b\x01\x01\xba\x01\x01\x00\x02\x10\x03\r\f\b\x05\n\n\x18\x06\n\n" +
+		" \a\x02\x88\x1c\b\x14\x0208\x93\x01\x02\xc8\x01\x13\x06@\x02\x02\x88\x1c\t\x03\x018\x94\x01#\x1b\n\nH\n\x0eH\v\x15-1\x02\x88\x1c\f\x15\x030P" +
+		"X\x94\x01\x13\xcd\x01\n\n`\r\x01\x88\n\x0e\x03\x04\x00\bh8\x13\x06p\x02\v\x8a\x10\n\x05\x92\x01\x01\xb0\x01\x02\x17\x02(\v\x8a\x10(\x02\x92\x01\x01\xb0\x01" +
+		"\x01\x00\x02\x10\a\x03\f\b\x03\b\x80\x01\x01\x03\x05\r\x04y\x04\x05\x0f\x05 \x81\x01\x05\x13\x06(\x02\v\x8a\x10\n\x03;\x01X\x02\x17\x02\x18\v\x8a\x10\x18\x02;" +
+		"\x01X\x04\f\b\x03\x05\r\x04y\x04\x05\x0f\x06 \x89\x01\x05\a\x9a\x01(\x06\a\x01\t\n\n0\b\n\n8\t\x05\r\x04y\n\x05\x0eP\x91\x01\v\x13\x06X" +
+		"\x02\x01\x88\n\f\x01\x02\x00\b\x05\x0e`H\r\x13\x06h\x02\v\x8a\x10\n\x03G\x01X\x02\x17\x02\x18\v\x8a\x10\x18\x02G\x01X\x04\f\b\x03\b\x80\x01\x01\x03\x05" +
+		"\r\x04y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x01\x88\n\x06\x02\x02\x00\b\a\x9a\x010\a\b\x01\x13\n\n8\t\n\n@\n\x05\r\x04y\v\x05\x0eXa" +
+		"\f\n\n`\r\b\x80\x01\x01\x02\x01\x88\n\x0e\x04\x04\x00\bhP\x13\x06p\x02\x05\r\x04y\x0f\x05\x0f\bxa\x10\n\n\x80\x01\x11\x02\x88\x1c\x12\n\x01\x88\x01" +
+		"Q\x12o\n\n\x90\x01\x13\x02\x88\x1c\x14\n\x01PQ-p\n\n\xa0\x01\x15\x01\x88\n\x16\x04\x04\x00\b\x98\x01\xa8\x01\x13\x06\xb0\x01\x02\x01\x88\n\x17\x01\x02\x00\b" +
+		"\x05\x0e\xb8\x01P\x18\x13\x06\xc0\x01\x02\v\x8a\x10\n\x03M\x01X\x02\x17\x02\x18\v\x8a\x10\x18\x02M\x01X\x01\x00\x02\x10\x02\x01\x03\x80\x01\x03\b\f\b\x03\x05\r\x04" +
+		"y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x05\r\x04y\x06\x05\x0f\t0\x99\x01\a\n\n8\b\v\x8a\x10@\x03\x9d\x01\x01K\r\x18\x02\x18\b\x80\x01\x01\x03\x05" +
+		"\r\x04y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x05\r\x04y\x06\x05\x0f\b0a\a\n\n8\b\x01\x88\n\t\x02\x02\x00\b\n\nH\n\x02\x88\x1c\v\a\x02" +
+		"@P\xa1\x01\x02V\x13\x06X\x02\x05\r\x04y\f\x05\x0f\b`a\r\n\nh\x0e\v\x8a\x10p\x03\x9f\x01\x03A\x02\x17\x02\x18\v\x8a\x10\x18\x02\x9f\x01\x03A\x01" +
+		"\x00\x02\x10\x02\x01\x03\x80\x01\x03\b\f\b\x03\x05\r\x04y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x05\r\x04y\x06\x05\x0e0\x91\x01\a\n\n8\b\v\x8a\x10@" +
+		"\x03\x84\x01\x01\x96\x01\x06\x18\x02\x18\b\x80\x01\x01\x03\x05\r\x04y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x10\x88 \x06\x03\x80\x01\x01\x02\x01\x88\n\a\x02\x02\x00\b" +
+		"\a\x9a\x018\b\t\x01\x15\n\n@\n\n\nH\v\x05\r\x04y\f\x05\x0f\b`a\r\n\nh\x0e\x01\x88\n\x0f\x04\x04\x00\bpX\x13\x06x\x02\x02\x88\x1c" +
+		"\x10\x03\x01X\x89\x011\x1b\n\n\x80\x01\x11\x05\r\x04y\x12\x05\x0f\b\x90\x01a\x13\n\n\x98\x01\x14\x0eH\x15\x15-1\x02\x88\x1c\x16\x15\x03\xa0\x01\x88\x01\xa8\x01" +
+		"\x89\x01\x13\xcc\x01\n\n\xb0\x01\x17\x02\x88\x1c\x18\x13\x02\xb8\x01i\x89\x01\r\xc7\x01\n\n\xc0\x01\x19\x0eH\x1a\r0\x05\x0e\xc8\x01\xd0\x01\x1b\n\n\xd8\x01\x1c\x1b\x8e" +
+		"\x10X\xe0\x01\x06\x86\x01\v\xd5\x01\n\n0\x1d\v\x8a\x10\xe8\x01\x03\x86\x01\x03H\x02\x17\x02\x18\v\x8a\x10\x18\x02\x86\x01\x03H\x01\x00\x02\x10\x05\n\f\b\x03\x01\x88" +
+		"\n\x04\x06\x02\x00\b\n\n \x05\x01\x88\b\x06\x02\x00\b\x05\x0e0\x11\a\x05\x0e8\x19\b\n\n@\t\x02\x88\x1c\n\a\x02(Hm\x11L\x13\x06P\x02\v\x8a" +
+		"\x10\n\x03m\x01\x9c\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02m\x01\x9c\x01\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0e \x11\x05\x05\x0e(!\x06\a\x9a\x010\a\b\x01" +
+		"\x06\n\n8\t\n\n@\n\x01\x88\n\v\a\x02\x00\b\x05\x0eXP\f\x13\x06`\x02\v\x8a\x10\n\x03o\x01\x9c\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02o\x01\x9c\x01" +
+		"\x01\x00\x02\x10\x02\x01\x03\x80\x01\x05\x04\f\b\x03\x01\x88\n\x04\x05\x02\x00\b\x13\x06 \x02\v\x8a\x10\xa1\x01\x03,\x01\xad\x01\x04\x18\x02\x18\x01\x88\n\x04\b\x02\x00\b" +
+		"\x13\x06 \x02\v\x8a\x10\xa9\x01\x03.\x03*\x05\x18\x02\x18\x01\x88\b\x04\x02\x00\b\x05\x0e \x11\x05\x05\x0e()\x06\a\x9a\x010\a\b\x01\x06\n\n8\t\n\n" +
+		"@\n\x01\x88\n\v\a\x02\x00\b\x05\x0eXP\f\x13\x06`\x02\v\x8a\x10\xb1\x01\x030\x03+\x02\x18\x02\x18\v\x8a\x10\xb9\x01\x033\x03)\x02\x17\x02\x18\v\x8a\x10" +
+		"\x18\x023\x03)\x01\x00\x02\x10\x04\a\f\b\x03\x05\r\x04y\x04\x05\x0f\n \xc1\x01\x05\x05\x0f\v(\xc9\x01\x06\n\n0\a\x1f\x88\b\b\x02\xd1\x018\v\x8a\x10" +
+		"@\x03T\x01\xa8\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02T\x01\xa8\x01\x03\x18\x02\x10\x10\x88 \t\v\x8a\x10H\x02R\t\xa9\x01\x01\x00\x02\x10\x04\x12\f\b\x04\n\n\x18" +
+		"\x05\x01\x88\b\x06\x02\x00\b\x05\x0f\f0\xd9\x01\a\n\n8\b\x02\x88\x1c\t\r\x02@q?\x02\x15\x13\x06H\x02\x02\x88\x1c\n\n\x01(>Em\n\nP\v" +
+		"\x02\x88\x1c\f\x12\x03X\xe1\x01\xe9\x01>=\xa5\x01\n\n`\r\x01\x88\b\x0e\x02\x00\b\x05\x0f\fp\xd9\x01\x0f\n\nx\x10 \x88\b\x11\x02\x80\x01h\x02\x88\x1c" +
+		"\x12\x01\x02q\x88\x01>\x17\r\n\n\x90\x01\x13\v\x8a\x10\x98\x01\x04>\x01\x9b\x01\x02\x17\x02 \v\x8a\x10 \x02>\x01\x9b\x01\x02\x18\x02\x10\v\x8a\x10\xf1\x01\x02<" +
+		"\t\x9a\x01\x01\x00\x02\x10\t\v\f\b\x05\n\n\x18\x06\n\n \a\x01\x88\b\b\x02\x00\b\x05\x0f\r@\xf9\x01\t\x12\x06H\x81\x02\x05\x0e8\x89\x02\n\n\nP" +
+		"\v\x1f\x88\b\f\x04\x91\x020\x89\x02X\n\n`\r\v\x8a\x10h\x05)\x01\t\x02\x17\x02(\v\x8a\x10(\x02)\x01\t\v\f\b\x05\n\n\x18\x06\n\n \a" +
+		"\x01\x88\b\b\x02\x00\b\x05\x0f\r@\xf9\x01\t\x12\x06H\x89\x02\x05\x0e8\x89\x02\n\n\nP\v\x1f\x88\b\f\x02\x89\x02X\n\n`\r\v\x8a\x10h\x05+\x01" +
+		"\a\x02\x17\x02(\v\x8a\x10(\x02+\x01\a\x0f\f\b\x05\n\n\x18\x06\n\n \a\x01\x88\b\b\x02\x00\b\x05\x0f\r@\xf9\x01\t\x12\x06H\x99\x02\x05\x0e8\x89" +
+		"\x02\n\n\nP\v\x01\x88\n\f\n\x02\x00\b\n\n`\r\x1f\x88\b\x0e\x04\x91\x020\x89\x02X\x02\x88\x1c\x0f\x11\x02ph-\x1c\x92\x01\n\nx\x10\x1f\x88\b" +
+		"\x11\x02\xa1\x02\x80\x01\v\x8a\x10\x88\x01\x05-\x01\n\x02\x17\x02(\v\x8a\x10(\x02-\x01\n\x15\f\b\x05\n\n\x18\x06\n\n \a\x01\x88\b\b\x02\x00\b\x05\x0f" +
+		"\r@\xf9\x01\t\x12\x06H\xa9\x02\x05\x0e8\x89\x02\n\n\nP\v\x02\x88\x1c\f\x10\x038\xb1\x02X3\v\x82\x01\n\n`\r\x01\x88\n\x0e\v\x03\x00\b0\n" +
+		"\np\x0f\x02\x88\x1c\x10\x10\x038\xb9\x02x2\n\x83\x01\n\n\x80\x01\x11\x05\x0e8\x89\x02\x12\n\n\x90\x01\x13\x05\x0e8\xc1\x02\x14\n\n\xa0\x01\x15\x1f\x88\b\x16" +
+		"\b\xc9\x02\x98\x01\xc1\x02\xa8\x01\xb1\x02h\xb9\x02\x88\x01\n\n\xb0\x01\x17\v\x8a\x10\xb8\x01\x051\x01\b\x02\x17\x02(\v\x8a\x10(\x021\x01\b\x01\x00\x02\x10\x03\x01" +
+		"\x03\x80\x01\x03\n\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0f\x0e \xd1\x02\x05\n\n(\x06\x02\x88\x1c\a\r\x020qK\x02\x14\x13\x068\x02\x01\x88\b\b\x02\x00\b" +
+		"\x05\x0f\x0e@\xd1\x02\t\n\nH\n\v\x8a\x10P\x03J\x01\x17\x05\x18\x02\x18\x01\x88\b\x04\x02\x00\b\x05\x0f\r \xf9\x01\x05\x12\x06(\xa9\x02\v\x8a\x10\xd9\x02\x03" +
+		"L\x03(\x02\x17\x02\x18\v\x8a\x10\x18\x02L\x03(\x02\x18\x02\x10\v\x8a\x10\xe1\x02\x02H\t\x16\x01\x00\x02\x10\x03\x17\f\b\x06\n\n\x18\a\n\n \b\n\n(" +
+		"\t\x02\x88\x1c\n\x10\x038\x91\x02@\x14%\x80\x01\n\nP\v\x01\x88\n\f\f\x04\x00\bX8\n\n`\r\x02\x88\x1c\x0e\x10\x038\xe9\x02h\x14\n\x7f\n\n" +
+		"p\x0f\x02\x88\x1c\x10\x10\x038\x91\x02@\x11\n\x80\x01\n\n\x80\x01\x11\x01\x88\n\x12\r\x02\x00\b\n\n\x90\x01\x13\x02\x88\x1c\x14\x10\x038\xd1\x02\x98\x01\x15\x12\x81" +
+		"\x01\n\n\xa0\x01\x15\x05\x0e8\x89\x02\x16\n\n\xb0\x01\x17\x05\x0e8\xc1\x02\x18\n\n\xc0\x01\x19\x1f\x88\b\x1a\x0e\xf1\x02\x02\xe9\x02x\x91\x02\x88\x01\xd1\x02\xa8\x01\x89" +
+		"\x02\xb8\x01\xf9\x02H\xc1\x02\xc8\x01\n\n\xd0\x01\x1b\v\x8a\x10\xd8\x01\x06\x0e\x01\xbb\x01\x02\x17\x020\v\x8a\x100\x02\x0e\x01\xbb\x01\x01\x00\x02\x10\x03\x16\f\b\x04\x14" +
+		"\x02\x18\x06\n\x18\x06\x0eH\x054\x12\x060(\x0eH\a\x04\tH\a\x04\x05\x0e\x188\b\n\n@\t\tH\a\x14\x05\x0e\x188\b\n\n@\n\tH\a$" +
+		"\x05\x0e\x188\b\n\n@\v\x01\x88\b\f\x02\x00\b\x05\x0e`H\r\x05\x0ehP\x0e\n\np\x0f\x01\x88\n\x10\x0e\x05\x00\bxPX\n\n\x80\x01\x11\v\x8a" +
+		"\x10\x88\x01\x04\f\x01%\x02\x17\x02 \v\x8a\x10 \x02\f\x01%\x01\x00\x02\x10\x04\x05\f\b\x03\x01\x88\b\x04\x02\x00\b\x05\x0f\x0f \x81\x03\x05\x12\x06(\x02\v\x8a" +
+		"\x10\n\x03g\x01`\x02\x17\x02\x18\v\x8a\x10\x18\x02g\x01`\x02\x18\x02\x10\v\x8a\x10\x02\x02e\ta\x01\x00\x02\x10\x03\a\f\b\x03\x01\x88\b\x04\x02\x00\b\n\n" +
+		" \x05\x10\x88 \x06\x02\x88\x1c\a\x10\x03(I0\n\x12z\n\n8\b\v\x8a\x10@\x03\n\x01l\x02\x17\x02\x18\v\x8a\x10\x18\x02\n\x01l\x01\x00\x02\x10\x04\x05" +
+		"\f\b\x03\x05\r\x10\x89\x03\x04\x05\x0f\x11 I\x05\n\n(\x06\v\x8a\x100\x03-\x01\x03\x02\x17\x02\x18\v\x8a\x10\x18\x02-\x01\x03\x03\x18\x02\x10\x10\x88 \a\v" +
+		"\x8a\x108\x02+\t\x04\x01\x00\x02\x10\x04\x05\f\b\x03\x05\r\x12\x91\x03\x04\x05\x0f\x13 I\x05\n\n(\x06\v\x8a\x100\x031\x01\xbd\x01\x02\x17\x02\x18\v\x8a\x10" +
+		"\x18\x021\x01\xbd\x01\x03\x18\x02\x10\x10\x88 \a\v\x8a\x108\x02/\t\xbe\x01\x01\x00\x02\x10\x04\x05\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f\x15 I\x05\n\n(\x06" +
+		"\v\x8a\x100\x035\x01e\x02\x17\x02\x18\v\x8a\x10\x18\x025\x01e\x03\x18\x02\x10\x10\x88 \a\v\x8a\x108\x023\tf\x01\x00\x02\x10\x03\x17\f\b\x03\x01\x88\n" +
+		"\x04\x11\x02\x00\b\n\n \x05\x05\r\x10\x89\x03\x06\x05\x0f\x160\x99\x03\a\n\n8\b \x88\b\t\x02\xa1\x03@\x10\x88 \n\x02\x88\x1c\v\x10\x03(HP!" +
+		"\x10\x87\x01\n\nX\f\x01\x88\n\r\x12\x02\x00\b\n\nh\x0e\x02\x88\x1c\x0f\x11\x02`p!\x03\x91\x01\n\nx\x10\x01\x88\n\x11\x13\x02\x00\b\n\n\x88\x01\x12" +
+		"\x02\x88\x1c\x13\x11\x02\x80\x01\x90\x01 \x02\x8d\x01\n\n\x98\x01\x14\x01\x88\n\x15\x14\x02\x00\b\n\n\xa8\x01\x16\x02\x88\x1c\x17\x11\x02\xa0\x01\xb0\x01\x1f\x15\x8e\x01\n\n" +
+		"\xb8\x01\x18\v\x8a\x10\xc0\x01\x03\x1f\x01'\x02\x17\x02\x18\v\x8a\x10\x18\x02\x1f\x01'\x01\x00\x02\x10\x05\x04\f\b\x04\n\n\x18\x05\b\x80\x01\x01\x02\x05\x0e(\xa9\x03\x06" +
+		"\x13\x060\x02\v\x8a\x10\n\x04A\x01q\x02\x17\x02 \v\x8a\x10 \x02A\x01q\f\f\b\x04\n\n\x18\x05\x05\r\x04y\x06\x05\x0e0\xb1\x03\a\n\n8\b\x02" +
+		"\x88\x1c\t\x16\x01@E\x16\xcf\x01\n\nH\n\x05\x0e(\xa9\x03\v\n\nX\f\x02\x88\x1c\r\a\x02P`E\x16\xd0\x01\x13\x06h\x02\v\x8a\x10\n\x04E\x01q" +
+		"\x02\x17\x02 \v\x8a\x10 \x02E\x01q\x01\x00\x02\x10\x02\x01\x03\x80\x01\x03\f\f\b\x03\x11\x88 \x04\x03\x80\x01\x01\x03\x01\x88\n\x05\x11\x02\x00\b\x05\x0e(Q\x06" +
+		"\a\x9a\x010\a\b\x01\n\n\n8\t\n\n@\n\x05\x0ePA\v\n\nX\f\x01\x88\n\r\a\x02\x00\b\x05\x0eh`\x0e\x13\x06p\x02\x01\x88\n\x0f\x16\x03" +
+		"\x00\bP\x13\x06x\x02\x1c\nH\x04\n\n \x10\x02\x88\x1c\x11\f\x01\x80\x01>\ar\n\n\x88\x01\x12\n\n\x90\x01\x13\x01\x88\n\x14\x11\x02\x00\b\x05\x0f\x17\xa0" +
+		"\x01Q\x15\x05\x0e\xa8\x01\x98\x01\x16\n\n\xb0\x01\x17\v\x8a\x10\xb8\x01\x03=\x01\xae\x01\b\x18\x02\x18\x01\x88\n\x04\x11\x02\x00\b\n\n \x05\x0eH\a\r1\x1f\x88" +
+		"(\x06\x02\xb9\x03\r1\x02\x88\x1c\b\x10\x03(\xc1\x030?\v\x86\x01\n\n@\t\v\x8a\x10H\x03?\x03C\x02\x17\x02\x18\v\x8a\x10\x18\x02?\x03C\x01\x00\x02" +
+		"\x10\x02\x01\x03\x80\x01\x03#\f\b\x03\x01\x88\n\x04\x15\x02\x00\b\x05\x0e \xb9\x03\x05\n\n(\x06\x02\x88\x1c\a\b\x010b\x02]\x13\x068\x02\x0eH\b\r0" +
+		"\x02\x88\x1c\t\x06\x020@c\x02\xa3\x01\x13\x06H\x02\x01\x88\n\n\x17\x02\x00\b\n\nP\v\x0eH\f\r1\x02\x88\x1c\r\x10\x03X\xb9\x03`d\n\x8a\x01\n" +
+		"\nh\x0e\n\np\x0f\x0eH\x10\r0\x02\x88\x1c\x11\x06\x02x\x80\x01e\x02\x18\x13\x06\x88\x01\x02\x01\x88\n\x12\x15\x02\x00\b\n\n\x90\x01\x13\x02\x88\x1c\x14\x10\x03" +
+		"\x98\x01\xc9\x030^\v\x84\x01\n\n\xa0\x01\x15\x05\r\x14\xb9\x01\x16\x05\x0f\x18\xb0\x01\xd1\x03\x17\n\n\xb8\x01\x18 \x88\b\x19\x03\xb9\x01\xd9\x03\xc0\x01\x02\x88\x1c\x1a" +
+		"\x01\x02\xe1\x03\xc8\x01[\t\x10\n\n\xd0\x01\x1b\x01\x88\n\x1c\x15\x02\x00\b\n\n\xe0\x01\x1d\x02\x88\x1c\x1e\x10\x03\xe8\x01\xe9\x03\xf1\x03]\f\x85\x01\n\n\xf0\x01\x1f" +
+		"\x1f\x88\b!\f\xc9\x03\xa8\x01\xf9\x03x\xb9\x01\xd8\x01\x81\x04\xb9\x03\x89\x040\xe9\x03\xf8\x01 \x88\b \x01\x88\x02\v\x8a\x10\x80\x02\x03Y\x01\xa4\x01\x03\x18\x02\x18" +
+		"\x0f\x88 \x04\v\x8a\x10 \x03f\x03?\x02\x17\x02\x18\v\x8a\x10\x18\x02f\x03?\x01\x00\x02\x10\x04\n\f\b\x03\x01\x88\n\x04\x11\x02\x00\b\x05\x0f\x19 \x91\x04\x05" +
+		"\n\n(\x06\x02\x88\x1c\a\t\x010W:^\x13\x068\x02\x01\x88\n\b\x11\x02\x00\b\x05\x0f\x19@\x91\x04\t\n\nH\n\v\x8a\x10P\x03W\x01\xa0\x01\x02\x17" +
+		"\x02\x18\v\x8a\x10\x18\x02W\x01\xa0\x01\x02\x18\x02\x10\v\x8a\x10\x99\x04\x02U\t\x9f\x01\x01\x00\x02\x10\x03\n\f\b\x05\n\n\x18\x06\n\n \a\x01\x88\n\b\x19\x02" +
+		"\x00\b\n\n@\t\x02\x88\x1c\n\x12\x03H\xa1\x040M&\xa6\x01\n\nP\v\x02\x88\x1c\f\x12\x03X\xa9\x048M\x1e\xa7\x01\n\n`\r\v\x8a\x10h\x05M" +
+		"\x01\x9e\x01\x02\x17\x02(\v\x8a\x10(\x02M\x01\x9e\x01\x01\x00\x02\x10\x02\x01\x03\x80\x01\x03\x0e\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f\x15 I\x05\x05\x0e(\xb1\x04\x06" +
+		"\n\n0\a\x02\x88\x1c\b\b\x018\x8b\x01\x02Z\x13\x06@\x02\x05\r\x14\xb9\x01\t\x05\x0f\x18H\xd1\x03\n\n\nP\v \x88\b\f\x04\xb9\x01\xd9\x03X\xb1\x04" +
+		"\x02\x88\x1c\r\x01\x02\xe1\x03`\x8a\x01\x0e\x0f\n\nh\x0e\v\x8a\x10p\x03\x8a\x01\x01\xa1\x01\a\x18\x02\x18\x05\r\x14\xb9\x01\x04\x05\x0f\x18 \xd1\x03\x05\n\n(\x06" +
+		"\x01\x88\n\a\x1a\x04\x00\b\xa1\x040\n\n8\b\v\x8a\x10@\x03\x8c\x01\x03E\x02\x17\x02\x18\v\x8a\x10\x18\x02\x8c\x01\x03E\x01\x00\x02\x10\x02\x01\x03\x80\x01\x03\x18" +
+		"\f\b\x03\x01\x88\n\x04\x15\x02\x00\b\x05\x0e \xb1\x04\x05\n\n(\x06\x02\x88\x1c\a\b\x010p\x02\\\x13\x068\x02\x0eH\b\r0\x02\x88\x1c\t\x06\x020@" +
+		"q\x02\x9d\x01\x13\x06H\x02\x01\x88\n\n\x17\x02\x00\b\n\nP\v\x0eH\f\r0\x02\x88\x1c\r\x10\x03X\xb1\x04`r\n\x88\x01\n\nh\x0e\n\np\x0f\x0e" +
+		"H\x10\r0\x02\x88\x1c\x11\x06\x02x\x80\x01s\x02\x18\x13\x06\x88\x01\x02\x01\x88\n\x12\x1b\x02\x00\b\n\n\x90\x01\x13\x1f\x88\b\x15\n\xf9\x03x\xb9\x01\x98\x01\x81\x04" +
+		"\xb1\x04\x89\x040\xe9\x03\xb9\x04 \x88\b\x14\x01\xa8\x01\n\n\xa0\x01\x16\v\x8a\x10\xb0\x01\x03h\x01\xa2\x01\x03\x18\x02\x18\x0f\x88 \x04\v\x8a\x10 \x03t\x03?\x02" +
+		"\x17\x02\x18\v\x8a\x10\x18\x02t\x03?\x01\x00\x02\x10\x04\r\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f\x18 \xd1\x03\x05\x13\x06(\x02\x01\x88\n\x06\t\x02\x00\b\x12\x060" +
+		"\xb9\x01\x01\x88\n\a\x18\x02\x00\b\n\n8\b\x01\x88\n\t\x1c\x02\x00\b\n\nH\n\x02\x88\x1c\v\x00\x02@P\x14\v\x06\n\nX\f\v\x8a\x10`\x03\x14\x01" +
+		"k\x02\x17\x02\x18\v\x8a\x10\x18\x02\x14\x01k\x03\x18\x02\x10\x0f\x88 \r\v\x8a\x10h\x02\x12\tj\x01\x00\x02\x10\x04\x11\f\b\x03\x01\x88\n\x04\t\x02\x00\b\x12\x06" +
+		" \xb9\x01\x05\r\x14\xb9\x01\x05\x05\x0f\x1a(\xc1\x04\x06\n\n0\a\x02\x88\x1c\b\b\x018t\x02[\x13\x06@\x02\x01\x88\n\t\x17\x02\x00\b\n\nH\n\x0eH" +
+		"\v\r0\x02\x88\x1c\f\x10\x03P\xb1\x04Xu\x02\x88\x01\n\n`\r\x0eH\x0e\r0\x02\x88\x1c\x0f\x06\x02hpu\x02\x89\x01\x13\x06x\x02\v\x8a\x10\n\x03r" +
+		"\x01\xc2\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02r\x01\xc2\x01\x02\x18\x02\x10\v\x8a\x10\x02\x02p\t\xc3\x01\x01\x00\x02\x10\x03\r\f\b\x05\n\n\x18\x06\n\n \a\x01\x88" +
+		"\n\b\x10\x02\x00\b\n\n@\t\x01\x88\n\n\x1d\x02\x00\b\n\nP\v\x01\x88\n\f\x1e\x02\x00\b\n\n`\r\x0eH\x0f\x1d200\x1f\x88\b\x0e\x0e\xf1\x02" +
+		"\n\xc1\x010\xc9\x04HIX\xf9\x028\xd1\x04h\xc1\x02\x1d200\n\np\x10\v\x8a\x10\x80\x01\x05V\x01\x05\x02\x17\x02(\v\x8a\x10(\x02V\x01\x05\x01\x00" +
+		"\x02\x10\x05\x05\f\b\x05\n\n\x18\x06\n\n \a\x12\x0608\v\x8a\x10\n\x05\x91\x03\x01O\x02\x17\x02(\v\x8a\x10(\x02\x91\x03\x01O\f\f\b\x05\n\n\x18" +
+		"\x06\n\n \a\x02\x88\x1c\b\x14\x020\xd9\x04\x94\x03\x02\xc9\x01\x13\x06@\x02\x0eH\t\r1\x0eH\n\x15-1\x02\x88\x1c\v\x15\x030HP\x95\x03\x11\xce\x01" +
+		"\n\nX\f\x02\x88\x1c\r\x04\x028`\x95\x03\x02I\x13\x06h\x02\v\x8a\x10\n\x05\x93\x03\x01O\x02\x17\x02(\v\x8a\x10(\x02\x93\x03\x01O\x01\x00\x02\x10\x05\v" +
+		"\f\b\x05\n\n\x18\x06\n\n \a\b\x80\x01\x01\x02\x02\x88\x1c\b\x02\x020\xe1\x03\x86\x03\x02w\x13\x06@\x02\x05\x0e8\xe1\x04\t\x13\x06H\x02\x05\x0e8\xe9\x04" +
+		"\n\n\nP\v\x01\x88\n\f \x04\x00\b0X\x13\x06`\x02\v\x8a\x10\n\x05\x85\x03\x01\x99\x01\x02\x17\x02(\v\x8a\x10(\x02\x85\x03\x01\x99\x01\x17\f\b\x05\n" +
+		"\n\x18\x06\n\n \a\x02\x88\x1c\b\x13\x020\xe1\x03\x8c\x03\x12\xc4\x01\n\n@\t\x14\x02H\x06\nH\v\x0eH\n$\x12\x06XP\x0eH\f\x04\tH\f\x04" +
+		"\x05\x0eH`\r\n\nh\x0e\tH\f\x14\x05\x0eH`\r\n\nh\x0f\x05\x0e8\xf1\x04\x10\x12\x06x\x80\x01\x05\x0e8\xe9\x04\x11\n\n\x88\x01\x12\x01\x88\n\x13" +
+		" \x04\x00\bp\x90\x01\x13\x06\x98\x01\x02\v\x8a\x10\n\x05\x8b\x03\x01\x99\x01\x02\x17\x02(\v\x8a\x10(\x02\x8b\x03\x01\x99\x01\x01\x00\x02\x10\x05\a\f\b\x05\n\n\x18" +
+		"\x06\n\n \a\b\x80\x01\x01\x02\x02\x88\x1c\b\x02\x020\xf9\x04\xfb\x02\x02x\x13\x06@\x02\x01\x88\n\t!\x04\x00\b08\x13\x06H\x02\v\x8a\x10\n\x05\xfa\x02" +
+		"\x01&\x02\x17\x02(\v\x8a\x10(\x02\xfa\x02\x01&\x15\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\x13\x020\xf9\x04\x80\x03\x14\xc5\x01\n\n@\t\x14\x02H" +
+		"\x06\nH\v\x0eH\n$\x12\x06XP\x0eH\f\x04\tH\f\x04\x05\x0eH`\r\n\nh\x0e\tH\f\x14\x05\x0eH`\r\n\nh\x0f\x05\x0e8\x81\x05\x10" +
+		"\x12\x06p\x80\x01\x01\x88\n\x11!\x04\x00\bx8\x13\x06\x88\x01\x02\v\x8a\x10\n\x05\xff\x02\x01&\x02\x17\x02(\v\x8a\x10(\x02\xff\x02\x01&\x01\x00\x02\x10\x03\r" +
+		"\f\b\x03\x05\r\x04y\x04\x05\x0f\x1b \x89\x05\x05\n\n(\x06\x05\x0f\x1c0\x81\x05\a\n\n8\b\"\x88(\t\x02\x91\x05\x99\x05\x02\x88\x1c\n\a\x02@H\xf5" +
+		"\x02\x02\x93\x01\x13\x06P\x02\x05\r\x1d\xa9\x01\v\x05\x0f\x1eX\x91\x03\f\x05\x0f\x1f`\xa1\x05\r\a\x9a\x01h\x0e\x0f\x01\a\n\np\x10\n\nx\x11\x02\x88\x1c\x12" +
+		"\n\x01\x88\x01\xf7\x02\x11n\n\n\x90\x01\x13\x01\x88\n\x14\"\x04\x00\b\x98\x010\x13\x06\xa0\x01\x02\v\x8a\x10\n\x03\xf3\x02\x01\x94\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02" +
+		"\xf3\x02\x01\x94\x01\x01\x00\x02\x10\x02\x01\x03\x80\x01\a\x06\f\b\x03\x05\r\x1d\xa9\x01\x04\x05\x0e \xc1\x02\x05\x12\x06(\xa9\x05 \x88(\x06\x03\xb1\x05\xb9\x05\xc1\x05\v" +
+		"\x8a\x100\x03\xdd\x02\x01\xbc\x01\b\x18\x02\x18\x05\r\x1d\xa9\x01\x04\x05\x0e \xc1\x02\x05\n\n(\x06\x02\x88\x1c\a\r\x020\xc9\x05\xe0\x02\x02U\x13\x068\x02 \x88" +
+		"(\b\x03\xb1\x05\xd1\x05\xd9\x05\v\x8a\x10@\x03\xdf\x02\x031\x04\x18\x02\x18\b\x80\x01\x01\x02\x01\x88\n\x04#\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\xd1\x05" +
+		"\xe1\x05\v\x8a\x10(\x03\xe1\x02\x030\x04\x18\x02\x18\b\x80\x01\x01\x04\x05\r\x1d\xa9\x01\x04\x05\x0e \x91\x03\x05\x05\x0e(\xe9\x05\x06\x13\x060\x02 \x88(\a\x03\xf1" +
+		"\x05\xf9\x05\x81\x06\v\x8a\x108\x03\xe3\x02\x03<\a\x18\x02\x18\x05\r\x1d\xa9\x01\x04\x05\x0e \x89\x03\x05\x05\x0e(\xc1\x02\x06\x12\x060\x89\x06 \x88(\a\x03\xf1\x05" +
+		"\x91\x06\x99\x06\v\x8a\x108\x03\xe5\x02\x03=\a\x18\x02\x18\x05\r\x1d\xa9\x01\x04\x05\x0e \x89\x03\x05\x05\x0e(\xc1\x02\x06\x12\x060\xa1\x06 \x88(\a\x03\xf1\x05\xa9" +
+		"\x06\xb1\x06\v\x8a\x108\x03\xe7\x02\x03>\x02\x17\x02\x18\v\x8a\x10\x18\x02\xe7\x02\x03>\x01\x00\x02\x10\x05\b\f\b\x03\x01\x88\n\x04$\x02\x00\b\x13\x06 \x02\x01\x88" +
+		"\n\x05$\x02\x00\b\n\n(\x06\x01\x88\n\a\x0f\x03\x00\b0\n\n8\b\v\x8a\x10@\x03\xd2\x02\x01\xc1\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\xd2\x02\x01\xc1\x01\x06" +
+		"\f\b\x03\b\x80\x01\x01\x02\x01\x88\n\x04$\x02\x00\b\x13\x06 \x02\x10\x88 \x05\x01\x88\n\x06\x1f\x04\x00\b(\xb9\x06\n\n0\a\v\x8a\x108\x03\xd4\x02\x01\xc0" +
+		"\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\xd4\x02\x01\xc0\x01\x01\x00\x02\x10\x03\b\f\b\x03 \x88(\x05\x03\xb1\x05\xc1\x06\xc9\x06 \x88(\x06\x03\xb1\x05\xd1\x06\xd9\x06 \x88" +
+		"(\a\x03\xb1\x05\xe1\x06\xe9\x06 \x88(\b\x03\xb1\x05\xf1\x06\xf9\x06 \x88(\t\x03\xb1\x05\xb9\x05\x81\a\x1f\x88\b\x04\n\x89\a(\x91\a0\x99\a8\xa1\a@" +
+		"\xa9\x05H\v\x8a\x10 \x03\xea\x01\x01\x1e\x02\x17\x02\x18\v\x8a\x10\x18\x02\xea\x01\x01\x1e\x01\x00\x02\x10\x03\x05\f\b\x03\x10\x88 \x04\x03\x80\x01\x01\x03\x01\x88\b\x05\x02" +
+		"\x00\b\x05\x0f (\xa9\a\x06\a\x9a\x010\a\b\x01\x10\n\n8\t\x14\x02@\x06\n@\v\x0eH\n$\x12\x06XP\x0eH\f\x04\tH\f\x04\x05\x0e@`" +
+		"\r\n\nh\x0e\tH\f\x14\x05\x0e@`\r\n\nh\x0f\x11\x88 \x10\x03\x80\x01\x01\x03\x01\x88\b\x11\x02\x00\b\x05\x0f \x88\x01\xa9\a\x12\a\x9a\x01\x90\x01\x13" +
+		"\x14\x01\x0e\n\n\x98\x01\x15\x14\x02\xa0\x01\x06\n\xa0\x01\x17\x0eH\x16$\x12\x06\xb8\x01\xb0\x01\x0eH\x18\x04\tH\x18\x04\x05\x0e\xa0\x01\xc0\x01\x19\n\n\xc8\x01\x1a\t" +
+		"H\x18\x14\x05\x0e\xa0\x01\xc0\x01\x19\n\n\xc8\x01\x1b\x12\x06\xd0\x01p\x1c\n\xd8\x01\x10\n\n\x80\x01\x1c\x1b\x8e\x10p\xe0\x01\x04\x86\x02\x13\xd6\x01\n\n \x1d\v\x8a" +
+		"\x10\xe8\x01\x03\x86\x02\x01\x02\x02\x17\x02\x18\v\x8a\x10\x18\x02\x86\x02\x01\x02\x01\x00\x02\x10\x05\v\f\b\x03\x05\r!\xb1\a\x04\x05\x0f\" \x81\x05\x05\n\n(\x06\x02" +
+		"\x88\x1c\a\r\x020q\xfb\x01\x02Q\x13\x068\x02\x05\r!\xb1\a\b\x05\x0f\"@\x81\x05\t\n\nH\n\b\x80\x01\x01\x03\x01\x88\n\v'\x02\x00\b\x05\x0eX" +
+		"P\f\x13\x06`\x02\v\x8a\x10\n\x03\xfa\x01\x01\x1f\x02\x17\x02\x18\v\x8a\x10\x18\x02\xfa\x01\x01\x1f\x0e\f\b\x03\x05\r!\xb1\a\x04\x05\x0f# \x81\x04\x05\n\n(" +
+		"\x06\x02\x88\x1c\a\r\x020q\x80\x02\x02P\x13\x068\x02\x05\r!\xb1\a\b\x05\x0f\"@\x81\x05\t\n\nH\n\x05\r!\xb1\a\v\x05\x0eX\x81\x04\f\n\n" +
+		"`\r\b\x80\x01\x01\x04\x01\x88\n\x0e'\x02\x00\b\x05\x0epP\x0f\x05\x0exh\x10\x13\x06\x80\x01\x02\v\x8a\x10\n\x03\xff\x01\x01\x1f\x02\x17\x02\x18\v\x8a\x10\x18\x02" +
+		"\xff\x01\x01\x1f\x01\x00\x02\x10\x03\t\f\b\x03\x05\r\x10\x89\x03\x04\x05\x0f\x16 \x99\x03\x05\n\n(\x06\x01\x88\b\a\x02\x00\b\x05\x0f$8\xa1\x03\b\x05\x0e@0" +
+		"\t\n\nH\n\v\x8a\x10P\x03\x8a\x02\x01\x97\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x8a\x02\x01\x97\x01\x01\x00\x02\x10\x03\x03\f\b\x03\b\x80\x01\x01\x03\x01\x88\n\x04)" +
+		"\x02\x00\b\x05\x0f% \xb9\a\x05\x13\x06(\x02\v\x8a\x10\n\x03\x8f\x02\x01\x98\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x8f\x02\x01\x98\x01\x01\x00\x02\x10\x03\x05\f\b\x03\x01" +
+		"\x88\b\x04\x02\x00\b\x05\x0f\x03 \x11\x05\x05\x0f&(9\x06\a\x9a\x010\a\b\x01\x0e\n\n8\t\n\n@\n\x05\x0ePA\v\n\nX\f\x01\x88\n\r\a" +
+		"\x02\x00\b\x05\x0eh`\x0e\x13\x06p\x02\x05\r\x10\x89\x03\x0f\x05\x0f\x16x\x99\x03\x10\n\n\x80\x01\x11\x05\x0eP\xa1\x03\x12\n\n\x90\x01\x13\b\x80\x01\x01\x02\x02\x88" +
+		"\x1c\x14\a\x02\x88\x01\x98\x01\x99\x02\x02y\x13\x06\xa0\x01\x02\v\x8a\x10\n\x03\x96\x02\x01\xaf\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x96\x02\x01\xaf\x01\x01\x00\x02\x10\x02\x01\x03" +
+		"\x80\x01\x03\b\f\b\x03\x05\r\x04y\x04\x05\x0f\a \x91\x01\x05\x13\x06(\x02\x11\x88 \x06\x03\x80\x01\x01\x03\x05\r\x04y\a\x05\x0e8\xc1\a\b\a\x9a\x01@\t" +
+		"\n\x01\x03\n\nH\v\n\nP\f\x1c\n`\x06\n\n0\r\v\x8a\x10h\x03\xad\x02\x01\x95\x01\x06\x18\x02\x18\b\x80\x01\x01\x03\x05\r\x04y\x04\x05\x0f\a \x91" +
+		"\x01\x05\x13\x06(\x02\x11\x88 \x06\x03\x80\x01\x01\x02\x01\x88\n\a\a\x02\x00\b\a\x9a\x018\b\t\x01\x06\n\n@\n\n\nH\v\x05\r\x12\x91\x03\f\x05\x0e`" +
+		"\xc9\a\r\x12\x06Xh\x1c\nP\x06\n\n0\x0e\v\x8a\x10p\x03\xaf\x02\x03G\x02\x17\x02\x18\v\x8a\x10\x18\x02\xaf\x02\x03G\x01\x00\x02\x10\x03\x05\f\b\x03\x01\x88" +
+		"\b\x04\x02\x00\b\x05\x0f\x03 \x11\x05\x05\x0f'(1\x06\a\x9a\x010\a\b\x01\a\n\n8\t\n\n@\n\x01\x88\n\v\a\x02\x00\b\x05\x0eXP\f\x13\x06" +
+		"`\x02\b\x80\x01\x01\x03\x01\x88\n\r,\x02\x00\b\x05\x0ehP\x0e\x13\x06p\x02\v\x8a\x10\n\x03\x9f\x02\x01\xbf\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x9f\x02\x01\xbf\x01" +
+		"\x01\x00\x02\x10\x03\x0e\f\b\x03\x05\r\x04y\x04\x05\x0f( \xe9\x04\x05\n\n(\x06\x01\x88\b\a\x02\x00\b\x05\x0f)8\xd1\a\b\x05\x0e@0\t\n\nH\n" +
+		"\x05\r\x14\xb9\x01\v\x05\x0f\x18X\xd1\x03\f\n\n`\r\x02\x88\x1c\x0e\r\x02Ph\xbb\x02\x02\xd4\x01\x13\x06p\x02\v\x8a\x10\n\x03\xb9\x02\x01t\x02\x17\x02\x18\v" +
+		"\x8a\x10\x18\x02\xb9\x02\x01t\x01\x00\x02\x10\x03\x03\f\b\x04\n\n\x18\x05\a\x9a\x01(\x06\a\x01\n\n\n0\b\n\n8\t\x02\x88\x1c\n\x0f\x01HX\x02v\x13" +
+		"\x06P\x02\x05\r\x04y\v\x05\x0f*X\xd9\a\f\n\n`\r\x02\x88\x1c\x0e\x0e\x02HhY\x02u\x13\x06p\x02\v\x8a\x10\n\x04V\x01\v\x02\x17\x02 \v\x8a" +
+		"\x10 \x02V\x01\v\x01\x00\x02\x10\x03\v\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f+ \xe1\a\x05\n\n(\x06\x02\x88\x1c\a\x03\x010R\x02\x19\n\n8\b\x0eH" +
+		"\t\r0\x02\x88\x1c\n\x06\x02@HR\x02\x1a\x13\x06P\x02\b\x80\x01\x01\x02\x01\x88\n\v/\x03\x00\b0\x13\x06X\x02\v\x8a\x10\n\x03P\x01Y\x02\x17\x02\x18" +
+		"\v\x8a\x10\x18\x02P\x01Y\x01\x00\x02\x10\x03\a\f\b\x03\x01\x88\b\x04\x02\x00\b\n\n \x05\x10\x88 \x06\x02\x88\x1c\a\x10\x03(Y0\v\x12{\n\n8\b" +
+		"\v\x8a\x10@\x03\v\x01\xb8\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\v\x01\xb8\x01\x01\x00\x02\x10\x05\b\f\b\x04\n\n\x18\x05\x05\x0e(a\x06\x01\x88\n\a\x06\x02\x00\b" +
+		"\x12\x0608\x01\x88\n\b\x16\x03\x00\b(\x13\x06@\x02\v\x8a\x10\n\x04;\x01\xb7\x01\x02\x17\x02 \v\x8a\x10 \x02;\x01\xb7\x01\n\f\b\x04\n\n\x18\x05\x05" +
+		"\x0e(A\x06\n\n0\a\x01\x88\n\b\a\x02\x00\b\x05\x0e@8\t\x13\x06H\x02\x01\x88\n\n\x16\x03\x00\b(\x13\x06P\x02\v\x8a\x10\n\x04@\x01\xb7\x01\x02" +
+		"\x17\x02 \v\x8a\x10 \x02@\x01\xb7\x01\x01\x00\x02\x10\x02\x01\x03\x80\x01\x03\x0e\f\b\x03\x05\r\x04y\x04\x05\x0f, \xb1\x03\x05\n\n(\x06\x02\x88\x1c\a\x16\x01" +
+		"0F\x02\xcf\x01\n\n8\b\x01\x88\n\t1\x02\x00\b\n\nH\n \x88(\v\x02\xe9\a\xf1\a\x02\x88\x1c\f\x10\x03P\xf9\aXF!\x8c\x01\n\n`\r" +
+		"\x02\x88\x1c\x0e\a\x02@hF\x02\xd1\x01\x13\x06p\x02\v\x8a\x10\x81\b\x03E\x01\xb2\x01\x02\x18\x02\x18\v\x8a\x10\x89\b\x03G\x03,\x02\x17\x02\x18\v\x8a\x10\x18\x02" +
+		"G\x03,\x01\x00\x02\x10\x02\x01\x03\x80\x01\x05\a\f\b\x03\x01\x88\n\x04\x06\x02\x00\b\x01\x88\b\x05\x02\x00\b\x05\x0e(\x11\x06\x05\x0e0\x91\b\a\x12\x06 8\v" +
+		"\x8a\x10q\x032\x01\xab\x01\r\x18\x02\x18\x11\x88 \x04\x03\x80\x01\x01\x03\x01\x88\n\x051\x02\x00\b\x05\x0e(\x11\x06\a\x9a\x010\a\b\x01\x05\n\n8\t\n\n" +
+		"@\n\x01\x88\n\v2\x03\x00\bP\x13\x06X\x02\x1c\nH\x04\n\n \f\x02\x88\x1c\r\f\x01`5\as\n\nh\x0e\n\np\x0f\x01\x88\n\x101\x02\x00" +
+		"\b\x05\x0f-\x80\x01\x11\x11\x05\x0e\x88\x01x\x12\x05\x0e\x90\x01\x99\b\x13\n\n\x98\x01\x14\v\x8a\x10\xa0\x01\x034\x03F\x0f\x18\x02\x18\x01\x88\n\x041\x02\x00\b\x05" +
+		"\x0e \xa1\b\x05\n\n(\x06\x01\x88\n\a\a\x02\x00\b\x05\x0e80\b\n\n@\t\x02\x88\x1c\n\r\x02Hq8\x02\xac\x01\x13\x06P\x02\x01\x88\n\v3\x02" +
+		"\x00\b\n\nX\f \x88\b\r\x02H`\x02\x88\x1c\x0e\x01\x02\xe1\x03h6\v\x12\n\np\x0f\v\x8a\x10x\x036\x03@\x06\x18\x02\x18\x01\x88\n\x041\x02\x00" +
+		"\b\n\n \x05\x02\x88\x1c\x06\x10\x03(\xa9\b\xb1\b9\v\x8b\x01\n\n0\a\v\x8a\x108\x039\x03D\x02\x17\x02\x18\v\x8a\x10\x18\x029\x03D\x01\x00\x02\x10" +
+		"\a\x06\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\a\x0280\x1d\x1d\xb1\x01\x13\x06@\x02\v\x8a\x10\n\x05\x1d\x01\xb6\x01\x02\x17\x02(\v\x8a\x10(\x02\x1d" +
+		"\x01\xb6\x01\x06\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\a\x02\xb1\b0\x1f\x1d\x01\x13\x06@\x02\v\x8a\x10\n\x05\x1f\x01\xb5\x01\x02\x17\x02(\v\x8a\x10(" +
+		"\x02\x1f\x01\xb5\x01\x19\f\b\x05\n\n\x18\x06\n\n \a\x02\x88\x1c\b\x13\x028\xe1\x03\"\x18\xc6\x01\n\n@\t\x14\x02H\x06\nH\v\x0eH\n$\x12\x06X" +
+		"P\x0eH\f\x04\tH\f\x04\x05\x0eH`\r\n\nh\x0e\tH\f\x14\x05\x0eH`\r\n\nh\x0f \x88\b\x10\x02\xb1\bx\x02\x88\x1c\x11\x01\x02\xe1\x03\x80" +
+		"\x01#\x13\x0e\n\n\x88\x01\x12 \x88\b\x13\x02p\xb1\b\x02\x88\x1c\x14\x01\x02\xe1\x03\x98\x01#/\x11\n\n\xa0\x01\x15 \x88\b\x16\x02\x90\x01\xa8\x01\n\n\xb0\x01" +
+		"\x17\a\x9a\x01\xb8\x01\x18\x19\x01\x05\n\n\xc0\x01\x1a\n\n\xc8\x01\x1b\x02\x88\x1c\x1c\a\x02\xd8\x010$\x02N\x13\x06\xe0\x01\x02\v\x8a\x10\n\x05!\x01\xb6\x01\x02\x17" +
+		"\x02(\v\x8a\x10(\x02!\x01\xb6\x01\x01\x00\x02\x10\x03\x11\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f. Y\x05\n\n(\x06\x02\x88\x1c\a\x03\x010\x18\x02\x1c\n\n" +
+		"8\b\x0eH\t\r0\x02\x88\x1c\n\x06\x02@H\x18\x02\x1d\x13\x06P\x02\x01\x88\n\v4\x02\x00\b\n\nX\f\x02\x88\x1c\r\r\x02`q\x19\x02\xaa\x01\x13\x06" +
+		"h\x02\x01\x88\n\x0e4\x02\x00\b\n\np\x0f\b\x80\x01\x01\x02\x01\x88\n\x105\x04\x00\b0x\x13\x06\x80\x01\x02\v\x8a\x10\n\x03\x16\x01W\x02\x17\x02\x18\v\x8a" +
+		"\x10\x18\x02\x16\x01W\x01\x00\x02\x10\x03\x10\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0f\x1a \xc1\x04\x05\n\n(\x06\x0eH\a\r0\x02\x88\x1c\b\v\x0208e\x02T" +
+		"\x13\x06@\x02\x01\x88\n\t\x17\x02\x00\b\n\nH\n\x0eH\v\r0\x02\x88\x1c\f\x10\x03P\xb1\x04Xf\x02\x88\x01\n\n`\r\x0eH\x0e\r0\x02\x88\x1c\x0f" +
+		"\x06\x02hpf\x02\x89\x01\x13\x06x\x02\v\x8a\x10\n\x03d\x01\xd2\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02d\x01\xd2\x01\x01\x00\x02\x10\x02\x01\x03\x80\x01\x10\x0e\f\b\x03" +
+		"\x05\r!\xb1\a\x04\x05\x0e \xc1\x02\x05\n\n(\x06\"\x88(\a\x02\x89\a\xa1\a\x02\x88\x1c\b\a\x0208\xc3\x01\x02S\x13\x06@\x02\x05\r!\xb1\a\t\x05" +
+		"\x0eH\xc1\x02\n\n\nP\v\x01\x88\n\f&\x02\x00\b\x05\x0e`X\r\n\nh\x0e\v\x8a\x10p\x03\xc2\x01\x01b\x05\x18\x02\x18\x01\x88\n\x04(\x02\x00\b\x13" +
+		"\x06 \x02 \x88(\x05\x03\xb1\x05\xb9\b\xc1\b\v\x8a\x10(\x03\xc4\x01\x03/\x0f\x18\x02\x18\x05\r!\xb1\a\x04\x05\x0e \xc1\x02\x05\n\n(\x06\x02\x88\x1c\a\r" +
+		"\x020\xc9\x05\xc7\x01\x02R\x13\x068\x02\x01\x88\n\b&\x02\x00\b\n\n@\t\x05\r!\xb1\a\n\x05\x0eP\xc1\x02\v\n\nX\f \x88(\r\x03\xb1\x05\xc9" +
+		"\b\xd1\b\x02\x88\x1c\x0e\x10\x03H`h\xc6\x01\v~\n\np\x0f\v\x8a\x10x\x03\xc6\x01\x03B\x06\x18\x02\x18\x05\r\x14\xb9\x01\x04\x05\x0e \xd9\b\x05\x13\x06(" +
+		"\x02 \x88(\x06\x03\xb1\x05\xe1\b\xe9\b\v\x8a\x100\x03\xc8\x01\x03.\x06\x18\x02\x18\x05\r\x14\xb9\x01\x04\x05\x0e \xf1\b\x05\x13\x06(\x02 \x88(\x06\x03\xb1\x05" +
+		"\xf9\b\x81\t\v\x8a\x100\x03\xca\x01\x03-\x04\x18\x02\x18\b\x80\x01\x01\x03\x05\r\x12\x91\x03\x04\x05\x0e \xe9\x05\x05\x13\x06(\x02 \x88(\x06\x03\xb1\x05\xf9\x05\x89" +
+		"\t\v\x8a\x100\x03\xcc\x01\x037\x06\x18\x02\x18\x05\r\x10\x89\x03\x04\x05\x0e \xc1\x02\x05\x12\x06(\x89\x06 \x88(\x06\x03\xb1\x05\x91\x06\x91\t\v\x8a\x100\x03\xce" +
+		"\x01\x039\x06\x18\x02\x18\x05\r\x10\x89\x03\x04\x05\x0e \xc1\x02\x05\x12\x06(\xa1\x06 \x88(\x06\x03\xb1\x05\xa9\x06\xa1\x06\v\x8a\x100\x03\xd0\x01\x03:\x05\x18\x02\x18" +
+		"\x01\x88\n\x04*\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\x99\t\xa1\t\v\x8a\x10(\x03\xd2\x01\x035\x05\x18\x02\x18\x01\x88\n\x04+\x02\x00\b\x13\x06 \x02" +
+		" \x88(\x05\x03\xb1\x05\xa9\t\xb1\t\v\x8a\x10(\x03\xd4\x01\x036\x05\x18\x02\x18\x01\x88\n\x04-\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\xb9\t\xc1\t\v" +
+		"\x8a\x10(\x03\xd6\x01\x038\x05\x18\x02\x18\x01\x88\n\x04.\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\xc9\t\xd1\t\v\x8a\x10(\x03\xd8\x01\x034\x05\x18\x02\x18" +
+		"\x01\x88\n\x040\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\xd9\t\xe1\t\v\x8a\x10(\x03\xda\x01\x033\x05\x18\x02\x18\x01\x88\n\x046\x02\x00\b\x13\x06 \x02" +
+		" \x88(\x05\x03\xb1\x05\xe9\t\xf1\t\v\x8a\x10(\x03\xdc\x01\x032\x05\x18\x02\x18\x01\x88\n\x047\x02\x00\b\x13\x06 \x02 \x88(\x05\x03\xb1\x05\xf9\t\x81\n\v" +
+		"\x8a\x10(\x03\xde\x01\x03;\x02\x17\x02\x18\v\x8a\x10\x18\x02\xde\x01\x03;\x01\x00\x02\x10\x03\x06\f\b\x03\x01\x88\n\x048\x02\x00\b\x0eH\x05\r1\x05\x0e (\x06" +
+		"\x12\x060\xe9\t\v\x8a\x10\n\x03\x85\x01\x01\xb3\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x85\x01\x01\xb3\x01\x01\x00\x02\x10\x03\x10\f\b\x03 \x88(\x04\x03\xb1\x05\xe9\t\xf1" +
+		"\t\x01\x88\n\x05\x0f\x03\x00\b \n\n(\x06\n\n0\a\x05\x0e8\xe9\x02\b\n\n@\t\x01\x88\n\n4\x02\x00\b\n\nP\v\x1f\x88\b\f\x02\x89\nX" +
+		"\x02\x88\x1c\r\x11\x02H`\x8b\x013\x90\x01\n\nh\x0e\x1f\x88\b\x0f\x02\xe9\x02p\x02\x88\x1c\x10\x11\x028x\x8b\x01\x1a\x8f\x01\n\n\x80\x01\x11\v\x8a\x10\x88\x01" +
+		"\x03\x8b\x01\x01\xb4\x01\x02\x17\x02\x18\v\x8a\x10\x18\x02\x8b\x01\x01\xb4\x01\x01\x00\x02\x10\x05\x01\x10\x88 \x02\v\f\b\x03\x01\x88\n\x04)\x02\x00\b\x05\x0e \x91\n\x05" +
+		"\x13\x06(\x02\x01\x88\n\x06)\x02\x00\b\x05\x0e0\x91\n\a\n\n8\b\x0eH\t\x1510\x02\x88\x1c\n\x05\x02@H\xc9\x02)M\n\nP\v\x1b\x8e\x10\x99" +
+		"\nX\x02\xc9\x02\x01c\x04\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0e \xa1\n\x05\a\x9a\x01(\x06\a\x01\a\n\n0\b\n\n8\t \x88\b\n\x02\xa9\n@\x02" +
+		"\x88\x1c\v\x01\x02qP\x80\x01\n\f\n\nX\f\n\n`\r\x1b\x8e\x10hH\x02~\x01d\b\f\b\x03\x05\r\x14\xb9\x01\x04\x05\x0e \xd1\x03\x05\n\n(\x06" +
+		"\x01\x88\b\a\x02\x00\b\x05\x0e8\xb1\n\b\x05\x0e@0\t\a\x9a\x01H\n\v\x01\x03\n\nP\f\n\nX\r\x1b\x8e\x10`h\x02\xc5\x02\x01d\x01\x00\x02\x10" +
+		"\a\t\f\b\x03\x01\x88\n\x048\x02\x00\b\x13\x06 \x02\b\x80\x01\x01\x02\x01\x88\n\x059\x02\x00\b\x13\x06(\x02\x01\x88\n\x068\x02\x00\b\n\n0\a\x01\x88" +
+		"\n\b\x0f\x03\x00\b8\n\n@\t\v\x8a\x10H\x03\xb3\x01\x01h\x02\x17\x02\x18\v\x8a\x10\x18\x02\xb3\x01\x01h\x06\f\b\x03\x01\x88\n\x049\x02\x00\b\x13\x06 " +
+		"\x02\x01\x88\n\x05:\x02\x00\b\n\n(\x06\v\x8a\x100\x03\xb8\x01\x01i\x02\x17\x02\x18\v\x8a\x10\x18\x02\xb8\x01\x01i\a\f\b\x03\b\x80\x01\x01\x02\x01\x88\n\x04" +
+		"8\x02\x00\b\x13\x06 \x02\x01\x88\n\x05;\x02\x00\b\n\n(\x06\x01\x88\n\a\x1f\x04\x00\b0\xb9\n\n\n8\b\v\x8a\x10@\x03\xba\x01\x01g\x02\x17\x02\x18" +
+		"\v\x8a\x10\x18\x02\xba\x01\x01g\x01\x00\x02\x10\n\a\f\b\x03\x01\x88\n\x04\t\x02\x00\b\x12\x06 \xa1\x01 \x88(\x05\x03\xb1\x05\xc1\n\xa1\x01\x01\x88\n\x06\x0f\x03" +
+		"\x00\b(\n\n0\a\v\x8a\x108\x03\x1d\x01!\x02\x17\x02\x18\v\x8a\x10\x18\x02\x1d\x01!\a\f\b\x03\x01\x88\n\x04\t\x02\x00\b\x12\x06 \xa9\x01\x10\x88 \x05" +
+		"\x01\x88\n\x06\x1f\x04\x00\b(\xc9\n\n\n0\a\v\x8a\x108\x03\x1f\x01 \x02\x17\x02\x18\v\x8a\x10\x18\x02\x1f\x01 \x06\f\b\x03\x01\x88\n\x04\t\x02\x00\b\x12" +
+		"\x06 \xb1\x01\x01\x88\n\x05%\x02\x00\b\n\n(\x06\v\x8a\x100\x03!\x01#\x02\x17\x02\x18\v\x8a\x10\x18\x02!\x01#\x06\f\b\x03\x01\x88\n\x04\t\x02\x00\b" +
+		"\x12\x06 \xb9\x01\x01\x88\n\x05<\x02\x00\b\n\n(\x06\v\x8a\x100\x03#\x01\"\x02\x17\x02\x18\v\x8a\x10\x18\x02#\x01\"\x04\x18\x02\x10\x0eH\b\x1d500" +
+		"\x1f\x88(\a\n\xf1\x02\x02\x91\x02\xd1\n\x89\x02\xd9\n\xf9\x02\xa9\b\xc1\x02\x1d500\v\x8a\x108\x02\x15\t$\x01\x00\x02\x10\x01\x04\x01\x88\n\x02=\x02\x00\b" +
+		"\n\n\x10\x03\x1d\x00!\x06\xe1\n\x18",
 }

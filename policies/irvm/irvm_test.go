@@ -20,13 +20,13 @@ import (
 const testData = `{"cfg": {"names": ["a", "b", "c"], "limits": {"x": 1, "y": 2}, "tags": ["t1", "t2"]}}`
 
 // prepare plans query over src (package t) and the test data.
-func prepare(t *testing.T, src, query string) (*Program, []func(*rego.Rego)) {
+func prepare(t testing.TB, src, query string) (*Program, []func(*rego.Rego)) {
 	t.Helper()
 	return prepareAs(t, src, query, false)
 }
 
 // prepareAs is prepare, with PrepareLazily when lazily.
-func prepareAs(t *testing.T, src, query string, lazily bool) (*Program, []func(*rego.Rego)) {
+func prepareAs(t testing.TB, src, query string, lazily bool) (*Program, []func(*rego.Rego)) {
 	t.Helper()
 	var data map[string]any
 	if err := util.UnmarshalJSON([]byte(testData), &data); err != nil {
@@ -84,45 +84,49 @@ func both(t *testing.T, prog *Program, opts []func(*rego.Rego), input string) (g
 	return got, want
 }
 
+// statementTests are rules over every kind of statement, each with an
+// input and the value of data.t.x for it (TestStatements; TestImage runs
+// them again from an image).
+var statementTests = []struct {
+	name, src, input string
+	want             any
+}{
+	// Dot chains in nested blocks with breaks out of two levels.
+	{"dot chain defined", `x := input.a.b.c`, `{"a": {"b": {"c": 3}}}`, util.MustUnmarshalJSON([]byte("3"))},
+	{"dot chain undefined", `x := input.a.b.c`, `{"a": {"b": 1}}`, "undefined"},
+	{"data and default", "default x := 0\nx := data.cfg.limits[input.k]", `{"k": "y"}`, util.MustUnmarshalJSON([]byte("2"))},
+	{"default taken", "default x := 0\nx := data.cfg.limits[input.k]", `{"k": "z"}`, util.MustUnmarshalJSON([]byte("0"))},
+	{"else chain", "x := 1 if input.a == 1\nelse := 2 if input.a == 2\nelse := 3", `{"a": 2}`, util.MustUnmarshalJSON([]byte("2"))},
+	{"not", "x if not input.a", `{}`, true},
+	{"not undefined", "x if not input.a", `{"a": true}`, "undefined"},
+	{"scan array", "x contains n if some n in data.cfg.names", `{}`, []any{"a", "b", "c"}},
+	{"scan object", "x contains k if { some k, v in data.cfg.limits; v > 1 }", `{}`, []any{"y"}},
+	{"scan set", "s := {1, 2, 3}\nx contains n if { some n in s; n != 2 }", `{}`, util.MustUnmarshalJSON([]byte("[1, 3]"))},
+	{"scan scalar", "x contains n if some n in input.a", `{"a": "str"}`, []any{}},
+	{"nested scans", "x contains [a, b] if { some a in input.p; some b in input.q; a == b }", `{"p": [1, 2, 3], "q": [3, 2]}`,
+		util.MustUnmarshalJSON([]byte("[[2, 2], [3, 3]]"))},
+	{"every", "x if every a in input.p { a > 0 }", `{"p": [1, 2]}`, true},
+	{"every over a scalar", "x if every a in input.p { a > 0 }", `{"p": "s"}`, "undefined"},
+	{"every in a scan", "x contains a if { some a in input.p; every y in a { y > 0 } }", `{"p": [[1], "s", [0], {"k": 2}]}`,
+		util.MustUnmarshalJSON([]byte(`[[1], {"k": 2}]`))},
+	{"every fails", "x if every a in input.p { a > 1 }", `{"p": [1, 2]}`, "undefined"},
+	{"comprehensions", "x := {\"a\": [n | some n in input.p; n > 1], \"o\": {k: v | some k, v in data.cfg.limits}, \"s\": {n | some n in input.p}}",
+		`{"p": [1, 2, 2]}`, util.MustUnmarshalJSON([]byte(`{"a": [2, 2], "o": {"x": 1, "y": 2}, "s": [1, 2]}`))},
+	{"function", "f(a) := a * 2 if a > 1\nf(a) := 0 if a <= 1\nx := [f(1), f(3)]", `{}`, util.MustUnmarshalJSON([]byte("[0, 6]"))},
+	{"equal numbers", "x if input.a == 1.0", `{"a": 1}`, true},
+	// Conflicts are errors, as in topdown.
+	{"complete conflict", "x := 1 if input.a\nx := 2 if input.a", `{"a": true}`, "error"},
+	{"same value no conflict", "x := 1 if input.a\nx := 1 if input.a", `{"a": true}`, util.MustUnmarshalJSON([]byte("1"))},
+	{"function conflict", "f(a) := 1 if a > 0\nf(a) := 2 if a > 1\nx := f(input.a)", `{"a": 5}`, "error"},
+	{"object key conflict", "o[k] := v if { some k, v in input.o }\no[k] := 9 if { some k, _ in input.o }\nx := o", `{"o": {"a": 1}}`, "error"},
+	{"builtin error", `x := to_number(input.a)`, `{"a": "abc"}`, "error"},
+	{"builtin undefined operand", `x := count(input.missing)`, `{}`, "undefined"},
+	{"relation builtin", `x := [p | walk(input.o, [p, _])]`, `{"o": {"a": 1}}`, util.MustUnmarshalJSON([]byte(`[[], ["a"]]`))},
+	{"or", "x := 1 if { input.a == 1 } else := 2", `{"a": 1}`, util.MustUnmarshalJSON([]byte("1"))},
+}
+
 func TestStatements(t *testing.T) {
-	tests := []struct {
-		name, src, input string
-		want             any
-	}{
-		// Dot chains in nested blocks with breaks out of two levels.
-		{"dot chain defined", `x := input.a.b.c`, `{"a": {"b": {"c": 3}}}`, util.MustUnmarshalJSON([]byte("3"))},
-		{"dot chain undefined", `x := input.a.b.c`, `{"a": {"b": 1}}`, "undefined"},
-		{"data and default", "default x := 0\nx := data.cfg.limits[input.k]", `{"k": "y"}`, util.MustUnmarshalJSON([]byte("2"))},
-		{"default taken", "default x := 0\nx := data.cfg.limits[input.k]", `{"k": "z"}`, util.MustUnmarshalJSON([]byte("0"))},
-		{"else chain", "x := 1 if input.a == 1\nelse := 2 if input.a == 2\nelse := 3", `{"a": 2}`, util.MustUnmarshalJSON([]byte("2"))},
-		{"not", "x if not input.a", `{}`, true},
-		{"not undefined", "x if not input.a", `{"a": true}`, "undefined"},
-		{"scan array", "x contains n if some n in data.cfg.names", `{}`, []any{"a", "b", "c"}},
-		{"scan object", "x contains k if { some k, v in data.cfg.limits; v > 1 }", `{}`, []any{"y"}},
-		{"scan set", "s := {1, 2, 3}\nx contains n if { some n in s; n != 2 }", `{}`, util.MustUnmarshalJSON([]byte("[1, 3]"))},
-		{"scan scalar", "x contains n if some n in input.a", `{"a": "str"}`, []any{}},
-		{"nested scans", "x contains [a, b] if { some a in input.p; some b in input.q; a == b }", `{"p": [1, 2, 3], "q": [3, 2]}`,
-			util.MustUnmarshalJSON([]byte("[[2, 2], [3, 3]]"))},
-		{"every", "x if every a in input.p { a > 0 }", `{"p": [1, 2]}`, true},
-		{"every over a scalar", "x if every a in input.p { a > 0 }", `{"p": "s"}`, "undefined"},
-		{"every in a scan", "x contains a if { some a in input.p; every y in a { y > 0 } }", `{"p": [[1], "s", [0], {"k": 2}]}`,
-			util.MustUnmarshalJSON([]byte(`[[1], {"k": 2}]`))},
-		{"every fails", "x if every a in input.p { a > 1 }", `{"p": [1, 2]}`, "undefined"},
-		{"comprehensions", "x := {\"a\": [n | some n in input.p; n > 1], \"o\": {k: v | some k, v in data.cfg.limits}, \"s\": {n | some n in input.p}}",
-			`{"p": [1, 2, 2]}`, util.MustUnmarshalJSON([]byte(`{"a": [2, 2], "o": {"x": 1, "y": 2}, "s": [1, 2]}`))},
-		{"function", "f(a) := a * 2 if a > 1\nf(a) := 0 if a <= 1\nx := [f(1), f(3)]", `{}`, util.MustUnmarshalJSON([]byte("[0, 6]"))},
-		{"equal numbers", "x if input.a == 1.0", `{"a": 1}`, true},
-		// Conflicts are errors, as in topdown.
-		{"complete conflict", "x := 1 if input.a\nx := 2 if input.a", `{"a": true}`, "error"},
-		{"same value no conflict", "x := 1 if input.a\nx := 1 if input.a", `{"a": true}`, util.MustUnmarshalJSON([]byte("1"))},
-		{"function conflict", "f(a) := 1 if a > 0\nf(a) := 2 if a > 1\nx := f(input.a)", `{"a": 5}`, "error"},
-		{"object key conflict", "o[k] := v if { some k, v in input.o }\no[k] := 9 if { some k, _ in input.o }\nx := o", `{"o": {"a": 1}}`, "error"},
-		{"builtin error", `x := to_number(input.a)`, `{"a": "abc"}`, "error"},
-		{"builtin undefined operand", `x := count(input.missing)`, `{}`, "undefined"},
-		{"relation builtin", `x := [p | walk(input.o, [p, _])]`, `{"o": {"a": 1}}`, util.MustUnmarshalJSON([]byte(`[[], ["a"]]`))},
-		{"or", "x := 1 if { input.a == 1 } else := 2", `{"a": 1}`, util.MustUnmarshalJSON([]byte("1"))},
-	}
-	for _, tt := range tests {
+	for _, tt := range statementTests {
 		t.Run(tt.name, func(t *testing.T) {
 			prog, opts := prepare(t, tt.src, "data.t.x")
 			got, want := both(t, prog, opts, tt.input)

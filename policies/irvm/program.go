@@ -347,7 +347,7 @@ func hoistable(target int32, s stmt, items []operand) bool {
 
 // call resolves a CallStmt to a planned function or one of OPA's builtins.
 func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
-	ns := stmt{target: int32(s.Result), loc: location(s.Location), args: make([]operand, 0, len(s.Args))}
+	ns := stmt{target: int32(s.Result), args: make([]operand, 0, len(s.Args))}
 	for _, a := range s.Args {
 		o, err := c.operand(a)
 		if err != nil {
@@ -363,16 +363,27 @@ func (c *compiler) call(s *ir.CallStmt) (stmt, error) {
 		}
 		return ns, nil
 	}
-	decl, ok := c.decls[s.Func]
-	if !ok || decl.Nondeterministic || decl.Name == "print" || decl.Name == "internal.print" {
-		return stmt{}, unsupported("builtin %s", s.Func)
+	cl, err := newCallee(s.Func, c.decls[s.Func])
+	if err != nil {
+		return stmt{}, err
 	}
-	f := topdown.GetBuiltin(s.Func)
-	if f == nil {
-		return stmt{}, unsupported("builtin %s has no implementation", s.Func)
-	}
-	ns.op, ns.builtin = opCallBuiltin, &callee{name: s.Func, f: f, relation: decl.Relation, clock: ReadsClock(s.Func), native: nativeFor(s.Func)}
+	// Only a builtin's call has its location: a builtin's error names it
+	// (BuiltinContext.Location); nothing reads a function call's.
+	ns.op, ns.builtin, ns.loc = opCallBuiltin, &cl, location(s.Location)
 	return ns, nil
+}
+
+// newCallee is OPA's builtin name, declared by decl (nil: not in the
+// capabilities). Prepare and LoadImage both resolve a builtin here.
+func newCallee(name string, decl *ast.Builtin) (callee, error) {
+	if decl == nil || decl.Nondeterministic || decl.Name == "print" || decl.Name == "internal.print" {
+		return callee{}, unsupported("builtin %s", name)
+	}
+	f := topdown.GetBuiltin(name)
+	if f == nil {
+		return callee{}, unsupported("builtin %s has no implementation", name)
+	}
+	return callee{name: name, f: f, relation: decl.Relation, clock: ReadsClock(name), native: nativeFor(name)}, nil
 }
 
 func location(l ir.Location) *ast.Location {
