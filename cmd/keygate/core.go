@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/extauthz"
-	"github.com/keygate/keygate/internal/prefault"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -62,7 +61,6 @@ func (e *environment) newCore(ctx context.Context, cfg coreConfig, log *slog.Log
 	}
 	policyc := make(chan policyStart, 1)
 	go func() {
-		prefault.GrowStack() // the policy's load is deep: see GrowStack
 		rt, err := startPolicy(ctx, cfg.policies, log)
 		policyc <- policyStart{rt, err}
 	}()

@@ -33,8 +33,7 @@
 // calls fail and nothing changes. Failures are never reported: this only
 // moves cost.
 //
-// Then it grows the main goroutine's stack to 64 KiB in one step
-// (GrowStack), before the packages initialised after it run their deep
-// initialisation on it; serve calls GrowStack on the goroutine that loads
-// the policy too.
+// On Linux it then grows the main goroutine's stack to 128 KiB in one step
+// (growStack), before the packages initialised after it run their deep
+// initialisation on it.
 package prefault

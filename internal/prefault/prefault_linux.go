@@ -29,13 +29,17 @@ var initialised = [1]uintptr{1}
 // probe is allocated by init: its page is in the heap's mapping.
 var probe *[16]byte
 
+// heapPopulated is the part of the heap init populated (the mapping may
+// grow right after: the test reads what init did here).
+var heapPopulated [2]uintptr
+
 func init() {
 	if off {
 		return
 	}
 	// After the heap is populated the larger stack comes from populated
 	// pages; the packages initialised after this one run on it.
-	defer GrowStack()
+	defer growStack()
 	probe = new([16]byte)
 	heap := uintptr(unsafe.Pointer(probe))
 	data := uintptr(unsafe.Pointer(&initialised))
@@ -45,7 +49,8 @@ func init() {
 		switch {
 		case m.lo <= heap && heap < m.hi:
 			lo := heap &^ (uintptr(syscall.Getpagesize()) - 1)
-			populate(lo, min(m.hi, lo+maxHeap))
+			heapPopulated = [2]uintptr{lo, min(m.hi, lo+maxHeap)}
+			populate(heapPopulated[0], heapPopulated[1])
 		case m.lo <= data && data < m.hi:
 			populate(m.lo, min(m.hi, m.lo+maxData))
 		}

@@ -57,14 +57,16 @@ func TestPopulated(t *testing.T) {
 	case rss < size:
 		t.Fatalf("data mapping: %d of %d KiB resident after init", rss>>10, size>>10)
 	}
-	// The heap from the probe's page to the end of its mapping at init (the
-	// mapping may have grown since: only what init saw is checked).
+	// The heap from the probe's page to the end of its mapping at init, as
+	// init recorded it (the mapping grows right after, as the runtime
+	// allocates on: what the test would read now is not what init saw).
 	heap := uintptr(unsafe.Pointer(probe)) &^ (uintptr(syscall.Getpagesize()) - 1)
-	heapLo, heapSize, _ := smaps(t, heap)
-	if end := min(heapLo+heapSize, heap+maxHeap, heap+heapAtInit); end > heap {
-		if in, all := resident(t, heap, end); in != all {
-			t.Fatalf("heap from the probe on: %d of %d pages resident after init", in, all)
-		}
+	lo, hi := heapPopulated[0], heapPopulated[1]
+	if heapLo, heapSize, _ := smaps(t, heap); lo != heap || hi <= lo || hi > heapLo+heapSize || hi-lo > maxHeap {
+		t.Fatalf("init populated the heap's %#x-%#x; the probe's page is %#x in a mapping %#x-%#x", lo, hi, heap, heapLo, heapLo+heapSize)
+	}
+	if in, all := resident(t, lo, hi); in != all {
+		t.Fatalf("heap from the probe on: %d of %d pages resident after init", in, all)
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPopulated$", "-test.v")
@@ -106,21 +108,6 @@ func smaps(t *testing.T, addr uintptr) (start, size, rss uintptr) {
 	}
 	t.Fatalf("no mapping holds %#x", addr)
 	return 0, 0, 0
-}
-
-// heapAtInit is how far the heap's mapping reached past the probe when
-// init ran (its end, less the probe's page), read by the test's own init
-// after prefault's.
-var heapAtInit uintptr
-
-func init() {
-	heap := uintptr(unsafe.Pointer(probe))
-	buf := make([]byte, mapsLimit)
-	for _, m := range mappings(buf[:readMaps(buf)]) {
-		if m.lo <= heap && heap < m.hi {
-			heapAtInit = m.hi - heap&^(uintptr(syscall.Getpagesize())-1)
-		}
-	}
 }
 
 // resident counts the pages of [lo, hi) in memory (mincore) and all of them.

@@ -8,38 +8,34 @@ var off = func() bool {
 	return v == "off" || v == "0" || v == "false"
 }()
 
-// GrowStack grows the calling goroutine's stack to stackSize (64 KiB) in
-// one step, before it runs deep code.
+// growStack grows the calling goroutine's stack to stackSize in one step.
 //
-// A goroutine starts with a 2 KiB stack (until a collection has measured
-// an average) and the runtime doubles it whenever a call would overflow
-// it: each doubling allocates the larger stack, copies the old one and
-// walks every frame on it through the executable's function tables to
-// adjust its pointers. A start of serve runs deep code on a few
-// goroutines (the packages' initialisation on the main one: OPA's
-// builtins, protobuf's descriptors; the built-in policy's load on
-// another), each of which grew through four or five such copies, ~4% of
-// the CPU to SERVING in a profile of 10 starts (copystack, the function
-// table walks and their page faults). One large frame made while the
-// stack is nearly empty costs one copy of a few frames instead. A
-// collection shrinks the stack again once most of it goes unused.
-func GrowStack() {
-	if !off {
-		stackSink = grow(0)
-	}
+// A goroutine starts on a 2 KiB stack (until a collection has measured an
+// average) and the runtime doubles it whenever a call would overflow it:
+// each doubling allocates the larger stack, copies the old one and walks
+// every frame on it through the executable's function tables to adjust
+// its pointers. The packages' initialisation runs on the main goroutine
+// and takes it to 128 KiB (regexp compiles, protobuf descriptors): by the
+// time this package initialises it is at 16 KiB, and the doublings to 32,
+// 64 and 128 KiB would copy ~15, ~30 and ~63 KiB of deep frames. One large
+// frame made here, with ~9 KiB in use, costs one copy of those few frames
+// instead. A collection shrinks the stack again once most of it goes
+// unused.
+func growStack() {
+	grow(0)
 }
 
-// stackSize is what GrowStack grows a stack to; growFrame is the frame
-// that makes the runtime grow it there (its next power of two).
+// stackSize is what growStack grows a stack to; growFrame is the frame
+// that makes the runtime grow it there from a stack with less than
+// stackSize-growFrame in use (and more than half of stackSize needed).
 const (
-	stackSize = 64 << 10
-	growFrame = stackSize - 24<<10
+	stackSize = 128 << 10
+	growFrame = 96 << 10
 )
 
-// stackSink keeps grow's result alive, so that its frame is not
-// optimised away.
-var stackSink byte
-
+// grow's frame is growFrame bytes; it is never inlined, so the frame is
+// made whatever its result.
+//
 //go:noinline
 func grow(i int) byte {
 	var frame [growFrame]byte
