@@ -376,6 +376,7 @@ type imageReader struct {
 
 	funcs      []*function
 	npaths     int32
+	maxPath    int32 // the highest path a dot reads
 	strings    []ast.Term
 	nextString int
 	texts      [][]byte
@@ -441,6 +442,10 @@ func (r *imageReader) program(data ast.Value, caps *ast.Capabilities) (*Program,
 		return nil, fmt.Errorf("%d bytes after the plan", len(r.s)-r.off)
 	case r.nextString != len(r.strings) || r.used != len(r.texts)+len(r.callees):
 		return nil, errors.New("a string, a text or a builtin never used")
+	case r.maxPath != r.npaths:
+		// markPaths numbers the paths 1 to npaths, each read by a dot:
+		// every evaluation makes npaths slots, so no more may be claimed.
+		return nil, fmt.Errorf("%d paths, of which dots read %d", r.npaths, r.maxPath)
 	case len(r.stmts)+len(r.blocks)+len(r.args)+len(r.locs)+len(r.shares) > 0:
 		return nil, errors.New("fewer statements, blocks, operands, locations or shared makes than counted")
 	}
@@ -632,6 +637,7 @@ func (r *imageReader) stmt(s *stmt, depth int, nlocals int32) {
 		if s.path = r.nonzero(); s.path > r.npaths || s.op != opDot {
 			r.fail("path %d of %d on opcode %d", s.path, r.npaths, s.op)
 		}
+		r.maxPath = max(r.maxPath, s.path)
 	}
 	if mask&fieldA != 0 {
 		s.a = r.operand(nlocals)

@@ -178,6 +178,7 @@ func TestLoadImageRefuses(t *testing.T) {
 		{name: "a path past the paths", change: func(p *Program) {
 			p.plan = append(p.plan, block{{op: opDot, path: p.npaths + 1, a: operand{local: 0}, b: operand{konst: ast.StringTerm("k")}, target: 2}})
 		}},
+		{name: "more paths than dots read", change: func(p *Program) { p.npaths += 1 << 24 }},
 		{name: "an opcode past the last", change: func(p *Program) { p.plan = append(p.plan, block{{op: opcode(numOpcodes)}}) }},
 		{name: "an array too large", change: func(p *Program) {
 			p.plan = append(p.plan, block{{op: opMakeArray, target: 2, index: maxImageCapacity + 1}})

@@ -26,19 +26,35 @@ import (
 // through a new read.
 func markPaths(funcs []*function, plan []block) int32 {
 	pm := &pathMarker{funcs: funcs, slots: map[string]int32{}}
-	if !pm.body(plan, nil) {
+	if !pm.bodies(plan) {
+		// The frames marked before the one that failed keep no path: an
+		// evaluation makes no slots for them.
+		unmark := func(s *stmt) { s.path = 0 }
+		walkStmts(plan, unmark)
+		for _, f := range funcs {
+			walkStmts(f.blocks, unmark)
+		}
 		return 0
 	}
-	for _, f := range funcs {
+	return int32(len(pm.slots))
+}
+
+// bodies marks the plan's and every function's dots; false when input or
+// data can hold something else in one of them.
+func (pm *pathMarker) bodies(plan []block) bool {
+	if !pm.body(plan, nil) {
+		return false
+	}
+	for _, f := range pm.funcs {
 		if len(f.params) < 2 || f.params[0] != 0 || f.params[1] != 1 {
-			return 0
+			return false
 		}
 		// The arguments after input and data are each call's own.
 		if !pm.body(f.blocks, f.params[2:]) {
-			return 0
+			return false
 		}
 	}
-	return int32(len(pm.slots))
+	return true
 }
 
 type pathMarker struct {

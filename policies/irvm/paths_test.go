@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/ir"
 )
 
 // TestMarkPaths: a dot has a path when what its source holds is the same
@@ -123,5 +124,48 @@ x := {"id": input.key.id, "mode": mode, "m": k.mode, "f": f("id"), "n": object.g
 		if v != nil {
 			t.Fatalf("path %d kept after the evaluation: %v", i, v)
 		}
+	}
+}
+
+// TestMarkPathsLeavesNoneWhenAFunctionFails: a plan whose dots markPaths
+// numbers before a function that writes input (local 0) rules paths out
+// keeps no path on those dots either. It kept them, and every evaluation
+// then indexed a slot it had not made (an error for every decision), and
+// the Program's image was refused.
+func TestMarkPathsLeavesNoneWhenAFunctionFails(t *testing.T) {
+	local := func(l int) ir.Operand { return ir.Operand{Value: ir.Local(l)} }
+	str := func(i int) ir.Operand { return ir.Operand{Value: ir.StringIndex(i)} }
+	writesInput := &ir.Func{Name: "g", Params: []ir.Local{0, 1}, Return: 2, Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+		&ir.AssignVarStmt{Source: local(1), Target: 0},
+		&ir.ReturnLocalStmt{Source: 0},
+	}}}}
+	plan := &ir.Plan{Name: "x", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+		&ir.DotStmt{Source: local(0), Key: str(0), Target: 2},
+		&ir.MakeObjectStmt{Target: 3},
+		&ir.ObjectInsertStmt{Key: str(1), Value: local(2), Object: 3},
+		&ir.ResultSetAddStmt{Value: 3},
+	}}}}
+	pol := &ir.Policy{
+		Static: &ir.Static{Strings: []*ir.StringConst{{Value: "k"}, {Value: "a"}}},
+		Plans:  &ir.Plans{Plans: []*ir.Plan{plan}},
+		Funcs:  &ir.Funcs{Funcs: []*ir.Func{writesInput}},
+	}
+	caps := ast.CapabilitiesForThisVersion()
+	prog, err := PrepareLazily(pol, ast.NewObject(), caps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prog.npaths != 0 || prog.plan[0][0].path != 0 {
+		t.Fatalf("npaths %d, the plan's dot reads path %d: want none", prog.npaths, prog.plan[0][0].path)
+	}
+	if _, _, err := prog.EvalValue(t.Context(), ast.MustParseTerm(`{"k": 1}`).Value); err != nil {
+		t.Fatal(err)
+	}
+	img, err := prog.AppendImage(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadImage(string(img), ast.NewObject(), caps); err != nil {
+		t.Fatal(err)
 	}
 }
