@@ -376,7 +376,7 @@ type imageReader struct {
 
 	funcs      []*function
 	npaths     int32
-	maxPath    int32 // the highest path a dot reads
+	pathRead   []bool // whether a dot reads each path
 	strings    []ast.Term
 	nextString int
 	texts      [][]byte
@@ -415,6 +415,12 @@ func (r *imageReader) program(data ast.Value, caps *ast.Capabilities) (*Program,
 	if n.shares > n.stmts {
 		return nil, fmt.Errorf("%d shared makes of %d statements", n.shares, n.stmts)
 	}
+	// Every evaluation makes npaths slots: markPaths numbers paths 1 to
+	// npaths, each read by a dot, so no more than the statements.
+	if r.npaths < 0 || int64(r.npaths) > int64(n.stmts) {
+		return nil, fmt.Errorf("%d paths of %d statements", r.npaths, n.stmts)
+	}
+	r.pathRead = make([]bool, r.npaths)
 	r.strings = make([]ast.Term, n.strings)
 	for i := range r.strings {
 		r.strings[i].Value = ast.String(r.str())
@@ -442,10 +448,8 @@ func (r *imageReader) program(data ast.Value, caps *ast.Capabilities) (*Program,
 		return nil, fmt.Errorf("%d bytes after the plan", len(r.s)-r.off)
 	case r.nextString != len(r.strings) || r.used != len(r.texts)+len(r.callees):
 		return nil, errors.New("a string, a text or a builtin never used")
-	case r.maxPath != r.npaths:
-		// markPaths numbers the paths 1 to npaths, each read by a dot:
-		// every evaluation makes npaths slots, so no more may be claimed.
-		return nil, fmt.Errorf("%d paths, of which dots read %d", r.npaths, r.maxPath)
+	case slices.Contains(r.pathRead, false):
+		return nil, fmt.Errorf("a path of %d no dot reads", r.npaths)
 	case len(r.stmts)+len(r.blocks)+len(r.args)+len(r.locs)+len(r.shares) > 0:
 		return nil, errors.New("fewer statements, blocks, operands, locations or shared makes than counted")
 	}
@@ -637,7 +641,9 @@ func (r *imageReader) stmt(s *stmt, depth int, nlocals int32) {
 		if s.path = r.nonzero(); s.path > r.npaths || s.op != opDot {
 			r.fail("path %d of %d on opcode %d", s.path, r.npaths, s.op)
 		}
-		r.maxPath = max(r.maxPath, s.path)
+		if r.err == nil {
+			r.pathRead[s.path-1] = true
+		}
 	}
 	if mask&fieldA != 0 {
 		s.a = r.operand(nlocals)

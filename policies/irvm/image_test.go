@@ -179,6 +179,23 @@ func TestLoadImageRefuses(t *testing.T) {
 			p.plan = append(p.plan, block{{op: opDot, path: p.npaths + 1, a: operand{local: 0}, b: operand{konst: ast.StringTerm("k")}, target: 2}})
 		}},
 		{name: "more paths than dots read", change: func(p *Program) { p.npaths += 1 << 24 }},
+		{name: "more paths than statements", change: func(p *Program) {
+			// Every path read, by a dot with a huge one: each evaluation
+			// would make 2^27 slots (1 GiB).
+			walkStmts(p.plan, func(s *stmt) {
+				if s.op == opDot && s.path > 0 {
+					s.path = 1 << 27
+				}
+			})
+			for _, f := range p.funcs {
+				walkStmts(f.blocks, func(s *stmt) {
+					if s.op == opDot && s.path > 0 {
+						s.path = 1 << 27
+					}
+				})
+			}
+			p.npaths = 1 << 27
+		}},
 		{name: "an opcode past the last", change: func(p *Program) { p.plan = append(p.plan, block{{op: opcode(numOpcodes)}}) }},
 		{name: "an array too large", change: func(p *Program) {
 			p.plan = append(p.plan, block{{op: opMakeArray, target: 2, index: maxImageCapacity + 1}})

@@ -168,4 +168,31 @@ func TestMarkPathsLeavesNoneWhenAFunctionFails(t *testing.T) {
 	if _, err := LoadImage(string(img), ast.NewObject(), caps); err != nil {
 		t.Fatal(err)
 	}
+
+	// The same when the dot marked first is in a function before the one
+	// that writes input.
+	readsKey := &ir.Func{Name: "f", Params: []ir.Local{0, 1}, Return: 2, Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+		&ir.DotStmt{Source: local(0), Key: str(0), Target: 2},
+		&ir.ReturnLocalStmt{Source: 2},
+	}}}}
+	callsF := &ir.Plan{Name: "x", Blocks: []*ir.Block{{Stmts: []ir.Stmt{
+		&ir.CallStmt{Func: "f", Args: []ir.Operand{local(0), local(1)}, Result: 2},
+		&ir.MakeObjectStmt{Target: 3},
+		&ir.ObjectInsertStmt{Key: str(1), Value: local(2), Object: 3},
+		&ir.ResultSetAddStmt{Value: 3},
+	}}}}
+	pol = &ir.Policy{
+		Static: pol.Static,
+		Plans:  &ir.Plans{Plans: []*ir.Plan{callsF}},
+		Funcs:  &ir.Funcs{Funcs: []*ir.Func{readsKey, writesInput}},
+	}
+	if prog, err = PrepareLazily(pol, ast.NewObject(), caps); err != nil {
+		t.Fatal(err)
+	}
+	if prog.npaths != 0 || prog.funcs[0].blocks[0][0].path != 0 {
+		t.Fatalf("npaths %d, f's dot reads path %d: want none", prog.npaths, prog.funcs[0].blocks[0][0].path)
+	}
+	if _, _, err := prog.EvalValue(t.Context(), ast.MustParseTerm(`{"k": 1}`).Value); err != nil {
+		t.Fatal(err)
+	}
 }
