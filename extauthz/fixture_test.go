@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"context"
+	"flag"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -112,5 +113,22 @@ func typicalHeaders(auth string) map[string]string {
 // builtinEngine is an engine with the built-in policy.
 func builtinEngine(tb testing.TB) *policies.Engine {
 	tb.Helper()
+	if *startedPolicy {
+		p, err := policies.StartBuiltin(context.Background())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		e := policies.NewEngine(p)
+		e.Complete(context.Background())
+		return e
+	}
 	return policies.NewEngine(policytest.Compile(tb, policies.BuiltIn, nil))
 }
+
+// startedPolicy: the tests and benchmarks decide with the built-in policy
+// as serve starts it (StartBuiltin: the evaluator loaded from the
+// artifact's image, then Complete) instead of Compile's. Decisions are
+// alike (policies' TestStartBuiltinDecidesAsCompile); what a served Check
+// costs is measured with it:
+// go test ./extauthz -run XXX -bench 'CheckMemoMiss$|CheckPolicy$' -args -started-policy
+var startedPolicy = flag.Bool("started-policy", false, "decide with the built-in policy as serve starts it (StartBuiltin, Complete)")
