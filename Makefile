@@ -32,6 +32,8 @@ install:
 # Tests that skip under the race detector, or check less under it
 # (allocation counts, ristretto's admission, heap per key, the randomised
 # heap the prefault test reads), run again without it.
+# The authorizer's suite runs once more with the built-in policy as serve
+# starts it (its evaluator loaded from the artifact's image).
 NORACE_TESTS = Allocs|AllocatesNothing|CheckBytes|ConvertsThroughCache|HeapPerKey|GrowthKeepsBucket|SQLiteLookup|Populated
 
 test:
@@ -39,6 +41,7 @@ test:
 	$(GO) test -race -count=1 -tags '$(TAGS)' $$($(GO) list ./... | grep -v '/tests$$')
 	$(GO) test -race -count=1 -run 'ServerCodec' ./cmd/keygate
 	$(GO) test -count=1 -tags '$(TAGS)' -run '$(NORACE_TESTS)' ./cmd/keygate ./extauthz ./internal/prefault ./keystore ./limits ./policies
+	$(GO) test -count=1 -tags '$(TAGS)' ./extauthz -args -started-policy
 	$(GO) test -count=1 -tags '$(TAGS)' -timeout 25m ./tests/
 	$(MAKE) policy-check
 	$(MAKE) deploy-check
