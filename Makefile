@@ -29,11 +29,11 @@ build:
 install:
 	CGO_ENABLED=0 $(GO) install -tags '$(TAGS)' $(BUILDFLAGS) ./cmd/keygate
 
-# Tests that skip under the race detector, or check less under it
-# (allocation counts, ristretto's admission, heap per key, the randomised
-# heap the prefault test reads), run again without it.
-# The authorizer's suite runs once more with the built-in policy as serve
-# starts it (its evaluator loaded from the artifact's image).
+# make test runs the tests that skip under the race detector, or check
+# less under it (allocation counts, ristretto's admission, heap per key,
+# the randomised heap the prefault test reads), again without it; and the
+# authorizer's suite once more with the built-in policy as serve starts it
+# (its evaluator loaded from the artifact's image).
 NORACE_TESTS = Allocs|AllocatesNothing|CheckBytes|ConvertsThroughCache|HeapPerKey|GrowthKeepsBucket|SQLiteLookup|Populated
 
 test:

@@ -40,3 +40,8 @@ func CheckAllowed(ctx context.Context, b *testing.B, s *Server, reqs []*authv3.C
 
 // EnvoyContext is a Check's context (with a deadline, as Envoy's are).
 func EnvoyContext(tb testing.TB) context.Context { return envoyContext(tb) }
+
+// DecisionIDOf is the decision id an allow hands its upstream ("" for none).
+func DecisionIDOf(resp *authv3.CheckResponse) string {
+	return headerOf(resp.GetOkResponse().GetHeaders(), HeaderDecisionID)
+}

@@ -73,12 +73,7 @@ func TestTraceparentOTLP(t *testing.T) {
 	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Fatalf("want allow, got %v", resp)
 	}
-	var decisionID string
-	for _, h := range resp.GetOkResponse().GetHeaders() {
-		if h.GetHeader().GetKey() == extauthz.HeaderDecisionID {
-			decisionID = h.GetHeader().GetValue()
-		}
-	}
+	decisionID := extauthz.DecisionIDOf(resp)
 	if err := tp.ForceFlush(ctx); err != nil {
 		t.Fatal(err)
 	}

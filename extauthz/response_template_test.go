@@ -198,7 +198,7 @@ func TestTemplateUpstreamNotWritten(t *testing.T) {
 			t.Fatalf("upstream decision id %q, want the allow's own %q", got, res.DecisionID)
 		}
 		ids[res.DecisionID] = true
-		if got := headerValue(f.server.checkResponse(res, nil).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
+		if got := headerOf(f.server.checkResponse(res, nil).GetOkResponse().GetHeaders(), HeaderDecisionID); got != res.DecisionID {
 			t.Fatalf("response decision id %q, want %q", got, res.DecisionID)
 		}
 		if slices.Contains(res.Remove, HeaderDecisionID) {
@@ -213,15 +213,6 @@ func TestTemplateUpstreamNotWritten(t *testing.T) {
 	if diff := cmp.Diff(want, first.template.upstream); diff != "" {
 		t.Fatalf("the template's upstream headers changed (-before +after):\n%s", diff)
 	}
-}
-
-func headerValue(opts []*corev3.HeaderValueOption, name string) string {
-	for _, o := range opts {
-		if o.GetHeader().GetKey() == name {
-			return o.GetHeader().GetValue()
-		}
-	}
-	return ""
 }
 
 // TestTemplateUpstreamIsIdentity: the upstream headers an allow takes from

@@ -26,12 +26,7 @@ func TestSpanKeepsACopyOfTheDecisionID(t *testing.T) {
 	if codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Fatalf("want allow, got %v", resp)
 	}
-	var header string
-	for _, h := range resp.GetOkResponse().GetHeaders() {
-		if h.GetHeader().GetKey() == extauthz.HeaderDecisionID {
-			header = h.GetHeader().GetValue()
-		}
-	}
+	header := extauthz.DecisionIDOf(resp)
 	var attr string
 	for _, s := range rec.Ended() {
 		for _, kv := range s.Attributes() {
