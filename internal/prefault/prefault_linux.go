@@ -2,36 +2,37 @@ package prefault
 
 import (
 	"bytes"
+	"runtime"
 	"strconv"
 	"syscall"
 	"unsafe"
 )
 
-// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14): fault the range in
-// as if written, without writing it.
-const madvPopulateWrite = 23
+// madvPopulateRead and madvPopulateWrite are MADV_POPULATE_READ and
+// MADV_POPULATE_WRITE (Linux 5.14): fault the range in as if read, or
+// written, without reading or writing it.
+const (
+	madvPopulateRead  = 22
+	madvPopulateWrite = 23
+)
 
 // maxHeap bounds the heap populated: the runtime maps its heap 4 MiB at a
 // time, so the mapping at init is rarely larger.
 const maxHeap = 16 << 20
 
-// maxData bounds the initialised data populated (keygate's is ~2 MiB).
-const maxData = 8 << 20
+// maxText bounds the code populated (keygate's is ~18 MiB).
+const maxText = 64 << 20
 
 // mapsLimit bounds the read of /proc/self/maps: a Go program starting has
 // a few dozen mappings (~80 bytes each); what does not fit is left out.
 const mapsLimit = 8 << 10
 
-// initialised lives in the program's initialised data (.noptrdata): its
-// mapping is the file-backed read-write part of the executable.
-var initialised = [1]uintptr{1}
-
 // probe is allocated by init: its page is in the heap's mapping.
 var probe *[16]byte
 
-// heapPopulated is the part of the heap init populated (the mapping may
-// grow right after: the test reads what init did here).
-var heapPopulated [2]uintptr
+// heapPopulated and textPopulated are the ranges init populated (the
+// heap's mapping may grow right after: the test reads what init did here).
+var heapPopulated, textPopulated [2]uintptr
 
 func init() {
 	if off {
@@ -42,24 +43,26 @@ func init() {
 	defer growStack()
 	probe = new([16]byte)
 	heap := uintptr(unsafe.Pointer(probe))
-	data := uintptr(unsafe.Pointer(&initialised))
+	var pc [1]uintptr
+	runtime.Callers(0, pc[:]) // an address in the program's code
 	buf := make([]byte, mapsLimit)
 	n := readMaps(buf)
 	for _, m := range mappings(buf[:n]) {
 		switch {
+		case m.lo <= pc[0] && pc[0] < m.hi:
+			textPopulated = [2]uintptr{m.lo, min(m.hi, m.lo+maxText)}
+			populate(textPopulated[0], textPopulated[1], madvPopulateRead)
 		case m.lo <= heap && heap < m.hi:
 			lo := heap &^ (uintptr(syscall.Getpagesize()) - 1)
 			heapPopulated = [2]uintptr{lo, min(m.hi, lo+maxHeap)}
-			populate(heapPopulated[0], heapPopulated[1])
-		case m.lo <= data && data < m.hi:
-			populate(m.lo, min(m.hi, m.lo+maxData))
+			populate(heapPopulated[0], heapPopulated[1], madvPopulateWrite)
 		}
 	}
 }
 
-func populate(lo, hi uintptr) {
+func populate(lo, hi, advice uintptr) {
 	if hi > lo {
-		_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, madvPopulateWrite)
+		_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, advice)
 	}
 }
 

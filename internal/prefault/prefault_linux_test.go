@@ -3,8 +3,10 @@ package prefault
 import (
 	"bufio"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,34 +30,44 @@ func TestMappings(t *testing.T) {
 	}
 }
 
-// untouched is initialised data nothing reads or writes: without
-// prefault, its pages are never mapped.
+// untouched is initialised data nothing reads or writes: init leaves the
+// initialised data alone, so its pages are never made private copies.
 var untouched = [512 << 10]byte{1}
 
-// TestPopulated: after init, the program's initialised data is resident
-// whole, and the heap's mapping from the probe's page on; with
-// KEYGATE_PREFAULT=off (the test run again in a child) the data is not.
+// untouchedCode links an HTTP server and client into the test, never to run them:
+// megabytes of code no fault maps, so that with KEYGATE_PREFAULT=off the
+// code cannot be mapped whole (the kernel maps 64 KiB around each fault:
+// the rest of the test's code is mapped whole by its own run).
+var untouchedCode = []any{http.ListenAndServeTLS, (*http.Client).Do}
+
+// TestPopulated: after init, the program's code is mapped whole, the heap's
+// mapping from the probe's page on is resident and the initialised data is
+// left alone; with KEYGATE_PREFAULT=off (the test run again in a child)
+// the code is not mapped whole.
 func TestPopulated(t *testing.T) {
 	if !populateWorks() {
 		t.Skip("this kernel has no MADV_POPULATE_WRITE (Linux 5.14)")
 	}
-	data := uintptr(unsafe.Pointer(&initialised))
-	lo, size, rss := smaps(t, data)
-	if lo2, _, _ := smaps(t, uintptr(unsafe.Pointer(&untouched))); lo2 != lo {
-		t.Fatal("untouched is not in the initialised data's mapping")
-	}
+	var pc [1]uintptr
+	runtime.Callers(0, pc[:])
+	textLo, textSize, textRSS := smaps(t, pc[0])
 	off := os.Getenv("PREFAULT_TEST_CHILD") != ""
-	t.Logf("data mapping %d KiB, resident %d KiB (prefault off: %v)", size>>10, rss>>10, off)
-	switch {
-	// The kernel maps up to 64 KiB around a read fault in a file's pages
-	// (fault-around): neighbours' reads may map that much of untouched on
-	// either side.
-	case off && rss > size-uintptr(len(untouched))+128<<10:
-		t.Fatalf("KEYGATE_PREFAULT=off, yet all %d KiB of the data are resident", size>>10)
-	case off:
+	t.Logf("code mapping %d KiB, %d KiB mapped (prefault off: %v)", textSize>>10, textRSS>>10, off)
+	if off {
+		if textRSS >= textSize {
+			t.Fatalf("KEYGATE_PREFAULT=off, yet all %d KiB of the code are mapped", textSize>>10)
+		}
 		return
-	case rss < size:
-		t.Fatalf("data mapping: %d of %d KiB resident after init", rss>>10, size>>10)
+	}
+	if lo, hi := textPopulated[0], textPopulated[1]; lo != textLo || hi != textLo+textSize {
+		t.Fatalf("init populated %#x-%#x; the code's mapping is %#x-%#x", lo, hi, textLo, textLo+textSize)
+	}
+	if textRSS < textSize {
+		t.Fatalf("code mapping: %d of %d KiB mapped after init", textRSS>>10, textSize>>10)
+	}
+	// Private copies of the untouched data would show as anonymous memory.
+	if anon := anonymous(t, uintptr(unsafe.Pointer(&untouched))); anon > 128<<10 {
+		t.Fatalf("the initialised data's mapping has %d KiB of private copies: init populated it", anon>>10)
 	}
 	// The heap from the probe's page to the end of its mapping at init, as
 	// init recorded it (the mapping grows right after, as the runtime
@@ -81,6 +93,22 @@ func TestPopulated(t *testing.T) {
 // smaps is the start, size and resident size of the mapping holding addr.
 func smaps(t *testing.T, addr uintptr) (start, size, rss uintptr) {
 	t.Helper()
+	start, size, fields := smapsFields(t, addr, "Rss:")
+	return start, size, fields["Rss:"]
+}
+
+// anonymous is the anonymous memory (private copies of a file's pages
+// included) of the mapping holding addr.
+func anonymous(t *testing.T, addr uintptr) uintptr {
+	t.Helper()
+	_, _, fields := smapsFields(t, addr, "Anonymous:")
+	return fields["Anonymous:"]
+}
+
+// smapsFields is the start and size of the mapping holding addr and the
+// sizes its /proc/self/smaps entry gives for names, in bytes.
+func smapsFields(t *testing.T, addr uintptr, names ...string) (start, size uintptr, fields map[string]uintptr) {
+	t.Helper()
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		t.Skipf("no /proc/self/smaps: %v", err)
@@ -101,13 +129,24 @@ func smaps(t *testing.T, addr uintptr) (start, size, rss uintptr) {
 				continue
 			}
 		}
-		if in && strings.HasPrefix(line, "Rss:") {
-			kb, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
-			return start, size, uintptr(kb) << 10
+		if !in {
+			continue
+		}
+		for _, name := range names {
+			if f := strings.Fields(line); f[0] == name && len(f) > 1 {
+				kb, _ := strconv.ParseUint(f[1], 10, 64)
+				if fields == nil {
+					fields = map[string]uintptr{}
+				}
+				fields[name] = uintptr(kb) << 10
+			}
+		}
+		if len(fields) == len(names) {
+			return start, size, fields
 		}
 	}
-	t.Fatalf("no mapping holds %#x", addr)
-	return 0, 0, 0
+	t.Fatalf("no mapping holds %#x, or its entry lacks %v", addr, names)
+	return 0, 0, nil
 }
 
 // resident counts the pages of [lo, hi) in memory (mincore) and all of them.
