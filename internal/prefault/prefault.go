@@ -12,23 +12,27 @@
 // Imported for its initialisation only, by cmd/keygate, it runs among the
 // first packages' init (it imports only low-level standard packages:
 // bytes, runtime, strconv, syscall, unsafe). It populates two regions:
-//   - the program's code (its executable mapping, ~18 MiB for keygate):
+//   - the program's code (its executable mapping, ~17 MiB for keygate):
 //     a read fault in a file's pages maps the 64 KiB around it, and serve's
 //     start still took ~220 of them in code scattered over nearly all of
-//     it; madvise(MADV_POPULATE_READ) maps it all in ~1.3 ms, ~2 ms of
-//     CPU fewer to SERVING (issue 12, session 14). The price: ~2.4 MB more
-//     resident, all of it pages of the executable shared with the page
-//     cache. The read-only data and function tables after the code are
-//     left alone: populating them (~24 MiB) cost more than the ~90 faults
-//     it saved;
+//     it; madvise(MADV_POPULATE_READ) maps it all in ~1.3 ms with the file
+//     in the page cache: ~2 ms of CPU fewer to SERVING, measured (issue
+//     12, session 14). The price: ~2.4 MB more resident, all of it pages
+//     of the executable shared with the page cache. With the file not in
+//     the page cache (a first start) the call reads all of the code, in
+//     order, where the faults would have read most of it, here and there
+//     (5 starts each after dropping the page cache: no slower). The
+//     read-only data and function tables after the code are left alone:
+//     populating them (~24 MiB) cost more than the ~90 faults it saved;
 //   - the heap the runtime has mapped so far, from the page of an object
 //     allocated now to the end of that mapping (at most maxHeap): the
 //     allocations of the packages' initialisation and of serve's start
 //     fill it from there on. Go maps its heap 4 MiB at a time and, since
 //     Go 1.26, starts it at a random page of the first 4 MiB, so what is
 //     left of that first mapping, and so populated, varies from start to
-//     start (0–4 MiB): over 10 starts of serve, 870–1,590 faults (median
-//     ~1,290) against ~1,890 without.
+//     start (0–4 MiB): over 10 starts of serve in session 12 (heap and
+//     initialised data populated), 870–1,590 faults (median ~1,290)
+//     against ~1,890 without; session 14's (heap and code) ~760–1,190.
 //
 // The initialised data (.noptrdata and .data, ~1.7 MiB) was populated too
 // until session 14: making all of its ~430 pages private copies took

@@ -31,8 +31,12 @@ const mapsLimit = 8 << 10
 var probe *[16]byte
 
 // heapPopulated and textPopulated are the ranges init populated (the
-// heap's mapping may grow right after: the test reads what init did here).
-var heapPopulated, textPopulated [2]uintptr
+// heap's mapping may grow right after: the test reads what init did here),
+// and textErr what the code's madvise returned.
+var (
+	heapPopulated, textPopulated [2]uintptr
+	textErr                      syscall.Errno
+)
 
 func init() {
 	if off {
@@ -51,7 +55,7 @@ func init() {
 		switch {
 		case m.lo <= pc[0] && pc[0] < m.hi:
 			textPopulated = [2]uintptr{m.lo, min(m.hi, m.lo+maxText)}
-			populate(textPopulated[0], textPopulated[1], madvPopulateRead)
+			textErr = populate(textPopulated[0], textPopulated[1], madvPopulateRead)
 		case m.lo <= heap && heap < m.hi:
 			lo := heap &^ (uintptr(syscall.Getpagesize()) - 1)
 			heapPopulated = [2]uintptr{lo, min(m.hi, lo+maxHeap)}
@@ -60,10 +64,12 @@ func init() {
 	}
 }
 
-func populate(lo, hi, advice uintptr) {
-	if hi > lo {
-		_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, advice)
+func populate(lo, hi, advice uintptr) syscall.Errno {
+	if hi <= lo {
+		return 0
 	}
+	_, _, e := syscall.Syscall(syscall.SYS_MADVISE, lo, hi-lo, advice)
+	return e
 }
 
 // readMaps reads /proc/self/maps into buf.

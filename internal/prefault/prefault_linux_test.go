@@ -3,7 +3,6 @@ package prefault
 import (
 	"bufio"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -21,7 +20,8 @@ func TestMappings(t *testing.T) {
 		"7f0000000000-7f0000001000 rw-p 00000000 00:00 0\n" +
 		"7f0000002000-7f00000" // cut by the buffer's end: left out
 	got := mappings([]byte(maps))
-	want := []mapping{{0x400000, 0x140b000}, {0xc000000000, 0xc000400000}, {0x7f0000000000, 0x7f0000001000}}
+	m := func(lo, hi uint64) mapping { return mapping{uintptr(lo), uintptr(hi)} } // builds on 32-bit too
+	want := []mapping{m(0x400000, 0x140b000), m(0xc000000000, 0xc000400000), m(0x7f0000000000, 0x7f0000001000)}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("mappings = %x, want %x", got, want)
 	}
@@ -34,19 +34,13 @@ func TestMappings(t *testing.T) {
 // initialised data alone, so its pages are never made private copies.
 var untouched = [512 << 10]byte{1}
 
-// untouchedCode links an HTTP server and client into the test, never to run them:
-// megabytes of code no fault maps, so that with KEYGATE_PREFAULT=off the
-// code cannot be mapped whole (the kernel maps 64 KiB around each fault:
-// the rest of the test's code is mapped whole by its own run).
-var untouchedCode = []any{http.ListenAndServeTLS, (*http.Client).Do}
-
 // TestPopulated: after init, the program's code is mapped whole, the heap's
 // mapping from the probe's page on is resident and the initialised data is
 // left alone; with KEYGATE_PREFAULT=off (the test run again in a child)
-// the code is not mapped whole.
+// init populates nothing.
 func TestPopulated(t *testing.T) {
 	if !populateWorks() {
-		t.Skip("this kernel has no MADV_POPULATE_WRITE (Linux 5.14)")
+		t.Skip("this kernel has no MADV_POPULATE_READ/WRITE (Linux 5.14)")
 	}
 	var pc [1]uintptr
 	runtime.Callers(0, pc[:])
@@ -54,20 +48,24 @@ func TestPopulated(t *testing.T) {
 	off := os.Getenv("PREFAULT_TEST_CHILD") != ""
 	t.Logf("code mapping %d KiB, %d KiB mapped (prefault off: %v)", textSize>>10, textRSS>>10, off)
 	if off {
-		if textRSS >= textSize {
-			t.Fatalf("KEYGATE_PREFAULT=off, yet all %d KiB of the code are mapped", textSize>>10)
+		// How much of the code its run maps without prefault depends on
+		// the kernel and on how the executable's pages sit in the page
+		// cache (a fault may map a 64 KiB window or a whole large folio):
+		// only what init did is checked.
+		if textPopulated != [2]uintptr{} || heapPopulated != [2]uintptr{} {
+			t.Fatalf("KEYGATE_PREFAULT=off, yet init populated the code's %#x and the heap's %#x", textPopulated, heapPopulated)
 		}
 		return
 	}
-	if lo, hi := textPopulated[0], textPopulated[1]; lo != textLo || hi != textLo+textSize {
-		t.Fatalf("init populated %#x-%#x; the code's mapping is %#x-%#x", lo, hi, textLo, textLo+textSize)
+	if lo, hi := textPopulated[0], textPopulated[1]; lo != textLo || hi != textLo+textSize || textErr != 0 {
+		t.Fatalf("init populated %#x-%#x (%v); the code's mapping is %#x-%#x", lo, hi, textErr, textLo, textLo+textSize)
 	}
 	if textRSS < textSize {
 		t.Fatalf("code mapping: %d of %d KiB mapped after init", textRSS>>10, textSize>>10)
 	}
 	// Private copies of the untouched data would show as anonymous memory.
-	if anon := anonymous(t, uintptr(unsafe.Pointer(&untouched))); anon > 128<<10 {
-		t.Fatalf("the initialised data's mapping has %d KiB of private copies: init populated it", anon>>10)
+	if anon := anonymous(t, uintptr(unsafe.Pointer(&untouched))); anon >= uintptr(len(untouched)) {
+		t.Fatalf("the initialised data's mapping has %d KiB of private copies, untouched's %d KiB among them: init populated it", anon>>10, len(untouched)>>10)
 	}
 	// The heap from the probe's page to the end of its mapping at init, as
 	// init recorded it (the mapping grows right after, as the runtime
@@ -117,8 +115,11 @@ func smapsFields(t *testing.T, addr uintptr, names ...string) (start, size uintp
 	in := false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := sc.Text()
-		if lo, hi, ok := strings.Cut(strings.Fields(line)[0], "-"); ok && !strings.HasSuffix(lo, ":") {
+		fs := strings.Fields(sc.Text())
+		if len(fs) == 0 {
+			continue
+		}
+		if lo, hi, ok := strings.Cut(fs[0], "-"); ok && !strings.HasSuffix(lo, ":") {
 			l, err1 := strconv.ParseUint(lo, 16, 64)
 			h, err2 := strconv.ParseUint(hi, 16, 64)
 			if err1 == nil && err2 == nil {
@@ -133,8 +134,8 @@ func smapsFields(t *testing.T, addr uintptr, names ...string) (start, size uintp
 			continue
 		}
 		for _, name := range names {
-			if f := strings.Fields(line); f[0] == name && len(f) > 1 {
-				kb, _ := strconv.ParseUint(f[1], 10, 64)
+			if len(fs) >= 2 && fs[0] == name {
+				kb, _ := strconv.ParseUint(fs[1], 10, 64)
 				if fields == nil {
 					fields = map[string]uintptr{}
 				}
