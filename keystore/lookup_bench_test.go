@@ -9,12 +9,12 @@ import (
 	"github.com/keygate/keygate/keystore"
 )
 
-// BenchmarkLookupAfterCharge is a key read by digest right after a quota
-// charge, as a server under the realistic load does them: a metered
-// request's charge commits on the write connection, so the next key read
-// on another connection finds the database changed. 2,000 keys over 20
-// sites, read in turn, so the read is not of a page SQLite just read for
-// the same key.
+// BenchmarkLookupAfterCharge is a quota charge and then a key read by
+// digest, as a server under the realistic load does them: a connection
+// other than the one the charge committed on finds the database changed
+// and reads every page again (pinnedConns gives the read the charge's
+// connection). 2,000 keys over 20 sites, read in turn, so the read is not
+// of a page SQLite just read for the same key.
 func BenchmarkLookupAfterCharge(b *testing.B) {
 	s := benchQuotaStore(b)
 	ctx := context.Background()

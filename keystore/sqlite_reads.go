@@ -7,32 +7,48 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
-// pinnedReads runs the key-facts reads of a cache miss on SQLite
-// connections of their own, through the driver's interface, as pinnedStmt
-// runs the quota charge and for the same reasons: through database/sql
-// each read also found its statement's connection in the pool, converted
-// its arguments, had two goroutines watch its context and converted every
-// column once more: a tenth of BenchmarkCacheMissRead's
-// instructions, and two goroutine wakeups a miss on a loaded server. Reads
-// wait for no lock inside SQLite either (busy_timeout 0; a read that finds
-// the database busy, as during another process's WAL recovery, sleeps and
-// tries again within the busy timeout and its context).
+// pinnedConns runs the key-facts reads of a cache miss and the quota
+// charge of a metered request on SQLite connections of their own, through
+// the driver's interface: through database/sql each read also found its
+// statement's connection in the pool, converted its arguments, had two
+// goroutines watch its context and converted every column once more (a
+// tenth of BenchmarkCacheMissRead's instructions, and two goroutine
+// wakeups a miss on a loaded server), and each charge about a quarter of
+// its cost the same way. Nothing waits for a lock inside SQLite
+// (busy_timeout 0): an operation that finds the database busy, as during
+// another process's write or WAL recovery, sleeps and tries again within
+// the busy timeout and its context (retryBusyWait).
 //
-// size connections serve at most size reads at once; a further read waits
-// for one, or for its context to end. A read holds its connection for the
-// microseconds of one indexed lookup.
-type pinnedReads struct {
-	free chan *readConn
+// Reads and charges share the connections, and an operation takes the one
+// used last. A commit makes every other connection drop its whole page
+// cache at its next read (SQLite sees the database changed), while the
+// connection that committed keeps its own: when each charge committed on a
+// connection of its own, the key read after it read all its pages again
+// (BenchmarkLookupAfterCharge). Charges take turns (writeMu), as SQLite's
+// writers must anyway: turns in Go, not sleeps on SQLITE_BUSY.
+//
+// size connections serve at most size operations at once; a further one
+// waits for one, or for its context to end. An operation holds its
+// connection for the microseconds of one indexed lookup or upsert.
+type pinnedConns struct {
+	// slots holds a token for each connection in use.
+	slots chan struct{}
+	mu    sync.Mutex
+	idle  []*pinnedConn // the last one put back is taken first
+	// writeMu makes charges take turns.
+	writeMu sync.Mutex
 }
 
-// readConn is one of pinnedReads' connections; conn is nil until first use
-// and after the connection went bad.
-type readConn struct {
-	// closed is set by close: a read that arrives after it (a cache fill
-	// still in flight at shutdown) fails rather than opening a connection
-	// that db.Close would leave open, answering after Store.Close.
+// pinnedConn is one of pinnedConns' connections; conn is nil until first
+// use and after the connection went bad.
+type pinnedConn struct {
+	// closed is set by close: an operation that arrives after it (a cache
+	// fill or a charge still in flight at shutdown) fails rather than
+	// opening a connection that db.Close would leave open, answering after
+	// Store.Close.
 	closed bool
 	conn   *sql.Conn
 	stmts  map[string]driver.StmtQueryContext
@@ -40,42 +56,68 @@ type readConn struct {
 	vals   []driver.Value
 }
 
-func newPinnedReads(size int) *pinnedReads {
-	r := &pinnedReads{free: make(chan *readConn, size)}
+func newPinnedConns(size int) *pinnedConns {
+	r := &pinnedConns{slots: make(chan struct{}, size)}
 	for range size {
-		r.free <- &readConn{}
+		r.idle = append(r.idle, &pinnedConn{})
 	}
 	return r
+}
+
+// get takes the connection put back last, waiting for one while all are
+// in use, or until ctx ends.
+func (r *pinnedConns) get(ctx context.Context) (*pinnedConn, error) {
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pc := r.idle[len(r.idle)-1]
+	r.idle[len(r.idle)-1] = nil
+	r.idle = r.idle[:len(r.idle)-1]
+	return pc, nil
+}
+
+func (r *pinnedConns) put(pc *pinnedConn) {
+	r.mu.Lock()
+	r.idle = append(r.idle, pc)
+	r.mu.Unlock()
+	<-r.slots
+}
+
+// setArgs makes args the driver's arguments of the next operation.
+func (pc *pinnedConn) setArgs(args []any) {
+	pc.args = pc.args[:0]
+	for i, a := range args {
+		pc.args = append(pc.args, driver.NamedValue{Ordinal: i + 1, Value: a})
+	}
 }
 
 // scan runs q with args and stores the columns of its one row in dest
 // (pointers to string, int64, bool or sql.NullInt64); sql.ErrNoRows when
 // it returned no row.
-func (r *pinnedReads) scan(ctx context.Context, db *sql.DB, q string, args []any, dest []any) error {
-	var rc *readConn
-	select {
-	case rc = <-r.free:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { r.free <- rc }()
-	if rc.closed {
-		return sql.ErrConnDone
-	}
-	rc.args = rc.args[:0]
-	for i, a := range args {
-		rc.args = append(rc.args, driver.NamedValue{Ordinal: i + 1, Value: a})
-	}
-	if cap(rc.vals) < len(dest) {
-		rc.vals = make([]driver.Value, len(dest))
-	}
-	rc.vals = rc.vals[:len(dest)]
-	clear(rc.vals) // no strings of an earlier key kept alive
-	err := retryBusyWait(ctx, func() error { return rc.runOnce(ctx, db, q) })
+func (r *pinnedConns) scan(ctx context.Context, db *sql.DB, q string, args []any, dest []any) error {
+	pc, err := r.get(ctx)
 	if err != nil {
 		return err
 	}
-	for i, v := range rc.vals {
+	defer r.put(pc)
+	if pc.closed {
+		return sql.ErrConnDone
+	}
+	pc.setArgs(args)
+	if cap(pc.vals) < len(dest) {
+		pc.vals = make([]driver.Value, len(dest))
+	}
+	pc.vals = pc.vals[:len(dest)]
+	clear(pc.vals) // no strings of an earlier key kept alive
+	err = retryBusyWait(ctx, func() error { return pc.readOnce(ctx, db, q) })
+	if err != nil {
+		return err
+	}
+	for i, v := range pc.vals {
 		if err := assignValue(dest[i], v); err != nil {
 			return fmt.Errorf("column %d: %w", i, err)
 		}
@@ -83,48 +125,118 @@ func (r *pinnedReads) scan(ctx context.Context, db *sql.DB, q string, args []any
 	return nil
 }
 
-// runOnce runs q on the connection, taking one first. A connection gone
+// queryInt64 runs q, a write that returns one integer (… RETURNING n),
+// with args, and reads it; sql.ErrNoRows when q returned no row. The write
+// is committed (or failed) when it returns.
+func (r *pinnedConns) queryInt64(ctx context.Context, db *sql.DB, q string, args []any) (int64, error) {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	pc, err := r.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer r.put(pc)
+	if pc.closed {
+		return 0, sql.ErrConnDone
+	}
+	pc.setArgs(args)
+	var n int64
+	err = retryBusyWait(ctx, func() error {
+		var err error
+		n, err = pc.writeOnce(ctx, db, q)
+		return err
+	})
+	return n, err
+}
+
+// open takes a connection for pc if it has none.
+func (pc *pinnedConn) open(ctx context.Context, db *sql.DB) error {
+	if pc.conn != nil {
+		return nil
+	}
+	conn, err := openPinned(ctx, db)
+	if err != nil {
+		return err
+	}
+	pc.conn = conn
+	return nil
+}
+
+// readOnce runs q on the connection, taking one first. A connection gone
 // bad is dropped and the read tried once more on a fresh one, as
 // database/sql does.
-func (rc *readConn) runOnce(ctx context.Context, db *sql.DB, q string) error {
+func (pc *pinnedConn) readOnce(ctx context.Context, db *sql.DB, q string) error {
 	var err error
 	for range 2 {
-		if rc.conn == nil {
-			conn, err := openPinned(ctx, db)
-			if err != nil {
-				return err
-			}
-			rc.conn = conn
-		}
-		err = rc.conn.Raw(func(dc any) error { return rc.run(dc, q) })
-		if !errors.Is(err, driver.ErrBadConn) && !errors.Is(err, sql.ErrConnDone) {
+		if err := pc.open(ctx, db); err != nil {
 			return err
 		}
-		rc.drop()
+		err = pc.conn.Raw(func(dc any) error { return pc.read(dc, q) })
+		if !isBadConn(err) {
+			return err
+		}
+		pc.drop()
 	}
 	return err
 }
 
-func (rc *readConn) run(dc any, q string) error {
-	// No context for the driver: it would start a goroutine to watch it.
-	// Nothing here waits (busy_timeout 0) and the read is one indexed row.
-	ctx := context.Background()
-	st, ok := rc.stmts[q]
-	if !ok {
-		var err error
-		if st, err = prepareQuery(ctx, dc, q); err != nil {
+// writeOnce runs the write q on the connection, taking one first. A
+// connection gone bad is dropped, and the write is not tried again: the
+// next operation takes a fresh connection.
+func (pc *pinnedConn) writeOnce(ctx context.Context, db *sql.DB, q string) (int64, error) {
+	if err := pc.open(ctx, db); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := pc.conn.Raw(func(dc any) error {
+		st, err := pc.stmt(dc, q)
+		if err != nil {
 			return err
 		}
-		if rc.stmts == nil {
-			rc.stmts = make(map[string]driver.StmtQueryContext)
+		if cap(pc.vals) < 1 {
+			pc.vals = make([]driver.Value, 1)
 		}
-		rc.stmts[q] = st
+		n, err = queryOneInt64(st, pc.args, pc.vals)
+		return err
+	})
+	if isBadConn(err) {
+		pc.drop()
 	}
-	rows, err := st.QueryContext(ctx, rc.args)
+	return n, err
+}
+
+func isBadConn(err error) bool {
+	return errors.Is(err, driver.ErrBadConn) || errors.Is(err, sql.ErrConnDone)
+}
+
+// stmt is q prepared on the driver connection dc, prepared once.
+func (pc *pinnedConn) stmt(dc any, q string) (driver.StmtQueryContext, error) {
+	if st, ok := pc.stmts[q]; ok {
+		return st, nil
+	}
+	// No context for the driver: it would start a goroutine to watch it.
+	// Nothing here waits (busy_timeout 0) and each statement is short.
+	st, err := prepareQuery(context.Background(), dc, q)
+	if err != nil {
+		return nil, err
+	}
+	if pc.stmts == nil {
+		pc.stmts = make(map[string]driver.StmtQueryContext)
+	}
+	pc.stmts[q] = st
+	return st, nil
+}
+
+func (pc *pinnedConn) read(dc any, q string) error {
+	st, err := pc.stmt(dc, q)
 	if err != nil {
 		return err
 	}
-	err = rows.Next(rc.vals)
+	rows, err := st.QueryContext(context.Background(), pc.args)
+	if err != nil {
+		return err
+	}
+	err = rows.Next(pc.vals)
 	if errors.Is(err, io.EOF) {
 		err = sql.ErrNoRows
 	}
@@ -137,41 +249,43 @@ func (rc *readConn) run(dc any, q string) error {
 	return err
 }
 
-func (rc *readConn) closeStmts() error {
+func (pc *pinnedConn) closeStmts() error {
 	var errs []error
-	for q, st := range rc.stmts {
+	for q, st := range pc.stmts {
 		errs = append(errs, st.(driver.Stmt).Close())
-		delete(rc.stmts, q)
+		delete(pc.stmts, q)
 	}
 	return errors.Join(errs...)
 }
 
-func (rc *readConn) drop() error {
-	if rc.conn == nil {
+func (pc *pinnedConn) drop() error {
+	if pc.conn == nil {
 		return nil
 	}
-	err := rc.conn.Raw(func(any) error { return rc.closeStmts() })
+	err := pc.conn.Raw(func(any) error { return pc.closeStmts() })
 	// When Raw failed the statements are on a connection no longer ours:
 	// closing them there would race its next user, so they are forgotten.
-	rc.stmts = nil
-	err = errors.Join(err, rc.conn.Close())
-	rc.conn = nil
+	pc.stmts = nil
+	err = errors.Join(err, pc.conn.Close())
+	pc.conn = nil
 	return err
 }
 
-// close closes every connection, waiting for reads in progress. Reads
-// after it fail as the closed database's do.
-func (r *pinnedReads) close() error {
+// close closes every connection, waiting for operations in progress.
+// Operations after it fail as the closed database's do.
+func (r *pinnedConns) close() error {
 	var errs []error
-	held := make([]*readConn, 0, cap(r.free))
-	for range cap(r.free) {
-		rc := <-r.free
-		errs = append(errs, rc.drop())
-		rc.closed = true
-		held = append(held, rc)
+	for range cap(r.slots) {
+		r.slots <- struct{}{}
 	}
-	for _, rc := range held {
-		r.free <- rc
+	r.mu.Lock()
+	for _, pc := range r.idle {
+		errs = append(errs, pc.drop())
+		pc.closed = true
+	}
+	r.mu.Unlock()
+	for range cap(r.slots) {
+		<-r.slots
 	}
 	return errors.Join(errs...)
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// openReadsStore is a SQLite store with size pinned read connections and
+// openReadsStore is a SQLite store with size pinned connections and
 // keys created on one site; it returns the keys' digests and ids.
 func openReadsStore(t *testing.T, size, keys int) (s *Store, file string, digests [][]Digest, ids []string) {
 	t.Helper()
@@ -28,7 +28,7 @@ func openReadsStore(t *testing.T, size, keys int) (s *Store, file string, digest
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	s.stmts.reads = newPinnedReads(size)
+	s.stmts.pinned = newPinnedConns(size)
 	if _, err := s.CreateAccount(ctx, Account{ID: "acme", Plan: "pro"}); err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +95,8 @@ func TestPinnedReadsConcurrent(t *testing.T) {
 // A read waiting for a connection stops waiting when its context ends.
 func TestPinnedReadsWaitEndsWithContext(t *testing.T) {
 	s, _, _, ids := openReadsStore(t, 1, 1)
-	rc := <-s.stmts.reads.free // the only connection, busy
-	defer func() { s.stmts.reads.free <- rc }()
+	pc := take(t, s) // the only connection, busy
+	defer s.stmts.pinned.put(pc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := s.LookupKeyID(ctx, ids[0]); !errors.Is(err, context.DeadlineExceeded) {
@@ -112,11 +112,11 @@ func TestPinnedReadsReplaceClosedConn(t *testing.T) {
 	if _, err := s.LookupKeyID(ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	rc := <-s.stmts.reads.free
-	if err := rc.conn.Close(); err != nil {
+	pc := take(t, s)
+	if err := pc.conn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s.stmts.reads.free <- rc
+	s.stmts.pinned.put(pc)
 	if _, err := s.LookupKeyID(ctx, ids[0]); err != nil {
 		t.Fatalf("LookupKeyID after its connection closed: %v", err)
 	}
@@ -210,13 +210,24 @@ func TestPinnedReadsAfterClose(t *testing.T) {
 func TestPinnedReadsSeeOtherWriters(t *testing.T) {
 	s, file, digests, ids := openReadsStore(t, 2, 4)
 	ctx := context.Background()
-	for range 2 { // both connections have read every key
-		for _, d := range digests {
-			if f, err := s.LookupKey(ctx, d); err != nil || f.Key.RevokedAt != nil {
-				t.Fatalf("before: %+v, %v", f.Key, err)
+	readAll := func(revoked bool) {
+		t.Helper()
+		for i, d := range digests {
+			if f, err := s.LookupKey(ctx, d); err != nil || (f.Key.RevokedAt != nil) != revoked {
+				t.Fatalf("key %d: revoked_at %v, %v; want revoked %v", i, f.Key.RevokedAt, err, revoked)
 			}
 		}
 	}
+	// Every key read on both connections: on the one taken first, then,
+	// with that one held, on the other.
+	readOnBoth := func(revoked bool) {
+		t.Helper()
+		readAll(revoked)
+		held := take(t, s)
+		readAll(revoked)
+		s.stmts.pinned.put(held)
+	}
+	readOnBoth(false)
 	other, err := OpenSQLite(ctx, file, Options{Format: s.format, Digester: s.digester})
 	if err != nil {
 		t.Fatal(err)
@@ -227,11 +238,69 @@ func TestPinnedReadsSeeOtherWriters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range 2 {
-		for i, d := range digests {
-			if f, err := s.LookupKey(ctx, d); err != nil || f.Key.RevokedAt == nil {
-				t.Fatalf("key %d after another writer revoked it: revoked_at %v, %v", i, f.Key.RevokedAt, err)
-			}
+	readOnBoth(true)
+}
+
+// take takes a pinned connection of s, as a read or charge does.
+func take(t *testing.T, s *Store) *pinnedConn {
+	t.Helper()
+	pc, err := s.stmts.pinned.get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// A key read after a charge runs on the connection the charge committed
+// on, which keeps its page cache (another connection would read every
+// page again), and charges and reads at once all succeed, charges taking
+// turns rather than failing on each other's write lock.
+func TestPinnedConnsShareTheLastUsed(t *testing.T) {
+	s, _, digests, _ := openReadsStore(t, 3, 4)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 3, 4, 5, 6, 0, time.UTC)
+	for i, d := range digests {
+		if _, ok, err := s.ChargeQuota(ctx, "site:web:live", "2026-11", 1, 1<<40, at); err != nil || !ok {
+			t.Fatal(ok, err)
 		}
+		charged := take(t, s)
+		s.stmts.pinned.put(charged)
+		if _, err := s.LookupKey(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		read := take(t, s)
+		s.stmts.pinned.put(read)
+		if read != charged || len(read.stmts) != 2 {
+			t.Fatalf("round %d: the charge ran on %p, the read after it on %p (%d statements prepared on it)", i, charged, read, len(read.stmts))
+		}
+	}
+	for _, pc := range s.stmts.pinned.idle[:2] {
+		if pc.conn != nil {
+			t.Fatal("a connection other than the one used last was opened")
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	const goroutines, charges = 6, 100
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range charges {
+				if _, ok, err := s.ChargeQuota(ctx, "site:web:test", "2026-11", 1, 1<<40, at); err != nil || !ok {
+					t.Errorf("charge: %v, %v", ok, err)
+					return
+				}
+				if _, err := s.LookupKey(ctx, digests[(g+i)%len(digests)]); err != nil {
+					t.Errorf("read: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	used, ok, err := s.ChargeQuota(ctx, "site:web:test", "2026-11", 0, 1<<40, at)
+	if err != nil || !ok || used != goroutines*charges {
+		t.Fatalf("after %d charges at once: used %d, %v, %v", goroutines*charges, used, ok, err)
 	}
 }
