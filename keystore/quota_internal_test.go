@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// TestSQLiteChargeQuotaAllocs: a quota charge on SQLite runs on its pinned
-// connection, not through database/sql (37 allocations a charge before).
+// TestSQLiteChargeQuotaAllocs: a quota charge on SQLite runs on a pinned
+// connection (pinnedConns), not through database/sql (37 allocations a charge before).
 func TestSQLiteChargeQuotaAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts differ under the race detector")

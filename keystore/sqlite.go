@@ -44,10 +44,9 @@ func OpenSQLite(ctx context.Context, file string, opts Options) (*Store, error) 
 		return nil, fmt.Errorf("keystore: sqlite: %w", err)
 	}
 	s := &Store{db: db, format: opts.Format, digester: opts.Digester, now: opts.clock(), writeMu: &sync.Mutex{}}
-	// Key reads and charges are microseconds of CPU: more at once than
-	// there are processors gains nothing, and each connection keeps a page
-	// cache (up to 2 MiB). One more for a charge, which used to have a
-	// connection of its own.
+	// Key reads are microseconds of CPU: more at once than there are
+	// processors gains nothing, and each connection keeps a page cache (up
+	// to 2 MiB). One more that a charge always finds idle.
 	s.stmts.pinned = newPinnedConns(min(max(2, runtime.GOMAXPROCS(0)), 8) + 1)
 	// Processes opening a brand-new file at once: a connection's
 	// journal_mode(WAL) can get SQLITE_BUSY at once instead of waiting (SQLite

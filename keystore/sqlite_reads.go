@@ -30,16 +30,19 @@ import (
 // (BenchmarkLookupAfterCharge). Charges take turns (writeMu), as SQLite's
 // writers must anyway: turns in Go, not sleeps on SQLITE_BUSY.
 //
-// size connections serve at most size operations at once; a further one
-// waits for one, or for its context to end. An operation holds its
+// Of size connections, reads use at most size-1 at once; a further read
+// waits for one, or for its context to end. The charge in turn always
+// finds one idle, so it never waits behind reads. An operation holds its
 // connection for the microseconds of one indexed lookup or upsert.
 type pinnedConns struct {
-	// slots holds a token for each connection in use.
-	slots chan struct{}
-	mu    sync.Mutex
-	idle  []*pinnedConn // the last one put back is taken first
-	// writeMu makes charges take turns.
+	// readSlots holds a token for each read holding or taking a
+	// connection.
+	readSlots chan struct{}
+	// writeMu makes charges take turns; the one holding it may take a
+	// connection without a token.
 	writeMu sync.Mutex
+	mu      sync.Mutex
+	idle    []*pinnedConn // the last one put back is taken first
 }
 
 // pinnedConn is one of pinnedConns' connections; conn is nil until first
@@ -56,35 +59,48 @@ type pinnedConn struct {
 	vals   []driver.Value
 }
 
+// newPinnedConns makes a pool of size connections (at least 2: one for
+// reads, one for the charge), opened on first use.
 func newPinnedConns(size int) *pinnedConns {
-	r := &pinnedConns{slots: make(chan struct{}, size)}
+	size = max(size, 2)
+	r := &pinnedConns{readSlots: make(chan struct{}, size-1)}
 	for range size {
 		r.idle = append(r.idle, &pinnedConn{})
 	}
 	return r
 }
 
-// get takes the connection put back last, waiting for one while all are
-// in use, or until ctx ends.
-func (r *pinnedConns) get(ctx context.Context) (*pinnedConn, error) {
+// getRead takes the connection put back last for a read, waiting while
+// size-1 reads hold one, or until ctx ends.
+func (r *pinnedConns) getRead(ctx context.Context) (*pinnedConn, error) {
 	select {
-	case r.slots <- struct{}{}:
+	case r.readSlots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+	return r.pop(), nil
+}
+
+func (r *pinnedConns) putRead(pc *pinnedConn) {
+	r.push(pc)
+	<-r.readSlots
+}
+
+// pop takes the connection put back last. At most size-1 reads and one
+// write (under writeMu) hold connections, so one is idle.
+func (r *pinnedConns) pop() *pinnedConn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pc := r.idle[len(r.idle)-1]
 	r.idle[len(r.idle)-1] = nil
 	r.idle = r.idle[:len(r.idle)-1]
-	return pc, nil
+	return pc
 }
 
-func (r *pinnedConns) put(pc *pinnedConn) {
+func (r *pinnedConns) push(pc *pinnedConn) {
 	r.mu.Lock()
 	r.idle = append(r.idle, pc)
 	r.mu.Unlock()
-	<-r.slots
 }
 
 // setArgs makes args the driver's arguments of the next operation.
@@ -99,11 +115,11 @@ func (pc *pinnedConn) setArgs(args []any) {
 // (pointers to string, int64, bool or sql.NullInt64); sql.ErrNoRows when
 // it returned no row.
 func (r *pinnedConns) scan(ctx context.Context, db *sql.DB, q string, args []any, dest []any) error {
-	pc, err := r.get(ctx)
+	pc, err := r.getRead(ctx)
 	if err != nil {
 		return err
 	}
-	defer r.put(pc)
+	defer r.putRead(pc)
 	if pc.closed {
 		return sql.ErrConnDone
 	}
@@ -131,17 +147,14 @@ func (r *pinnedConns) scan(ctx context.Context, db *sql.DB, q string, args []any
 func (r *pinnedConns) queryInt64(ctx context.Context, db *sql.DB, q string, args []any) (int64, error) {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
-	pc, err := r.get(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer r.put(pc)
+	pc := r.pop()
+	defer r.push(pc)
 	if pc.closed {
 		return 0, sql.ErrConnDone
 	}
 	pc.setArgs(args)
 	var n int64
-	err = retryBusyWait(ctx, func() error {
+	err := retryBusyWait(ctx, func() error {
 		var err error
 		n, err = pc.writeOnce(ctx, db, q)
 		return err
@@ -272,20 +285,24 @@ func (pc *pinnedConn) drop() error {
 }
 
 // close closes every connection, waiting for operations in progress.
-// Operations after it fail as the closed database's do.
+// Operations after it fail as the closed database's do. Its callers take
+// turns (stmtCache.close holds c.mu): two at once would each take some of
+// the read slots and wait for the rest.
 func (r *pinnedConns) close() error {
-	var errs []error
-	for range cap(r.slots) {
-		r.slots <- struct{}{}
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	for range cap(r.readSlots) {
+		r.readSlots <- struct{}{}
 	}
+	var errs []error
 	r.mu.Lock()
 	for _, pc := range r.idle {
 		errs = append(errs, pc.drop())
 		pc.closed = true
 	}
 	r.mu.Unlock()
-	for range cap(r.slots) {
-		<-r.slots
+	for range cap(r.readSlots) {
+		<-r.readSlots
 	}
 	return errors.Join(errs...)
 }

@@ -49,7 +49,7 @@ func openReadsStore(t *testing.T, size, keys int) (s *Store, file string, digest
 // key; a connection left idle holds no read snapshot, so charges after
 // them still checkpoint the log; and reads after Close fail, not hang.
 func TestPinnedReadsConcurrent(t *testing.T) {
-	s, file, digests, ids := openReadsStore(t, 2, 20)
+	s, file, digests, ids := openReadsStore(t, 3, 20) // two for reads
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -96,7 +96,7 @@ func TestPinnedReadsConcurrent(t *testing.T) {
 func TestPinnedReadsWaitEndsWithContext(t *testing.T) {
 	s, _, _, ids := openReadsStore(t, 1, 1)
 	pc := take(t, s) // the only connection, busy
-	defer s.stmts.pinned.put(pc)
+	defer s.stmts.pinned.putRead(pc)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := s.LookupKeyID(ctx, ids[0]); !errors.Is(err, context.DeadlineExceeded) {
@@ -116,7 +116,7 @@ func TestPinnedReadsReplaceClosedConn(t *testing.T) {
 	if err := pc.conn.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s.stmts.pinned.put(pc)
+	s.stmts.pinned.putRead(pc)
 	if _, err := s.LookupKeyID(ctx, ids[0]); err != nil {
 		t.Fatalf("LookupKeyID after its connection closed: %v", err)
 	}
@@ -208,7 +208,7 @@ func TestPinnedReadsAfterClose(t *testing.T) {
 // seen by the next read on a connection that read the key before: pinned
 // connections keep no snapshot between reads.
 func TestPinnedReadsSeeOtherWriters(t *testing.T) {
-	s, file, digests, ids := openReadsStore(t, 2, 4)
+	s, file, digests, ids := openReadsStore(t, 3, 4) // two for reads
 	ctx := context.Background()
 	readAll := func(revoked bool) {
 		t.Helper()
@@ -225,7 +225,7 @@ func TestPinnedReadsSeeOtherWriters(t *testing.T) {
 		readAll(revoked)
 		held := take(t, s)
 		readAll(revoked)
-		s.stmts.pinned.put(held)
+		s.stmts.pinned.putRead(held)
 	}
 	readOnBoth(false)
 	other, err := OpenSQLite(ctx, file, Options{Format: s.format, Digester: s.digester})
@@ -241,10 +241,10 @@ func TestPinnedReadsSeeOtherWriters(t *testing.T) {
 	readOnBoth(true)
 }
 
-// take takes a pinned connection of s, as a read or charge does.
+// take takes a pinned connection of s, as a read does.
 func take(t *testing.T, s *Store) *pinnedConn {
 	t.Helper()
-	pc, err := s.stmts.pinned.get(context.Background())
+	pc, err := s.stmts.pinned.getRead(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,8 +253,8 @@ func take(t *testing.T, s *Store) *pinnedConn {
 
 // A key read after a charge runs on the connection the charge committed
 // on, which keeps its page cache (another connection would read every
-// page again), and charges and reads at once all succeed, charges taking
-// turns rather than failing on each other's write lock.
+// page again), and charges and reads at once all succeed and count
+// exactly.
 func TestPinnedConnsShareTheLastUsed(t *testing.T) {
 	s, _, digests, _ := openReadsStore(t, 3, 4)
 	ctx := context.Background()
@@ -264,12 +264,12 @@ func TestPinnedConnsShareTheLastUsed(t *testing.T) {
 			t.Fatal(ok, err)
 		}
 		charged := take(t, s)
-		s.stmts.pinned.put(charged)
+		s.stmts.pinned.putRead(charged)
 		if _, err := s.LookupKey(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 		read := take(t, s)
-		s.stmts.pinned.put(read)
+		s.stmts.pinned.putRead(read)
 		if read != charged || len(read.stmts) != 2 {
 			t.Fatalf("round %d: the charge ran on %p, the read after it on %p (%d statements prepared on it)", i, charged, read, len(read.stmts))
 		}
@@ -302,5 +302,79 @@ func TestPinnedConnsShareTheLastUsed(t *testing.T) {
 	used, ok, err := s.ChargeQuota(ctx, "site:web:test", "2026-11", 0, 1<<40, at)
 	if err != nil || !ok || used != goroutines*charges {
 		t.Fatalf("after %d charges at once: used %d, %v, %v", goroutines*charges, used, ok, err)
+	}
+}
+
+// A charge never waits behind reads: with every read slot held, it still
+// finds a connection.
+func TestPinnedConnsChargeWhileReadsHoldAll(t *testing.T) {
+	s, _, _, _ := openReadsStore(t, 3, 1)
+	held := []*pinnedConn{take(t, s), take(t, s)}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	at := time.Date(2026, 11, 3, 4, 5, 6, 0, time.UTC)
+	if used, ok, err := s.ChargeQuota(ctx, "site:web:live", "2026-11", 1, 10, at); err != nil || !ok || used != 1 {
+		t.Fatalf("a charge with every read slot held: %d, %v, %v", used, ok, err)
+	}
+	for _, pc := range held {
+		s.stmts.pinned.putRead(pc)
+	}
+}
+
+// Close waits for a read holding a connection, and closes it after.
+func TestPinnedConnsCloseWaitsForARead(t *testing.T) {
+	s, _, digests, _ := openReadsStore(t, 2, 1)
+	ctx := context.Background()
+	if _, err := s.LookupKey(ctx, digests[0]); err != nil {
+		t.Fatal(err)
+	}
+	pc := take(t, s) // the connection that read, held as a read in progress
+	closed := make(chan error, 1)
+	go func() { closed <- s.stmts.close() }()
+	time.Sleep(20 * time.Millisecond) // close returning within it would be a failure; never a false one
+	select {
+	case err := <-closed:
+		t.Fatalf("close returned (%v) while a read held a connection", err)
+	default:
+	}
+	if pc.conn == nil {
+		t.Fatal("the read's connection was closed under it")
+	}
+	s.stmts.pinned.putRead(pc)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if pc.conn != nil || !pc.closed {
+		t.Fatal("close left the read's connection open")
+	}
+}
+
+// A charge whose connection was closed under it fails, is not tried again
+// (it might have been applied), and the next charge runs on a fresh
+// connection.
+func TestPinnedConnsChargeOnAClosedConn(t *testing.T) {
+	s, _, _, _ := openReadsStore(t, 2, 1)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 3, 4, 5, 6, 0, time.UTC)
+	if _, ok, err := s.ChargeQuota(ctx, "site:web:live", "2026-11", 1, 10, at); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	pc := take(t, s) // the one the charge ran on: used last
+	if len(pc.stmts) != 1 {
+		t.Fatalf("took a connection with %d statements, not the charge's", len(pc.stmts))
+	}
+	if err := pc.conn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s.stmts.pinned.putRead(pc)
+	if _, _, err := s.ChargeQuota(ctx, "site:web:live", "2026-11", 1, 10, at); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a charge on a closed connection: %v, want ErrUnavailable", err)
+	}
+	if pc.conn != nil {
+		t.Fatal("the closed connection was kept")
+	}
+	used, ok, err := s.ChargeQuota(ctx, "site:web:live", "2026-11", 1, 10, at)
+	if err != nil || !ok || used != 2 {
+		t.Fatalf("the charge after: used %d, %v, %v; want 2 (the failed one not applied)", used, ok, err)
 	}
 }

@@ -135,8 +135,8 @@ func openPinned(ctx context.Context, db *sql.DB) (*sql.Conn, error) {
 }
 
 // queryOneInt64 runs st, a write that returns one integer, with args, and
-// reads it; dest is one value's room for the driver's rows to fill (the
-// caller's, so that no run allocates it).
+// reads it; dest, with room for at least one value, is where the driver's
+// rows put it (the caller's, so that no run allocates it).
 func queryOneInt64(st driver.StmtQueryContext, args []driver.NamedValue, dest []driver.Value) (int64, error) {
 	// The driver sees no context: it would start a goroutine to watch one.
 	// Nothing here waits (busy_timeout 0) and the statement is short.
@@ -146,19 +146,15 @@ func queryOneInt64(st driver.StmtQueryContext, args []driver.NamedValue, dest []
 	}
 	dest = dest[:1]
 	dest[0] = nil
-	var n int64
 	err = rows.Next(dest)
+	v := dest[0]
 	if err == nil {
-		var ok bool
-		if n, ok = dest[0].(int64); !ok {
-			err = fmt.Errorf("keystore: %T where an integer was expected", dest[0])
-		} else if err = rows.Next(dest); errors.Is(err, io.EOF) {
-			// Stepped on to the statement's end, where it commits. Left
-			// to the reset in Close, the commit would skip SQLite's WAL
-			// hook: no write of the charge would ever checkpoint, and on a
-			// server whose writes are mostly charges the log grew until
-			// the next key-usage flush, every commit paying a longer probe
-			// of the log's index.
+		// Step on to the statement's end, where it commits. Left to the
+		// reset in Close, the commit would skip SQLite's WAL hook: no write
+		// of the charge would ever checkpoint, and on a server whose writes
+		// are mostly charges the log grew until the next key-usage flush,
+		// every commit paying a longer probe of the log's index.
+		if err = rows.Next(dest); errors.Is(err, io.EOF) {
 			err = nil
 		} else if err == nil {
 			err = errors.New("keystore: a statement meant to return one row returned more")
@@ -173,11 +169,14 @@ func queryOneInt64(st driver.StmtQueryContext, args []driver.NamedValue, dest []
 	if err != nil {
 		return 0, err
 	}
+	n, ok := v.(int64)
+	if !ok {
+		return 0, fmt.Errorf("keystore: %T where an integer was expected", v)
+	}
 	return n, nil
 }
 
-// prepareQuery prepares q on the driver connection dc, for a pinned
-// statement or read.
+// prepareQuery prepares q on the driver connection dc, for pinnedConns.
 func prepareQuery(ctx context.Context, dc any, q string) (driver.StmtQueryContext, error) {
 	prep, ok := dc.(driver.ConnPrepareContext)
 	if !ok {
