@@ -285,9 +285,8 @@ func (pc *pinnedConn) drop() error {
 }
 
 // close closes every connection, waiting for operations in progress.
-// Operations after it fail as the closed database's do. Its callers take
-// turns (stmtCache.close holds c.mu): two at once would each take some of
-// the read slots and wait for the rest.
+// Operations after it fail as the closed database's do. Closes take turns
+// with charges and each other (writeMu), then hold every read slot.
 func (r *pinnedConns) close() error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
