@@ -16,9 +16,7 @@ import (
 // changes nothing and returns the current usage and false.
 func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, limit int64, at time.Time) (int64, bool, error) {
 	if cost <= limit {
-		unlock := s.lockWrite()
-		used, err := s.stmts.writeInt64(ctx, s.db, chargeQuota, counter, period, cost, limit, millis(at))
-		unlock()
+		used, err := s.charge(ctx, counter, period, cost, limit, at)
 		if err == nil {
 			return used, true, nil
 		}
@@ -32,6 +30,14 @@ func (s *Store) ChargeQuota(ctx context.Context, counter, period string, cost, l
 		return 0, false, fmt.Errorf("keystore: charge quota: %w: %w", ErrUnavailable, err)
 	}
 	return used, false, nil
+}
+
+// charge runs the charge as this process's writes take turns; the turn is
+// given back even if the driver panics (Check recovers from a panic, and a
+// turn kept would stop every later write).
+func (s *Store) charge(ctx context.Context, counter, period string, cost, limit int64, at time.Time) (int64, error) {
+	defer s.lockWrite()()
+	return s.stmts.writeInt64(ctx, s.db, chargeQuota, counter, period, cost, limit, millis(at))
 }
 
 // chargeQuota is the charge: an upsert whose update is conditional.

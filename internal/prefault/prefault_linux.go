@@ -20,7 +20,7 @@ const (
 // time, so the mapping at init is rarely larger.
 const maxHeap = 16 << 20
 
-// maxText bounds the code populated (keygate's is ~18 MiB).
+// maxText bounds the code populated (keygate's is ~17 MiB).
 const maxText = 64 << 20
 
 // mapsLimit bounds the read of /proc/self/maps: a Go program starting has
