@@ -182,18 +182,11 @@ func TestLoadImageRefuses(t *testing.T) {
 		{name: "more paths than statements", change: func(p *Program) {
 			// Every path read, by a dot with a huge one: each evaluation
 			// would make 2^27 slots (1 GiB).
-			walkStmts(p.plan, func(s *stmt) {
+			walkProgram(p, func(s *stmt) {
 				if s.op == opDot && s.path > 0 {
 					s.path = 1 << 27
 				}
 			})
-			for _, f := range p.funcs {
-				walkStmts(f.blocks, func(s *stmt) {
-					if s.op == opDot && s.path > 0 {
-						s.path = 1 << 27
-					}
-				})
-			}
 			p.npaths = 1 << 27
 		}},
 		{name: "an opcode past the last", change: func(p *Program) { p.plan = append(p.plan, block{{op: opcode(numOpcodes)}}) }},
@@ -289,10 +282,7 @@ func TestDiffFindsEachField(t *testing.T) {
 				found = s
 			}
 		}
-		for _, f := range p.funcs {
-			walkStmts(f.blocks, find)
-		}
-		walkStmts(p.plan, find)
+		walkProgram(p, find)
 		if found == nil {
 			t.Fatal("no such statement")
 		}
@@ -353,4 +343,12 @@ func TestDiffFindsEachField(t *testing.T) {
 			}
 		})
 	}
+}
+
+// walkProgram calls f on every statement of p's functions, then of its plan.
+func walkProgram(p *Program, f func(*stmt)) {
+	for _, fn := range p.funcs {
+		walkStmts(fn.blocks, f)
+	}
+	walkStmts(p.plan, f)
 }
